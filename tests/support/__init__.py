@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites (reference peers, loopback utilities)."""

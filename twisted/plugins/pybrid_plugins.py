@@ -1,0 +1,15 @@
+from twisted.application.service import ServiceMaker
+
+pybridProxy = ServiceMaker(
+    "pybrid-proxy",
+    "pybrid.proxy.tap",
+    "Proxy that time-shares and merges LUCIDAC/REDAC devices for TCP clients",
+    "pybrid-proxy",
+)
+
+pybridDevice = ServiceMaker(
+    "pybrid-device",
+    "pybrid.device.tap",
+    "Simulated LUCIDAC/REDAC device speaking the device protocol",
+    "pybrid-device",
+)

@@ -18,7 +18,7 @@ REF_PYTHON = ROOT / ".ref" / "bin" / "python"
 
 
 @pytest.fixture
-def reactor():  # noqa: ANN201 - the Twisted reactor has no useful static type
+def reactor():
     from twisted.internet import reactor as _reactor
 
     return _reactor

@@ -211,11 +211,12 @@ class EnvelopeReceiver(protocol.Protocol):
     # -- sending ---------------------------------------------------------------------------
 
     def sendEnvelope(self, envelope: pb.Envelope) -> None:
-        self.transport.write(frame(envelope.SerializeToString()))
+        self.sendPayload(envelope.SerializeToString())
 
     def sendPayload(self, payload: bytes) -> None:
-        """Send an already serialized Envelope."""
-        self.transport.write(frame(payload))
+        """Send an already serialized Envelope (dropped if the connection is already gone)."""
+        if self.transport is not None:
+            self.transport.write(frame(payload))
 
 
 def _peer(transport) -> str:  # type: ignore[no-untyped-def]

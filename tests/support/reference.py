@@ -206,7 +206,8 @@ class RefClientResult:
                 path, _, adc = key[len(prefix):].rpartition("/ADC")
                 columns.setdefault(path, {})[int(adc)] = values
         return {
-            path: np.stack([cols[i] for i in sorted(cols)], axis=1) for path, cols in columns.items()
+            path: np.stack([cols[i] for i in sorted(cols)], axis=1)
+            for path, cols in columns.items()
         }
 
     def probe(self, p: int, run: int = 0) -> np.ndarray:
@@ -214,7 +215,8 @@ class RefClientResult:
         return self.arrays[f"run{run}/probe{p}"]
 
     def describe(self) -> str:
-        return f"exit {self.exit_code}, report {self.report}\n--- stderr tail ---\n{self.stderr[-3000:]}"
+        tail = self.stderr[-3000:]
+        return f"exit {self.exit_code}, report {self.report}\n--- stderr tail ---\n{tail}"
 
 
 @attrs.define(eq=False)

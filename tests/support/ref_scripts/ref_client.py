@@ -21,8 +21,8 @@ import sys
 import time
 
 import numpy as np
+from pybrid.base.hybrid.listeners import SampleListener
 from pybrid.redac.controller import Controller  # first: avoids the reference's import cycle
-from pybrid.base.hybrid.listeners import SampleListener  # noqa: I001
 from pybrid.redac.run import DAQConfig, RunConfig
 
 
@@ -30,7 +30,7 @@ class Collect(SampleListener):
     def __init__(self) -> None:
         self.data: dict[str, list[float]] = collections.defaultdict(list)
 
-    async def receive(self, samples) -> None:  # noqa: ANN001
+    async def receive(self, samples) -> None:
         for path, values in samples.items():
             self.data[str(path)].extend(values)
 
@@ -44,7 +44,7 @@ async def main() -> int:
     ap.add_argument("--op-time-ns", type=int, default=10_000_000)
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--out", default="")
-    ap.add_argument("--hold", type=float, default=0.0, help="seconds to keep the session after runs")
+    ap.add_argument("--hold", type=float, default=0.0, help="keep the session (s)")
     ap.add_argument("--log-level", default="WARNING")
     args = ap.parse_args()
     logging.basicConfig(level=args.log_level, stream=sys.stderr)
@@ -55,7 +55,7 @@ async def main() -> int:
     ctrl = Controller()
     try:
         await ctrl.add_device(args.host, args.port)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         report["error"] = f"connect: {type(e).__name__}: {e}"
         print(json.dumps(report), flush=True)
         return 4
@@ -89,7 +89,7 @@ async def main() -> int:
                 if values is not None:
                     arrays[f"run{k}/probe{p}"] = np.asarray(values, dtype=np.float64)
             entry["final_values"] = len(run.final_values)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             entry["state"] = "EXCEPTION"
             entry["error"] = f"{type(e).__name__}: {e}"
             code = 3

@@ -20,4 +20,4 @@ if [ ! -x .ref/bin/pybrid ]; then
   "$PY" -m venv .ref
   quiet .ref/bin/pip install -q pybrid-computing==0.12.10 pybrid-computing-native==0.12.10
 fi
-.ref/bin/python -c "import pybrid.mock, pybrid.redac" || { echo "setup failed: reference not importable" >&2; exit 1; }
+.ref/bin/python -I -c "import pybrid.mock, pybrid.redac" || { echo "setup failed: reference not importable" >&2; exit 1; }

@@ -21,9 +21,13 @@ import sys
 import time
 
 import numpy as np
-from pybrid.base.hybrid.listeners import SampleListener
+
+# isort: off
 from pybrid.redac.controller import Controller  # first: avoids the reference's import cycle
+from pybrid.base.hybrid.listeners import SampleListener
 from pybrid.redac.run import DAQConfig, RunConfig
+
+# isort: on
 
 
 class Collect(SampleListener):

@@ -1,0 +1,73 @@
+"""Run one computation and plot every channel.
+
+    python examples/run_and_plot.py HOST [PORT] [--op-time 0.01] [--out run.png]
+
+HOST may be a LUCIDAC, a pybrid-proxy, or a simulated device (``twistd -n pybrid-device``).
+Without matplotlib (``pip install 'pybrid-twisted[plot]'``) it prints a summary instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from twisted.internet import defer, task
+
+from pybrid.client import ClientError, connect
+
+
+async def main(reactor, argv: list[str]) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("host")
+    ap.add_argument("port", nargs="?", type=int, default=5732)
+    ap.add_argument("--op-time", type=float, default=0.01)
+    ap.add_argument("--channels", type=int, default=4)
+    ap.add_argument("--sample-rate", type=int, default=100_000)
+    ap.add_argument("--out", default="run.png")
+    args = ap.parse_args(argv)
+
+    computer = await connect(args.host, args.port, reactor=reactor)
+    try:
+        print(f"{computer.target}: {computer.topology}, carriers "
+              f"{[c.mac for c in computer.carriers]}")
+        result = await computer.run(args.op_time, channels=args.channels,
+                                    sample_rate=args.sample_rate)
+    finally:
+        await computer.close()
+
+    for mac, carrier in result.carriers.items():
+        s = carrier.samples
+        print(f"{mac}: {s.shape[0]} samples x {s.shape[1]} channels, "
+              f"{carrier.chunk_gaps} gaps, min {s.min():.4f}, max {s.max():.4f}")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot")
+        return
+    fig, axes = plt.subplots(len(result.carriers), 1, squeeze=False, figsize=(9, 3))
+    for ax, (mac, carrier) in zip(axes[:, 0], result.carriers.items(), strict=True):
+        t = np.arange(carrier.samples.shape[0]) / args.sample_rate
+        ax.plot(t, carrier.samples)
+        ax.set_title(mac)
+    axes[-1, 0].set_xlabel("time [s]")
+    fig.savefig(args.out)
+    print(f"plotted {args.out}")
+
+
+def run(reactor, *argv: str):
+    async def guarded() -> None:
+        try:
+            await main(reactor, list(argv))
+        except ClientError as e:
+            raise SystemExit(f"error: {e}") from None
+
+    return defer.ensureDeferred(guarded())
+
+
+if __name__ == "__main__":
+    import sys
+
+    task.react(run, sys.argv[1:])

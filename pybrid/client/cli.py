@@ -1,0 +1,321 @@
+"""``pybrid-run``: connect, optionally configure from an ``.apb``, run, save ``.npz`` (and PNG).
+
+Exit codes (also in ``docs/client.md`` and ``--help``):
+
+====  ====================================================================
+0     the run completed (a warning on stderr if samples are missing)
+1     any other failure (error reply, unreadable .apb, cannot write output)
+2     cannot connect (refused, unreachable, unknown host, connect timeout)
+3     the device stayed busy for ``--busy-timeout`` seconds
+4     the run failed on the device (ERROR state)
+5     a timeout: a request got no reply, or the run did not finish
+64    bad command line
+130   interrupted (Ctrl-C / SIGTERM): the run was stopped
+====  ====================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from typing import Any, NoReturn
+
+import numpy as np
+from twisted.internet import defer, task
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    formatEvent,
+    globalLogBeginner,
+)
+from zope.interface import implementer
+
+from pybrid.client.apb import load_apb
+from pybrid.client.connect import DEFAULT_PORT, connect
+from pybrid.client.errors import (
+    ClientError,
+    ConnectError,
+    DeviceBusyError,
+    PingTimeout,
+    RequestTimeout,
+    RunError,
+    RunTimeout,
+)
+from pybrid.client.progress import make_progress
+from pybrid.client.results import Chunk, RunResult, expected_samples
+
+EXIT_OK, EXIT_FAILED, EXIT_CONNECT, EXIT_BUSY, EXIT_RUN, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
+EXIT_USAGE, EXIT_INTERRUPTED = 64, 130
+TOKEN_ENV = "PYBRID_AUTH_TOKEN"
+PROG = "pybrid-run"
+
+EPILOG = f"""\
+exit codes: 0 done, 1 other failure, 2 cannot connect, 3 device busy,
+4 run failed on the device, 5 timeout, 64 bad command line, 130 interrupted.
+The bearer token may also come from the environment variable {TOKEN_ENV}.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=PROG,
+        description="Run a computation on a LUCIDAC/REDAC (or through a proxy) and save the "
+        "samples.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("host", help="device or proxy: NAME, NAME:PORT, or a Twisted endpoint "
+                   "string such as tcp:host=10.0.0.5:port=5732")
+    p.add_argument("-p", "--port", type=int, default=DEFAULT_PORT,
+                   help=f"TCP port (default {DEFAULT_PORT})")
+    p.add_argument("-c", "--config", metavar="FILE.apb",
+                   help="configure the circuit from this .apb file before the run")
+    p.add_argument("--reset", action="store_true",
+                   help="reset the circuit (keeping calibration) before configuring")
+    p.add_argument("--calibrate", action="store_true", help="calibrate before the run")
+    p.add_argument("-t", "--op-time", type=_positive(float), default=0.01, metavar="SECONDS",
+                   help="OP time in seconds (default 0.01)")
+    p.add_argument("--ic-time", type=_positive(float), default=100e-6, metavar="SECONDS",
+                   help="IC time in seconds (default 0.0001)")
+    p.add_argument("-n", "--channels", type=_positive(int), default=8,
+                   help="ADC channels to sample (default 8)")
+    p.add_argument("-r", "--sample-rate", type=_positive(int), default=10_000, metavar="HZ",
+                   help="samples per second (default 10000)")
+    p.add_argument("-o", "--output", metavar="FILE.npz",
+                   help="where to save the samples (default run-<run id>.npz)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="also plot the channels into a PNG (needs matplotlib: the 'plot' extra)")
+    p.add_argument("--token", help=f"bearer token for a proxy that requires one (or ${TOKEN_ENV})")
+    p.add_argument("--data-lane", choices=("auto", "udp", "tcp"), default="auto",
+                   help="auto: UDP with TCP fallback (default); udp: require UDP; tcp: never UDP")
+    p.add_argument("--connect-timeout", type=_positive(float), default=5.0, metavar="SECONDS")
+    p.add_argument("--busy-timeout", type=_positive(float), default=60.0, metavar="SECONDS",
+                   help="how long to wait for a busy device (default 60)")
+    p.add_argument("--busy-retry", type=_positive(float), default=0.2, metavar="SECONDS",
+                   help="retry interval while busy (default 0.2)")
+    p.add_argument("--timeout", type=_positive(float), metavar="SECONDS",
+                   help="give up on the run after this long (default ic + op + 10 s)")
+    bar = p.add_mutually_exclusive_group()
+    bar.add_argument("--progress", dest="progress", action="store_const", const=True,
+                     help="always show the progress line")
+    bar.add_argument("--no-progress", dest="progress", action="store_const", const=False,
+                     help="never show it (default: only on a terminal)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("-v", "--verbose", action="store_true", help="log protocol details")
+    return p
+
+
+def _start_logging(verbose: bool) -> None:
+    level = LogLevel.debug if verbose else LogLevel.warn
+
+    @implementer(ILogObserver)
+    def write(event: dict[str, Any]) -> None:
+        text = formatEvent(event)
+        if event.get("log_failure") is not None and verbose:
+            text += "\n" + event["log_failure"].getTraceback()
+        sys.stderr.write(f"{PROG}: {event['log_level'].name}: {text}\n")
+
+    predicate = LogLevelFilterPredicate(defaultLogLevel=level)
+    globalLogBeginner.beginLoggingTo(
+        [FilteringLogObserver(write, [predicate])], redirectStandardIO=False
+    )
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    sys.stderr.write(f"{PROG}: {message}\n")
+    raise SystemExit(code)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    if isinstance(exc, ConnectError):
+        return EXIT_CONNECT
+    if isinstance(exc, DeviceBusyError):
+        return EXIT_BUSY
+    if isinstance(exc, RunError):
+        return EXIT_RUN
+    if isinstance(exc, (RunTimeout, RequestTimeout, PingTimeout, defer.TimeoutError)):
+        return EXIT_TIMEOUT
+    return EXIT_FAILED
+
+
+def _save(result: RunResult, path: str, meta: dict[str, Any]) -> None:
+    arrays = result.arrays()
+    meta = dict(meta, run_id=result.run_id, data_lane=result.data_lane,
+                carriers=list(result.carriers), elapsed=result.elapsed,
+                states=[[s.at, s.carrier, s.old, s.new, s.reason] for s in result.states])
+    arrays["meta"] = np.array(json.dumps(meta))
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)  # type: ignore[arg-type]
+
+
+def _plot(result: RunResult, path: str, sample_rate: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(1, len(result.carriers))
+    fig, axes = plt.subplots(n, 1, figsize=(9, 3 * n), squeeze=False, sharex=True)
+    for ax, (mac, c) in zip(axes[:, 0], result.carriers.items(), strict=False):
+        t = np.arange(c.samples.shape[0]) / sample_rate
+        for k in range(c.samples.shape[1]):
+            ax.plot(t, c.samples[:, k], label=f"ch {k}", linewidth=0.8)
+        ax.set_title(mac)
+        ax.set_ylabel("value")
+        if c.samples.shape[1]:
+            ax.legend(loc="upper right", fontsize="small", ncol=4)
+    axes[-1, 0].set_xlabel("time in OP [s]")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+async def run_command(reactor: Any, argv: list[str]) -> int:
+    """The body of ``pybrid-run``; returns the exit code (raises SystemExit on errors)."""
+    args = build_parser().parse_args(argv)
+    _start_logging(args.verbose)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            _fail(EXIT_FAILED, "--plot needs matplotlib: pip install 'pybrid-twisted[plot]'")
+    module = None
+    if args.config:
+        try:
+            module = load_apb(args.config)
+        except ClientError as e:
+            _fail(EXIT_FAILED, str(e))
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
+
+    current: list[defer.Deferred[Any]] = []
+    computer: list[Any] = []
+    interrupted = [False]
+
+    def on_shutdown() -> defer.Deferred[Any] | None:
+        interrupted[0] = True
+        for d in current:
+            d.cancel()
+        if computer and computer[0].connected:
+            return computer[0].close().addTimeout(2.0, reactor).addErrback(lambda _f: None)
+        return None
+
+    reactor.addSystemEventTrigger("before", "shutdown", on_shutdown)
+
+    async def step(d: defer.Deferred[Any]) -> Any:
+        current[:] = [d]
+        try:
+            return await d
+        finally:
+            current.clear()
+
+    try:
+        c = await step(connect(
+            args.host, args.port, reactor=reactor, auth_token=token,
+            connect_timeout=args.connect_timeout, busy_retry=args.busy_retry,
+            busy_timeout=args.busy_timeout, data_lane=args.data_lane,
+        ))
+        computer.append(c)
+        say(f"connected to {c.target}: {c.topology}, carrier(s) "
+            f"{', '.join(x.mac for x in c.carriers)}")
+        if args.reset:
+            await step(c.reset())
+        if module is not None:
+            await step(c.configure(module))
+            say(f"configured from {args.config}")
+        if args.calibrate:
+            await step(c.calibrate())
+        per_carrier = expected_samples(round(args.op_time * 1e9), args.sample_rate)
+        show = False if args.quiet else args.progress
+        bar = make_progress(per_carrier * len(c.carriers), sys.stderr, reactor, enabled=show)
+
+        def on_chunk(chunk: Chunk) -> None:
+            if not chunk.final:
+                bar.update(chunk.values.shape[0])
+
+        try:
+            result: RunResult = await step(c.run(
+                args.op_time, ic_time=args.ic_time, channels=args.channels,
+                sample_rate=args.sample_rate, timeout=args.timeout, on_chunk=on_chunk,
+            ))
+        finally:
+            bar.close()
+        await c.close()
+    except defer.CancelledError:
+        if interrupted[0]:
+            _fail(EXIT_INTERRUPTED, "interrupted; the run was stopped")
+        raise
+    except (ClientError, RequestTimeout, defer.TimeoutError) as e:
+        if computer and computer[0].connected:
+            await computer[0].close()
+        _fail(exit_code_for(e), str(e))
+
+    _report(result, say)
+    output = args.output or f"run-{result.run_id[:8]}.npz"
+    meta = {"target": c.target, "op_time": args.op_time, "ic_time": args.ic_time,
+            "channels": args.channels, "sample_rate": args.sample_rate,
+            "expected_samples": per_carrier}
+    try:
+        _save(result, output, meta)
+        say(f"saved {output}")
+        if args.plot:
+            _plot(result, args.plot, args.sample_rate)
+            say(f"plotted {args.plot}")
+    except OSError as e:
+        _fail(EXIT_FAILED, f"cannot write {e.filename}: {e.strerror}")
+    return EXIT_OK
+
+
+def _report(result: RunResult, say: Any) -> None:
+    say(f"run {result.run_id} done in {result.elapsed:.3f} s, data by {result.data_lane}")
+    for mac, c in result.carriers.items():
+        say(f"  {mac}: {c.samples.shape[0]} samples x {c.samples.shape[1]} channels "
+            f"in {c.chunks} chunks, {c.chunk_gaps} gaps")
+        if not c.complete:
+            sys.stderr.write(
+                f"{PROG}: warning: {mac}: {c.samples.shape[0]} of {c.expected_samples} "
+                f"expected samples, {c.chunk_gaps} missing chunk(s)\n"
+            )
+    if result.overload is not None and result.overload.global_overload:
+        say("  overload reported")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (``pybrid-run``)."""
+    args = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+    async def _main(reactor: Any) -> None:
+        code = await run_command(reactor, args)
+        if code:
+            raise SystemExit(code)
+
+    task.react(lambda reactor: defer.ensureDeferred(_main(reactor)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,395 @@
+"""Backend lanes: the proxy's control connection to each device, its health and reconnects.
+
+Design note
+-----------
+A :class:`BackendLane` owns everything about one backend device and is a small state machine::
+
+    STOPPED --start--> CONNECTING --connected--> HANDSHAKE --done--> READY
+        ^                  ^   |                     |                 |
+        |                  |   +--failed--+          +--lost/failed--+ +--lost/silent--+
+        |                  +--- WAITING <-+----------------------------+---------------+
+        +--stop-- (any)          (backoff: 0.5 s, x1.5 per failure, at most 5 s)
+
+The handshake (each connection, PROTOCOL.md §7): ``extract{recursive, specification}`` — the
+reply is cached and serves every client's discovery —, ``reset{keep_calibration,
+overload_reset, sync}``, then ``udp_data_streaming_command`` naming the lane's intake port;
+a refusal (316 or an error) means the device streams run traffic on the control connection
+instead (``data_mode == "tcp"``).
+
+Health: from the moment the connection is made, a generic ping goes out every
+``ping_interval``; any frame from the backend counts as a sign of life.  After
+``unhealthy_after`` seconds of silence the lane aborts the connection, which sends it to
+WAITING and then reconnects.  Only READY lanes are healthy.  A backend that is down when
+the proxy starts is just a lane in WAITING: the proxy starts anyway and serves once it is up.
+
+Events go to a :class:`LaneEvents` (the service): ``lane_ready``, ``lane_lost`` (a READY lane
+went away), ``lane_message`` (run traffic arriving on TCP) and ``lane_datagram`` (run
+traffic arriving on the intake socket).  Requests to the backend get fresh ids
+(:meth:`BackendLane.request`); replies are matched by a per-connection ``RequestTracker``.
+Each connection has a generation number so that events of a stale connection are ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from typing import Any, Protocol
+
+import attrs
+from twisted.internet import defer, protocol, task
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pybrid.proto import pb
+from pybrid.proxy.backends import Backend
+from pybrid.proxy.config import Timing
+from pybrid.proxy.intake import DatagramIntake
+from pybrid.proxy.router import carrier_of
+from pybrid.wire import messages
+from pybrid.wire.correlate import ConnectionGone, RequestTracker
+from pybrid.wire.framing import EnvelopeReceiver
+
+RUN_KINDS = frozenset(("run_data_message", "run_data_end_message", "run_state_change_message"))
+
+
+class LaneState(enum.Enum):
+    STOPPED = "stopped"
+    CONNECTING = "connecting"
+    HANDSHAKE = "handshake"
+    READY = "ready"
+    WAITING = "waiting"
+
+
+class BackendUnavailable(Exception):
+    """A request was made to a backend that is not connected."""
+
+
+class HandshakeError(Exception):
+    """The backend answered the start-up handshake with something unusable."""
+
+
+class LaneEvents(Protocol):
+    def lane_ready(self, lane: BackendLane) -> None: ...
+
+    def lane_lost(self, lane: BackendLane, reason: str) -> None: ...
+
+    def lane_message(self, lane: BackendLane, env: pb.Envelope, payload: bytes) -> None: ...
+
+    def lane_datagram(self, lane: BackendLane, data: bytes) -> None: ...
+
+
+@attrs.define
+class LaneCounters:
+    connects: int = 0
+    pings: int = 0
+    pongs: int = 0
+    unsolicited: int = 0
+
+
+class BackendProtocol(EnvelopeReceiver):
+    """Frames of one backend control connection → calls on its lane."""
+
+    transport: Any
+
+    def __init__(self, lane: BackendLane, generation: int) -> None:
+        self.lane = lane
+        self.generation = generation
+
+    def connectionMade(self) -> None:
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
+        self.lane.connection_made(self)
+
+    def envelopeReceived(self, envelope: pb.Envelope, payload: bytes) -> None:
+        self.lane.frame_received(self, envelope, payload)
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self.lane.connection_lost(self, reason)
+
+
+class _LaneFactory(protocol.ClientFactory):
+    noisy = False
+
+    def __init__(self, lane: BackendLane, generation: int) -> None:
+        self.lane = lane
+        self.generation = generation
+
+    def buildProtocol(self, addr: Any) -> BackendProtocol:
+        return BackendProtocol(self.lane, self.generation)
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        self.lane.connect_failed(self.generation, reason)
+
+
+def carrier_paths(items: list[pb.Item]) -> tuple[str, ...]:
+    """Carrier entity paths (``/<MAC>``) in extract items, in order."""
+    paths: list[str] = []
+    for item in items:
+        if not item.HasField("entity_specification"):
+            continue
+        root = item.entity_specification.entity
+        entities = [root] if root.class_ == pb.Entity.CARRIER else list(root.children)
+        for entity in entities:
+            if entity.class_ == pb.Entity.CARRIER:
+                paths.append(carrier_of(entity.id))
+    return tuple(paths)
+
+
+@attrs.define(eq=False)
+class BackendLane:
+    """One backend: connection, handshake, cached extract, health, reconnects, intake socket."""
+
+    backend: Backend
+    reactor: Any
+    events: LaneEvents
+    timing: Timing = attrs.field(factory=Timing)
+    rcvbuf: int = 4 << 20
+    debug: bool = False
+    index: int = 0
+    state: LaneState = LaneState.STOPPED
+    spec_items: list[pb.Item] = attrs.field(factory=list)
+    carriers: tuple[str, ...] = ()
+    data_mode: str | None = None
+    intake: DatagramIntake | None = None
+    counters: LaneCounters = attrs.field(factory=LaneCounters)
+    _protocol: BackendProtocol | None = None
+    _tracker: RequestTracker | None = None
+    _generation: int = 0
+    _last_heard: float = 0.0
+    _pinger: task.LoopingCall | None = None
+    _retry: Any = None
+    _delay: float = 0.0
+    _failures: int = 0
+
+    log = Logger()
+
+    @property
+    def name(self) -> str:
+        return self.backend.address
+
+    @property
+    def healthy(self) -> bool:
+        return self.state is LaneState.READY
+
+    @property
+    def has_spec(self) -> bool:
+        return bool(self.spec_items)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.state is LaneState.STOPPED:
+            self._delay = self.timing.reconnect_initial
+            self._connect()
+
+    def stop(self) -> defer.Deferred[None]:
+        self.state = LaneState.STOPPED
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        self._stop_pinger()
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.loseConnection()
+        intake, self.intake = self.intake, None
+        result = intake.stop() if intake is not None else None
+        return defer.maybeDeferred(lambda: result)
+
+    def _connect(self) -> None:
+        self._retry = None
+        self._generation += 1
+        self.state = LaneState.CONNECTING
+        factory = _LaneFactory(self, self._generation)
+        self.reactor.connectTCP(
+            self.backend.host, self.backend.port, factory, timeout=self.timing.connect_timeout
+        )
+
+    def connect_failed(self, generation: int, reason: Failure) -> None:
+        if generation == self._generation and self.state is LaneState.CONNECTING:
+            self._wait(f"connect failed: {reason.getErrorMessage()}")
+
+    def connection_made(self, proto: BackendProtocol) -> None:
+        if proto.generation != self._generation or self.state is not LaneState.CONNECTING:
+            proto.transport.loseConnection()
+            return
+        self._protocol = proto
+        self.counters.connects += 1
+        self._tracker = RequestTracker(self.reactor, self.timing.request_timeout, self.name)
+        self._last_heard = self.reactor.seconds()
+        self.state = LaneState.HANDSHAKE
+        self._pinger = task.LoopingCall(self._tick)
+        self._pinger.clock = self.reactor
+        self._pinger.start(self.timing.ping_interval, now=False)
+        peer_host = proto.transport.getPeer().host
+        local_host = proto.transport.getHost().host
+        d = defer.ensureDeferred(self._handshake(proto, peer_host, local_host))
+        d.addErrback(self._handshake_failed, proto)
+
+    def connection_lost(self, proto: BackendProtocol, reason: Failure) -> None:
+        if proto is not self._protocol:
+            return
+        self._protocol = None
+        self._stop_pinger()
+        tracker, self._tracker = self._tracker, None
+        if tracker is not None:
+            tracker.fail_all(ConnectionGone(f"connection to backend {self.name} lost"))
+        was_ready = self.state is LaneState.READY
+        if self.state is LaneState.STOPPED:
+            return
+        why = reason.getErrorMessage()
+        self._wait(f"connection lost: {why}")
+        if was_ready:
+            self.events.lane_lost(self, why)
+
+    def _wait(self, why: str) -> None:
+        self.state = LaneState.WAITING
+        self._failures += 1
+        delay = self._delay or self.timing.reconnect_initial
+        self._delay = min(delay * self.timing.reconnect_factor, self.timing.reconnect_max)
+        if self._failures == 1 or self.debug:
+            self.log.warn("backend {backend}: {why}; reconnecting in {delay:.1f} s",
+                          backend=self.name, why=why, delay=delay)
+        elif self._failures % 20 == 0:
+            self.log.info("backend {backend} still unavailable after {n} attempts ({why})",
+                          backend=self.name, n=self._failures, why=why)
+        self._retry = self.reactor.callLater(delay, self._connect)
+
+    # -- handshake -----------------------------------------------------------------------
+
+    async def _handshake(self, proto: BackendProtocol, peer_host: str, local_host: str) -> None:
+        _, env = messages.request(
+            "extract_command", pb.ExtractCommand(recursive=True, specification=True)
+        )
+        reply = await self.request(env)
+        if messages.kind_of(reply) != "extract_response":
+            raise HandshakeError(f"extract answered with {_describe(reply)}")
+        items = [i for i in reply.message_v1.extract_response.module.items
+                 if i.HasField("entity_specification")]
+        if not items:
+            raise HandshakeError("extract reply holds no entity specification")
+        self.spec_items = items
+        self.carriers = carrier_paths(items)
+        _, env = messages.request(
+            "reset_command", pb.ResetCommand(keep_calibration=True, overload_reset=True, sync=True)
+        )
+        reply = await self.request(env)
+        if messages.kind_of(reply) != "reset_response":
+            self.log.warn("backend {backend}: start-up reset answered with {reply}",
+                          backend=self.name, reply=_describe(reply))
+        self.data_mode = await self._negotiate_udp(peer_host, local_host)
+        if proto is not self._protocol:
+            return
+        self.state = LaneState.READY
+        self._delay = self.timing.reconnect_initial
+        if self._failures > 1:
+            self.log.info("backend {backend} is back after {n} attempts",
+                          backend=self.name, n=self._failures)
+        self._failures = 0
+        self.log.info(
+            "backend {backend} ready: carriers {carriers}, run data by {mode}",
+            backend=self.name, carriers=", ".join(self.carriers) or "none", mode=self.data_mode,
+        )
+        self.events.lane_ready(self)
+
+    async def _negotiate_udp(self, peer_host: str, local_host: str) -> str:
+        try:
+            port = self._ensure_intake(local_host)
+        except OSError as e:
+            self.log.error("backend {backend}: cannot open a UDP intake on {host} ({error}); "
+                           "run data will come by TCP", backend=self.name, host=local_host,
+                           error=e)
+            return "tcp"
+        assert self.intake is not None
+        self.intake.peer_host = peer_host
+        _, env = messages.request("udp_data_streaming_command",
+                                  pb.UdpDataStreamingCommand(port=port))
+        reply = await self.request(env)
+        if messages.kind_of(reply) == "success_message":
+            return "udp"
+        self.log.info("backend {backend} refused UDP streaming ({reply}); run data will come by "
+                      "TCP", backend=self.name, reply=_describe(reply))
+        return "tcp"
+
+    def _ensure_intake(self, local_host: str) -> int:
+        intake = self.intake
+        if intake is not None and intake.interface == local_host and intake.port is not None:
+            return int(intake.port.getHost().port)
+        if intake is not None:
+            intake.stop()
+        intake = DatagramIntake(self.name, functools.partial(self.events.lane_datagram, self))
+        self.intake = intake
+        return intake.listen(self.reactor, local_host, self.rcvbuf)
+
+    def _handshake_failed(self, failure: Failure, proto: BackendProtocol) -> None:
+        if proto is not self._protocol:
+            return None  # the connection went away; connection_lost handled it
+        self.log.warn("backend {backend}: handshake failed: {error}",
+                      backend=self.name, error=failure.getErrorMessage())
+        proto.transport.abortConnection()
+        return None
+
+    # -- traffic -------------------------------------------------------------------------
+
+    def request(self, env: pb.Envelope, timeout: float | None = None) -> defer.Deferred:
+        """Send ``env`` (which the caller gives up) with a fresh id; fires with the reply."""
+        proto, tracker = self._protocol, self._tracker
+        if proto is None or tracker is None:
+            return defer.fail(BackendUnavailable(f"backend {self.name} is not connected"))
+        rid = messages.new_id()
+        env.message_v1.id = rid
+        d = tracker.expect(rid, messages.kind_of(env), timeout)
+        if self.debug:
+            self.log.debug("to backend {backend}: {kind} (id {id})", backend=self.name,
+                           kind=messages.kind_of(env), id=rid)
+        proto.sendEnvelope(env)
+        return d
+
+    def frame_received(self, proto: BackendProtocol, env: pb.Envelope, payload: bytes) -> None:
+        if proto is not self._protocol:
+            return
+        self._last_heard = self.reactor.seconds()
+        top = env.WhichOneof("kind")
+        if top == "generic":
+            which = env.generic.WhichOneof("kind")
+            if which == "ping_response":
+                self.counters.pongs += 1
+            elif which == "ping_command":
+                proto.sendEnvelope(messages.generic_pong())
+            return
+        assert self._tracker is not None
+        if self._tracker.resolve(env):
+            return
+        kind = env.message_v1.WhichOneof("kind")
+        if kind in RUN_KINDS:
+            self.events.lane_message(self, env, payload)
+            return
+        self.counters.unsolicited += 1
+        self.log.info("backend {backend}: unsolicited {kind} (id {id}) dropped",
+                      backend=self.name, kind=kind, id=messages.request_id(env))
+
+    def _tick(self) -> None:
+        try:
+            proto = self._protocol
+            if proto is None:
+                return
+            silent = self.reactor.seconds() - self._last_heard
+            if silent > self.timing.unhealthy_after:
+                self.log.warn("backend {backend} unhealthy: silent for {silent:.1f} s; "
+                              "dropping the connection", backend=self.name, silent=silent)
+                proto.transport.abortConnection()
+                return
+            self.counters.pings += 1
+            proto.sendEnvelope(messages.generic_ping())
+        except Exception:
+            self.log.failure("backend {backend}: liveness tick failed", backend=self.name)
+
+    def _stop_pinger(self) -> None:
+        pinger, self._pinger = self._pinger, None
+        if pinger is not None and pinger.running:
+            pinger.stop()
+
+
+def _describe(env: pb.Envelope) -> str:
+    kind = messages.kind_of(env)
+    if kind == "error_message":
+        return f"error_message {env.message_v1.error_message.description!r}"
+    return kind

@@ -1,0 +1,56 @@
+"""The proxy's validated configuration: what :mod:`pybrid.proxy.tap` hands to the service.
+
+Nothing below :func:`pybrid.proxy.tap.makeService` reads the options dict; every object gets
+the values it needs from these frozen records.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from pybrid.proxy.backends import Backend, Wire
+
+DEFAULT_PORT = 5732
+
+
+@attrs.frozen
+class Timing:
+    """Every wait of the proxy, in seconds of the injected clock."""
+
+    #: A backend's reply to a request (also the client-visible request timeout).
+    request_timeout: float = 5.0
+    #: TCP connect to a backend.
+    connect_timeout: float = 5.0
+    #: Liveness ping to each backend.
+    ping_interval: float = 0.5
+    #: A backend silent this long is unhealthy (and its connection is dropped).
+    unhealthy_after: float = 2.0
+    #: Reconnect backoff: first delay, growth factor and ceiling.
+    reconnect_initial: float = 0.5
+    reconnect_factor: float = 1.5
+    reconnect_max: float = 5.0
+    #: A generic ping arriving first within this window is a standalone ping.
+    ping_window: float = 0.005
+    #: Wait for a backend's reply to the stop_run sent when a session ends mid-run.
+    stop_timeout: float = 2.0
+    #: After a cached extract to an idle session and after the UDP refusal, generic pongs go
+    #: out at these delays until the client's next frame ("nudges", see pybrid.proxy.front).
+    nudge_delays: tuple[float, ...] = (0.001, 0.003, 0.006, 0.012, 0.025, 0.05)
+
+
+@attrs.frozen
+class ProxyConfig:
+    """Everything ``twistd pybrid-proxy`` was told on its command line, validated."""
+
+    backends: tuple[Backend, ...]
+    wires: tuple[Wire, ...] = ()
+    interface: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    session_timeout: float = 10.0
+    max_sessions: int = 8
+    #: The bearer token clients must present, or None without ``--auth``.
+    auth_token: str | None = None
+    debug: bool = False
+    timing: Timing = attrs.field(factory=Timing)
+    #: UDP receive buffer requested for each backend's intake socket (the kernel may cap it).
+    udp_rcvbuf: int = 4 << 20

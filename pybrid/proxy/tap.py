@@ -1,0 +1,126 @@
+"""``twistd pybrid-proxy``: command-line options and the service tree.
+
+    twistd -n pybrid-proxy -b HOST[:PORT] [-b …] [--listen 0.0.0.0] [--port 5732]
+           [--session-timeout 10] [--auth|--no-auth] [--max-sessions 8] [--debug]
+
+``-b`` takes a backend (``HOST[:PORT]``), comma-separated backends, or a backend file
+(see :mod:`pybrid.proxy.backends`).  With ``--auth`` the bearer token clients must present is
+read from the environment variable ``PYBRID_AUTHENTICATION``; it must be set and non-empty.
+``--port 0`` binds a free port; the log line ``pybrid-proxy listening on HOST:PORT`` tells which.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.python import usage
+
+from pybrid.proxy.backends import BackendSpecError, parse_backend_args
+from pybrid.proxy.config import DEFAULT_PORT, ProxyConfig
+from pybrid.proxy.service import ProxyService
+
+AUTH_ENV = "PYBRID_AUTHENTICATION"
+
+log = Logger()
+
+
+class Options(usage.Options):
+    """Options of ``twistd pybrid-proxy``; ``postOptions`` validates and builds ``config``."""
+
+    synopsis = "-b HOST[:PORT] [-b ...] [options]"
+    longdesc = (
+        "Time-share one or more LUCIDAC/REDAC devices between TCP clients: one active "
+        "session, a FIFO queue of waiting ones, run data merged from every backend."
+    )
+    optParameters = [
+        ["listen", "l", "0.0.0.0", "Interface (IP address) to listen on for clients."],
+        ["port", "p", str(DEFAULT_PORT), "TCP port for clients (0: any free port)."],
+        ["session-timeout", None, "10", "Seconds a session may stay idle before it is closed."],
+        ["max-sessions", None, "8", "Most sessions (active + queued) at once."],
+    ]
+    optFlags = [["debug", None, "Log every message (per-message detail)."]]
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self.environ = os.environ if environ is None else environ
+        self["backends"] = []
+        self["auth"] = False
+        self.config: ProxyConfig | None = None
+        self.warnings: tuple[str, ...] = ()
+
+    def opt_backend(self, value: str) -> None:
+        """Backend device HOST[:PORT], several comma-separated, or a backend file (repeatable)."""
+        self["backends"].append(value)
+
+    opt_b = opt_backend
+
+    def opt_auth(self) -> None:
+        """Require clients to authenticate with the token in PYBRID_AUTHENTICATION."""
+        self["auth"] = True
+
+    def opt_no_auth(self) -> None:
+        """Do not require authentication (the default)."""
+        self["auth"] = False
+
+    def postOptions(self) -> None:
+        if not self["backends"]:
+            raise usage.UsageError("at least one backend is required: -b HOST[:PORT]")
+        try:
+            spec = parse_backend_args(self["backends"])
+        except BackendSpecError as e:
+            raise usage.UsageError(f"bad backend specification:\n{e}") from None
+        interface = self["listen"]
+        try:
+            ipaddress.ip_address(interface)
+        except ValueError:
+            raise usage.UsageError(f"--listen must be an IP address, not {interface!r}") from None
+        port = _number("--port", self["port"], int, 0, 65535)
+        timeout = _number("--session-timeout", self["session-timeout"], float, 0.001, 1e6)
+        max_sessions = _number("--max-sessions", self["max-sessions"], int, 1, 100_000)
+        token = None
+        if self["auth"]:
+            token = self.environ.get(AUTH_ENV, "")
+            if not token:
+                raise usage.UsageError(
+                    f"--auth needs the clients' token in the environment variable {AUTH_ENV}, "
+                    "which is not set (or empty)"
+                )
+        self.warnings = spec.warnings
+        self.config = ProxyConfig(
+            backends=spec.backends,
+            wires=spec.wires,
+            interface=interface,
+            port=int(port),
+            session_timeout=float(timeout),
+            max_sessions=int(max_sessions),
+            auth_token=token,
+            debug=bool(self["debug"]),
+        )
+
+
+def _number(name: str, text: str, kind: Any, low: float, high: float) -> float:
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        what = "an integer" if kind is int else "a number"
+        raise usage.UsageError(f"{name} must be {what}, not {text!r}") from None
+    if not low <= value <= high or value != value:
+        raise usage.UsageError(f"{name} must be between {low:g} and {high:g}, not {text}")
+    return value
+
+
+def makeService(options: Options) -> ProxyService:
+    from twisted.internet import reactor
+
+    config = options.config
+    if config is None:  # postOptions was not run (direct use)
+        options.postOptions()
+        config = options.config
+    assert config is not None
+    for warning in options.warnings:
+        log.warn("backends: {warning}", warning=warning)
+    return ProxyService(config, reactor)

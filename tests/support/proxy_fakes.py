@@ -1,0 +1,203 @@
+"""Fakes for the proxy's unit tests: a memory reactor with UDP, frame readers, fake backends.
+
+Everything is synchronous: :class:`FakeReactor` is a ``MemoryReactorClock`` (``advance`` moves
+time) that also records ``listenUDP``; :class:`FakeBackend` plays a device on the far side of
+a lane's StringTransport; :func:`read_frames` parses what a protocol wrote.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+from pybrid.proto import pb
+from pybrid.wire import messages
+from pybrid.wire.framing import decode_varint, frame
+
+
+@attrs.define
+class FakeUDPPort:
+    protocol: Any
+    interface: str
+    port: int
+    listening: bool = True
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("UDP", self.interface, self.port)
+
+    def stopListening(self) -> None:
+        self.listening = False
+
+
+class FakeReactor(MemoryReactorClock):
+    """MemoryReactorClock plus a recorded ``listenUDP`` handing out ports 40000, 40001 …"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.udp_ports: list[FakeUDPPort] = []
+
+    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+        fake = FakeUDPPort(protocol, interface, port or 40000 + len(self.udp_ports))
+        self.udp_ports.append(fake)
+        protocol.makeConnection(fake)
+        return fake
+
+
+def read_frames(transport: StringTransport) -> list[pb.Envelope]:
+    """Parse and clear everything written to ``transport``."""
+    data = transport.value()
+    transport.clear()
+    out = []
+    pos = 0
+    while pos < len(data):
+        decoded = decode_varint(data, pos)
+        assert decoded is not None, "truncated frame"
+        length, start = decoded
+        env = pb.Envelope()
+        env.ParseFromString(data[start : start + length])
+        out.append(env)
+        pos = start + length
+    return out
+
+
+def carrier_entity(mac: str, index: int = 0) -> pb.Entity:
+    entity = pb.Entity(id=f"/{mac}", class_=pb.Entity.CARRIER, type=1)
+    entity.location_v0.stack = 0
+    entity.location_v0.carrier = index
+    return entity
+
+
+def spec_reply(rid: str, macs: list[str]) -> pb.Envelope:
+    """An extract reply like the reference mock's: a DEVICE root holding carriers."""
+    root = pb.Entity(id=f"/{macs[0]}", class_=pb.Entity.DEVICE)
+    for i, mac in enumerate(macs):
+        root.children.append(carrier_entity(mac, i))
+    response = pb.ExtractResponse()
+    response.module.items.add().entity_specification.entity.CopyFrom(root)
+    return messages.v1("extract_response", response, id=rid)
+
+
+@attrs.define(eq=False)
+class FakeBackend:
+    """The device end of one lane connection: reads what the lane sent, answers it."""
+
+    proto: Any
+    transport: StringTransport
+    macs: list[str] = attrs.field(factory=lambda: ["00-00-00-00-00-00"])
+    accept_udp: bool = True
+    inbox: list[pb.Envelope] = attrs.field(factory=list)
+
+    def received(self) -> list[pb.Envelope]:
+        self.inbox.extend(read_frames(self.transport))
+        return self.inbox
+
+    def take(self, kind: str) -> pb.Envelope:
+        """Remove and return the first received message of ``kind``."""
+        self.received()
+        for i, env in enumerate(self.inbox):
+            if messages.kind_of(env) == kind:
+                return self.inbox.pop(i)
+        raise AssertionError(f"no {kind} received; got {[messages.kind_of(e) for e in self.inbox]}")
+
+    def send(self, env: pb.Envelope) -> None:
+        self.proto.dataReceived(frame(env.SerializeToString()))
+
+    def answer(self, kind: str, reply_kind: str, body: Any = None) -> pb.Envelope:
+        request = self.take(kind)
+        self.send(messages.v1(reply_kind, body, id=request.message_v1.id))
+        return request
+
+    def handshake(self) -> None:
+        """Answer extract, reset and the UDP request the way a healthy device does."""
+        request = self.take("extract_command")
+        self.send(spec_reply(request.message_v1.id, self.macs))
+        self.answer("reset_command", "reset_response")
+        if self.accept_udp:
+            self.answer("udp_data_streaming_command", "success_message")
+        else:
+            self.answer("udp_data_streaming_command", "udp_data_streaming_refused_response")
+
+
+def connect_backend(reactor: FakeReactor, index: int = -1, **kwargs: Any) -> FakeBackend:
+    """Complete the lane's pending ``connectTCP`` number ``index`` with a StringTransport."""
+    host, port, factory, _timeout, _bind = reactor.tcpClients[index]
+    proto = factory.buildProtocol(IPv4Address("TCP", host, port))
+    transport = StringTransport(
+        hostAddress=IPv4Address("TCP", "127.0.0.1", 50000),
+        peerAddress=IPv4Address("TCP", host, port),
+    )
+    proto.makeConnection(transport)
+    return FakeBackend(proto, transport, **kwargs)
+
+
+# -- a whole proxy on a memory reactor ------------------------------------------------------
+
+
+@attrs.define(eq=False)
+class FakeClient:
+    """A client connection to a ProxyService, driven through its StringTransport."""
+
+    proto: Any
+    transport: StringTransport
+    inbox: list[pb.Envelope] = attrs.field(factory=list)
+
+    def send(self, env: pb.Envelope) -> None:
+        self.proto.dataReceived(frame(env.SerializeToString()))
+
+    def request(self, kind: str, body: Any = None, id: str | None = "req-1") -> None:
+        self.send(messages.v1(kind, body, id=id))
+
+    def frames(self) -> list[pb.Envelope]:
+        """Everything received since the last call."""
+        new = read_frames(self.transport)
+        self.inbox.extend(new)
+        return new
+
+    def kinds(self) -> list[str]:
+        return [messages.kind_of(e) for e in self.frames()]
+
+    def close(self) -> None:
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        self.proto.connectionLost(Failure(ConnectionDone()))
+
+    @property
+    def closing(self) -> bool:
+        return bool(self.transport.disconnecting)
+
+
+def connect_client(service: Any, port: int = 41000) -> FakeClient:
+    addr = IPv4Address("TCP", "127.0.0.1", port)
+    proto = service.factory.buildProtocol(addr)
+    transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 5732), peerAddress=addr)
+    proto.makeConnection(transport)
+    return FakeClient(proto, transport)
+
+
+def make_proxy(
+    reactor: FakeReactor,
+    carriers: list[list[str]] | None = None,
+    accept_udp: bool = True,
+    **config: Any,
+) -> tuple[Any, list[FakeBackend]]:
+    """A started ProxyService with one healthy FakeBackend per entry of ``carriers``."""
+    from pybrid.proxy.backends import Backend
+    from pybrid.proxy.config import ProxyConfig
+    from pybrid.proxy.service import ProxyService
+
+    carriers = carriers or [["00-00-00-00-00-00"]]
+    backends = tuple(Backend("127.0.0.1", 6000 + i) for i in range(len(carriers)))
+    config.setdefault("interface", "127.0.0.1")
+    config.setdefault("port", 0)
+    service = ProxyService(ProxyConfig(backends=backends, **config), reactor)
+    service.startService()
+    fakes = []
+    for i, macs in enumerate(carriers):
+        fake = connect_backend(reactor, index=i, macs=macs, accept_udp=accept_udp)
+        fake.handshake()
+        fakes.append(fake)
+    return service, fakes

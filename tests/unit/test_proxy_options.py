@@ -1,0 +1,71 @@
+"""``twistd pybrid-proxy`` options: conversion, clear UsageErrors, auth from the environment."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.python import usage
+
+from pybrid.proxy.tap import AUTH_ENV, Options, makeService
+
+
+def parse(argv, environ=None):
+    options = Options(environ={} if environ is None else environ)
+    options.parseOptions(argv)
+    return options
+
+
+def test_defaults():
+    config = parse(["-b", "10.0.0.5"]).config
+    assert config.interface == "0.0.0.0" and config.port == 5732
+    assert config.session_timeout == 10.0 and config.max_sessions == 8
+    assert config.auth_token is None and not config.debug
+    [backend] = config.backends
+    assert (backend.host, backend.port) == ("10.0.0.5", 5732)
+
+
+def test_everything_given():
+    config = parse([
+        "-b", "127.0.0.1:6000", "--backend", "127.0.0.1:6001", "--listen", "127.0.0.1",
+        "--port", "0", "--session-timeout", "2.5", "--max-sessions", "3", "--debug",
+    ]).config
+    assert [b.port for b in config.backends] == [6000, 6001]
+    assert config.port == 0 and config.interface == "127.0.0.1"
+    assert config.session_timeout == 2.5 and config.max_sessions == 3 and config.debug
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        ([], "backend is required"),
+        (["-b", "h", "--port", "http"], "--port must be an integer"),
+        (["-b", "h", "--port", "70000"], "--port must be between"),
+        (["-b", "h", "--session-timeout", "0"], "--session-timeout must be between"),
+        (["-b", "h", "--session-timeout", "nan"], "--session-timeout"),
+        (["-b", "h", "--max-sessions", "0"], "--max-sessions must be between"),
+        (["-b", "h", "--listen", "localhost"], "--listen must be an IP address"),
+        (["-b", "h:notaport"], "bad backend specification"),
+    ],
+)
+def test_usage_errors_are_clear(argv, needle):
+    with pytest.raises(usage.UsageError, match=needle):
+        parse(argv)
+
+
+def test_auth_needs_the_environment_variable():
+    with pytest.raises(usage.UsageError, match=AUTH_ENV):
+        parse(["-b", "h", "--auth"])
+    with pytest.raises(usage.UsageError, match=AUTH_ENV):
+        parse(["-b", "h", "--auth"], {AUTH_ENV: ""})
+    assert parse(["-b", "h", "--auth"], {AUTH_ENV: "tok"}).config.auth_token == "tok"
+
+
+def test_last_of_auth_and_no_auth_wins():
+    assert parse(["-b", "h", "--auth", "--no-auth"]).config.auth_token is None
+    env = {AUTH_ENV: "tok"}
+    assert parse(["-b", "h", "--no-auth", "--auth"], env).config.auth_token == "tok"
+
+
+def test_make_service_builds_one_lane_per_backend():
+    service = makeService(parse(["-b", "127.0.0.1:6000,127.0.0.1:6001", "--port", "0"]))
+    assert [lane.name for lane in service.lanes] == ["127.0.0.1:6000", "127.0.0.1:6001"]
+    assert service.scheduler.max_sessions == 8

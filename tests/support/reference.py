@@ -71,7 +71,10 @@ class ChildProcess(protocol.ProcessProtocol):
             self.exit_code = -int(value.signal)
         failure_text = f"{self.name} exited ({self.exit_code}) before it was ready:\n" + self.tail()
         if not self.ready.called:
-            self.ready.errback(RuntimeError(failure_text))
+            if self.ready_pattern is None:  # nothing waits on readiness: no error to report
+                self.ready.callback(self)
+            else:
+                self.ready.errback(RuntimeError(failure_text))
         for _marker, d in self.line_waiters:
             if not d.called:
                 d.errback(RuntimeError(f"{self.name} exited ({self.exit_code}):\n" + self.tail()))

@@ -25,7 +25,7 @@ def show(chunk: Chunk) -> None:
           flush=True)
 
 
-async def main(reactor, argv: list[str]) -> None:  # noqa: ANN001
+async def main(reactor, argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("host")
     ap.add_argument("port", type=int)
@@ -49,7 +49,7 @@ async def main(reactor, argv: list[str]) -> None:  # noqa: ANN001
         await computer.close()
 
 
-def _run(reactor, *argv: str):  # noqa: ANN001, ANN202
+def _run(reactor, *argv: str):
     async def guarded() -> None:
         try:
             await main(reactor, list(argv))

@@ -1,0 +1,289 @@
+"""``pybrid-monitor``: watch a monitor multicast group from a terminal.
+
+Prints one status block per ``--interval`` (per-carrier chunk and sample rates, gaps,
+malformed datagrams), optionally records the samples to an ``.npz`` file, and stops cleanly
+after ``--duration`` seconds or on Ctrl-C / SIGTERM (the record is written and a summary
+printed; exit status 0).  Exit status 1: the group could not be joined or the record could
+not be written; 2: bad command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, TextIO
+
+import attrs
+from twisted.internet import defer, error, task
+from twisted.logger import Logger
+
+from pybrid.monitor.decode import MonitorChunk, MonitorStateChange
+from pybrid.monitor.listener import MonitorListener
+from pybrid.monitor.options import DEFAULT_INTERFACE, parse_group, parse_interface, parse_port
+from pybrid.monitor.record import Recorder
+
+PROG = "pybrid-monitor"
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be greater than 0")
+    return number
+
+
+def _port(value: str) -> int:
+    try:
+        return parse_port(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _interface(value: str) -> str:
+    try:
+        return parse_interface(value) or ""
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Watch the samples a pybrid proxy copies to a multicast monitor group.",
+    )
+    parser.add_argument("--group", required=True, help="multicast group, e.g. 239.255.0.1")
+    parser.add_argument("--port", required=True, type=_port, help="UDP port of the group")
+    parser.add_argument(
+        "--interface",
+        default=DEFAULT_INTERFACE,
+        type=_interface,
+        help="address of the interface to join on, or 'any' (default: %(default)s)",
+    )
+    parser.add_argument("--record", metavar="FILE.npz", help="save the samples to FILE.npz on exit")
+    parser.add_argument(
+        "--duration", type=_positive, metavar="S", help="stop after S seconds (default: run "
+        "until Ctrl-C or SIGTERM)"
+    )
+    parser.add_argument(
+        "--interval", type=_positive, default=1.0, metavar="S",
+        help="seconds between status lines (default: %(default)s)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log the library's messages to stderr"
+    )
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.group = parse_group(f"{args.group}:{args.port}")[0]
+    except ValueError as e:
+        parser.error(str(e))
+    if args.record:
+        parent = os.path.dirname(os.path.abspath(args.record))
+        if not os.path.isdir(parent):
+            parser.error(f"--record: directory {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            parser.error(f"--record: directory {parent} is not writable")
+    return args
+
+
+@attrs.define(eq=False)
+class ConsoleMonitor:
+    """Runs one listener for the console tool: status lines, recording, clean shutdown.
+
+    Owns the listener, the status LoopingCall and the recorder; ``out``/``err`` are where it
+    prints (this class belongs to the console tool, the only printing part of the package).
+    """
+
+    reactor: Any
+    group: str
+    port: int
+    interface: str | None
+    interval: float = 1.0
+    duration: float | None = None
+    record: str | None = None
+    out: TextIO = sys.stdout
+    err: TextIO = sys.stderr
+    exit_code: int = 0
+    out_closed: bool = False
+    listener: MonitorListener = attrs.field(init=False)
+    recorder: Recorder | None = attrs.field(init=False, default=None)
+    _loop: task.LoopingCall | None = attrs.field(init=False, default=None)
+    _started_at: float = attrs.field(init=False, default=0.0)
+    _last_at: float = attrs.field(init=False, default=0.0)
+    _last: dict[Any, tuple[int, int]] = attrs.field(init=False, factory=dict)
+    _last_datagrams: int = attrs.field(init=False, default=0)
+    _stopping: bool = attrs.field(init=False, default=False)
+    _log: Logger = attrs.field(init=False, factory=Logger)
+
+    def __attrs_post_init__(self) -> None:
+        self.recorder = Recorder() if self.record else None
+        self.listener = MonitorListener(
+            self.reactor, self.group, self.port, self.interface,
+            on_chunk=self._chunk, on_state=self._state,
+        )
+
+    def _chunk(self, chunk: MonitorChunk) -> None:
+        if self.recorder is not None:
+            self.recorder.add(chunk)
+
+    def _state(self, change: MonitorStateChange) -> None:
+        if change.carrier_path:
+            where = f"carrier {change.carrier_index} {change.carrier_path}"
+        else:  # no entity: name the carriers of this index seen so far
+            known = [c.label for (i, _), c in self.listener.stats.carriers.items()
+                     if i == change.carrier_index]
+            where = ", ".join(known) or f"carrier {change.carrier_index}"
+        self._print(
+            f"{self._stamp()} {where}: run {change.run_id[:8]} "
+            f"{change.old_name} -> {change.new_name}"
+            + (f" ({change.reason})" if change.reason else "")
+        )
+
+    def _print(self, line: str, stream: TextIO | None = None) -> None:
+        stream = stream or self.out
+        if stream is self.out and self.out_closed:
+            return
+        try:
+            print(line, file=stream, flush=True)
+        except BrokenPipeError:  # e.g. piped into `head`: stop quietly, still save the record
+            if stream is self.out:
+                self.out_closed = True
+                self.stop()
+
+    def stop(self) -> None:
+        """Stop the reactor once (duration over, output closed, or a fatal error)."""
+        if not self._stopping:
+            self._stopping = True
+            try:
+                self.reactor.stop()
+            except error.ReactorNotRunning:
+                pass
+
+    def _stamp(self) -> str:
+        return f"[{self.reactor.seconds() - self._started_at:7.1f}s]"
+
+    async def _start(self) -> None:
+        port = await self.listener.start()
+        self._started_at = self._last_at = self.reactor.seconds()
+        self._print(
+            f"listening on {self.group}:{port} via {self.interface or 'any'}"
+            + (f", recording to {self.record}" if self.record else "")
+        )
+        self._loop = task.LoopingCall(self.report)
+        self._loop.clock = self.reactor
+        self._loop.start(self.interval, now=False).addErrback(
+            lambda f: self._log.failure("status loop stopped", f)
+        )
+        if self.duration is not None:
+            self.reactor.callLater(self.duration, self.stop)
+
+    def start(self) -> None:
+        """Join the group; on failure print why, set exit code 1 and stop the reactor."""
+
+        def failed(failure: Any) -> None:
+            self._print(f"{PROG}: error: {failure.getErrorMessage()}", self.err)
+            self.exit_code = 1
+            self.stop()
+
+        defer.Deferred.fromCoroutine(self._start()).addErrback(failed)
+
+    def report(self) -> None:
+        """Print the status block; never raises (a LoopingCall body)."""
+        try:
+            self._report()
+        except Exception:
+            self._log.failure("status report failed")
+
+    def _report(self) -> None:
+        now = self.reactor.seconds()
+        elapsed = max(now - self._last_at, 1e-9)
+        self._last_at = now
+        stats = self.listener.stats
+        rate = (stats.datagrams - self._last_datagrams) / elapsed
+        self._last_datagrams = stats.datagrams
+        stamp = self._stamp()
+        self._print(
+            f"{stamp} total: {stats.datagrams} datagrams ({rate:.1f}/s), "
+            f"{stats.chunks} chunks, tap gaps {stats.tap_gaps}, malformed {stats.malformed}"
+        )
+        for key, carrier in sorted(self.listener.stats.carriers.items()):
+            chunks, samples = self._last.get(key, (0, 0))
+            self._last[key] = (carrier.chunks, carrier.samples)
+            self._print(
+                f"{stamp} {carrier.label}: {(carrier.chunks - chunks) / elapsed:.1f} chunks/s, "
+                f"{(carrier.samples - samples) / elapsed:.1f} samples/s, "
+                f"chunks {carrier.chunks}, gaps {carrier.gaps}"
+                + (f", run {carrier.run_id[:8]}" if carrier.run_id else "")
+                + (f", state {carrier.last_state}" if carrier.last_state else "")
+            )
+
+    def shutdown(self) -> Any:
+        """Stop reporting and leave the group (a before-shutdown trigger)."""
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        return self.listener.stop()
+
+    def finish(self) -> int:
+        """Print the summary, write the record; the process exit status."""
+        stats = self.listener.stats
+        if self.exit_code == 0:
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted(stats.malformed_by_reason.items()))
+            self._print(
+                f"summary: {stats.datagrams} datagrams, {stats.chunks} chunks, "
+                f"{stats.samples} samples, tap gaps {stats.tap_gaps}, "
+                f"chunk gaps {stats.chunk_gaps}, malformed {stats.malformed}"
+                + (f" ({reasons})" if reasons else "")
+            )
+        if self.recorder is not None and self.record and self.exit_code == 0:
+            try:
+                meta = self.recorder.save(self.record)
+            except OSError as e:
+                self._print(f"{PROG}: error: cannot write {self.record}: {e}", self.err)
+                return 1
+            samples = sum(m["samples"] for m in meta)
+            runs = f"{len(meta)} carrier run" + ("" if len(meta) == 1 else "s")
+            self._print(f"recorded {samples} samples from {runs} to {self.record}")
+        return self.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: ``pybrid-monitor --group G --port P [...]``."""
+    args = parse_args(argv)
+    if args.verbose:
+        from twisted.logger import globalLogBeginner, textFileLogObserver
+
+        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)],
+                                         redirectStandardIO=False)
+    from twisted.internet import reactor
+
+    monitor = ConsoleMonitor(
+        reactor,
+        args.group,
+        args.port,
+        args.interface or None,
+        interval=args.interval,
+        duration=args.duration,
+        record=args.record,
+    )
+    reactor.callWhenRunning(monitor.start)  # type: ignore[attr-defined]
+    reactor.addSystemEventTrigger(  # type: ignore[attr-defined]
+        "before", "shutdown", monitor.shutdown
+    )
+    reactor.run()  # type: ignore[attr-defined]
+    code = monitor.finish()
+    if monitor.out_closed:  # keep Python from complaining about the closed pipe at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

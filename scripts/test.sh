@@ -3,6 +3,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Test-only system packages: headless Chromium (status-page screenshot test) and curl (a docs
+# block).  Installed when we can (root with apt-get, as on CI); otherwise those tests skip.
+if { [ ! -x /usr/bin/chromium ] || ! command -v curl >/dev/null; } \
+   && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium curl) \
+    >/tmp/pybrid-apt.log 2>&1 || echo "note: could not install chromium/curl (see /tmp/pybrid-apt.log)"
+fi
 echo "== ruff"; .venv/bin/ruff check pybrid tests benchmarks twisted examples
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"; exec .venv/bin/python -m pytest "$@"

@@ -22,6 +22,14 @@ Health: from the moment the connection is made, a generic ping goes out every
 WAITING and then reconnects.  Only READY lanes are healthy.  A backend that is down when
 the proxy starts is just a lane in WAITING: the proxy starts anyway and serves once it is up.
 
+A backend may itself be a proxy ("chaining", see docs/proxy.md): every carrier of every
+``entity_specification`` item counts and its ``wiring_specification`` items are kept; a
+``busy_response`` to the handshake's reset is asked again every ``busy_retry`` seconds (keeping
+our place in its queue); its UDP refusal means TCP data; its unasked pongs ("nudges") are signs
+of life; a lane in TCP data mode without a request for ``keepalive_interval`` seconds sends a
+cached-extract request, so a proxy's idle timeout never closes it; an id-less
+``error_message`` ("Cluster degraded …") is logged with its text.
+
 Events go to a :class:`LaneEvents` (the service): ``lane_ready``, ``lane_lost`` (a READY lane
 went away), ``lane_message`` (run traffic arriving on TCP) and ``lane_datagram`` (run
 traffic arriving on the intake socket).  Requests to the backend get fresh ids
@@ -36,18 +44,20 @@ import functools
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet import defer, protocol, task
+from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pybrid.proto import pb
+from pybrid.proxy.backend_conn import BackendProtocol, LaneFactory
 from pybrid.proxy.backends import Backend
+from pybrid.proxy.cache import carrier_entities
 from pybrid.proxy.config import Timing
 from pybrid.proxy.intake import DatagramIntake
 from pybrid.proxy.router import carrier_of
 from pybrid.wire import messages
 from pybrid.wire.correlate import ConnectionGone, RequestTracker
-from pybrid.wire.framing import EnvelopeReceiver
+from pybrid.wire.framing import MAX_FRAME_LENGTH
 
 RUN_KINDS = frozenset(("run_data_message", "run_data_end_message", "run_state_change_message"))
 
@@ -62,6 +72,10 @@ class LaneState(enum.Enum):
 
 class BackendUnavailable(Exception):
     """A request was made to a backend that is not connected."""
+
+
+class RequestTooLarge(Exception):
+    """A request would exceed the device's frame limit once it carries the proxy's request id."""
 
 
 class HandshakeError(Exception):
@@ -84,55 +98,13 @@ class LaneCounters:
     pings: int = 0
     pongs: int = 0
     unsolicited: int = 0
-
-
-class BackendProtocol(EnvelopeReceiver):
-    """Frames of one backend control connection → calls on its lane."""
-
-    transport: Any
-
-    def __init__(self, lane: BackendLane, generation: int) -> None:
-        self.lane = lane
-        self.generation = generation
-
-    def connectionMade(self) -> None:
-        if hasattr(self.transport, "setTcpNoDelay"):
-            self.transport.setTcpNoDelay(True)
-        self.lane.connection_made(self)
-
-    def envelopeReceived(self, envelope: pb.Envelope, payload: bytes) -> None:
-        self.lane.frame_received(self, envelope, payload)
-
-    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
-        self.lane.connection_lost(self, reason)
-
-
-class _LaneFactory(protocol.ClientFactory):
-    noisy = False
-
-    def __init__(self, lane: BackendLane, generation: int) -> None:
-        self.lane = lane
-        self.generation = generation
-
-    def buildProtocol(self, addr: Any) -> BackendProtocol:
-        return BackendProtocol(self.lane, self.generation)
-
-    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
-        self.lane.connect_failed(self.generation, reason)
+    busy: int = 0
+    keepalives: int = 0
 
 
 def carrier_paths(items: list[pb.Item]) -> tuple[str, ...]:
     """Carrier entity paths (``/<MAC>``) in extract items, in order."""
-    paths: list[str] = []
-    for item in items:
-        if not item.HasField("entity_specification"):
-            continue
-        root = item.entity_specification.entity
-        entities = [root] if root.class_ == pb.Entity.CARRIER else list(root.children)
-        for entity in entities:
-            if entity.class_ == pb.Entity.CARRIER:
-                paths.append(carrier_of(entity.id))
-    return tuple(paths)
+    return tuple(carrier_of(entity.id) for entity in carrier_entities(items))
 
 
 @attrs.define(eq=False)
@@ -148,6 +120,8 @@ class BackendLane:
     index: int = 0
     state: LaneState = LaneState.STOPPED
     spec_items: list[pb.Item] = attrs.field(factory=list)
+    #: ``wiring_specification`` items of the backend's own extract (a proxy's wires).
+    wiring_items: list[pb.Item] = attrs.field(factory=list)
     carriers: tuple[str, ...] = ()
     data_mode: str | None = None
     intake: DatagramIntake | None = None
@@ -156,6 +130,7 @@ class BackendLane:
     _tracker: RequestTracker | None = None
     _generation: int = 0
     _last_heard: float = 0.0
+    _last_request: float = 0.0
     _pinger: task.LoopingCall | None = None
     _retry: Any = None
     _delay: float = 0.0
@@ -198,7 +173,7 @@ class BackendLane:
         self._retry = None
         self._generation += 1
         self.state = LaneState.CONNECTING
-        factory = _LaneFactory(self, self._generation)
+        factory = LaneFactory(self, self._generation)
         self.reactor.connectTCP(
             self.backend.host, self.backend.port, factory, timeout=self.timing.connect_timeout
         )
@@ -262,22 +237,23 @@ class BackendLane:
         reply = await self.request(env)
         if messages.kind_of(reply) != "extract_response":
             raise HandshakeError(f"extract answered with {_describe(reply)}")
-        items = [i for i in reply.message_v1.extract_response.module.items
-                 if i.HasField("entity_specification")]
+        module = reply.message_v1.extract_response.module
+        items = [i for i in module.items if i.HasField("entity_specification")]
         if not items:
             raise HandshakeError("extract reply holds no entity specification")
         self.spec_items = items
+        self.wiring_items = [i for i in module.items if i.HasField("wiring_specification")]
         self.carriers = carrier_paths(items)
-        _, env = messages.request(
+        reply = await self._until_not_busy(proto, lambda: messages.request(
             "reset_command", pb.ResetCommand(keep_calibration=True, overload_reset=True, sync=True)
-        )
-        reply = await self.request(env)
+        )[1])
         if messages.kind_of(reply) != "reset_response":
             self.log.warn("backend {backend}: start-up reset answered with {reply}",
                           backend=self.name, reply=_describe(reply))
         self.data_mode = await self._negotiate_udp(peer_host, local_host)
         if proto is not self._protocol:
             return
+        self._last_request = self.reactor.seconds()
         self.state = LaneState.READY
         self._delay = self.timing.reconnect_initial
         if self._failures > 1:
@@ -289,6 +265,20 @@ class BackendLane:
             backend=self.name, carriers=", ".join(self.carriers) or "none", mode=self.data_mode,
         )
         self.events.lane_ready(self)
+
+    async def _until_not_busy(self, proto: BackendProtocol, make: Any) -> pb.Envelope:
+        """Send ``make()`` until the reply is not ``busy_response`` (module note)."""
+        while True:
+            reply = await self.request(make())
+            if messages.kind_of(reply) != "busy_response":
+                return reply
+            self.counters.busy += 1
+            if self.counters.busy == 1 or self.debug:
+                self.log.info("backend {backend} is busy with another client; asking again "
+                              "every {delay:g} s", backend=self.name, delay=self.timing.busy_retry)
+            await task.deferLater(self.reactor, self.timing.busy_retry, lambda: None)
+            if proto is not self._protocol:
+                raise HandshakeError("connection closed while waiting for a busy backend")
 
     async def _negotiate_udp(self, peer_host: str, local_host: str) -> str:
         try:
@@ -336,11 +326,17 @@ class BackendLane:
             return defer.fail(BackendUnavailable(f"backend {self.name} is not connected"))
         rid = messages.new_id()
         env.message_v1.id = rid
+        payload = env.SerializeToString()
+        if len(payload) > MAX_FRAME_LENGTH:  # the device would close the connection
+            return defer.fail(RequestTooLarge(
+                f"request too large: {len(payload)} bytes with the proxy's request id "
+                f"(at most {MAX_FRAME_LENGTH})"))
+        self._last_request = self.reactor.seconds()
         d = tracker.expect(rid, messages.kind_of(env), timeout)
         if self.debug:
             self.log.debug("to backend {backend}: {kind} (id {id})", backend=self.name,
                            kind=messages.kind_of(env), id=rid)
-        proto.sendEnvelope(env)
+        proto.sendPayload(payload)
         return d
 
     def frame_received(self, proto: BackendProtocol, env: pb.Envelope, payload: bytes) -> None:
@@ -363,6 +359,10 @@ class BackendLane:
             self.events.lane_message(self, env, payload)
             return
         self.counters.unsolicited += 1
+        if kind == "error_message":
+            self.log.warn("backend {backend} says: {error}", backend=self.name,
+                          error=env.message_v1.error_message.description)
+            return
         self.log.info("backend {backend}: unsolicited {kind} (id {id}) dropped",
                       backend=self.name, kind=kind, id=messages.request_id(env))
 
@@ -379,8 +379,22 @@ class BackendLane:
                 return
             self.counters.pings += 1
             proto.sendEnvelope(messages.generic_ping())
+            self._keepalive()
         except Exception:
             self.log.failure("backend {backend}: liveness tick failed", backend=self.name)
+
+    def _keepalive(self) -> None:
+        interval = self.timing.keepalive_interval
+        if (interval <= 0 or self.state is not LaneState.READY or self.data_mode != "tcp"
+                or self.reactor.seconds() - self._last_request < interval):
+            return
+        self.counters.keepalives += 1
+        _, env = messages.request(
+            "extract_command", pb.ExtractCommand(recursive=True, specification=True)
+        )
+        self.request(env).addErrback(lambda f: self.log.debug(
+            "backend {backend}: keepalive unanswered ({error})", backend=self.name,
+            error=f.getErrorMessage()))
 
     def _stop_pinger(self) -> None:
         pinger, self._pinger = self._pinger, None

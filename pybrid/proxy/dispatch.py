@@ -17,11 +17,14 @@ silently ignored:
   cleared when the request had none) before the reply is sent.
 * No reply within the request timeout, or a backend lost meanwhile, becomes an
   ``error_message`` to the client naming the backend.
-* ``start_run_command`` registers the run id with the router for this session *before* it is
-  forwarded (data may overtake the reply); a refused start unregisters it.
-* When an active session ends with runs in progress, ``stop_run_command`` goes to every
-  backend (the reply is only logged) and the router forgets its runs, so their remaining data
-  is dropped instead of reaching the next session.
+* ``start_run_command`` is handed to the :class:`~pybrid.proxy.coordinator.RunCoordinator`
+  *before* it is forwarded (it registers the run with the router: data may overtake the
+  reply); the merged reply tells it whether the run was accepted or refused.  A start arriving
+  while a previous run of the session is still going on some backend is held until that run
+  has finished everywhere (``counters.held_starts``), unless it ends a repetitive run
+  (``end_repetitive``/``clear_queue``).
+* When an active session ends, the coordinator stops its unfinished runs and the router
+  forgets them, so their remaining data is dropped instead of reaching the next session.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from twisted.python.failure import Failure
 
 from pybrid.proto import pb
 from pybrid.proxy.backend import BackendLane
+from pybrid.proxy.config import Timing
+from pybrid.proxy.coordinator import DispatchCounters, RunCoordinator, describe
 from pybrid.proxy.merge import NoBackend, copies, merge_replies, split_config, target_lanes
 from pybrid.proxy.router import RunRouter
 from pybrid.proxy.session import Session
@@ -44,12 +49,7 @@ from pybrid.wire.correlate import RequestTimeout
 
 UDP_REFUSAL = "the proxy delivers run data as TCP frames on this connection"
 
-
-@attrs.define
-class DispatchCounters:
-    forwarded: int = 0
-    errors: int = 0
-    stop_runs: int = 0
+__all__ = ["UDP_REFUSAL", "DispatchCounters", "Dispatcher"]
 
 
 @attrs.define(eq=False)
@@ -61,8 +61,17 @@ class Dispatcher:
     stop_timeout: float = 2.0
     debug: bool = False
     counters: DispatchCounters = attrs.field(factory=DispatchCounters)
+    #: The injected clock for run deadlines.
+    clock: Any = attrs.field(kw_only=True)
+    timing: Timing = attrs.field(factory=Timing)
+    coordinator: RunCoordinator = attrs.field(init=False)
 
     log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        timing = attrs.evolve(self.timing, stop_timeout=self.stop_timeout)
+        self.coordinator = RunCoordinator(self.lanes, self.router, self.clock, timing,
+                                          counters=self.counters)
 
     def handle(self, session: Session, env: pb.Envelope, kind: str, rid: str | None) -> None:
         if kind == "udp_data_streaming_command":
@@ -86,12 +95,13 @@ class Dispatcher:
             return
         run_id = None
         if kind == "start_run_command":
-            run_id = env.message_v1.start_run_command.run.id
-            session.runs.add(run_id)
-            carriers = [c for lane in self.lanes for c in lane.carriers]
-            self.router.register_run(run_id, session, carriers)
-            self.log.info("session {session} starts run {run} on {n} backend(s)",
-                          session=session.id, run=run_id, n=len(plan))
+            command = env.message_v1.start_run_command
+            previous = self.coordinator.unfinished(session)
+            if previous and not (command.end_repetitive or command.clear_queue):
+                self._hold(session, env, kind, rid, previous)
+                return
+            run_id = command.run.id
+            self.coordinator.begin(session, command)
         session.forwarded += 1
         self.counters.forwarded += 1
         names = [self.lanes[i].name for i in plan]
@@ -109,14 +119,12 @@ class Dispatcher:
         names = [self.lanes[i].name for i in indices]
         reply = merge_replies(list(zip(names, replies, strict=True)))
         reply_kind = messages.kind_of(reply)
-        if run_id is not None and reply_kind != "start_run_response":
-            session.runs.discard(run_id)
-            self.router.forget_run(run_id)
-            self.log.warn("session {session}: run {run} not started: {reply}",
-                          session=session.id, run=run_id, reply=_text(reply))
+        if run_id is not None and reply_kind == "start_run_response":
+            self.coordinator.accepted(run_id)
+        elif run_id is not None:
             started = [self.lanes[i] for i, r in zip(indices, replies, strict=True)
                        if messages.kind_of(r) == "start_run_response"]
-            self._stop_runs(started)  # the backends that did start it must not run alone
+            self.coordinator.refused(run_id, started, describe(reply))
         if reply_kind == "error_message":
             self.counters.errors += 1
         if session.closed:
@@ -142,32 +150,26 @@ class Dispatcher:
         self.log.info("session {session}: {error}", session=session.id, error=text)
         session.reply(messages.error(text, id=rid))
 
+    def _hold(self, session: Session, env: pb.Envelope, kind: str, rid: str | None,
+              previous: list[Any]) -> None:
+        """Forward ``env`` once the session's previous runs have finished on every backend."""
+        self.counters.held_starts += 1
+        self.log.info("session {session}: start held until run {runs} has finished on every "
+                      "backend", session=session.id, runs=", ".join(b.run_id for b in previous))
+        d = defer.gatherResults([b.when_finished() for b in previous])
+        d.addCallback(lambda _: None if session.closed else self.handle(session, env, kind, rid))
+        d.addErrback(self._failed, session, rid)
+
     def session_ended(self, session: Session) -> None:
         """The active session is over: stop its unfinished runs, forget all of them."""
-        unfinished = self.router.release(session)
-        session.runs.clear()
-        for run_id in unfinished:
-            self.log.info("session {session} ended during run {run}: sending stop_run to the "
-                          "backends", session=session.id, run=run_id)
-        if unfinished:
-            self._stop_runs(self.lanes)
+        self.coordinator.session_ended(session)
 
-    def _stop_runs(self, lanes: Sequence[BackendLane]) -> None:
-        for lane in lanes:
-            if not lane.healthy:
-                continue
-            self.counters.stop_runs += 1
-            d = lane.request(messages.v1("stop_run_command"), timeout=self.stop_timeout)
-            d.addCallbacks(self._stopped, self._stop_failed, callbackArgs=(lane.name,),
-                           errbackArgs=(lane.name,))
+    def lane_lost(self, lane: BackendLane, why: str) -> bool:
+        """A backend went away: its carriers fail the runs in progress (before the close).
 
-    def _stopped(self, reply: pb.Envelope, backend: str) -> None:
-        self.log.info("backend {backend} answered stop_run with {reply}", backend=backend,
-                      reply=_text(reply))
-
-    def _stop_failed(self, failure: Failure, backend: str) -> None:
-        self.log.info("backend {backend}: stop_run unanswered ({error})", backend=backend,
-                      error=failure.getErrorMessage())
+        True if run errors were written to the active session.
+        """
+        return self.coordinator.lane_lost(lane, why)
 
 
 def _as_error(failure: Failure, backend: str, kind: str) -> pb.Envelope:
@@ -178,10 +180,3 @@ def _as_error(failure: Failure, backend: str, kind: str) -> pb.Envelope:
     else:
         text = failure.getErrorMessage() or type(exc).__name__
     return messages.error(f"backend {backend}: {text[:500]}")
-
-
-def _text(env: pb.Envelope) -> str:
-    kind = messages.kind_of(env)
-    if kind == "error_message":
-        return f"error_message {env.message_v1.error_message.description!r}"
-    return kind

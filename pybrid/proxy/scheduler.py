@@ -12,6 +12,7 @@ All session state transitions happen here::
     QUEUED  --promote--> ACTIVE         (the moment the active session ends, or the last
                                          unhealthy backend becomes healthy)
     any     --end--> CLOSED             (client gone, timeout, cluster degraded, overload)
+    ACTIVE  --degrade(grace)--> ACTIVE, then CLOSED after ``grace`` (a run was failing)
 
 A session claims the device with its first request that needs it (anything but pings, auth
 and the cached extract).  Until then it holds no place in the queue: the reference client's
@@ -142,10 +143,26 @@ class Scheduler:
         self.end(session, why)
         session.close(description)
 
-    def degrade(self, description: str) -> None:
-        """A backend was lost: the active session cannot continue."""
-        if self.active is not None:
-            self.close(self.active, description, description)
+    def degrade(self, description: str, grace: float = 0.0) -> None:
+        """A backend was lost: the active session cannot continue; it is told and closed.
+
+        With ``grace`` the close waits that long: the reference client drops state changes
+        that arrive right before its connection closes, so the run errors written for the lost
+        backend's carriers need a moment to be taken in.  The session stays active meanwhile
+        (nobody is promoted while a backend is down anyway).
+        """
+        session = self.active
+        if session is None or session.close_timer is not None:
+            return
+        if grace <= 0:
+            self.close(session, description, description)
+            return
+        session.close_timer = self.clock.callLater(grace, self._degraded, session, description)
+
+    def _degraded(self, session: Session, description: str) -> None:
+        session.close_timer = None
+        if not session.closed:
+            self.close(session, description, description)
 
     def _expire(self, session: Session) -> None:
         session.idle_timer = None

@@ -47,6 +47,8 @@ class Session:
     scheduler: Any = None
     idle_timer: Any = None
     window_timer: Any = None
+    #: Set while the session waits to be closed after a backend was lost (scheduler.degrade).
+    close_timer: Any = None
     #: Clock and delays for :meth:`nudge` (set by the front; no nudges without a clock).
     clock: Any = None
     nudge_delays: tuple[float, ...] = ()
@@ -101,7 +103,7 @@ class Session:
 
     def cancel_timers(self) -> None:
         self.stop_nudging()
-        for name in ("idle_timer", "window_timer"):
+        for name in ("idle_timer", "window_timer", "close_timer"):
             timer = getattr(self, name)
             if timer is not None and timer.active():
                 timer.cancel()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import attrs
 
+from pybrid.monitor.options import MonitorConfig
 from pybrid.proxy.backends import Backend, Wire
+from pybrid.proxy.flow import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF
 
 DEFAULT_PORT = 5732
 
@@ -36,6 +38,20 @@ class Timing:
     #: After a cached extract to an idle session and after the UDP refusal, generic pongs go
     #: out at these delays until the client's next frame ("nudges", see pybrid.proxy.front).
     nudge_delays: tuple[float, ...] = (0.001, 0.003, 0.006, 0.012, 0.025, 0.05)
+    #: Multi-backend runs (pybrid.proxy.barrier): every carrier must reach TAKE_OFF this long
+    #: after the start was accepted, and DONE ``ic_time + op_time + run_grace`` after that.
+    take_off_timeout: float = 10.0
+    run_grace: float = 10.0
+    #: A backend that refused UDP (another proxy, most likely) and got no request for this
+    #: long gets a cached-extract request, so that its idle timeout never closes our lane
+    #: (checked at every ping, so at most every ``ping_interval``; 0: never).
+    keepalive_interval: float = 2.0
+    #: A backend lost mid-run: the session is closed this long after the ERROR states written
+    #: for the backend's carriers (the reference client drops what arrives right before a close).
+    degrade_grace: float = 0.5
+    #: A backend answering the start-up handshake with busy_response (a proxy serving another
+    #: client) is asked again after this delay, keeping our place in its queue.
+    busy_retry: float = 1.0
 
 
 @attrs.frozen
@@ -52,5 +68,15 @@ class ProxyConfig:
     auth_token: str | None = None
     debug: bool = False
     timing: Timing = attrs.field(factory=Timing)
-    #: UDP receive buffer requested for each backend's intake socket (the kernel may cap it).
-    udp_rcvbuf: int = 4 << 20
+    #: ``--udp-rcvbuf``: receive buffer requested for each backend's intake socket (the kernel
+    #: may cap it).
+    udp_rcvbuf: int = DEFAULT_UDP_RCVBUF
+    #: ``--client-buffer``: bytes queued for one client before its run is failed.
+    client_buffer: int = DEFAULT_CLIENT_BUFFER
+    #: ``--monitor``, ``--monitor-ttl``, ``--monitor-interface``: the multicast tap (no groups:
+    #: no tap).
+    monitor: MonitorConfig = attrs.field(factory=MonitorConfig)
+    #: ``--status-port``: TCP port of the status page (0: any free port), None: no page.
+    status_port: int | None = None
+    #: ``--status-interface``: IP address the status page binds to.
+    status_interface: str = "127.0.0.1"

@@ -1,4 +1,4 @@
-"""The UDP sockets backends stream run data to.
+"""The UDP sockets backends stream run data to, and the watch on their kernel drops.
 
 Design note
 -----------
@@ -6,35 +6,49 @@ Each backend lane gets its own intake socket, so a datagram's backend is known f
 it arrived on, even when several backends share one host (and a device's source port is not
 known in advance).  The socket is bound to the local address of the lane's TCP connection —
 the address the backend sends to (PROTOCOL.md §5) — with ``maxPacketSize=65536`` (Twisted's
-default of 8192 silently truncates) and a large ``SO_RCVBUF`` (the biggest single fix against
-kernel drops; the kernel may cap the request, so the granted size is read back and logged).
+default of 8192 silently truncates) and a large ``SO_RCVBUF`` (``--udp-rcvbuf``, the biggest
+single fix against kernel drops; :func:`pybrid.netstats.raise_rcvbuf` asks with
+``SO_RCVBUFFORCE`` when allowed, and the size the kernel granted is logged).  Twisted's
+``doRead`` reads datagrams until ``maxThroughput`` bytes per wake-up (``MAX_THROUGHPUT``).
 
 A datagram from any address other than the backend's IP is dropped and counted in
 ``counters.foreign``; everything else goes to the ``deliver`` callable unparsed — parsing and
 routing are the router's job.  Per datagram, the intake does one tuple index, one comparison
 and one call.
+
+The kernel counts, per socket, datagrams it discarded because the receive buffer was full
+(``/proc/net/udp``, :func:`pybrid.netstats.socket_drops`).  :class:`IntakeWatch` reads that
+for every intake once a second (a ``LoopingCall`` on the injected clock) or on demand
+(:meth:`IntakeWatch.poll`), keeps the totals in each intake's ``counters.kernel_drops``, and
+logs every increase together with the chunk gaps the router saw meanwhile — so a loss is
+always reported, and attributed to the kernel or to the path before the proxy.
 """
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import attrs
-from twisted.internet import protocol
+from twisted.internet import protocol, task
 from twisted.logger import Logger
 
+from pybrid import netstats
+
 MAX_PACKET = 65536
+#: Bytes Twisted's UDP ``doRead`` reads per wake-up before returning to the reactor.
+MAX_THROUGHPUT = 256 * 1024
 
 
 @attrs.define
 class IntakeCounters:
-    """What one intake socket received."""
+    """What one intake socket received, and what the kernel dropped on it."""
 
     datagrams: int = 0
     bytes: int = 0
     foreign: int = 0
+    #: Datagrams the kernel dropped on this socket (buffer full), as of the last poll.
+    kernel_drops: int = 0
 
 
 class DatagramIntake(protocol.DatagramProtocol):
@@ -53,6 +67,7 @@ class DatagramIntake(protocol.DatagramProtocol):
         self.counters = IntakeCounters()
         self.port: Any = None
         self.rcvbuf = 0
+        self._drops_base: int | None = None
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         if addr[0] != self.peer_host:
@@ -75,14 +90,21 @@ class DatagramIntake(protocol.DatagramProtocol):
 
     # -- socket ------------------------------------------------------------------------------
 
-    def listen(self, reactor: Any, interface: str, rcvbuf: int) -> int:
+    def listen(self, reactor: Any, interface: str, rcvbuf: int,
+               max_throughput: int = MAX_THROUGHPUT) -> int:
         """Bind to ``interface`` on a free port; return the port number."""
         self.port = reactor.listenUDP(0, self, interface=interface, maxPacketSize=MAX_PACKET)
-        self.rcvbuf = _raise_rcvbuf(self.port, rcvbuf)
+        if hasattr(self.port, "maxThroughput"):
+            self.port.maxThroughput = max_throughput
+        sock = getattr(self.port, "socket", None)
+        self.rcvbuf = 0 if sock is None else netstats.raise_rcvbuf(sock, rcvbuf)
+        self._drops_base = None if sock is None else netstats.socket_drops(sock)
         number = int(self.port.getHost().port)
         self.log.info(
-            "backend {backend} intake listening on {interface}:{port} (SO_RCVBUF {rcvbuf} bytes)",
-            backend=self.name, interface=interface, port=number, rcvbuf=self.rcvbuf,
+            "backend {backend} intake listening on {interface}:{port} (SO_RCVBUF: asked "
+            "{wanted} bytes, the kernel granted {rcvbuf})",
+            backend=self.name, interface=interface, port=number, wanted=rcvbuf,
+            rcvbuf=self.rcvbuf,
         )
         return number
 
@@ -90,17 +112,110 @@ class DatagramIntake(protocol.DatagramProtocol):
     def interface(self) -> str | None:
         return None if self.port is None else str(self.port.getHost().host)
 
+    def kernel_drops(self) -> int | None:
+        """Datagrams the kernel dropped on the current socket (None: not known here)."""
+        sock = getattr(self.port, "socket", None)
+        if sock is None:
+            return None
+        return netstats.socket_drops(sock)
+
+    def poll_drops(self) -> int:
+        """Update ``counters.kernel_drops``; return the increase since the last poll."""
+        now = self.kernel_drops()
+        if now is None:
+            return 0
+        base = self._drops_base or 0
+        self._drops_base = now
+        new = max(0, now - base)
+        self.counters.kernel_drops += new
+        return new
+
     def stop(self) -> Any:
+        if self.port is not None:
+            self.poll_drops()
         port, self.port = self.port, None
+        self._drops_base = None
         return None if port is None else port.stopListening()
 
 
-def _raise_rcvbuf(port: Any, wanted: int) -> int:
-    sock = getattr(port, "socket", None)
-    if sock is None:  # a fake port in unit tests
-        return 0
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wanted)
-    except OSError:
-        pass
-    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+class HasIntake(Protocol):
+    """A backend lane as the watch sees it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def intake(self) -> DatagramIntake | None: ...
+
+
+class GapSource(Protocol):
+    """The router's chunk-gap counts."""
+
+    @property
+    def gaps_by_carrier(self) -> dict[str, int]: ...
+
+
+@attrs.define(eq=False)
+class IntakeWatch:
+    """Polls the intake sockets' kernel drop counters and reports them with chunk gaps."""
+
+    clock: Any
+    lanes: Sequence[HasIntake]
+    router: GapSource
+    interval: float = 1.0
+    #: Kernel drops seen on all intakes since start.
+    drops: int = 0
+    _gaps: dict[str, int] = attrs.field(factory=dict)
+    _loop: task.LoopingCall | None = None
+
+    log = Logger()
+
+    def start(self) -> None:
+        if self._loop is None and self.interval > 0:
+            self._loop = task.LoopingCall(self.poll)
+            self._loop.clock = self.clock
+            self._loop.start(self.interval, now=False)
+
+    def stop(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None and loop.running:
+            loop.stop()
+
+    def poll(self) -> dict[str, Any]:
+        """Read every intake's kernel drops now; log increases; return :meth:`report`."""
+        try:
+            gaps = dict(self.router.gaps_by_carrier)
+            new_gaps = {c: n - self._gaps.get(c, 0) for c, n in gaps.items()
+                        if n != self._gaps.get(c, 0)}
+            self._gaps = gaps
+            for lane in self.lanes:
+                intake = lane.intake
+                if intake is None:
+                    continue
+                new = intake.poll_drops()
+                if new:
+                    self.drops += new
+                    self.log.warn(
+                        "backend {backend}: the kernel dropped {new} datagram(s) on the intake "
+                        "socket ({total} in all; SO_RCVBUF {rcvbuf} bytes); chunk gaps since "
+                        "the last check: {gaps}",
+                        backend=lane.name, new=new, total=intake.counters.kernel_drops,
+                        rcvbuf=intake.rcvbuf, gaps=new_gaps or "none",
+                    )
+        except Exception:
+            self.log.failure("intake watch: polling kernel drops failed")
+        return self.report()
+
+    def report(self) -> dict[str, Any]:
+        """Per backend: datagrams, bytes, foreign, kernel drops, SO_RCVBUF; gaps per carrier."""
+        backends = {}
+        for lane in self.lanes:
+            intake = lane.intake
+            if intake is not None:
+                c = intake.counters
+                backends[lane.name] = {
+                    "datagrams": c.datagrams, "bytes": c.bytes, "foreign": c.foreign,
+                    "kernel_drops": c.kernel_drops, "rcvbuf": intake.rcvbuf,
+                }
+        return {"backends": backends, "kernel_drops": self.drops,
+                "gaps_by_carrier": dict(self.router.gaps_by_carrier)}

@@ -26,6 +26,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from pybrid.monitor.tap import MulticastTap, make_tap
 from pybrid.proto import pb
 from pybrid.proxy.auth import Authenticator
 from pybrid.proxy.backend import BackendLane
@@ -34,8 +35,17 @@ from pybrid.proxy.client import ClientFactory
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.dispatch import Dispatcher
 from pybrid.proxy.front import Front
+from pybrid.proxy.health import ClusterHealth, degraded_text
+from pybrid.proxy.intake import IntakeWatch
 from pybrid.proxy.router import RunRouter
 from pybrid.proxy.scheduler import Scheduler
+from pybrid.proxy.web import StatusService
+
+#: Pending client connections the kernel queues for ``accept`` (Twisted's default is 50; the
+#: kernel caps it at ``net.core.somaxconn``).  With 50, a burst of 1 000 clients overflows the
+#: queue: connects are delayed by SYN retransmits and a few are reset by the kernel instead of
+#: being told "Server overloaded" by the proxy (tests/integration/test_load_connections.py).
+LISTEN_BACKLOG = 1024
 
 
 class ProxyService(service.MultiService):
@@ -48,12 +58,18 @@ class ProxyService(service.MultiService):
         self.config = config
         self.reactor = reactor
         timing = config.timing
-        self.router = RunRouter(debug=config.debug)
+        #: The multicast monitor tap (``--monitor``), or None; the router feeds it.
+        self.tap: MulticastTap | None = make_tap(reactor, config.monitor)
+        self.router = RunRouter(debug=config.debug, tap=self.tap)
         self.lanes = [
             BackendLane(backend, reactor, self, timing, config.udp_rcvbuf, config.debug, index)
             for index, backend in enumerate(config.backends)
         ]
-        self.dispatcher = Dispatcher(self.lanes, self.router, timing.stop_timeout, config.debug)
+        #: Kernel drops on the intake sockets, polled every second (pybrid.proxy.intake).
+        self.intake_watch = IntakeWatch(reactor, self.lanes, self.router)
+        self.health = ClusterHealth(self.lanes)
+        self.dispatcher = Dispatcher(self.lanes, self.router, timing.stop_timeout, config.debug,
+                                     clock=reactor, timing=timing)
         self.scheduler = Scheduler(
             reactor, self.all_healthy, self.dispatcher.session_ended,
             config.max_sessions, config.session_timeout,
@@ -63,9 +79,14 @@ class ProxyService(service.MultiService):
             Authenticator(config.auth_token), timing.ping_window, config.debug,
             timing.nudge_delays,
         )
-        self.factory = ClientFactory(self.front)
+        self.factory = ClientFactory(self.front, config.client_buffer)
         self.port: Any = None
         self._health_waiters: list[defer.Deferred[None]] = []
+        self.status: StatusService | None = None
+        if config.status_port is not None:  # --status-port: a child service (pybrid.proxy.web)
+            self.status = StatusService(self, reactor, config.status_port,
+                                        config.status_interface)
+            self.status.setServiceParent(self)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -73,10 +94,13 @@ class ProxyService(service.MultiService):
         super().privilegedStartService()
         if self.port is None:
             self.port = self.reactor.listenTCP(self.config.port, self.factory,
-                                               interface=self.config.interface)
+                                               interface=self.config.interface,
+                                               backlog=LISTEN_BACKLOG)
             address = self.port.getHost()
             self.log.info("pybrid-proxy listening on {host}:{port}", host=address.host,
                           port=address.port)
+        if self.tap is not None:
+            self.tap.start()  # TapSetupError stops start-up with a clear message
 
     def startService(self) -> None:
         super().startService()
@@ -91,6 +115,7 @@ class ProxyService(service.MultiService):
         )
         for lane in self.lanes:
             lane.start()
+        self.intake_watch.start()
 
     def stopService(self) -> defer.Deferred[Any]:
         stops: list[defer.Deferred[Any]] = [defer.maybeDeferred(super().stopService)]
@@ -100,6 +125,9 @@ class ProxyService(service.MultiService):
         for session in list(self.scheduler.sessions):
             self.scheduler.close(session, "pybrid-proxy is shutting down", "proxy stopping")
         stops.extend(lane.stop() for lane in self.lanes)
+        self.intake_watch.stop()
+        if self.tap is not None:
+            stops.append(self.tap.stop())
         return defer.gatherResults(stops)
 
     @property
@@ -111,7 +139,8 @@ class ProxyService(service.MultiService):
     # -- queries --------------------------------------------------------------------------
 
     def all_healthy(self) -> bool:
-        return all(lane.healthy for lane in self.lanes)
+        """Every backend ready and their descriptions consistent (pybrid.proxy.health)."""
+        return self.health.ready()
 
     def when_healthy(self) -> defer.Deferred[None]:
         """Fires once every backend is ready (at once if they are)."""
@@ -127,6 +156,7 @@ class ProxyService(service.MultiService):
     # -- LaneEvents -----------------------------------------------------------------------
 
     def lane_ready(self, lane: BackendLane) -> None:
+        self.health.check()
         self.scheduler.promote()
         if self._health_waiters and self.all_healthy():
             waiters, self._health_waiters = self._health_waiters, []
@@ -134,10 +164,12 @@ class ProxyService(service.MultiService):
                 d.callback(None)
 
     def lane_lost(self, lane: BackendLane, reason: str) -> None:
-        self.scheduler.degrade(f"Cluster degraded: backend {lane.name} lost ({reason})")
+        text = degraded_text(lane, reason)
+        failed_runs = self.dispatcher.lane_lost(lane, text)  # its carriers fail the runs first
+        self.scheduler.degrade(text, self.config.timing.degrade_grace if failed_runs else 0.0)
 
     def lane_message(self, lane: BackendLane, env: pb.Envelope, payload: bytes) -> None:
-        self.router.route(lane, env, payload)
+        self.router.route_message(lane, env, payload)  # monitor tap, then route
 
     def lane_datagram(self, lane: BackendLane, data: bytes) -> None:
         self.router.route_datagram(lane, data)

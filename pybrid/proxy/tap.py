@@ -2,6 +2,8 @@
 
     twistd -n pybrid-proxy -b HOST[:PORT] [-b …] [--listen 0.0.0.0] [--port 5732]
            [--session-timeout 10] [--auth|--no-auth] [--max-sessions 8] [--debug]
+           [--client-buffer 64MiB] [--udp-rcvbuf 8MiB]
+           [--monitor GROUP:PORT …] [--monitor-ttl 1] [--monitor-interface 127.0.0.1]
 
 ``-b`` takes a backend (``HOST[:PORT]``), comma-separated backends, or a backend file
 (see :mod:`pybrid.proxy.backends`).  With ``--auth`` the bearer token clients must present is
@@ -19,8 +21,10 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.python import usage
 
+from pybrid.monitor.options import MonitorOptionsMixin
 from pybrid.proxy.backends import BackendSpecError, parse_backend_args
 from pybrid.proxy.config import DEFAULT_PORT, ProxyConfig
+from pybrid.proxy.flow import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF, format_size, parse_size
 from pybrid.proxy.service import ProxyService
 
 AUTH_ENV = "PYBRID_AUTHENTICATION"
@@ -28,7 +32,7 @@ AUTH_ENV = "PYBRID_AUTHENTICATION"
 log = Logger()
 
 
-class Options(usage.Options):
+class Options(MonitorOptionsMixin, usage.Options):
     """Options of ``twistd pybrid-proxy``; ``postOptions`` validates and builds ``config``."""
 
     synopsis = "-b HOST[:PORT] [-b ...] [options]"
@@ -41,6 +45,15 @@ class Options(usage.Options):
         ["port", "p", str(DEFAULT_PORT), "TCP port for clients (0: any free port)."],
         ["session-timeout", None, "10", "Seconds a session may stay idle before it is closed."],
         ["max-sessions", None, "8", "Most sessions (active + queued) at once."],
+        ["status-port", None, None,
+         "Serve a status page (HTML, /status.json, /metrics) on this TCP port "
+         "(0: any free port). Default: no status page."],
+        ["status-interface", None, "127.0.0.1", "Interface (IP address) of the status page."],
+        ["client-buffer", None, format_size(DEFAULT_CLIENT_BUFFER).replace(" ", ""),
+         "Bytes of run data queued for a client that reads too slowly before its run is failed "
+         "(e.g. 64MiB, 512KiB, or bytes)."],
+        ["udp-rcvbuf", None, format_size(DEFAULT_UDP_RCVBUF).replace(" ", ""),
+         "Receive buffer asked for each backend's UDP intake socket (the kernel may cap it)."],
     ]
     optFlags = [["debug", None, "Log every message (per-message detail)."]]
 
@@ -81,6 +94,13 @@ class Options(usage.Options):
         port = _number("--port", self["port"], int, 0, 65535)
         timeout = _number("--session-timeout", self["session-timeout"], float, 0.001, 1e6)
         max_sessions = _number("--max-sessions", self["max-sessions"], int, 1, 100_000)
+        status_port, status_interface = _status_options(self)
+        client_buffer = _size("--client-buffer", self["client-buffer"], 4096)
+        udp_rcvbuf = _size("--udp-rcvbuf", self["udp-rcvbuf"], 4096)
+        try:
+            monitor = self.monitor_config()
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
         token = None
         if self["auth"]:
             token = self.environ.get(AUTH_ENV, "")
@@ -99,6 +119,11 @@ class Options(usage.Options):
             max_sessions=int(max_sessions),
             auth_token=token,
             debug=bool(self["debug"]),
+            status_port=status_port,
+            status_interface=status_interface,
+            client_buffer=client_buffer,
+            udp_rcvbuf=udp_rcvbuf,
+            monitor=monitor,
         )
 
 
@@ -111,6 +136,26 @@ def _number(name: str, text: str, kind: Any, low: float, high: float) -> float:
     if not low <= value <= high or value != value:
         raise usage.UsageError(f"{name} must be between {low:g} and {high:g}, not {text}")
     return value
+
+
+def _size(name: str, text: str, minimum: int) -> int:
+    try:
+        return parse_size(text, name, minimum)
+    except ValueError as e:
+        raise usage.UsageError(str(e)) from None
+
+
+def _status_options(options: Options) -> tuple[int | None, str]:
+    """``--status-port`` (None: off) and ``--status-interface``, validated."""
+    interface = options["status-interface"]
+    try:
+        ipaddress.ip_address(interface)
+    except ValueError:
+        raise usage.UsageError(
+            f"--status-interface must be an IP address, not {interface!r}") from None
+    if options["status-port"] is None:
+        return None, interface
+    return int(_number("--status-port", options["status-port"], int, 0, 65535)), interface
 
 
 def makeService(options: Options) -> ProxyService:

@@ -12,8 +12,8 @@ bytes of one serialized ``Envelope`` (PROTOCOL.md §1); UDP datagrams carry one 
 * a declared length above ``maxFrameLength`` (262 084 bytes, the reference's limit) or a
   varint longer than 10 bytes is a protocol violation: logged with the peer and the length,
   then the connection is closed (``frameTooLong``);
-* an empty frame or one that protobuf cannot parse is logged, counted in ``counters`` and
-  skipped; the connection survives;
+* an empty frame or one that protobuf cannot parse is counted in ``counters`` and skipped
+  (logged for the first three and every 1000th per connection); the connection survives;
 * each frame is parsed exactly once; ``envelopeReceived(envelope, payload)`` receives both the
   parsed message and its raw bytes, so a forwarder can relay the original bytes unchanged.
 """
@@ -188,13 +188,21 @@ class EnvelopeReceiver(protocol.Protocol):
         raise NotImplementedError
 
     def badFrame(self, payload: bytes, reason: str) -> None:
-        """An empty or unparseable frame: logged, counted, skipped; the connection survives."""
-        self.log.warn(
-            "dropped bad frame from {peer}: {reason} ({length} bytes)",
-            peer=_peer(self.transport),
-            reason=reason,
-            length=len(payload),
-        )
+        """An empty or unparseable frame: counted, skipped; the connection survives.
+
+        Logged for the first few and then every 1000th on a connection, so that a peer sending
+        garbage cannot flood the log (a 262 KB segment can hold thousands of tiny frames).
+        """
+        bad = self.counters.empty + self.counters.unparseable
+        if bad <= 3 or bad % 1000 == 0:
+            self.log.warn(
+                "dropped bad frame from {peer}: {reason} ({length} bytes; {bad} bad frames "
+                "on this connection so far)",
+                peer=_peer(self.transport),
+                reason=reason,
+                length=len(payload),
+                bad=bad,
+            )
 
     def frameTooLong(self, what: str, length: int | None) -> None:
         """A framing violation: log it and close the connection."""

@@ -1,0 +1,159 @@
+"""Intake sockets: receive buffer, kernel drop accounting and the once-a-second watch."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from typing import Any
+
+import attrs
+import pytest
+from twisted.internet import task
+from twisted.logger import LogLevel, globalLogPublisher
+
+from pybrid import netstats
+from pybrid.proxy.intake import MAX_PACKET, DatagramIntake, IntakeWatch
+
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/net/udp")
+
+
+@attrs.define
+class SocketPort:
+    """A bound UDP socket standing in for Twisted's port (what the intake reads)."""
+
+    socket: socket.socket
+    maxThroughput: int = 256 * 1024
+
+    def getHost(self) -> Any:
+        host, port = self.socket.getsockname()
+        return attrs.make_class("Addr", ["host", "port"])(host, port)
+
+    def stopListening(self) -> None:
+        self.socket.close()
+
+
+@attrs.define
+class SocketReactor:
+    ports: list = attrs.field(factory=list)
+    max_packet: int = 0
+
+    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+        self.max_packet = maxPacketSize
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((interface, port))
+        fake = SocketPort(sock)
+        self.ports.append(fake)
+        return fake
+
+
+@attrs.define
+class Lane:
+    name: str
+    intake: DatagramIntake | None
+
+
+@attrs.define
+class Router:
+    gaps_by_carrier: dict = attrs.field(factory=dict)
+
+
+@pytest.fixture
+def captured():
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+def flood(port: int, count: int, size: int = 1400) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        for _ in range(count):
+            tx.sendto(b"\x00" * size, ("127.0.0.1", port))
+
+
+def test_listen_asks_for_the_buffer_and_reports_what_the_kernel_granted():
+    reactor = SocketReactor()
+    intake = DatagramIntake("dev", lambda data: None)
+    try:
+        intake.listen(reactor, "127.0.0.1", 8 << 20, max_throughput=64 * 1024)
+        sock = reactor.ports[0].socket
+        assert reactor.max_packet == MAX_PACKET == 65536
+        assert reactor.ports[0].maxThroughput == 64 * 1024
+        assert intake.rcvbuf == sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        assert intake.rcvbuf > 212_992  # more than the default
+    finally:
+        intake.stop()
+
+
+@linux
+def test_kernel_drops_are_read_per_socket_and_counted_once(captured):
+    reactor = SocketReactor()
+    intake = DatagramIntake("dev", lambda data: None)
+    intake.listen(reactor, "127.0.0.1", 4096)
+    sock = reactor.ports[0].socket
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # tiny: drops for sure
+    watch = IntakeWatch(task.Clock(), [Lane("dev", intake), Lane("down", None)], Router())
+    try:
+        assert watch.poll()["kernel_drops"] == 0
+        flood(intake.port.getHost().port, 200)
+        kernel = netstats.socket_drops(sock)
+        assert kernel is not None and kernel > 0
+        report = watch.poll()
+        assert report["kernel_drops"] == kernel == intake.counters.kernel_drops
+        assert report["backends"]["dev"]["kernel_drops"] == kernel
+        assert "down" not in report["backends"]
+        assert watch.poll()["kernel_drops"] == kernel  # not counted twice
+        warnings = [e for e in captured if e.get("log_level") == LogLevel.warn
+                    and "kernel dropped" in e.get("log_format", "")]
+        assert len(warnings) == 1 and warnings[0]["new"] == kernel
+    finally:
+        intake.stop()
+
+
+def test_the_watch_polls_every_second_on_the_clock_and_reports_gaps(captured):
+    clock = task.Clock()
+    router = Router()
+    intake = DatagramIntake("dev", lambda data: None)
+    drops = iter([0, 5, 5])
+    intake.kernel_drops = lambda: next(drops)  # type: ignore[method-assign]
+    watch = IntakeWatch(clock, [Lane("dev", intake)], router)
+    watch.start()
+    clock.advance(1)
+    router.gaps_by_carrier["/c0"] = 4
+    clock.advance(1)
+    assert intake.counters.kernel_drops == 5 and watch.drops == 5
+    warning = [e for e in captured if "kernel dropped" in e.get("log_format", "")][-1]
+    assert warning["gaps"] == {"/c0": 4}
+    clock.advance(1)
+    assert watch.drops == 5
+    watch.stop()
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_failing_poll_is_logged_and_the_loop_survives(captured):
+    clock = task.Clock()
+    intake = DatagramIntake("dev", lambda data: None)
+    calls = []
+
+    def broken() -> int:
+        calls.append(1)
+        raise OSError("no /proc")
+
+    intake.kernel_drops = broken  # type: ignore[method-assign]
+    watch = IntakeWatch(clock, [Lane("dev", intake)], Router())
+    watch.start()
+    clock.advance(1)
+    clock.advance(1)
+    assert len(calls) == 2
+    assert any(e.get("log_failure") is not None for e in captured)
+    watch.stop()
+
+
+def test_unknown_senders_are_dropped_and_counted():
+    got = []
+    intake = DatagramIntake("dev", got.append)
+    intake.peer_host = "127.0.0.1"
+    intake.datagramReceived(b"a", ("127.0.0.1", 1))
+    intake.datagramReceived(b"b", ("10.0.0.9", 1))
+    assert got == [b"a"]
+    assert (intake.counters.datagrams, intake.counters.foreign) == (1, 1)

@@ -6,28 +6,47 @@ a :class:`MonitorListener` joins a group and decodes them.  ``pybrid-monitor``
 (:mod:`pybrid.monitor.cli`) is the console tool.  See ``docs/monitors.md``.
 """
 
-from pybrid.monitor.decode import MonitorChunk, MonitorOther, MonitorStateChange, decode_datagram
-from pybrid.monitor.header import (
-    FLAG_TCP_LANE,
-    HEADER_SIZE,
-    MAX_ENVELOPE,
-    MalformedDatagram,
-    MonitorHeader,
-    decode_header,
-    encode_datagram,
-    encode_header,
-)
-from pybrid.monitor.listener import ListenerSetupError, ListenerStopped, MonitorListener
-from pybrid.monitor.options import (
-    MonitorConfig,
-    MonitorOptionsMixin,
-    monitor_config,
-    parse_group,
-    parse_interface,
-    parse_ttl,
-)
-from pybrid.monitor.stats import CarrierStats, ListenerStats
-from pybrid.monitor.tap import MulticastTap, TapCounters, TapSetupError, make_tap
+import importlib
+
+# Names resolve lazily (PEP 562): the proxy imports ``pybrid.monitor.options`` and ``.tap``
+# on start-up and must not pay for numpy, which only the listener side needs.
+_EXPORTS = {
+    "CarrierStats": "stats",
+    "FLAG_TCP_LANE": "header",
+    "HEADER_SIZE": "header",
+    "ListenerSetupError": "listener",
+    "ListenerStats": "stats",
+    "ListenerStopped": "listener",
+    "MAX_ENVELOPE": "header",
+    "MalformedDatagram": "header",
+    "MonitorChunk": "decode",
+    "MonitorConfig": "options",
+    "MonitorHeader": "header",
+    "MonitorListener": "listener",
+    "MonitorOptionsMixin": "options",
+    "MonitorOther": "decode",
+    "MonitorStateChange": "decode",
+    "MulticastTap": "tap",
+    "TapCounters": "tap",
+    "TapSetupError": "tap",
+    "decode_datagram": "decode",
+    "decode_header": "header",
+    "encode_datagram": "header",
+    "encode_header": "header",
+    "make_tap": "tap",
+    "monitor_config": "options",
+    "parse_group": "options",
+    "parse_interface": "options",
+    "parse_ttl": "options",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "FLAG_TCP_LANE",

@@ -130,6 +130,11 @@ class RunBarrier:
         self._finished_waiters.append(d)
         return d
 
+    def forget_waiter(self, d: defer.Deferred[Any]) -> None:
+        """Drop a :meth:`when_finished` Deferred nobody waits for any more (never fired)."""
+        if d in self._finished_waiters:
+            self._finished_waiters.remove(d)
+
     # -- events ----------------------------------------------------------------------------
 
     def arm(self) -> None:

@@ -52,6 +52,11 @@ class Timing:
     #: A backend answering the start-up handshake with busy_response (a proxy serving another
     #: client) is asked again after this delay, keeping our place in its queue.
     busy_retry: float = 1.0
+    #: A start_run arriving while the session's previous run is still going on some backend
+    #: waits at most this long for it to finish everywhere, then is refused with an error
+    #: naming the run and the backends (pybrid.proxy.dispatch); kept well below
+    #: ``request_timeout``, which the forwarded start gets only what is left of.
+    start_hold: float = 2.0
 
 
 @attrs.frozen

@@ -22,8 +22,10 @@ state observer):
   finished.  A backend past its deadline also gets ``stop_run_command``.
 * **Next run.**  :meth:`RunCoordinator.unfinished` lists the session's runs still going on
   some backend; the dispatcher holds a further start until they have finished everywhere (a
-  device refuses a second run while one is in progress).  Repetitive runs have no deadline
-  and are not waited for.
+  device refuses a second run while one is in progress), for at most ``Timing.start_hold``.
+  Repetitive runs have no deadline and are not waited for.  A start reusing the id of a run
+  still in progress (:meth:`RunCoordinator.in_progress`) is refused by the dispatcher: its
+  bookkeeping is never replaced.
 * **Session end** with runs in progress: ``stop_run_command`` to every healthy backend, the
   router forgets the session's runs (their remaining data is dropped, never reaching the next
   session), barriers are cancelled.
@@ -61,6 +63,10 @@ class DispatchCounters:
     errors_written: int = 0
     deadlines: int = 0
     held_starts: int = 0
+    #: Held starts refused because the previous run did not finish within Timing.start_hold.
+    held_starts_refused: int = 0
+    #: Starts refused because their run id is that of a run still in progress.
+    reused_run_ids: int = 0
 
 
 @attrs.define(eq=False)
@@ -81,6 +87,9 @@ class RunCoordinator:
     def begin(self, session: Session, command: pb.StartRunCommand) -> RunBarrier:
         """Register a run about to be forwarded to every backend."""
         run_id = command.run.id
+        replaced = self.barriers.get(run_id)
+        if replaced is not None:  # the dispatcher refuses reused ids; never strand a waiter
+            replaced[1].cancel()
         owners = {c: lane.name for lane in self.lanes for c in lane.carriers}
         barrier = RunBarrier(
             run_id, self.clock, owners, self.timing.take_off_timeout,
@@ -110,6 +119,13 @@ class RunCoordinator:
             self.log.warn("session {session}: run {run} not started: {why}",
                           session=session.id, run=run_id, why=why)
         self.stop_runs(started)  # the backends that did start it must not run alone
+
+    def in_progress(self, run_id: str) -> RunBarrier | None:
+        """The barrier of run ``run_id`` if it is still going on some backend."""
+        entry = self.barriers.get(run_id)
+        if entry is None or entry[1].finished:
+            return None
+        return entry[1]
 
     def unfinished(self, session: Session) -> list[RunBarrier]:
         """The session's runs still going on some backend (that have a deadline)."""

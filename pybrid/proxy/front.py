@@ -14,6 +14,8 @@ Per client connection (:class:`~pybrid.proxy.client.ClientProtocol` calls in her
 3. Every other v1 frame is activity (restarts the session's idle timer).
 4. **Auth.**  ``auth_request`` is answered here (success, or "Authentication failed").  With
    ``--auth``, every other v1 request before a successful one gets "Authentication required".
+   After repeated wrong tokens from one IP address, the :class:`~pybrid.proxy.auth.AuthThrottle`
+   locks that address out for a while: its tokens are refused unchecked (see there).
 5. **Discovery.**  ``extract{specification}`` (without configuration or calibration) is served
    from the backends' cached specifications, for queued sessions too.
 6. Everything else needs the device: the session claims it (see the scheduler), and is then
@@ -40,7 +42,7 @@ import attrs
 from twisted.logger import Logger
 
 from pybrid.proto import pb
-from pybrid.proxy.auth import FAILED, REQUIRED, Authenticator
+from pybrid.proxy.auth import FAILED, REQUIRED, Authenticator, AuthThrottle, throttled_text
 from pybrid.proxy.cache import CacheNotReady
 from pybrid.proxy.scheduler import Scheduler
 from pybrid.proxy.sender import ClientSender
@@ -56,6 +58,8 @@ class FrontCounters:
     cache_extracts: int = 0
     busy: int = 0
     auth_failures: int = 0
+    #: Of ``auth_failures``: tokens refused unchecked, their address being locked out.
+    auth_throttled: int = 0
     not_v1: int = 0
 
 
@@ -78,6 +82,9 @@ class Front:
     debug: bool = False
     nudge_delays: tuple[float, ...] = ()
     counters: FrontCounters = attrs.field(factory=FrontCounters)
+    #: Per-address back-off after wrong tokens (on this front's clock).
+    throttle: AuthThrottle = attrs.field(
+        default=attrs.Factory(lambda self: AuthThrottle(self.clock), takes_self=True))
 
     log = Logger()
 
@@ -86,7 +93,7 @@ class Front:
         peer = transport.getPeer()
         session = Session(messages.new_id()[:8], f"{peer.host}:{peer.port}",
                           ClientSender(transport), clock=self.clock,
-                          nudge_delays=self.nudge_delays)
+                          nudge_delays=self.nudge_delays, host=str(peer.host))
         session.window_timer = self.clock.callLater(self.ping_window, self._window_closed,
                                                     session)
         if self.debug:
@@ -155,13 +162,30 @@ class Front:
             self.dispatch(session, env, kind, rid)
 
     def _authenticate(self, session: Session, request: pb.AuthRequest, rid: str | None) -> None:
+        wait = self.throttle.locked(session.host)
+        if wait > 0:
+            self.counters.auth_failures += 1
+            self.counters.auth_throttled += 1
+            session.reply(messages.error(throttled_text(session.host, wait), id=rid))
+            self.log.debug("session {session} from {peer}: token not checked, address locked "
+                           "out for {wait:.3g} s more", session=session.id, peer=session.peer,
+                           wait=wait)
+            return
         if self.auth.check(request):
             session.authenticated = True
+            self.throttle.succeeded(session.host)
             session.reply(messages.success(id=rid))
             self.log.info("session {session} authenticated", session=session.id)
+            return
+        self.counters.auth_failures += 1
+        lockout = self.throttle.failed(session.host)
+        session.reply(messages.error(FAILED, id=rid))
+        if lockout:
+            self.log.warn("session {session} from {peer}: authentication failed; address "
+                          "{host} locked out for {lockout:g} s after repeated failures",
+                          session=session.id, peer=session.peer, host=session.host,
+                          lockout=lockout)
         else:
-            self.counters.auth_failures += 1
-            session.reply(messages.error(FAILED, id=rid))
             self.log.warn("session {session} from {peer}: authentication failed",
                           session=session.id, peer=session.peer)
 

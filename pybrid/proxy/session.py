@@ -36,6 +36,7 @@ class Session:
     """
 
     id: str
+    #: "host:port" of the client, for logs.
     peer: str
     sender: ClientSender
     state: SessionState = SessionState.PENDING
@@ -54,6 +55,8 @@ class Session:
     nudge_delays: tuple[float, ...] = ()
     nudge_timers: list[Any] = attrs.field(factory=list)
     nudges: int = 0
+    #: The client's IP address (the auth throttle counts wrong tokens per address).
+    host: str = ""
 
     log = Logger()
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import random
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.fuzz_cases import CLIENT_MODES, Outcome, client_case
@@ -128,12 +127,11 @@ def test_auto_backend_answers_what_it_is_sent():
     assert kinds[-1] == "start_run_response"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Dispatcher._hold: a start_run_command sent while the session's previous run is unfinished "
-    "is held without a timeout of its own — for up to take_off_timeout (10 s) or the previous "
-    "run's ic + op time + run_grace — so the client gets no reply within the 5 s request "
-    "timeout (found by the client-lane fuzz)"))
 def test_a_start_held_behind_a_long_run_is_answered_within_the_request_timeout():
+    """Found by the fuzz: a start sent while the session's previous run was unfinished was held
+    without a timeout of its own (up to the take-off timeout, or the previous run's length plus
+    grace), so the client got no reply within its 5 s request timeout.  It is now held for at
+    most ``Timing.start_hold`` (2 s), then refused with an error naming the run and backend."""
     reactor = FakeReactor()
     service, backends = proxy(reactor)
     client = claim(service)
@@ -145,17 +143,26 @@ def test_a_start_held_behind_a_long_run_is_answered_within_the_request_timeout()
     send_run_traffic(service, 0, run_traffic("long", paths, 1)[:3])  # TAKE_OFF, IC, OP
     assert messages.request_id(client.frames()[0]) == "a"
     client.request("start_run_command", start_run_command("next"), id="b")
-    for _ in range(12):  # 6 s: more than the 5 s request timeout
+    answered_after = None
+    for step in range(1, 13):  # 6 s: more than the 5 s request timeout
         reactor.advance(0.5)
         backends[0].pump()
-    assert "b" in {messages.request_id(e) for e in client.frames()}
+        replies = [e for e in client.frames() if messages.request_id(e) == "b"]
+        if replies:
+            assert answered_after is None, "answered twice"
+            answered_after = step * 0.5
+            [reply] = replies
+    assert answered_after == service.config.timing.start_hold
+    text = reply.message_v1.error_message.description
+    assert text.startswith(f"previous run long still running on backend {service.lanes[0].name}")
+    assert "next" not in backends[0].started  # never reached the device
+    assert service.dispatcher.counters.held_starts_refused == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "RunCoordinator.begin replaces the bookkeeping (barrier) of a run still in progress when a "
-    "start_run_command (with clear_queue or end_repetitive, so not held) reuses its run id; a "
-    "start held behind the replaced run then never gets a reply (found by the client-lane fuzz)"))
 def test_a_start_reusing_a_running_run_id_does_not_orphan_a_held_start():
+    """Found by the fuzz: a start (with clear_queue, so not held) reusing the id of a run in
+    progress replaced that run's bookkeeping, and a start held behind the replaced run was
+    never answered.  A start naming a run id in use is now refused at once."""
     reactor = FakeReactor()
     service, backends = proxy(reactor)
     for b in backends:
@@ -164,12 +171,23 @@ def test_a_start_reusing_a_running_run_id_does_not_orphan_a_held_start():
     pump_all(backends)
     client.frames()
     client.request("start_run_command", start_run_command("r"), id="a")
-    client.request("start_run_command", start_run_command("r"), id="b")  # held behind "a"
+    client.request("start_run_command", start_run_command("r"), id="b")  # "r" is in progress
     reused = start_run_command("r")
     reused.clear_queue = True
     client.request("start_run_command", reused, id="c")
     for _ in range(20):  # 10 s: twice the request timeout
         reactor.advance(0.5)
         pump_all(backends)
-    answered = {messages.request_id(e) for e in client.frames()}
-    assert {"a", "b", "c"} <= answered
+    replies: dict[str, list[str]] = {}
+    for env in client.frames():
+        rid = messages.request_id(env)
+        if rid in ("a", "b", "c"):
+            replies.setdefault(rid, []).append(messages.kind_of(env))
+    assert replies == {"a": ["start_run_response"], "b": ["error_message"],
+                       "c": ["error_message"]}
+    assert service.dispatcher.counters.reused_run_ids == 2
+    assert backends[0].started == ["r"]  # one run reached the device
+    assert not service.dispatcher.coordinator.barriers  # "r" finished and was forgotten
+    client.request("start_run_command", start_run_command("r"), id="d")  # free again
+    pump_all(backends)
+    assert messages.kind_of(client.frames()[0]) == "start_run_response"

@@ -5,8 +5,9 @@
   interleaved with the active session's run traffic).  The fake devices record everything
   the proxy sent them after the handshake; it must stay empty.
 * Wrong-token floods: every wrong token is answered "Authentication failed" and counted,
-  nothing is forwarded, the right token still works; tokens are compared with
-  ``hmac.compare_digest`` (constant time).
+  nothing is forwarded; after five wrong tokens the address is locked out (tokens refused
+  unchecked, pybrid.proxy.auth.AuthThrottle), and once the lockout has passed the right token
+  works; tokens are compared with ``hmac.compare_digest`` (constant time).
 * The monitor tap keeps samples on the local network by default: TTL 1 (and loopback as the
   default interface), both in the proxy's options and in the tap itself.
 """
@@ -27,12 +28,13 @@ from pybrid.monitor.options import DEFAULT_TTL, MonitorConfig
 from pybrid.monitor.tap import MulticastTap
 from pybrid.proto import pb
 from pybrid.proxy import auth as auth_module
-from pybrid.proxy.auth import FAILED, REQUIRED
+from pybrid.proxy.auth import FAILED, REQUIRED, throttled_text
 from pybrid.proxy.config import ProxyConfig
 from pybrid.wire import messages
 from pybrid.wire.framing import frame
 
 TOKEN = "correct horse battery staple"
+LOCKED = f"{FAILED}: too many failed attempts from 127.0.0.1; token not checked"
 RUN_KINDS = ("run_data_message", "run_data_end_message", "run_state_change_message")
 FUZZ = settings(max_examples=150, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -101,7 +103,7 @@ def test_a_waiting_or_unauthenticated_client_reaches_no_device_and_sees_no_sampl
         if token is not None:
             texts = {e.message_v1.error_message.description for e in got
                      if messages.kind_of(e) == "error_message"}
-            assert texts <= {REQUIRED, FAILED}, texts
+            assert all(t in (REQUIRED, FAILED) or t.startswith(LOCKED) for t in texts), texts
             assert "extract_response" not in kinds and "busy_response" not in kinds
             assert not intruder.proto.session.authenticated
         if holder is not None:
@@ -111,7 +113,11 @@ def test_a_waiting_or_unauthenticated_client_reaches_no_device_and_sees_no_sampl
     one()
 
 
-def test_a_wrong_token_flood_is_refused_counted_and_forwards_nothing():
+def test_a_wrong_token_flood_is_refused_counted_and_forwards_nothing(monkeypatch):
+    checked = []
+    real = auth_module.hmac.compare_digest
+    monkeypatch.setattr(auth_module.hmac, "compare_digest",
+                        lambda a, b: checked.append(a) or real(a, b))
     reactor = FakeReactor()
     service, [backend] = proxy(reactor, auth_token=TOKEN)
     client = connect_client(service, 41002)
@@ -126,14 +132,23 @@ def test_a_wrong_token_flood_is_refused_counted_and_forwards_nothing():
     client.request("auth_request", pb.AuthRequest(), id="no-bearer")  # no kind at all
     replies = client.frames()
     assert len(replies) == len(wrong) + 1
-    assert all(e.message_v1.error_message.description == FAILED for e in replies)
     assert [e.message_v1.id for e in replies] == [f"a{i}" for i in range(len(wrong))] + [
         "no-bearer"]
+    texts = [e.message_v1.error_message.description for e in replies]
+    # five tokens are checked, then the address is locked out: the rest are refused unchecked
+    assert texts[:5] == [FAILED] * 5 and len(checked) == 5
+    assert texts[5:] == [throttled_text("127.0.0.1", 0.25)] * (len(wrong) - 4)
     assert service.front.counters.auth_failures == len(wrong) + 1
+    assert service.front.counters.auth_throttled == len(wrong) - 4
     client.request("start_run_command", start_run_command("r"), id="run")
     assert client.frames()[0].message_v1.error_message.description == REQUIRED
     backend.pump()
     assert backend.requests == [] and not client.closing
+    client.request("auth_request", auth_request(TOKEN), id="locked")  # refused, unchecked
+    assert client.frames()[0].message_v1.error_message.description.startswith(LOCKED)
+    for _ in range(2):  # the 0.25 s lockout passes (the backend answers its pings meanwhile)
+        reactor.advance(0.125)
+        backend.pump()
     client.request("auth_request", auth_request(TOKEN), id="ok")
     assert client.kinds() == ["success_message"]
     client.request("start_run_command", start_run_command("r"), id="run")
@@ -149,11 +164,14 @@ def test_wrong_tokens_from_many_connections_do_not_open_the_door():
         client.request("auth_request", auth_request(f"try-{port}"), id="a")
         client.request("reset_command", id="r")
         replies = client.frames()
-        assert [e.message_v1.error_message.description for e in replies] == [FAILED, REQUIRED]
+        texts = [e.message_v1.error_message.description for e in replies]
+        # the lockout is per address, across its connections
+        assert texts == [FAILED if port < 5 else throttled_text("127.0.0.1", 0.25), REQUIRED]
         client.proto.connectionLost(None)
     backend.pump()
     assert backend.requests == []
     assert service.front.counters.auth_failures == 300
+    assert service.front.counters.auth_throttled == 295
     assert service.scheduler.count == 0
 
 

@@ -89,7 +89,8 @@ class LaneEvents(Protocol):
 
     def lane_message(self, lane: BackendLane, env: pb.Envelope, payload: bytes) -> None: ...
 
-    def lane_datagram(self, lane: BackendLane, data: bytes) -> None: ...
+    # True: traffic of a registered run (the intake latches the device's source on it)
+    def lane_datagram(self, lane: BackendLane, data: bytes) -> bool | None: ...
 
 
 @attrs.define

@@ -11,10 +11,20 @@ single fix against kernel drops; :func:`pybrid.netstats.raise_rcvbuf` asks with
 ``SO_RCVBUFFORCE`` when allowed, and the size the kernel granted is logged).  Twisted's
 ``doRead`` reads datagrams until ``maxThroughput`` bytes per wake-up (``MAX_THROUGHPUT``).
 
-A datagram from any address other than the backend's IP is dropped and counted in
-``counters.foreign``; everything else goes to the ``deliver`` callable unparsed — parsing and
-routing are the router's job.  Per datagram, the intake does one tuple index, one comparison
-and one call.
+**Source latch.**  Datagrams are accepted only from the device's own source address: the
+first datagram from the backend's IP that the router accepts as traffic of a registered run
+(``deliver`` returns true) *latches* its ``(ip, port)`` in ``source``; from then on a datagram
+from any other address — another host, or another port of the backend's host, such as a local
+process forging samples with the active run's id — is dropped and counted in
+``counters.foreign``.  Until the latch is set, datagrams from the backend's IP go to the router
+(which drops anything that is not traffic of a registered run), so garbage cannot take the
+latch.  The latch is released (:meth:`DatagramIntake.unlatch`) on every UDP negotiation
+(setting ``peer_host``: each lane connection) and whenever a run is registered (the service
+wires :meth:`IntakeWatch.unlatch` to the router), so a device that opened a new socket, for a
+new connection or even per run, is latched again by its next run's first datagram.  Both
+devices we know open one UDP socket per negotiation (our simulator, ``pybrid.device.lanes``;
+the reference mock, one datagram endpoint per ``udp_data_streaming_command``).  Per datagram,
+the intake does one tuple comparison and one call.
 
 The kernel counts, per socket, datagrams it discarded because the receive buffer was full
 (``/proc/net/udp``, :func:`pybrid.netstats.socket_drops`).  :class:`IntakeWatch` reads that
@@ -60,32 +70,70 @@ class DatagramIntake(protocol.DatagramProtocol):
     log = Logger()
     noisy = False
 
-    def __init__(self, name: str, deliver: Callable[[bytes], None]) -> None:
+    def __init__(self, name: str, deliver: Callable[[bytes], object]) -> None:
         self.name = name
         self.deliver = deliver
-        self.peer_host: str | None = None
+        self._peer_host: str | None = None
+        #: The device's latched address as Twisted gives it (``(ip, port)``; IPv6 adds flow
+        #: info and scope), or None (see the module note).
+        self.source: tuple[Any, ...] | None = None
+        self._last_source: tuple[Any, ...] | None = None
         self.counters = IntakeCounters()
         self.port: Any = None
         self.rcvbuf = 0
         self._drops_base: int | None = None
 
+    @property
+    def peer_host(self) -> str | None:
+        """The backend's IP address; setting it (a new UDP negotiation) releases the latch."""
+        return self._peer_host
+
+    @peer_host.setter
+    def peer_host(self, host: str | None) -> None:
+        self._peer_host = host
+        self.source = None
+
+    def unlatch(self) -> None:
+        """Accept the next datagram of a registered run from the backend's IP as the
+        device's source (a new run, or a new negotiation)."""
+        self.source = None
+
     def datagramReceived(self, data: bytes, addr: Any) -> None:
-        if addr[0] != self.peer_host:
+        if addr == self.source:
+            counters = self.counters
+            counters.datagrams += 1
+            counters.bytes += len(data)
+            self.deliver(data)
+            return
+        if self.source is not None or addr[0] != self._peer_host:
             self._foreign(addr, len(data))
             return
         counters = self.counters
         counters.datagrams += 1
         counters.bytes += len(data)
-        self.deliver(data)
+        if self.deliver(data) and self.source is None:
+            source = self.source = tuple(addr)
+            if source == self._last_source:
+                return
+            self._last_source = source
+            self.log.info("backend {backend} intake: run data comes from {addr}; datagrams "
+                          "from other addresses are dropped", backend=self.name,
+                          addr=f"{addr[0]}:{addr[1]}")
 
     def _foreign(self, addr: Any, length: int) -> None:
         self.counters.foreign += 1
-        if self.counters.foreign == 1 or self.counters.foreign % 1000 == 0:
+        count = self.counters.foreign
+        if count <= 3 or count % 1000 == 0:
+            source = self.source
+            if source is not None and addr[0] == source[0]:
+                why = f"the backend's host, but not the device's port {source[1]}"
+            else:
+                why = "an address that is not the backend's"
             self.log.warn(
-                "backend {backend} intake: dropped datagram from unknown address {addr} "
-                "({length} bytes; {count} so far)",
-                backend=self.name, addr=f"{addr[0]}:{addr[1]}", length=length,
-                count=self.counters.foreign,
+                "backend {backend} intake: dropped datagram from {addr}: {why} ({length} bytes; "
+                "{count} so far)",
+                backend=self.name, addr=f"{addr[0]}:{addr[1]}", why=why, length=length,
+                count=count,
             )
 
     # -- socket ------------------------------------------------------------------------------
@@ -149,7 +197,8 @@ class HasIntake(Protocol):
 
 
 class GapSource(Protocol):
-    """The router's chunk-gap counts."""
+    """The router's chunk-gap counts (and, optionally, ``settle_gaps()``: count chunks missing
+    for longer than the reorder window now)."""
 
     @property
     def gaps_by_carrier(self) -> dict[str, int]: ...
@@ -181,9 +230,19 @@ class IntakeWatch:
         if loop is not None and loop.running:
             loop.stop()
 
+    def unlatch(self) -> None:
+        """Release every intake's source latch (a run is being registered)."""
+        for lane in self.lanes:
+            intake = lane.intake
+            if intake is not None:
+                intake.unlatch()
+
     def poll(self) -> dict[str, Any]:
         """Read every intake's kernel drops now; log increases; return :meth:`report`."""
         try:
+            settle = getattr(self.router, "settle_gaps", None)
+            if settle is not None:
+                settle()
             gaps = dict(self.router.gaps_by_carrier)
             new_gaps = {c: n - self._gaps.get(c, 0) for c, n in gaps.items()
                         if n != self._gaps.get(c, 0)}

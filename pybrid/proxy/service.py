@@ -67,6 +67,8 @@ class ProxyService(service.MultiService):
         ]
         #: Kernel drops on the intake sockets, polled every second (pybrid.proxy.intake).
         self.intake_watch = IntakeWatch(reactor, self.lanes, self.router)
+        #: A run being registered releases the intakes' source latches (pybrid.proxy.intake).
+        self.router.on_register = self.intake_watch.unlatch
         self.health = ClusterHealth(self.lanes)
         self.dispatcher = Dispatcher(self.lanes, self.router, timing.stop_timeout, config.debug,
                                      clock=reactor, timing=timing)
@@ -171,5 +173,5 @@ class ProxyService(service.MultiService):
     def lane_message(self, lane: BackendLane, env: pb.Envelope, payload: bytes) -> None:
         self.router.route_message(lane, env, payload)  # monitor tap, then route
 
-    def lane_datagram(self, lane: BackendLane, data: bytes) -> None:
-        self.router.route_datagram(lane, data)
+    def lane_datagram(self, lane: BackendLane, data: bytes) -> bool:
+        return self.router.route_datagram(lane, data)  # True: a registered run's traffic

@@ -2,7 +2,7 @@
 
     twistd -n pybrid-proxy -b HOST[:PORT] [-b …] [--listen 0.0.0.0] [--port 5732]
            [--session-timeout 10] [--auth|--no-auth] [--max-sessions 8] [--debug]
-           [--client-buffer 64MiB] [--udp-rcvbuf 8MiB]
+           [--client-buffer 64MiB] [--udp-rcvbuf 64MiB]
            [--monitor GROUP:PORT …] [--monitor-ttl 1] [--monitor-interface 127.0.0.1]
 
 ``-b`` takes a backend (``HOST[:PORT]``), comma-separated backends, or a backend file

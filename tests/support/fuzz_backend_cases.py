@@ -98,11 +98,11 @@ class _Expect:
 
 
 def backend_case(rnd: random.Random, pieces: int = 16, full: bool = True,
-                 damaged_heads: bool = False) -> Outcome:
+                 damaged_heads: bool = True) -> Outcome:
     """One hostile backend during a client's run; see the module note.
 
     ``damaged_heads`` adds run data datagrams cut or damaged after their first 130 bytes
-    (off by default: the router's fast path forwards them, see test_fuzz_backend_lane).
+    (the router's fast path must leave them to the full parse: test_fuzz_backend_lane).
     """
     out = Outcome()
     reactor = FakeReactor()

@@ -14,7 +14,6 @@ import gc
 import random
 import uuid
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.fuzz_backend_cases import backend_case, handshake_case
@@ -30,6 +29,7 @@ from support.fuzz_proxy import (
 )
 from support.proxy_fakes import FakeReactor
 
+from pybrid.proxy.datahead import layout_of
 from pybrid.wire import messages
 from pybrid.wire.framing import MAX_DATAGRAM
 
@@ -113,11 +113,10 @@ def test_run_traffic_of_an_unknown_run_never_reaches_the_active_client():
     assert service.router.counters.foreign_run == (6 + 4) + (6 + 1)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "RunRouter.route_datagram's fast path (DATA_HEAD regex) forwards a run data datagram "
-    "whose bytes after the head are cut off or damaged: the client gets a frame protobuf "
-    "cannot parse, counted as forwarded instead of unparseable"))
 def test_run_data_damaged_after_its_head_is_not_forwarded():
+    """The router's fast path accepts only the layout of datagrams protobuf parsed
+    (pybrid.proxy.datahead): a cut or damaged datagram takes the full parse and is counted
+    unparseable, never forwarded."""
     reactor = FakeReactor()
     service, backends = proxy(reactor)
     lane = service.lanes[0]
@@ -134,3 +133,15 @@ def test_run_data_damaged_after_its_head_is_not_forwarded():
     assert service.router.counters.unparseable == 1
     assert service.router.counters.forwarded == 0
     assert client.frames() == []
+    # the intact datagram passes (and teaches the router its tail); a byte more, or the
+    # tail's first tag made invalid, is dropped again
+    lane.intake.datagramReceived(good, (lane.intake.peer_host, 5))
+    lay = layout_of(good)
+    assert lay is not None and lay.tail
+    bad_tail = bytearray(good)
+    bad_tail[len(good) - len(lay.tail)] = 0x07  # the tail's first tag: no wire type 7
+    for damaged in (good + b"\x00", bytes(bad_tail), good[:-1]):
+        lane.intake.datagramReceived(damaged, (lane.intake.peer_host, 5))
+    assert service.router.counters.forwarded == 1
+    assert service.router.counters.unparseable == 4
+    assert [e.SerializeToString() for e in client.frames()] == [good]

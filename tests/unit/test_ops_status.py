@@ -14,6 +14,7 @@ from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
 from pybrid.proxy.status import RecentEvents, client_buffer, kernel_drops
 from pybrid.proxy.status_collect import StatusCollector
+from pybrid.wire import messages
 
 MACS = ["00-00-5E-00-53-01", "00-00-5E-00-53-02"]
 SETUP = """
@@ -249,12 +250,21 @@ def test_chunks_and_chunk_rates_per_carrier(reactor, proxy, collector):
     status = collector.snapshot()
     by_path = {c.path: c for c in status.carriers}
     first, second = by_path["/" + MACS[0]], by_path["/" + MACS[1]]
-    assert (first.gaps, second.gaps) == (0, 3)
+    assert (first.gaps, second.gaps) == (0, 0)  # chunks 2..4 may still come (reordered)
     assert first.chunk_rate == pytest.approx(15.0)  # 30 chunks over the 2 s window
     assert second.chunk_rate == pytest.approx(3.0)  # 6 positions (3 of them lost)
     assert status.active is not None and status.active.runs[0].chunks == 36
     # totals only when the router counts them (progress sampling would miss short runs)
     assert first.chunks is None
+    for index, mac in enumerate(MACS[:2]):  # the run ends: what is still missing is lost
+        change = pb.RunStateChangeMessage(old=pb.OP_END, new_=pb.DONE)
+        change.run.id = command.run.id
+        change.entity.path = "/" + mac
+        intakes[index].datagramReceived(
+            messages.v1("run_state_change_message", change).SerializeToString(),
+            ("127.0.0.1", 1))
+    by_path = {c.path: c for c in collector.snapshot().carriers}
+    assert (by_path["/" + MACS[0]].gaps, by_path["/" + MACS[1]].gaps) == (0, 3)
     client.close()
 
 
@@ -277,3 +287,22 @@ def test_chunk_totals_come_from_the_router_when_it_counts_them(reactor):
     collector.sample()
     carrier = collector.snapshot().carriers[0]
     assert (carrier.chunks, carrier.chunk_rate) == (50, 10.0)
+
+
+def test_every_proxy_wide_counter_has_a_metric() -> None:
+    """A counter added to ``counters_of`` must also be exported at /metrics."""
+    from types import SimpleNamespace
+
+    from pybrid.proxy import status, status_metrics
+
+    class AnyCounter:
+        def __getattr__(self, name: str) -> int:
+            return 7
+
+    counters = AnyCounter()
+    holder = SimpleNamespace(counters=counters)
+    proxy = SimpleNamespace(front=holder, dispatcher=holder, scheduler=counters, router=holder)
+    names = set(status.counters_of(proxy))
+    assert "auth_throttled" in names and "held_starts_refused" in names
+    exported = set(status_metrics._COUNTERS) | set(status_metrics._DROPS) | {"chunk_gaps"}
+    assert names <= exported, names - exported

@@ -157,3 +157,55 @@ def test_unknown_senders_are_dropped_and_counted():
     intake.datagramReceived(b"b", ("10.0.0.9", 1))
     assert got == [b"a"]
     assert (intake.counters.datagrams, intake.counters.foreign) == (1, 1)
+
+
+def test_the_devices_source_port_is_latched_by_its_first_accepted_datagram(captured):
+    got = []
+
+    def deliver(data):  # the router: True for traffic of a registered run
+        got.append(data)
+        return data.startswith(b"run")
+
+    intake = DatagramIntake("dev", deliver)
+    intake.peer_host = "127.0.0.1"
+    intake.datagramReceived(b"junk", ("127.0.0.1", 7))  # routed (and dropped) but no latch
+    assert intake.source is None
+    intake.datagramReceived(b"run 1", ("127.0.0.1", 8))
+    assert intake.source == ("127.0.0.1", 8)
+    intake.datagramReceived(b"run forged", ("127.0.0.1", 7))  # the backend's host, other port
+    intake.datagramReceived(b"run forged", ("10.0.0.9", 8))  # another host
+    intake.datagramReceived(b"anything", ("127.0.0.1", 8))
+    assert got == [b"junk", b"run 1", b"anything"]
+    assert (intake.counters.datagrams, intake.counters.foreign) == (3, 2)
+    warnings = [e for e in captured if "dropped datagram" in e.get("log_format", "")]
+    assert "not the device's port 8" in warnings[0]["why"]
+    assert "not the backend's" in warnings[1]["why"]
+    # a new run (or negotiation) releases the latch: a device with a new socket is accepted
+    intake.unlatch()
+    intake.datagramReceived(b"run 2", ("127.0.0.1", 9))
+    intake.datagramReceived(b"run 1", ("127.0.0.1", 8))
+    assert intake.source == ("127.0.0.1", 9) and intake.counters.foreign == 3
+    intake.peer_host = "127.0.0.1"
+    assert intake.source is None
+
+
+def test_the_watch_unlatches_every_intake():
+    intakes = [DatagramIntake(f"dev{i}", lambda data: True) for i in range(2)]
+    for intake in intakes:
+        intake.peer_host = "127.0.0.1"
+        intake.datagramReceived(b"run", ("127.0.0.1", 5))
+        assert intake.source == ("127.0.0.1", 5)
+    watch = IntakeWatch(task.Clock(), [Lane("a", intakes[0]), Lane("b", intakes[1]),
+                                       Lane("down", None)], Router())
+    watch.unlatch()
+    assert [i.source for i in intakes] == [None, None]
+
+
+def test_a_flood_of_foreign_datagrams_is_counted_exactly_but_logged_sparingly(captured):
+    intake = DatagramIntake("dev", lambda data: True)
+    intake.peer_host = "127.0.0.1"
+    for n in range(5000):
+        intake.datagramReceived(b"x", ("127.0.0.1", 1000 + n % 2))
+    assert intake.counters.foreign == 2500  # every one from port 1001: 1000 latched first
+    warnings = [e for e in captured if "dropped datagram" in e.get("log_format", "")]
+    assert [e["count"] for e in warnings] == [1, 2, 3, 1000, 2000]

@@ -57,7 +57,7 @@ def test_defaults():
     config = parse().config
     assert config is not None
     assert config.client_buffer == 64 << 20
-    assert config.udp_rcvbuf == 8 << 20
+    assert config.udp_rcvbuf == 64 << 20
     assert config.monitor == MonitorConfig()
     assert not config.monitor.enabled
 

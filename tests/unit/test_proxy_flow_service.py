@@ -122,3 +122,30 @@ def test_a_stuck_client_is_aborted_after_the_close_grace(reactor):
     reactor.advance(session.sender.close_grace + 0.1)  # it never read again
     assert slow.transport.disconnected  # StringTransport.abortConnection
     assert session.sender.counters.aborted == 1
+
+
+def test_the_intake_latches_the_devices_port_per_run(reactor):
+    """A forged datagram from another port of the backend's host is dropped once the device's
+    first datagram of the run latched its port; a new run may come from a new port."""
+    service, [backend] = make_proxy(reactor)
+    client = active_client(service)
+    intake = service.lanes[0].intake
+    for port, n in ((33333, 0), (44444, 1)):
+        run_id = str(uuid.uuid4())
+        start_run(client, backend, run_id)
+        assert intake.source is None  # released by the run's registration
+        intake.datagramReceived(chunk(run_id, 0), ("127.0.0.1", port))
+        intake.datagramReceived(chunk(run_id, 1), ("127.0.0.1", 55555))  # forged
+        intake.datagramReceived(chunk(run_id, 1), ("127.0.0.1", port))
+        assert intake.source == ("127.0.0.1", port)
+        assert intake.counters.foreign == n + 1
+        frames = client.frames()
+        chunks = [e.message_v1.run_data_message.run.chunk for e in frames]
+        assert chunks == [0, 1]
+        for carrier_done in (pb.OP_END, pb.DONE):
+            change = pb.RunStateChangeMessage(new_=carrier_done)
+            change.run.id = run_id
+            intake.datagramReceived(
+                messages.v1("run_state_change_message", change).SerializeToString(),
+                ("127.0.0.1", port))
+        client.frames()

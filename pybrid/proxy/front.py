@@ -60,7 +60,10 @@ class FrontCounters:
     auth_failures: int = 0
     #: Of ``auth_failures``: tokens refused unchecked, their address being locked out.
     auth_throttled: int = 0
+    #: Frames with no message at all (an Envelope with neither ``generic`` nor ``message_v1``).
     not_v1: int = 0
+    #: Generic frames other than a ping command (a stray ping_response, or no kind).
+    generic_dropped: int = 0
 
 
 def servable_from_cache(command: pb.ExtractCommand) -> bool:
@@ -110,6 +113,12 @@ class Front:
         if session.state is SessionState.PENDING:
             self.scheduler.open(session)
 
+    def _dropped(self, session: Session, what: str, total: int) -> None:
+        """Log a dropped client frame: the first three, then every 1000th (all are counted)."""
+        if total <= 3 or total % 1000 == 0:
+            self.log.warn("session {session}: {what} dropped ({total} so far)",
+                          session=session.id, what=what, total=total)
+
     def frame_received(self, session: Session, env: pb.Envelope, payload: bytes) -> None:
         if session.closed:
             return
@@ -132,10 +141,14 @@ class Front:
             if is_ping:
                 self.counters.pings += 1
                 session.reply(messages.generic_pong())
+            else:
+                self.counters.generic_dropped += 1
+                self._dropped(session, "generic frame that is not a ping command",
+                              self.counters.generic_dropped)
             return
         if top != "message_v1":
             self.counters.not_v1 += 1
-            self.log.warn("session {session}: frame without a message dropped", session=session.id)
+            self._dropped(session, "frame without a message", self.counters.not_v1)
             return
         msg = env.message_v1
         kind = msg.WhichOneof("kind") or "unknown"

@@ -280,6 +280,9 @@ def counters_of(proxy: Any) -> dict[str, int]:
         ("dropped_unexpected_kind", router, "unexpected_kind"),
         ("chunk_gaps", router, "gaps"),
         ("chunks_reordered", router, "reordered"),
+        ("chunks_late", router, "late"),
+        ("client_frames_dropped", front, "not_v1"),
+        ("client_generic_frames_dropped", front, "generic_dropped"),
     )
     out: dict[str, int] = {}
     for name, source, attr in picks:

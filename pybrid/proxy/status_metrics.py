@@ -46,6 +46,12 @@ _COUNTERS = {
                                "Run data and data-end messages forwarded to sessions."),
     "state_changes": ("pybrid_proxy_state_changes_total",
                       "Run state changes received from backends for registered runs."),
+    "chunks_late": ("pybrid_proxy_chunks_late_total",
+                    "Data chunks that arrived as duplicates or after being counted lost."),
+    "client_frames_dropped": ("pybrid_proxy_client_frames_dropped_total",
+                              "Client frames with no message (neither generic nor v1)."),
+    "client_generic_frames_dropped": ("pybrid_proxy_client_generic_frames_dropped_total",
+                                      "Client generic frames other than a ping command."),
     "chunks_reordered": ("pybrid_proxy_chunks_reordered_total",
                          "Data chunks that arrived after a later chunk of their carrier."),
 }

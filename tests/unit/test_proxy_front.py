@@ -222,3 +222,20 @@ def test_no_nudges_when_disabled():
     client.request("udp_data_streaming_command")
     reactor.advance(0.1)
     assert client.kinds() == ["extract_response", "udp_data_streaming_refused_response"]
+
+
+def test_frames_that_are_not_requests_are_counted_and_dropped(proxy):
+    client = connect_client(proxy)
+    client.request("extract_command", SPEC)
+    client.kinds()
+    client.send(pb.Envelope(version=pb.Version(major=1)))  # no message at all
+    client.send(messages.generic_pong())  # a stray ping response
+    empty_generic = pb.Envelope()
+    empty_generic.generic.SetInParent()  # a generic message without a kind
+    client.send(empty_generic)
+    assert client.kinds() == []
+    assert proxy.front.counters.not_v1 == 1
+    assert proxy.front.counters.generic_dropped == 2
+    assert not client.closing
+    client.send(messages.generic_ping())
+    assert client.kinds() == ["generic.ping_response"]

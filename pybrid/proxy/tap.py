@@ -1,7 +1,7 @@
 """``twistd pybrid-proxy``: command-line options and the service tree.
 
     twistd -n pybrid-proxy -b HOST[:PORT] [-b …] [--listen 0.0.0.0] [--port 5732]
-           [--session-timeout 10] [--auth|--no-auth] [--max-sessions 8] [--debug]
+           [--session-timeout 10] [--auth|--no-auth] [--max-sessions 8] [--debug] [--no-nudges]
            [--client-buffer 64MiB] [--udp-rcvbuf 64MiB]
            [--monitor GROUP:PORT …] [--monitor-ttl 1] [--monitor-interface 127.0.0.1]
 
@@ -23,7 +23,7 @@ from twisted.python import usage
 
 from pybrid.monitor.options import MonitorOptionsMixin
 from pybrid.proxy.backends import BackendSpecError, parse_backend_args
-from pybrid.proxy.config import DEFAULT_PORT, ProxyConfig
+from pybrid.proxy.config import DEFAULT_PORT, ProxyConfig, Timing
 from pybrid.proxy.flow import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF, format_size, parse_size
 from pybrid.proxy.service import ProxyService
 
@@ -55,7 +55,12 @@ class Options(MonitorOptionsMixin, usage.Options):
         ["udp-rcvbuf", None, format_size(DEFAULT_UDP_RCVBUF).replace(" ", ""),
          "Receive buffer asked for each backend's UDP intake socket (the kernel may cap it)."],
     ]
-    optFlags = [["debug", None, "Log every message (per-message detail)."]]
+    optFlags = [
+        ["debug", None, "Log every message (per-message detail)."],
+        ["no-nudges", None,
+         "Send no unsolicited generic pongs after a cached extract or the UDP refusal (they "
+         "speed up the reference client's connect; see docs/proxy.md)."],
+    ]
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         super().__init__()
@@ -124,6 +129,7 @@ class Options(MonitorOptionsMixin, usage.Options):
             client_buffer=client_buffer,
             udp_rcvbuf=udp_rcvbuf,
             monitor=monitor,
+            timing=Timing(nudge_delays=()) if self["no-nudges"] else Timing(),
         )
 
 

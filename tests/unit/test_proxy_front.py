@@ -239,3 +239,21 @@ def test_frames_that_are_not_requests_are_counted_and_dropped(proxy):
     assert not client.closing
     client.send(messages.generic_ping())
     assert client.kinds() == ["generic.ping_response"]
+
+
+def test_without_nudges_a_cached_extract_gets_no_unsolicited_pongs(reactor):
+    from pybrid.proxy.config import Timing
+
+    service, _backends = make_proxy(reactor, timing=Timing(nudge_delays=()))
+    client = connect_client(service)
+    client.request("extract_command", SPEC)
+    reactor.advance(1.0)
+    assert client.kinds() == ["extract_response"]
+
+
+def test_with_nudges_a_cached_extract_is_followed_by_pongs(reactor, proxy):
+    client = connect_client(proxy)
+    client.request("extract_command", SPEC)
+    reactor.advance(1.0)
+    kinds = client.kinds()
+    assert kinds[0] == "extract_response" and "generic.ping_response" in kinds[1:]

@@ -69,3 +69,9 @@ def test_make_service_builds_one_lane_per_backend():
     service = makeService(parse(["-b", "127.0.0.1:6000,127.0.0.1:6001", "--port", "0"]))
     assert [lane.name for lane in service.lanes] == ["127.0.0.1:6000", "127.0.0.1:6001"]
     assert service.scheduler.max_sessions == 8
+
+
+def test_no_nudges_turns_the_unsolicited_pongs_off():
+    assert parse(["-b", "10.0.0.5"]).config.timing.nudge_delays
+    config = parse(["-b", "10.0.0.5", "--no-nudges"]).config
+    assert config.timing.nudge_delays == ()

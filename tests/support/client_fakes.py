@@ -15,7 +15,8 @@ from pybrid.client.computer import Computer
 from pybrid.client.control import ClientProtocol, ControlChannel
 from pybrid.client.topology import Carrier
 from pybrid.proto import pb
-from pybrid.wire import decode_varint, messages
+from pybrid.wire import messages
+from support.proxy_fakes import read_frames
 
 
 @attrs.define
@@ -50,19 +51,7 @@ class UdpClockReactor(MemoryReactorClock):
 
 def sent(transport: StringTransport) -> list[pb.Envelope]:
     """Every Envelope written to ``transport`` since the last call (then clears it)."""
-    data = transport.value()
-    transport.clear()
-    out = []
-    pos = 0
-    while pos < len(data):
-        decoded = decode_varint(data, pos)
-        assert decoded is not None
-        length, start = decoded
-        env = pb.Envelope()
-        env.ParseFromString(data[start : start + length])
-        out.append(env)
-        pos = start + length
-    return out
+    return read_frames(transport)
 
 
 @attrs.define

@@ -8,10 +8,13 @@ discovery and the session.  The data lane is negotiated later, before the first 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from twisted.internet import defer, endpoints, error
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.base import ReactorBase
 
 from pybrid.client.computer import Computer
 from pybrid.client.control import ClientFactory, ControlChannel, reply_body
@@ -48,6 +51,9 @@ def connect(
         return defer.fail(ValueError(f"data_lane must be one of {DATA_LANES}, not {data_lane!r}"))
     if busy_retry <= 0 or busy_timeout < 0:
         return defer.fail(ValueError("busy_retry must be positive and busy_timeout >= 0"))
+    problem = reactor_problem(reactor)
+    if problem is not None:
+        return defer.fail(ClientError(problem))
     return defer.ensureDeferred(
         _connect(
             reactor, host, port, auth_token, connect_timeout, request_timeout, busy_retry,
@@ -64,7 +70,36 @@ def _endpoint(reactor: Any, host: str, port: int, timeout: float) -> tuple[Any, 
         except (ValueError, TypeError, KeyError) as e:
             raise ConnectError(desc, f"bad endpoint description: {e}") from None
     label = f"[{name}]:{number}" if ":" in name else f"{name}:{number}"
+    # An address needs no name resolution (which a reactor that is not running never finishes,
+    # reported as "host name not found"): connect to it directly.
+    if isIPAddress(name):
+        return endpoints.TCP4ClientEndpoint(reactor, name, number, timeout=timeout), label
+    if isIPv6Address(name):
+        return endpoints.TCP6ClientEndpoint(reactor, name, number, timeout=timeout), label
     return endpoints.HostnameEndpoint(reactor, name, number, timeout=timeout), label
+
+
+def reactor_problem(reactor: Any) -> str | None:
+    """Why ``reactor`` can never answer in this thread, or None.
+
+    A reactor not yet running is normal before ``reactor.run()`` (``task.react`` calls its
+    function first), but not inside a running asyncio loop (Jupyter), where nothing will ever
+    run it: the Deferred would never fire.
+    """
+    if not isinstance(reactor, ReactorBase) or reactor.running:
+        return None
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    name = type(reactor).__name__
+    hint = "use pybrid.client.blocking.connect() instead (docs/client.md, \"Notebooks\")"
+    if getattr(reactor, "_asyncioEventloop", None) is loop:
+        return (f"the Twisted reactor ({name}) runs on this asyncio loop but was never started: "
+                f"call reactor.startRunning(installSignalHandlers=False) once, or {hint}")
+    return (f"the Twisted reactor ({name}) is not running, and this thread runs an asyncio "
+            f"loop (Jupyter?) that does not drive it: the request would never be answered; "
+            f"{hint}")
 
 
 def _why(exc: BaseException, timeout: float) -> str:

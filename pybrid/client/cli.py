@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 from typing import Any, NoReturn
@@ -36,6 +35,12 @@ from twisted.logger import (
 from zope.interface import implementer
 
 from pybrid.client.apb import load_apb
+from pybrid.client.commands.options import (
+    IC_TIME_RANGE,
+    OP_TIME_RANGE,
+    seconds_in,
+    token_from_env,
+)
 from pybrid.client.connect import DEFAULT_PORT, connect
 from pybrid.client.errors import (
     ClientError,
@@ -54,10 +59,10 @@ EXIT_USAGE, EXIT_INTERRUPTED = 64, 130
 TOKEN_ENV = "PYBRID_AUTH_TOKEN"
 PROG = "pybrid-run"
 
-EPILOG = f"""\
+EPILOG = """\
 exit codes: 0 done, 1 other failure, 2 cannot connect, 3 device busy,
 4 run failed on the device, 5 timeout, 64 bad command line, 130 interrupted.
-The bearer token may also come from the environment variable {TOKEN_ENV}.
+The bearer token may also come from $PYBRID_AUTH_TOKEN or $PYBRID_AUTHENTICATION.
 """
 
 
@@ -97,10 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset", action="store_true",
                    help="reset the circuit (keeping calibration) before configuring")
     p.add_argument("--calibrate", action="store_true", help="calibrate before the run")
-    p.add_argument("-t", "--op-time", type=_positive(float), default=0.01, metavar="SECONDS",
-                   help="OP time in seconds (default 0.01)")
-    p.add_argument("--ic-time", type=_positive(float), default=100e-6, metavar="SECONDS",
-                   help="IC time in seconds (default 0.0001)")
+    p.add_argument("-t", "--op-time", type=seconds_in(*OP_TIME_RANGE, "--op-time"), default=0.01,
+                   metavar="SECONDS", help="OP time in seconds (default 0.01)")
+    p.add_argument("--ic-time", type=seconds_in(*IC_TIME_RANGE, "--ic-time"), default=100e-6,
+                   metavar="SECONDS", help="IC time in seconds, not nanoseconds (default 0.0001)")
     p.add_argument("-n", "--channels", type=_positive(int), default=8,
                    help="ADC channels to sample (default 8)")
     p.add_argument("-r", "--sample-rate", type=_positive(int), default=10_000, metavar="HZ",
@@ -109,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to save the samples (default run-<run id>.npz)")
     p.add_argument("--plot", metavar="FILE.png",
                    help="also plot the channels into a PNG (needs matplotlib: the 'plot' extra)")
-    p.add_argument("--token", help=f"bearer token for a proxy that requires one (or ${TOKEN_ENV})")
+    p.add_argument("--token", help="bearer token for a proxy that requires one "
+                   "(or $PYBRID_AUTH_TOKEN, $PYBRID_AUTHENTICATION)")
     p.add_argument("--data-lane", choices=("auto", "udp", "tcp"), default="auto",
                    help="auto: UDP with TCP fallback (default); udp: require UDP; tcp: never UDP")
     p.add_argument("--connect-timeout", type=_positive(float), default=5.0, metavar="SECONDS")
@@ -129,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _start_logging(verbose: bool) -> None:
+def _start_logging(verbose: bool, prog: str = PROG) -> None:
     level = LogLevel.debug if verbose else LogLevel.warn
 
     @implementer(ILogObserver)
@@ -137,7 +143,7 @@ def _start_logging(verbose: bool) -> None:
         text = formatEvent(event)
         if event.get("log_failure") is not None and verbose:
             text += "\n" + event["log_failure"].getTraceback()
-        sys.stderr.write(f"{PROG}: {event['log_level'].name}: {text}\n")
+        sys.stderr.write(f"{prog}: {event['log_level'].name}: {text}\n")
 
     predicate = LogLevelFilterPredicate(defaultLogLevel=level)
     globalLogBeginner.beginLoggingTo(
@@ -210,7 +216,7 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
             module = load_apb(args.config)
         except ClientError as e:
             _fail(EXIT_FAILED, str(e))
-    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
+    token = args.token if args.token is not None else token_from_env()
 
     current: list[defer.Deferred[Any]] = []
     computer: list[Any] = []

@@ -1,0 +1,146 @@
+"""What the client commands (``pybrid-ping``, ``pybrid-extract``, ``pybrid-reset``) share with
+``pybrid-run``: connection options, the token variables, range-checked times, one session body
+with the same exit codes and Ctrl-C handling.
+
+Exit codes (the scheme of ``pybrid-run``): 0 done, 1 other failure, 2 cannot connect, 3 device
+busy, 5 a timeout (a request or a ping got no answer), 64 bad command line, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
+
+from twisted.internet import defer, task
+
+from pybrid.client.cli import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    _start_logging,
+    exit_code_for,
+)
+from pybrid.client.commands.options import TOKEN_ENVS, token_from_env
+from pybrid.client.computer import Computer
+from pybrid.client.connect import DEFAULT_PORT, connect
+from pybrid.client.errors import ClientError, RequestTimeout
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors exit 64, like ``pybrid-run``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        return value
+
+    return parse
+
+
+EPILOG = (
+    "exit codes: 0 done, 1 other failure, 2 cannot connect, 3 device busy, 5 timeout,\n"
+    "64 bad command line, 130 interrupted.\n"
+    f"The bearer token may also come from ${TOKEN_ENVS[0]} or ${TOKEN_ENVS[1]}.\n"
+)
+
+
+def parser(prog: str, description: str) -> Parser:
+    p = Parser(prog=prog, description=description, epilog=EPILOG,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("host", help="device or proxy: NAME, NAME:PORT, or a Twisted endpoint "
+                   "string such as tcp:host=10.0.0.5:port=5732")
+    p.add_argument("-p", "--port", type=int, default=DEFAULT_PORT,
+                   help=f"TCP port (default {DEFAULT_PORT})")
+    p.add_argument("--token", help="bearer token for a proxy that requires one")
+    p.add_argument("--connect-timeout", type=positive(float), default=5.0, metavar="SECONDS")
+    p.add_argument("--busy-timeout", type=positive(float), default=60.0, metavar="SECONDS",
+                   help="how long to wait for a busy device (default 60)")
+    p.add_argument("--busy-retry", type=positive(float), default=0.2, metavar="SECONDS",
+                   help="retry interval while busy (default 0.2)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("-v", "--verbose", action="store_true", help="log protocol details")
+    return p
+
+
+Step = Callable[[defer.Deferred[Any]], Awaitable[Any]]
+Body = Callable[[Computer, Step, Callable[..., None]], Awaitable[int]]
+
+
+def fail(prog: str, code: int, message: str) -> NoReturn:
+    sys.stderr.write(f"{prog}: {message}\n")
+    raise SystemExit(code)
+
+
+async def session(reactor: Any, prog: str, args: argparse.Namespace, body: Body) -> int:
+    """Connect, run ``body(computer, step, say)``, close; map errors and Ctrl-C to exit codes.
+
+    ``step(d)`` awaits one Deferred that Ctrl-C (reactor shutdown) cancels.
+    """
+    _start_logging(args.verbose, prog)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    current: list[defer.Deferred[Any]] = []
+    computer: list[Computer] = []
+    interrupted = [False]
+
+    def on_shutdown() -> defer.Deferred[Any] | None:
+        interrupted[0] = True
+        for d in current:
+            d.cancel()
+        if computer and computer[0].connected:
+            return computer[0].close().addTimeout(2.0, reactor).addErrback(lambda _f: None)
+        return None
+
+    reactor.addSystemEventTrigger("before", "shutdown", on_shutdown)
+
+    async def step(d: defer.Deferred[Any]) -> Any:
+        current[:] = [d]
+        try:
+            return await d
+        finally:
+            current.clear()
+
+    token = args.token if args.token is not None else token_from_env()
+    try:
+        c = await step(connect(
+            args.host, args.port, reactor=reactor, auth_token=token,
+            connect_timeout=args.connect_timeout, busy_retry=args.busy_retry,
+            busy_timeout=args.busy_timeout,
+        ))
+        computer.append(c)
+        code = await body(c, step, say)
+        await c.close()
+        return code
+    except defer.CancelledError:
+        if interrupted[0]:
+            fail(prog, EXIT_INTERRUPTED, "interrupted")
+        raise
+    except (ClientError, RequestTimeout, defer.TimeoutError) as e:
+        if computer and computer[0].connected:
+            await computer[0].close()
+        fail(prog, exit_code_for(e), str(e))
+
+
+def main_for(prog: str, command: Callable[[Any, list[str]], Awaitable[int]],
+             argv: list[str] | None) -> None:
+    """Console entry point: ``command(reactor, argv)`` under ``task.react``."""
+    args = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+    async def _main(reactor: Any) -> None:
+        code = await command(reactor, args)
+        if code:
+            raise SystemExit(code)
+
+    task.react(lambda reactor: defer.ensureDeferred(_main(reactor)))

@@ -55,3 +55,22 @@ def test_compare_quick_direct_prints_its_table() -> None:
     assert re.search(r"^P5 ping in session \(ms, median\)\s+—\s+—\s+[\d.]+", out, re.M), out
     assert "direct: data by udp" in out, out
     assert not _processes_with(f"PYBRID_BENCHMARK_SMOKE={marker}".encode()), "children left"
+
+
+def test_client_compare_quick_prints_both_clients() -> None:
+    """``benchmarks/client_compare.py`` at one short rate: both clients get every value (the
+    reference only when ``.ref`` is installed; under CI it must be), no child outlives it."""
+    ref = (ROOT / ".ref" / "bin" / "python").exists()
+    assert ref or not os.environ.get("CI"), "the reference client is not installed in .ref/"
+    argv = [sys.executable, str(ROOT / "benchmarks" / "client_compare.py"), "--seconds", "0.05",
+            "--rates", "100000"]
+    marker = f"smoke-{uuid.uuid4()}"
+    env = dict(os.environ, PYBRID_BENCHMARK_SMOKE=marker)
+    out = subprocess.run(argv, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, env=env, timeout=120).stdout
+    assert "clients through our proxy (client buffer default): 2 carriers x 8 ch" in out, out
+    assert re.search(r"^\s+100,000 Hz  ours\s+80,000 / 80,000\s+[\d.]+\s+[\d,]+\s+\d+ MB", out,
+                     re.M), out
+    if ref:
+        assert re.search(r"^\s+100,000 Hz  reference\s+80,000 / 80,000 ", out, re.M), out
+    assert not _processes_with(f"PYBRID_BENCHMARK_SMOKE={marker}".encode()), "children left"

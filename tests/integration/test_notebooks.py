@@ -188,3 +188,43 @@ async def test_script_ctrl_c_stops_the_run_and_keeps_the_connection(reactor, tmp
     assert lines[1:] == ["INTERRUPTED", "[[100, 3]]"], proc.tail()
     # a stopped run ends DONE with what it acquired, so both runs count as done
     assert (counters.runs_started, counters.runs_stopped, counters.runs_done) == (2, 1, 2), counters
+
+
+RECONNECT = textwrap.dedent("""\
+    import os
+    from pybrid.client import blocking
+    from pybrid.client.errors import ConnectionLost
+    target = os.environ["PYBRID_TARGET"]
+    first = blocking.connect(target, busy_timeout=5)
+    second = blocking.connect(target, busy_timeout=5)   # a re-run connect cell
+    print("first connected:", first.connected)
+    print("shape:", second.run(0.01, channels=1).samples.shape)
+    second.close()
+    second.close()                                      # a re-run close cell
+    try:
+        second.run(0.01)                                # a re-run run cell after close
+    except ConnectionLost as e:
+        print("after close:", e)
+""")
+
+
+@pytest_twisted.ensureDeferred
+async def test_rerun_connect_cell_replaces_the_session_on_our_proxy(reactor):
+    _need("crochet")
+    dev, service = await _stack(reactor, carriers=1)
+    port = service.address[1]
+    proc = spawn(reactor, "script", [sys.executable, "-c", RECONNECT],
+                 env=_env(f"127.0.0.1:{port}"))
+    proc.ready.addErrback(lambda _f: None)
+    try:
+        await proc.ended.addTimeout(T, reactor)
+    finally:
+        await proc.stop()
+        await service.stopService()
+        await dev.stop()
+    assert proc.exit_code == 0, proc.tail()
+    assert proc.stdout.decode().splitlines() == [
+        "first connected: False",
+        "shape: (100, 1)",
+        f"after close: the connection to 127.0.0.1:{port} is closed; connect again",
+    ], proc.tail()

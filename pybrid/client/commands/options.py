@@ -34,6 +34,8 @@ def seconds_in(lo: float, hi: float, what: str) -> Callable[[str], float]:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r} (seconds)")
         if not lo <= value <= hi:
             raise argparse.ArgumentTypeError(
                 f"{what} is in seconds and must be between {lo:g} and {hi:g} s, not {text} s"

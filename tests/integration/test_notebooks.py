@@ -228,3 +228,42 @@ async def test_rerun_connect_cell_replaces_the_session_on_our_proxy(reactor):
         "shape: (100, 1)",
         f"after close: the connection to 127.0.0.1:{port} is closed; connect again",
     ], proc.tail()
+
+
+BOUNDED = textwrap.dedent("""\
+    from twisted.internet import defer
+    from pybrid.client import blocking
+    cancelled = []
+    def never(reactor):
+        return defer.Deferred(lambda d: cancelled.append(True))
+    try:
+        blocking.call(never, timeout=0.2)
+    except blocking.OperationTimeout as e:
+        print("timeout:", e)
+    print("cancelled:", cancelled)
+    def boom(reactor):
+        raise ValueError("the real error")
+    try:
+        blocking.call(boom)
+    except ValueError as e:
+        print("error:", e)
+    print("value:", blocking.call(lambda reactor, x: defer.succeed(x * 2), 21))
+""")
+
+
+@pytest_twisted.ensureDeferred
+async def test_blocking_call_bounds_cancels_and_raises_the_real_error(reactor):
+    _need("crochet")
+    proc = spawn(reactor, "script", [sys.executable, "-c", BOUNDED], env=_env(None))
+    proc.ready.addErrback(lambda _f: None)
+    try:
+        await proc.ended.addTimeout(T, reactor)
+    finally:
+        await proc.stop()
+    assert proc.exit_code == 0, proc.tail()
+    assert proc.stdout.decode().splitlines() == [
+        "timeout: never did not finish within 0.2 s; cancelled",
+        "cancelled: [True]",
+        "error: the real error",
+        "value: 42",
+    ], proc.tail()

@@ -77,9 +77,11 @@ def test_gaps_and_duplicates_are_counted_and_the_settle_time_bounds_the_wait():
     assert out == [None]
     r = c.result(None, "udp")[A]
     assert (r.chunks, r.chunk_gaps, r.missing_chunks, r.duplicate_chunks) == (3, 2, (1, 3), 1)
-    assert r.samples.shape == (300, 2)
+    assert r.samples.shape == (500, 2)  # sample i stays in row i: chunk 4 is rows 400-499
     assert not r.complete
-    np.testing.assert_array_equal(r.samples[100:200], block(200, 100))
+    assert np.isnan(r.samples[100:200]).all() and np.isnan(r.samples[300:400]).all()
+    np.testing.assert_array_equal(r.samples[200:300], block(200, 100))
+    np.testing.assert_array_equal(r.samples[400:500], block(400, 100))
 
 
 def test_stragglers_after_done_finish_the_run_as_soon_as_it_is_complete():

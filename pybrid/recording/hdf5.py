@@ -144,6 +144,7 @@ class H5Recorder:
             return
         for track in self._tracks.values():
             self._drain(track)
+        self._file.attrs["carriers"] = list(summaries)
         for carrier, s in summaries.items():
             g = self._file.require_group(carrier)
             columns = self.meta.channels if self.meta is not None else 0

@@ -113,6 +113,7 @@ def table(carrier: int, mac: str, n_channels: int, dtype: str) -> np.ndarray:
     f = _float_table(carrier, mac, n_channels)
     if dtype == "f32":
         return f
+    out: np.ndarray
     if dtype == "f64":
         out = f.astype(np.float64)
     else:

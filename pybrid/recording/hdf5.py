@@ -70,7 +70,9 @@ class H5Recorder:
 
     def begin(self, meta: RunMeta) -> None:
         self.meta = meta
-        self._file = _h5py().File(self.path, "w", libver="latest")
+        # default (earliest) file format: no "open for write" flag that a killed writer would
+        # leave set, so a plain h5py.File(path) opens what was flushed
+        self._file = _h5py().File(self.path, "w")
         for k, v in meta.attributes().items():
             self._file.attrs[k] = v
         self._last_flush = self._now()

@@ -11,6 +11,7 @@ import numpy as np
 
 from pybrid.proto import pb
 from pybrid.recording.meta import RunMeta, time_axis
+from pybrid.recording.npz import carrier_arrays
 
 #: Seconds added to ic_time + op_time for the default run deadline (the reference uses 10 s).
 RUN_TIMEOUT_HEADROOM = 10.0
@@ -175,13 +176,9 @@ class RunResult:
         return all(c.complete for c in self.carriers.values())
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Named arrays for ``numpy.savez`` (``<mac>/samples``, ``<mac>/final`` …)."""
+        """Named arrays for ``numpy.savez`` (``<mac>/samples``, ``<mac>/final`` …, the layout of
+        every recording: :mod:`pybrid.recording.npz`)."""
         out: dict[str, np.ndarray] = {}
         for mac, c in self.carriers.items():
-            out[f"{mac}/samples"] = c.samples
-            if c.final is not None:
-                out[f"{mac}/final"] = c.final
-            out[f"{mac}/probes"] = np.asarray(c.probes, dtype=np.int64)
-            out[f"{mac}/missing_chunks"] = np.asarray(c.missing_chunks, dtype=np.int64)
-            out[f"{mac}/start_index"] = np.asarray(0, dtype=np.int64)
+            out.update(carrier_arrays(mac, c.samples, c.final, c.probes, c.missing_chunks))
         return out

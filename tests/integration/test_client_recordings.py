@@ -136,3 +136,30 @@ async def test_sigkill_mid_recording_leaves_a_readable_h5(reactor, tmp_path):
             assert ok.mean() > 0.9  # rows written and flushed (a chunk may be lost)
             want = expected_decoded(i, 4, 0, got.shape[0], mac=mac)
             np.testing.assert_array_equal(got[ok], want[ok])
+
+
+@pytest_twisted.ensureDeferred
+async def test_api_run_streams_into_an_h5_recorder_instead_of_ram(reactor, tmp_path):
+    from pybrid.recording import H5Recorder
+
+    dev = SimulatedDevice(reactor=reactor, config=DeviceConfig(carriers=2))
+    dev.listen(0, interface="127.0.0.1")
+    path = tmp_path / "api.h5"
+    try:
+        c = await connect("127.0.0.1", dev.port, reactor=reactor).addTimeout(T, reactor)
+        try:
+            result = await c.run(0.05, channels=3, sample_rate=20_000,
+                                 sink=H5Recorder(str(path), clock=reactor)).addTimeout(T, reactor)
+        finally:
+            await c.close()
+    finally:
+        await dev.stop()
+    assert result.complete
+    with h5py.File(path, "r") as f:
+        assert f.attrs["run_id"] == result.run_id
+        for i, (mac, carrier) in enumerate(result.carriers.items()):
+            assert carrier.samples.shape == (0, 3)  # nothing held in RAM
+            assert carrier.received_samples == 1000
+            np.testing.assert_array_equal(f[f"{mac}/samples"][()],
+                                          expected_decoded(i, 3, 0, 1000, mac=mac))
+            np.testing.assert_array_equal(f[f"{mac}/final"][()], carrier.final)

@@ -29,6 +29,10 @@ class Sink(Protocol):
     def samples(self, carrier: str) -> np.ndarray | None: ...
 
 
+#: Rows a carrier's array starts with at most (a long run grows as its samples arrive).
+INITIAL_ROWS = 1 << 20
+
+
 @attrs.define(eq=False)
 class _Rows:
     data: np.ndarray
@@ -37,8 +41,9 @@ class _Rows:
 
 @attrs.define(eq=False)
 class MemorySink:
-    """Keeps each carrier's rows in one NaN-initialised array, preallocated for the expected
-    sample count (grown by doubling if a device sends more); rows never written stay NaN."""
+    """Keeps each carrier's rows in one NaN-initialised array: preallocated for the expected
+    sample count (at most ``INITIAL_ROWS`` at first, then grown by doubling up to it, and beyond
+    if a device sends more); rows never written stay NaN."""
 
     meta: RunMeta | None = None
     _rows: dict[str, _Rows] = attrs.field(factory=dict)
@@ -51,14 +56,22 @@ class MemorySink:
         end = start + values.shape[0]
         r = self._rows.get(carrier)
         if r is None:
-            want = self.meta.expected_samples if self.meta is not None else 0
-            r = self._rows[carrier] = _Rows(_nans(max(want, end), values.shape[1], dtype))
+            first = max(min(self._want(), INITIAL_ROWS), end)
+            r = self._rows[carrier] = _Rows(_nans(first, values.shape[1], dtype))
         elif end > r.data.shape[0]:
-            grown = _nans(max(end, 2 * r.data.shape[0]), r.data.shape[1], r.data.dtype)
-            grown[: r.used] = r.data[: r.used]
-            r.data = grown
+            double, want = 2 * r.data.shape[0], self._want()
+            self._grow(r, max(end, min(double, want) if want > r.data.shape[0] else double))
         r.data[start:end] = values
         r.used = max(r.used, end)
+
+    def _want(self) -> int:
+        return self.meta.expected_samples if self.meta is not None else 0
+
+    @staticmethod
+    def _grow(r: _Rows, rows: int) -> None:
+        grown = _nans(rows, r.data.shape[1], r.data.dtype)
+        grown[: r.used] = r.data[: r.used]
+        r.data = grown
 
     def final(self, carrier: str, values: np.ndarray) -> None:
         self._final[carrier] = values
@@ -70,8 +83,10 @@ class MemorySink:
         r = self._rows.get(carrier)
         if r is None:
             return None
-        want = self.meta.expected_samples if self.meta is not None else 0
-        return r.data[: max(want, r.used)]
+        rows = max(self._want(), r.used)
+        if r.data.shape[0] < rows:
+            self._grow(r, rows)  # lost chunks at the end: NaN rows up to the expected count
+        return r.data[:rows]
 
 
 def _nans(rows: int, columns: int, dtype: np.dtype) -> np.ndarray:

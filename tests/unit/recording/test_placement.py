@@ -71,3 +71,32 @@ def test_more_samples_than_expected_grow_the_rows() -> None:
     assert rows.shape == (600, 2) and placer.rows == 600
     np.testing.assert_array_equal(rows[500:], block(500, 100))
     assert placer.missing(200).tolist() == [1, 2, 3, 4]
+
+
+def test_memory_grows_from_a_bounded_start_and_pads_lost_rows_at_the_end() -> None:
+    from pybrid.recording import sinks
+
+    sink = MemorySink()
+    sink.begin(RunMeta("r", 0.0, 1, 1, ("A",), expected_samples=5 * sinks.INITIAL_ROWS))
+    f32 = np.dtype(np.float32)
+    sink.write("A", 0, np.ones((10, 1)), f32)
+    assert sink._rows["A"].data.shape[0] == sinks.INITIAL_ROWS  # not the whole run at once
+    sink.write("A", sinks.INITIAL_ROWS, np.full((10, 1), 2.0), f32)
+    assert sink._rows["A"].data.shape[0] == 2 * sinks.INITIAL_ROWS
+    rows = sink.samples("A")
+    assert rows is not None and rows.shape == (5 * sinks.INITIAL_ROWS, 1)
+    assert rows[0, 0] == 1.0 and rows[sinks.INITIAL_ROWS, 0] == 2.0
+    assert np.isnan(rows[10 : sinks.INITIAL_ROWS]).all() and np.isnan(rows[-10:]).all()
+
+
+def test_without_an_expected_count_memory_doubles() -> None:
+    sink = MemorySink()
+    sink.begin(RunMeta("r", 0.0, 0, 1, ()))  # a monitor: the run's length is unknown
+    f32 = np.dtype(np.float32)
+    sizes = set()
+    for n in range(50):
+        sink.write("A", 100 * n, np.ones((100, 1)), f32)
+        sizes.add(sink._rows["A"].data.shape[0])
+    assert sorted(sizes) == [100, 200, 400, 800, 1600, 3200, 6400]
+    rows = sink.samples("A")
+    assert rows is not None and rows.shape == (5000, 1) and not np.isnan(rows).any()

@@ -47,7 +47,7 @@ from pybrid.client.errors import (
     RunError,
     RunTimeout,
 )
-from pybrid.client.plot import read_h5_series, save_plot
+from pybrid.client.plot import plot_h5, save_plot
 from pybrid.client.progress import make_progress
 from pybrid.client.results import Chunk, RunResult, expected_samples
 from pybrid.recording.hdf5 import H5Recorder
@@ -284,12 +284,14 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
     try:
         if recorder is None:
             _save(result, output, meta)
-            series = {mac: cr.samples for mac, cr in result.carriers.items()}
-        else:
-            series = read_h5_series(output)[0] if args.plot else {}
         say(f"saved {output}")
         if args.plot:
-            save_plot(series, args.sample_rate, args.plot, title=f"run {result.run_id}")
+            title = f"run {result.run_id}"
+            if recorder is None:
+                series = {mac: cr.samples for mac, cr in result.carriers.items()}
+                save_plot(series, args.sample_rate, args.plot, title=title)
+            else:
+                plot_h5(output, args.plot, title=title)
             say(f"plotted {args.plot}")
     except OSError as e:
         _fail(EXIT_FAILED, f"cannot write {e.filename}: {e.strerror}")

@@ -62,9 +62,10 @@ async def test_dropped_chunks_keep_sample_times_in_api_npz_h5_and_plot(reactor, 
             await c.close()
         dropped = dev.counters.chunks_dropped
         npz, h5, png = tmp_path / "drop.npz", tmp_path / "drop.h5", tmp_path / "drop.png"
+        png_h5 = tmp_path / "drop-h5.png"
         outcomes = [await run_cli(reactor, f"127.0.0.1:{dev.port}", "-t", "0.1", "-n", "4",
-                                  "-o", out, *extra)
-                    for out, extra in ((npz, ("--plot", png)), (h5, ()))]
+                                  "-o", out, "--plot", plot)
+                    for out, plot in ((npz, png), (h5, png_h5))]
     finally:
         await dev.stop()
     # the API
@@ -96,7 +97,7 @@ async def test_dropped_chunks_keep_sample_times_in_api_npz_h5_and_plot(reactor, 
         assert f.attrs["sample_rate"] == 10_000 and f.attrs["software_version"] == version()
         assert f.attrs["run_id"] and f[MAC].attrs["start_index"] == 0
     # the plot: the time axis spans 0.1 s and the lost chunks are breaks in the lines
-    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert png.read_bytes()[:4] == b"\x89PNG" and png_h5.read_bytes()[:4] == b"\x89PNG"
     fig = figure(series, 10_000)
     ax = fig.axes[0]
     assert ax.get_xlim() == (0.0, 0.1)

@@ -47,3 +47,27 @@ def test_save_plot_writes_a_png(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "p.png"
     save_plot(series_with_gap(), 10_000, str(path), title="run r")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_long_runs_are_drawn_from_every_kth_sample_over_the_whole_time(
+    tmp_path: pathlib.Path,
+) -> None:
+    import matplotlib.pyplot as plt
+
+    from pybrid.client.plot import step_for
+
+    rows = 100_000
+    values = np.zeros((rows, 1), np.float32)
+    values[50_000:50_500] = np.nan  # five lost chunks: wider than the step, still a gap
+    step = step_for(rows, 10_000)
+    assert step == 10
+    fig = figure({"A": values[::step]}, 100_000, "run", step, rows)
+    try:
+        ax = fig.axes[0]
+        x, y = ax.lines[0].get_xdata(), ax.lines[0].get_ydata()
+        assert len(x) == 10_000 and x[1] == 10 / 100_000
+        assert ax.get_xlim() == (0.0, 1.0)
+        assert np.isnan(y[5_000:5_050]).all() and not np.isnan(y[:5_000]).any()
+        assert "every 10th sample" in fig._suptitle.get_text()
+    finally:
+        plt.close(fig)

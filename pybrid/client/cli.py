@@ -275,6 +275,10 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
         if computer and computer[0].connected:
             await computer[0].close()
         _fail(exit_code_for(e), str(e))
+    except OSError as e:  # the recording could not be written
+        if computer and computer[0].connected:
+            await computer[0].close()
+        _fail(EXIT_FAILED, f"cannot write {e.filename or args.output}: {e.strerror or e}")
 
     _report(result, say)
     output = args.output or f"run-{result.run_id[:8]}.npz"

@@ -196,7 +196,11 @@ class RunCollector:
         if final:
             if values.shape[0]:
                 c.final = values[-1].copy()
-                self.sink.final(c.mac, c.final)
+                try:
+                    self.sink.final(c.mac, c.final)
+                except Exception:
+                    self._fail(Failure())
+                    return
         else:
             if c.columns is None:
                 c.columns = values.shape[1]
@@ -212,7 +216,11 @@ class RunCollector:
                 )
                 return
             assert c.placer is not None
-            if not c.placer.add(number, values):
+            try:
+                if not c.placer.add(number, values):
+                    return
+            except Exception:  # the sink cannot take it (disk full …): the run fails with it
+                self._fail(Failure())
                 return
             c.samples += values.shape[0]
         if self.on_chunk is not None:

@@ -226,3 +226,20 @@ def test_run_spec_builds_the_reference_start_command():
 def test_run_spec_rejects_bad_parameters(kwargs):
     with pytest.raises(ValueError):
         RunSpec(**kwargs)
+
+
+def test_a_sink_that_cannot_write_fails_the_run_with_its_error():
+    from pybrid.recording.sinks import MemorySink
+
+    class Full(MemorySink):
+        def write(self, carrier, start, values, dtype):
+            raise OSError(28, "No space left on device")
+
+    clock = task.Clock()
+    spec = RunSpec(op_time=0.02, channels=2, sample_rate=10_000)
+    c = RunCollector(clock, "run-1", spec, [A], 10.0, 0.25, None, Full())
+    out = []
+    c.done.addBoth(out.append)
+    feed(c, data("run-1", 0, block(0, 100)))
+    assert len(out) == 1 and isinstance(out[0], Failure)
+    assert out[0].check(OSError) and "No space left" in str(out[0].value)

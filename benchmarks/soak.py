@@ -54,7 +54,7 @@ class Stats:
 def check(result: Any, channels: int, rate: int, op_time: float, stats: Stats) -> None:
     count = max(1, int(round(op_time * 1e9) * rate / 1e9))
     for mac, got in result.carriers.items():
-        want = expected_decoded(0, channels, 0, count)
+        want = expected_decoded(0, channels, 0, count, mac=mac)
         samples = got.samples
         same = samples.shape == want.shape and np.array_equal(samples, want)
         stats.samples += min(samples.shape[0], count) * channels

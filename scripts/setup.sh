@@ -9,12 +9,13 @@ quiet() { "$@" 2>&1 | grep -v -E "^WARNING: Location|^\[notice\]" || true; }
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-# test: pytest and the notebook runners (nbclient, ipykernel); notebook: crochet; plot: matplotlib
-if ! .venv/bin/python -c "import pybrid.proto, pytest_twisted, ruff, crochet, nbclient, ipykernel, matplotlib" >/dev/null 2>&1 \
+# test: pytest and the notebook runners (nbclient, ipykernel); notebook: crochet; hdf5: h5py;
+# plot: matplotlib
+if ! .venv/bin/python -c "import pybrid.proto, pytest_twisted, ruff, crochet, nbclient, ipykernel, h5py, matplotlib" >/dev/null 2>&1 \
    || ! [ -x .venv/bin/pybrid-ping ] \
    || [ proto/pybrid.proto -nt pybrid/proto/pybrid_pb2.py ]; then
   quiet .venv/bin/pip install -q --upgrade pip
-  quiet .venv/bin/pip install -q -e '.[test,dev,notebook,plot]' --config-settings editable_mode=compat
+  quiet .venv/bin/pip install -q -e '.[test,dev,notebook,hdf5,plot]' --config-settings editable_mode=compat
 fi
 .venv/bin/python -c "import pybrid.proto" || { echo "setup failed: pybrid not importable" >&2; exit 1; }
 

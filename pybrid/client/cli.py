@@ -1,4 +1,5 @@
-"""``pybrid-run``: connect, optionally configure from an ``.apb``, run, save ``.npz`` (and PNG).
+"""``pybrid-run``: connect, optionally configure from an ``.apb``, run, save ``.npz`` or stream
+to ``.h5`` (and plot a PNG).
 
 Exit codes (also in ``docs/client.md`` and ``--help``):
 
@@ -51,8 +52,10 @@ from pybrid.client.errors import (
     RunError,
     RunTimeout,
 )
+from pybrid.client.plot import plot_h5, save_plot
 from pybrid.client.progress import make_progress
 from pybrid.client.results import Chunk, RunResult, expected_samples
+from pybrid.recording.hdf5 import H5Recorder
 
 EXIT_OK, EXIT_FAILED, EXIT_CONNECT, EXIT_BUSY, EXIT_RUN, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 EXIT_USAGE, EXIT_INTERRUPTED = 64, 130
@@ -110,8 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ADC channels to sample (default 8)")
     p.add_argument("-r", "--sample-rate", type=_positive(int), default=10_000, metavar="HZ",
                    help="samples per second (default 10000)")
-    p.add_argument("-o", "--output", metavar="FILE.npz",
-                   help="where to save the samples (default run-<run id>.npz)")
+    p.add_argument("-o", "--output", metavar="FILE.npz|FILE.h5",
+                   help="where to save the samples (default run-<run id>.npz); a .h5 file is "
+                   "written while the run streams (needs h5py: the 'hdf5' extra)")
     p.add_argument("--plot", metavar="FILE.png",
                    help="also plot the channels into a PNG (needs matplotlib: the 'plot' extra)")
     p.add_argument("--token", help="bearer token for a proxy that requires one "
@@ -170,7 +174,8 @@ def exit_code_for(exc: BaseException) -> int:
 
 def _save(result: RunResult, path: str, meta: dict[str, Any]) -> None:
     arrays = result.arrays()
-    meta = dict(meta, run_id=result.run_id, data_lane=result.data_lane,
+    run_meta = result.meta.attributes() if result.meta is not None else {}
+    meta = dict(run_meta, **meta, run_id=result.run_id, data_lane=result.data_lane,
                 carriers=list(result.carriers), elapsed=result.elapsed,
                 states=[[s.at, s.carrier, s.old, s.new, s.reason] for s in result.states])
     arrays["meta"] = np.array(json.dumps(meta))
@@ -178,26 +183,14 @@ def _save(result: RunResult, path: str, meta: dict[str, Any]) -> None:
         np.savez(f, **arrays)  # type: ignore[arg-type]
 
 
-def _plot(result: RunResult, path: str, sample_rate: int) -> None:
-    import matplotlib
+def _is_h5(path: str | None) -> bool:
+    return bool(path) and os.path.splitext(str(path))[1].lower() in (".h5", ".hdf5")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    n = max(1, len(result.carriers))
-    fig, axes = plt.subplots(n, 1, figsize=(9, 3 * n), squeeze=False, sharex=True)
-    for ax, (mac, c) in zip(axes[:, 0], result.carriers.items(), strict=False):
-        t = np.arange(c.samples.shape[0]) / sample_rate
-        for k in range(c.samples.shape[1]):
-            ax.plot(t, c.samples[:, k], label=f"ch {k}", linewidth=0.8)
-        ax.set_title(mac)
-        ax.set_ylabel("value")
-        if c.samples.shape[1]:
-            ax.legend(loc="upper right", fontsize="small", ncol=4)
-    axes[-1, 0].set_xlabel("time in OP [s]")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+def _check_writable(path: str) -> None:
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        _fail(EXIT_FAILED, f"cannot write {path}: directory {parent} is missing or not writable")
 
 
 async def run_command(reactor: Any, argv: list[str]) -> int:
@@ -210,6 +203,14 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             _fail(EXIT_FAILED, "--plot needs matplotlib: pip install 'pybrid-twisted[plot]'")
+    recorder: H5Recorder | None = None
+    if _is_h5(args.output):
+        try:
+            import h5py  # noqa: F401
+        except ImportError:
+            _fail(EXIT_FAILED, "-o FILE.h5 needs h5py: pip install 'pybrid-twisted[hdf5]'")
+        _check_writable(args.output)
+        recorder = H5Recorder(args.output, clock=reactor)
     module = None
     if args.config:
         try:
@@ -267,6 +268,7 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
             result: RunResult = await step(c.run(
                 args.op_time, ic_time=args.ic_time, channels=args.channels,
                 sample_rate=args.sample_rate, timeout=args.timeout, on_chunk=on_chunk,
+                sink=recorder,
             ))
         finally:
             bar.close()
@@ -279,6 +281,10 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
         if computer and computer[0].connected:
             await computer[0].close()
         _fail(exit_code_for(e), str(e))
+    except OSError as e:  # the recording could not be written
+        if computer and computer[0].connected:
+            await computer[0].close()
+        _fail(EXIT_FAILED, f"cannot write {e.filename or args.output}: {e.strerror or e}")
 
     _report(result, say)
     output = args.output or f"run-{result.run_id[:8]}.npz"
@@ -286,10 +292,16 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
             "channels": args.channels, "sample_rate": args.sample_rate,
             "expected_samples": per_carrier}
     try:
-        _save(result, output, meta)
+        if recorder is None:
+            _save(result, output, meta)
         say(f"saved {output}")
         if args.plot:
-            _plot(result, args.plot, args.sample_rate)
+            title = f"run {result.run_id}"
+            if recorder is None:
+                series = {mac: cr.samples for mac, cr in result.carriers.items()}
+                save_plot(series, args.sample_rate, args.plot, title=title)
+            else:
+                plot_h5(output, args.plot, title=title)
             say(f"plotted {args.plot}")
     except OSError as e:
         _fail(EXIT_FAILED, f"cannot write {e.filename}: {e.strerror}")
@@ -299,12 +311,15 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
 def _report(result: RunResult, say: Any) -> None:
     say(f"run {result.run_id} done in {result.elapsed:.3f} s, data by {result.data_lane}")
     for mac, c in result.carriers.items():
-        say(f"  {mac}: {c.samples.shape[0]} samples x {c.samples.shape[1]} channels "
-            f"in {c.chunks} chunks, {c.chunk_gaps} gaps")
+        say(f"  {mac}: {c.received_samples} samples x {c.samples.shape[1]} channels "
+            f"in {c.chunks} chunks, {len(c.missing_chunks)} missing")
         if not c.complete:
+            shown = ", ".join(str(n) for n in c.missing_chunks[:10])
+            more = " …" if len(c.missing_chunks) > 10 else ""
             sys.stderr.write(
-                f"{PROG}: warning: {mac}: {c.samples.shape[0]} of {c.expected_samples} "
-                f"expected samples, {c.chunk_gaps} missing chunk(s)\n"
+                f"{PROG}: warning: {mac}: {c.received_samples} of {c.expected_samples} "
+                f"expected samples, {len(c.missing_chunks)} missing chunk(s) "
+                f"[{shown}{more}] (NaN rows)\n"
             )
     if result.overload is not None and result.overload.global_overload:
         say("  overload reported")

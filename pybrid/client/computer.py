@@ -39,6 +39,7 @@ from pybrid.client.results import Chunk, RunResult, RunSpec
 from pybrid.client.run import DEFAULT_SETTLE, RunCollector
 from pybrid.client.topology import Carrier
 from pybrid.proto import pb
+from pybrid.recording.sinks import MemorySink, Sink
 from pybrid.wire import messages
 
 log = Logger()
@@ -285,8 +286,12 @@ class Computer:
         settle: float = DEFAULT_SETTLE,
         on_chunk: Callable[[Chunk], Any] | None = None,
         fetch_overload: bool = True,
+        sink: Sink | None = None,
     ) -> defer.Deferred[RunResult]:
         """Start a run of ``op_time`` seconds and collect its samples; see ``docs/client.md``.
+
+        ``sink`` receives the samples instead of RAM (e.g. an
+        :class:`~pybrid.recording.hdf5.H5Recorder`); the result's ``samples`` are then empty.
 
         Cancelling the Deferred sends ``stop_run_command`` and stops collecting.
         """
@@ -300,7 +305,7 @@ class Computer:
             return defer.fail(e)
         seconds = spec.default_timeout if timeout is None else timeout
         return defer.ensureDeferred(
-            self._run(spec, seconds, settle, on_chunk, fetch_overload)
+            self._run(spec, seconds, settle, on_chunk, fetch_overload, sink)
         )
 
     async def _run(
@@ -310,11 +315,13 @@ class Computer:
         settle: float,
         on_chunk: Callable[[Chunk], Any] | None,
         fetch_overload: bool,
+        sink: Sink | None = None,
     ) -> RunResult:
         lane = await self.negotiate_data_lane()
         run_id = messages.new_id()
         collector = RunCollector(
-            self.reactor, run_id, spec, [c.mac for c in self.carriers], timeout, settle, on_chunk
+            self.reactor, run_id, spec, [c.mac for c in self.carriers], timeout, settle, on_chunk,
+            sink=sink if sink is not None else MemorySink(),
         )
         self._runs[run_id] = collector
         stop = True

@@ -10,6 +10,8 @@ import attrs
 import numpy as np
 
 from pybrid.proto import pb
+from pybrid.recording.meta import RunMeta, time_axis
+from pybrid.recording.npz import carrier_arrays
 
 #: Seconds added to ic_time + op_time for the default run deadline (the reference uses 10 s).
 RUN_TIMEOUT_HEADROOM = 10.0
@@ -105,22 +107,31 @@ class StateChange:
 
 @attrs.frozen
 class CarrierRun:
-    """What one carrier delivered in a run."""
+    """What one carrier delivered in a run.
+
+    Row ``i`` of ``samples`` is sample ``i``, taken ``i / sample_rate`` seconds after OP began:
+    rows of chunks that never arrived are NaN, and those chunk numbers are in
+    ``missing_chunks`` (lost chunks after the last one received too, up to the expected
+    count).  float32 when the device sent float32 or 16-bit samples, else float64.  Empty
+    (0 rows) when the run streamed into a recording (``run(..., sink=H5Recorder(path))``).
+    """
 
     carrier: str
-    samples: np.ndarray  # (samples, channels) float64
+    samples: np.ndarray  # (samples, channels)
     final: np.ndarray | None  # (channels,) from run_data_end_message
     probes: tuple[int, ...]
     states: tuple[str, ...]
     chunks: int
     chunk_gaps: int  # chunk numbers missing below the highest one received
-    missing_chunks: tuple[int, ...]  # the first MAX_LISTED_GAPS of them
+    missing_chunks: tuple[int, ...]  # every chunk number not received
     duplicate_chunks: int
     expected_samples: int
+    chunk_size: int = 0  # samples per chunk, as learnt from the chunks
+    received_samples: int = 0
 
     @property
     def complete(self) -> bool:
-        return not self.chunk_gaps and self.samples.shape[0] >= self.expected_samples
+        return not self.missing_chunks and self.received_samples >= self.expected_samples
 
 
 @attrs.frozen
@@ -134,6 +145,21 @@ class RunResult:
     data_lane: str
     elapsed: float
     malformed: int = 0
+    meta: RunMeta | None = None
+
+    @property
+    def sample_rate(self) -> int:
+        return self.meta.sample_rate if self.meta is not None else 0
+
+    @property
+    def start_time_utc(self) -> str:
+        """When the run was started (UTC, ISO 8601), from the client's clock."""
+        return self.meta.start_time_utc if self.meta is not None else ""
+
+    def time(self, carrier: str | None = None) -> np.ndarray:
+        """Seconds after OP began of each row of ``samples`` (of ``carrier``, or the only one)."""
+        rows = (self.samples if carrier is None else self.carriers[carrier].samples).shape[0]
+        return time_axis(rows, self.sample_rate)
 
     def __getitem__(self, carrier: str) -> CarrierRun:
         return self.carriers[carrier]
@@ -150,12 +176,9 @@ class RunResult:
         return all(c.complete for c in self.carriers.values())
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Named arrays for ``numpy.savez`` (``<mac>/samples``, ``<mac>/final`` …)."""
+        """Named arrays for ``numpy.savez`` (``<mac>/samples``, ``<mac>/final`` …, the layout of
+        every recording: :mod:`pybrid.recording.npz`)."""
         out: dict[str, np.ndarray] = {}
         for mac, c in self.carriers.items():
-            out[f"{mac}/samples"] = c.samples
-            if c.final is not None:
-                out[f"{mac}/final"] = c.final
-            out[f"{mac}/probes"] = np.asarray(c.probes, dtype=np.int64)
-            out[f"{mac}/missing_chunks"] = np.asarray(c.missing_chunks, dtype=np.int64)
+            out.update(carrier_arrays(mac, c.samples, c.final, c.probes, c.missing_chunks))
         return out

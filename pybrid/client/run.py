@@ -17,9 +17,14 @@ may even overtake the ``start_run_response``) — and moves through::
   carrier the extract reply did not list is kept under its own name (with a warning) but is not
   waited for.
 * **Chunks.**  Each ``run_data_message`` is decoded at once (``pybrid.samples.decode``: one
-  numpy expression per chunk) and stored by ``Run.chunk``; duplicates are counted and dropped.
-  The result concatenates chunks in chunk order; missing numbers below the highest one seen are
-  the carrier's *gaps*.  ``run_data_end_message`` holds the final values (its last row).
+  numpy expression per chunk) and placed by ``Run.chunk`` (a
+  :class:`~pybrid.recording.placement.ChunkPlacer` per carrier): sample ``i`` lands in row ``i``
+  of the run's *sink* — in RAM (:class:`~pybrid.recording.sinks.MemorySink`, the default) or on
+  disk (:class:`~pybrid.recording.hdf5.H5Recorder`) — so a late chunk lands in its place and a
+  lost one leaves NaN rows.  Duplicates are counted and dropped.  Missing numbers below the
+  highest one seen are the carrier's *gaps*; ``missing_chunks`` also lists lost chunks after
+  it (up to the expected count).  ``run_data_end_message`` holds the final values (its last
+  row).  Values are stored as float32 when they arrive as float32 or 16-bit integers.
 * **Settling.**  A UDP datagram sent before DONE can arrive after it.  After DONE on every
   carrier the collector finishes at once if every carrier is *complete*, otherwise it waits at
   most ``settle`` seconds for stragglers, finishing early when they complete it.  Complete means:
@@ -37,6 +42,7 @@ may even overtake the ``start_run_response``) — and moves through::
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import attrs
@@ -56,13 +62,14 @@ from pybrid.client.results import (
     StateChange,
 )
 from pybrid.proto import pb
+from pybrid.recording.meta import CarrierSummary, RunMeta, storage_dtype
+from pybrid.recording.placement import ChunkPlacer
+from pybrid.recording.sinks import MemorySink, Sink
 
 log = Logger()
 
 #: Default wait after DONE for data that is still in flight.
 DEFAULT_SETTLE = 0.25
-#: At most this many missing chunk numbers are listed in a result (all are counted).
-MAX_LISTED_GAPS = 1000
 
 
 def carrier_of(path: str) -> str:
@@ -76,13 +83,20 @@ class _Carrier:
     tracked: bool
     reached: set[int] = attrs.field(factory=set)
     states: list[str] = attrs.field(factory=list)
-    chunks: dict[int, np.ndarray] = attrs.field(factory=dict)
-    top: int = -1
+    placer: ChunkPlacer | None = None
     samples: int = 0
-    duplicates: int = 0
     probes: tuple[int, ...] = ()
     columns: int | None = None
+    dtype: np.dtype = attrs.field(factory=lambda: np.dtype(np.float64))
     final: np.ndarray | None = None
+
+    @property
+    def received(self) -> int:
+        return self.placer.chunks if self.placer is not None else 0
+
+    @property
+    def top(self) -> int:
+        return self.placer.top if self.placer is not None else -1
 
 
 @attrs.define(eq=False)
@@ -96,19 +110,30 @@ class RunCollector:
     timeout: float
     settle: float = DEFAULT_SETTLE
     on_chunk: Callable[[Chunk], Any] | None = None
+    sink: Sink = attrs.field(factory=MemorySink)
     done: defer.Deferred[None] = attrs.field(factory=defer.Deferred)
     phase: str = "running"
     started_at: float = attrs.field(init=False)
     history: list[StateChange] = attrs.field(factory=list)
     malformed: int = 0
+    meta: RunMeta = attrs.field(init=False)
     _per: dict[str, _Carrier] = attrs.field(factory=dict)
     _deadline: IDelayedCall | None = None
     _settle_timer: IDelayedCall | None = None
+    _sink_closed: dict[str, CarrierSummary] | None = None
 
     def __attrs_post_init__(self) -> None:
         self.started_at = self.clock.seconds()
         for mac in self.carriers:
             self._per[mac] = _Carrier(mac, tracked=True)
+        spec = self.spec
+        self.meta = RunMeta(
+            run_id=self.run_id, start_time=self.started_at, sample_rate=spec.sample_rate,
+            channels=spec.channels, carriers=tuple(self.carriers),
+            expected_samples=spec.expected_samples,
+            extra={"op_time": spec.op_time, "ic_time": spec.ic_time},
+        )
+        self.sink.begin(self.meta)
 
     def accepted(self) -> None:
         """The device accepted ``start_run_command``: start the run's deadline."""
@@ -171,10 +196,17 @@ class RunCollector:
         if final:
             if values.shape[0]:
                 c.final = values[-1].copy()
+                try:
+                    self.sink.final(c.mac, c.final)
+                except Exception:
+                    self._fail(Failure())
+                    return
         else:
             if c.columns is None:
                 c.columns = values.shape[1]
                 c.probes = tuple(int(ch.probe) for ch in msg.data.channels[: values.shape[1]])
+                c.dtype = storage_dtype(samples.numpy_dtype(msg.data.type))
+                c.placer = ChunkPlacer(partial(self._write, c))
             if values.shape[1] != c.columns:
                 self.malformed += 1
                 log.warn(
@@ -183,11 +215,13 @@ class RunCollector:
                     want=c.columns,
                 )
                 return
-            if number in c.chunks:
-                c.duplicates += 1
+            assert c.placer is not None
+            try:
+                if not c.placer.add(number, values):
+                    return
+            except Exception:  # the sink cannot take it (disk full …): the run fails with it
+                self._fail(Failure())
                 return
-            c.chunks[number] = values
-            c.top = max(c.top, number)
             c.samples += values.shape[0]
         if self.on_chunk is not None:
             try:
@@ -197,6 +231,9 @@ class RunCollector:
                 return
         if self.phase == "settling" and self._complete():
             self._finish()
+
+    def _write(self, c: _Carrier, start: int, values: np.ndarray) -> None:
+        self.sink.write(c.mac, start, values, c.dtype)
 
     def _carrier_for_data(self, path: str) -> _Carrier:
         mac = carrier_of(path)
@@ -226,7 +263,7 @@ class RunCollector:
         for c in self._per.values():
             if not c.tracked:
                 continue
-            if c.samples < want or len(c.chunks) <= c.top:
+            if c.samples < want or c.received <= c.top:
                 return False
             if need_final and c.final is None:
                 return False
@@ -256,10 +293,12 @@ class RunCollector:
         self._fail(Failure(exc))
 
     def cancel(self) -> None:
-        """Stop collecting without firing ``done`` again (the caller cancelled)."""
+        """Stop collecting without firing ``done`` again (the caller cancelled); the sink is
+        told the run is over (a recording keeps what arrived)."""
         if self.phase in ("running", "settling"):
             self.phase = "cancelled"
         self._stop_timers()
+        self.close_sink()
 
     def _stop_timers(self) -> None:
         for t in (self._deadline, self._settle_timer):
@@ -269,10 +308,33 @@ class RunCollector:
 
     # -- output --------------------------------------------------------------------------------
 
+    def summaries(self) -> dict[str, CarrierSummary]:
+        """Every carrier's placement summary (what a recording notes at the end)."""
+        out: dict[str, CarrierSummary] = {}
+        for c in self._per.values():
+            want = self.spec.expected_samples if c.tracked else 0
+            p = c.placer
+            missing = p.missing(want) if p is not None else _no_chunks(want)
+            out[c.mac] = CarrierSummary(
+                probes=c.probes, chunks=c.received, missing_chunks=tuple(missing.tolist()),
+                duplicate_chunks=p.duplicates if p is not None else 0,
+                rows=max(want, p.rows if p is not None else 0),
+                chunk_size=p.size if p is not None else 0,
+            )
+        return out
+
+    def close_sink(self) -> dict[str, CarrierSummary]:
+        """Tell the sink the run is over (once); the summaries it was given."""
+        if self._sink_closed is None:
+            self._sink_closed = self.summaries()
+            self.sink.finish(self._sink_closed)
+        return self._sink_closed
+
     def result(self, overload: pb.OverloadStatus | None, data_lane: str) -> RunResult:
+        summaries = self.close_sink()
         out: dict[str, CarrierRun] = {}
         for c in self._per.values():
-            out[c.mac] = self._carrier_result(c)
+            out[c.mac] = self._carrier_result(c, summaries[c.mac])
         return RunResult(
             run_id=self.run_id,
             carriers=out,
@@ -281,31 +343,30 @@ class RunCollector:
             data_lane=data_lane,
             elapsed=self.clock.seconds() - self.started_at,
             malformed=self.malformed,
+            meta=self.meta,
         )
 
-    def _carrier_result(self, c: _Carrier) -> CarrierRun:
-        order = sorted(c.chunks)
-        gaps = c.top + 1 - len(order)
-        missing: list[int] = []
-        if order:
-            values = np.concatenate([c.chunks[n] for n in order], axis=0)
-            expect = 0
-            for n in order:
-                if len(missing) >= MAX_LISTED_GAPS:
-                    break
-                missing.extend(range(expect, min(n, expect + MAX_LISTED_GAPS - len(missing))))
-                expect = n + 1
-        else:
-            values = np.zeros((0, c.columns or 0))
+    def _carrier_result(self, c: _Carrier, s: CarrierSummary) -> CarrierRun:
+        values = self.sink.samples(c.mac)
+        if values is None:
+            columns = c.columns if c.columns is not None else self.spec.channels
+            rows = s.rows if isinstance(self.sink, MemorySink) else 0
+            values = np.full((rows, columns), np.nan, dtype=c.dtype)
         return CarrierRun(
             carrier=c.mac,
             samples=values,
             final=c.final,
             probes=c.probes,
             states=tuple(c.states),
-            chunks=len(order),
-            chunk_gaps=gaps,
-            missing_chunks=tuple(missing),
-            duplicate_chunks=c.duplicates,
+            chunks=c.received,
+            chunk_gaps=c.placer.gaps() if c.placer is not None else 0,
+            missing_chunks=s.missing_chunks,
+            duplicate_chunks=s.duplicate_chunks,
             expected_samples=self.spec.expected_samples if c.tracked else 0,
+            chunk_size=s.chunk_size,
+            received_samples=c.samples,
         )
+
+
+def _no_chunks(expected_samples: int) -> np.ndarray:
+    return ChunkPlacer(lambda start, values: None).missing(expected_samples)

@@ -49,6 +49,10 @@ _EPS = 1e-6  # samples: guards floor() against float rounding of elapsed × rate
 _BATCH_BYTES = 8 * 1024 * 1024  # encoded chunks built per timer call, all carriers together
 
 
+def _mac(path: str) -> str:
+    return path.strip("/").split("/", 1)[0]
+
+
 @attrs.define(eq=False)
 class _CarrierStream:
     index: int
@@ -99,7 +103,8 @@ class RunDriver:
             enc = ChunkEncoder(p.run_id, cp.carrier.path, cp.channels, p.dtype, itemsize)
             sig = None
             if p.total_chunks:
-                sig = ChunkSignal(cp.carrier.index, p.n_channels, p.per_chunk, p.dtype)
+                sig = ChunkSignal(cp.carrier.index, p.n_channels, p.per_chunk, p.dtype,
+                                  mac=_mac(cp.carrier.path))
             self._streams.append(_CarrierStream(cp.carrier.index, cp.carrier.path, enc, sig))
         f = self.faults
         if f.drop > 0 or f.reorder > 0:
@@ -238,7 +243,8 @@ class RunDriver:
                 n = p.total_samples - j * p.per_chunk
                 batches = []
                 for s in self._streams:
-                    raw = expected(s.index, p.n_channels, j * p.per_chunk, n, p.dtype).tobytes()
+                    raw = expected(s.index, p.n_channels, j * p.per_chunk, n, p.dtype,
+                                   mac=_mac(s.path)).tobytes()
                     data = s.encoder.encode(j, raw, n)
                     batches.append((memoryview(data), len(data)))
             if not self._send(j, count, batches):
@@ -335,7 +341,8 @@ class RunDriver:
         self._transition(pb.OP_END)
         if p.sample_op_end and p.n_channels:
             for cp in p.carriers:
-                raw = expected(cp.carrier.index, p.n_channels, self._op_samples, 1, p.dtype)
+                raw = expected(cp.carrier.index, p.n_channels, self._op_samples, 1, p.dtype,
+                               mac=_mac(cp.carrier.path))
                 env = end_message(p.run_id, cp.carrier.path, cp.channels, p.dtype, raw.tobytes())
                 self.lane.send(env.SerializeToString())
         self._transition(pb.DONE)

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from pybrid.monitor.decode import MonitorChunk, MonitorStateChange
 from pybrid.monitor.listener import MonitorListener
 from pybrid.monitor.options import DEFAULT_INTERFACE, parse_group, parse_interface, parse_port
-from pybrid.monitor.record import Recorder
+from pybrid.monitor.record import Recorder, is_h5
 
 PROG = "pybrid-monitor"
 
@@ -63,7 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_interface,
         help="address of the interface to join on, or 'any' (default: %(default)s)",
     )
-    parser.add_argument("--record", metavar="FILE.npz", help="save the samples to FILE.npz on exit")
+    parser.add_argument(
+        "--record", metavar="FILE.h5|FILE.npz",
+        help="record every run: .h5 is written while it streams (needs h5py: the 'hdf5' "
+        "extra), .npz on exit; the k-th run goes to FILE-k.h5 / FILE-k.npz",
+    )
+    parser.add_argument(
+        "--sample-rate", type=int, default=0, metavar="HZ",
+        help="the runs' sample rate, stored in the recording (a monitor cannot see it)",
+    )
     parser.add_argument(
         "--duration", type=_positive, metavar="S", help="stop after S seconds (default: run "
         "until Ctrl-C or SIGTERM)"
@@ -91,6 +99,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--record: directory {parent} does not exist")
         if not os.access(parent, os.W_OK):
             parser.error(f"--record: directory {parent} is not writable")
+        if is_h5(args.record):
+            try:
+                import h5py  # noqa: F401
+            except ImportError:
+                parser.error("--record FILE.h5 needs h5py: pip install 'pybrid-twisted[hdf5]'")
+    if args.sample_rate < 0:
+        parser.error("--sample-rate must not be negative")
     return args
 
 
@@ -109,6 +124,7 @@ class ConsoleMonitor:
     interval: float = 1.0
     duration: float | None = None
     record: str | None = None
+    sample_rate: int = 0
     out: TextIO = sys.stdout
     err: TextIO = sys.stderr
     exit_code: int = 0
@@ -124,7 +140,8 @@ class ConsoleMonitor:
     _log: Logger = attrs.field(init=False, factory=Logger)
 
     def __attrs_post_init__(self) -> None:
-        self.recorder = Recorder() if self.record else None
+        self.recorder = (Recorder(self.record, self.reactor, sample_rate=self.sample_rate)
+                         if self.record else None)
         self.listener = MonitorListener(
             self.reactor, self.group, self.port, self.interface,
             on_chunk=self._chunk, on_state=self._state,
@@ -135,6 +152,8 @@ class ConsoleMonitor:
             self.recorder.add(chunk)
 
     def _state(self, change: MonitorStateChange) -> None:
+        if self.recorder is not None:
+            self.recorder.state(change)
         if change.carrier_path:
             where = f"carrier {change.carrier_index} {change.carrier_path}"
         else:  # no entity: name the carriers of this index seen so far
@@ -238,19 +257,20 @@ class ConsoleMonitor:
             reasons = ", ".join(f"{k} {v}" for k, v in sorted(stats.malformed_by_reason.items()))
             self._print(
                 f"summary: {stats.datagrams} datagrams, {stats.chunks} chunks, "
-                f"{stats.samples} samples, tap gaps {stats.tap_gaps}, "
+                f"{stats.samples} samples (+ {stats.end_chunks} final values), "
+                f"tap gaps {stats.tap_gaps}, "
                 f"chunk gaps {stats.chunk_gaps}, malformed {stats.malformed}"
                 + (f" ({reasons})" if reasons else "")
             )
         if self.recorder is not None and self.record and self.exit_code == 0:
             try:
-                meta = self.recorder.save(self.record)
+                written = self.recorder.close()
             except OSError as e:
                 self._print(f"{PROG}: error: cannot write {self.record}: {e}", self.err)
                 return 1
-            samples = sum(m["samples"] for m in meta)
-            runs = f"{len(meta)} carrier run" + ("" if len(meta) == 1 else "s")
-            self._print(f"recorded {samples} samples from {runs} to {self.record}")
+            runs = f"{len(written)} run" + ("" if len(written) == 1 else "s")
+            files = ", ".join(path for path, _s in written) or "no file (no data seen)"
+            self._print(f"recorded {self.recorder.samples} samples from {runs} to {files}")
         return self.exit_code
 
 
@@ -272,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         interval=args.interval,
         duration=args.duration,
         record=args.record,
+        sample_rate=args.sample_rate,
     )
     reactor.callWhenRunning(monitor.start)  # type: ignore[attr-defined]
     reactor.addSystemEventTrigger(  # type: ignore[attr-defined]

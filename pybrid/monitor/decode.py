@@ -38,6 +38,7 @@ class MonitorChunk:
     tap_sequence: int
     timestamp_ns: int
     flags: int = 0
+    raw_dtype: str = "<f8"  # numpy dtype of the samples on the wire
 
     @property
     def carrier(self) -> tuple[int, str]:
@@ -146,6 +147,7 @@ def decode_envelope(header: MonitorHeader, envelope: pb.Envelope) -> MonitorEven
             tap_sequence=header.sequence,
             timestamp_ns=header.timestamp_ns,
             flags=header.flags,
+            raw_dtype=_samples.numpy_dtype(data.data.type).str,
         )
     if kind == "run_state_change_message":
         change = msg.run_state_change_message

@@ -220,12 +220,13 @@ class MonitorListener:
         if isinstance(event, MonitorChunk):
             carrier = stats.carrier(event.carrier_index, event.carrier_path)
             count = event.sample_count
-            stats.samples += count
-            if event.end:
+            if event.end:  # final values, not samples of the run
+
                 stats.end_chunks += 1
                 carrier.end(event.run_id, count)
             else:
                 stats.chunks += 1
+                stats.samples += count
                 carrier.data(event.run_id, event.chunk, count)
             self._call(self.on_chunk, event)
         elif isinstance(event, MonitorStateChange):

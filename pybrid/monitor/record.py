@@ -1,109 +1,150 @@
-"""Recording of monitored samples into a numpy ``.npz`` file.
+"""Recording monitored runs: one file per run, in the layout ``pybrid-run`` writes.
 
-A :class:`Recorder` keeps the decoded chunks of each (carrier, run) and, on :meth:`save`,
-writes one float64 ``(samples, channels)`` array per carrier and run, chunks in chunk order
-(a duplicate chunk number keeps the first copy), plus ``<key>_end`` with the final values a
-``run_data_end_message`` carried, and ``meta``: a JSON string describing every key.  Keys look
-like ``c0_00-00-00-00-00-01_<run id>`` (carrier index, carrier path, run id).  Everything is
-kept in memory until saved.
+A :class:`Recorder` places each chunk a monitor sees by its chunk number
+(:class:`~pybrid.recording.placement.ChunkPlacer`, NaN rows for lost chunks) into one sink per
+run: an :class:`~pybrid.recording.hdf5.H5Recorder` for ``.h5``/``.hdf5`` paths (written while
+the run streams, flushed every ``flush_interval`` seconds on the injected clock, bounded
+memory) or an :class:`~pybrid.recording.npz.NpzRecorder` otherwise (held in RAM, written at
+the end).  The first run goes to the path as given, the k-th to ``<stem>-<k><ext>``.  A run's
+file is finished when a later run starts after all its carriers reached DONE/ERROR, or by
+:meth:`Recorder.close`.  Carriers are named by the MAC of their entity path (``carrier-<index>``
+without one).  A monitor sees no run configuration, so ``sample_rate`` is what the user said
+(0 = unknown) and lost chunks after the last one received cannot be told.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from typing import IO, Any
+import os
+from functools import partial
+from typing import Any
 
 import attrs
 import numpy as np
+from twisted.internet.interfaces import IReactorTime
 
-from pybrid.monitor.decode import MonitorChunk
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
-
-
-def record_key(carrier_index: int, carrier_path: str, run_id: str) -> str:
-    """The array name for one carrier's samples of one run."""
-    parts = [f"c{carrier_index}"]
-    for text in (carrier_path, run_id):
-        safe = _UNSAFE.sub("-", text).strip("-")
-        if safe:
-            parts.append(safe)
-    return "_".join(parts)
+from pybrid.monitor.decode import MonitorChunk, MonitorStateChange
+from pybrid.recording.hdf5 import H5Recorder
+from pybrid.recording.meta import CarrierSummary, RunMeta, storage_dtype
+from pybrid.recording.npz import NpzRecorder
+from pybrid.recording.placement import ChunkPlacer
 
 
-@attrs.define
-class _Track:
-    carrier_index: int
-    carrier_path: str
+def carrier_name(carrier_index: int, carrier_path: str) -> str:
+    """The carrier's MAC (first path component), or ``carrier-<index>`` without a path."""
+    mac = carrier_path.strip("/").split("/", 1)[0]
+    return mac or f"carrier-{carrier_index}"
+
+
+def is_h5(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in (".h5", ".hdf5")
+
+
+@attrs.define(eq=False)
+class _Carrier:
+    placer: ChunkPlacer
+    dtype: np.dtype
+    columns: int
+    probes: tuple[int, ...]
+    received: int = 0
+    inconsistent: int = 0
+    finished: bool = False
+
+
+@attrs.define(eq=False)
+class _Run:
     run_id: str
-    chunks: dict[int, np.ndarray] = attrs.Factory(dict)
-    probes: tuple[int, ...] = ()
-    end: np.ndarray | None = None
-    duplicates: int = 0
+    path: str
+    sink: Any
+    carriers: dict[str, _Carrier] = attrs.field(factory=dict)
 
 
-@attrs.define
+@attrs.define(eq=False)
 class Recorder:
-    """Collects chunks per carrier and run; :meth:`save` writes them as one ``.npz``."""
+    """Records every run a monitor sees; see the module note."""
 
-    _tracks: dict[tuple[int, str, str], _Track] = attrs.Factory(dict)
+    path: str
+    clock: IReactorTime
+    sample_rate: int = 0
+    flush_interval: float = 0.5
+    runs: dict[str, _Run] = attrs.field(factory=dict)
+    written: list[tuple[str, dict[str, CarrierSummary]]] = attrs.field(factory=list)
+    samples: int = 0  # samples placed (data chunks only, not final values)
 
     @property
     def empty(self) -> bool:
-        return not self._tracks
+        return not self.runs and not self.written
+
+    def _path_for(self, k: int) -> str:
+        if k == 1:
+            return self.path
+        stem, ext = os.path.splitext(self.path)
+        return f"{stem}-{k}{ext}"
+
+    def _run(self, chunk: MonitorChunk) -> _Run:
+        run = self.runs.get(chunk.run_id)
+        if run is None:
+            for old in [r for r in self.runs.values()
+                        if r.carriers and all(c.finished for c in r.carriers.values())]:
+                self._finish(old)
+            path = self._path_for(len(self.written) + len(self.runs) + 1)
+            sink: Any = (H5Recorder(path, clock=self.clock, flush_interval=self.flush_interval)
+                         if is_h5(path) else NpzRecorder(path))
+            sink.begin(RunMeta(
+                run_id=chunk.run_id, start_time=self.clock.seconds(),
+                sample_rate=self.sample_rate, channels=chunk.samples.shape[1], carriers=(),
+                extra={"source": "pybrid-monitor"},
+            ))
+            run = self.runs[chunk.run_id] = _Run(chunk.run_id, path, sink)
+        return run
 
     def add(self, chunk: MonitorChunk) -> None:
-        key = (chunk.carrier_index, chunk.carrier_path, chunk.run_id)
-        track = self._tracks.get(key)
-        if track is None:
-            track = self._tracks[key] = _Track(*key, probes=chunk.probes)
-        if chunk.end:
-            track.end = chunk.samples
-        elif chunk.chunk in track.chunks:
-            track.duplicates += 1
-        else:
-            track.chunks[chunk.chunk] = chunk.samples
-
-    def arrays(self) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
-        """``(arrays by key, metadata list)`` as :meth:`save` writes them."""
-        arrays: dict[str, np.ndarray] = {}
-        meta: list[dict[str, Any]] = []
-        for track in self._tracks.values():
-            key = record_key(track.carrier_index, track.carrier_path, track.run_id)
-            numbers = sorted(track.chunks)
-            width = len(track.probes)
-            parts = [track.chunks[n] for n in numbers if track.chunks[n].shape[1] == width]
-            data = np.concatenate(parts) if parts else np.zeros((0, width))
-            arrays[key] = data
-            if track.end is not None:
-                arrays[key + "_end"] = track.end
-            missing = (numbers[-1] + 1 - len(numbers)) if numbers else 0
-            meta.append(
-                {
-                    "key": key,
-                    "carrier_index": track.carrier_index,
-                    "carrier_path": track.carrier_path,
-                    "run_id": track.run_id,
-                    "samples": int(data.shape[0]),
-                    "channels": width,
-                    "probes": list(track.probes),
-                    "chunks": len(numbers),
-                    "missing_chunks": missing,
-                    "duplicate_chunks": track.duplicates,
-                    "inconsistent_chunks": len(numbers) - len(parts),
-                    "end": track.end is not None,
-                }
+        run = self._run(chunk)
+        mac = carrier_name(chunk.carrier_index, chunk.carrier_path)
+        c = run.carriers.get(mac)
+        if c is None:
+            dtype = storage_dtype(np.dtype(chunk.raw_dtype))
+            c = run.carriers[mac] = _Carrier(
+                ChunkPlacer(partial(run.sink.write, mac, dtype=dtype)), dtype,
+                chunk.samples.shape[1], chunk.probes,
             )
-        return arrays, meta
+        if chunk.end:
+            if chunk.samples.shape[0]:
+                run.sink.final(mac, chunk.samples[-1].copy())
+        elif chunk.samples.shape[1] != c.columns:
+            c.inconsistent += 1
+        elif c.placer.add(chunk.chunk, chunk.samples):
+            c.received += chunk.sample_count
+            self.samples += chunk.sample_count
 
-    def save(self, file: str | IO[bytes]) -> list[dict[str, Any]]:
-        """Write the ``.npz`` (to a path exactly as given, or an open binary file)."""
-        arrays, meta = self.arrays()
-        arrays["meta"] = np.array(json.dumps(meta))
-        if isinstance(file, str):
-            with open(file, "wb") as f:
-                np.savez(f, **arrays)  # type: ignore[arg-type]
+    def state(self, change: MonitorStateChange) -> None:
+        """Note carriers whose run is over (their file is finished when the next run starts)."""
+        run = self.runs.get(change.run_id)
+        if run is None or not change.finished:
+            return
+        if change.carrier_path:
+            c = run.carriers.get(carrier_name(change.carrier_index, change.carrier_path))
+            if c is not None:
+                c.finished = True
         else:
-            np.savez(file, **arrays)  # type: ignore[arg-type]
-        return meta
+            for c in run.carriers.values():
+                c.finished = True
+
+    def _finish(self, run: _Run) -> None:
+        summaries = {
+            mac: CarrierSummary(
+                probes=c.probes, chunks=c.placer.chunks,
+                missing_chunks=tuple(c.placer.missing(0).tolist()),
+                duplicate_chunks=c.placer.duplicates, rows=c.placer.rows,
+                chunk_size=c.placer.size,
+            )
+            for mac, c in run.carriers.items()
+        }
+        self.runs.pop(run.run_id, None)
+        run.sink.finish(summaries)
+        self.written.append((run.path, summaries))
+
+    def close(self) -> list[tuple[str, dict[str, CarrierSummary]]]:
+        """Finish every open run; ``(path, summaries)`` of every file written."""
+        for run in list(self.runs.values()):
+            self._finish(run)
+        return self.written

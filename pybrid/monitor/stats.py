@@ -54,8 +54,7 @@ class CarrierStats:
         self.samples += sample_count
 
     def end(self, run_id: str, sample_count: int) -> None:
-        self.end_chunks += 1
-        self.samples += sample_count
+        self.end_chunks += 1  # final values: not counted as samples
 
 
 @attrs.define

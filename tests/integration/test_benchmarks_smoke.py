@@ -1,4 +1,4 @@
-"""Smoke test: ``benchmarks/compare.py`` still runs end to end and prints its table.
+"""Smoke tests: ``benchmarks/compare.py`` and ``benchmarks/recording.py`` still run end to end.
 
 Runs the smallest mode (no proxy, two short rate steps, no reference client, few pings) as a
 subprocess.  It checks that the benchmark works — peers start, the counting client counts, the
@@ -74,3 +74,14 @@ def test_client_compare_quick_prints_both_clients() -> None:
     if ref:
         assert re.search(r"^\s+100,000 Hz  reference\s+80,000 / 80,000 ", out, re.M), out
     assert not _processes_with(f"PYBRID_BENCHMARK_SMOKE={marker}".encode()), "children left"
+
+def test_recording_benchmark_runs_and_reports_rss_and_shapes() -> None:
+    argv = [sys.executable, str(ROOT / "benchmarks" / "recording.py"), "--seconds", "0.5",
+            "--rate", "20000", "--channels", "4", "--write-seconds", "1"]
+    proc = subprocess.run(argv, cwd=str(ROOT), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert re.search(r"^H5Recorder write rate: .* M samples/s", out, re.M), out
+    assert re.search(r"^pybrid-run -o x\.h5: .*exit 0, .*peak RSS \d+ MB", out, re.M), out
+    for mac in ("00-00-00-00-00-01", "00-00-00-00-00-02"):
+        assert f"{mac}: samples (10000, 4), 0 missing chunks" in out, out

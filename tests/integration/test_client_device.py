@@ -111,11 +111,15 @@ async def test_dropped_chunks_are_reported_as_gaps(reactor):
         dropped = dev.counters.chunks_dropped
         assert dropped > 0
         assert r.chunks == total - dropped
-        top = r.chunks + r.chunk_gaps - 1  # the highest chunk number received
-        received = [n for n in range(top + 1) if n not in r.missing_chunks]
-        assert len(received) == r.chunks
-        want = np.concatenate([expected_decoded(0, 2, 100 * n, 100) for n in received])
-        np.testing.assert_array_equal(r.samples, want)
+        assert len(r.missing_chunks) == dropped  # trailing lost chunks are listed too
+        # sample i stays at time i / rate: the lost chunks are NaN rows
+        assert r.samples.shape == (total * 100, 2)
+        lost = np.zeros(total * 100, dtype=bool)
+        for n in r.missing_chunks:
+            lost[100 * n : 100 * n + 100] = True
+        assert np.isnan(r.samples[lost]).all() and not np.isnan(r.samples[~lost]).any()
+        want = expected_decoded(0, 2, 0, total * 100)
+        np.testing.assert_array_equal(r.samples[~lost], want[~lost])
         assert not r.complete
     finally:
         if c is not None:

@@ -50,8 +50,10 @@ def check(result, macs, channels, count):
     for mac in macs:
         got = result[mac]
         # every backend is a one-carrier device: its carrier index is 0
-        np.testing.assert_array_equal(got.samples, expected_decoded(0, channels, 0, count))
-        np.testing.assert_array_equal(got.final, expected_decoded(0, channels, count, 1)[0])
+        np.testing.assert_array_equal(got.samples,
+                                      expected_decoded(0, channels, 0, count, mac=mac))
+        np.testing.assert_array_equal(got.final,
+                                      expected_decoded(0, channels, count, 1, mac=mac)[0])
         assert got.complete and got.chunk_gaps == 0
         assert got.states[0] == "TAKE_OFF" and got.states[-1] == "DONE"
 

@@ -37,7 +37,7 @@ PYBRID_RUN = str(pathlib.Path(sys.executable).with_name("pybrid-run"))
 def check_exact(result, channels, count):
     [mac] = list(result.carriers)
     got = result[mac]
-    np.testing.assert_array_equal(got.samples, expected_decoded(0, channels, 0, count))
+    np.testing.assert_array_equal(got.samples, expected_decoded(0, channels, 0, count, mac=mac))
     assert got.complete and got.chunk_gaps == 0 and got.duplicate_chunks == 0
 
 

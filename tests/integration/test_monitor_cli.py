@@ -15,7 +15,6 @@ from support import monitor_sim as sim
 from twisted.internet import defer, error, protocol
 
 from pybrid.monitor import MulticastTap
-from pybrid.monitor.record import record_key
 
 TOOL = pathlib.Path(sys.executable).parent / "pybrid-monitor"
 IFACE = "127.0.0.1"
@@ -96,13 +95,12 @@ def emit_run(reactor: Any, group: str, port: int, run_id: str, chunks: int) -> M
 def check_record(target: pathlib.Path, run_id: str, chunks: int) -> None:
     with np.load(target) as npz:
         meta = json.loads(str(npz["meta"]))
-        assert sorted(m["key"] for m in meta) == [record_key(n, p, run_id)
-                                                  for n, p in enumerate(PATHS)]
-        for n, path in enumerate(PATHS):
-            key = record_key(n, path, run_id)
-            np.testing.assert_array_equal(npz[key], sim.expected_samples(n, chunks))
-            assert npz[key + "_end"].shape == (1, 2)
-    assert all(m["missing_chunks"] == 0 and m["end"] for m in meta)
+        macs = [p.strip("/") for p in PATHS]
+        assert meta["run_id"] == run_id and sorted(meta["carriers"]) == macs
+        for n, mac in enumerate(macs):
+            np.testing.assert_array_equal(npz[f"{mac}/samples"], sim.expected_samples(n, chunks))
+            assert npz[f"{mac}/final"].shape == (2,)
+            assert npz[f"{mac}/missing_chunks"].tolist() == []
 
 
 @pytest_twisted.ensureDeferred
@@ -133,10 +131,10 @@ async def test_duration_run_prints_rates_and_records(reactor: Any, tmp_path: pat
                for line in status)
     total = 2 * (chunks + 6)
     assert tool.lines[-2] == (
-        f"summary: {total} datagrams, {2 * chunks} chunks, {2 * (chunks * 100 + 1)} samples, "
-        "tap gaps 0, chunk gaps 0, malformed 0"
+        f"summary: {total} datagrams, {2 * chunks} chunks, {2 * chunks * 100} samples "
+        "(+ 2 final values), tap gaps 0, chunk gaps 0, malformed 0"
     )
-    assert tool.lines[-1] == f"recorded {2 * chunks * 100} samples from 2 carrier runs to {target}"
+    assert tool.lines[-1] == f"recorded {2 * chunks * 100} samples from 1 run to {target}"
     check_record(target, "run-cli", chunks)
 
 

@@ -110,7 +110,8 @@ async def test_three_devices_from_a_backend_file_run_as_one_computer(reactor, tm
                 got = await run(client, f"run-{k}", paths, channels=3)
                 assert sorted(got) == sorted(paths)
                 for p in paths:
-                    np.testing.assert_array_equal(got[p], expected_decoded(index[p], 3, 0, 200))
+                    np.testing.assert_array_equal(got[p], expected_decoded(index[p], 3, 0, 200,
+                                                                    mac=p.strip("/")))
             assert service.router.counters.gaps == 0
             await client.close()
 
@@ -135,7 +136,8 @@ async def test_an_error_on_one_backend_stops_the_others_and_the_next_run_succeed
             b.config = attrs.evolve(b.config, faults=Faults())
             got = await run(client, "good", [pa, pb_])
             for p in (pa, pb_):
-                np.testing.assert_array_equal(got[p], expected_decoded(0, 2, 0, 200))
+                np.testing.assert_array_equal(got[p], expected_decoded(0, 2, 0, 200,
+                                                                       mac=p.strip("/")))
             await client.close()
 
 
@@ -166,7 +168,8 @@ async def test_a_backend_killed_mid_run_fails_the_run_and_a_later_run_succeeds(r
                     await service.when_healthy().addTimeout(15, reactor)
                     again = await connect(reactor, service.address[1])
                     got = await run(again, "after", [pa, pv])
-                    np.testing.assert_array_equal(got[pv], expected_decoded(0, 2, 0, 200))
+                    np.testing.assert_array_equal(got[pv], expected_decoded(0, 2, 0, 200,
+                                                                            mac=pv.strip("/")))
                     await again.close()
         finally:
             if b is not None:
@@ -224,5 +227,6 @@ async def test_a_proxy_behind_a_proxy_keeps_stamps_and_its_session(reactor, tmp_
             paths = [*a.carrier_paths, *b.carrier_paths]
             got = await run(client, "chained", paths)  # b's unstamped states: stamped inside
             for p, i in zip(paths, (0, 0, 1), strict=True):
-                np.testing.assert_array_equal(got[p], expected_decoded(i, 2, 0, 200))
+                np.testing.assert_array_equal(got[p], expected_decoded(i, 2, 0, 200,
+                                                                       mac=p.strip("/")))
             await client.close()

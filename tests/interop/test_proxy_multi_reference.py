@@ -64,7 +64,7 @@ async def test_reference_client_sees_one_computer_of_three_mixed_backends(
         got = result.carrier_samples(run)
         assert sorted(got) == ["00-00-00-00-00-00", "00-00-00-00-00-0A", "00-00-00-00-00-0B"]
         for mac in ("00-00-00-00-00-0A", "00-00-00-00-00-0B"):
-            np.testing.assert_array_equal(got[mac], expected_decoded(0, 3, 0, 400))
+            np.testing.assert_array_equal(got[mac], expected_decoded(0, 3, 0, 400, mac=mac))
         np.testing.assert_allclose(got["00-00-00-00-00-00"], mock_signal(400, 3, 20_000),
                                    atol=1e-7)
     assert gaps == 0
@@ -108,7 +108,8 @@ async def test_backend_killed_mid_run_reference_client_gets_the_reason_then_runs
     assert stops >= 1  # the surviving backends were told to stop
     assert result.ok, result.describe()
     got = result.carrier_samples()
-    np.testing.assert_array_equal(got["00-00-00-00-00-0B"], expected_decoded(0, 2, 0, 200))
+    np.testing.assert_array_equal(got["00-00-00-00-00-0B"],
+                                  expected_decoded(0, 2, 0, 200, mac="00-00-00-00-00-0B"))
     np.testing.assert_allclose(got["00-00-00-00-00-00"], mock_signal(200, 2, 10_000), atol=1e-7)
 
 
@@ -149,6 +150,6 @@ async def test_reference_client_through_two_chained_proxies(reactor, ref_python,
         got = result.carrier_samples(run)
         assert sorted(got) == sorted(macs)
         for mac, index in zip(macs[:3], (0, 0, 1), strict=True):
-            np.testing.assert_array_equal(got[mac], expected_decoded(index, 2, 0, 200))
+            np.testing.assert_array_equal(got[mac], expected_decoded(index, 2, 0, 200, mac=mac))
         np.testing.assert_allclose(got[macs[3]], mock_signal(200, 2, 20_000), atol=1e-7)
     assert connects == 1

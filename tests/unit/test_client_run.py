@@ -77,9 +77,11 @@ def test_gaps_and_duplicates_are_counted_and_the_settle_time_bounds_the_wait():
     assert out == [None]
     r = c.result(None, "udp")[A]
     assert (r.chunks, r.chunk_gaps, r.missing_chunks, r.duplicate_chunks) == (3, 2, (1, 3), 1)
-    assert r.samples.shape == (300, 2)
+    assert r.samples.shape == (500, 2)  # sample i stays in row i: chunk 4 is rows 400-499
     assert not r.complete
-    np.testing.assert_array_equal(r.samples[100:200], block(200, 100))
+    assert np.isnan(r.samples[100:200]).all() and np.isnan(r.samples[300:400]).all()
+    np.testing.assert_array_equal(r.samples[200:300], block(200, 100))
+    np.testing.assert_array_equal(r.samples[400:500], block(400, 100))
 
 
 def test_stragglers_after_done_finish_the_run_as_soon_as_it_is_complete():
@@ -224,3 +226,20 @@ def test_run_spec_builds_the_reference_start_command():
 def test_run_spec_rejects_bad_parameters(kwargs):
     with pytest.raises(ValueError):
         RunSpec(**kwargs)
+
+
+def test_a_sink_that_cannot_write_fails_the_run_with_its_error():
+    from pybrid.recording.sinks import MemorySink
+
+    class Full(MemorySink):
+        def write(self, carrier, start, values, dtype):
+            raise OSError(28, "No space left on device")
+
+    clock = task.Clock()
+    spec = RunSpec(op_time=0.02, channels=2, sample_rate=10_000)
+    c = RunCollector(clock, "run-1", spec, [A], 10.0, 0.25, None, Full())
+    out = []
+    c.done.addBoth(out.append)
+    feed(c, data("run-1", 0, block(0, 100)))
+    assert len(out) == 1 and isinstance(out[0], Failure)
+    assert out[0].check(OSError) and "No space left" in str(out[0].value)

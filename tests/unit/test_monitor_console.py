@@ -13,7 +13,7 @@ from twisted.internet import task
 
 from pybrid.monitor import cli
 from pybrid.monitor.header import encode_datagram
-from pybrid.monitor.record import Recorder, record_key
+from pybrid.monitor.record import Recorder
 
 PATH = "/00-00-00-00-00-01"
 
@@ -76,7 +76,7 @@ def test_status_lines_show_rates_gaps_and_malformed(tmp_path: pathlib.Path) -> N
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("[    2.0s] total: 27 datagrams (13.5/s), 14 chunks, tap gaps 3, ")
     assert lines[0].endswith("malformed 1")
-    assert "carrier 0 /00-00-00-00-00-01: 5.0 chunks/s, 500.5 samples/s, chunks 10, gaps 0, " \
+    assert "carrier 0 /00-00-00-00-00-01: 5.0 chunks/s, 500.0 samples/s, chunks 10, gaps 0, " \
            "run run-a, state DONE" in lines[1]
     assert "carrier 1 /00-00-00-00-00-02: 2.0 chunks/s" in lines[2]
     clock.advance(2.0)
@@ -85,7 +85,8 @@ def test_status_lines_show_rates_gaps_and_malformed(tmp_path: pathlib.Path) -> N
         out.getvalue().splitlines()[-2]
     assert monitor.finish() == 0
     assert out.getvalue().splitlines()[-1] == (
-        "summary: 27 datagrams, 14 chunks, 1402 samples, tap gaps 3, chunk gaps 0, "
+        "summary: 27 datagrams, 14 chunks, 1400 samples (+ 2 final values), tap gaps 3, "
+        "chunk gaps 0, "
         "malformed 1 (short 1)"
     )
     assert err.getvalue() == ""
@@ -106,21 +107,23 @@ def test_record_is_written_on_finish(tmp_path: pathlib.Path) -> None:
     target = tmp_path / "out.npz"
     out = io.StringIO()
     monitor = cli.ConsoleMonitor(task.Clock(), "239.255.0.1", 5007, "127.0.0.1",
-                                 record=str(target), out=out)
+                                 record=str(target), sample_rate=10_000, out=out)
     feed_run(monitor, 0, PATH, "run-a", 3)
     assert monitor.finish() == 0
-    assert out.getvalue().splitlines()[-1] == f"recorded 300 samples from 1 carrier run to {target}"
+    lines = out.getvalue().splitlines()
+    # the summary and the record count the same samples; final values are counted apart
+    assert "300 samples (+ 1 final values)" in lines[-2]
+    assert lines[-1] == f"recorded 300 samples from 1 run to {target}"
+    mac = PATH.strip("/")
     with np.load(target) as npz:
-        key = record_key(0, PATH, "run-a")
-        assert key == "c0_00-00-00-00-00-01_run-a"
-        np.testing.assert_array_equal(npz[key], sim.expected_samples(0, 3))
-        np.testing.assert_array_equal(npz[key + "_end"], sim.chunk_values(0, 3, 1, 2))
+        np.testing.assert_array_equal(npz[f"{mac}/samples"], sim.expected_samples(0, 3))
+        assert npz[f"{mac}/samples"].dtype == np.float32  # float32 on the wire
+        np.testing.assert_array_equal(npz[f"{mac}/final"], sim.chunk_values(0, 3, 1, 2)[0])
+        assert npz[f"{mac}/missing_chunks"].tolist() == []
+        assert npz[f"{mac}/probes"].tolist() == [0, 1]
         meta = json.loads(str(npz["meta"]))
-    assert meta == [{
-        "key": key, "carrier_index": 0, "carrier_path": PATH, "run_id": "run-a",
-        "samples": 300, "channels": 2, "probes": [0, 1], "chunks": 3, "missing_chunks": 0,
-        "duplicate_chunks": 0, "inconsistent_chunks": 0, "end": True,
-    }]
+    assert (meta["run_id"], meta["sample_rate"], meta["carriers"]) == ("run-a", 10_000, [mac])
+    assert meta["carrier_summaries"][mac]["chunks"] == 3
 
 
 def test_record_write_failure_exits_1(tmp_path: pathlib.Path) -> None:
@@ -128,18 +131,27 @@ def test_record_write_failure_exits_1(tmp_path: pathlib.Path) -> None:
     target = tmp_path / "gone" / "out.npz"
     monitor = cli.ConsoleMonitor(task.Clock(), "239.255.0.1", 5007, None, record=str(target),
                                  out=io.StringIO(), err=err)
+    feed_run(monitor, 0, PATH, "run-a", 1)
     assert monitor.finish() == 1
     assert err.getvalue().startswith(f"pybrid-monitor: error: cannot write {target}")
 
 
-def test_recorder_orders_chunks_and_counts_missing_and_duplicates() -> None:
-    recorder = Recorder()
+def test_recorder_places_chunks_by_number_and_lists_missing_and_duplicates(
+    tmp_path: pathlib.Path,
+) -> None:
+    recorder = Recorder(str(tmp_path / "r.npz"), task.Clock())
     clock_feed = cli.ConsoleMonitor(task.Clock(), "239.255.0.1", 5007, None, out=io.StringIO())
     clock_feed.listener.on_chunk = recorder.add
     for chunk in (2, 0, 0, 4):
         envelope = sim.data_envelope("r", PATH, chunk, sim.chunk_values(0, chunk))
         clock_feed.listener.datagram(encode_datagram(envelope, 0, chunk, 0), ("tap", 1))
-    arrays, meta = recorder.arrays()
-    expected = np.concatenate([sim.chunk_values(0, n) for n in (0, 2, 4)]).astype(np.float64)
-    np.testing.assert_array_equal(arrays["c0_00-00-00-00-00-01_r"], expected)
-    assert (meta[0]["missing_chunks"], meta[0]["duplicate_chunks"], meta[0]["end"]) == (2, 1, False)
+    [(path, summaries)] = recorder.close()
+    mac = PATH.strip("/")
+    s = summaries[mac]
+    assert (s.missing_chunks, s.duplicate_chunks, s.rows) == ((1, 3), 1, 500)
+    with np.load(path) as npz:
+        got = npz[f"{mac}/samples"]
+    assert got.shape == (500, 2)
+    for n in (0, 2, 4):
+        np.testing.assert_array_equal(got[100 * n : 100 * n + 100], sim.chunk_values(0, n))
+    assert np.isnan(got[100:200]).all() and np.isnan(got[300:400]).all()

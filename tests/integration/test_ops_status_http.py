@@ -13,9 +13,9 @@ from support.ops_stack import MACS, status_stack, until
 from twisted.internet.error import CannotListenError
 
 from pybrid.client import connect
-from pybrid.proxy.backends import Backend
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
+from pybrid.proxy.spec import Backend
 
 T = 30.0
 

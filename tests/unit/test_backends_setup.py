@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from pybrid.proxy.backends import (
+from pybrid.proxy.spec import (
     FORM_CARRIER,
     FORM_NONE,
     FORM_STACK,

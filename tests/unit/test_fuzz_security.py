@@ -6,7 +6,7 @@
   the proxy sent them after the handshake; it must stay empty.
 * Wrong-token floods: every wrong token is answered "Authentication failed" and counted,
   nothing is forwarded; after five wrong tokens the address is locked out (tokens refused
-  unchecked, pybrid.proxy.auth.AuthThrottle), and once the lockout has passed the right token
+  unchecked, pybrid.proxy.clients.auth.AuthThrottle), and once the lockout has passed the right token
   works; tokens are compared with ``hmac.compare_digest`` (constant time).
 * The monitor tap keeps samples on the local network by default: TTL 1 (and loopback as the
   default interface), both in the proxy's options and in the tap itself.
@@ -24,11 +24,11 @@ from support.fuzz_inputs import random_envelope
 from support.fuzz_proxy import claim, proxy, run_traffic, send_run_traffic, start_run_command
 from support.proxy_fakes import FakeReactor, connect_client
 
+from pybrid.monitor.emitter import MulticastTap
 from pybrid.monitor.options import DEFAULT_TTL, MonitorConfig
-from pybrid.monitor.tap import MulticastTap
 from pybrid.proto import pb
-from pybrid.proxy import auth as auth_module
-from pybrid.proxy.auth import FAILED, REQUIRED, throttled_text
+from pybrid.proxy.clients import auth as auth_module
+from pybrid.proxy.clients.auth import FAILED, REQUIRED, throttled_text
 from pybrid.proxy.config import ProxyConfig
 from pybrid.wire import messages
 from pybrid.wire.framing import frame

@@ -7,7 +7,8 @@ import re
 
 from support import ops_fakes
 
-from pybrid.proxy import status_html, status_metrics
+from pybrid.proxy.status import html as status_html
+from pybrid.proxy.status import metrics as status_metrics
 
 SAMPLE = re.compile(r'^([a-z_:][a-z0-9_:]*)(\{(?:[a-z_]+="(?:[^"\\]|\\.)*",?)*\})? (\S+)$')
 

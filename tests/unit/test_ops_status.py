@@ -9,11 +9,11 @@ from twisted.logger import Logger, LogLevel, LogPublisher
 from twisted.python.failure import Failure
 
 from pybrid.proto import pb
-from pybrid.proxy.backends import parse_text
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.status import RecentEvents, client_buffer, kernel_drops
-from pybrid.proxy.status_collect import StatusCollector
+from pybrid.proxy.spec import parse_text
+from pybrid.proxy.status.access import RecentEvents, client_buffer, kernel_drops
+from pybrid.proxy.status.collect import StatusCollector
 from pybrid.wire import messages
 
 MACS = ["00-00-5E-00-53-01", "00-00-5E-00-53-02"]
@@ -188,11 +188,11 @@ def emit(publisher, namespace, level, text, **fields):
 def test_recent_events_keep_warnings_and_errors_of_the_proxy_only():
     ring = RecentEvents(capacity=3)
     publisher = LogPublisher(ring)
-    emit(publisher, "pybrid.proxy.backend.BackendLane", LogLevel.info, "hello")
-    emit(publisher, "pybrid.proxy.backend.BackendLane", LogLevel.warn, "backend {b} lost", b="x")
+    emit(publisher, "pybrid.proxy.backend.lane.BackendLane", LogLevel.info, "hello")
+    emit(publisher, "pybrid.proxy.backend.lane.BackendLane", LogLevel.warn, "backend {b} lost", b="x")
     emit(publisher, "pybrid.proxyfoo", LogLevel.error, "not ours")
     emit(publisher, "twisted.web", LogLevel.error, "not ours either")
-    emit(publisher, "pybrid.proxy.router", LogLevel.error, "bad {thing}", thing="<datagram>")
+    emit(publisher, "pybrid.proxy.data.router", LogLevel.error, "bad {thing}", thing="<datagram>")
     assert [(e.level, e.text) for e in ring.entries] == [
         ("warn", "backend x lost"), ("error", "bad <datagram>")]
     assert ring.counts == {"warn": 1, "error": 1}
@@ -209,7 +209,7 @@ def test_recent_events_are_bounded_and_counted():
 
 def test_recent_events_include_failures_and_survive_bad_formats():
     ring = RecentEvents()
-    log = Logger(namespace="pybrid.proxy.dispatch", observer=LogPublisher(ring))
+    log = Logger(namespace="pybrid.proxy.runs.dispatch", observer=LogPublisher(ring))
     try:
         raise ValueError("boom")
     except ValueError:
@@ -293,7 +293,8 @@ def test_every_proxy_wide_counter_has_a_metric() -> None:
     """A counter added to ``counters_of`` must also be exported at /metrics."""
     from types import SimpleNamespace
 
-    from pybrid.proxy import status, status_metrics
+    from pybrid.proxy.status import access as status
+    from pybrid.proxy.status import metrics as status_metrics
 
     class AnyCounter:
         def __getattr__(self, name: str) -> int:

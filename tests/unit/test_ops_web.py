@@ -12,12 +12,12 @@ from twisted.web.resource import getChildForRequest
 from twisted.web.test.requesthelper import DummyRequest
 
 from pybrid.proto import pb
-from pybrid.proxy.backends import Backend
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.status_collect import StatusCollector
+from pybrid.proxy.spec import Backend
+from pybrid.proxy.status.collect import StatusCollector
+from pybrid.proxy.status.web import StatusService, status_resource, url
 from pybrid.proxy.tap import Options
-from pybrid.proxy.web import StatusService, status_resource, url
 
 
 @pytest.fixture

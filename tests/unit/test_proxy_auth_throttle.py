@@ -9,8 +9,8 @@ from support.proxy_fakes import FakeReactor, connect_client, make_proxy
 from twisted.internet import task
 
 from pybrid.proto import pb
-from pybrid.proxy import auth as auth_module
-from pybrid.proxy.auth import FAILED, REQUIRED, AuthThrottle, throttled_text
+from pybrid.proxy.clients import auth as auth_module
+from pybrid.proxy.clients.auth import FAILED, REQUIRED, AuthThrottle, throttled_text
 from pybrid.wire import messages
 
 TOKEN = "s3cret"

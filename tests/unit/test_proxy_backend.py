@@ -9,9 +9,9 @@ from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.python.failure import Failure
 
 from pybrid.proto import pb
-from pybrid.proxy.backend import BackendLane, LaneState, carrier_paths
-from pybrid.proxy.backends import Backend
+from pybrid.proxy.backend.lane import BackendLane, LaneState, carrier_paths
 from pybrid.proxy.config import Timing
+from pybrid.proxy.spec import Backend
 from pybrid.wire import messages
 
 
@@ -28,10 +28,10 @@ class Events:
     def lane_lost(self, lane, reason):
         self.lost.append(reason)
 
-    def lane_message(self, lane, env, payload):
+    def route_message(self, lane, env, payload):
         self.messages.append((env, payload))
 
-    def lane_datagram(self, lane, data):
+    def route_datagram(self, lane, data):
         self.datagrams.append(data)
 
 
@@ -47,7 +47,7 @@ def events():
 
 @pytest.fixture
 def lane(reactor, events):
-    lane = BackendLane(Backend("127.0.0.1", 5999), reactor, events)
+    lane = BackendLane(Backend("127.0.0.1", 5999), reactor, events, events)
     lane.start()
     return lane
 
@@ -206,6 +206,6 @@ def test_carrier_paths_of_a_carrier_root_and_a_device_root():
 
 
 def test_timing_is_injected(reactor, events):
-    lane = BackendLane(Backend("h", 1), reactor, events, Timing(connect_timeout=1.5))
+    lane = BackendLane(Backend("h", 1), reactor, events, events, Timing(connect_timeout=1.5))
     lane.start()
     assert reactor.tcpClients[0][3] == 1.5

@@ -7,9 +7,9 @@ import pytest
 from support.proxy_fakes import spec_reply
 
 from pybrid.proto import pb
-from pybrid.proxy.backends import parse_backend_args
-from pybrid.proxy.cache import CacheNotReady, compose_extract
-from pybrid.proxy.merge import merge_replies, split_config
+from pybrid.proxy.backend.cache import CacheNotReady, compose_extract
+from pybrid.proxy.runs.merge import merge_replies, split_config
+from pybrid.proxy.spec import parse_backend_args
 from pybrid.wire import messages
 
 

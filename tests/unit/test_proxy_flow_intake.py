@@ -12,9 +12,19 @@ from twisted.internet import task
 from twisted.logger import LogLevel, globalLogPublisher
 
 from pybrid import netstats
-from pybrid.proxy.intake import MAX_PACKET, DatagramIntake, IntakeWatch
+from pybrid.proxy.backend.intake import MAX_PACKET, DatagramIntake, IntakeWatch
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/net/udp")
+
+
+class Sink:
+    """A router stand-in: hands each datagram to ``deliver`` and returns its answer."""
+
+    def __init__(self, deliver):
+        self.deliver = deliver
+
+    def route_datagram(self, source, data):
+        return self.deliver(data)
 
 
 @attrs.define
@@ -73,7 +83,7 @@ def flood(port: int, count: int, size: int = 1400) -> None:
 
 def test_listen_asks_for_the_buffer_and_reports_what_the_kernel_granted():
     reactor = SocketReactor()
-    intake = DatagramIntake("dev", lambda data: None)
+    intake = DatagramIntake("dev", None, Sink(lambda data: None))
     try:
         intake.listen(reactor, "127.0.0.1", 8 << 20, max_throughput=64 * 1024)
         sock = reactor.ports[0].socket
@@ -88,7 +98,7 @@ def test_listen_asks_for_the_buffer_and_reports_what_the_kernel_granted():
 @linux
 def test_kernel_drops_are_read_per_socket_and_counted_once(captured):
     reactor = SocketReactor()
-    intake = DatagramIntake("dev", lambda data: None)
+    intake = DatagramIntake("dev", None, Sink(lambda data: None))
     intake.listen(reactor, "127.0.0.1", 4096)
     sock = reactor.ports[0].socket
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # tiny: drops for sure
@@ -113,7 +123,7 @@ def test_kernel_drops_are_read_per_socket_and_counted_once(captured):
 def test_the_watch_polls_every_second_on_the_clock_and_reports_gaps(captured):
     clock = task.Clock()
     router = Router()
-    intake = DatagramIntake("dev", lambda data: None)
+    intake = DatagramIntake("dev", None, Sink(lambda data: None))
     drops = iter([0, 5, 5])
     intake.kernel_drops = lambda: next(drops)  # type: ignore[method-assign]
     watch = IntakeWatch(clock, [Lane("dev", intake)], router)
@@ -132,7 +142,7 @@ def test_the_watch_polls_every_second_on_the_clock_and_reports_gaps(captured):
 
 def test_a_failing_poll_is_logged_and_the_loop_survives(captured):
     clock = task.Clock()
-    intake = DatagramIntake("dev", lambda data: None)
+    intake = DatagramIntake("dev", None, Sink(lambda data: None))
     calls = []
 
     def broken() -> int:
@@ -151,7 +161,7 @@ def test_a_failing_poll_is_logged_and_the_loop_survives(captured):
 
 def test_unknown_senders_are_dropped_and_counted():
     got = []
-    intake = DatagramIntake("dev", got.append)
+    intake = DatagramIntake("dev", None, Sink(got.append))
     intake.peer_host = "127.0.0.1"
     intake.datagramReceived(b"a", ("127.0.0.1", 1))
     intake.datagramReceived(b"b", ("10.0.0.9", 1))
@@ -166,7 +176,7 @@ def test_the_devices_source_port_is_latched_by_its_first_accepted_datagram(captu
         got.append(data)
         return data.startswith(b"run")
 
-    intake = DatagramIntake("dev", deliver)
+    intake = DatagramIntake("dev", None, Sink(deliver))
     intake.peer_host = "127.0.0.1"
     intake.datagramReceived(b"junk", ("127.0.0.1", 7))  # routed (and dropped) but no latch
     assert intake.source is None
@@ -190,7 +200,7 @@ def test_the_devices_source_port_is_latched_by_its_first_accepted_datagram(captu
 
 
 def test_the_watch_unlatches_every_intake():
-    intakes = [DatagramIntake(f"dev{i}", lambda data: True) for i in range(2)]
+    intakes = [DatagramIntake(f"dev{i}", None, Sink(lambda data: True)) for i in range(2)]
     for intake in intakes:
         intake.peer_host = "127.0.0.1"
         intake.datagramReceived(b"run", ("127.0.0.1", 5))
@@ -202,7 +212,7 @@ def test_the_watch_unlatches_every_intake():
 
 
 def test_a_flood_of_foreign_datagrams_is_counted_exactly_but_logged_sparingly(captured):
-    intake = DatagramIntake("dev", lambda data: True)
+    intake = DatagramIntake("dev", None, Sink(lambda data: True))
     intake.peer_host = "127.0.0.1"
     for n in range(5000):
         intake.datagramReceived(b"x", ("127.0.0.1", 1000 + n % 2))

@@ -6,7 +6,7 @@ import pytest
 from twisted.python import usage
 
 from pybrid.monitor.options import MonitorConfig
-from pybrid.proxy.flow import Overflow, format_size, parse_size
+from pybrid.proxy.sizes import Overflow, format_size, parse_size
 from pybrid.proxy.tap import Options
 
 

@@ -10,8 +10,8 @@ from twisted.internet import abstract, main, task
 from twisted.internet.testing import StringTransport
 
 from pybrid.proto import pb
-from pybrid.proxy.flow import TRANSPORT_BUFFER, Overflow
-from pybrid.proxy.sender import ClientSender
+from pybrid.proxy.clients.sender import ClientSender
+from pybrid.proxy.sizes import TRANSPORT_BUFFER, Overflow
 from pybrid.wire import messages
 from pybrid.wire.framing import decode_varint
 

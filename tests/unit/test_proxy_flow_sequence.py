@@ -1,4 +1,4 @@
-"""Chunk accounting (pybrid.proxy.sequence) and the router's bounded logging of drops."""
+"""Chunk accounting (pybrid.proxy.data.sequence) and the router's bounded logging of drops."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from twisted.logger import globalLogPublisher
 
 from pybrid.proto import pb
-from pybrid.proxy.router import RouterCounters, RunRouter
-from pybrid.proxy.sequence import REORDER_WINDOW, ChunkHoles, RunChunks
+from pybrid.proxy.data.router import RouterCounters, RunRouter
+from pybrid.proxy.data.sequence import REORDER_WINDOW, ChunkHoles, RunChunks
 from pybrid.wire import messages
 
 C0, C1 = "/00-00-00-00-00-0a", "/00-00-00-00-00-0b"

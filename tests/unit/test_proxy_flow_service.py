@@ -8,7 +8,7 @@ import pytest
 from support.proxy_fakes import FakeReactor, connect_client, make_proxy
 
 from pybrid.proto import pb
-from pybrid.proxy.flow import TRANSPORT_BUFFER
+from pybrid.proxy.sizes import TRANSPORT_BUFFER
 from pybrid.wire import messages
 
 C0 = "/00-00-00-00-00-00"

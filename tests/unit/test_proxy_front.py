@@ -6,8 +6,8 @@ import pytest
 from support.proxy_fakes import FakeReactor, connect_client, make_proxy
 
 from pybrid.proto import pb
-from pybrid.proxy.auth import FAILED, REQUIRED
-from pybrid.proxy.session import SessionState
+from pybrid.proxy.clients.auth import FAILED, REQUIRED
+from pybrid.proxy.clients.session import SessionState
 from pybrid.wire import messages
 
 SPEC = pb.ExtractCommand(recursive=True, specification=True)

@@ -14,7 +14,7 @@ from support.proxy_multi import active_client, start_command, start_run, state, 
 from twisted.logger import globalLogPublisher
 
 from pybrid.proto import pb
-from pybrid.proxy.dispatch import HeldStart
+from pybrid.proxy.runs.dispatch import HeldStart
 from pybrid.wire import messages
 
 A0, A1, B0 = "/aa-00-00-00-00-00", "/aa-00-00-00-00-01", "/bb-00-00-00-00-00"

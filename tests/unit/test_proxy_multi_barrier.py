@@ -6,7 +6,7 @@ import pytest
 from twisted.internet import task
 
 from pybrid.proto import pb
-from pybrid.proxy.barrier import RunBarrier, run_seconds
+from pybrid.proxy.runs.barrier import RunBarrier, run_seconds
 
 A0, A1, B0 = "/aa-00", "/aa-01", "/bb-00"
 OWNERS = {A0: "a:1", A1: "a:1", B0: "b:2"}

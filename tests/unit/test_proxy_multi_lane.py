@@ -8,9 +8,9 @@ from support.proxy_fakes import FakeReactor, carrier_entity, connect_backend, sp
 from twisted.logger import capturedLogs
 
 from pybrid.proto import pb
-from pybrid.proxy.backend import BackendLane, LaneState
-from pybrid.proxy.backends import Backend
+from pybrid.proxy.backend.lane import BackendLane, LaneState
 from pybrid.proxy.config import Timing
+from pybrid.proxy.spec import Backend
 from pybrid.wire import messages
 
 
@@ -25,10 +25,10 @@ class Events:
     def lane_lost(self, lane, reason):
         self.lost.append(reason)
 
-    def lane_message(self, lane, env, payload):
+    def route_message(self, lane, env, payload):
         pass
 
-    def lane_datagram(self, lane, data):
+    def route_datagram(self, lane, data):
         pass
 
 
@@ -44,7 +44,7 @@ def events():
 
 @pytest.fixture
 def lane(reactor, events):
-    lane = BackendLane(Backend("127.0.0.1", 5999), reactor, events,
+    lane = BackendLane(Backend("127.0.0.1", 5999), reactor, events, events,
                        Timing(keepalive_interval=2.0, busy_retry=1.0))
     lane.start()
     return lane

@@ -6,7 +6,7 @@ import attrs
 import pytest
 
 from pybrid.proto import pb
-from pybrid.proxy.router import RunRouter, carrier_of
+from pybrid.proxy.data.router import RunRouter, carrier_of
 from pybrid.wire import messages
 
 C0, C1 = "/00-00-00-00-00-00", "/00-00-00-00-00-01"

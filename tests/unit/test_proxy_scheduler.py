@@ -7,9 +7,9 @@ from support.proxy_fakes import read_frames
 from twisted.internet import task
 from twisted.internet.testing import StringTransport
 
-from pybrid.proxy.scheduler import OVERLOADED, Scheduler
-from pybrid.proxy.sender import ClientSender
-from pybrid.proxy.session import Session, SessionState
+from pybrid.proxy.clients.scheduler import OVERLOADED, Scheduler
+from pybrid.proxy.clients.sender import ClientSender
+from pybrid.proxy.clients.session import Session, SessionState
 from pybrid.wire import messages
 
 

@@ -2,7 +2,7 @@
 
 Design note
 -----------
-Per client connection (:class:`~pybrid.proxy.client.ClientProtocol` calls in here):
+Per client connection (:class:`~pybrid.proxy.clients.protocol.ClientProtocol` calls in here):
 
 1. **Standalone ping.**  A connection opens PENDING with a ``ping_window`` timer (5 ms).  If the
    first frame is a generic ping inside that window, it is answered and the connection closed
@@ -14,12 +14,12 @@ Per client connection (:class:`~pybrid.proxy.client.ClientProtocol` calls in her
 3. Every other v1 frame is activity (restarts the session's idle timer).
 4. **Auth.**  ``auth_request`` is answered here (success, or "Authentication failed").  With
    ``--auth``, every other v1 request before a successful one gets "Authentication required".
-   After repeated wrong tokens from one IP address, the :class:`~pybrid.proxy.auth.AuthThrottle`
+   After repeated wrong tokens from one IP address, the :class:`~pybrid.proxy.clients.auth.AuthThrottle`
    locks that address out for a while: its tokens are refused unchecked (see there).
 5. **Discovery.**  ``extract{specification}`` (without configuration or calibration) is served
    from the backends' cached specifications, for queued sessions too.
 6. Everything else needs the device: the session claims it (see the scheduler), and is then
-   ACTIVE — the request goes to the :class:`~pybrid.proxy.dispatch.Dispatcher` — or QUEUED
+   ACTIVE — the request goes to the :class:`~pybrid.proxy.runs.dispatch.Dispatcher` — or QUEUED
    and gets ``busy_response`` with the request's id.
 
 **Nudges.**  The reference client's native receive thread waits in ``poll`` with a 100 ms
@@ -42,12 +42,14 @@ import attrs
 from twisted.logger import Logger
 
 from pybrid.proto import pb
-from pybrid.proxy.auth import FAILED, REQUIRED, Authenticator, AuthThrottle, throttled_text
-from pybrid.proxy.cache import CacheNotReady
-from pybrid.proxy.scheduler import Scheduler
-from pybrid.proxy.sender import ClientSender
-from pybrid.proxy.session import Session, SessionState
+from pybrid.proxy.backend.cache import CacheNotReady
+from pybrid.proxy.clients.auth import FAILED, REQUIRED, Authenticator, AuthThrottle, throttled_text
+from pybrid.proxy.clients.scheduler import Scheduler
+from pybrid.proxy.clients.sender import ClientSender
+from pybrid.proxy.clients.session import Session, SessionState
+from pybrid.proxy.sizes import DEFAULT_CLIENT_BUFFER, Overflow
 from pybrid.wire import messages
+from pybrid.wire.noise import worth_logging
 
 
 @attrs.define
@@ -84,6 +86,8 @@ class Front:
     ping_window: float = 0.005
     debug: bool = False
     nudge_delays: tuple[float, ...] = ()
+    #: Most bytes each client's sender may queue (``--client-buffer``).
+    client_buffer: int = DEFAULT_CLIENT_BUFFER
     counters: FrontCounters = attrs.field(factory=FrontCounters)
     #: Per-address back-off after wrong tokens (on this front's clock).
     throttle: AuthThrottle = attrs.field(
@@ -94,15 +98,30 @@ class Front:
     def connection_made(self, transport: Any) -> Session:
         self.counters.connections += 1
         peer = transport.getPeer()
-        session = Session(messages.new_id()[:8], f"{peer.host}:{peer.port}",
-                          ClientSender(transport), clock=self.clock,
-                          nudge_delays=self.nudge_delays, host=str(peer.host))
+
+        def overflowed(overflow: Overflow) -> None:
+            self._overflow(session, overflow)
+
+        sender = ClientSender(transport, limit=self.client_buffer, clock=self.clock,
+                              on_overflow=overflowed)
+        session = Session(messages.new_id()[:8], f"{peer.host}:{peer.port}", sender,
+                          clock=self.clock, nudge_delays=self.nudge_delays, host=str(peer.host))
         session.window_timer = self.clock.callLater(self.ping_window, self._window_closed,
                                                     session)
         if self.debug:
             self.log.debug("client {peer} connected (session {session})", peer=session.peer,
                            session=session.id)
         return session
+
+    def _overflow(self, session: Session, overflow: Overflow) -> None:
+        """The client's queue overflowed: close the session, naming its runs, the bytes
+        buffered and the limit (the dispatcher then stops the unfinished run)."""
+        if session.closed:
+            return
+        text = overflow.describe(tuple(sorted(session.runs)))
+        self.log.warn("session {session} from {peer}: {error}", session=session.id,
+                      peer=session.peer, error=text)
+        self.scheduler.close(session, text, "client buffer overflow")
 
     def connection_lost(self, session: Session) -> None:
         session.sender.connection_gone()
@@ -115,7 +134,7 @@ class Front:
 
     def _dropped(self, session: Session, what: str, total: int) -> None:
         """Log a dropped client frame: the first three, then every 1000th (all are counted)."""
-        if total <= 3 or total % 1000 == 0:
+        if worth_logging(total):
             self.log.warn("session {session}: {what} dropped ({total} so far)",
                           session=session.id, what=what, total=total)
 

@@ -1,8 +1,8 @@
-"""The two passes of the backend-spec parser (public API: :mod:`pybrid.proxy.backends`).
+"""The two passes of the backend-spec parser (public API: :mod:`pybrid.proxy.spec`).
 
-Line pass (:func:`parse_lines`): each line becomes a :class:`~pybrid.proxy.backends.Backend`, a
-:class:`~pybrid.proxy.backends.Wire`, nothing (blank or comment), or one
-:class:`~pybrid.proxy.backends.SpecError`.
+Line pass (:func:`parse_lines`): each line becomes a :class:`~pybrid.proxy.spec.Backend`, a
+:class:`~pybrid.proxy.spec.Wire`, nothing (blank or comment), or one
+:class:`~pybrid.proxy.spec.SpecError`.
 
 Setup pass (:func:`finish`): rules that need every carrier and wire of all ``-b`` values at once;
 then either raise every error collected, sorted by source and line, or return the spec with its
@@ -12,10 +12,11 @@ warnings.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from pybrid.proxy.backends import (
+from pybrid.proxy.spec.model import (
     COMMAND_LINE,
     DEFAULT_PORT,
     FORM_NONE,
@@ -299,3 +300,74 @@ def _endpoint_problem(
     if pin.location not in by_location:
         return f"unknown carrier {pin.location}: no carrier has that location"
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+
+
+def _read_file(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+_FILE_SUFFIXES = (".txt", ".conf", ".cfg", ".ini", ".list", ".backends")
+
+
+def _looks_like_path(value: str) -> bool:
+    value = value.strip()
+    return value.startswith(("/", "./", "../", "~")) or value.lower().endswith(_FILE_SUFFIXES)
+
+
+def parse_backend_args(
+    values: Sequence[str],
+    *,
+    exists: Callable[[str], bool] = os.path.isfile,
+    read: Callable[[str], str] = _read_file,
+) -> BackendSpec:
+    """Combine several ``-b`` values into one spec; raise BackendSpecError listing every error."""
+    backends: list[Backend] = []
+    wires: list[Wire] = []
+    errors: list[SpecError] = []
+    carrier_failed = False
+    rank: dict[str, int] = {}  # sources in order of appearance, to sort the errors
+    inline_items = 0  # inline items are numbered across all inline -b values
+    if not values:
+        errors.append(SpecError(COMMAND_LINE, 0, "", "no backend given (-b)"))
+    for value in values:
+        if exists(value):
+            rank.setdefault(value, len(rank))
+            try:
+                lines = read(value).splitlines()
+            except (OSError, UnicodeDecodeError) as e:
+                errors.append(SpecError(value, 0, "", f"cannot read: {e}"))
+                carrier_failed = True
+            else:
+                carrier_failed |= parse_lines(lines, value, backends, wires, errors)
+        elif _looks_like_path(value):
+            rank.setdefault(COMMAND_LINE, len(rank))
+            errors.append(SpecError(COMMAND_LINE, 0, value, "no such file"))
+            carrier_failed = True
+        else:
+            rank.setdefault(COMMAND_LINE, len(rank))
+            items = value.split(",")
+            start = inline_items + 1
+            carrier_failed |= parse_lines(items, COMMAND_LINE, backends, wires, errors, start=start)
+            inline_items += len(items)
+    return finish(
+        backends,
+        wires,
+        errors,
+        need_backend=bool(values),
+        check_wires=not carrier_failed,
+        rank=rank,
+    )
+
+
+def parse_text(text: str, source: str = "<text>") -> BackendSpec:
+    """Parse the text of one backend file (named ``source`` in errors)."""
+    backends: list[Backend] = []
+    wires: list[Wire] = []
+    errors: list[SpecError] = []
+    carrier_failed = parse_lines(text.splitlines(), source, backends, wires, errors)
+    return finish(backends, wires, errors, need_backend=False, check_wires=not carrier_failed)

@@ -11,7 +11,7 @@ import datetime
 import html
 from collections.abc import Iterable, Sequence
 
-from pybrid.proxy.status_model import BackendStatus, ProxyStatus, SessionStatus
+from pybrid.proxy.status.model import BackendStatus, ProxyStatus, SessionStatus
 
 CONTENT_TYPE = "text/html; charset=utf-8"
 NA = '<span class="na">n/a</span>'

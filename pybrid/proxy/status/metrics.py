@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pybrid.proxy.status_model import ProxyStatus
+from pybrid.proxy.status.model import ProxyStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 Sample = tuple[dict[str, str], float | int | None]
 
-#: Proxy-wide counters of :func:`pybrid.proxy.status.counters_of`: metric name and help.
+#: Proxy-wide counters of :func:`pybrid.proxy.status.access.counters_of`: metric name and help.
 _COUNTERS = {
     "connections": ("pybrid_proxy_connections_total", "Client TCP connections accepted."),
     "standalone_pings": ("pybrid_proxy_standalone_pings_total",

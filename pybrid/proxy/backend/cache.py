@@ -20,7 +20,7 @@ reported, so stamps made by a proxy further down survive the next hop.
 carrier path reported by two backends (two reference mocks in VIRTUAL MAC mode are both
 ``/00-00-00-00-00-00``) or one location given to two carriers would silently merge or swap
 carriers.  The proxy refuses such a cluster instead: the extract is answered with an error
-naming both backends (and :mod:`pybrid.proxy.health` keeps sessions from being promoted)
+naming both backends (and :mod:`pybrid.proxy.backend.health` keeps sessions from being promoted)
 until a backend reconnects with a different description.
 """
 
@@ -32,7 +32,8 @@ from typing import Protocol
 from twisted.logger import Logger
 
 from pybrid.proto import pb
-from pybrid.proxy.backends import Backend, Location, Wire, carrier_location_v0, wiring_items
+from pybrid.proxy.spec.model import Backend, Location, Wire
+from pybrid.proxy.spec.wiring import carrier_location_v0, wiring_items
 
 log = Logger()
 

@@ -30,9 +30,9 @@ of life; a lane in TCP data mode without a request for ``keepalive_interval`` se
 cached-extract request, so a proxy's idle timeout never closes it; an id-less
 ``error_message`` ("Cluster degraded …") is logged with its text.
 
-Events go to a :class:`LaneEvents` (the service): ``lane_ready``, ``lane_lost`` (a READY lane
-went away), ``lane_message`` (run traffic arriving on TCP) and ``lane_datagram`` (run
-traffic arriving on the intake socket).  Requests to the backend get fresh ids
+Events go to a :class:`LaneEvents` (the service): ``lane_ready`` and ``lane_lost`` (a READY
+lane went away).  Run traffic goes straight to a :class:`RunSink` (the router): datagrams from
+the lane's intake socket, and run messages that arrive on the TCP lane.  Requests to the backend get fresh ids
 (:meth:`BackendLane.request`); replies are matched by a per-connection ``RequestTracker``.
 Each connection has a generation number so that events of a stale connection are ignored.
 """
@@ -40,7 +40,6 @@ Each connection has a generation number so that events of a stale connection are
 from __future__ import annotations
 
 import enum
-import functools
 from typing import Any, Protocol
 
 import attrs
@@ -49,15 +48,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pybrid.proto import pb
-from pybrid.proxy.backend_conn import BackendProtocol, LaneFactory
-from pybrid.proxy.backends import Backend
-from pybrid.proxy.cache import carrier_entities
+from pybrid.proxy.backend.cache import carrier_entities
+from pybrid.proxy.backend.intake import DatagramIntake, DatagramSink
+from pybrid.proxy.backend.protocol import BackendProtocol, LaneFactory
 from pybrid.proxy.config import Timing
-from pybrid.proxy.intake import DatagramIntake
-from pybrid.proxy.router import carrier_of
+from pybrid.proxy.spec.model import Backend
 from pybrid.wire import messages
 from pybrid.wire.correlate import ConnectionGone, RequestTracker
 from pybrid.wire.framing import MAX_FRAME_LENGTH
+from pybrid.wire.paths import carrier_of
 
 RUN_KINDS = frozenset(("run_data_message", "run_data_end_message", "run_state_change_message"))
 
@@ -83,14 +82,19 @@ class HandshakeError(Exception):
 
 
 class LaneEvents(Protocol):
+    """What the service is told of a lane: it became ready, or a ready lane went away."""
+
     def lane_ready(self, lane: BackendLane) -> None: ...
 
     def lane_lost(self, lane: BackendLane, reason: str) -> None: ...
 
-    def lane_message(self, lane: BackendLane, env: pb.Envelope, payload: bytes) -> None: ...
 
-    # True: traffic of a registered run (the intake latches the device's source on it)
-    def lane_datagram(self, lane: BackendLane, data: bytes) -> bool | None: ...
+
+class RunSink(DatagramSink, Protocol):
+    """Where a lane's run traffic goes, from its intake socket and from its TCP lane: the run
+    router (which copies it to the monitor tap first)."""
+
+    def route_message(self, source: Any, env: pb.Envelope, payload: bytes) -> None: ...
 
 
 @attrs.define
@@ -115,6 +119,7 @@ class BackendLane:
     backend: Backend
     reactor: Any
     events: LaneEvents
+    router: RunSink
     timing: Timing = attrs.field(factory=Timing)
     rcvbuf: int = 4 << 20
     debug: bool = False
@@ -237,7 +242,7 @@ class BackendLane:
         )
         reply = await self.request(env)
         if messages.kind_of(reply) != "extract_response":
-            raise HandshakeError(f"extract answered with {_describe(reply)}")
+            raise HandshakeError(f"extract answered with {messages.describe(reply)}")
         module = reply.message_v1.extract_response.module
         items = [i for i in module.items if i.HasField("entity_specification")]
         if not items:
@@ -250,7 +255,7 @@ class BackendLane:
         )[1])
         if messages.kind_of(reply) != "reset_response":
             self.log.warn("backend {backend}: start-up reset answered with {reply}",
-                          backend=self.name, reply=_describe(reply))
+                          backend=self.name, reply=messages.describe(reply))
         self.data_mode = await self._negotiate_udp(peer_host, local_host)
         if proto is not self._protocol:
             return
@@ -297,7 +302,7 @@ class BackendLane:
         if messages.kind_of(reply) == "success_message":
             return "udp"
         self.log.info("backend {backend} refused UDP streaming ({reply}); run data will come by "
-                      "TCP", backend=self.name, reply=_describe(reply))
+                      "TCP", backend=self.name, reply=messages.describe(reply))
         return "tcp"
 
     def _ensure_intake(self, local_host: str) -> int:
@@ -306,7 +311,7 @@ class BackendLane:
             return int(intake.port.getHost().port)
         if intake is not None:
             intake.stop()
-        intake = DatagramIntake(self.name, functools.partial(self.events.lane_datagram, self))
+        intake = DatagramIntake(self.name, self, self.router)
         self.intake = intake
         return intake.listen(self.reactor, local_host, self.rcvbuf)
 
@@ -357,7 +362,7 @@ class BackendLane:
             return
         kind = env.message_v1.WhichOneof("kind")
         if kind in RUN_KINDS:
-            self.events.lane_message(self, env, payload)
+            self.router.route_message(self, env, payload)  # monitor tap, then route
             return
         self.counters.unsolicited += 1
         if kind == "error_message":
@@ -402,9 +407,3 @@ class BackendLane:
         if pinger is not None and pinger.running:
             pinger.stop()
 
-
-def _describe(env: pb.Envelope) -> str:
-    kind = messages.kind_of(env)
-    if kind == "error_message":
-        return f"error_message {env.message_v1.error_message.description!r}"
-    return kind

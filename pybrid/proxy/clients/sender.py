@@ -19,7 +19,7 @@ a slow client, so the sender never blocks and never drops anything silently:
   transport in batches until it pauses us again or the queue is empty;
 * a frame that would take the queue past ``limit`` (``--client-buffer``) is an **overflow**:
   the queue — run data the client could not take in time — is discarded and counted,
-  ``on_overflow`` is called with an :class:`~pybrid.proxy.flow.Overflow` (the client protocol
+  ``on_overflow`` is called with an :class:`~pybrid.proxy.sizes.Overflow` (the client protocol
   then fails the run: ``error_message`` with the bytes buffered and the limit, stop_run to the
   backends, session closed), and if that did not close the sender it closes itself with that
   message.  Frames after the close are counted in ``counters.dropped``.
@@ -44,7 +44,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pybrid.proto import pb
-from pybrid.proxy.flow import CLOSE_GRACE, DEFAULT_CLIENT_BUFFER, TRANSPORT_BUFFER, Overflow
+from pybrid.proxy.sizes import CLOSE_GRACE, DEFAULT_CLIENT_BUFFER, TRANSPORT_BUFFER, Overflow
 from pybrid.wire import messages
 from pybrid.wire.framing import encode_varint
 

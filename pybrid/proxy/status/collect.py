@@ -3,8 +3,8 @@
 Design note
 -----------
 :meth:`StatusCollector.snapshot` builds a frozen
-:class:`~pybrid.proxy.status_model.ProxyStatus` from the live service, reading everything
-through the accessors of :mod:`pybrid.proxy.status`.
+:class:`~pybrid.proxy.status.model.ProxyStatus` from the live service, reading everything
+through the accessors of :mod:`pybrid.proxy.status.access`.
 
 Rates are differences of cumulative counters: :meth:`StatusCollector.sample` runs every
 ``interval`` seconds on the injected clock and keeps the last ``window`` samples; a rate is
@@ -23,7 +23,7 @@ import attrs
 from twisted.internet import task
 from twisted.logger import Logger
 
-from pybrid.proxy.status import (
+from pybrid.proxy.status.access import (
     RecentEvents,
     all_sessions,
     chunks_by_carrier,
@@ -50,7 +50,7 @@ from pybrid.proxy.status import (
     session_state,
     wires_of,
 )
-from pybrid.proxy.status_model import BackendStatus, CarrierStatus, ProxyStatus, SessionStatus
+from pybrid.proxy.status.model import BackendStatus, CarrierStatus, ProxyStatus, SessionStatus
 
 
 @attrs.define(eq=False)

@@ -9,7 +9,7 @@ import attrs
 from twisted.logger import Logger
 
 from pybrid.proto import pb
-from pybrid.proxy.sender import ClientSender
+from pybrid.proxy.clients.sender import ClientSender
 from pybrid.wire import messages
 
 
@@ -29,10 +29,10 @@ class SessionState(enum.Enum):
 class Session:
     """A client's identity, state, authentication, runs in progress and output.
 
-    It is also the router's :class:`~pybrid.proxy.router.RunTarget` for the runs it started:
+    It is also the router's :class:`~pybrid.proxy.data.router.RunTarget` for the runs it started:
     :meth:`deliver` writes run traffic, :meth:`run_ended` restarts the idle timeout (which does
     not run down while a run is in progress).  State transitions belong to the
-    :class:`~pybrid.proxy.scheduler.Scheduler`.
+    :class:`~pybrid.proxy.clients.scheduler.Scheduler`.
     """
 
     id: str

@@ -22,19 +22,19 @@ refused UDP, as frames on their control connection: ``run_data_message``,
   ERROR, the target's ``run_ended`` is called (the session timeout restarts then).
 
 State changes are rare (a handful per run and carrier), so stamping parses and re-serializes.
-Data messages are the hot path (:mod:`pybrid.proxy.datahead`): a datagram is matched against
+Data messages are the hot path (:mod:`pybrid.proxy.data.layout`): a datagram is matched against
 the layouts learned from datagrams protobuf parsed — per backend and datagram length, every
 byte but the ids, the chunk varint and the samples must be the same — and its run id, chunk
 and carrier path are read at known offsets, without building any protobuf object.  A datagram
 no layout matches takes the full parse (and teaches its layout if it is a consistent data
 message), so a datagram cut or damaged anywhere is dropped as ``unparseable``, never
 forwarded.  :meth:`RunRouter.route_datagram` returns whether the datagram belonged to a
-registered run (the intake latches the device's source port on that: :mod:`pybrid.proxy.intake`).
+registered run (the intake latches the device's source port on that: :mod:`pybrid.proxy.backend.intake`).
 
 **Logging is bounded.**  A backend's address can send anything at any rate: drops are counted
 exactly but logged for the first three and every 1000th of each kind (unparseable, unexpected
 kind, new unknown run ids) since the last run was registered, with the totals; chunk gaps are
-summed up per run (:class:`~pybrid.proxy.sequence.RunChunks`).
+summed up per run (:class:`~pybrid.proxy.data.sequence.RunChunks`).
 
 **Monitor tap.**  When the service gives the router a tap (``--monitor``), every datagram
 from a backend's intake (:meth:`RunRouter.route_datagram`) and every run message a backend
@@ -54,24 +54,19 @@ import attrs
 from google.protobuf.message import DecodeError
 from twisted.logger import Logger
 
+from pybrid.monitor.header import FLAG_TCP_LANE
 from pybrid.proto import pb
-from pybrid.proxy.datahead import DATA_HEAD, DATA_TAG, Layout, chunk_number, layout_of
-from pybrid.proxy.sequence import RunChunks
+from pybrid.proxy.data.layout import DATA_HEAD, DATA_TAG, Layout, chunk_number, layout_of
+from pybrid.proxy.data.sequence import RunChunks
+from pybrid.wire.noise import worth_logging
+from pybrid.wire.paths import carrier_of
 
 _FINAL_STATES = frozenset((pb.DONE, pb.ERROR))
 _REPORT_LIMIT = 1024  # foreign run ids remembered for log-once
 _LAYOUT_LENGTHS = 64  # datagram lengths with layouts remembered per backend
 _LAYOUTS_PER_LENGTH = 16  # layouts (carriers, id or not) remembered per length
-#: The monitor header's flag for messages that came on a backend's TCP lane.
-FLAG_TCP_LANE = 0x01
 
-__all__ = ["DATA_HEAD", "FLAG_TCP_LANE", "RouterCounters", "RunRouter", "RunTrack",
-           "carrier_of"]
-
-
-def _often(count: int) -> bool:
-    """Log the first three and every 1000th."""
-    return count <= 3 or count % 1000 == 0
+__all__ = ["DATA_HEAD", "RouterCounters", "RunRouter", "RunTrack"]
 
 
 class RunTarget(Protocol):
@@ -110,16 +105,10 @@ class Tap(Protocol):
     def emit(self, payload: bytes, carrier_index: int, flags: int = 0) -> None: ...
 
 
-def carrier_of(path: str) -> str:
-    """The carrier path (``/<MAC>``) an entity path starts with."""
-    stripped = path.strip("/")
-    return "/" + stripped.split("/", 1)[0] if stripped else ""
-
-
 @attrs.define
 class RunTrack:
     """One registered run: who gets its traffic, which carriers have finished, and its chunk
-    accounting (:mod:`pybrid.proxy.sequence`)."""
+    accounting (:mod:`pybrid.proxy.data.sequence`)."""
 
     run_id: str
     target: RunTarget
@@ -281,7 +270,7 @@ class RunRouter:
         except DecodeError:
             self.counters.unparseable += 1
             noise = self._noise["unparseable"] = self._noise.get("unparseable", 0) + 1
-            if _often(noise):
+            if worth_logging(noise):
                 self.log.warn("unparseable datagram from backend {backend} ({length} bytes; "
                               "{count} unparseable so far)", backend=source.name,
                               length=len(payload), count=self.counters.unparseable)
@@ -318,7 +307,7 @@ class RunRouter:
         else:
             self.counters.unexpected_kind += 1
             noise = self._noise["unexpected"] = self._noise.get("unexpected", 0) + 1
-            if _often(noise):
+            if worth_logging(noise):
                 self.log.warn("unexpected {kind} on the data lane of backend {backend}, dropped "
                               "({count} unexpected so far)",
                               kind=kind or env.WhichOneof("kind"), backend=source.name,
@@ -373,7 +362,7 @@ class RunRouter:
                 self._reported.clear()
             self._reported.add(run_id)
             noise = self._noise["foreign"] = self._noise.get("foreign", 0) + 1
-            if _often(noise):
+            if worth_logging(noise):
                 self.log.info(
                     "dropping {kind} of run {run} from backend {backend}: no active session "
                     "started that run (further ones counted silently; {count} messages of "

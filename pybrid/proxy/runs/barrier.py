@@ -5,7 +5,7 @@ Design note
 A run of the active session spans every carrier of every backend.  A :class:`RunBarrier` follows
 it through the state changes the router sees — the backends' own, and the ERRORs the proxy
 writes for a backend that cannot speak for itself any more (see
-:mod:`pybrid.proxy.coordinator`) — and offers two barriers as Deferreds:
+:mod:`pybrid.proxy.runs.coordinator`) — and offers two barriers as Deferreds:
 
 * :meth:`RunBarrier.when_took_off` fires once every carrier has left NEW/QUEUED (TAKE_OFF or
   any later state, ERROR included);

@@ -1,4 +1,4 @@
-"""The frozen records of a status snapshot (see :mod:`pybrid.proxy.status`).
+"""The frozen records of a status snapshot (see :mod:`pybrid.proxy.status.access`).
 
 Every field that may be unknown — a counter another module does not keep (yet), a rate before
 two samples — is ``None``; renderers show it as "n/a" (HTML, JSON ``null``) or leave the metric

@@ -7,17 +7,17 @@ silently ignored:
 
 * ``udp_data_streaming_command`` is refused with ``udp_data_streaming_refused_response`` (316):
   the client then takes run data as TCP frames on its control connection.
-* ``config_command`` is split by carrier path (:func:`~pybrid.proxy.merge.split_config`);
+* ``config_command`` is split by carrier path (:func:`~pybrid.proxy.runs.merge.split_config`);
   ``reset``/``extract`` naming an entity go to its backend; everything else — start run,
   reset, calibration, overload status, stop run, system ident, and kinds this proxy has never
   heard of (an undeclared oneof field parses with ``WhichOneof`` None and its content in
   unknown fields, which re-serialization keeps) — goes to every backend.
 * Each backend copy gets a fresh request id (:meth:`BackendLane.request`); the replies are
-  merged (:func:`~pybrid.proxy.merge.merge_replies`) and the client's id is restored (or
+  merged (:func:`~pybrid.proxy.runs.merge.merge_replies`) and the client's id is restored (or
   cleared when the request had none) before the reply is sent.
 * No reply within the request timeout, or a backend lost meanwhile, becomes an
   ``error_message`` to the client naming the backend.
-* ``start_run_command`` is handed to the :class:`~pybrid.proxy.coordinator.RunCoordinator`
+* ``start_run_command`` is handed to the :class:`~pybrid.proxy.runs.coordinator.RunCoordinator`
   *before* it is forwarded (it registers the run with the router: data may overtake the
   reply); the merged reply tells it whether the run was accepted or refused.
 * **Held starts.**  A start arriving while a previous run of the session is still going on
@@ -49,13 +49,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pybrid.proto import pb
-from pybrid.proxy.backend import BackendLane
-from pybrid.proxy.barrier import RunBarrier
+from pybrid.proxy.backend.lane import BackendLane
+from pybrid.proxy.clients.session import Session
 from pybrid.proxy.config import Timing
-from pybrid.proxy.coordinator import DispatchCounters, RunCoordinator, describe
-from pybrid.proxy.merge import NoBackend, copies, merge_replies, split_config, target_lanes
-from pybrid.proxy.router import RunRouter
-from pybrid.proxy.session import Session
+from pybrid.proxy.data.router import RunRouter
+from pybrid.proxy.runs.barrier import RunBarrier
+from pybrid.proxy.runs.coordinator import DispatchCounters, RunCoordinator
+from pybrid.proxy.runs.merge import NoBackend, copies, merge_replies, split_config, target_lanes
 from pybrid.wire import messages
 from pybrid.wire.correlate import RequestTimeout
 
@@ -79,7 +79,6 @@ class Dispatcher:
 
     lanes: Sequence[BackendLane]
     router: RunRouter
-    stop_timeout: float = 2.0
     debug: bool = False
     counters: DispatchCounters = attrs.field(factory=DispatchCounters)
     #: The injected clock for run deadlines.
@@ -90,8 +89,7 @@ class Dispatcher:
     log = Logger()
 
     def __attrs_post_init__(self) -> None:
-        timing = attrs.evolve(self.timing, stop_timeout=self.stop_timeout)
-        self.coordinator = RunCoordinator(self.lanes, self.router, self.clock, timing,
+        self.coordinator = RunCoordinator(self.lanes, self.router, self.clock, self.timing,
                                           counters=self.counters)
 
     def handle(self, session: Session, env: pb.Envelope, kind: str, rid: str | None, *,
@@ -171,7 +169,7 @@ class Dispatcher:
         elif run_id is not None:
             started = [self.lanes[i] for i, r in zip(indices, replies, strict=True)
                        if messages.kind_of(r) == "start_run_response"]
-            self.coordinator.refused(run_id, started, describe(reply))
+            self.coordinator.refused(run_id, started, messages.describe(reply))
         if reply_kind == "error_message":
             self.counters.errors += 1
         if session.closed:

@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pybrid.proto import pb
-from pybrid.proxy.router import carrier_of
 from pybrid.wire import messages
+from pybrid.wire.paths import carrier_of
 
 
 class NoBackend(Exception):

@@ -2,22 +2,22 @@
 
 Design note
 -----------
-Each :class:`~pybrid.proxy.backend.BackendLane` knows its own health (READY or not: connected,
+Each :class:`~pybrid.proxy.backend.lane.BackendLane` knows its own health (READY or not: connected,
 handshake done, heard from within ``unhealthy_after``).  The cluster is *ready* — the scheduler
 may promote a session — only when
 
 * every backend lane is READY (a late backend joins when it appears: its lane keeps
   reconnecting, and its readiness promotes the head of the queue), and
 * the backends' cached descriptions do not contradict each other
-  (:func:`pybrid.proxy.cache.conflicts`: one carrier path reported by two backends, one
+  (:func:`pybrid.proxy.backend.cache.conflicts`: one carrier path reported by two backends, one
   location given to two carriers).  Such a cluster is refused, not served half-right: the
   reason is logged as an error naming both backends (once, until it changes) and the cached
   extract answers with it.
 
 Losing a backend while a session is active is the service's business: the session's runs fail
-on that backend's carriers (:mod:`pybrid.proxy.coordinator`), then it gets an id-less
+on that backend's carriers (:mod:`pybrid.proxy.runs.coordinator`), then it gets an id-less
 ``error_message`` "Cluster degraded: backend HOST:PORT lost (…)" and is closed
-(:meth:`~pybrid.proxy.scheduler.Scheduler.degrade`; ``Timing.degrade_grace`` later if a run was
+(:meth:`~pybrid.proxy.clients.scheduler.Scheduler.degrade`; ``Timing.degrade_grace`` later if a run was
 failing, so that the client takes in the run errors first); the next one waits for readiness.
 """
 
@@ -28,8 +28,8 @@ from collections.abc import Sequence
 import attrs
 from twisted.logger import Logger
 
-from pybrid.proxy.backend import BackendLane
-from pybrid.proxy.cache import conflicts
+from pybrid.proxy.backend.cache import conflicts
+from pybrid.proxy.backend.lane import BackendLane
 
 
 def degraded_text(lane: BackendLane, reason: str) -> str:

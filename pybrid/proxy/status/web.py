@@ -6,10 +6,10 @@ Design note
 its TCP port in ``privilegedStartService`` (a port in use stops twistd at start-up, like the
 client port) on ``--status-interface`` — ``127.0.0.1`` unless told otherwise, since the page
 names peers and backends — and logs ``pybrid-proxy status page on http://HOST:PORT/``.  From
-start to stop it also registers the :class:`~pybrid.proxy.status.RecentEvents` ring with the
+start to stop it also registers the :class:`~pybrid.proxy.status.access.RecentEvents` ring with the
 global log publisher and samples the counters once a second for the rates.
 
-Three read-only resources render one fresh :class:`~pybrid.proxy.status.ProxyStatus` each:
+Three read-only resources render one fresh :class:`~pybrid.proxy.status.access.ProxyStatus` each:
 
 * ``/`` — an HTML page refreshing itself (no scripts, no external assets, everything escaped;
   a Content-Security-Policy forbids anything else);
@@ -30,10 +30,11 @@ from twisted.application import service
 from twisted.logger import Logger, globalLogPublisher
 from twisted.web import pages, resource, server
 
-from pybrid.proxy import status_html, status_metrics
-from pybrid.proxy.status import RecentEvents
-from pybrid.proxy.status_collect import StatusCollector
-from pybrid.proxy.status_model import ProxyStatus
+from pybrid.proxy.status import html as status_html
+from pybrid.proxy.status import metrics as status_metrics
+from pybrid.proxy.status.access import RecentEvents
+from pybrid.proxy.status.collect import StatusCollector
+from pybrid.proxy.status.model import ProxyStatus
 
 _SECURITY_HEADERS = {
     b"Cache-Control": b"no-store",

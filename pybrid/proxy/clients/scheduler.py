@@ -42,7 +42,7 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from pybrid.proxy.session import Session, SessionState
+from pybrid.proxy.clients.session import Session, SessionState
 
 OVERLOADED = "Server overloaded"
 

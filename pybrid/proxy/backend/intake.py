@@ -36,7 +36,7 @@ always reported, and attributed to the kernel or to the path before the proxy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -44,6 +44,7 @@ from twisted.internet import protocol, task
 from twisted.logger import Logger
 
 from pybrid import netstats
+from pybrid.wire.noise import worth_logging
 
 MAX_PACKET = 65536
 #: Bytes Twisted's UDP ``doRead`` reads per wake-up before returning to the reactor.
@@ -61,18 +62,27 @@ class IntakeCounters:
     kernel_drops: int = 0
 
 
+class DatagramSink(Protocol):
+    """Where an intake hands its datagrams: the run router."""
+
+    # True: traffic of a registered run (the intake latches the device's source on it)
+    def route_datagram(self, source: Any, data: bytes) -> bool: ...
+
+
 class DatagramIntake(protocol.DatagramProtocol):
     """One backend's UDP intake socket; see the module note.
 
-    ``deliver(data)`` is called with every datagram from ``peer_host``.
+    Every datagram from ``peer_host`` goes to ``sink.route_datagram(source, data)``, where
+    ``source`` is the backend lane the socket belongs to.
     """
 
     log = Logger()
     noisy = False
 
-    def __init__(self, name: str, deliver: Callable[[bytes], object]) -> None:
+    def __init__(self, name: str, source: Any, sink: DatagramSink) -> None:
         self.name = name
-        self.deliver = deliver
+        self._source_lane = source
+        self._sink = sink
         self._peer_host: str | None = None
         #: The device's latched address as Twisted gives it (``(ip, port)``; IPv6 adds flow
         #: info and scope), or None (see the module note).
@@ -103,7 +113,7 @@ class DatagramIntake(protocol.DatagramProtocol):
             counters = self.counters
             counters.datagrams += 1
             counters.bytes += len(data)
-            self.deliver(data)
+            self._sink.route_datagram(self._source_lane, data)
             return
         if self.source is not None or addr[0] != self._peer_host:
             self._foreign(addr, len(data))
@@ -111,7 +121,7 @@ class DatagramIntake(protocol.DatagramProtocol):
         counters = self.counters
         counters.datagrams += 1
         counters.bytes += len(data)
-        if self.deliver(data) and self.source is None:
+        if self._sink.route_datagram(self._source_lane, data) and self.source is None:
             source = self.source = tuple(addr)
             if source == self._last_source:
                 return
@@ -123,7 +133,7 @@ class DatagramIntake(protocol.DatagramProtocol):
     def _foreign(self, addr: Any, length: int) -> None:
         self.counters.foreign += 1
         count = self.counters.foreign
-        if count <= 3 or count % 1000 == 0:
+        if worth_logging(count):
             source = self.source
             if source is not None and addr[0] == source[0]:
                 why = f"the backend's host, but not the device's port {source[1]}"

@@ -2,9 +2,9 @@
 
 Design note
 -----------
-The status page (:mod:`pybrid.proxy.web`) shows a frozen
-:class:`~pybrid.proxy.status_model.ProxyStatus`, built on request by
-:class:`~pybrid.proxy.status_collect.StatusCollector` from the live objects of a
+The status page (:mod:`pybrid.proxy.status.web`) shows a frozen
+:class:`~pybrid.proxy.status.model.ProxyStatus`, built on request by
+:class:`~pybrid.proxy.status.collect.StatusCollector` from the live objects of a
 :class:`~pybrid.proxy.service.ProxyService`.  Those objects belong to other modules and change
 shape as the proxy grows, so **every read of their state goes through the small accessor
 functions of this module**: a refactor elsewhere breaks one place only, and a value that does
@@ -25,7 +25,7 @@ from twisted.logger import ILogObserver, LogLevel, formatEvent
 from zope.interface import implementer
 
 from pybrid import netstats
-from pybrid.proxy.status_model import LogEntry, RunStatus
+from pybrid.proxy.status.model import LogEntry, RunStatus
 
 _LEVELS = (LogLevel.debug, LogLevel.info, LogLevel.warn, LogLevel.error, LogLevel.critical)
 

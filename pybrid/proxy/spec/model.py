@@ -1,4 +1,4 @@
-"""Backend specifications for the proxy's ``-b`` option: parse, validate, render, map to protobuf.
+"""Backend specifications for the proxy's ``-b`` option: the records, their errors and rendering.
 
 Design note
 -----------
@@ -13,7 +13,7 @@ PIN is 0..7 (ACL_OUT at the source, ACL_IN at the target) or aux0, aux1, gen0, g
 
 HOST is an IPv4 address, a host name or a bracketed IPv6 address (``[::1]:5732``).
 
-Parsing runs in two passes (both in :mod:`pybrid.proxy.backends_parse`).  The line pass turns each
+Parsing runs in two passes (both in :mod:`pybrid.proxy.spec.parse`).  The line pass turns each
 line into a :class:`Backend` or :class:`Wire`, or a :class:`SpecError`.  The setup pass sees every
 ``-b`` value at once, because a wire in one file may name a carrier given in another: duplicate
 hosts and locations, one location form for all carriers, wires referencing located carriers, no
@@ -28,19 +28,18 @@ Mapping to the wire: the reference proxy stamps ``location_v0`` (stack, carrier)
 STACK/CARRIER locations; for a bare LUCIStack index it stamps nothing and the reference client
 numbers such carriers ``(0, n)`` in extract order.  :attr:`Location.location_v0` makes that
 explicit: a bare index ``n`` is ``(0, n)``.  Wiring pins name the carrier entity path
-(``/<carrier MAC>``, as the reference proxy sends), see :func:`wiring_items`.
+(``/<carrier MAC>``, as the reference proxy sends), see
+:func:`pybrid.proxy.spec.wiring.wiring_items`.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable
 
 import attrs
 
-from pybrid.proto import pb
+from pybrid.wire.framing import DEFAULT_PORT
 
-DEFAULT_PORT = 5732
 MAX_INDEX = 2**32 - 1  # stack and carrier are uint32 in CarrierLocationV0
 PIN_COUNT = 8  # indexed pins 0..7: ACL_OUT at a wire's source, ACL_IN at its target
 NAMED_PINS = ("aux0", "aux1", "gen0", "gen1")
@@ -193,128 +192,11 @@ class BackendSpecError(ValueError):
         super().__init__("\n".join(str(e) for e in self.errors))
 
 
-# ---------------------------------------------------------------------------------------------
-# Entry points
-
-
-def _read_file(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
-
-
-_FILE_SUFFIXES = (".txt", ".conf", ".cfg", ".ini", ".list", ".backends")
-
-
-def _looks_like_path(value: str) -> bool:
-    value = value.strip()
-    return value.startswith(("/", "./", "../", "~")) or value.lower().endswith(_FILE_SUFFIXES)
-
-
-def parse_backend_args(
-    values: Sequence[str],
-    *,
-    exists: Callable[[str], bool] = os.path.isfile,
-    read: Callable[[str], str] = _read_file,
-) -> BackendSpec:
-    """Combine several ``-b`` values into one spec; raise BackendSpecError listing every error."""
-    from pybrid.proxy.backends_parse import finish, parse_lines
-
-    backends: list[Backend] = []
-    wires: list[Wire] = []
-    errors: list[SpecError] = []
-    carrier_failed = False
-    rank: dict[str, int] = {}  # sources in order of appearance, to sort the errors
-    inline_items = 0  # inline items are numbered across all inline -b values
-    if not values:
-        errors.append(SpecError(COMMAND_LINE, 0, "", "no backend given (-b)"))
-    for value in values:
-        if exists(value):
-            rank.setdefault(value, len(rank))
-            try:
-                lines = read(value).splitlines()
-            except (OSError, UnicodeDecodeError) as e:
-                errors.append(SpecError(value, 0, "", f"cannot read: {e}"))
-                carrier_failed = True
-            else:
-                carrier_failed |= parse_lines(lines, value, backends, wires, errors)
-        elif _looks_like_path(value):
-            rank.setdefault(COMMAND_LINE, len(rank))
-            errors.append(SpecError(COMMAND_LINE, 0, value, "no such file"))
-            carrier_failed = True
-        else:
-            rank.setdefault(COMMAND_LINE, len(rank))
-            items = value.split(",")
-            start = inline_items + 1
-            carrier_failed |= parse_lines(items, COMMAND_LINE, backends, wires, errors, start=start)
-            inline_items += len(items)
-    return finish(
-        backends,
-        wires,
-        errors,
-        need_backend=bool(values),
-        check_wires=not carrier_failed,
-        rank=rank,
-    )
-
-
-def parse_text(text: str, source: str = "<text>") -> BackendSpec:
-    """Parse the text of one backend file (named ``source`` in errors)."""
-    from pybrid.proxy.backends_parse import finish, parse_lines
-
-    backends: list[Backend] = []
-    wires: list[Wire] = []
-    errors: list[SpecError] = []
-    carrier_failed = parse_lines(text.splitlines(), source, backends, wires, errors)
-    return finish(backends, wires, errors, need_backend=False, check_wires=not carrier_failed)
-
-
-# ---------------------------------------------------------------------------------------------
-# Output
-
-
 def render(spec: BackendSpec) -> str:
     """The spec in keyword syntax; ``parse_text(render(spec)) == spec``."""
     lines = [str(b) for b in spec.backends] + [str(w) for w in spec.wires]
     return "".join(line + "\n" for line in lines)
 
-
-def wiring_pin(pin: Pin, carrier_paths: Mapping[Location, str]) -> pb.WiringPin:
-    """``WiringPin`` naming the carrier entity path (``/<MAC>``) at ``pin.location``."""
-    try:
-        path = carrier_paths[pin.location]
-    except KeyError:
-        raise LookupError(f"no carrier path for location {pin.location}") from None
-    msg = pb.WiringPin()
-    msg.entity.path = path
-    if pin.index is not None:
-        msg.indexed_pin = pin.index
-    else:
-        msg.named_pin = str(pin.name)
-    return msg
-
-
-def wiring_specification(
-    wire: Wire, carrier_paths: Mapping[Location, str]
-) -> pb.WiringSpecification:
-    """``WiringSpecification`` for one wire; ``carrier_paths`` maps locations to carrier paths."""
-    return pb.WiringSpecification(
-        source=wiring_pin(wire.source, carrier_paths), target=wiring_pin(wire.target, carrier_paths)
-    )
-
-
-def wiring_items(wires: Iterable[Wire], carrier_paths: Mapping[Location, str]) -> list[pb.Item]:
-    """One extract ``Item`` per wire, as the reference proxy sends them (empty ``item.entity``)."""
-    items = []
-    for wire in wires:
-        item = pb.Item(wiring_specification=wiring_specification(wire, carrier_paths))
-        item.entity.SetInParent()
-        items.append(item)
-    return items
-
-
-def carrier_location_v0(location: Location) -> pb.CarrierLocationV0:
-    stack, carrier = location.location_v0
-    return pb.CarrierLocationV0(stack=stack, carrier=carrier)
 
 
 __all__ = [
@@ -334,11 +216,5 @@ __all__ = [
     "Pin",
     "SpecError",
     "Wire",
-    "carrier_location_v0",
-    "parse_backend_args",
-    "parse_text",
     "render",
-    "wiring_items",
-    "wiring_pin",
-    "wiring_specification",
 ]

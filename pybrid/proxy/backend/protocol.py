@@ -3,7 +3,7 @@
 :class:`BackendProtocol` parses one control connection and hands every frame to its lane;
 :class:`LaneFactory` reports a failed connect.  Both carry the lane's *generation* (one per
 connect attempt), so the lane can ignore events of a connection it has already given up.
-The state machine itself is :class:`pybrid.proxy.backend.BackendLane`.
+The state machine itself is :class:`pybrid.proxy.backend.lane.BackendLane`.
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ from typing import Protocol
 import attrs
 from twisted.logger import Logger
 
+from pybrid.wire.noise import worth_logging
+
 log = Logger()
 
 #: Newer chunk numbers of a carrier after which a chunk still missing is counted as lost.
@@ -128,7 +130,7 @@ class RunChunks:
         if chunk > expected:
             self.skips += 1
             self._lost(path, holes.skipped(expected, chunk))
-            if self.skips == 1 or self.skips % 1000 == 0:
+            if worth_logging(self.skips, first=1):
                 log.warn(
                     "run {run}: chunks {first}-{last} missing from carrier {carrier} ({skips} "
                     "skip(s) in this run so far; a chunk still missing {window} chunks later "

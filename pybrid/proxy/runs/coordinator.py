@@ -2,9 +2,9 @@
 
 Design note
 -----------
-The :class:`~pybrid.proxy.dispatch.Dispatcher` forwards a ``start_run_command`` to every backend;
+The :class:`~pybrid.proxy.runs.dispatch.Dispatcher` forwards a ``start_run_command`` to every backend;
 the :class:`RunCoordinator` looks after the run from then on, with one
-:class:`~pybrid.proxy.barrier.RunBarrier` per run (registered with the router as the run's
+:class:`~pybrid.proxy.runs.barrier.RunBarrier` per run (registered with the router as the run's
 state observer):
 
 * **Begin.**  Before the start is forwarded, the run id is registered with the router for the
@@ -44,11 +44,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pybrid.proto import pb
-from pybrid.proxy.backend import BackendLane
-from pybrid.proxy.barrier import RunBarrier, run_seconds
+from pybrid.proxy.backend.lane import BackendLane
+from pybrid.proxy.clients.session import Session
 from pybrid.proxy.config import Timing
-from pybrid.proxy.router import RunRouter
-from pybrid.proxy.session import Session
+from pybrid.proxy.data.router import RunRouter
+from pybrid.proxy.runs.barrier import RunBarrier, run_seconds
 from pybrid.wire import messages
 
 
@@ -224,15 +224,9 @@ class RunCoordinator:
 
     def _stopped(self, reply: pb.Envelope, backend: str) -> None:
         self.log.info("backend {backend} answered stop_run with {reply}", backend=backend,
-                      reply=describe(reply))
+                      reply=messages.describe(reply))
 
     def _stop_failed(self, failure: Failure, backend: str) -> None:
         self.log.info("backend {backend}: stop_run unanswered ({error})", backend=backend,
                       error=failure.getErrorMessage())
 
-
-def describe(env: pb.Envelope) -> str:
-    kind = messages.kind_of(env)
-    if kind == "error_message":
-        return f"error_message {env.message_v1.error_message.description!r}"
-    return kind

@@ -2,7 +2,8 @@
 
 Builds the real objects of ``pybrid.proxy`` (a :class:`~pybrid.proxy.backend.intake.DatagramIntake`
 delivering to a :class:`~pybrid.proxy.data.router.RunRouter` with one registered run, a
-:class:`~pybrid.proxy.clients.session.Session` and its :class:`~pybrid.proxy.clients.sender.ClientSender`)
+:class:`~pybrid.proxy.clients.session.Session` and its
+:class:`~pybrid.proxy.clients.sender.ClientSender`)
 on a transport whose ``write``/``writeSequence`` are Twisted's own buffering code
 (``abstract.FileDescriptor``) with the socket write left out: every 64 datagrams the buffer is
 emptied as ``doWrite`` would.  Datagrams are real device chunks (``ChunkEncoder``) of

@@ -68,7 +68,8 @@ class ProxyService(service.MultiService):
         ]
         #: Kernel drops on the intake sockets, polled every second (pybrid.proxy.backend.intake).
         self.intake_watch = IntakeWatch(reactor, self.lanes, self.router)
-        #: A run being registered releases the intakes' source latches (pybrid.proxy.backend.intake).
+        #: A run being registered releases the intakes' source latches
+        #: (pybrid.proxy.backend.intake).
         self.router.on_register = self.intake_watch.unlatch
         self.health = ClusterHealth(self.lanes)
         self.dispatcher = Dispatcher(self.lanes, self.router, config.debug,
@@ -86,7 +87,7 @@ class ProxyService(service.MultiService):
         self.port: Any = None
         self._health_waiters: list[defer.Deferred[None]] = []
         self.status: StatusService | None = None
-        if config.status_port is not None:  # --status-port: a child service (pybrid.proxy.status.web)
+        if config.status_port is not None:  # --status-port: child service (proxy.status.web)
             self.status = StatusService(self, reactor, config.status_port,
                                         config.status_interface)
             self.status.setServiceParent(self)

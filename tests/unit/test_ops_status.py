@@ -189,7 +189,8 @@ def test_recent_events_keep_warnings_and_errors_of_the_proxy_only():
     ring = RecentEvents(capacity=3)
     publisher = LogPublisher(ring)
     emit(publisher, "pybrid.proxy.backend.lane.BackendLane", LogLevel.info, "hello")
-    emit(publisher, "pybrid.proxy.backend.lane.BackendLane", LogLevel.warn, "backend {b} lost", b="x")
+    emit(publisher, "pybrid.proxy.backend.lane.BackendLane", LogLevel.warn, "backend {b} lost",
+         b="x")
     emit(publisher, "pybrid.proxyfoo", LogLevel.error, "not ours")
     emit(publisher, "twisted.web", LogLevel.error, "not ours either")
     emit(publisher, "pybrid.proxy.data.router", LogLevel.error, "bad {thing}", thing="<datagram>")

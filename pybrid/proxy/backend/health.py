@@ -17,8 +17,9 @@ may promote a session — only when
 Losing a backend while a session is active is the service's business: the session's runs fail
 on that backend's carriers (:mod:`pybrid.proxy.runs.coordinator`), then it gets an id-less
 ``error_message`` "Cluster degraded: backend HOST:PORT lost (…)" and is closed
-(:meth:`~pybrid.proxy.clients.scheduler.Scheduler.degrade`; ``Timing.degrade_grace`` later if a run was
-failing, so that the client takes in the run errors first); the next one waits for readiness.
+(:meth:`~pybrid.proxy.clients.scheduler.Scheduler.degrade`; ``Timing.degrade_grace`` later
+if a run was failing, so that the client takes in the run errors first); the next one waits
+for readiness.
 """
 
 from __future__ import annotations

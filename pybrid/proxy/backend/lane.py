@@ -32,7 +32,8 @@ cached-extract request, so a proxy's idle timeout never closes it; an id-less
 
 Events go to a :class:`LaneEvents` (the service): ``lane_ready`` and ``lane_lost`` (a READY
 lane went away).  Run traffic goes straight to a :class:`RunSink` (the router): datagrams from
-the lane's intake socket, and run messages that arrive on the TCP lane.  Requests to the backend get fresh ids
+the lane's intake socket, and run messages that arrive on the TCP lane.  Requests to the
+backend get fresh ids
 (:meth:`BackendLane.request`); replies are matched by a per-connection ``RequestTracker``.
 Each connection has a generation number so that events of a stale connection are ignored.
 """

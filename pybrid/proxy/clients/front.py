@@ -14,8 +14,9 @@ Per client connection (:class:`~pybrid.proxy.clients.protocol.ClientProtocol` ca
 3. Every other v1 frame is activity (restarts the session's idle timer).
 4. **Auth.**  ``auth_request`` is answered here (success, or "Authentication failed").  With
    ``--auth``, every other v1 request before a successful one gets "Authentication required".
-   After repeated wrong tokens from one IP address, the :class:`~pybrid.proxy.clients.auth.AuthThrottle`
-   locks that address out for a while: its tokens are refused unchecked (see there).
+   After repeated wrong tokens from one IP address, the
+   :class:`~pybrid.proxy.clients.auth.AuthThrottle` locks that address out for a while: its
+   tokens are refused unchecked (see there).
 5. **Discovery.**  ``extract{specification}`` (without configuration or calibration) is served
    from the backends' cached specifications, for queued sessions too.
 6. Everything else needs the device: the session claims it (see the scheduler), and is then

@@ -29,7 +29,8 @@ and carrier path are read at known offsets, without building any protobuf object
 no layout matches takes the full parse (and teaches its layout if it is a consistent data
 message), so a datagram cut or damaged anywhere is dropped as ``unparseable``, never
 forwarded.  :meth:`RunRouter.route_datagram` returns whether the datagram belonged to a
-registered run (the intake latches the device's source port on that: :mod:`pybrid.proxy.backend.intake`).
+registered run (the intake latches the device's source port on that:
+:mod:`pybrid.proxy.backend.intake`).
 
 **Logging is bounded.**  A backend's address can send anything at any rate: drops are counted
 exactly but logged for the first three and every 1000th of each kind (unparseable, unexpected

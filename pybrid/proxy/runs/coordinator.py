@@ -2,8 +2,8 @@
 
 Design note
 -----------
-The :class:`~pybrid.proxy.runs.dispatch.Dispatcher` forwards a ``start_run_command`` to every backend;
-the :class:`RunCoordinator` looks after the run from then on, with one
+The :class:`~pybrid.proxy.runs.dispatch.Dispatcher` forwards a ``start_run_command`` to every
+backend; the :class:`RunCoordinator` looks after the run from then on, with one
 :class:`~pybrid.proxy.runs.barrier.RunBarrier` per run (registered with the router as the run's
 state observer):
 

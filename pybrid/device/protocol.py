@@ -73,7 +73,7 @@ class DeviceProtocol(EnvelopeReceiver):
         """The transport is going away; connectionLost does the cleanup."""
 
 
-class DeviceFactory(protocol.Factory):
+class DeviceFactory(protocol.ServerFactory):
     """Builds one :class:`DeviceProtocol` per accepted connection of a device."""
 
     noisy = False

@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from twisted.internet import defer, protocol
@@ -39,6 +39,7 @@ from pybrid.monitor.options import (
     parse_interface,
     parse_ttl,
 )
+from pybrid.wire.interfaces import INetworkReactor
 
 #: Send buffer the tap asks for (the kernel may cap it).
 SEND_BUFFER = 1 << 20
@@ -107,7 +108,7 @@ class MulticastTap:
     :mod:`pybrid.monitor.options`).
     """
 
-    reactor: Any
+    reactor: INetworkReactor
     groups: list[tuple[str, int]] = attrs.field(converter=_groups)
     ttl: int = attrs.field(default=DEFAULT_TTL, converter=parse_ttl)
     interface: str | None = attrs.field(default=DEFAULT_INTERFACE, converter=parse_interface)
@@ -124,7 +125,7 @@ class MulticastTap:
         self._targets = [((c.group, c.port), c) for c in self.counters.groups]
 
     @classmethod
-    def from_config(cls, reactor: Any, config: MonitorConfig) -> MulticastTap:
+    def from_config(cls, reactor: INetworkReactor, config: MonitorConfig) -> MulticastTap:
         return cls(reactor, config.groups, ttl=config.ttl, interface=config.interface)
 
     @property
@@ -145,10 +146,10 @@ class MulticastTap:
             port = self.reactor.listenMulticast(0, _SendOnly(), interface=bind)
         except Exception as e:
             raise TapSetupError(f"cannot open a multicast socket on {bind or 'any'}: {e}") from e
-        sock = port.socket
+        sock = cast(Any, port).socket  # a Twisted multicast Port; the interface omits it
         try:
             port.setTTL(self.ttl)
-            port.setLoopbackMode(1)
+            port.setLoopbackMode(True)
             if self.interface:
                 sock.setsockopt(
                     socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(self.interface)
@@ -244,6 +245,6 @@ class MulticastTap:
         )
 
 
-def make_tap(reactor: Any, config: MonitorConfig) -> MulticastTap | None:
+def make_tap(reactor: INetworkReactor, config: MonitorConfig) -> MulticastTap | None:
     """A tap for ``config``, or None when no group is configured."""
     return MulticastTap.from_config(reactor, config) if config.enabled else None

@@ -24,6 +24,7 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 from pybrid.monitor.emitter import MulticastTap, make_tap
@@ -40,6 +41,7 @@ from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.data.router import RunRouter
 from pybrid.proxy.runs.dispatch import Dispatcher
 from pybrid.proxy.status.web import StatusService
+from pybrid.wire.interfaces import INetworkReactor, host_port
 
 #: Pending client connections the kernel queues for ``accept`` (Twisted's default is 50; the
 #: kernel caps it at ``net.core.somaxconn``).  With 50, a burst of 1 000 clients overflows the
@@ -53,7 +55,7 @@ class ProxyService(service.MultiService):
 
     log = Logger()
 
-    def __init__(self, config: ProxyConfig, reactor: Any) -> None:
+    def __init__(self, config: ProxyConfig, reactor: INetworkReactor) -> None:
         super().__init__()
         self.config = config
         self.reactor = reactor
@@ -84,7 +86,7 @@ class ProxyService(service.MultiService):
             timing.nudge_delays, config.client_buffer,
         )
         self.factory = ClientFactory(self.front)
-        self.port: Any = None
+        self.port: IListeningPort | None = None
         self._health_waiters: list[defer.Deferred[None]] = []
         self.status: StatusService | None = None
         if config.status_port is not None:  # --status-port: child service (proxy.status.web)
@@ -100,9 +102,8 @@ class ProxyService(service.MultiService):
             self.port = self.reactor.listenTCP(self.config.port, self.factory,
                                                interface=self.config.interface,
                                                backlog=LISTEN_BACKLOG)
-            address = self.port.getHost()
-            self.log.info("pybrid-proxy listening on {host}:{port}", host=address.host,
-                          port=address.port)
+            host, port = host_port(self.port.getHost())
+            self.log.info("pybrid-proxy listening on {host}:{port}", host=host, port=port)
         if self.tap is not None:
             self.tap.start()  # TapSetupError stops start-up with a clear message
 
@@ -137,8 +138,9 @@ class ProxyService(service.MultiService):
     @property
     def address(self) -> tuple[str, int]:
         """The bound (host, port) of the client listener."""
-        host = self.port.getHost()
-        return str(host.host), int(host.port)
+        if self.port is None:
+            raise RuntimeError("the proxy is not listening")
+        return host_port(self.port.getHost())
 
     # -- queries --------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from twisted.logger import Logger
 from twisted.python import usage
@@ -28,6 +28,7 @@ from pybrid.proxy.sizes import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF, format
 from pybrid.proxy.spec.model import BackendSpecError
 from pybrid.proxy.spec.parse import parse_backend_args
 from pybrid.wire.framing import DEFAULT_PORT
+from pybrid.wire.interfaces import INetworkReactor
 
 AUTH_ENV = "PYBRID_AUTHENTICATION"
 
@@ -176,4 +177,4 @@ def makeService(options: Options) -> ProxyService:
     assert config is not None
     for warning in options.warnings:
         log.warn("backends: {warning}", warning=warning)
-    return ProxyService(config, reactor)
+    return ProxyService(config, cast(INetworkReactor, reactor))

@@ -40,11 +40,14 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet import protocol, task
+from twisted.internet import protocol
+from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUDP
 from twisted.logger import Logger
 
 from pybrid import netstats
+from pybrid.wire.interfaces import host_port
 from pybrid.wire.noise import worth_logging
+from pybrid.wire.periodic import Periodic
 
 MAX_PACKET = 65536
 #: Bytes Twisted's UDP ``doRead`` reads per wake-up before returning to the reactor.
@@ -89,7 +92,7 @@ class DatagramIntake(protocol.DatagramProtocol):
         self.source: tuple[Any, ...] | None = None
         self._last_source: tuple[Any, ...] | None = None
         self.counters = IntakeCounters()
-        self.port: Any = None
+        self.port: IListeningPort | None = None
         self.rcvbuf = 0
         self._drops_base: int | None = None
 
@@ -148,7 +151,7 @@ class DatagramIntake(protocol.DatagramProtocol):
 
     # -- socket ------------------------------------------------------------------------------
 
-    def listen(self, reactor: Any, interface: str, rcvbuf: int,
+    def listen(self, reactor: IReactorUDP, interface: str, rcvbuf: int,
                max_throughput: int = MAX_THROUGHPUT) -> int:
         """Bind to ``interface`` on a free port; return the port number."""
         self.port = reactor.listenUDP(0, self, interface=interface, maxPacketSize=MAX_PACKET)
@@ -157,7 +160,7 @@ class DatagramIntake(protocol.DatagramProtocol):
         sock = getattr(self.port, "socket", None)
         self.rcvbuf = 0 if sock is None else netstats.raise_rcvbuf(sock, rcvbuf)
         self._drops_base = None if sock is None else netstats.socket_drops(sock)
-        number = int(self.port.getHost().port)
+        number = host_port(self.port.getHost())[1]
         self.log.info(
             "backend {backend} intake listening on {interface}:{port} (SO_RCVBUF: asked "
             "{wanted} bytes, the kernel granted {rcvbuf})",
@@ -168,7 +171,7 @@ class DatagramIntake(protocol.DatagramProtocol):
 
     @property
     def interface(self) -> str | None:
-        return None if self.port is None else str(self.port.getHost().host)
+        return None if self.port is None else host_port(self.port.getHost())[0]
 
     def kernel_drops(self) -> int | None:
         """Datagrams the kernel dropped on the current socket (None: not known here)."""
@@ -218,27 +221,25 @@ class GapSource(Protocol):
 class IntakeWatch:
     """Polls the intake sockets' kernel drop counters and reports them with chunk gaps."""
 
-    clock: Any
+    clock: IReactorTime
     lanes: Sequence[HasIntake]
     router: GapSource
     interval: float = 1.0
     #: Kernel drops seen on all intakes since start.
     drops: int = 0
     _gaps: dict[str, int] = attrs.field(factory=dict)
-    _loop: task.LoopingCall | None = None
+    _loop: Periodic = attrs.field(init=False)
 
     log = Logger()
 
+    def __attrs_post_init__(self) -> None:
+        self._loop = Periodic(self.clock, self.interval, self.poll, "intake watch")
+
     def start(self) -> None:
-        if self._loop is None and self.interval > 0:
-            self._loop = task.LoopingCall(self.poll)
-            self._loop.clock = self.clock
-            self._loop.start(self.interval, now=False)
+        self._loop.start()
 
     def stop(self) -> None:
-        loop, self._loop = self._loop, None
-        if loop is not None and loop.running:
-            loop.stop()
+        self._loop.stop()
 
     def unlatch(self) -> None:
         """Release every intake's source latch (a run is being registered)."""

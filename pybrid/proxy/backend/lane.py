@@ -45,6 +45,7 @@ from typing import Any, Protocol
 
 import attrs
 from twisted.internet import defer, task
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -57,7 +58,9 @@ from pybrid.proxy.spec.model import Backend
 from pybrid.wire import messages
 from pybrid.wire.correlate import ConnectionGone, RequestTracker
 from pybrid.wire.framing import MAX_FRAME_LENGTH
+from pybrid.wire.interfaces import INetworkReactor, host_port
 from pybrid.wire.paths import carrier_of
+from pybrid.wire.periodic import Periodic
 
 RUN_KINDS = frozenset(("run_data_message", "run_data_end_message", "run_state_change_message"))
 
@@ -118,7 +121,7 @@ class BackendLane:
     """One backend: connection, handshake, cached extract, health, reconnects, intake socket."""
 
     backend: Backend
-    reactor: Any
+    reactor: INetworkReactor
     events: LaneEvents
     router: RunSink
     timing: Timing = attrs.field(factory=Timing)
@@ -138,12 +141,16 @@ class BackendLane:
     _generation: int = 0
     _last_heard: float = 0.0
     _last_request: float = 0.0
-    _pinger: task.LoopingCall | None = None
-    _retry: Any = None
+    _pinger: Periodic = attrs.field(init=False)
+    _retry: IDelayedCall | None = None
     _delay: float = 0.0
     _failures: int = 0
 
     log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        self._pinger = Periodic(self.reactor, self.timing.ping_interval, self._tick,
+                                f"backend {self.name}: liveness tick")
 
     @property
     def name(self) -> str:
@@ -198,9 +205,7 @@ class BackendLane:
         self._tracker = RequestTracker(self.reactor, self.timing.request_timeout, self.name)
         self._last_heard = self.reactor.seconds()
         self.state = LaneState.HANDSHAKE
-        self._pinger = task.LoopingCall(self._tick)
-        self._pinger.clock = self.reactor
-        self._pinger.start(self.timing.ping_interval, now=False)
+        self._pinger.start()
         peer_host = proto.transport.getPeer().host
         local_host = proto.transport.getHost().host
         d = defer.ensureDeferred(self._handshake(proto, peer_host, local_host))
@@ -309,7 +314,7 @@ class BackendLane:
     def _ensure_intake(self, local_host: str) -> int:
         intake = self.intake
         if intake is not None and intake.interface == local_host and intake.port is not None:
-            return int(intake.port.getHost().port)
+            return host_port(intake.port.getHost())[1]
         if intake is not None:
             intake.stop()
         intake = DatagramIntake(self.name, self, self.router)
@@ -374,21 +379,19 @@ class BackendLane:
                       backend=self.name, kind=kind, id=messages.request_id(env))
 
     def _tick(self) -> None:
-        try:
-            proto = self._protocol
-            if proto is None:
-                return
-            silent = self.reactor.seconds() - self._last_heard
-            if silent > self.timing.unhealthy_after:
-                self.log.warn("backend {backend} unhealthy: silent for {silent:.1f} s; "
-                              "dropping the connection", backend=self.name, silent=silent)
-                proto.transport.abortConnection()
-                return
-            self.counters.pings += 1
-            proto.sendEnvelope(messages.generic_ping())
-            self._keepalive()
-        except Exception:
-            self.log.failure("backend {backend}: liveness tick failed", backend=self.name)
+        """Every ``ping_interval`` while connected (the pinger logs and survives errors)."""
+        proto = self._protocol
+        if proto is None:
+            return
+        silent = self.reactor.seconds() - self._last_heard
+        if silent > self.timing.unhealthy_after:
+            self.log.warn("backend {backend} unhealthy: silent for {silent:.1f} s; "
+                          "dropping the connection", backend=self.name, silent=silent)
+            proto.transport.abortConnection()
+            return
+        self.counters.pings += 1
+        proto.sendEnvelope(messages.generic_ping())
+        self._keepalive()
 
     def _keepalive(self) -> None:
         interval = self.timing.keepalive_interval
@@ -404,7 +407,5 @@ class BackendLane:
             error=f.getErrorMessage()))
 
     def _stop_pinger(self) -> None:
-        pinger, self._pinger = self._pinger, None
-        if pinger is not None and pinger.running:
-            pinger.stop()
+        self._pinger.stop()
 

@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 
 from pybrid.proto import pb
 from pybrid.wire.framing import EnvelopeReceiver
+from pybrid.wire.interfaces import IStreamTransport
 
 
 class LaneCalls(Protocol):
@@ -32,7 +33,7 @@ class LaneCalls(Protocol):
 class BackendProtocol(EnvelopeReceiver):
     """Frames of one backend control connection → calls on its lane."""
 
-    transport: Any
+    transport: IStreamTransport
 
     def __init__(self, lane: LaneCalls, generation: int) -> None:
         self.lane = lane

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import hmac
 from collections import OrderedDict
-from typing import Any
 
 import attrs
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pybrid.proto import pb
@@ -78,7 +78,7 @@ def throttled_text(host: str, wait: float) -> str:
 class AuthThrottle:
     """Per-address back-off after consecutive wrong tokens; see the module note."""
 
-    clock: Any
+    clock: IReactorTime
     threshold: int = 5
     base: float = 0.25
     cap: float = 5.0

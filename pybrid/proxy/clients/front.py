@@ -37,9 +37,9 @@ An empty ``nudge_delays`` turns them off.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import attrs
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pybrid.proto import pb
@@ -50,6 +50,7 @@ from pybrid.proxy.clients.sender import ClientSender
 from pybrid.proxy.clients.session import Session, SessionState
 from pybrid.proxy.sizes import DEFAULT_CLIENT_BUFFER, Overflow
 from pybrid.wire import messages
+from pybrid.wire.interfaces import IStreamTransport
 from pybrid.wire.noise import worth_logging
 
 
@@ -79,7 +80,7 @@ def servable_from_cache(command: pb.ExtractCommand) -> bool:
 class Front:
     """Per-frame policy for client connections; see the module note."""
 
-    clock: Any
+    clock: IReactorTime
     scheduler: Scheduler
     dispatch: Callable[[Session, pb.Envelope, str, str | None], None]
     extract: Callable[[], pb.ExtractResponse]
@@ -96,7 +97,7 @@ class Front:
 
     log = Logger()
 
-    def connection_made(self, transport: Any) -> Session:
+    def connection_made(self, transport: IStreamTransport) -> Session:
         self.counters.connections += 1
         peer = transport.getPeer()
 

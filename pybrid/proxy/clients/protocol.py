@@ -19,13 +19,14 @@ from pybrid.proto import pb
 from pybrid.proxy.clients.front import Front
 from pybrid.proxy.clients.session import Session
 from pybrid.wire.framing import EnvelopeReceiver
+from pybrid.wire.interfaces import IStreamTransport
 
 
 class ClientProtocol(EnvelopeReceiver):
     """Parses a client's frames and hands them to the :class:`~pybrid.proxy.clients.front.Front`."""
 
     session: Session | None = None
-    transport: Any
+    transport: IStreamTransport
     log = Logger()
 
     def __init__(self, front: Front) -> None:

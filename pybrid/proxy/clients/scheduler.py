@@ -37,9 +37,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 import attrs
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pybrid.proxy.clients.session import Session, SessionState
@@ -51,7 +51,7 @@ OVERLOADED = "Server overloaded"
 class Scheduler:
     """One active session, a FIFO queue of waiting ones, and their idle timeouts."""
 
-    clock: Any
+    clock: IReactorTime
     healthy: Callable[[], bool]
     on_end: Callable[[Session], None] = lambda session: None
     max_sessions: int = 8

@@ -36,10 +36,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 import attrs
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -47,6 +46,7 @@ from pybrid.proto import pb
 from pybrid.proxy.sizes import CLOSE_GRACE, DEFAULT_CLIENT_BUFFER, TRANSPORT_BUFFER, Overflow
 from pybrid.wire import messages
 from pybrid.wire.framing import encode_varint
+from pybrid.wire.interfaces import IStreamTransport
 
 _PREFIXES: dict[int, bytes] = {}
 
@@ -88,11 +88,11 @@ class SenderCounters:
 class ClientSender:
     """Frames and writes Envelopes to one client's TCP transport; see the module note."""
 
-    transport: Any
+    transport: IStreamTransport
     #: Most bytes the queue may hold (``--client-buffer``).
     limit: int = DEFAULT_CLIENT_BUFFER
     #: Clock for the close grace timer (none: no timer).
-    clock: Any = None
+    clock: IReactorTime | None = None
     #: Called once with the :class:`Overflow` when the queue overflows.
     on_overflow: Callable[[Overflow], None] | None = None
     close_grace: float = CLOSE_GRACE
@@ -108,7 +108,7 @@ class ClientSender:
     _attached: bool = False
     _gone: bool = False
     _lose_when_drained: bool = False
-    _abort_timer: Any = None
+    _abort_timer: IDelayedCall | None = None
     #: Bytes handed to the transport per write while draining (its buffer size).
     _batch: int = TRANSPORT_BUFFER
 

@@ -6,6 +6,7 @@ import enum
 from typing import Any
 
 import attrs
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from pybrid.proto import pb
@@ -46,12 +47,12 @@ class Session:
     forwarded: int = 0
     busy_replies: int = 0
     scheduler: Any = None
-    idle_timer: Any = None
-    window_timer: Any = None
+    idle_timer: IDelayedCall | None = None
+    window_timer: IDelayedCall | None = None
     #: Set while the session waits to be closed after a backend was lost (scheduler.degrade).
-    close_timer: Any = None
+    close_timer: IDelayedCall | None = None
     #: Clock and delays for :meth:`nudge` (set by the front; no nudges without a clock).
-    clock: Any = None
+    clock: IReactorTime | None = None
     nudge_delays: tuple[float, ...] = ()
     nudge_timers: list[Any] = attrs.field(factory=list)
     nudges: int = 0

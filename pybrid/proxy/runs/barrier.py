@@ -34,6 +34,7 @@ from typing import Any
 
 import attrs
 from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from pybrid.proto import pb
@@ -72,7 +73,7 @@ class RunBarrier:
     """Progress of one run on every carrier; see the module note."""
 
     run_id: str
-    clock: Any
+    clock: IReactorTime
     #: carrier path → name of the backend that owns it.
     owners: Mapping[str, str]
     take_off_timeout: float = 10.0
@@ -90,7 +91,7 @@ class RunBarrier:
     _took_off: set[str] = attrs.field(factory=set)
     _took_off_waiters: list[defer.Deferred[None]] = attrs.field(factory=list)
     _finished_waiters: list[defer.Deferred[int]] = attrs.field(factory=list)
-    _deadline: Any = None
+    _deadline: IDelayedCall | None = None
     #: None (not armed), "take_off" or "run": which deadline is running.
     _phase: str | None = None
 

@@ -37,9 +37,9 @@ Replies to ``stop_run_command`` are only logged; a backend that does not answer 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import attrs
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -75,7 +75,7 @@ class RunCoordinator:
 
     lanes: Sequence[BackendLane]
     router: RunRouter
-    clock: Any
+    clock: IReactorTime
     timing: Timing = attrs.field(factory=Timing)
     barriers: dict[str, tuple[Session, RunBarrier]] = attrs.field(factory=dict)
     counters: DispatchCounters = attrs.field(factory=DispatchCounters)

@@ -45,6 +45,7 @@ from typing import Any
 
 import attrs
 from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -82,7 +83,7 @@ class Dispatcher:
     debug: bool = False
     counters: DispatchCounters = attrs.field(factory=DispatchCounters)
     #: The injected clock for run deadlines.
-    clock: Any = attrs.field(kw_only=True)
+    clock: IReactorTime = attrs.field(kw_only=True)
     timing: Timing = attrs.field(factory=Timing)
     coordinator: RunCoordinator = attrs.field(init=False)
 
@@ -246,7 +247,7 @@ class HeldStart:
     since: float
     previous: list[RunBarrier]
     _waiters: list[tuple[RunBarrier, defer.Deferred[int]]] = attrs.field(factory=list)
-    _timer: Any = None
+    _timer: IDelayedCall | None = None
     _done: bool = False
 
     def wait(self, seconds: float) -> None:

@@ -20,7 +20,7 @@ from collections import deque
 from typing import Any
 
 import attrs
-from twisted.internet import task
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pybrid.proxy.status.access import (
@@ -51,6 +51,7 @@ from pybrid.proxy.status.access import (
     wires_of,
 )
 from pybrid.proxy.status.model import BackendStatus, CarrierStatus, ProxyStatus, SessionStatus
+from pybrid.wire.periodic import Periodic
 
 
 @attrs.define(eq=False)
@@ -58,7 +59,7 @@ class StatusCollector:
     """Builds :class:`ProxyStatus` snapshots of one proxy and samples its counters for rates."""
 
     proxy: Any
-    clock: Any
+    clock: IReactorTime
     events: RecentEvents = attrs.field(factory=RecentEvents)
     interval: float = 1.0
     window: int = 5
@@ -69,23 +70,20 @@ class StatusCollector:
     #: :meth:`_count_chunks`), and the last position seen per (run id, carrier).
     _progress: dict[str, int] = attrs.field(factory=dict)
     _positions: dict[tuple[str, str], int] = attrs.field(factory=dict)
-    _loop: task.LoopingCall | None = None
+    _loop: Periodic = attrs.field(init=False)
 
     log = Logger()
 
     def __attrs_post_init__(self) -> None:
         self.samples = deque(maxlen=max(2, self.window + 1))
+        self._loop = Periodic(self.clock, self.interval, self.sample, "status sampling", now=True)
 
     def start(self) -> None:
         self.started = self.clock.seconds()
-        self._loop = task.LoopingCall(self.sample)
-        self._loop.clock = self.clock
-        self._loop.start(self.interval, now=True)
+        self._loop.start()
 
     def stop(self) -> None:
-        loop, self._loop = self._loop, None
-        if loop is not None and loop.running:
-            loop.stop()
+        self._loop.stop()
 
     # -- sampling ------------------------------------------------------------------------
 

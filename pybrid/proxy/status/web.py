@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.application import service
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger, globalLogPublisher
 from twisted.web import pages, resource, server
 
@@ -35,6 +36,7 @@ from pybrid.proxy.status import metrics as status_metrics
 from pybrid.proxy.status.access import RecentEvents
 from pybrid.proxy.status.collect import StatusCollector
 from pybrid.proxy.status.model import ProxyStatus
+from pybrid.wire.interfaces import INetworkReactor, host_port
 
 _SECURITY_HEADERS = {
     b"Cache-Control": b"no-store",
@@ -121,8 +123,8 @@ class StatusService(service.Service):
 
     log = Logger()
 
-    def __init__(self, proxy: Any, reactor: Any, port: int, interface: str = "127.0.0.1",
-                 refresh: float = 2.0, publisher: Any = None,
+    def __init__(self, proxy: Any, reactor: INetworkReactor, port: int,
+                 interface: str = "127.0.0.1", refresh: float = 2.0, publisher: Any = None,
                  events: RecentEvents | None = None) -> None:
         self.reactor = reactor
         self.port_number = port
@@ -131,13 +133,13 @@ class StatusService(service.Service):
         self.publisher = globalLogPublisher if publisher is None else publisher
         self.collector = StatusCollector(proxy, reactor, self.events)
         self.site = QuietSite(status_resource(self.collector, refresh))
-        self.port: Any = None
+        self.port: IListeningPort | None = None
         self._observing = False
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
         if self.port is None:
-            self.port = self.reactor.listenTCP(self.port_number, self.site,
+            self.port = self.reactor.listenTCP(self.port_number, self.site,  # type: ignore[arg-type]
                                                interface=self.interface)
             self.log.info("pybrid-proxy status page on {url}", url=self.url)
         if not self._observing:
@@ -160,8 +162,9 @@ class StatusService(service.Service):
 
     @property
     def address(self) -> tuple[str, int]:
-        host = self.port.getHost()
-        return str(host.host), int(host.port)
+        if self.port is None:
+            raise RuntimeError("the status page is not listening")
+        return host_port(self.port.getHost())
 
     @property
     def url(self) -> str:

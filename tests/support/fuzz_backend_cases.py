@@ -102,7 +102,7 @@ def backend_case(rnd: random.Random, pieces: int = 16, full: bool = True,
     """One hostile backend during a client's run; see the module note.
 
     ``damaged_heads`` adds run data datagrams cut or damaged after their first 130 bytes
-    (the router's fast path must leave them to the full parse: test_fuzz_backend_lane).
+    (the router's fast path must leave them to the full parse: proxy/backend/test_lane_fuzz).
     """
     out = Outcome()
     reactor = FakeReactor()

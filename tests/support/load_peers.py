@@ -233,18 +233,6 @@ class InProcessProxy:
         await self.service.stopService()
 
 
-async def until(reactor: Any, predicate: Any, what: str, seconds: float = 20.0,
-                step: float = 0.02) -> None:
-    """Wait (bounded) until ``predicate()`` is true."""
-    from twisted.internet import task
-
-    for _ in range(int(seconds / step)):
-        if predicate():
-            return
-        await task.deferLater(reactor, step, lambda: None)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
-
-
 async def first_frame(client: Any, timeout: float = 60.0) -> Any:
     """The first Envelope a :class:`support.proxy_client.FrameClient` receives, or None if its
     connection closes first."""

@@ -12,8 +12,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from twisted.internet import task
-
 from pybrid.device import DeviceConfig, SimulatedDevice
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
@@ -52,13 +50,3 @@ async def status_stack(
             await service.stopService()
         for device in devices:
             await device.stop()
-
-
-async def until(reactor: Any, check: Any, what: str, seconds: float = 15.0) -> Any:
-    """Poll the async ``check()`` every 0.1 s until it returns something truthy."""
-    for _ in range(int(seconds / 0.1)):
-        value = await check()
-        if value:
-            return value
-        await task.deferLater(reactor, 0.1, lambda: None)
-    raise AssertionError(f"timed out waiting for {what}")

@@ -24,9 +24,9 @@ def test_udp_accepted():
     w = wired_computer()
     got = results(w.computer.negotiate_data_lane())
     (req,) = w.sent()
-    (port,) = w.reactor.udp
+    (port,) = w.reactor.udp_ports
     assert (port.interface, port.max_packet_size) == ("127.0.0.1", MAX_PACKET)
-    assert req.message_v1.udp_data_streaming_command.port == port.number
+    assert req.message_v1.udp_data_streaming_command.port == port.port
     w.reply(req, "success_message")
     assert got == ["udp"] and w.computer.data_lane == "udp"
     assert port.listening and w.computer.udp_lane is port.protocol
@@ -43,7 +43,7 @@ def test_dedicated_refusal_falls_back_to_tcp_and_closes_the_udp_port():
             pb.UdpDataStreamingRefusedResponse(reason="no UDP here"))
     assert got == ["tcp"]
     assert w.computer.udp_refusal == "no UDP here"
-    assert not w.reactor.udp[0].listening
+    assert not w.reactor.udp_ports[0].listening
 
 
 def test_error_message_falls_back_to_tcp():
@@ -52,7 +52,7 @@ def test_error_message_falls_back_to_tcp():
     (req,) = w.sent()
     w.reply(req, "error_message", pb.ErrorMessage(description="UDP streaming is not supported"))
     assert got == ["tcp"]
-    assert not w.reactor.udp[0].listening
+    assert not w.reactor.udp_ports[0].listening
 
 
 def test_busy_udp_request_is_retried_before_deciding():
@@ -78,7 +78,7 @@ def test_udp_only_mode_fails_on_refusal():
 def test_tcp_mode_never_asks_for_udp():
     w = wired_computer(data_lane="tcp")
     assert results(w.computer.negotiate_data_lane()) == ["tcp"]
-    assert w.sent() == [] and w.reactor.udp == []
+    assert w.sent() == [] and w.reactor.udp_ports == []
 
 
 def test_concurrent_callers_share_one_negotiation():
@@ -179,7 +179,7 @@ def test_udp_datagrams_only_from_the_peer_host():
     w.reply(udp_req, "success_message")
     (start,) = w.sent()
     run_id = start.message_v1.start_run_command.run.id
-    lane = w.reactor.udp[0].protocol
+    lane = w.reactor.udp_ports[0].protocol
     lane.datagramReceived(data(run_id, 0, np.ones((100, 2))).SerializeToString(),
                           ("10.9.9.9", 5000))
     lane.datagramReceived(b"\xff\xff\xff", ("127.0.0.1", 5000))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import attrs
 import pytest
-from support.proxy_fakes import FakeReactor, connect_backend, spec_reply
+from support.proxy_fakes import connect_backend, spec_reply
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.python.failure import Failure
 
@@ -13,36 +12,6 @@ from pybrid.proxy.backend.lane import BackendLane, LaneState, carrier_paths
 from pybrid.proxy.config import Timing
 from pybrid.proxy.spec import Backend
 from pybrid.wire import messages
-
-
-@attrs.define
-class Events:
-    ready: list = attrs.field(factory=list)
-    lost: list = attrs.field(factory=list)
-    messages: list = attrs.field(factory=list)
-    datagrams: list = attrs.field(factory=list)
-
-    def lane_ready(self, lane):
-        self.ready.append(lane)
-
-    def lane_lost(self, lane, reason):
-        self.lost.append(reason)
-
-    def route_message(self, lane, env, payload):
-        self.messages.append((env, payload))
-
-    def route_datagram(self, lane, data):
-        self.datagrams.append(data)
-
-
-@pytest.fixture
-def reactor():
-    return FakeReactor()
-
-
-@pytest.fixture
-def events():
-    return Events()
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from pybrid.proxy.spec import (
     wiring_specification,
 )
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "proxy"
+EXAMPLES = pathlib.Path(__file__).resolve().parents[4] / "examples" / "proxy"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.txt"))
 
 

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import pytest_twisted
 from support.ops_http import decode_png, fetch
-from support.ops_stack import status_stack, until
+from support.ops_stack import status_stack
 from support.reference import spawn
+from support.waiting import until
 from twisted.internet import defer
 
 from pybrid.client import connect
@@ -74,7 +75,8 @@ async def test_chromium_renders_the_live_status_page(reactor, tmp_path: pathlib.
                          and all(c["chunk_rate"] for c in data["carriers"]))
                 return active["runs"][0]["id"] if ready else None
 
-            rid = await until(reactor, live, "the run, its rates and the queue on the page")
+            rid = await until(reactor, live, "the run, its rates and the queue on the page",
+                              seconds=15.0, step=0.1)
             await chromium(reactor, f"--screenshot={shot}", "--window-size=1200,900", url)
             dom = (await chromium(reactor, "--dump-dom", url)).stdout.decode()
             assert not running.called, "the run ended while the browser looked"

@@ -9,7 +9,8 @@ import socket
 import pytest
 import pytest_twisted
 from support.ops_http import fetch, header
-from support.ops_stack import MACS, status_stack, until
+from support.ops_stack import MACS, status_stack
+from support.waiting import until
 from twisted.internet.error import CannotListenError
 
 from pybrid.client import connect
@@ -46,7 +47,8 @@ async def test_status_page_shows_the_live_session_and_data(reactor):
                 rates = [c["chunk_rate"] or 0 for c in data["carriers"]]
                 return data if active and min(rates) > 0 else None
 
-            data = await until(reactor, streaming, "chunk rates on both carriers")
+            data = await until(reactor, streaming, "chunk rates on both carriers",
+                               seconds=15.0, step=0.1)
             assert data["active"]["peer"] == peer and data["active"]["state"] == "active"
             run = data["active"]["runs"][0]
             assert run["carriers"] == 2 and run["chunks"] > 0
@@ -67,7 +69,8 @@ async def test_status_page_shows_the_live_session_and_data(reactor):
                 snapshot = await status_json(reactor, base)
                 return [q["peer"] for q in snapshot["queue"]]
 
-            assert await until(reactor, in_queue, "the second client queued") == [
+            assert await until(reactor, in_queue, "the second client queued",
+                               seconds=15.0, step=0.1) == [
                 f"{me.host}:{me.port}"]
 
             code, headers, body = await fetch(reactor, base + "metrics")
@@ -104,7 +107,7 @@ async def test_a_dead_backend_shows_as_degraded_with_its_error(reactor):
             data = await status_json(reactor, base)
             return data if data["errors"] else None
 
-        data = await until(reactor, logged, "an error on the page")
+        data = await until(reactor, logged, "an error on the page", seconds=15.0, step=0.1)
         assert not data["healthy"]
         dead = data["backends"][1]
         assert dead["name"] == "127.0.0.1:1" and not dead["healthy"]

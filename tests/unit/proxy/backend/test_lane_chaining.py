@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import attrs
 import pytest
-from support.proxy_fakes import FakeReactor, carrier_entity, connect_backend, spec_reply
+from support.proxy_fakes import carrier_entity, connect_backend, spec_reply
 from twisted.logger import capturedLogs
 
 from pybrid.proto import pb
@@ -12,34 +11,6 @@ from pybrid.proxy.backend.lane import BackendLane, LaneState
 from pybrid.proxy.config import Timing
 from pybrid.proxy.spec import Backend
 from pybrid.wire import messages
-
-
-@attrs.define
-class Events:
-    ready: list = attrs.field(factory=list)
-    lost: list = attrs.field(factory=list)
-
-    def lane_ready(self, lane):
-        self.ready.append(lane)
-
-    def lane_lost(self, lane, reason):
-        self.lost.append(reason)
-
-    def route_message(self, lane, env, payload):
-        pass
-
-    def route_datagram(self, lane, data):
-        pass
-
-
-@pytest.fixture
-def reactor():
-    return FakeReactor()
-
-
-@pytest.fixture
-def events():
-    return Events()
 
 
 @pytest.fixture

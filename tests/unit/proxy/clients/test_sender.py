@@ -6,6 +6,7 @@ from typing import Any
 
 import attrs
 import pytest
+from support.frames import split_payloads
 from twisted.internet import abstract, main, task
 from twisted.internet.testing import StringTransport
 
@@ -13,18 +14,6 @@ from pybrid.proto import pb
 from pybrid.proxy.clients.sender import ClientSender
 from pybrid.proxy.sizes import TRANSPORT_BUFFER, Overflow
 from pybrid.wire import messages
-from pybrid.wire.framing import decode_varint
-
-
-def frames_of(data: bytes) -> list[bytes]:
-    out, pos = [], 0
-    while pos < len(data):
-        decoded = decode_varint(data, pos)
-        assert decoded is not None
-        n, start = decoded
-        out.append(data[start : start + n])
-        pos = start + n
-    return out
 
 
 class Consumer(abstract.FileDescriptor):
@@ -118,7 +107,7 @@ def test_frames_go_straight_through_while_not_paused(clock):
     sender.send_payload(payload(1, 400))
     assert sender.queued == 0 and not sender.paused
     consumer.flush()
-    assert frames_of(consumer.sent) == [b"abc", payload(1, 400)]
+    assert split_payloads(consumer.sent) == [b"abc", payload(1, 400)]
 
 
 def test_twisted_pauses_the_sender_when_its_buffer_fills_and_frames_queue(clock):
@@ -147,7 +136,7 @@ def test_resume_drains_the_queue_in_order_until_twisted_pauses_again(clock):
     assert not sender.paused and sender.queued == 0
     sender.send_payload(payload(9))  # straight through again
     consumer.flush()
-    assert frames_of(consumer.sent) == [payload(i) for i in range(10)]
+    assert split_payloads(consumer.sent) == [payload(i) for i in range(10)]
     assert sender.counters.pauses >= 2 and sender.counters.resumes >= 2
 
 
@@ -161,7 +150,7 @@ def test_pause_and_resume_are_idempotent(clock):
     sender.resumeProducing()
     assert sender.counters.resumes == 1
     consumer.flush()
-    assert frames_of(consumer.sent) == [b"x"]
+    assert split_payloads(consumer.sent) == [b"x"]
 
 
 def test_replies_keep_their_place_behind_queued_data(clock):
@@ -171,7 +160,7 @@ def test_replies_keep_their_place_behind_queued_data(clock):
     sender.send_envelope(messages.success(id="r"))
     sender.resumeProducing()
     consumer.flush()
-    sent = frames_of(consumer.sent)
+    sent = split_payloads(consumer.sent)
     assert sent[0] == payload(1)
     assert messages.kind_of(pb.Envelope.FromString(sent[1])) == "success_message"
 
@@ -194,7 +183,7 @@ def test_overflow_discards_the_queue_reports_and_closes_with_a_clear_error(clock
     assert sender.counters.dropped == 1
     sender.resumeProducing()
     consumer.flush()
-    sent = [pb.Envelope.FromString(f) for f in frames_of(consumer.sent)]
+    sent = [pb.Envelope.FromString(f) for f in split_payloads(consumer.sent)]
     assert [messages.kind_of(e) for e in sent] == ["error_message"]
     text = sent[0].message_v1.error_message.description
     assert "client buffer overflow" in text and "4008 bytes" in text and "5000 bytes" in text
@@ -216,7 +205,7 @@ def test_overflow_handler_may_close_the_sender_itself(clock):
         sender.send_payload(payload(i))
     sender.resumeProducing()
     consumer.flush()
-    sent = [pb.Envelope.FromString(f) for f in frames_of(consumer.sent)]
+    sent = [pb.Envelope.FromString(f) for f in split_payloads(consumer.sent)]
     assert len(sent) == 1
     assert "run run-7 aborted" in sent[0].message_v1.error_message.description
 
@@ -241,7 +230,7 @@ def test_close_writes_what_is_queued_before_losing_the_connection(clock):
     sender.resumeProducing()
     assert consumer.disconnecting
     consumer.flush()
-    assert frames_of(consumer.sent) == [payload(1)] and consumer.lost
+    assert split_payloads(consumer.sent) == [payload(1)] and consumer.lost
 
 
 def test_close_while_twisted_has_us_paused_still_closes(clock):
@@ -255,7 +244,7 @@ def test_close_while_twisted_has_us_paused_still_closes(clock):
     assert consumer.producer is None and consumer.disconnecting
     consumer.flush()
     assert consumer.lost
-    sent = frames_of(consumer.sent)
+    sent = split_payloads(consumer.sent)
     assert sent[0] == payload(1, 2000)
     assert pb.Envelope.FromString(sent[1]).message_v1.error_message.description == "bye"
 
@@ -316,6 +305,6 @@ def test_plain_string_transport_still_sees_every_frame():
     sender.attach()
     sender.send_payload(b"\x01" * 300)
     sender.send_envelope(messages.success(id="x"))
-    assert len(frames_of(transport.value())) == 2
+    assert len(split_payloads(transport.value())) == 2
     sender.close()
     assert transport.disconnecting

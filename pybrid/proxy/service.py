@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort
@@ -40,6 +41,7 @@ from pybrid.proxy.clients.scheduler import Scheduler
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.data.router import RunRouter
 from pybrid.proxy.runs.dispatch import Dispatcher
+from pybrid.proxy.status.model import ServiceStatus
 from pybrid.proxy.status.web import StatusService
 from pybrid.wire.interfaces import INetworkReactor, host_port
 
@@ -88,11 +90,11 @@ class ProxyService(service.MultiService):
         self.factory = ClientFactory(self.front)
         self.port: IListeningPort | None = None
         self._health_waiters: list[defer.Deferred[None]] = []
-        self.status: StatusService | None = None
+        self.status_page: StatusService | None = None
         if config.status_port is not None:  # --status-port: child service (proxy.status.web)
-            self.status = StatusService(self, reactor, config.status_port,
-                                        config.status_interface)
-            self.status.setServiceParent(self)
+            self.status_page = StatusService(self, reactor, config.status_port,
+                                             config.status_interface)
+            self.status_page.setServiceParent(self)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -158,6 +160,25 @@ class ProxyService(service.MultiService):
 
     def extract(self) -> pb.ExtractResponse:
         return compose_extract(self.lanes, self.config.wires)
+
+    def status(self) -> ServiceStatus:
+        """Every part's own status record, now (the status page's only source)."""
+        listen = None
+        if self.port is not None:
+            host, port = host_port(self.port.getHost())
+            listen = f"{host}:{port}"
+        monitor = None
+        if self.tap is not None:
+            counters = self.tap.counters
+            monitor = attrs.evolve(counters, groups=[attrs.evolve(g) for g in counters.groups])
+        return ServiceStatus(
+            listen=listen, auth=self.config.auth_token is not None,
+            wires=tuple((f"{w.source.location}/{w.source.pin}",
+                         f"{w.target.location}/{w.target.pin}") for w in self.config.wires),
+            lanes=tuple(lane.status() for lane in self.lanes), router=self.router.status(),
+            scheduler=self.scheduler.status(), front=self.front.status(),
+            dispatch=self.dispatcher.status(), monitor=monitor,
+        )
 
     # -- LaneEvents -----------------------------------------------------------------------
 

@@ -52,8 +52,8 @@ async def chromium(reactor, *args: str, timeout: float = 90.0):
 async def test_chromium_renders_the_live_status_page(reactor, tmp_path: pathlib.Path):
     shot = tmp_path / "status.png"
     async with status_stack(reactor, 2, session_timeout=120.0) as (devices, service):
-        assert service.status is not None
-        url = service.status.url
+        assert service.status_page is not None
+        url = service.status_page.url
         client = await connect("127.0.0.1", service.address[1], reactor=reactor)
         running = client.run(60.0, channels=4, sample_rate=10_000, timeout=120)
         running.addErrback(lambda f: f.trap(defer.CancelledError))

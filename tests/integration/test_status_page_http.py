@@ -30,10 +30,10 @@ async def status_json(reactor, base):
 @pytest_twisted.ensureDeferred
 async def test_status_page_shows_the_live_session_and_data(reactor):
     async with status_stack(reactor, 2) as (devices, service):
-        assert service.status is not None
-        host, port = service.status.address
+        assert service.status_page is not None
+        host, port = service.status_page.address
         assert host == "127.0.0.1" and port > 0
-        base = service.status.url
+        base = service.status_page.url
         first = await connect("127.0.0.1", service.address[1], reactor=reactor)
         second = None
         try:
@@ -100,8 +100,8 @@ async def test_status_page_shows_the_live_session_and_data(reactor):
 @pytest_twisted.ensureDeferred
 async def test_a_dead_backend_shows_as_degraded_with_its_error(reactor):
     async with status_stack(reactor, 1, extra=("127.0.0.1:1",)) as (_devices, service):
-        assert service.status is not None
-        base = service.status.url
+        assert service.status_page is not None
+        base = service.status_page.url
 
         async def logged():
             data = await status_json(reactor, base)
@@ -130,4 +130,4 @@ def test_a_status_port_in_use_stops_the_start_with_a_clear_error(reactor):
             service.privilegedStartService()
         assert str(port) in str(err.value)
     assert service.port is None  # the client port was not bound either
-    assert service.status is not None and not service.status._observing
+    assert service.status_page is not None and not service.status_page._observing

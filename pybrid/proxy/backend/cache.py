@@ -47,8 +47,12 @@ class ClusterConflict(CacheNotReady):
 
 
 class SpecSource(Protocol):
+    """A backend lane as the cache reads it: its handshake's extract items (and the
+    ``wiring_specification`` items among them, which a backend that is a proxy reports)."""
+
     backend: Backend
     spec_items: list[pb.Item]
+    wiring_items: list[pb.Item]
 
     @property
     def name(self) -> str: ...
@@ -58,7 +62,7 @@ class SpecSource(Protocol):
 
 
 def _wiring_of(lane: SpecSource) -> list[pb.Item]:
-    return list(getattr(lane, "wiring_items", ()))
+    return list(lane.wiring_items)
 
 
 def carrier_entities(items: Sequence[pb.Item]) -> Iterator[pb.Entity]:

@@ -36,8 +36,9 @@ always reported, and attributed to the kernel or to the path before the proxy.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import attrs
 from twisted.internet import protocol
@@ -63,6 +64,27 @@ class IntakeCounters:
     foreign: int = 0
     #: Datagrams the kernel dropped on this socket (buffer full), as of the last poll.
     kernel_drops: int = 0
+
+
+@attrs.frozen
+class IntakeStatus:
+    """One intake socket as the status page shows it (:meth:`DatagramIntake.status`)."""
+
+    #: ``HOST:PORT`` the socket is bound to; None while it is not listening.
+    address: str | None
+    #: Receive buffer the kernel granted; None while not known.
+    rcvbuf: int | None
+    datagrams: int
+    bytes: int
+    foreign: int
+    #: Datagrams the kernel dropped on it (buffer full), as of the watch's last poll.
+    kernel_drops: int
+
+
+def _socket_of(port: object) -> socket.socket | None:
+    """The OS socket of a listening UDP port: Twisted's ``udp.Port`` has one (undeclared by
+    its interfaces); a test's fake port may not."""
+    return getattr(port, "socket", None)
 
 
 class DatagramSink(Protocol):
@@ -155,9 +177,9 @@ class DatagramIntake(protocol.DatagramProtocol):
                max_throughput: int = MAX_THROUGHPUT) -> int:
         """Bind to ``interface`` on a free port; return the port number."""
         self.port = reactor.listenUDP(0, self, interface=interface, maxPacketSize=MAX_PACKET)
-        if hasattr(self.port, "maxThroughput"):
-            self.port.maxThroughput = max_throughput
-        sock = getattr(self.port, "socket", None)
+        sock = _socket_of(self.port)
+        if sock is not None:  # Twisted's udp.Port: read at most this much per wake-up
+            cast(Any, self.port).maxThroughput = max_throughput
         self.rcvbuf = 0 if sock is None else netstats.raise_rcvbuf(sock, rcvbuf)
         self._drops_base = None if sock is None else netstats.socket_drops(sock)
         number = host_port(self.port.getHost())[1]
@@ -169,16 +191,23 @@ class DatagramIntake(protocol.DatagramProtocol):
         )
         return number
 
+    def status(self) -> IntakeStatus:
+        c = self.counters
+        address = None
+        if self.port is not None:
+            host, port = host_port(self.port.getHost())
+            address = f"{host}:{port}"
+        return IntakeStatus(address=address, rcvbuf=self.rcvbuf or None, datagrams=c.datagrams,
+                            bytes=c.bytes, foreign=c.foreign, kernel_drops=c.kernel_drops)
+
     @property
     def interface(self) -> str | None:
         return None if self.port is None else host_port(self.port.getHost())[0]
 
     def kernel_drops(self) -> int | None:
         """Datagrams the kernel dropped on the current socket (None: not known here)."""
-        sock = getattr(self.port, "socket", None)
-        if sock is None:
-            return None
-        return netstats.socket_drops(sock)
+        sock = _socket_of(self.port)
+        return None if sock is None else netstats.socket_drops(sock)
 
     def poll_drops(self) -> int:
         """Update ``counters.kernel_drops``; return the increase since the last poll."""
@@ -210,11 +239,13 @@ class HasIntake(Protocol):
 
 
 class GapSource(Protocol):
-    """The router's chunk-gap counts (and, optionally, ``settle_gaps()``: count chunks missing
-    for longer than the reorder window now)."""
+    """The router's chunk-gap counts, and ``settle_gaps()``: count chunks missing for longer
+    than the reorder window now."""
 
     @property
     def gaps_by_carrier(self) -> dict[str, int]: ...
+
+    def settle_gaps(self) -> None: ...
 
 
 @attrs.define(eq=False)
@@ -251,9 +282,7 @@ class IntakeWatch:
     def poll(self) -> dict[str, Any]:
         """Read every intake's kernel drops now; log increases; return :meth:`report`."""
         try:
-            settle = getattr(self.router, "settle_gaps", None)
-            if settle is not None:
-                settle()
+            self.router.settle_gaps()
             gaps = dict(self.router.gaps_by_carrier)
             new_gaps = {c: n - self._gaps.get(c, 0) for c, n in gaps.items()
                         if n != self._gaps.get(c, 0)}

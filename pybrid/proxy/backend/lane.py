@@ -40,7 +40,6 @@ Each connection has a generation number so that events of a stale connection are
 
 from __future__ import annotations
 
-import enum
 from typing import Any, Protocol
 
 import attrs
@@ -51,7 +50,16 @@ from twisted.python.failure import Failure
 
 from pybrid.proto import pb
 from pybrid.proxy.backend.cache import carrier_entities
-from pybrid.proxy.backend.intake import DatagramIntake, DatagramSink
+from pybrid.proxy.backend.intake import DatagramIntake
+from pybrid.proxy.backend.model import (
+    BackendUnavailable,
+    HandshakeError,
+    LaneCounters,
+    LaneState,
+    LaneStatus,
+    RequestTooLarge,
+    RunSink,
+)
 from pybrid.proxy.backend.protocol import BackendProtocol, LaneFactory
 from pybrid.proxy.config import Timing
 from pybrid.proxy.spec.model import Backend
@@ -65,50 +73,12 @@ from pybrid.wire.periodic import Periodic
 RUN_KINDS = frozenset(("run_data_message", "run_data_end_message", "run_state_change_message"))
 
 
-class LaneState(enum.Enum):
-    STOPPED = "stopped"
-    CONNECTING = "connecting"
-    HANDSHAKE = "handshake"
-    READY = "ready"
-    WAITING = "waiting"
-
-
-class BackendUnavailable(Exception):
-    """A request was made to a backend that is not connected."""
-
-
-class RequestTooLarge(Exception):
-    """A request would exceed the device's frame limit once it carries the proxy's request id."""
-
-
-class HandshakeError(Exception):
-    """The backend answered the start-up handshake with something unusable."""
-
-
 class LaneEvents(Protocol):
     """What the service is told of a lane: it became ready, or a ready lane went away."""
 
     def lane_ready(self, lane: BackendLane) -> None: ...
 
     def lane_lost(self, lane: BackendLane, reason: str) -> None: ...
-
-
-
-class RunSink(DatagramSink, Protocol):
-    """Where a lane's run traffic goes, from its intake socket and from its TCP lane: the run
-    router (which copies it to the monitor tap first)."""
-
-    def route_message(self, source: Any, env: pb.Envelope, payload: bytes) -> None: ...
-
-
-@attrs.define
-class LaneCounters:
-    connects: int = 0
-    pings: int = 0
-    pongs: int = 0
-    unsolicited: int = 0
-    busy: int = 0
-    keepalives: int = 0
 
 
 def carrier_paths(items: list[pb.Item]) -> tuple[str, ...]:
@@ -159,6 +129,15 @@ class BackendLane:
     @property
     def healthy(self) -> bool:
         return self.state is LaneState.READY
+
+    def status(self) -> LaneStatus:
+        location = self.backend.location
+        return LaneStatus(
+            name=self.name, state=self.state.value, healthy=self.healthy,
+            location=None if location is None else str(location), carriers=self.carriers,
+            data_mode=self.data_mode, connects=self.counters.connects,
+            intake=None if self.intake is None else self.intake.status(),
+        )
 
     @property
     def has_spec(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from twisted.internet import protocol
+from twisted.internet.interfaces import ITCPTransport
 from twisted.python.failure import Failure
 
 from pybrid.proto import pb
@@ -40,7 +41,7 @@ class BackendProtocol(EnvelopeReceiver):
         self.generation = generation
 
     def connectionMade(self) -> None:
-        if hasattr(self.transport, "setTcpNoDelay"):
+        if ITCPTransport.providedBy(self.transport):  # not the tests' StringTransport
             self.transport.setTcpNoDelay(True)
         self.lane.connection_made(self)
 

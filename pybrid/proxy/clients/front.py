@@ -97,6 +97,10 @@ class Front:
 
     log = Logger()
 
+    def status(self) -> FrontCounters:
+        """A copy of the front's counters."""
+        return attrs.evolve(self.counters)
+
     def connection_made(self, transport: IStreamTransport) -> Session:
         self.counters.connections += 1
         peer = transport.getPeer()

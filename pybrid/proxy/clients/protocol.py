@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import protocol
+from twisted.internet.interfaces import ITCPTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -33,7 +34,7 @@ class ClientProtocol(EnvelopeReceiver):
         self.front = front
 
     def connectionMade(self) -> None:
-        if hasattr(self.transport, "setTcpNoDelay"):
+        if ITCPTransport.providedBy(self.transport):  # not the tests' StringTransport
             self.transport.setTcpNoDelay(True)
         session = self.session = self.front.connection_made(self.transport)
         session.sender.attach()

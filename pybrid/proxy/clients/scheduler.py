@@ -42,9 +42,25 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from pybrid.proxy.clients.session import Session, SessionState
+from pybrid.proxy.clients.session import Session, SessionInfo, SessionState
 
 OVERLOADED = "Server overloaded"
+
+
+@attrs.frozen
+class SchedulerStatus:
+    """Who owns the backends, who waits, and what admission did (:meth:`Scheduler.status`)."""
+
+    #: Every admitted session (idle, queued, active), sorted by id.
+    sessions: tuple[SessionInfo, ...]
+    active: str | None
+    #: Queued session ids, in queue order.
+    queue: tuple[str, ...]
+    max_sessions: int
+    session_timeout: float
+    handovers: int
+    overloaded: int
+    timeouts: int
 
 
 @attrs.define(eq=False)
@@ -64,6 +80,15 @@ class Scheduler:
     timeouts: int = 0
 
     log = Logger()
+
+    def status(self) -> SchedulerStatus:
+        return SchedulerStatus(
+            sessions=tuple(s.status() for s in sorted(self.sessions, key=lambda s: s.id)),
+            active=None if self.active is None else self.active.id,
+            queue=tuple(s.id for s in self.queue), max_sessions=self.max_sessions,
+            session_timeout=self.session_timeout, handovers=self.handovers,
+            overloaded=self.overloaded, timeouts=self.timeouts,
+        )
 
     @property
     def count(self) -> int:

@@ -38,6 +38,7 @@ from collections import deque
 from collections.abc import Callable
 
 import attrs
+from twisted.internet import abstract
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -61,6 +62,13 @@ def _prefix(n: int) -> bytes:
     return prefix
 
 
+def _producer_of(transport: object) -> object:
+    """The producer registered with ``transport``: Twisted's transports (and StringTransport)
+    keep it in ``producer``, which :class:`~twisted.internet.interfaces.IConsumer` does not
+    declare."""
+    return getattr(transport, "producer", None)
+
+
 @attrs.define
 class SenderCounters:
     """What one sender wrote, queued or refused."""
@@ -81,6 +89,18 @@ class SenderCounters:
     discarded_bytes: int = 0
     #: Connections aborted because the client did not take its last bytes in time.
     aborted: int = 0
+
+
+@attrs.frozen
+class SenderStatus:
+    """What one sender wrote to its client and holds now (:meth:`ClientSender.status`)."""
+
+    frames: int
+    bytes: int
+    dropped: int
+    #: Bytes waiting in the sender's queue, and the most it may hold (``--client-buffer``).
+    buffered: int
+    limit: int
 
 
 @implementer(IPushProducer)
@@ -120,11 +140,10 @@ class ClientSender:
         """Register as the transport's streaming producer and size its buffer."""
         transport = self.transport
         self._batch = min(TRANSPORT_BUFFER, self.limit)
-        if hasattr(transport, "bufferSize"):  # Twisted's FileDescriptor transports
+        if isinstance(transport, abstract.FileDescriptor):  # the real TCP transports
             transport.bufferSize = self._batch
-        if hasattr(transport, "SEND_LIMIT"):
             transport.SEND_LIMIT = TRANSPORT_BUFFER
-        if getattr(transport, "producer", None) is None:
+        if _producer_of(transport) is None:
             transport.registerProducer(self, True)
             self._attached = True
 
@@ -132,6 +151,11 @@ class ClientSender:
     def buffered(self) -> int:
         """Bytes waiting in the sender's queue."""
         return self.queued
+
+    def status(self) -> SenderStatus:
+        c = self.counters
+        return SenderStatus(frames=c.frames, bytes=c.bytes, dropped=c.dropped,
+                            buffered=self.queued, limit=self.limit)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -182,7 +206,8 @@ class ClientSender:
 
     def _drain(self) -> None:
         queue, transport = self.queue, self.transport
-        batch_limit = getattr(transport, "bufferSize", self._batch)
+        batch_limit = (transport.bufferSize if isinstance(transport, abstract.FileDescriptor)
+                       else self._batch)
         while queue and not self.paused:
             batch: list[bytes] = []
             size = 0
@@ -238,7 +263,7 @@ class ClientSender:
     def _let_go(self) -> None:
         """Nothing more to produce: unregister (else Twisted, having paused us, would wait for
         a resume instead of closing) and close after the transport's flush."""
-        if self._attached and getattr(self.transport, "producer", None) is self:
+        if self._attached and _producer_of(self.transport) is self:
             self.transport.unregisterProducer()
         self._attached = False
         self.transport.loseConnection()
@@ -267,7 +292,7 @@ class ClientSender:
         timer, self._abort_timer = self._abort_timer, None
         if timer is not None and timer.active():
             timer.cancel()
-        if self._attached and getattr(self.transport, "producer", None) is self:
+        if self._attached and _producer_of(self.transport) is self:
             self.transport.unregisterProducer()
         self._attached = False
 

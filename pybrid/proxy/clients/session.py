@@ -10,7 +10,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from pybrid.proto import pb
-from pybrid.proxy.clients.sender import ClientSender
+from pybrid.proxy.clients.sender import ClientSender, SenderStatus
 from pybrid.wire import messages
 
 
@@ -24,6 +24,22 @@ class SessionState(enum.Enum):
     #: Owns the backends: its requests are forwarded and its runs' data reach it.
     ACTIVE = "active"
     CLOSED = "closed"
+
+
+@attrs.frozen
+class SessionInfo:
+    """One session as the status page shows it (:meth:`Session.status`)."""
+
+    id: str
+    peer: str
+    #: A :class:`SessionState` value ("active", "queued" …).
+    state: str
+    authenticated: bool
+    #: Runs started and not yet ended, sorted.
+    runs: tuple[str, ...]
+    forwarded: int
+    busy_replies: int
+    sender: SenderStatus
 
 
 @attrs.define(eq=False)
@@ -60,6 +76,12 @@ class Session:
     host: str = ""
 
     log = Logger()
+
+    def status(self) -> SessionInfo:
+        return SessionInfo(id=self.id, peer=self.peer, state=self.state.value,
+                           authenticated=self.authenticated, runs=tuple(sorted(self.runs)),
+                           forwarded=self.forwarded, busy_replies=self.busy_replies,
+                           sender=self.sender.status())
 
     @property
     def session_id(self) -> str:
@@ -107,8 +129,8 @@ class Session:
 
     def cancel_timers(self) -> None:
         self.stop_nudging()
-        for name in ("idle_timer", "window_timer", "close_timer"):
-            timer = getattr(self, name)
+        timers = (self.idle_timer, self.window_timer, self.close_timer)
+        self.idle_timer = self.window_timer = self.close_timer = None
+        for timer in timers:
             if timer is not None and timer.active():
                 timer.cancel()
-            setattr(self, name, None)

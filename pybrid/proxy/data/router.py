@@ -49,7 +49,6 @@ monitors see what the backends sent.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Protocol
 
 import attrs
 from google.protobuf.message import DecodeError
@@ -58,6 +57,16 @@ from twisted.logger import Logger
 from pybrid.monitor.header import FLAG_TCP_LANE
 from pybrid.proto import pb
 from pybrid.proxy.data.layout import DATA_HEAD, DATA_TAG, Layout, chunk_number, layout_of
+from pybrid.proxy.data.model import (
+    RouterCounters,
+    RouterStatus,
+    RunProgress,
+    RunTarget,
+    RunTrack,
+    Source,
+    StateObserver,
+    Tap,
+)
 from pybrid.proxy.data.sequence import RunChunks
 from pybrid.wire.noise import worth_logging
 from pybrid.wire.paths import carrier_of
@@ -67,78 +76,7 @@ _REPORT_LIMIT = 1024  # foreign run ids remembered for log-once
 _LAYOUT_LENGTHS = 64  # datagram lengths with layouts remembered per backend
 _LAYOUTS_PER_LENGTH = 16  # layouts (carriers, id or not) remembered per length
 
-__all__ = ["DATA_HEAD", "RouterCounters", "RunRouter", "RunTrack"]
-
-
-class RunTarget(Protocol):
-    """Where a run's traffic goes: an active session."""
-
-    @property
-    def session_id(self) -> str: ...
-
-    def deliver(self, payload: bytes) -> None: ...
-
-    def run_ended(self, run_id: str, state: int) -> None: ...
-
-
-class StateObserver(Protocol):
-    """Told of every state change of a run (after delivery): the run's barrier."""
-
-    def state_changed(
-        self, backend: str, carriers: tuple[str, ...], state: int, reason: str
-    ) -> None: ...
-
-
-class Source(Protocol):
-    """A backend as the router sees it: its name for logs and its carrier paths (and, for the
-    monitor tap, an ``index`` attribute: the lane's index, 0 if absent)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def carriers(self) -> tuple[str, ...]: ...
-
-
-class Tap(Protocol):
-    """What the router needs of a :class:`pybrid.monitor.MulticastTap`."""
-
-    def emit(self, payload: bytes, carrier_index: int, flags: int = 0) -> None: ...
-
-
-@attrs.define
-class RunTrack:
-    """One registered run: who gets its traffic, which carriers have finished, and its chunk
-    accounting (:mod:`pybrid.proxy.data.sequence`)."""
-
-    run_id: str
-    target: RunTarget
-    carriers: frozenset[str]
-    finished: dict[str, int] = attrs.field(factory=dict)
-    ended: bool = False
-    #: Next expected ``Run.chunk`` per carrier path (bytes, as in the datagram).
-    next_chunk: dict[bytes, int] = attrs.field(factory=dict)
-    observer: StateObserver | None = None
-    #: Lost, reordered and late chunks (set by :meth:`RunRouter.register_run`).
-    chunks: RunChunks | None = None
-
-
-@attrs.define
-class RouterCounters:
-    """What the router did with backend run traffic."""
-
-    forwarded: int = 0
-    states: int = 0
-    foreign_run: int = 0
-    unparseable: int = 0
-    unexpected_kind: int = 0
-    #: Data chunks lost: skipped and not received within the reorder window or the run.
-    gaps: int = 0
-    #: Data chunks that arrived after a later chunk of their carrier, in time.
-    reordered: int = 0
-    #: Data chunks below the next expected number that filled no open gap (duplicates, or
-    #: arriving after being counted in ``gaps``).
-    late: int = 0
+__all__ = ["DATA_HEAD", "FLAG_TCP_LANE", "RouterCounters", "RunRouter", "RunTrack"]
 
 
 @attrs.define(eq=False)
@@ -154,6 +92,8 @@ class RunRouter:
     counters: RouterCounters = attrs.field(factory=RouterCounters)
     #: Chunks lost per carrier path since start (see ``RouterCounters.gaps``).
     gaps_by_carrier: dict[str, int] = attrs.field(factory=dict)
+    #: Data chunks forwarded per carrier path (bytes, as in the datagrams) since start.
+    chunks_by_carrier: dict[bytes, int] = attrs.field(factory=dict)
     #: ``runs`` keyed by the run id's UTF-8 bytes (the fast path's lookup).
     _by_bytes: dict[bytes, RunTrack] = attrs.field(factory=dict)
     _reported: set[str] = attrs.field(factory=set)
@@ -163,6 +103,17 @@ class RunRouter:
     _layouts: dict[str, dict[int, list[Layout]]] = attrs.field(factory=dict)
 
     log = Logger()
+
+    def status(self) -> RouterStatus:
+        runs = tuple(RunProgress(id=t.run_id, carriers=len(t.carriers), finished=len(t.finished),
+                                 chunks=sum(t.next_chunk.values()))
+                     for t in sorted(self.runs.values(), key=lambda t: t.run_id))
+        return RouterStatus(
+            counters=attrs.evolve(self.counters),
+            chunks_by_carrier={path.decode("utf-8", "replace"): n
+                               for path, n in self.chunks_by_carrier.items()},
+            gaps_by_carrier=dict(self.gaps_by_carrier), runs=runs,
+        )
 
     # -- registration (control side) ---------------------------------------------------
 
@@ -204,7 +155,7 @@ class RunRouter:
         True if it was traffic of a registered run."""
         tap = self.tap
         if tap is not None:
-            tap.emit(payload, getattr(source, "index", 0))
+            tap.emit(payload, source.index)
         layouts = self._layouts.get(source.name)
         if layouts is None:
             return self._new_layout(source, payload)
@@ -237,6 +188,8 @@ class RunRouter:
             return False
         if lay.tag == DATA_TAG:
             path = lay.path
+            chunks = self.chunks_by_carrier
+            chunks[path] = chunks.get(path, 0) + 1
             next_chunk = track.next_chunk
             if next_chunk.get(path, 0) == number:
                 next_chunk[path] = number + 1
@@ -287,7 +240,7 @@ class RunRouter:
         monitor tap (flagged ``FLAG_TCP_LANE``), then :meth:`route`."""
         tap = self.tap
         if tap is not None:
-            tap.emit(payload, getattr(source, "index", 0), FLAG_TCP_LANE)
+            tap.emit(payload, source.index, FLAG_TCP_LANE)
         self._route(source, env, payload)
 
     def route(self, source: Source, env: pb.Envelope, payload: bytes) -> None:
@@ -321,6 +274,8 @@ class RunRouter:
             return False
         if kind == "run_data_message":
             path = body.entity.path.encode()
+            chunks = self.chunks_by_carrier
+            chunks[path] = chunks.get(path, 0) + 1
             if track.next_chunk.get(path, 0) == run.chunk:
                 track.next_chunk[path] = run.chunk + 1
             else:

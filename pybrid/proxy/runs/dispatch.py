@@ -93,6 +93,10 @@ class Dispatcher:
         self.coordinator = RunCoordinator(self.lanes, self.router, self.clock, self.timing,
                                           counters=self.counters)
 
+    def status(self) -> DispatchCounters:
+        """A copy of the counters of the dispatcher and its run coordinator."""
+        return attrs.evolve(self.counters)
+
     def handle(self, session: Session, env: pb.Envelope, kind: str, rid: str | None, *,
                since: float | None = None) -> None:
         """Forward one request of the active session (``since``: a held start's arrival)."""

@@ -2,74 +2,99 @@
 
 Design note
 -----------
-:meth:`StatusCollector.snapshot` builds a frozen
-:class:`~pybrid.proxy.status.model.ProxyStatus` from the live service, reading everything
-through the accessors of :mod:`pybrid.proxy.status.access`.
+The collector reads nothing but records: its :class:`StatusSource` (the
+:class:`~pybrid.proxy.service.ProxyService`) returns one
+:class:`~pybrid.proxy.status.model.ServiceStatus`, in which every part reports its own typed
+record (``status()`` of lanes, intakes, router, scheduler, sessions, senders, front,
+dispatcher; the monitor tap's counters).  A renamed field is a type error, not an "n/a".
+:meth:`StatusCollector.snapshot` arranges those records as the page shows them
+(:class:`~pybrid.proxy.status.model.ProxyStatus`) and adds rates and "since" times.
 
 Rates are differences of cumulative counters: :meth:`StatusCollector.sample` runs every
 ``interval`` seconds on the injected clock and keeps the last ``window`` samples; a rate is
 (newest − oldest) / elapsed over that window.  "Since" times of sessions are observed the same
 way (the first sample or snapshot that saw a session in a state), so they are exact to one
-``interval``.  Per-carrier chunk counts come from the router if it keeps them, else from the
-progress of each registered run's chunk sequence between samples.
+``interval``.  Per-carrier chunk counts are the router's own (``chunks_by_carrier``).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Protocol
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from pybrid.proxy.status.access import (
-    RecentEvents,
-    all_sessions,
-    chunks_by_carrier,
-    client_buffer,
-    counters_of,
-    gaps_by_carrier,
-    intake_address,
-    intake_counters,
-    intake_rcvbuf,
-    kernel_drops,
-    lane_carriers,
-    lane_connects,
-    lane_location,
-    lane_name,
-    lane_state,
-    lanes,
-    listen_address,
-    router_of,
-    run_chunk_positions,
-    runs_of,
-    scheduler_of,
-    sender_counters,
-    session_id,
-    session_state,
-    wires_of,
+from pybrid.proxy.backend.model import LaneStatus
+from pybrid.proxy.clients.session import SessionInfo
+from pybrid.proxy.status.events import RecentEvents
+from pybrid.proxy.status.model import (
+    BackendStatus,
+    CarrierStatus,
+    ProxyStatus,
+    RunStatus,
+    ServiceStatus,
+    SessionStatus,
 )
-from pybrid.proxy.status.model import BackendStatus, CarrierStatus, ProxyStatus, SessionStatus
+from pybrid.version import version
 from pybrid.wire.periodic import Periodic
+
+Samples = dict[tuple[str, ...], int]
+
+
+class StatusSource(Protocol):
+    """What the collector reads: one record of every part (the proxy service)."""
+
+    def status(self) -> ServiceStatus: ...
+
+
+def proxy_counters(status: ServiceStatus) -> dict[str, int]:
+    """Proxy-wide cumulative counters by metric-friendly name (``/metrics`` names them)."""
+    front, dispatch, scheduler = status.front, status.dispatch, status.scheduler
+    router = status.router.counters
+    return {
+        "connections": front.connections,
+        "standalone_pings": front.standalone_pings,
+        "busy_replies": front.busy,
+        "auth_failures": front.auth_failures,
+        "auth_throttled": front.auth_throttled,
+        "client_frames_dropped": front.not_v1,
+        "client_generic_frames_dropped": front.generic_dropped,
+        "handovers": scheduler.handovers,
+        "sessions_refused": scheduler.overloaded,
+        "session_timeouts": scheduler.timeouts,
+        "requests_forwarded": dispatch.forwarded,
+        "request_errors": dispatch.errors,
+        "stop_runs": dispatch.stop_runs,
+        "held_starts_refused": dispatch.held_starts_refused,
+        "reused_run_ids_refused": dispatch.reused_run_ids,
+        "run_deadlines_missed": dispatch.deadlines,
+        "run_messages_forwarded": router.forwarded,
+        "state_changes": router.states,
+        "dropped_foreign_run": router.foreign_run,
+        "dropped_unparseable": router.unparseable,
+        "dropped_unexpected_kind": router.unexpected_kind,
+        "chunk_gaps": router.gaps,
+        "chunks_reordered": router.reordered,
+        "chunks_late": router.late,
+    }
 
 
 @attrs.define(eq=False)
 class StatusCollector:
     """Builds :class:`ProxyStatus` snapshots of one proxy and samples its counters for rates."""
 
-    proxy: Any
+    source: StatusSource
     clock: IReactorTime
     events: RecentEvents = attrs.field(factory=RecentEvents)
     interval: float = 1.0
     window: int = 5
     started: float | None = None
-    samples: deque[tuple[float, dict[tuple[str, ...], int]]] = attrs.field(init=False)
+    #: The proxy's version, read once (the distribution's metadata).
+    version: str = attrs.field(factory=version)
+    samples: deque[tuple[float, Samples]] = attrs.field(init=False)
     _seen: dict[tuple[str, str], float] = attrs.field(factory=dict)
-    #: Chunks seen per carrier, accumulated from the runs' chunk positions for the rates (see
-    #: :meth:`_count_chunks`), and the last position seen per (run id, carrier).
-    _progress: dict[str, int] = attrs.field(factory=dict)
-    _positions: dict[tuple[str, str], int] = attrs.field(factory=dict)
     _loop: Periodic = attrs.field(init=False)
 
     log = Logger()
@@ -88,31 +113,25 @@ class StatusCollector:
     # -- sampling ------------------------------------------------------------------------
 
     def sample(self) -> None:
-        """Record the cumulative counters now (LoopingCall body: logs and survives errors)."""
-        try:
-            now = self.clock.seconds()
-            self._observe(now)
-            self._count_chunks()
-            self.samples.append((now, self._counters()))
-        except Exception:
-            self.log.failure("status: sampling the counters failed")
+        """Record the cumulative counters now (the periodic body; logs and survives errors)."""
+        now = self.clock.seconds()
+        status = self.source.status()
+        self._observe(now, status)
+        self.samples.append((now, self._counters(status)))
 
-    def _counters(self) -> dict[tuple[str, ...], int]:
-        values: dict[tuple[str, ...], int] = {}
-        for lane in lanes(self.proxy):
-            intake = intake_counters(lane)
-            if intake is not None:
-                values["backend", lane_name(lane), "datagrams"] = intake[0]
-                values["backend", lane_name(lane), "bytes"] = intake[1]
-        chunks = self.chunk_progress()
-        if chunks is not None:
-            paths = {path for lane in lanes(self.proxy) for path in lane_carriers(lane)}
-            for path in paths | chunks.keys():
-                values["carrier", path, "chunks"] = chunks.get(path, 0)
-        for session in all_sessions(self.proxy):
-            frames, sent, _ = sender_counters(session)
-            values["session", session_id(session), "frames"] = frames
-            values["session", session_id(session), "bytes"] = sent
+    @staticmethod
+    def _counters(status: ServiceStatus) -> Samples:
+        values: Samples = {}
+        for lane in status.lanes:
+            if lane.intake is not None:
+                values["backend", lane.name, "datagrams"] = lane.intake.datagrams
+                values["backend", lane.name, "bytes"] = lane.intake.bytes
+        chunks = status.router.chunks_by_carrier
+        for path in {p for lane in status.lanes for p in lane.carriers} | chunks.keys():
+            values["carrier", path, "chunks"] = chunks.get(path, 0)
+        for session in status.scheduler.sessions:
+            values["session", session.id, "frames"] = session.sender.frames
+            values["session", session.id, "bytes"] = session.sender.bytes
         return values
 
     def rate(self, *key: str) -> float | None:
@@ -123,35 +142,9 @@ class StatusCollector:
         (t0, v0), (t1, v1) = points[0], points[-1]
         return max(0.0, (v1 - v0) / (t1 - t0))
 
-    def chunk_progress(self) -> dict[str, int] | None:
-        """Growing chunk counts per carrier path for the rates: the router's own counts if it
-        keeps them, else what :meth:`_count_chunks` accumulated; None if neither exists."""
-        own = chunks_by_carrier(router_of(self.proxy))
-        if own is not None:
-            return own
-        return None if run_chunk_positions(router_of(self.proxy)) is None else self._progress
-
-    def _count_chunks(self) -> None:
-        """Add the progress of every registered run's chunk sequence since the last call.
-
-        Chunks of a run that is forgotten between two calls are missed (at most one
-        ``interval`` of them, all of a short run), so these sums serve the rates only — exact
-        while a run is registered — and are never shown as totals.
-        """
-        positions = run_chunk_positions(router_of(self.proxy))
-        if positions is None:
-            return
-        for key, position in positions.items():
-            delta = position - self._positions.get(key, 0)
-            if delta > 0:
-                self._progress[key[1]] = self._progress.get(key[1], 0) + delta
-        self._positions = positions
-
-    def _observe(self, now: float) -> None:
-        current: set[tuple[str, str]] = set()
-        for session in all_sessions(self.proxy):
-            key = (session_id(session), session_state(session))
-            current.add(key)
+    def _observe(self, now: float, status: ServiceStatus) -> None:
+        current = {(s.id, s.state) for s in status.scheduler.sessions}
+        for key in current:
             self._seen.setdefault(key, now)
         for key in [k for k in self._seen if k not in current]:
             del self._seen[key]
@@ -160,80 +153,80 @@ class StatusCollector:
 
     def snapshot(self) -> ProxyStatus:
         now = self.clock.seconds()
-        self._observe(now)
-        self._count_chunks()
-        proxy = self.proxy
-        scheduler = scheduler_of(proxy)
-        active = getattr(scheduler, "active", None)
-        queue = list(getattr(scheduler, "queue", ()))
-        others = [s for s in all_sessions(proxy) if s is not active and s not in queue]
-        config = getattr(proxy, "config", None)
+        status = self.source.status()
+        self._observe(now, status)
+        scheduler = status.scheduler
+        by_id = {s.id: s for s in scheduler.sessions}
+        active = by_id.get(scheduler.active) if scheduler.active is not None else None
+        queue = [by_id[sid] for sid in scheduler.queue if sid in by_id]
+        waiting = {s.id for s in queue} | {scheduler.active}
+        runs = {run.id: run for run in status.router.runs}
         return ProxyStatus(
             now=now,
+            version=self.version,
             started=self.started,
-            listen=listen_address(proxy),
-            auth=getattr(config, "auth_token", None) is not None,
-            max_sessions=getattr(config, "max_sessions", None),
-            session_timeout=getattr(config, "session_timeout", None),
-            backends=tuple(self._backend(lane) for lane in lanes(proxy)),
-            wires=wires_of(proxy),
-            carriers=self._carriers(),
-            active=None if active is None else self._session(active),
-            queue=tuple(self._session(s) for s in queue),
-            idle=tuple(self._session(s) for s in others),
-            counters=counters_of(proxy),
+            listen=status.listen,
+            auth=status.auth,
+            max_sessions=scheduler.max_sessions,
+            session_timeout=scheduler.session_timeout,
+            backends=tuple(self._backend(lane) for lane in status.lanes),
+            wires=status.wires,
+            carriers=self._carriers(status),
+            active=None if active is None else self._session(active, runs),
+            queue=tuple(self._session(s, runs) for s in queue),
+            idle=tuple(self._session(s, runs) for s in scheduler.sessions
+                       if s.id not in waiting),
+            counters=proxy_counters(status),
             errors=tuple(reversed(self.events.entries)),
             log_counts=dict(self.events.counts),
+            monitor=status.monitor,
         )
 
-    def _backend(self, lane: Any) -> BackendStatus:
-        name = lane_name(lane)
-        intake = intake_counters(lane)
+    def _backend(self, lane: LaneStatus) -> BackendStatus:
+        intake = lane.intake
         return BackendStatus(
-            name=name, state=lane_state(lane), healthy=bool(getattr(lane, "healthy", False)),
-            location=lane_location(lane), carriers=lane_carriers(lane),
-            data_mode=getattr(lane, "data_mode", None), connects=lane_connects(lane),
-            intake=intake_address(lane), rcvbuf=intake_rcvbuf(lane),
-            datagrams=None if intake is None else intake[0],
-            bytes=None if intake is None else intake[1],
-            foreign=None if intake is None else intake[2],
-            kernel_drops=kernel_drops(lane),
-            datagram_rate=self.rate("backend", name, "datagrams"),
-            byte_rate=self.rate("backend", name, "bytes"),
+            name=lane.name, state=lane.state, healthy=lane.healthy, location=lane.location,
+            carriers=lane.carriers, data_mode=lane.data_mode, connects=lane.connects,
+            intake=None if intake is None else intake.address,
+            rcvbuf=None if intake is None else intake.rcvbuf,
+            datagrams=None if intake is None else intake.datagrams,
+            bytes=None if intake is None else intake.bytes,
+            foreign=None if intake is None else intake.foreign,
+            kernel_drops=None if intake is None else intake.kernel_drops,
+            datagram_rate=self.rate("backend", lane.name, "datagrams"),
+            byte_rate=self.rate("backend", lane.name, "bytes"),
         )
 
-    def _carriers(self) -> tuple[CarrierStatus, ...]:
-        router = router_of(self.proxy)
-        gaps = gaps_by_carrier(router)
-        totals = chunks_by_carrier(router)  # exact totals only: None unless the router counts
-        progress = self.chunk_progress()
+    def _carriers(self, status: ServiceStatus) -> tuple[CarrierStatus, ...]:
+        router = status.router
         out = []
-        for lane in lanes(self.proxy):
-            paths = lane_carriers(lane)
-            for index, path in enumerate(paths):
-                location = lane_location(lane) if len(paths) == 1 or index == 0 else None
+        for lane in status.lanes:
+            for index, path in enumerate(lane.carriers):
                 out.append(CarrierStatus(
-                    path=path, backend=lane_name(lane), location=location,
-                    chunks=None if totals is None else totals.get(path, 0),
-                    chunk_rate=None if progress is None else self.rate("carrier", path, "chunks"),
-                    gaps=gaps.get(path, 0),
+                    path=path, backend=lane.name,
+                    location=lane.location if index == 0 else None,
+                    chunks=router.chunks_by_carrier.get(path, 0),
+                    chunk_rate=self.rate("carrier", path, "chunks"),
+                    gaps=router.gaps_by_carrier.get(path, 0),
                 ))
         return tuple(out)
 
-    def _session(self, session: Any) -> SessionStatus:
-        sid = session_id(session)
-        state = session_state(session)
-        frames, sent, dropped = sender_counters(session)
-        buffered, limit = client_buffer(session)
+    def _session(self, session: SessionInfo, runs: dict) -> SessionStatus:
+        sender = session.sender
         return SessionStatus(
-            id=sid, peer=str(getattr(session, "peer", "?")), state=state,
-            since=self._seen.get((sid, state)),
-            authenticated=bool(getattr(session, "authenticated", False)),
-            runs=runs_of(self.proxy, session),
-            forwarded=int(getattr(session, "forwarded", 0)),
-            busy_replies=int(getattr(session, "busy_replies", 0)),
-            frames=frames, bytes=sent, dropped=dropped,
-            frame_rate=self.rate("session", sid, "frames"),
-            byte_rate=self.rate("session", sid, "bytes"),
-            buffered=buffered, buffer_limit=limit,
+            id=session.id, peer=session.peer, state=session.state,
+            since=self._seen.get((session.id, session.state)),
+            authenticated=session.authenticated,
+            runs=tuple(RunStatus(id=rid, carriers=runs[rid].carriers if rid in runs else None,
+                                 finished=runs[rid].finished if rid in runs else None,
+                                 chunks=runs[rid].chunks if rid in runs else None)
+                       for rid in session.runs),
+            forwarded=session.forwarded, busy_replies=session.busy_replies,
+            frames=sender.frames, bytes=sender.bytes, dropped=sender.dropped,
+            frame_rate=self.rate("session", session.id, "frames"),
+            byte_rate=self.rate("session", session.id, "bytes"),
+            buffered=sender.buffered, buffer_limit=sender.limit,
         )
+
+
+__all__ = ["StatusCollector", "StatusSource", "proxy_counters"]

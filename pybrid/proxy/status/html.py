@@ -207,6 +207,20 @@ def _carriers(status: ProxyStatus) -> str:
     return f'<section class="wide"><h2>Carriers</h2>{table}</section>'
 
 
+def _monitor(status: ProxyStatus) -> str:
+    tap = status.monitor
+    if tap is None:
+        return ""
+    rows = [(f"<code>{e(g.group)}:{g.port}</code>", count(g.sent), size_iec(g.bytes),
+             count(g.dropped_busy), count(g.dropped_error)) for g in tap.groups]
+    table = _table(("group", "sent", "bytes", "dropped (busy)", "dropped (error)"), rows,
+                   {1, 2, 3, 4}, "no monitor groups")
+    skipped = (f'<p class="muted">{count(tap.emitted)} datagrams emitted; not sent to any '
+               f"group: {count(tap.oversize)} oversize, {count(tap.not_running)} while not "
+               f"running, {count(tap.invalid)} invalid</p>")
+    return f'<section class="wide"><h2>Monitor tap</h2>{table}{skipped}</section>'
+
+
 def _counters(status: ProxyStatus) -> str:
     if not status.counters:
         return ""
@@ -240,6 +254,7 @@ def render(status: ProxyStatus, refresh: float = 2.0) -> str:
         f"auth {'on' if status.auth else 'off'}",
         f"sessions {open_sessions}{limit}",
         f"session timeout {'n/a' if timeout is None else f'{timeout:g} s'}",
+        f"version <code>{e(status.version)}</code>",
     ))
     title = f"pybrid-proxy {status.listen or ''}".strip()
     return (
@@ -250,7 +265,7 @@ def render(status: ProxyStatus, refresh: float = 2.0) -> str:
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>"
         f"<header><h1>pybrid-proxy</h1>{badge}<span class=\"meta\">{meta}</span></header>"
         f"<main>{_backends(status)}{_carriers(status)}{_session(status)}"
-        f"{_counters(status)}{_errors(status)}</main>"
+        f"{_monitor(status)}{_counters(status)}{_errors(status)}</main>"
         f"<footer>Snapshot {clock_time(status.now)} UTC, refreshed every {refresh:g} s \u00b7 "
         '<a href="status.json">status.json</a> \u00b7 <a href="metrics">metrics</a></footer>'
         "</body></html>\n"

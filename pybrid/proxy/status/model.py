@@ -11,6 +11,31 @@ from typing import Any
 
 import attrs
 
+from pybrid.monitor.emitter import TapCounters
+from pybrid.proxy.backend.model import LaneStatus
+from pybrid.proxy.clients.front import FrontCounters
+from pybrid.proxy.clients.scheduler import SchedulerStatus
+from pybrid.proxy.data.model import RouterStatus
+from pybrid.proxy.runs.coordinator import DispatchCounters
+
+
+@attrs.frozen
+class ServiceStatus:
+    """Every part's own status record, as the proxy reports them at one moment."""
+
+    #: ``HOST:PORT`` of the client listener; None before it is bound.
+    listen: str | None
+    auth: bool
+    #: The backend file's wires as (source, target) ``LOCATION/PIN`` texts.
+    wires: tuple[tuple[str, str], ...]
+    lanes: tuple[LaneStatus, ...]
+    router: RouterStatus
+    scheduler: SchedulerStatus
+    front: FrontCounters
+    dispatch: DispatchCounters
+    #: The multicast monitor tap's counters (``--monitor``), or None without a tap.
+    monitor: TapCounters | None
+
 
 @attrs.frozen
 class LogEntry:
@@ -50,7 +75,7 @@ class CarrierStatus:
     path: str
     backend: str
     location: str | None
-    chunks: int | None
+    chunks: int
     chunk_rate: float | None
     gaps: int
 
@@ -92,6 +117,8 @@ class ProxyStatus:
     """Everything the status page, ``/status.json`` and ``/metrics`` show."""
 
     now: float
+    #: The proxy's version (:func:`pybrid.version.version`).
+    version: str
     started: float | None
     listen: str | None
     auth: bool
@@ -106,6 +133,8 @@ class ProxyStatus:
     counters: dict[str, int]
     errors: tuple[LogEntry, ...]
     log_counts: dict[str, int]
+    #: The multicast monitor tap's counters, or None without ``--monitor``.
+    monitor: TapCounters | None = None
 
     @property
     def uptime(self) -> float | None:

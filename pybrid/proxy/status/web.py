@@ -6,15 +6,16 @@ Design note
 its TCP port in ``privilegedStartService`` (a port in use stops twistd at start-up, like the
 client port) on ``--status-interface`` — ``127.0.0.1`` unless told otherwise, since the page
 names peers and backends — and logs ``pybrid-proxy status page on http://HOST:PORT/``.  From
-start to stop it also registers the :class:`~pybrid.proxy.status.access.RecentEvents` ring with the
-global log publisher and samples the counters once a second for the rates.
+start to stop it also registers the :class:`~pybrid.proxy.status.events.RecentEvents` ring with
+the global log publisher and samples the counters once a second for the rates.
 
-Three read-only resources render one fresh :class:`~pybrid.proxy.status.access.ProxyStatus` each:
+Three read-only resources render one fresh :class:`~pybrid.proxy.status.model.ProxyStatus` each:
 
 * ``/`` — an HTML page refreshing itself (no scripts, no external assets, everything escaped;
   a Content-Security-Policy forbids anything else);
 * ``/status.json`` — the same snapshot as JSON;
-* ``/metrics`` — Prometheus text format.
+* ``/metrics`` — Prometheus text format, through ``prometheus_client`` (the proxy's families
+  plus ``process_*``/``python_*``; see :mod:`pybrid.proxy.status.metrics`).
 
 Requests are not written to the log (the page refreshes every few seconds).
 """
@@ -26,6 +27,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import CollectorRegistry, generate_latest
 from twisted.application import service
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger, globalLogPublisher
@@ -33,8 +35,8 @@ from twisted.web import pages, resource, server
 
 from pybrid.proxy.status import html as status_html
 from pybrid.proxy.status import metrics as status_metrics
-from pybrid.proxy.status.access import RecentEvents
-from pybrid.proxy.status.collect import StatusCollector
+from pybrid.proxy.status.collect import StatusCollector, StatusSource
+from pybrid.proxy.status.events import RecentEvents
 from pybrid.proxy.status.model import ProxyStatus
 from pybrid.wire.interfaces import INetworkReactor, host_port
 
@@ -78,6 +80,34 @@ class SnapshotResource(resource.Resource):
         return body
 
 
+class MetricsResource(resource.Resource):
+    """``/metrics``: a ``prometheus_client`` registry rendered on the reactor thread."""
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__()
+        self.registry = registry
+
+    def render_GET(self, request: Any) -> bytes:
+        if request.postpath not in ([], [b""]):
+            request.setResponseCode(404)
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            return b"not found\n"
+        try:
+            body = generate_latest(self.registry)
+        except Exception:
+            self.log.failure("status page: rendering the metrics failed")
+            request.setResponseCode(500)
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            return b"the metrics could not be rendered; see the proxy log\n"
+        request.setHeader(b"Content-Type", status_metrics.CONTENT_TYPE.encode("ascii"))
+        for name, value in _SECURITY_HEADERS.items():
+            request.setHeader(name, value)
+        return body
+
+
 def _json(status: ProxyStatus) -> str:
     return json.dumps(status.to_json(), indent=2, sort_keys=True) + "\n"
 
@@ -97,7 +127,7 @@ def status_resource(collector: StatusCollector, refresh: float = 2.0) -> resourc
     root.putChild(b"status.json",
                   SnapshotResource(collector, _json, "application/json; charset=utf-8"))
     root.putChild(b"metrics",
-                  SnapshotResource(collector, status_metrics.render, status_metrics.CONTENT_TYPE))
+                  MetricsResource(status_metrics.metrics_registry(collector.snapshot)))
     return root
 
 
@@ -123,7 +153,7 @@ class StatusService(service.Service):
 
     log = Logger()
 
-    def __init__(self, proxy: Any, reactor: INetworkReactor, port: int,
+    def __init__(self, source: StatusSource, reactor: INetworkReactor, port: int,
                  interface: str = "127.0.0.1", refresh: float = 2.0, publisher: Any = None,
                  events: RecentEvents | None = None) -> None:
         self.reactor = reactor
@@ -131,7 +161,7 @@ class StatusService(service.Service):
         self.interface = interface
         self.events = RecentEvents() if events is None else events
         self.publisher = globalLogPublisher if publisher is None else publisher
-        self.collector = StatusCollector(proxy, reactor, self.events)
+        self.collector = StatusCollector(source, reactor, self.events)
         self.site = QuietSite(status_resource(self.collector, refresh))
         self.port: IListeningPort | None = None
         self._observing = False

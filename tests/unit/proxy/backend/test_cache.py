@@ -18,6 +18,7 @@ class Lane:
     backend: object
     spec_items: list
     carriers: tuple
+    wiring_items: list = attrs.field(factory=list)
 
     @property
     def name(self):

@@ -65,6 +65,10 @@ class Lane:
 @attrs.define
 class Router:
     gaps_by_carrier: dict = attrs.field(factory=dict)
+    settled: int = 0
+
+    def settle_gaps(self):
+        self.settled += 1
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from pybrid.proto import pb
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
 from pybrid.proxy.spec import parse_text
-from pybrid.proxy.status.access import RecentEvents, client_buffer, kernel_drops
-from pybrid.proxy.status.collect import StatusCollector
+from pybrid.proxy.status.collect import StatusCollector, proxy_counters
+from pybrid.proxy.status.events import RecentEvents
 from pybrid.wire import messages
 
 MACS = ["00-00-5E-00-53-01", "00-00-5E-00-53-02"]
@@ -137,36 +137,21 @@ def test_client_buffer_is_read_from_the_sender(reactor, proxy, collector):
     client.request("reset_command", pb.ResetCommand())
     active = collector.snapshot().active
     assert active is not None
-    assert (active.buffered, active.buffer_limit) == client_buffer(client.proto.session)
+    sender = client.proto.session.sender.status()
+    assert (active.buffered, active.buffer_limit) == (sender.buffered, sender.limit)
+    assert active.buffer_limit == 64 << 20  # --client-buffer's default
     client.close()
 
 
-def test_accessors_survive_objects_without_the_attributes():
-    class Bare:
-        pass
-
-    empty = StatusCollector(Bare(), FakeReactor()).snapshot()
-    assert empty.backends == () and empty.active is None and empty.counters == {}
-    assert kernel_drops(Bare()) is None
-    assert client_buffer(Bare()) == (None, None)
+def test_kernel_drops_come_from_the_intake_watch(reactor, proxy, collector):
+    proxy.lanes[1].intake.counters.kernel_drops = 7  # what IntakeWatch.poll adds up
+    assert [b.kernel_drops for b in collector.snapshot().backends] == [0, 7]
 
 
-def test_kernel_drops_and_client_buffer_use_counters_other_modules_add():
-    class Intake:
-        kernel_drops = 7
+def test_version_is_on_the_snapshot(collector):
+    from pybrid.version import version
 
-    class Lane:
-        intake = Intake()
-
-    class Sender:
-        buffered = 1234
-        limit = 65536
-
-    class Session:
-        sender = Sender()
-
-    assert kernel_drops(Lane()) == 7
-    assert client_buffer(Session()) == (1234, 65536)
+    assert collector.snapshot().version == version()
 
 
 def test_proxy_counters_are_collected(reactor, proxy, collector):
@@ -253,10 +238,9 @@ def test_chunks_and_chunk_rates_per_carrier(reactor, proxy, collector):
     first, second = by_path["/" + MACS[0]], by_path["/" + MACS[1]]
     assert (first.gaps, second.gaps) == (0, 0)  # chunks 2..4 may still come (reordered)
     assert first.chunk_rate == pytest.approx(15.0)  # 30 chunks over the 2 s window
-    assert second.chunk_rate == pytest.approx(3.0)  # 6 positions (3 of them lost)
-    assert status.active is not None and status.active.runs[0].chunks == 36
-    # totals only when the router counts them (progress sampling would miss short runs)
-    assert first.chunks is None
+    assert second.chunk_rate == pytest.approx(1.5)  # 3 chunks received (3 lost) in 2 s
+    assert (first.chunks, second.chunks) == (30, 3)  # counted by the router
+    assert status.active is not None and status.active.runs[0].chunks == 36  # positions
     for index, mac in enumerate(MACS[:2]):  # the run ends: what is still missing is lost
         change = pb.RunStateChangeMessage(old=pb.OP_END, new_=pb.DONE)
         change.run.id = command.run.id
@@ -269,42 +253,25 @@ def test_chunks_and_chunk_rates_per_carrier(reactor, proxy, collector):
     client.close()
 
 
-def test_chunk_totals_come_from_the_router_when_it_counts_them(reactor):
-    class Router:
-        chunks_by_carrier = {"/" + MACS[0]: 30}
-
-    class Lane:
-        name = "127.0.0.1:6000"
-        carriers = ("/" + MACS[0],)
-
-    class Proxy:
-        router = Router()
-        lanes = [Lane()]
-
-    collector = StatusCollector(Proxy(), reactor)
-    collector.sample()
-    Router.chunks_by_carrier = {"/" + MACS[0]: 50}
-    reactor.advance(2.0)
-    collector.sample()
+def test_chunk_counts_of_a_run_that_ended_stay(reactor, proxy, collector):
+    client = connect_client(proxy)
+    command = pb.StartRunCommand()
+    command.run.id = "11111111-2222-3333-4444-555555555555"
+    client.request("start_run_command", command)
+    intake = proxy.lanes[0].intake
+    for chunk in range(5):
+        intake.datagramReceived(run_data(command.run.id, chunk, MACS[0]), ("127.0.0.1", 1))
+    proxy.router.forget_run(command.run.id)  # a short run, over between two samples
     carrier = collector.snapshot().carriers[0]
-    assert (carrier.chunks, carrier.chunk_rate) == (50, 10.0)
+    assert carrier.chunks == 5
+    client.close()
 
 
-def test_every_proxy_wide_counter_has_a_metric() -> None:
-    """A counter added to ``counters_of`` must also be exported at /metrics."""
-    from types import SimpleNamespace
+def test_every_proxy_wide_counter_has_a_metric(proxy) -> None:
+    """A counter added to ``proxy_counters`` must also be exported at /metrics."""
+    from pybrid.proxy.status import metrics
 
-    from pybrid.proxy.status import access as status
-    from pybrid.proxy.status import metrics as status_metrics
-
-    class AnyCounter:
-        def __getattr__(self, name: str) -> int:
-            return 7
-
-    counters = AnyCounter()
-    holder = SimpleNamespace(counters=counters)
-    proxy = SimpleNamespace(front=holder, dispatcher=holder, scheduler=counters, router=holder)
-    names = set(status.counters_of(proxy))
+    names = set(proxy_counters(proxy.status()))
     assert "auth_throttled" in names and "held_starts_refused" in names
-    exported = set(status_metrics._COUNTERS) | set(status_metrics._DROPS) | {"chunk_gaps"}
+    exported = set(metrics.COUNTERS) | set(metrics.DROPS) | metrics.PER_CARRIER
     assert names <= exported, names - exported

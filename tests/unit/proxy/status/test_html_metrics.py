@@ -3,78 +3,74 @@
 from __future__ import annotations
 
 import json
-import re
 
+from prometheus_client.parser import text_string_to_metric_families
 from support import ops_fakes
 
+from pybrid.monitor.emitter import GroupCounters, TapCounters
 from pybrid.proxy.status import html as status_html
 from pybrid.proxy.status import metrics as status_metrics
 
-SAMPLE = re.compile(r'^([a-z_:][a-z0-9_:]*)(\{(?:[a-z_]+="(?:[^"\\]|\\.)*",?)*\})? (\S+)$')
 
-
-def parse_metrics(text: str) -> dict[str, dict]:
-    """Check the exposition format line by line; families with their type, help, samples."""
-    assert text.endswith("\n")
-    families: dict[str, dict] = {}
-    current = None
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            name, help_text = line[7:].split(" ", 1)
-            assert name not in families, f"HELP twice for {name}"
-            families[name] = {"help": help_text, "type": None, "samples": []}
-            current = name
-        elif line.startswith("# TYPE "):
-            name, kind = line[7:].split(" ")
-            assert name == current and families[name]["type"] is None, line
-            assert kind in ("counter", "gauge")
-            families[name]["type"] = kind
-        else:
-            m = SAMPLE.match(line)
-            assert m, f"bad sample line {line!r}"
-            assert m.group(1) == current, f"{m.group(1)} outside its family"
-            assert families[current]["type"] is not None, "TYPE must come before samples"
-            float(m.group(3))
-            families[current]["samples"].append((m.group(2) or "", m.group(3)))
-    for name, family in families.items():
-        assert family["samples"], f"{name} has no samples"
-        assert (family["type"] == "counter") == name.endswith("_total"), name
+def parse_metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Parse a scrape with ``prometheus_client``'s parser: family name -> its samples (a
+    counter's family is named without ``_total``; its samples keep it)."""
+    families = {}
+    for family in text_string_to_metric_families(text):
+        assert family.name not in families, f"{family.name} twice"
+        assert family.samples, f"{family.name} has no samples"
+        families[family.name] = [(dict(s.labels), s.value) for s in family.samples
+                                 if not s.name.endswith("_created")]
     return families
 
 
 def test_metrics_are_well_formed_with_backend_and_carrier_labels():
     families = parse_metrics(status_metrics.render(ops_fakes.status()))
-    assert families["pybrid_proxy_backend_up"]["samples"] == [('{backend="10.0.0.7:5732"}', "1")]
-    assert families["pybrid_proxy_backend_kernel_drops_total"]["samples"] == [
-        ('{backend="10.0.0.7:5732"}', "2")]
-    assert families["pybrid_proxy_carrier_chunk_gaps_total"]["samples"] == [
-        ('{backend="10.0.0.7:5732",carrier="/00-00-5E-00-53-01"}', "3")]
-    assert families["pybrid_proxy_sessions"]["samples"] == [
-        ('{state="active"}', "1"), ('{state="queued"}', "1"), ('{state="idle"}', "0")]
-    assert families["pybrid_proxy_connections_total"]["samples"] == [("", "5")]
-    assert families["pybrid_proxy_run_messages_dropped_total"]["samples"] == [
-        ('{reason="foreign_run"}', "1")]
-    assert families["pybrid_proxy_uptime_seconds"]["samples"] == [("", "120.0")]
-    assert families["pybrid_proxy_log_events_total"]["samples"] == [('{level="warn"}', "1")]
+    assert families["pybrid_proxy_backend_up"] == [({"backend": "10.0.0.7:5732"}, 1)]
+    assert families["pybrid_proxy_backend_kernel_drops"] == [({"backend": "10.0.0.7:5732"}, 2)]
+    assert families["pybrid_proxy_carrier_chunk_gaps"] == [
+        ({"backend": "10.0.0.7:5732", "carrier": "/00-00-5E-00-53-01"}, 3)]
+    assert families["pybrid_proxy_carrier_chunks"] == [
+        ({"backend": "10.0.0.7:5732", "carrier": "/00-00-5E-00-53-01"}, 500)]
+    assert families["pybrid_proxy_sessions"] == [
+        ({"state": "active"}, 1), ({"state": "queued"}, 1), ({"state": "idle"}, 0)]
+    assert families["pybrid_proxy_connections"] == [({}, 5)]
+    assert families["pybrid_proxy_run_messages_dropped"] == [({"reason": "foreign_run"}, 1)]
+    assert families["pybrid_proxy_uptime_seconds"] == [({}, 120.0)]
+    assert families["pybrid_proxy_log_events"] == [({"level": "warn"}, 1)]
+    assert families["pybrid_build_info"] == [({"version": "1.2.3"}, 1)]
+
+
+def test_the_monitor_tap_counters_are_exported():
+    tap = TapCounters(emitted=10, oversize=1, groups=[
+        GroupCounters("239.1.2.3", 5733, sent=8, bytes=800, dropped_busy=2)])
+    families = parse_metrics(status_metrics.render(ops_fakes.status(monitor=tap)))
+    assert families["pybrid_proxy_monitor_emitted"] == [({}, 10)]
+    assert families["pybrid_proxy_monitor_sent"] == [({"group": "239.1.2.3:5733"}, 8)]
+    assert families["pybrid_proxy_monitor_dropped"] == [
+        ({"group": "239.1.2.3:5733", "reason": "busy"}, 2),
+        ({"group": "239.1.2.3:5733", "reason": "error"}, 0)]
+    assert ({"reason": "oversize"}, 1) in families["pybrid_proxy_monitor_skipped"]
+    assert "pybrid_proxy_monitor_sent" not in parse_metrics(
+        status_metrics.render(ops_fakes.status()))  # no --monitor, no family
 
 
 def test_unknown_values_produce_no_samples():
     status = ops_fakes.status(backends=(ops_fakes.backend(kernel_drops=None, datagrams=None),),
                               counters={}, active=None, queue=())
     families = parse_metrics(status_metrics.render(status))
-    assert "pybrid_proxy_backend_kernel_drops_total" not in families
-    assert "pybrid_proxy_backend_datagrams_total" not in families
-    assert "pybrid_proxy_connections_total" not in families
+    assert "pybrid_proxy_backend_kernel_drops" not in families
+    assert "pybrid_proxy_backend_datagrams" not in families
+    assert "pybrid_proxy_connections" not in families
     assert "pybrid_proxy_client_buffered_bytes" not in families
     assert "pybrid_proxy_backend_up" in families
 
 
 def test_label_values_are_escaped():
     name = 'evil"host\\name\nx'
-    families = parse_metrics(status_metrics.render(
-        ops_fakes.status(backends=(ops_fakes.backend(name),))))
-    assert families["pybrid_proxy_backend_up"]["samples"] == [
-        ('{backend="evil\\"host\\\\name\\nx"}', "1")]
+    text = status_metrics.render(ops_fakes.status(backends=(ops_fakes.backend(name),)))
+    assert 'pybrid_proxy_backend_up{backend="evil\\"host\\\\name\\nx"} 1.0' in text
+    assert parse_metrics(text)["pybrid_proxy_backend_up"] == [({"backend": name}, 1)]
 
 
 def test_json_is_the_whole_snapshot():
@@ -93,7 +89,7 @@ def test_page_shows_the_live_values():
     assert '<meta http-equiv="refresh" content="3">' in page
     for text in ("10.0.0.7:5732", "/00-00-5E-00-53-01", "10.0.0.99:50000", "10.0.0.98:40000",
                  "d5e48838-df18-4faa-aae6-91e10f354b73", "backend lost", "all backends ready",
-                 "up 2 min 0 s", "6.8 MB/s", "4 KiB of 64 MiB"):
+                 "up 2 min 0 s", "6.8 MB/s", "4 KiB of 64 MiB", "version <code>1.2.3</code>"):
         assert text in page, text
     assert "<script" not in page and "http://" not in page and "https://" not in page
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from support.proxy_fakes import FakeReactor, connect_backend, connect_client
 from twisted.logger import Logger
 from twisted.python import usage
@@ -68,9 +69,10 @@ def test_status_json_and_metrics(root, proxy):
     assert data["backends"][0]["name"] == "127.0.0.1:6000"
     assert data["active"]["peer"] == "127.0.0.1:41234"
     code, headers, body = get(root, b"/metrics")
-    assert headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
-    assert b'pybrid_proxy_backend_up{backend="127.0.0.1:6000"} 1\n' in body
-    assert b'pybrid_proxy_sessions{state="active"} 1\n' in body
+    assert headers["content-type"] == CONTENT_TYPE_LATEST
+    assert b'pybrid_proxy_backend_up{backend="127.0.0.1:6000"} 1.0\n' in body
+    assert b'pybrid_proxy_sessions{state="active"} 1.0\n' in body
+    assert b"process_cpu_seconds_total" in body or b"python_info" in body  # the library's
     client.close()
 
 
@@ -82,8 +84,7 @@ def test_other_paths_are_not_found(root, path):
 
 def test_a_failing_snapshot_is_a_500_not_a_crash(reactor):
     class Broken:
-        @property
-        def lanes(self):
+        def status(self):
             raise RuntimeError("boom")
 
     root = status_resource(StatusCollector(Broken(), reactor))
@@ -92,19 +93,19 @@ def test_a_failing_snapshot_is_a_500_not_a_crash(reactor):
 
 
 def test_the_proxy_serves_the_page_on_its_own_port_and_collects_errors(reactor, proxy):
-    assert isinstance(proxy.status, StatusService)
+    assert isinstance(proxy.status_page, StatusService)
     ports = [(port, factory, interface) for port, factory, _, interface in reactor.tcpServers]
-    assert (0, proxy.status.site, "127.0.0.1") in ports
+    assert (0, proxy.status_page.site, "127.0.0.1") in ports
     Logger(namespace="pybrid.proxy.test").warn("something {what}", what="odd")
-    assert [e.text for e in proxy.status.events.entries] == ["something odd"]
+    assert [e.text for e in proxy.status_page.events.entries] == ["something odd"]
     proxy.stopService()
     Logger(namespace="pybrid.proxy.test").warn("after the stop")
-    assert len(proxy.status.events.entries) == 1  # no longer observing
+    assert len(proxy.status_page.events.entries) == 1  # no longer observing
 
 
 def test_no_status_port_no_page(reactor):
     service = ProxyService(ProxyConfig(backends=(Backend("127.0.0.1", 6000),)), reactor)
-    assert service.status is None
+    assert service.status_page is None
     assert not [s for s in service if isinstance(s, StatusService)]
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import pytest_twisted
 from support.ops_http import decode_png, fetch
-from support.ops_stack import status_stack
+from support.ops_stack import MACS, status_stack
 from support.reference import spawn
 from support.waiting import until
 from twisted.internet import defer
@@ -28,6 +28,20 @@ HEADER_RGB = (0x10, 0x18, 0x28)  # header background (#101828)
 READY_RGB = (0xDC, 0xFA, 0xE6)  # the "ready" pill (#dcfae6)
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} not installed")
+
+
+def carrier_chunks(dom: str) -> dict[str, int]:
+    """The "chunks" column of the rendered Carriers table, by carrier path; a cell that is not
+    a number (say "n/a") fails here."""
+    section = dom.split("<h2>Carriers</h2>", 1)[1].split("</section>", 1)[0]
+    out = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", section, re.S)[1:]:  # [0]: the header row
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        path = re.sub(r"<[^>]+>", "", cells[0])
+        text = cells[4].replace("\u202f", "").replace("&nbsp;", "")
+        assert re.fullmatch(r"\d+", text), f"chunks of {path}: {cells[4]!r} is not a number"
+        out[path] = int(text)
+    return out
 
 
 async def chromium(reactor, *args: str, timeout: float = 90.0):
@@ -72,7 +86,7 @@ async def test_chromium_renders_the_live_status_page(reactor, tmp_path: pathlib.
                 data = json.loads(body)
                 active = data["active"]
                 ready = (active and active["runs"] and active["frame_rate"] and data["queue"]
-                         and all(c["chunk_rate"] for c in data["carriers"]))
+                         and all(c["chunk_rate"] and c["chunks"] for c in data["carriers"]))
                 return active["runs"][0]["id"] if ready else None
 
             rid = await until(reactor, live, "the run, its rates and the queue on the page",
@@ -90,6 +104,9 @@ async def test_chromium_renders_the_live_status_page(reactor, tmp_path: pathlib.
     for text in [*backends, peer, second, rid, "active since"]:
         assert text in dom, text
     assert re.search(r"<td class=\"num\">\d+(\.\d)? [kM]B/s</td>", dom), "no live data rate"
+    chunks = carrier_chunks(dom)
+    assert sorted(chunks) == sorted("/" + m for m in MACS[:2]), chunks
+    assert all(n > 0 for n in chunks.values()), f"chunks per carrier not counted: {chunks}"
     pixels = decode_png(shot.read_bytes())
     assert pixels.shape[:2] == (900, 1200)
     assert tuple(pixels[5, 5, :3]) == HEADER_RGB, "the header is not styled"

@@ -13,9 +13,9 @@ may even overtake the ``start_run_response``) — and moves through::
 
 * **Carriers.**  A state change with ``entity`` applies to the carrier named by the first
   component of its path; without ``entity`` it applies to every carrier of the connection
-  (PROTOCOL.md §6).  Data goes to the carrier named by ``RunDataMessage.entity``; data for a
-  carrier the extract reply did not list is kept under its own name (with a warning) but is not
-  waited for.
+  (docs/protocol.md#reference-client).  Data goes to the carrier named by
+  ``RunDataMessage.entity``; data for a carrier the extract reply did not list is kept under
+  its own name (with a warning) but is not waited for.
 * **Chunks.**  Each ``run_data_message`` is decoded at once (``pybrid.samples.decode``: one
   numpy expression per chunk) and stored by ``Run.chunk``; duplicates are counted and dropped.
   The result concatenates chunks in chunk order; missing numbers below the highest one seen are

@@ -25,7 +25,7 @@ DEFAULT_CLIENT_BUFFER = 64 * MiB
 DEFAULT_UDP_RCVBUF = 64 * MiB
 #: Bytes Twisted's TCP transport buffers before it pauses its producer (our sender), and the
 #: most it hands to one ``send()``.  Twisted's defaults (64 KiB, 128 KiB) collapse throughput
-#: past capacity (UDP-NOTES); 1 MiB keeps the kernel's send buffer full.
+#: past capacity (docs/protocol.md#twisted-udp); 1 MiB keeps the kernel's send buffer full.
 TRANSPORT_BUFFER = 1 * MiB
 #: Seconds a closed client connection may take to accept its last bytes before it is aborted.
 CLOSE_GRACE = 5.0

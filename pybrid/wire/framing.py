@@ -3,8 +3,9 @@
 Design note
 -----------
 Every TCP frame in the protocol is a protobuf base-128 varint length followed by that many
-bytes of one serialized ``Envelope`` (PROTOCOL.md §1); UDP datagrams carry one bare Envelope.
-:class:`EnvelopeReceiver` is the one receiver every TCP lane uses (client, proxy, device):
+bytes of one serialized ``Envelope`` (docs/protocol.md#framing); UDP datagrams carry one bare
+Envelope.  :class:`EnvelopeReceiver` is the one receiver every TCP lane uses (client, proxy,
+device):
 
 * frames may be split across segments and many frames may share a segment; the buffer is a
   ``bytearray`` consumed with an offset and compacted once per ``dataReceived`` call, so a

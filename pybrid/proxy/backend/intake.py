@@ -4,10 +4,10 @@ Design note
 -----------
 Each backend lane gets its own intake socket, so a datagram's backend is known from the socket
 it arrived on, even when several backends share one host (and a device's source port is not
-known in advance).  The socket is bound to the local address of the lane's TCP connection —
-the address the backend sends to (PROTOCOL.md §5) — with ``maxPacketSize=65536`` (Twisted's
-default of 8192 silently truncates) and a large ``SO_RCVBUF`` (``--udp-rcvbuf``, the biggest
-single fix against kernel drops; :func:`pybrid.netstats.raise_rcvbuf` asks with
+known in advance).  The socket is bound to the local address of the lane's TCP connection — the
+address the backend sends to (docs/protocol.md#data-lane) — with ``maxPacketSize=65536``
+(Twisted's default of 8192 silently truncates) and a large ``SO_RCVBUF`` (``--udp-rcvbuf``, the
+biggest single fix against kernel drops; :func:`pybrid.netstats.raise_rcvbuf` asks with
 ``SO_RCVBUFFORCE`` when allowed, and the size the kernel granted is logged).  Twisted's
 ``doRead`` reads datagrams until ``maxThroughput`` bytes per wake-up (``MAX_THROUGHPUT``).
 

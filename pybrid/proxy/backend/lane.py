@@ -10,11 +10,11 @@ A :class:`BackendLane` owns everything about one backend device and is a small s
         |                  +--- WAITING <-+----------------------------+---------------+
         +--stop-- (any)          (backoff: 0.5 s, x1.5 per failure, at most 5 s)
 
-The handshake (each connection, PROTOCOL.md §7): ``extract{recursive, specification}`` — the
-reply is cached and serves every client's discovery —, ``reset{keep_calibration,
-overload_reset, sync}``, then ``udp_data_streaming_command`` naming the lane's intake port;
-a refusal (316 or an error) means the device streams run traffic on the control connection
-instead (``data_mode == "tcp"``).
+The handshake (each connection, docs/protocol.md#reference-proxy): ``extract{recursive,
+specification}`` — the reply is cached and serves every client's discovery —,
+``reset{keep_calibration, overload_reset, sync}``, then ``udp_data_streaming_command`` naming
+the lane's intake port; a refusal (316 or an error) means the device streams run traffic on the
+control connection instead (``data_mode == "tcp"``).
 
 Health: from the moment the connection is made, a generic ping goes out every
 ``ping_interval``; any frame from the backend counts as a sign of life.  After

@@ -3,7 +3,8 @@
 Design note
 -----------
 The reference client sends config, reset, calibration, start run and overload status once
-per connection; the proxy fans them out and answers once (PROTOCOL.md §6–7).
+per connection; the proxy fans them out and answers once (docs/protocol.md#reference-client,
+#reference-proxy).
 
 * :func:`split_config` gives each backend the config items under its carriers' paths
   (``/<MAC>`` prefix, whole segments).  An item no backend owns is an error ("no backend found

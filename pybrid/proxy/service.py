@@ -64,7 +64,10 @@ class ProxyService(service.MultiService):
         timing = config.timing
         #: The multicast monitor tap (``--monitor``), or None; the router feeds it.
         self.tap: MulticastTap | None = make_tap(reactor, config.monitor)
-        self.router = RunRouter(debug=config.debug, tap=self.tap)
+        #: A run being registered releases the intakes' source latches
+        #: (pybrid.proxy.backend.intake).
+        self.router = RunRouter(debug=config.debug, tap=self.tap,
+                                on_register=self._unlatch_intakes)
         self.lanes = [
             BackendLane(backend, reactor, self, self.router, timing, config.udp_rcvbuf,
                         config.debug, index)
@@ -72,9 +75,6 @@ class ProxyService(service.MultiService):
         ]
         #: Kernel drops on the intake sockets, polled every second (pybrid.proxy.backend.intake).
         self.intake_watch = IntakeWatch(reactor, self.lanes, self.router)
-        #: A run being registered releases the intakes' source latches
-        #: (pybrid.proxy.backend.intake).
-        self.router.on_register = self.intake_watch.unlatch
         self.health = ClusterHealth(self.lanes)
         self.dispatcher = Dispatcher(self.lanes, self.router, config.debug,
                                      clock=reactor, timing=timing)
@@ -179,6 +179,9 @@ class ProxyService(service.MultiService):
             scheduler=self.scheduler.status(), front=self.front.status(),
             dispatch=self.dispatcher.status(), monitor=monitor,
         )
+
+    def _unlatch_intakes(self) -> None:
+        self.intake_watch.unlatch()
 
     # -- LaneEvents -----------------------------------------------------------------------
 

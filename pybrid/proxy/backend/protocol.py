@@ -8,10 +8,10 @@ The state machine itself is :class:`pybrid.proxy.backend.lane.BackendLane`.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from twisted.internet import protocol
-from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.interfaces import IAddress, IConnector, ITCPTransport
 from twisted.python.failure import Failure
 
 from pybrid.proto import pb
@@ -61,8 +61,8 @@ class LaneFactory(protocol.ClientFactory):
         self.lane = lane
         self.generation = generation
 
-    def buildProtocol(self, addr: Any) -> BackendProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> BackendProtocol:
         return BackendProtocol(self.lane, self.generation)
 
-    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
         self.lane.connect_failed(self.generation, reason)

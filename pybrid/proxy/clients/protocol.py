@@ -9,10 +9,8 @@ protocol makes the sender its transport's streaming producer.
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet import protocol
-from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.interfaces import IAddress, ITCPTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -67,7 +65,7 @@ class ClientFactory(protocol.ServerFactory):
     def __init__(self, front: Front) -> None:
         self.front = front
 
-    def buildProtocol(self, addr: Any) -> ClientProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> ClientProtocol:
         proto = ClientProtocol(self.front)
         proto.factory = self
         return proto

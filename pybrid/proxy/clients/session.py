@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Protocol
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -24,6 +24,12 @@ class SessionState(enum.Enum):
     #: Owns the backends: its requests are forwarded and its runs' data reach it.
     ACTIVE = "active"
     CLOSED = "closed"
+
+
+class IdleTimer(Protocol):
+    """What a session needs of its :class:`~pybrid.proxy.clients.scheduler.Scheduler`."""
+
+    def touch(self, session: Session) -> None: ...
 
 
 @attrs.frozen
@@ -62,7 +68,8 @@ class Session:
     runs: set[str] = attrs.field(factory=set)
     forwarded: int = 0
     busy_replies: int = 0
-    scheduler: Any = None
+    #: The scheduler that admitted the session (it restarts the idle timeout on activity).
+    scheduler: IdleTimer | None = None
     idle_timer: IDelayedCall | None = None
     window_timer: IDelayedCall | None = None
     #: Set while the session waits to be closed after a backend was lost (scheduler.degrade).
@@ -70,7 +77,7 @@ class Session:
     #: Clock and delays for :meth:`nudge` (set by the front; no nudges without a clock).
     clock: IReactorTime | None = None
     nudge_delays: tuple[float, ...] = ()
-    nudge_timers: list[Any] = attrs.field(factory=list)
+    nudge_timers: list[IDelayedCall] = attrs.field(factory=list)
     nudges: int = 0
     #: The client's IP address (the auth throttle counts wrong tokens per address).
     host: str = ""

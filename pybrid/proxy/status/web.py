@@ -30,8 +30,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from twisted.application import service
 from twisted.internet.interfaces import IListeningPort
-from twisted.logger import Logger, globalLogPublisher
-from twisted.web import pages, resource, server
+from twisted.logger import Logger, LogPublisher, globalLogPublisher
+from twisted.web import http, pages, resource, server
 
 from pybrid.proxy.status import html as status_html
 from pybrid.proxy.status import metrics as status_metrics
@@ -62,7 +62,7 @@ class SnapshotResource(resource.Resource):
         self.render_status = render
         self.content_type = content_type
 
-    def render_GET(self, request: Any) -> bytes:
+    def render_GET(self, request: server.Request) -> bytes:
         if request.postpath not in ([], [b""]):
             request.setResponseCode(404)
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
@@ -90,7 +90,7 @@ class MetricsResource(resource.Resource):
         super().__init__()
         self.registry = registry
 
-    def render_GET(self, request: Any) -> bytes:
+    def render_GET(self, request: server.Request) -> bytes:
         if request.postpath not in ([], [b""]):
             request.setResponseCode(404)
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
@@ -113,7 +113,7 @@ def _json(status: ProxyStatus) -> str:
 
 
 class _Root(resource.Resource):
-    def getChild(self, path: bytes, request: Any) -> Any:
+    def getChild(self, path: bytes, request: server.Request) -> resource.IResource:
         return pages.notFound()
 
 
@@ -136,7 +136,7 @@ class QuietSite(server.Site):
 
     noisy = False
 
-    def log(self, request: Any) -> None:
+    def log(self, request: http.Request) -> None:
         pass
 
 
@@ -154,7 +154,8 @@ class StatusService(service.Service):
     log = Logger()
 
     def __init__(self, source: StatusSource, reactor: INetworkReactor, port: int,
-                 interface: str = "127.0.0.1", refresh: float = 2.0, publisher: Any = None,
+                 interface: str = "127.0.0.1", refresh: float = 2.0,
+                 publisher: LogPublisher | None = None,
                  events: RecentEvents | None = None) -> None:
         self.reactor = reactor
         self.port_number = port

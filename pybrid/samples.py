@@ -1,9 +1,10 @@
 """``DaqData`` ⇄ numpy.
 
 ``DaqData.data`` is little-endian and sample-major (interleaved): s0c0 s0c1 … s0c(N-1) s1c0 …
-with ``channel_stride`` = N (PROTOCOL.md §4).  The value of a sample is ``raw × gain + offset``
-with the gain and offset of ``channels[i]`` for column ``i``; ``channels[i].probe`` names the
-output list a column belongs to.  Everything here is whole-array numpy: no per-sample loops.
+with ``channel_stride`` = N (docs/protocol.md#samples).  The value of a sample is ``raw × gain
++ offset`` with the gain and offset of ``channels[i]`` for column ``i``; ``channels[i].probe``
+names the output list a column belongs to.  Everything here is whole-array numpy: no per-sample
+loops.
 """
 
 from __future__ import annotations

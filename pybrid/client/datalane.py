@@ -1,12 +1,13 @@
 """The client's UDP data lane.
 
 The client binds a UDP port (port 0, on the local address of its TCP connection) and asks the
-device to stream there (PROTOCOL.md §5).  Each datagram is one bare Envelope holding a run
-notification.  Datagrams from any host other than the TCP peer are dropped and counted, as are
+device to stream there (docs/protocol.md#data-lane).  Each datagram is one bare Envelope holding a
+run notification.  Datagrams from any host other than the TCP peer are dropped and counted, as are
 unparseable ones and non-run kinds; nothing is dropped silently.
 
-Receive-side facts from UDP-NOTES.md: ``maxPacketSize`` must be 65 536 (Twisted's default 8 192
-silently truncates) and a large ``SO_RCVBUF`` is the biggest single fix against kernel drops.
+Receive-side facts (docs/protocol.md#twisted-udp): ``maxPacketSize`` must be 65 536 (Twisted's
+default 8 192 silently truncates) and a large ``SO_RCVBUF`` is the biggest single fix against
+kernel drops.
 """
 
 from __future__ import annotations

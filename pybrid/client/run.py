@@ -13,9 +13,9 @@ may even overtake the ``start_run_response``) — and moves through::
 
 * **Carriers.**  A state change with ``entity`` applies to the carrier named by the first
   component of its path; without ``entity`` it applies to every carrier of the connection
-  (PROTOCOL.md §6).  Data goes to the carrier named by ``RunDataMessage.entity``; data for a
-  carrier the extract reply did not list is kept under its own name (with a warning) but is not
-  waited for.
+  (docs/protocol.md#reference-client).  Data goes to the carrier named by
+  ``RunDataMessage.entity``; data for a carrier the extract reply did not list is kept under
+  its own name (with a warning) but is not waited for.
 * **Chunks.**  Each ``run_data_message`` is decoded at once (``pybrid.samples.decode``: one
   numpy expression per chunk) and placed by ``Run.chunk`` (a
   :class:`~pybrid.recording.placement.ChunkPlacer` per carrier): sample ``i`` lands in row ``i``
@@ -65,16 +65,12 @@ from pybrid.proto import pb
 from pybrid.recording.meta import CarrierSummary, RunMeta, storage_dtype
 from pybrid.recording.placement import ChunkPlacer
 from pybrid.recording.sinks import MemorySink, Sink
+from pybrid.wire.paths import mac_of
 
 log = Logger()
 
 #: Default wait after DONE for data that is still in flight.
 DEFAULT_SETTLE = 0.25
-
-
-def carrier_of(path: str) -> str:
-    """The carrier (MAC) an entity path belongs to: its first component."""
-    return path.strip("/").split("/", 1)[0]
 
 
 @attrs.define(eq=False)
@@ -157,7 +153,7 @@ class RunCollector:
         if self.phase not in ("running", "settling"):
             return
         old, new = pb.RunState.Name(change.old), pb.RunState.Name(change.new_)
-        target = carrier_of(change.entity.path) if change.HasField("entity") else None
+        target = mac_of(change.entity.path) if change.HasField("entity") else None
         self.history.append(
             StateChange(self.clock.seconds() - self.started_at, target, old, new, change.reason)
         )
@@ -236,7 +232,7 @@ class RunCollector:
         self.sink.write(c.mac, start, values, c.dtype)
 
     def _carrier_for_data(self, path: str) -> _Carrier:
-        mac = carrier_of(path)
+        mac = mac_of(path)
         if not mac and len(self.carriers) == 1:
             mac = self.carriers[0]
         c = self._per.get(mac)

@@ -1,6 +1,6 @@
 """Carriers from an extract reply, and how a connection target string is read.
 
-Topology is decided as the reference client decides it (PROTOCOL.md §6): from the
+Topology is decided as the reference client decides it (docs/protocol.md#reference-client): from the
 ``entity_specification`` items of ``extract{recursive, specification}``, a root entity of class
 CARRIER is one carrier (a device answering directly); otherwise the CARRIER children of the
 root are the carriers (a proxy, one specification per backend, or a multi-carrier device).

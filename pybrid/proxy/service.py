@@ -4,7 +4,7 @@ Design note
 -----------
 :class:`ProxyService` is the composition root below ``makeService``: it builds every object
 from a :class:`~pybrid.proxy.config.ProxyConfig` and the reactor, and is the lanes'
-:class:`~pybrid.proxy.backend.LaneEvents`::
+:class:`~pybrid.proxy.backend.lane.LaneEvents`::
 
     client TCP ─ ClientProtocol ─ Front ─┬─ Scheduler (who is active; timeouts)
                                          ├─ cache (extract from the lanes' specifications)
@@ -22,24 +22,28 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
-from pybrid.monitor.tap import MulticastTap, make_tap
+from pybrid.monitor.emitter import MulticastTap, make_tap
 from pybrid.proto import pb
-from pybrid.proxy.auth import Authenticator
-from pybrid.proxy.backend import BackendLane
-from pybrid.proxy.cache import compose_extract
-from pybrid.proxy.client import ClientFactory
+from pybrid.proxy.backend.cache import compose_extract
+from pybrid.proxy.backend.health import ClusterHealth, degraded_text
+from pybrid.proxy.backend.intake import IntakeWatch
+from pybrid.proxy.backend.lane import BackendLane
+from pybrid.proxy.clients.auth import Authenticator
+from pybrid.proxy.clients.front import Front
+from pybrid.proxy.clients.protocol import ClientFactory
+from pybrid.proxy.clients.scheduler import Scheduler
 from pybrid.proxy.config import ProxyConfig
-from pybrid.proxy.dispatch import Dispatcher
-from pybrid.proxy.front import Front
-from pybrid.proxy.health import ClusterHealth, degraded_text
-from pybrid.proxy.intake import IntakeWatch
-from pybrid.proxy.router import RunRouter
-from pybrid.proxy.scheduler import Scheduler
-from pybrid.proxy.web import StatusService
+from pybrid.proxy.data.router import RunRouter
+from pybrid.proxy.runs.dispatch import Dispatcher
+from pybrid.proxy.status.model import ServiceStatus
+from pybrid.proxy.status.web import StatusService
+from pybrid.wire.interfaces import INetworkReactor, host_port
 
 #: Pending client connections the kernel queues for ``accept`` (Twisted's default is 50; the
 #: kernel caps it at ``net.core.somaxconn``).  With 50, a burst of 1 000 clients overflows the
@@ -53,24 +57,26 @@ class ProxyService(service.MultiService):
 
     log = Logger()
 
-    def __init__(self, config: ProxyConfig, reactor: Any) -> None:
+    def __init__(self, config: ProxyConfig, reactor: INetworkReactor) -> None:
         super().__init__()
         self.config = config
         self.reactor = reactor
         timing = config.timing
         #: The multicast monitor tap (``--monitor``), or None; the router feeds it.
         self.tap: MulticastTap | None = make_tap(reactor, config.monitor)
-        self.router = RunRouter(debug=config.debug, tap=self.tap)
+        #: A run being registered releases the intakes' source latches
+        #: (pybrid.proxy.backend.intake).
+        self.router = RunRouter(debug=config.debug, tap=self.tap,
+                                on_register=self._unlatch_intakes)
         self.lanes = [
-            BackendLane(backend, reactor, self, timing, config.udp_rcvbuf, config.debug, index)
+            BackendLane(backend, reactor, self, self.router, timing, config.udp_rcvbuf,
+                        config.debug, index)
             for index, backend in enumerate(config.backends)
         ]
-        #: Kernel drops on the intake sockets, polled every second (pybrid.proxy.intake).
+        #: Kernel drops on the intake sockets, polled every second (pybrid.proxy.backend.intake).
         self.intake_watch = IntakeWatch(reactor, self.lanes, self.router)
-        #: A run being registered releases the intakes' source latches (pybrid.proxy.intake).
-        self.router.on_register = self.intake_watch.unlatch
         self.health = ClusterHealth(self.lanes)
-        self.dispatcher = Dispatcher(self.lanes, self.router, timing.stop_timeout, config.debug,
+        self.dispatcher = Dispatcher(self.lanes, self.router, config.debug,
                                      clock=reactor, timing=timing)
         self.scheduler = Scheduler(
             reactor, self.all_healthy, self.dispatcher.session_ended,
@@ -79,16 +85,16 @@ class ProxyService(service.MultiService):
         self.front = Front(
             reactor, self.scheduler, self.dispatcher.handle, self.extract,
             Authenticator(config.auth_token), timing.ping_window, config.debug,
-            timing.nudge_delays,
+            timing.nudge_delays, config.client_buffer,
         )
-        self.factory = ClientFactory(self.front, config.client_buffer)
-        self.port: Any = None
+        self.factory = ClientFactory(self.front)
+        self.port: IListeningPort | None = None
         self._health_waiters: list[defer.Deferred[None]] = []
-        self.status: StatusService | None = None
-        if config.status_port is not None:  # --status-port: a child service (pybrid.proxy.web)
-            self.status = StatusService(self, reactor, config.status_port,
-                                        config.status_interface)
-            self.status.setServiceParent(self)
+        self.status_page: StatusService | None = None
+        if config.status_port is not None:  # --status-port: child service (proxy.status.web)
+            self.status_page = StatusService(self, reactor, config.status_port,
+                                             config.status_interface)
+            self.status_page.setServiceParent(self)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -98,9 +104,8 @@ class ProxyService(service.MultiService):
             self.port = self.reactor.listenTCP(self.config.port, self.factory,
                                                interface=self.config.interface,
                                                backlog=LISTEN_BACKLOG)
-            address = self.port.getHost()
-            self.log.info("pybrid-proxy listening on {host}:{port}", host=address.host,
-                          port=address.port)
+            host, port = host_port(self.port.getHost())
+            self.log.info("pybrid-proxy listening on {host}:{port}", host=host, port=port)
         if self.tap is not None:
             self.tap.start()  # TapSetupError stops start-up with a clear message
 
@@ -135,13 +140,14 @@ class ProxyService(service.MultiService):
     @property
     def address(self) -> tuple[str, int]:
         """The bound (host, port) of the client listener."""
-        host = self.port.getHost()
-        return str(host.host), int(host.port)
+        if self.port is None:
+            raise RuntimeError("the proxy is not listening")
+        return host_port(self.port.getHost())
 
     # -- queries --------------------------------------------------------------------------
 
     def all_healthy(self) -> bool:
-        """Every backend ready and their descriptions consistent (pybrid.proxy.health)."""
+        """Every backend ready and their descriptions consistent (pybrid.proxy.backend.health)."""
         return self.health.ready()
 
     def when_healthy(self) -> defer.Deferred[None]:
@@ -154,6 +160,28 @@ class ProxyService(service.MultiService):
 
     def extract(self) -> pb.ExtractResponse:
         return compose_extract(self.lanes, self.config.wires)
+
+    def status(self) -> ServiceStatus:
+        """Every part's own status record, now (the status page's only source)."""
+        listen = None
+        if self.port is not None:
+            host, port = host_port(self.port.getHost())
+            listen = f"{host}:{port}"
+        monitor = None
+        if self.tap is not None:
+            counters = self.tap.counters
+            monitor = attrs.evolve(counters, groups=[attrs.evolve(g) for g in counters.groups])
+        return ServiceStatus(
+            listen=listen, auth=self.config.auth_token is not None,
+            wires=tuple((f"{w.source.location}/{w.source.pin}",
+                         f"{w.target.location}/{w.target.pin}") for w in self.config.wires),
+            lanes=tuple(lane.status() for lane in self.lanes), router=self.router.status(),
+            scheduler=self.scheduler.status(), front=self.front.status(),
+            dispatch=self.dispatcher.status(), monitor=monitor,
+        )
+
+    def _unlatch_intakes(self) -> None:
+        self.intake_watch.unlatch()
 
     # -- LaneEvents -----------------------------------------------------------------------
 
@@ -169,9 +197,3 @@ class ProxyService(service.MultiService):
         text = degraded_text(lane, reason)
         failed_runs = self.dispatcher.lane_lost(lane, text)  # its carriers fail the runs first
         self.scheduler.degrade(text, self.config.timing.degrade_grace if failed_runs else 0.0)
-
-    def lane_message(self, lane: BackendLane, env: pb.Envelope, payload: bytes) -> None:
-        self.router.route_message(lane, env, payload)  # monitor tap, then route
-
-    def lane_datagram(self, lane: BackendLane, data: bytes) -> bool:
-        return self.router.route_datagram(lane, data)  # True: a registered run's traffic

@@ -3,8 +3,9 @@
 Design note
 -----------
 Every TCP frame in the protocol is a protobuf base-128 varint length followed by that many
-bytes of one serialized ``Envelope`` (PROTOCOL.md §1); UDP datagrams carry one bare Envelope.
-:class:`EnvelopeReceiver` is the one receiver every TCP lane uses (client, proxy, device):
+bytes of one serialized ``Envelope`` (docs/protocol.md#framing); UDP datagrams carry one bare
+Envelope.  :class:`EnvelopeReceiver` is the one receiver every TCP lane uses (client, proxy,
+device):
 
 * frames may be split across segments and many frames may share a segment; the buffer is a
   ``bytearray`` consumed with an offset and compacted once per ``dataReceived`` call, so a
@@ -26,6 +27,10 @@ from twisted.internet import protocol
 from twisted.logger import Logger
 
 from pybrid.proto import pb
+from pybrid.wire.noise import worth_logging
+
+#: The TCP port devices and the proxy listen on (the reference's default).
+DEFAULT_PORT = 5732
 
 #: Largest Envelope payload accepted on TCP (the reference proxy closes on 262 085).
 MAX_FRAME_LENGTH = 262_084
@@ -194,7 +199,7 @@ class EnvelopeReceiver(protocol.Protocol):
         garbage cannot flood the log (a 262 KB segment can hold thousands of tiny frames).
         """
         bad = self.counters.empty + self.counters.unparseable
-        if bad <= 3 or bad % 1000 == 0:
+        if worth_logging(bad):
             self.log.warn(
                 "dropped bad frame from {peer}: {reason} ({length} bytes; {bad} bad frames "
                 "on this connection so far)",

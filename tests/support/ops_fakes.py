@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from pybrid.proxy.status_model import (
+from pybrid.proxy.status.model import (
     BackendStatus,
     CarrierStatus,
     LogEntry,
@@ -39,12 +39,12 @@ def session(peer: str = "10.0.0.99:50000", state: str = "active", **kw: Any) -> 
 
 def status(**kw: Any) -> ProxyStatus:
     values: dict[str, Any] = dict(
-        now=160.0, started=40.0, listen="0.0.0.0:5732", auth=False, max_sessions=8,
+        now=160.0, version="1.2.3", started=40.0, listen="0.0.0.0:5732", auth=False, max_sessions=8,
         session_timeout=10.0, backends=(backend(),), wires=(("0/0", "1/0"),),
         carriers=(CarrierStatus("/00-00-5E-00-53-01", "10.0.0.7:5732", "0", 500, 1000.0, 3),),
         active=session(), queue=(session("10.0.0.98:40000", "queued", id="q1"),), idle=(),
         counters={"connections": 5, "dropped_foreign_run": 1, "handovers": 2},
-        errors=(LogEntry(150.0, "warn", "pybrid.proxy.backend.BackendLane", "backend lost"),),
+        errors=(LogEntry(150.0, "warn", "pybrid.proxy.backend.lane.BackendLane", "backend lost"),),
         log_counts={"warn": 1},
     )
     values.update(kw)

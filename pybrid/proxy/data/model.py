@@ -1,0 +1,112 @@
+"""The router's vocabulary: the partners it talks to (typing Protocols), one registered run
+(:class:`RunTrack`), its counters and its status record.  The router itself is
+:class:`pybrid.proxy.data.router.RunRouter`."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import attrs
+
+from pybrid.proxy.data.sequence import RunChunks
+
+
+class RunTarget(Protocol):
+    """Where a run's traffic goes: an active session."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    def deliver(self, payload: bytes) -> None: ...
+
+    def run_ended(self, run_id: str, state: int) -> None: ...
+
+
+class StateObserver(Protocol):
+    """Told of every state change of a run (after delivery): the run's barrier."""
+
+    def state_changed(
+        self, backend: str, carriers: tuple[str, ...], state: int, reason: str
+    ) -> None: ...
+
+
+class Source(Protocol):
+    """A backend as the router sees it: its name for logs, its carrier paths, and its lane's
+    index (the monitor tap's carrier index)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def carriers(self) -> tuple[str, ...]: ...
+
+    @property
+    def index(self) -> int: ...
+
+
+class Tap(Protocol):
+    """What the router needs of a :class:`pybrid.monitor.MulticastTap`."""
+
+    def emit(self, payload: bytes, carrier_index: int, flags: int = 0) -> None: ...
+
+
+@attrs.define
+class RunTrack:
+    """One registered run: who gets its traffic, which carriers have finished, and its chunk
+    accounting (:mod:`pybrid.proxy.data.sequence`)."""
+
+    run_id: str
+    target: RunTarget
+    carriers: frozenset[str]
+    finished: dict[str, int] = attrs.field(factory=dict)
+    ended: bool = False
+    #: Next expected ``Run.chunk`` per carrier path (bytes, as in the datagram).
+    next_chunk: dict[bytes, int] = attrs.field(factory=dict)
+    observer: StateObserver | None = None
+    #: Lost, reordered and late chunks (set by :meth:`RunRouter.register_run`).
+    chunks: RunChunks | None = None
+
+
+@attrs.define
+class RouterCounters:
+    """What the router did with backend run traffic."""
+
+    forwarded: int = 0
+    states: int = 0
+    foreign_run: int = 0
+    unparseable: int = 0
+    unexpected_kind: int = 0
+    #: Data chunks lost: skipped and not received within the reorder window or the run.
+    gaps: int = 0
+    #: Data chunks that arrived after a later chunk of their carrier, in time.
+    reordered: int = 0
+    #: Data chunks below the next expected number that filled no open gap (duplicates, or
+    #: arriving after being counted in ``gaps``).
+    late: int = 0
+
+
+@attrs.frozen
+class RunProgress:
+    """One registered run as the status page shows it."""
+
+    id: str
+    #: Carriers the run was started on, and how many of them have finished.
+    carriers: int
+    finished: int
+    #: Chunk positions reached, summed over the carriers (lost chunks included).
+    chunks: int
+
+
+@attrs.frozen
+class RouterStatus:
+    """What the router did and holds (:meth:`~pybrid.proxy.data.router.RunRouter.status`)."""
+
+    counters: RouterCounters
+    #: Data chunks forwarded, and chunks lost, per carrier path since start.
+    chunks_by_carrier: dict[str, int]
+    gaps_by_carrier: dict[str, int]
+    runs: tuple[RunProgress, ...]
+
+
+__all__ = ["RouterCounters", "RouterStatus", "RunProgress", "RunTarget", "RunTrack", "Source",
+           "StateObserver", "Tap"]

@@ -21,11 +21,13 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.python import usage
 
+from pybrid.logs import tag_syslog_priorities
 from pybrid.monitor.options import MonitorOptionsMixin
 from pybrid.proxy.backends import BackendSpecError, parse_backend_args
 from pybrid.proxy.config import DEFAULT_PORT, ProxyConfig, Timing
 from pybrid.proxy.flow import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF, format_size, parse_size
 from pybrid.proxy.service import ProxyService
+from pybrid.version import print_version_and_exit, version
 
 AUTH_ENV = "PYBRID_AUTHENTICATION"
 
@@ -69,6 +71,10 @@ class Options(MonitorOptionsMixin, usage.Options):
         self["auth"] = False
         self.config: ProxyConfig | None = None
         self.warnings: tuple[str, ...] = ()
+
+    def opt_version(self) -> None:
+        """Print pybrid-twisted's version and exit."""
+        print_version_and_exit("pybrid-proxy")
 
     def opt_backend(self, value: str) -> None:
         """Backend device HOST[:PORT], several comma-separated, or a backend file (repeatable)."""
@@ -172,6 +178,8 @@ def makeService(options: Options) -> ProxyService:
         options.postOptions()
         config = options.config
     assert config is not None
+    tag_syslog_priorities()
+    log.info("pybrid-proxy {version} (pybrid-twisted) starting", version=version())
     for warning in options.warnings:
         log.warn("backends: {warning}", warning=warning)
     return ProxyService(config, reactor)

@@ -106,3 +106,17 @@ def test_pip_uninstall_leaves_twisteds_own_plugins_working(package_base, dists):
     assert "--listen" in web.stdout
     import_gone = run([venv.python, "-c", "import pybrid.proxy"], cwd=package_base, check=False)
     assert import_gone.returncode != 0
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_systemd_analyze_verify_accepts_the_unit_for_the_installed_venv(
+        installed, package_base, tmp_path):
+    from support.packaging import ROOT
+
+    (tmp_path / "backends.txt").write_text("127.0.0.1\n")
+    unit = tmp_path / "pybrid-proxy.service"
+    text = (ROOT / "examples" / "systemd" / "pybrid-proxy.service").read_text()
+    unit.write_text(text.replace("/opt/pybrid-twisted", str(installed.path))
+                    .replace("/etc/pybrid", str(tmp_path)))
+    done = run(["systemd-analyze", "verify", "--man=no", unit], cwd=package_base, check=False)
+    assert done.returncode == 0 and "pybrid-proxy.service" not in done.output, done.describe()

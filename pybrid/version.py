@@ -6,7 +6,9 @@ One place for every command's ``--version``, the start-up log line, the status p
 
 from __future__ import annotations
 
+import sys
 from importlib import metadata
+from typing import NoReturn
 
 DISTRIBUTION = "pybrid-twisted"
 
@@ -17,6 +19,17 @@ def version() -> str:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
         return "0+unknown"
+
+
+def version_line(program: str) -> str:
+    """What ``PROGRAM --version`` prints, e.g. ``pybrid-proxy (pybrid-twisted) 0.1.0``."""
+    return f"{program} ({DISTRIBUTION}) {version()}"
+
+
+def print_version_and_exit(program: str) -> NoReturn:
+    """``--version`` of a ``twistd`` plugin's ``usage.Options`` (``opt_version``)."""
+    print(version_line(program))
+    sys.exit(0)
 
 
 __version__ = version()

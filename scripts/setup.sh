@@ -9,9 +9,9 @@ quiet() { "$@" 2>&1 | grep -v -E "^WARNING: Location|^\[notice\]" || true; }
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-# test: pytest and the notebook runners (nbclient, ipykernel); notebook: crochet; hdf5: h5py;
-# plot: matplotlib
-if ! .venv/bin/python -c "import pybrid.proto, pytest_twisted, ruff, crochet, nbclient, ipykernel, h5py, matplotlib" >/dev/null 2>&1 \
+# test: pytest, build and the notebook runners (nbclient, ipykernel); notebook: crochet;
+# hdf5: h5py; plot: matplotlib
+if ! .venv/bin/python -c "import pybrid.proto, pytest_twisted, ruff, build, crochet, nbclient, ipykernel, h5py, matplotlib, prometheus_client" >/dev/null 2>&1 \
    || ! [ -x .venv/bin/pybrid-ping ] \
    || [ proto/pybrid.proto -nt pybrid/proto/pybrid_pb2.py ]; then
   quiet .venv/bin/pip install -q --upgrade pip

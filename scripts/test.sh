@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run every check: ruff, mypy and the whole test suite.
+# Set up (if needed) and run every check: ruff, mypy and the whole test suite -- including
+# tests/package (marker "package"): the sdist built, the wheel built from it in a clean build
+# venv, installed in fresh venvs outside the tree and run (the reference client through the
+# installed twistd daemons; beside pybrid-computing; Python 3.11-3.13; the dependency floors).
+# `bash scripts/test.sh -m "not package"` leaves those out while developing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

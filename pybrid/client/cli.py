@@ -58,6 +58,8 @@ from pybrid.client.progress import make_progress
 from pybrid.client.results import Chunk, RunResult, expected_samples
 from pybrid.recording.hdf5 import H5Recorder
 
+from pybrid.version import version_line
+
 EXIT_OK, EXIT_FAILED, EXIT_CONNECT, EXIT_BUSY, EXIT_RUN, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 EXIT_USAGE, EXIT_INTERRUPTED = 64, 130
 TOKEN_ENV = "PYBRID_AUTH_TOKEN"
@@ -97,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=version_line(PROG))
     p.add_argument("host", help="device or proxy: NAME, NAME:PORT, or a Twisted endpoint "
                    "string such as tcp:host=10.0.0.5:port=5732")
     p.add_argument("-p", "--port", type=int, default=DEFAULT_PORT,

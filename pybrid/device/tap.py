@@ -9,11 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application import service
+from twisted.logger import Logger
 from twisted.python import usage
 
 from pybrid.device.config import DeviceConfig, Faults
 from pybrid.device.signals import SAMPLE_DTYPES
 from pybrid.wire.framing import DEFAULT_PORT
+
+from pybrid.logs import tag_syslog_priorities
+from pybrid.version import print_version_and_exit, version
+
+log = Logger()
 
 
 def _count(name: str) -> Any:
@@ -81,6 +87,10 @@ class Options(usage.Options):
          "Go OP -> ERROR after K chunks per carrier (fault).", _count("error-after-chunks")],
         ["seed", None, 0, "Seed of the fault RNG.", _count("seed")],
     ]
+
+    def opt_version(self) -> None:
+        """Print pybrid-twisted's version and exit."""
+        print_version_and_exit("pybrid-device")
 
     def postOptions(self) -> None:
         if self["port"] > 65535:
@@ -160,6 +170,8 @@ class DeviceService(service.Service):
 
 
 def makeService(options: Options) -> DeviceService:
+    tag_syslog_priorities()
+    log.info("pybrid-device {version} (pybrid-twisted) starting", version=version())
     return DeviceService(options["config"], options["port"], options["interface"])
 
 

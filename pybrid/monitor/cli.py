@@ -23,6 +23,9 @@ from pybrid.monitor.listener import MonitorListener
 from pybrid.monitor.options import DEFAULT_INTERFACE, parse_group, parse_interface, parse_port
 from pybrid.monitor.record import Recorder, is_h5
 
+from pybrid.monitor.record import Recorder
+from pybrid.version import version_line
+
 PROG = "pybrid-monitor"
 
 
@@ -55,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Watch the samples a pybrid proxy copies to a multicast monitor group.",
     )
+    parser.add_argument("--version", action="version", version=version_line(PROG))
     parser.add_argument("--group", required=True, help="multicast group, e.g. 239.255.0.1")
     parser.add_argument("--port", required=True, type=_port, help="UDP port of the group")
     parser.add_argument(

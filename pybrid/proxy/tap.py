@@ -21,6 +21,7 @@ from typing import Any, cast
 from twisted.logger import Logger
 from twisted.python import usage
 
+from pybrid.logs import tag_syslog_priorities
 from pybrid.monitor.options import MonitorOptionsMixin
 from pybrid.proxy.config import ProxyConfig, Timing
 from pybrid.proxy.service import ProxyService
@@ -29,6 +30,8 @@ from pybrid.proxy.spec.model import BackendSpecError
 from pybrid.proxy.spec.parse import parse_backend_args
 from pybrid.wire.framing import DEFAULT_PORT
 from pybrid.wire.interfaces import INetworkReactor
+
+from pybrid.version import print_version_and_exit, version
 
 AUTH_ENV = "PYBRID_AUTHENTICATION"
 
@@ -72,6 +75,10 @@ class Options(MonitorOptionsMixin, usage.Options):
         self["auth"] = False
         self.config: ProxyConfig | None = None
         self.warnings: tuple[str, ...] = ()
+
+    def opt_version(self) -> None:
+        """Print pybrid-twisted's version and exit."""
+        print_version_and_exit("pybrid-proxy")
 
     def opt_backend(self, value: str) -> None:
         """Backend device HOST[:PORT], several comma-separated, or a backend file (repeatable)."""
@@ -175,6 +182,8 @@ def makeService(options: Options) -> ProxyService:
         options.postOptions()
         config = options.config
     assert config is not None
+    tag_syslog_priorities()
+    log.info("pybrid-proxy {version} (pybrid-twisted) starting", version=version())
     for warning in options.warnings:
         log.warn("backends: {warning}", warning=warning)
     return ProxyService(config, cast(INetworkReactor, reactor))

@@ -57,7 +57,6 @@ from pybrid.client.plot import plot_h5, save_plot
 from pybrid.client.progress import make_progress
 from pybrid.client.results import Chunk, RunResult, expected_samples
 from pybrid.recording.hdf5 import H5Recorder
-
 from pybrid.version import version_line
 
 EXIT_OK, EXIT_FAILED, EXIT_CONNECT, EXIT_BUSY, EXIT_RUN, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5

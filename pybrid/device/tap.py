@@ -14,10 +14,9 @@ from twisted.python import usage
 
 from pybrid.device.config import DeviceConfig, Faults
 from pybrid.device.signals import SAMPLE_DTYPES
-from pybrid.wire.framing import DEFAULT_PORT
-
 from pybrid.logs import tag_syslog_priorities
 from pybrid.version import print_version_and_exit, version
+from pybrid.wire.framing import DEFAULT_PORT
 
 log = Logger()
 

@@ -22,8 +22,6 @@ from pybrid.monitor.decode import MonitorChunk, MonitorStateChange
 from pybrid.monitor.listener import MonitorListener
 from pybrid.monitor.options import DEFAULT_INTERFACE, parse_group, parse_interface, parse_port
 from pybrid.monitor.record import Recorder, is_h5
-
-from pybrid.monitor.record import Recorder
 from pybrid.version import version_line
 
 PROG = "pybrid-monitor"

@@ -28,10 +28,9 @@ from pybrid.proxy.service import ProxyService
 from pybrid.proxy.sizes import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF, format_size, parse_size
 from pybrid.proxy.spec.model import BackendSpecError
 from pybrid.proxy.spec.parse import parse_backend_args
+from pybrid.version import print_version_and_exit, version
 from pybrid.wire.framing import DEFAULT_PORT
 from pybrid.wire.interfaces import INetworkReactor
-
-from pybrid.version import print_version_and_exit, version
 
 AUTH_ENV = "PYBRID_AUTHENTICATION"
 

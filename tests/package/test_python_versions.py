@@ -1,6 +1,7 @@
 """Our wheel on every Python we support, and with the lowest versions our requirements allow:
 a fresh venv per interpreter (pyenv's 3.11, 3.12, 3.13) installs the wheel with its ``test``
-extra, then runs the unit tests against the installed package.
+extra (and hdf5, plot: the unit tests of the recorder and the plot), then runs the unit tests
+against the installed package.
 
 * 3.11 pins every floor of setup.cfg: twisted 24.3, protobuf 6.31.1 (the gencode version of
   the pinned grpcio-tools), attrs 23.1, numpy 1.26;
@@ -40,7 +41,7 @@ def test_the_unit_tests_pass_on_the_installed_wheel(version, package_base, dists
         pytest.skip(f"no Python {version} interpreter under pyenv on this machine")
     pins = MATRIX[version]
     venv = make_venv(package_base / f"py{version}", python)
-    venv.pip_install(f"{dists.wheel}[test]", *(f"{n}=={v}" for n, v in pins.items()),
+    venv.pip_install(f"{dists.wheel}[test,hdf5,plot]", *(f"{n}=={v}" for n, v in pins.items()),
                      cwd=package_base)
     shown = run([venv.python, "-c", SHOW, *FLOORS], cwd=package_base).stdout.split("\n")
     assert shown[0].startswith(version + ".")

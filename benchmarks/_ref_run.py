@@ -41,7 +41,7 @@ async def main() -> int:
     session.run(RunConfig(op_time=args.op_time_ns),
                 daq=DAQConfig(num_channels=args.channels, sample_rate=args.sample_rate,
                               sample_op=True, sample_op_end=True))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         runs = await session.execute()
         run = runs[0]
@@ -50,6 +50,7 @@ async def main() -> int:
     except Exception as e:
         report["error"] = f"{type(e).__name__}: {e}"
     report["seconds"] = time.perf_counter() - t0
+    report["cpu_s"] = time.process_time() - c0
     report["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(report), flush=True)
     return 0 if "error" not in report else 3

@@ -8,7 +8,9 @@ each rate runs one computation of ``--seconds`` OP time with each client, every 
 fresh child process: ours (``pybrid.client``, the Deferred API) and the reference's
 (``.ref/bin/python benchmarks/_ref_run.py``).  Printed per rate and client: the values received
 (rows × channels, all carriers) out of those expected, the run's wall time (start to result),
-the values per second of that wall time, and the client process's peak RSS (VmHWM).  The device
+its CPU time in the client process (what the client itself costs: the device and the proxy
+share the machine's cores), the values per second of that wall time, and the client process's
+peak RSS (VmHWM).  The device
 produces in real time, so below the client's limit values/s is the device's rate × OP / wall.
 A client that fails or does not finish within its time limit is reported as such; the benchmark
 goes on.  Figures and discussion: ``docs/performance.md``.
@@ -49,7 +51,7 @@ def child(port: int, rate: int, seconds: float, channels: int) -> None:
     async def body(reactor: Any) -> None:
         c = await connect("127.0.0.1", port, reactor=reactor)
         report: dict[str, Any] = {}
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             r = await c.run(seconds, channels=channels, sample_rate=rate)
             report["values"] = sum(x.samples.size for x in r.carriers.values())
@@ -58,6 +60,7 @@ def child(port: int, rate: int, seconds: float, channels: int) -> None:
         except Exception as e:
             report["error"] = f"{type(e).__name__}: {e}"
         report["seconds"] = time.perf_counter() - t0
+        report["cpu_s"] = time.process_time() - c0
         await c.close()
         report["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(report), flush=True)
@@ -87,14 +90,15 @@ def _line(name: str, rate: int, r: dict[str, Any], expected: int) -> str:
     head = f"{rate:>9,} Hz  {name:9}"
     rss = f"{r['peak_rss_mb']:8.0f} MB" if "peak_rss_mb" in r else f"{'—':>11}"
     if "error" in r and "values" not in r:
-        return f"{head} {'failed':>24} {'—':>8} {'—':>14} {rss}   {r['error']}"
+        return f"{head} {'failed':>24} {'—':>8} {'—':>7} {'—':>14} {rss}   {r['error']}"
     values = int(r.get("values", 0))
     rate_s = values / r["seconds"] if r.get("seconds") else 0.0
     note = r.get("error", "") or (f"{r['gaps']} gaps" if r.get("gaps") else "")
     if r.get("lane"):
         note = f"by {r['lane']}" + (f", {note}" if note else "")
     wall = f"{r['seconds']:8.2f}" if r.get("seconds") else f"{'—':>8}"
-    return f"{head} {values:>11,} / {expected:<11,} {wall} {rate_s:>14,.0f} {rss}   {note}"
+    cpu = f"{r['cpu_s']:7.2f}" if r.get("cpu_s") else f"{'—':>7}"
+    return f"{head} {values:>11,} / {expected:<11,} {wall} {cpu} {rate_s:>14,.0f} {rss}   {note}"
 
 
 def _start_proxy(peers: Any, device_port: int, client_buffer: int | None) -> tuple[Any, int]:
@@ -138,8 +142,8 @@ def main() -> None:
     print(f"clients through our proxy (client buffer {buffer}): {args.carriers} carriers x "
           f"{args.channels} ch f32, {args.seconds:g} s OP per run; "
           "values = rows x channels, all carriers")
-    print(f"{'rate':>12}  {'client':9} {'values received':>24} {'wall s':>8} {'values/s':>14} "
-          f"{'peak RSS':>11}")
+    print(f"{'rate':>12}  {'client':9} {'values received':>24} {'wall s':>8} {'cpu s':>7} "
+          f"{'values/s':>14} {'peak RSS':>11}")
     for rate in rates:
         expected = int(args.seconds * rate) * args.channels * args.carriers
         ours = _measure([sys.executable, __file__, "--child", str(port), "--rate", str(rate),

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import attrs
 import numpy as np
 
 from pybrid.proto import pb
+from pybrid.recording.meta import storage_dtype
 
 #: The four sample types a device may send, by name.
 DTYPES: dict[str, np.dtype] = {
@@ -76,13 +78,69 @@ def raw_array(daq: pb.DaqData) -> np.ndarray:
 
 
 def gains_offsets(daq: pb.DaqData, columns: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column gain and offset (1.0 and 0.0 for columns without an ``AdcChannel``)."""
     gain = np.ones(columns)
     offset = np.zeros(columns)
     n = min(columns, len(daq.channels))
     if n:
-        gain[:n] = [c.gain for c in daq.channels[:n]]
-        offset[:n] = [c.offset for c in daq.channels[:n]]
+        channels = daq.channels
+        gain[:n] = [channels[i].gain for i in range(n)]
+        offset[:n] = [channels[i].offset for i in range(n)]
     return gain, offset
+
+
+@attrs.frozen(eq=False)
+class ChunkFormat:
+    """How to turn the sample bytes of one kind of ``DaqData`` into values: dtype, shape,
+    per-column gain and offset — built once per channel layout (:func:`format_of`) and reused
+    for every chunk of that layout (the client's fast path, :mod:`pybrid.client.fastdata`)."""
+
+    dtype: np.dtype
+    count: int
+    stride: int
+    gain: np.ndarray
+    offset: np.ndarray
+    #: Every gain 1.0 and every offset +0.0: ``raw × gain + offset`` is ``raw + 0`` exactly.
+    identity: bool
+    #: The dtype a run stores these values in (:func:`pybrid.recording.meta.storage_dtype`).
+    storage: np.dtype
+    #: ``channels[i].probe`` of the columns that have an ``AdcChannel``.
+    probes: tuple[int, ...] = ()
+
+    @property
+    def nbytes(self) -> int:
+        return self.count * self.stride * self.dtype.itemsize
+
+    def raw(self, buffer: bytes, at: int = 0) -> np.ndarray:
+        """The raw ``(count, stride)`` samples that start at byte ``at`` of ``buffer``
+        (a read-only view of it)."""
+        return np.ndarray((self.count, self.stride), self.dtype, buffer, at)
+
+    def values(self, buffer: bytes, at: int = 0) -> np.ndarray:
+        """``raw × gain + offset``, equal to ``decode(…)`` (float64; in :attr:`storage` with
+        identity gains).
+
+        With identity gains the float64 round trip is skipped: adding zero in the sample's own
+        float type (or an exact integer → float conversion) gives the same values, −0.0 → +0.0
+        included."""
+        raw = np.ndarray((self.count, self.stride), self.dtype, buffer, at)
+        if not self.identity:
+            out = raw * self.gain
+            out += self.offset
+            return out
+        if raw.dtype.kind == "f":
+            return raw + raw.dtype.type(0)
+        return raw.astype(self.storage)
+
+
+def format_of(daq: pb.DaqData) -> ChunkFormat:
+    """The :class:`ChunkFormat` of ``daq`` (its bytes checked as :func:`raw_array` does)."""
+    raw = raw_array(daq)
+    gain, offset = gains_offsets(daq, raw.shape[1])
+    identity = bool(np.all(gain == 1.0) and np.all(offset == 0.0) and not np.signbit(offset).any())
+    probes = tuple(int(c.probe) for c in daq.channels[: raw.shape[1]])
+    return ChunkFormat(raw.dtype, raw.shape[0], raw.shape[1], gain, offset, identity,
+                       storage_dtype(raw.dtype), probes)
 
 
 def decode(daq: pb.DaqData) -> np.ndarray:

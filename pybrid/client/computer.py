@@ -35,6 +35,7 @@ from pybrid.client.apb import load_apb
 from pybrid.client.control import ControlChannel, reply_body
 from pybrid.client.datalane import UdpDataLane, listen_data_lane
 from pybrid.client.errors import ConnectionLost, DeviceBusyError, RequestFailed
+from pybrid.client.fastdata import FastData
 from pybrid.client.results import Chunk, RunResult, RunSpec
 from pybrid.client.run import DEFAULT_SETTLE, RunCollector
 from pybrid.client.topology import Carrier
@@ -71,6 +72,7 @@ class Computer:
 
     def __attrs_post_init__(self) -> None:
         self.control.on_notification = self._notification
+        self.control.on_fast_data = self._fast_data
         self.control.on_fatal = self._fatal
         self.control.on_lost = self._lost
 
@@ -362,6 +364,15 @@ class Computer:
             self.stale_notifications += 1
             return
         collector.envelope(env)
+
+    def _fast_data(self, data: FastData) -> bool:
+        """A data frame read by the fast path: to its run's collector.  False for a run nobody
+        waits for, so the full path counts it as stale exactly as before."""
+        collector = self._runs.get(data.run_id)
+        if collector is None:
+            return False
+        collector.fast_data(data)
+        return True
 
     # -- end of the connection -----------------------------------------------------------------
 

@@ -10,7 +10,9 @@ Design note
    reference proxy answers a v1 ``ping_command`` with one too).
 2. ``run_state_change_message`` / ``run_data_message`` / ``run_data_end_message`` are run
    notifications (they carry a fresh id or none) and go to ``on_notification`` — the same sink
-   the UDP data lane feeds.
+   the UDP data lane feeds.  Data frames of a layout learned from earlier parsed ones are
+   read without protobuf (:mod:`pybrid.client.fastdata`) and go to ``on_fast_data``; one it
+   does not take is parsed and handled as above.
 3. A v1 message whose id belongs to an outstanding v1 ping answers that ping (whatever its kind:
    a queued session on a proxy gets ``busy_response``, which is still an answer).
 4. Otherwise the :class:`~pybrid.wire.correlate.RequestTracker` matches it to its request.
@@ -46,6 +48,7 @@ from pybrid.client.errors import (
     PingTimeout,
     RequestFailed,
 )
+from pybrid.client.fastdata import DataFastPath, FastData
 from pybrid.proto import pb
 from pybrid.wire import messages
 from pybrid.wire.correlate import RequestTracker
@@ -66,8 +69,26 @@ class ClientProtocol(EnvelopeReceiver):
     def connectionMade(self) -> None:
         self.channel.connectionMade(self)
 
+    def frameReceived(self, payload: bytes) -> None:
+        """Run data frames of a learned layout skip protobuf (:mod:`pybrid.client.fastdata`)
+        when the channel takes them; everything else takes the full parse."""
+        channel = self.channel
+        fast = channel.fast_path.match(payload)
+        if fast is not None and channel.on_fast_data(fast):
+            counters = self.counters
+            counters.frames += 1
+            counters.bytes += len(payload)
+            channel.counters.notifications += 1
+            return
+        super().frameReceived(payload)
+
     def envelopeReceived(self, envelope: pb.Envelope, payload: bytes) -> None:
-        self.channel.envelopeReceived(envelope)
+        channel = self.channel
+        if channel.on_fast_data is not _refuse_fast:
+            kind = envelope.message_v1.WhichOneof("kind")
+            if kind == "run_data_message" or kind == "run_data_end_message":
+                channel.fast_path.learn(envelope, payload)
+        channel.envelopeReceived(envelope)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.channel.connectionLost(reason)
@@ -85,6 +106,10 @@ class ClientFactory(protocol.Factory):
         p = ClientProtocol(self.channel)
         p.factory = self
         return p
+
+
+def _refuse_fast(data: FastData) -> bool:
+    return False
 
 
 @attrs.define
@@ -205,6 +230,10 @@ class ControlChannel:
     busy_retry: float = 0.2
     busy_timeout: float = 60.0
     on_notification: Callable[[pb.Envelope], None] = lambda env: None
+    #: Run data read by the fast path; False = not taken (the frame is then parsed and goes
+    #: to ``on_notification`` like any other).
+    on_fast_data: Callable[[FastData], bool] = _refuse_fast
+    fast_path: DataFastPath = attrs.field(factory=DataFastPath)
     on_fatal: Callable[[str], None] = lambda description: None
     on_lost: Callable[[Failure], None] = lambda reason: None
     protocol: ClientProtocol | None = None

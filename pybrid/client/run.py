@@ -17,10 +17,12 @@ may even overtake the ``start_run_response``) — and moves through::
   ``RunDataMessage.entity``; data for a carrier the extract reply did not list is kept under
   its own name (with a warning) but is not waited for.
 * **Chunks.**  Each ``run_data_message`` is decoded at once (``pybrid.samples.decode``: one
-  numpy expression per chunk) and placed by ``Run.chunk`` (a
-  :class:`~pybrid.recording.placement.ChunkPlacer` per carrier): sample ``i`` lands in row ``i``
-  of the run's *sink* — in RAM (:class:`~pybrid.recording.sinks.MemorySink`, the default) or on
-  disk (:class:`~pybrid.recording.hdf5.H5Recorder`) — so a late chunk lands in its place and a
+  numpy expression per chunk; frames of a learned layout come read and decoded by the fast
+  path, :meth:`RunCollector.fast_data`, values already in the storage dtype) and placed by
+  ``Run.chunk`` (a :class:`~pybrid.recording.placement.ChunkPlacer` per carrier): sample
+  ``i`` lands in row ``i`` of the run's *sink* — in RAM
+  (:class:`~pybrid.recording.sinks.MemorySink`, the default) or on disk
+  (:class:`~pybrid.recording.hdf5.H5Recorder`) — so a late chunk lands in its place and a
   lost one leaves NaN rows.  Duplicates are counted and dropped.  Missing numbers below the
   highest one seen are the carrier's *gaps*; ``missing_chunks`` also lists lost chunks after
   it (up to the expected count).  ``run_data_end_message`` holds the final values (its last
@@ -54,6 +56,7 @@ from twisted.python.failure import Failure
 
 from pybrid import samples
 from pybrid.client.errors import RunError, RunTimeout
+from pybrid.client.fastdata import FastData
 from pybrid.client.results import (
     CarrierRun,
     Chunk,
@@ -179,6 +182,7 @@ class RunCollector:
             self._all_done()
 
     def data(self, msg: pb.RunDataMessage | pb.RunDataEndMessage, *, final: bool) -> None:
+        """A parsed data message (the full path)."""
         if self.phase not in ("running", "settling"):
             return
         c = self._carrier_for_data(msg.entity.path if msg.HasField("entity") else "")
@@ -188,10 +192,24 @@ class RunCollector:
             self.malformed += 1
             log.warn("run {run_id}: dropped malformed chunk: {error}", run_id=self.run_id, error=e)
             return
-        number = msg.run.chunk
+        self._place(c, msg.run.chunk, values, final, msg.data)
+
+    def fast_data(self, d: FastData) -> None:
+        """A data frame read by the fast path (:mod:`pybrid.client.fastdata`): the same as
+        :meth:`data` with the format learned once, values already in the storage dtype."""
+        if self.phase not in ("running", "settling"):
+            return
+        c = self._carrier_for_data(d.carrier_path)
+        fmt = d.format
+        self._place(c, d.chunk, fmt.values(d.payload, d.samples_at), d.final, fmt)
+
+    def _place(
+        self, c: _Carrier, number: int, values: np.ndarray, final: bool,
+        source: pb.DaqData | samples.ChunkFormat,
+    ) -> None:
         if final:
             if values.shape[0]:
-                c.final = values[-1].copy()
+                c.final = np.array(values[-1], dtype=np.float64)
                 try:
                     self.sink.final(c.mac, c.final)
                 except Exception:
@@ -199,9 +217,14 @@ class RunCollector:
                     return
         else:
             if c.columns is None:
+                fmt = source if isinstance(source, samples.ChunkFormat) else None
                 c.columns = values.shape[1]
-                c.probes = tuple(int(ch.probe) for ch in msg.data.channels[: values.shape[1]])
-                c.dtype = storage_dtype(samples.numpy_dtype(msg.data.type))
+                if fmt is None:
+                    assert isinstance(source, pb.DaqData)
+                    c.probes = tuple(int(ch.probe) for ch in source.channels[: c.columns])
+                    c.dtype = storage_dtype(samples.numpy_dtype(source.type))
+                else:
+                    c.probes, c.dtype = fmt.probes, fmt.storage
                 c.placer = ChunkPlacer(partial(self._write, c))
             if values.shape[1] != c.columns:
                 self.malformed += 1
@@ -221,7 +244,7 @@ class RunCollector:
             c.samples += values.shape[0]
         if self.on_chunk is not None:
             try:
-                self.on_chunk(Chunk(c.mac, number, values, final))
+                self.on_chunk(Chunk(c.mac, number, values.astype(np.float64, copy=False), final))
             except Exception:
                 self._fail(Failure())
                 return

@@ -7,9 +7,10 @@ bytes of one serialized ``Envelope`` (docs/protocol.md#framing); UDP datagrams c
 Envelope.  :class:`EnvelopeReceiver` is the one receiver every TCP lane uses (client, proxy,
 device):
 
-* frames may be split across segments and many frames may share a segment; the buffer is a
-  ``bytearray`` consumed with an offset and compacted once per ``dataReceived`` call, so a
-  segment holding thousands of frames costs linear time;
+* frames may be split across segments and many frames may share a segment; a segment is
+  walked with an offset and every frame is one ``bytes`` slice of it; only the unfinished
+  frame at its end is kept (a ``bytearray``), joined with the next segment once, so a segment
+  holding thousands of frames costs linear time;
 * a declared length above ``maxFrameLength`` (262 084 bytes, the reference's limit) or a
   varint longer than 10 bytes is a protocol violation: logged with the peer and the length,
   then the connection is closed (``frameTooLong``);
@@ -131,18 +132,23 @@ class EnvelopeReceiver(protocol.Protocol):
         if self._closingForViolation:
             return
         buf = self._buffer
-        buf += data
+        if buf:  # a frame begun in an earlier segment: join once, then slice bytes
+            buf += data
+            data = bytes(buf)
+            buf.clear()
         pos = 0
-        end = len(buf)
+        end = len(data)
         maxlen = self.maxFrameLength
         try:
             while pos < end:
-                first = buf[pos]
-                if first < 0x80:  # one-byte length: the common case for small frames
+                first = data[pos]
+                if first < 0x80:  # one-byte length: small frames
                     length, start = first, pos + 1
+                elif pos + 1 < end and data[pos + 1] < 0x80:  # two bytes: up to 16 KiB
+                    length, start = (first & 0x7F) | data[pos + 1] << 7, pos + 2
                 else:
                     try:
-                        decoded = decode_varint(buf, pos)
+                        decoded = decode_varint(data, pos)
                     except ValueError:
                         self._violation("length prefix is not a valid varint", None)
                         return
@@ -156,14 +162,17 @@ class EnvelopeReceiver(protocol.Protocol):
                 if stop > end:
                     break
                 pos = stop
-                self._frame(bytes(buf[start:stop]))
+                self.frameReceived(data[start:stop])
                 if self._closingForViolation or self.transport is None:
                     return
         finally:
-            if pos:
-                del buf[:pos]
+            if pos < end and not self._closingForViolation:
+                self._buffer += memoryview(data)[pos:]
 
-    def _frame(self, payload: bytes) -> None:
+    def frameReceived(self, payload: bytes) -> None:
+        """One complete frame: counted, parsed once, handed to :meth:`envelopeReceived` (or
+        :meth:`badFrame`).  A subclass may read some frames itself first (the client's data
+        fast path) and call this for the rest."""
         counters = self.counters
         counters.frames += 1
         counters.bytes += len(payload)

@@ -155,3 +155,22 @@ def test_send_envelope_writes_one_frame() -> None:
     proto, transport = connected()
     proto.sendEnvelope(m.generic_pong())
     assert transport.value() == PONG_FRAME
+
+
+def test_one_two_and_three_byte_lengths_cut_at_every_position() -> None:
+    sizes = (5, 127, 128, 3000, 16_383, 16_384, 70_000)  # 1-, 2- and 3-byte length prefixes
+    payloads = []
+    for n in sizes:
+        env = m.v1("run_data_message")
+        env.message_v1.run_data_message.data.data = b"y" * n
+        payloads.append(env.SerializeToString())
+    stream = b"".join(frame(p) for p in payloads)
+    for cut in list(range(0, 40)) + list(range(len(stream) - 40, len(stream))) + [
+        len(frame(payloads[0])) + 1, len(frame(payloads[0])) + 2,
+    ]:
+        proto, _ = connected()
+        proto.dataReceived(stream[:cut])
+        proto.dataReceived(stream[cut:])
+        assert [p for _, p in proto.received] == payloads
+        assert all(type(p) is bytes for _, p in proto.received)
+        assert len(proto._buffer) == 0

@@ -1,0 +1,150 @@
+"""The client's fast path for run data frames: learned layouts, checked bytes, cached decoders.
+
+Design note
+-----------
+Through a proxy (TCP data lane) every chunk of a run arrives as one framed Envelope laid out
+byte for byte like the one before: only the message id, the chunk number and the samples
+differ.  The full path parses each frame with protobuf, walks the message, and rebuilds the
+gain/offset arrays from ``DaqData.channels`` — about 40 µs a chunk, too slow for 2 carriers ×
+8 channels × 2 MHz.  :class:`DataFastPath` does what the proxy's router does with datagrams
+(:mod:`pybrid.proxy.datahead`, whose :func:`~pybrid.proxy.datahead.layout_of` and
+:func:`~pybrid.proxy.datahead.chunk_number` it uses), and in addition caches the decoder:
+
+1. **Learning.**  :meth:`DataFastPath.learn` gets a frame protobuf parsed.  If its head is
+   consistent (``layout_of``) *and* the parsed message says the same as the bytes — the run
+   id, the chunk number, the carrier path at the layout's places, and ``DaqData.data`` equal
+   to the bytes at the layout's sample offset (so no later ``data`` field in the tail
+   overrides them) — the layout is kept with the message's :class:`~pybrid.samples.ChunkFormat`
+   (dtype, shape, gains, offsets: built once per channel layout, not per chunk).
+2. **Matching.**  :meth:`DataFastPath.match` accepts a frame only when every byte except the
+   ids, the chunk varint and the samples equals those of the learned frame (same length, same
+   head, middle and tail — the tail holds ``type``, ``channels``, ``sample_count`` and
+   ``channel_stride``, so the format is the same), the message id is ASCII, the chunk is a
+   well-formed varint of the same length and the run id is ASCII.  Then protobuf would parse
+   the frame to the same message with those variable parts, so the result is the same.
+
+Anything else — another layout, a damaged or truncated frame, state changes, replies — returns
+None and takes the full parse, which remains the reference (unit tests compare both paths on
+damaged frames).  Layouts are few (per frame length, a handful each), bounded in number.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import attrs
+
+from pybrid import samples
+from pybrid.proto import pb
+from pybrid.proxy.datahead import DATA_TAG, Layout, chunk_number, layout_of
+
+#: Frame lengths with layouts remembered, and layouts per length (carriers, end messages …).
+MAX_LENGTHS = 64
+MAX_PER_LENGTH = 16
+
+
+class FastData(NamedTuple):
+    """One run data frame read by the fast path (a tuple: made per chunk, so cheap)."""
+
+    run_id: str
+    carrier_path: str
+    chunk: int
+    final: bool  # run_data_end_message
+    format: samples.ChunkFormat
+    payload: bytes
+    samples_at: int  # byte offset of the samples in ``payload``
+
+
+@attrs.frozen(eq=False)
+class _Learned:
+    layout: Layout
+    path: str
+    format: samples.ChunkFormat
+    samples_at: int
+
+
+@attrs.define(eq=False)
+class DataFastPath:
+    """Learns data frame layouts from parsed frames and reads matching frames without protobuf;
+    see the module note."""
+
+    learned: int = 0
+    hits: int = 0
+    _by_length: dict[int, list[_Learned]] = attrs.field(factory=dict)
+
+    def learn(self, env: pb.Envelope, payload: bytes) -> bool:
+        """Remember the layout of ``payload`` (which protobuf parsed to ``env``) if it is a
+        consistent data frame; True if it was learned."""
+        lay = layout_of(payload)
+        if lay is None or env.WhichOneof("kind") != "message_v1":
+            return False
+        msg = env.message_v1
+        kind = msg.WhichOneof("kind")
+        want = "run_data_message" if lay.tag == DATA_TAG else "run_data_end_message"
+        if kind != want:
+            return False
+        body = getattr(msg, kind)
+        try:
+            fmt = samples.format_of(body.data)
+        except samples.SampleFormatError:
+            return False
+        at = lay.middle_at + len(lay.middle)
+        chunk = self._chunk(lay, payload)
+        if (
+            payload[lay.run_at : lay.run_at + 36] != body.run.id.encode()
+            or chunk != body.run.chunk
+            or lay.path != body.entity.path.encode()
+            or payload[at : at + fmt.nbytes] != body.data.data
+            or len(payload) - len(lay.tail) != at + fmt.nbytes
+        ):
+            return False
+        same = self._by_length.get(len(payload))
+        if same is None:
+            if len(self._by_length) >= MAX_LENGTHS:
+                self._by_length.clear()
+            same = self._by_length[len(payload)] = []
+        if len(same) >= MAX_PER_LENGTH:
+            del same[0]
+        same.append(_Learned(lay, lay.path.decode(), fmt, at))
+        self.learned += 1
+        return True
+
+    def match(self, payload: bytes) -> FastData | None:
+        """The frame read by a learned layout, or None (then the full parse decides)."""
+        same = self._by_length.get(len(payload))
+        if same is None:
+            return None
+        for k in same:
+            lay = k.layout
+            if (
+                payload.startswith(lay.middle, lay.middle_at)
+                and payload.startswith(lay.head)
+                and payload.endswith(lay.tail)
+                and (lay.id_at < 0 or (payload.startswith(lay.between, lay.id_at + 36)
+                                       and payload[lay.id_at : lay.id_at + 36].isascii()))
+            ):
+                break
+        else:
+            return None
+        chunk = self._chunk(lay, payload)
+        if chunk < 0:
+            return None
+        rid = payload[lay.run_at : lay.run_at + 36]
+        if not rid.isascii():
+            return None
+        self.hits += 1
+        return FastData(rid.decode("ascii"), k.path, chunk, lay.tag != DATA_TAG, k.format,
+                        payload, k.samples_at)
+
+    @staticmethod
+    def _chunk(lay: Layout, payload: bytes) -> int:
+        """The chunk number at the layout's place; -1 if it is not a varint protobuf reads the
+        same (its tag byte is not among the fixed bytes, so it is checked here too)."""
+        k = lay.chunk_len
+        if k == 0:
+            return 0
+        at = lay.chunk_at
+        if payload[at - 1] != 0x10:
+            return -1
+        number = payload[at] if k == 1 else chunk_number(payload[at : at + k])
+        return number if 0 <= number < 0x80**k else -1

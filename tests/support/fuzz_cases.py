@@ -110,6 +110,7 @@ def client_case(rnd: random.Random, mode: str, pieces: int = 12, full: bool = Tr
     for b in backends:
         b.complete_runs = True  # a started run goes to DONE at once: no start is held
         b.started.clear()
+        b.device_ids.clear()
     if rnd.random() < 0.2:
         for b in backends:
             b.ignore, b.rnd = 0.3, rnd

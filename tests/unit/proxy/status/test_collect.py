@@ -65,7 +65,8 @@ def test_backends_locations_carriers_and_wiring(collector):
     assert [b.location for b in status.backends] == ["0", "1"]
     assert [b.carriers for b in status.backends] == [("/" + MACS[0],), ("/" + MACS[1],)]
     assert {b.data_mode for b in status.backends} == {"udp"}
-    assert status.backends[0].intake == "127.0.0.1:40000"
+    intake_port = collector.proxy.lanes[0].intake.port.getHost().port
+    assert status.backends[0].intake == f"127.0.0.1:{intake_port}"
     assert status.wires == (("0/0", "1/0"), ("1/aux0", "0/3"))
     assert [(c.path, c.backend, c.location) for c in status.carriers] == [
         ("/" + MACS[0], "127.0.0.1:6000", "0"), ("/" + MACS[1], "127.0.0.1:6001", "1")]

@@ -95,6 +95,10 @@ class Dispatcher:
     timing: Timing = attrs.field(factory=Timing)
     #: Fresh run ids towards the backends (unpredictable; tests inject a deterministic one).
     new_run_id: Callable[[], str] = new_run_id
+    #: Requests forwarded (or held) per session and not yet answered; ``on_settled(session)``
+    #: after each answer (the front reads a session again below its bound).
+    in_flight: dict[Session, int] = attrs.field(factory=dict)
+    on_settled: Callable[[Session], None] = lambda session: None
     coordinator: RunCoordinator = attrs.field(init=False)
 
     log = Logger()
@@ -170,6 +174,7 @@ class Dispatcher:
                 kind=kind)
         session.forwarded += 1
         self.counters.forwarded += 1
+        self._began(session)
         names = [self.lanes[i].name for i in plan]
         pending = [self.lanes[i].request(lane_env, timeout=timeout)
                    for i, lane_env in plan.items()]
@@ -178,6 +183,24 @@ class Dispatcher:
         )
         d.addCallback(self._replied, session, kind, rid, list(plan), run_id)
         d.addErrback(self._failed, session, rid)
+        d.addBoth(self._settled, session)
+
+    def outstanding(self, session: Session) -> int:
+        return self.in_flight.get(session, 0)
+
+    def _began(self, session: Session) -> None:
+        self.in_flight[session] = self.in_flight.get(session, 0) + 1
+
+    def _settled(self, result: object, session: Session) -> None:
+        n = self.in_flight.get(session, 0) - 1
+        if n > 0:
+            self.in_flight[session] = n
+        else:
+            self.in_flight.pop(session, None)
+        try:
+            self.on_settled(session)
+        except Exception:
+            self.log.failure("session {session}: on_settled failed", session=session.id)
 
     def _replied(
         self, replies: list[pb.Envelope], session: Session, kind: str, rid: str | None,
@@ -232,6 +255,7 @@ class Dispatcher:
         self.log.info("session {session}: start held until run {runs} has finished on every "
                       "backend (at most {left:.3g} s)", session=session.id,
                       runs=", ".join(b.client_id or b.run_id for b in previous), left=left)
+        self._began(session)
         HeldStart(self, session, env, kind, rid, since, previous).wait(left)
 
     def _refuse_held(self, session: Session, rid: str | None,
@@ -302,6 +326,8 @@ class HeldStart:
             self.dispatcher._refuse_held(self.session, self.rid, self.previous)
 
     def _finish(self) -> None:
+        if not self._done:
+            self.dispatcher._settled(None, self.session)
         self._done = True
         timer, self._timer = self._timer, None
         if timer is not None and timer.active():

@@ -88,6 +88,7 @@ def test_active_session_queue_and_idle_sessions(reactor, proxy, collector):
     second = connect_client(proxy, port=41002)
     second.request("reset_command", pb.ResetCommand())
     third = connect_client(proxy, port=41003)
+    third.request("ping_command")  # a complete frame: a session slot, idle
     reactor.advance(0.5)
     status = collector.snapshot()
     assert status.active is not None

@@ -25,7 +25,11 @@ Per client connection (:class:`~pybrid.proxy.clients.protocol.ClientProtocol` ca
    an error, never forwarded.  A session with ``max_outstanding`` requests forwarded and not
    yet answered, or whose replies are not being read (its sender is paused), is not read
    until that changes (:mod:`pybrid.proxy.clients.gate`): its requests wait in its own TCP
-   buffers, not in the proxy's memory.
+   buffers, not in the proxy's memory.  And each connection's frames are metered by a token
+   bucket (``frame_rates``: 1000/s bursts of 200 for the active session, 100/s bursts of 20
+   for every other): past it the connection is not read until the bucket refills, so no
+   client's request rate — cached extracts, pings, refused frames — can take the reactor from
+   the active session, the device lanes' pings or a standalone ping.
 5. **Discovery.**  ``extract{specification}`` (without configuration or calibration) is served
    from the backends' cached specifications, for queued sessions too.
 6. Everything else needs the device: the session claims it (see the scheduler), and is then
@@ -121,7 +125,11 @@ class Front:
     max_outstanding: int = 16
     #: Forwarded, unanswered requests of a session (the dispatcher's count).
     in_flight: Callable[[Session], int] = lambda session: 0
+    #: (frames per second, burst) for the active session and for every other connection.
+    frame_rates: tuple[tuple[float, float], tuple[float, float]] = ((1000.0, 200.0),
+                                                                    (100.0, 20.0))
     gates: dict[Session, ReadGate] = attrs.field(factory=dict)
+    _buckets: dict[Session, list[float]] = attrs.field(factory=dict)
     _failures: dict[Session, int] = attrs.field(factory=dict)
 
     log = Logger()
@@ -164,6 +172,7 @@ class Front:
         if gate is not None:
             gate.close()
         self._failures.pop(session, None)
+        self._buckets.pop(session, None)
         session.sender.connection_gone()
         self.scheduler.end(session, "client closed the connection")
 
@@ -188,6 +197,18 @@ class Front:
         """The PENDING session did something legitimate: it takes a slot (or is refused)."""
         session.cancel_timers()
         return self.scheduler.open(session)
+
+    def _meter(self, session: Session, gate: ReadGate) -> None:
+        """One frame handled: take a token; none left, stop reading until one is back."""
+        rate, burst = self.frame_rates[0 if session.state is SessionState.ACTIVE else 1]
+        now = self.clock.seconds()
+        bucket = self._buckets.get(session)
+        if bucket is None:
+            bucket = self._buckets[session] = [burst, now]
+        tokens = min(burst, bucket[0] + (now - bucket[1]) * rate) - 1.0
+        bucket[0], bucket[1] = tokens, now
+        if tokens < 1.0:
+            gate.hold("rate", (1.0 - tokens) / rate)
 
     def _writable(self, session: Session) -> None:
         gate = self.gates.get(session)
@@ -214,6 +235,7 @@ class Front:
             return
         self._frame(session, env, payload)
         if gate is not None and not session.closed:
+            self._meter(session, gate)
             if session.sender.paused:
                 gate.hold("output")  # its replies are not being read: stop reading it
             if self.in_flight(session) >= self.max_outstanding:

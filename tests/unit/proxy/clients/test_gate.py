@@ -30,6 +30,7 @@ def test_a_request_flood_is_not_read_beyond_max_outstanding(reactor):
     assert service.dispatcher.outstanding(client.proto.session) == bound
     answered = 0
     while answered < 3 * bound:
+        reactor.advance(0.1)  # the frame-rate bucket refills meanwhile
         pending = [e for e in backend.inbox if messages.kind_of(e) == "get_overload_status_command"]
         assert 0 < len(pending) <= bound
         for env in pending:
@@ -51,6 +52,7 @@ def test_client_sent_run_traffic_is_refused_not_forwarded(reactor, kind):
     backend.inbox.clear()
     for i in range(100):
         client.request(kind, id=f"r{i}")
+    reactor.advance(1.0)  # the metered frames after the first burst
     frames = client.frames()
     assert [messages.kind_of(e) for e in frames] == ["error_message"] * 100
     assert "refused, not forwarded" in frames[0].message_v1.error_message.description
@@ -62,7 +64,7 @@ def test_a_client_that_does_not_read_its_replies_is_not_read(reactor):
     """A queued connection flooding cached extracts while not reading: once its sender is
     paused (Twisted's buffer full), the proxy stops reading it; reading resumes with the
     sender."""
-    service, [backend] = make_proxy(reactor)
+    service, _ = make_proxy(reactor)
     active_client(service)
     queued = connect_client(service, 41001)
     queued.request("reset_command", id="q")
@@ -77,5 +79,7 @@ def test_a_client_that_does_not_read_its_replies_is_not_read(reactor):
     assert len(gate.held) == 49  # one answered, the rest of what was read waits
     assert sender.counters.frames == 2  # the busy reply and one extract reply
     sender.resumeProducing()
+    for _ in range(100):  # the frame-rate bucket refills (100/s for a queued connection)
+        reactor.advance(0.02)
     assert gate.open and not gate.held
     assert len([e for e in queued.frames() if messages.kind_of(e) == "extract_response"]) == 50

@@ -79,7 +79,7 @@ def datagrams(n: int, channels: int, dtype: str) -> list[bytes]:
     return [enc.encode(i, raw, 100) for i in range(n)]
 
 
-def build(tap: Any = None) -> tuple[DatagramIntake, BufferTransport, Any]:
+def build(tap: Any = None, same_id: bool = False) -> tuple[DatagramIntake, BufferTransport, Any]:
     router = RunRouter()
     if tap is not None and hasattr(router, "tap"):
         router.tap = tap
@@ -89,7 +89,11 @@ def build(tap: Any = None) -> tuple[DatagramIntake, BufferTransport, Any]:
         sender.attach()
     session = Session("bench", "127.0.0.1:1", sender)
     session.state = SessionState.ACTIVE
-    router.register_run("0d6e3c52-3f55-4c1b-9a43-2c1d3b8e7f10", session, [PATH])
+    # the client knows the run by another id (as every client does since issue 15): the router
+    # puts the client's id back into every datagram (pybrid.proxy.data.layout.with_run_id)
+    client_id = None if same_id else "11111111-2222-4333-8444-555555555555"
+    router.register_run("0d6e3c52-3f55-4c1b-9a43-2c1d3b8e7f10", session, [PATH],
+                        client_id=client_id)
     lane = Lane()
     intake = DatagramIntake(lane.name, lane, router)
     intake.peer_host = "127.0.0.1"
@@ -115,6 +119,8 @@ def main() -> None:
     ap.add_argument("--channels", type=int, default=8)
     ap.add_argument("--dtype", default="f32", choices=sorted(ITEMSIZE))
     ap.add_argument("--tap", action="store_true")
+    ap.add_argument("--same-id", action="store_true",
+                    help="the client's run id is the proxy's (no rewrite; before issue 15)")
     args = ap.parse_args()
     tap = None
     if args.tap:
@@ -128,7 +134,7 @@ def main() -> None:
     data = datagrams(args.count, args.channels, args.dtype)
     best = float("inf")
     for _ in range(args.repeat):
-        intake, transport, router = build(tap)
+        intake, transport, router = build(tap, args.same_id)
         best = min(best, measure(intake, transport, data))
         assert router.counters.forwarded == args.count, router.counters
     print(json.dumps({"us_per_datagram": round(best, 3), "datagram_bytes": len(data[1]),

@@ -36,7 +36,7 @@ import attrs
 
 from pybrid import samples
 from pybrid.proto import pb
-from pybrid.proxy.datahead import DATA_TAG, Layout, chunk_number, layout_of
+from pybrid.proxy.data.layout import DATA_TAG, Layout, chunk_number, layout_of
 
 #: Frame lengths with layouts remembered, and layouts per length (carriers, end messages …).
 MAX_LENGTHS = 64

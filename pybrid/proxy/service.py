@@ -87,6 +87,8 @@ class ProxyService(service.MultiService):
             Authenticator(config.auth_token), timing.ping_window, config.debug,
             timing.nudge_delays, config.client_buffer,
         )
+        self.front.in_flight = self.dispatcher.outstanding
+        self.dispatcher.on_settled = self.front.settled
         self.factory = ClientFactory(self.front)
         self.port: IListeningPort | None = None
         self._health_waiters: list[defer.Deferred[None]] = []

@@ -23,6 +23,7 @@ from twisted.python import usage
 
 from pybrid.logs import tag_syslog_priorities
 from pybrid.monitor.options import MonitorOptionsMixin
+from pybrid.proxy.clients.auth import weak_token_text
 from pybrid.proxy.config import ProxyConfig, Timing
 from pybrid.proxy.service import ProxyService
 from pybrid.proxy.sizes import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF, format_size, parse_size
@@ -123,6 +124,9 @@ class Options(MonitorOptionsMixin, usage.Options):
                     f"--auth needs the clients' token in the environment variable {AUTH_ENV}, "
                     "which is not set (or empty)"
                 )
+            weak = weak_token_text(AUTH_ENV, token)
+            if weak is not None:
+                raise usage.UsageError(weak)
         self.warnings = spec.warnings
         self.config = ProxyConfig(
             backends=spec.backends,

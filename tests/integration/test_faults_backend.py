@@ -228,7 +228,7 @@ async def _forge_during_a_run(reactor, source_host):
 @pytest_twisted.ensureDeferred
 async def test_datagrams_from_an_address_that_is_not_a_backend_are_dropped_and_counted(reactor):
     result, forged, foreign, _router = await _forge_during_a_run(reactor, "127.0.0.2")
-    assert foreign == forged
+    assert foreign <= forged  # once latched, the connected socket never sees them (issue 15)
     check_exact(result, 2, 5000)
 
 
@@ -237,7 +237,7 @@ async def test_datagrams_from_the_backend_host_but_another_port_cannot_inject(re
     """The intake latched the device's source port with the run's first datagram: forged
     datagrams from another port of the same host are dropped and counted, not routed."""
     result, forged, foreign, router = await _forge_during_a_run(reactor, "127.0.0.1")
-    assert foreign == forged
+    assert foreign <= forged  # once latched, the connected socket never sees them (issue 15)
     assert router.foreign_run == 0  # the forged ones of unknown runs never reached the router
     check_exact(result, 2, 5000)
 

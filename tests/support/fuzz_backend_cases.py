@@ -44,7 +44,13 @@ from support.fuzz_proxy import (
     start_run_command,
     state,
 )
-from support.proxy_fakes import FakeReactor, connect_backend, connect_client, spec_reply
+from support.proxy_fakes import (
+    FakeReactor,
+    connect_backend,
+    connect_client,
+    device_bytes,
+    spec_reply,
+)
 
 # -- the backend lane --------------------------------------------------------------------------
 
@@ -113,6 +119,7 @@ def backend_case(rnd: random.Random, pieces: int = 16, full: bool = True,
     run_id = str(uuid.uuid4())
     client.request("start_run_command", start_run_command(run_id), id="start")
     backend.pump()
+    client_run, run_id = run_id, backend.device_ids[-1]  # the device streams the proxy's id
     client.frames()
     # a request in flight, so that the fuzz can answer (or not) the id the proxy gave it
     client.request("get_overload_status_command", id="pending")
@@ -167,7 +174,8 @@ def backend_case(rnd: random.Random, pieces: int = 16, full: bool = True,
                 expect.unparseable += 1
             else:
                 expect.route(env, run_id, len(paths))
-            lane.intake.datagramReceived(payload, (lane.intake.peer_host, 51000))
+            lane.intake.datagramReceived(device_bytes(service.router, payload),
+                                         (lane.intake.peer_host, 51000))
             continue
         if violated:
             continue
@@ -237,7 +245,7 @@ def backend_case(rnd: random.Random, pieces: int = 16, full: bool = True,
         out.results[name] += value
     received = client.frames()
     runs = [e for e in received if messages.kind_of(e) in RUN_KINDS]
-    strangers = [e for e in runs if getattr(e.message_v1, messages.kind_of(e)).run.id != run_id]
+    strangers = [e for e in runs if getattr(e.message_v1, messages.kind_of(e)).run.id != client_run]
     assert not strangers, f"the client received another run's traffic: {strangers[:2]}"
     assert expect.to_client <= len(runs) <= expect.to_client + spoken, (
         f"client got {len(runs)} run messages, expected {expect.to_client} (+{spoken})")

@@ -35,6 +35,7 @@ from support.proxy_fakes import (
     FakeReactor,
     connect_backend,
     connect_client,
+    device_bytes,
     read_frames,
     spec_reply,
 )
@@ -96,7 +97,10 @@ class AutoBackend:
     longest: int = 0
     #: Play every started run to DONE at once (its states, on the control connection).
     complete_runs: bool = False
+    #: Runs started on this device: the ids the client named them with (the device gets the
+    #: proxy's ids for them, in ``device_ids``).
     started: list[str] = attrs.field(factory=list)
+    device_ids: list[str] = attrs.field(factory=list)
 
     @property
     def lane_index(self) -> int:
@@ -132,7 +136,9 @@ class AutoBackend:
         if kind == "start_run_command":
             self.fake.send(messages.v1("start_run_response", id=rid))
             run_id = env.message_v1.start_run_command.run.id
-            self.started.append(run_id)
+            router = self.fake.proto.lane.router
+            self.device_ids.append(run_id)
+            self.started.extend(t.client_id for t in router.runs.values() if t.run_id == run_id)
             if self.complete_runs:
                 paths = tuple("/" + mac for mac in self.fake.macs)
                 for old, new in ((pb.NEW, pb.TAKE_OFF), (pb.TAKE_OFF, pb.IC), (pb.IC, pb.OP),
@@ -243,7 +249,7 @@ def send_run_traffic(service: Any, lane_index: int, envs: list[pb.Envelope],
             fake.send(env)
         else:
             assert lane.intake is not None
-            lane.intake.datagramReceived(env.SerializeToString(),
+            lane.intake.datagramReceived(device_bytes(service.router, env.SerializeToString()),
                                          (lane.intake.peer_host, 51000 + lane_index))
 
 

@@ -37,6 +37,45 @@ def spec_reply(rid: str, macs: list[str]) -> pb.Envelope:
     return messages.v1("extract_response", response, id=rid)
 
 
+def as_device(router: Any, env: pb.Envelope) -> pb.Envelope:
+    """``env`` as the device would send it: a run the client named gets the proxy's id for it
+    (the id the device was given in its start_run), looked up in ``router``'s registered runs.
+
+    Tests write run traffic with the client's run ids; a real device echoes what it was sent.
+    An id no registered run has as its client id is left as it is.
+    """
+    msg = env.message_v1
+    kind = msg.WhichOneof("kind") if env.HasField("message_v1") else None
+    if router is None or kind not in ("run_data_message", "run_data_end_message",
+                                      "run_state_change_message"):
+        return env
+    body = getattr(msg, kind)
+    for track in getattr(router, "runs", {}).values():
+        if body.run.id and track.client_id == body.run.id and track.run_id != body.run.id:
+            out = pb.Envelope()
+            out.CopyFrom(env)
+            getattr(out.message_v1, kind).run.id = track.run_id
+            return out
+    return env
+
+
+def device_bytes(router: Any, payload: bytes) -> bytes:
+    """:func:`as_device` for a datagram's bytes (damaged ones too: an id of the same length
+    is replaced in place; otherwise a parseable message is re-serialized)."""
+    for track in getattr(router, "runs", {}).values():
+        client, own = track.client_id.encode(), track.run_id.encode()
+        if client != own and client in payload:
+            if len(client) == len(own):
+                return payload.replace(client, own)
+            env = pb.Envelope()
+            try:
+                env.ParseFromString(payload)
+            except Exception:
+                return payload
+            return as_device(router, env).SerializeToString()
+    return payload
+
+
 @attrs.define(eq=False)
 class FakeBackend:
     """The device end of one lane connection: reads what the lane sent, answers it."""
@@ -60,7 +99,8 @@ class FakeBackend:
         raise AssertionError(f"no {kind} received; got {[messages.kind_of(e) for e in self.inbox]}")
 
     def send(self, env: pb.Envelope) -> None:
-        self.proto.dataReceived(frame(env.SerializeToString()))
+        router = getattr(getattr(self.proto, "lane", None), "router", None)
+        self.proto.dataReceived(frame(as_device(router, env).SerializeToString()))
 
     def answer(self, kind: str, reply_kind: str, body: Any = None) -> pb.Envelope:
         request = self.take(kind)
@@ -102,7 +142,8 @@ class FakeClient:
     inbox: list[pb.Envelope] = attrs.field(factory=list)
 
     def send(self, env: pb.Envelope) -> None:
-        self.proto.dataReceived(frame(env.SerializeToString()))
+        router = getattr(getattr(self.proto, "lane", None), "router", None)
+        self.proto.dataReceived(frame(as_device(router, env).SerializeToString()))
 
     def request(self, kind: str, body: Any = None, id: str | None = "req-1") -> None:
         self.send(messages.v1(kind, body, id=id))

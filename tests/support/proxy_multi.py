@@ -53,7 +53,7 @@ def start_run(client: Any, backends: Sequence[Any], run_id: str = "run-1", **kw:
     client.request("start_run_command", start_command(run_id, **kw), id="start-" + run_id)
     for backend in backends:
         sent = backend.take("start_run_command")
-        assert sent.message_v1.start_run_command.run.id == run_id
+        assert sent.message_v1.start_run_command.run.id  # the proxy's id for the run
         backend.send(messages.v1("start_run_response", id=sent.message_v1.id))
     assert client.kinds() == ["start_run_response"]
 
@@ -68,8 +68,11 @@ def state(run_id: str, new: int, entity: str | None = None, reason: str = "") ->
 
 def udp(service: Any, env: Any, lane: int = 0) -> None:
     """``env`` arrives on lane ``lane``'s intake socket from its backend."""
+    from support.proxy_fakes import as_device
+
     intake = service.lanes[lane].intake
-    intake.datagramReceived(env.SerializeToString(), ("127.0.0.1", 33333))
+    intake.datagramReceived(as_device(service.router, env).SerializeToString(),
+                            ("127.0.0.1", 33333))
 
 
 def states_of(frames: Sequence[Any]) -> list[tuple[str, str, str]]:

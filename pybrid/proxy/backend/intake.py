@@ -11,20 +11,27 @@ biggest single fix against kernel drops; :func:`pybrid.netstats.raise_rcvbuf` as
 ``SO_RCVBUFFORCE`` when allowed, and the size the kernel granted is logged).  Twisted's
 ``doRead`` reads datagrams until ``maxThroughput`` bytes per wake-up (``MAX_THROUGHPUT``).
 
-**Source latch.**  Datagrams are accepted only from the device's own source address: the
-first datagram from the backend's IP that the router accepts as traffic of a registered run
+**Source latch.** Datagrams are accepted only from the device's own source address: the first
+datagram from the backend's IP that the router accepts as traffic of a registered run
 (``deliver`` returns true) *latches* its ``(ip, port)`` in ``source``; from then on a datagram
 from any other address — another host, or another port of the backend's host, such as a local
 process forging samples with the active run's id — is dropped and counted in
-``counters.foreign``.  Until the latch is set, datagrams from the backend's IP go to the router
+``counters.foreign``. Until the latch is set, datagrams from the backend's IP go to the router
 (which drops anything that is not traffic of a registered run), so garbage cannot take the
-latch.  The latch is released (:meth:`DatagramIntake.unlatch`) on every UDP negotiation
-(setting ``peer_host``: each lane connection) and whenever a run is registered (the service
-wires :meth:`IntakeWatch.unlatch` to the router), so a device that opened a new socket, for a
-new connection or even per run, is latched again by its next run's first datagram.  Both
-devices we know open one UDP socket per negotiation (our simulator, ``pybrid.device.lanes``;
-the reference mock, one datagram endpoint per ``udp_data_streaming_command``).  Per datagram,
-the intake does one tuple comparison and one call.
+latch. Once latched, the socket is ``connect()``-ed to the device's address: the kernel then
+drops datagrams from every other address before they reach the socket's buffer, so a flood from
+another local port can neither fill the buffer (the real stream loses nothing) nor cost the
+proxy any time; the Python check stays for what was queued before the connect. Before the
+latch, only a datagram the router accepts as traffic of a registered run can take it, and the
+run ids the device streams are the proxy's own, random ones (:mod:`pybrid.proxy.data.router`):
+an outsider cannot forge the datagram that would latch. The latch is released
+(:meth:`DatagramIntake.unlatch`) on every UDP negotiation (setting ``peer_host``: each lane
+connection) and whenever a run is registered (the service wires :meth:`IntakeWatch.unlatch` to
+the router), so a device that opened a new socket, for a new connection or even per run, is
+latched again by its next run's first datagram. Both devices we know open one UDP socket per
+negotiation (our simulator, ``pybrid.device.lanes``; the reference mock, one datagram endpoint
+per ``udp_data_streaming_command``). Per datagram, the intake does one tuple comparison and one
+call.
 
 The kernel counts, per socket, datagrams it discarded because the receive buffer was full
 (``/proc/net/udp``, :func:`pybrid.netstats.socket_drops`).  :class:`IntakeWatch` reads that
@@ -36,12 +43,14 @@ always reported, and attributed to the kernel or to the path before the proxy.
 
 from __future__ import annotations
 
+import ctypes
 import socket
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
 import attrs
 from twisted.internet import protocol
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUDP
 from twisted.logger import Logger
 
@@ -62,6 +71,8 @@ class IntakeCounters:
     datagrams: int = 0
     bytes: int = 0
     foreign: int = 0
+    #: Times the socket was connected to a latched device address (the kernel filters then).
+    connects: int = 0
     #: Datagrams the kernel dropped on this socket (buffer full), as of the last poll.
     kernel_drops: int = 0
 
@@ -126,12 +137,32 @@ class DatagramIntake(protocol.DatagramProtocol):
     @peer_host.setter
     def peer_host(self, host: str | None) -> None:
         self._peer_host = host
-        self.source = None
+        self.unlatch()
 
     def unlatch(self) -> None:
         """Accept the next datagram of a registered run from the backend's IP as the
         device's source (a new run, or a new negotiation)."""
         self.source = None
+        port = self.port
+        if port is not None and getattr(port, "_connectedAddr", None):
+            sock = getattr(port, "socket", None)
+            if sock is not None:
+                disconnect_udp(sock)
+            port._connectedAddr = None  # type: ignore[attr-defined]
+
+    def _connect(self, addr: tuple[Any, ...]) -> None:
+        """Let the kernel filter everything but ``addr`` (Twisted's ``Port.connect``)."""
+        port = self.port
+        if port is None or not hasattr(port, "connect") or getattr(port, "_connectedAddr",
+                                                                     None):
+            return
+        try:
+            port.connect(addr[0], addr[1])
+        except Exception as e:  # the Python check still filters
+            self.log.warn("backend {backend} intake: connect to {addr} failed: {error}",
+                          backend=self.name, addr=f"{addr[0]}:{addr[1]}", error=e)
+            return
+        self.counters.connects += 1
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         if addr == self.source:
@@ -148,6 +179,7 @@ class DatagramIntake(protocol.DatagramProtocol):
         counters.bytes += len(data)
         if self._sink.route_datagram(self._source_lane, data) and self.source is None:
             source = self.source = tuple(addr)
+            self._connect(source)
             if source == self._last_source:
                 return
             self._last_source = source
@@ -176,7 +208,7 @@ class DatagramIntake(protocol.DatagramProtocol):
     def listen(self, reactor: IReactorUDP, interface: str, rcvbuf: int,
                max_throughput: int = MAX_THROUGHPUT) -> int:
         """Bind to ``interface`` on a free port; return the port number."""
-        self.port = reactor.listenUDP(0, self, interface=interface, maxPacketSize=MAX_PACKET)
+        self.port = _listen_pinned(reactor, self, interface)
         sock = _socket_of(self.port)
         if sock is not None:  # Twisted's udp.Port: read at most this much per wake-up
             cast(Any, self.port).maxThroughput = max_throughput
@@ -226,6 +258,37 @@ class DatagramIntake(protocol.DatagramProtocol):
         port, self.port = self.port, None
         self._drops_base = None
         return None if port is None else port.stopListening()
+
+
+def _listen_pinned(reactor: IReactorUDP, proto: DatagramIntake, interface: str) -> Any:
+    """Listen on a free port named explicitly: a socket bound to port 0 loses its port when
+    it is disconnected again (Linux unbinds it), one bound to a number keeps it."""
+    family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+    for attempt in range(5):
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.bind((interface, 0))
+                number = probe.getsockname()[1]
+        except OSError:  # let Twisted report it (or a test reactor accept it)
+            number = 0
+        try:
+            return reactor.listenUDP(number, proto, interface=interface,
+                                     maxPacketSize=MAX_PACKET)
+        except CannotListenError:  # taken meanwhile: another one
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+def disconnect_udp(sock: socket.socket) -> bool:
+    """Undo ``connect()`` on a UDP socket (``connect`` to an ``AF_UNSPEC`` address, which
+    Python's socket module cannot express); True if the kernel said yes."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        unspec = ctypes.create_string_buffer(16)  # all zeros: sa_family AF_UNSPEC
+        return int(libc.connect(sock.fileno(), unspec, ctypes.c_uint(16))) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 class HasIntake(Protocol):

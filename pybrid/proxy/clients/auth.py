@@ -3,40 +3,61 @@
 Design note
 -----------
 :class:`Authenticator` compares an offered token with the configured one in constant time
-(``hmac.compare_digest``).  :class:`AuthThrottle` stops a peer from guessing tokens quickly:
+(``hmac.compare_digest``).  The token must carry at least :data:`MIN_TOKEN_BITS` (128) bits
+(:func:`token_bits`, checked when the proxy starts): against such a token guessing is hopeless
+at any rate, so throttling need not — and must not — be something a guesser can turn against
+other users.  :class:`AuthThrottle` therefore works **per connection**, never per address:
 
-* It counts *consecutive* wrong tokens per peer IP address (over all of that address's
-  connections).  From the ``threshold``-th (5) on, each wrong token locks the address out for
-  ``base · 2^(failures − threshold)`` seconds (0.25, 0.5, 1, 2, 4, then ``cap`` = 5 s) on the
-  injected clock.
-* While an address is locked out, its ``auth_request`` messages are not checked at all — the
-  right token fails too — and are answered at once with "Authentication failed: too many
-  failed attempts from HOST; token not checked, retry in N s".  The reply is immediate (no
-  timer, no reordering of a connection's replies), yet an address can have at most one token
-  checked per ``cap`` seconds in the long run, however many connections it opens.  Attempts
-  during a lockout neither extend it nor count as failures.
-* A correct token resets the address's count.  So does ``forget_after`` (60 s) without a
-  failure.
-* Memory is bounded: at most ``max_peers`` (4096) addresses are remembered, the least recently
-  failing one is forgotten first.
+* every wrong token delays that connection: its reply is sent at once, but nothing more is
+  read from it for ``delay · 2^(failures − 1)`` seconds (0.5, 1, …) on the injected clock;
+* after ``max_failures`` (3) wrong tokens the connection is told so and closed;
+* an unauthenticated connection does not hold a session slot and is closed after
+  ``Front.auth_deadline`` (see :mod:`pybrid.proxy.clients.front`).
 
-The price: clients sharing an address with a guesser (NAT, the same host) are locked out with
-it, for at most ``cap`` seconds after its last checked guess.
+A guesser on the same address (NAT, a lab gateway, the same host) only slows itself down: a
+legitimate user's connection is never refused because of someone else's failures.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections import OrderedDict
+import math
+import string
 
 import attrs
-from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 
 from pybrid.proto import pb
 
 REQUIRED = "Authentication required"
 FAILED = "Authentication failed"
+#: Fewest bits of entropy a token may carry (``--auth`` refuses to start with less).
+MIN_TOKEN_BITS = 128
+_ALPHABETS = (string.digits, string.hexdigits.lower(), string.hexdigits.upper(),
+              string.digits + string.ascii_lowercase, string.digits + string.ascii_uppercase,
+              string.ascii_letters + string.digits,
+              string.ascii_letters + string.digits + "-_", string.ascii_letters + string.digits
+              + "+/=", string.printable.strip())
+
+
+def token_bits(token: str) -> float:
+    """At most the entropy of ``token`` in bits: its length times the bits per character of
+    the smallest usual alphabet holding all its characters (digits, hex, lower or upper case
+    and digits, letters and digits, base64, printable ASCII; anything else 8 bits a byte)."""
+    chars = set(token)
+    for alphabet in _ALPHABETS:
+        if chars <= set(alphabet):
+            return len(token) * math.log2(len(set(alphabet)))
+    return 8.0 * len(token.encode("utf-8"))
+
+
+def weak_token_text(env: str, token: str) -> str | None:
+    """Why ``token`` (from the environment variable ``env``) is too weak, or None."""
+    bits = token_bits(token)
+    if bits >= MIN_TOKEN_BITS:
+        return None
+    return (f"the token in {env} carries at most {bits:.0f} bits ({len(token)} characters); "
+            f"--auth needs at least {MIN_TOKEN_BITS} bits, e.g. 43 characters of "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`")
 
 
 @attrs.frozen
@@ -61,65 +82,25 @@ class Authenticator:
         return hmac.compare_digest(offered, self.token.encode("utf-8"))
 
 
-@attrs.define
-class _Peer:
-    failures: int = 0
-    last: float = 0.0
-    until: float = 0.0
-
-
-def throttled_text(host: str, wait: float) -> str:
-    """The reply to an ``auth_request`` from a locked-out address."""
-    return (f"{FAILED}: too many failed attempts from {host}; token not checked, retry in "
-            f"{wait:.3g} s")
-
-
 @attrs.define(eq=False)
 class AuthThrottle:
-    """Per-address back-off after consecutive wrong tokens; see the module note."""
+    """Per-connection delay and limit for wrong tokens; see the module note."""
 
-    clock: IReactorTime
-    threshold: int = 5
-    base: float = 0.25
-    cap: float = 5.0
-    forget_after: float = 60.0
-    max_peers: int = 4096
-    #: Lockouts begun (one per checked failure at or past the threshold).
-    lockouts: int = 0
-    _peers: OrderedDict[str, _Peer] = attrs.field(factory=OrderedDict)
+    #: Seconds a connection is not read after its first wrong token (doubling after each).
+    delay: float = 0.5
+    #: Wrong tokens after which the connection is closed.
+    max_failures: int = 3
+    #: Connections closed for too many wrong tokens.
+    closed: int = 0
 
-    log = Logger()
+    def pause_after(self, failures: int) -> float:
+        """Seconds not to read a connection after its ``failures``-th wrong token."""
+        return self.delay * 2.0 ** min(max(failures - 1, 0), 16)
 
-    def locked(self, host: str) -> float:
-        """Seconds ``host`` is still locked out for (0: its next token is checked)."""
-        peer = self._peers.get(host)
-        if peer is None:
-            return 0.0
-        return max(0.0, peer.until - self.clock.seconds())
+    def exhausted(self, failures: int) -> bool:
+        return failures >= self.max_failures
 
-    def failed(self, host: str) -> float:
-        """A wrong token from ``host`` was checked; the lockout it starts (0: none yet)."""
-        now = self.clock.seconds()
-        peer = self._peers.pop(host, None)
-        if peer is None or now - peer.last > self.forget_after:
-            peer = _Peer()
-        self._peers[host] = peer  # most recent last
-        while len(self._peers) > self.max_peers:
-            self._peers.popitem(last=False)
-        peer.failures += 1
-        peer.last = now
-        if peer.failures < self.threshold:
-            return 0.0
-        lockout = min(self.cap, self.base * 2.0 ** min(peer.failures - self.threshold, 32))
-        peer.until = now + lockout
-        self.lockouts += 1
-        return lockout
 
-    def succeeded(self, host: str) -> None:
-        """The right token came from ``host``: its count starts again."""
-        self._peers.pop(host, None)
-
-    @property
-    def peers(self) -> int:
-        """Addresses remembered (at most ``max_peers``)."""
-        return len(self._peers)
+def too_many_text(failures: int) -> str:
+    """What a connection is told before it is closed for wrong tokens."""
+    return f"{FAILED} {failures} times; closing the connection"

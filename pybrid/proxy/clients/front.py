@@ -6,17 +6,30 @@ Per client connection (:class:`~pybrid.proxy.clients.protocol.ClientProtocol` ca
 
 1. **Standalone ping.**  A connection opens PENDING with a ``ping_window`` timer (5 ms).  If the
    first frame is a generic ping inside that window, it is answered and the connection closed
-   with ``loseConnection`` — which flushes the reply first, so it is never lost.  Any other
-   first frame, or the window running out, opens a session in the scheduler (which may refuse
-   it: "Server overloaded", delivered, then close).
+   with ``loseConnection`` — which flushes the reply first, so it is never lost.
+1a. **Slots only for what did something legitimate.**  A PENDING connection holds no session
+   slot (``--max-sessions``).  Without ``--auth`` its first complete frame opens its session in
+   the scheduler (which may refuse it: "Server overloaded", delivered, then close); with
+   ``--auth`` only a successful ``auth_request`` does.  A connection that sends no complete
+   frame within ``first_frame_deadline`` (or, with ``--auth``, does not authenticate within
+   ``auth_deadline``) is told so and closed: half frames and unauthenticated peers cannot keep
+   an authenticated client out.
 2. **Pings** (generic, or v1 ``ping_command``) are answered with a generic ``ping_response``
    at any time, need no authentication and do not count as activity.
 3. Every other v1 frame is activity (restarts the session's idle timer).
 4. **Auth.**  ``auth_request`` is answered here (success, or "Authentication failed").  With
    ``--auth``, every other v1 request before a successful one gets "Authentication required".
-   After repeated wrong tokens from one IP address, the
-   :class:`~pybrid.proxy.clients.auth.AuthThrottle` locks that address out for a while: its
-   tokens are refused unchecked (see there).
+   Wrong tokens delay the connection they came on, and after a few it is closed
+   (:class:`~pybrid.proxy.clients.auth.AuthThrottle`: per connection, never per address).
+3a. **Bounded work.**  Run traffic sent by a client (``run_data_message``, …) is refused with
+   an error, never forwarded.  A session with ``max_outstanding`` requests forwarded and not
+   yet answered, or whose replies are not being read (its sender is paused), is not read
+   until that changes (:mod:`pybrid.proxy.clients.gate`): its requests wait in its own TCP
+   buffers, not in the proxy's memory.  And each connection's frames are metered by a token
+   bucket (``frame_rates``: 1000/s bursts of 200 for the active session, 100/s bursts of 20
+   for every other): past it the connection is not read until the bucket refills, so no
+   client's request rate — cached extracts, pings, refused frames — can take the reactor from
+   the active session, the device lanes' pings or a standalone ping.
 5. **Discovery.**  ``extract{specification}`` (without configuration or calibration) is served
    from the backends' cached specifications, for queued sessions too.
 6. Everything else needs the device: the session claims it (see the scheduler), and is then
@@ -44,7 +57,8 @@ from twisted.logger import Logger
 
 from pybrid.proto import pb
 from pybrid.proxy.backend.cache import CacheNotReady
-from pybrid.proxy.clients.auth import FAILED, REQUIRED, Authenticator, AuthThrottle, throttled_text
+from pybrid.proxy.clients.auth import FAILED, REQUIRED, Authenticator, AuthThrottle, too_many_text
+from pybrid.proxy.clients.gate import ReadGate
 from pybrid.proxy.clients.scheduler import Scheduler
 from pybrid.proxy.clients.sender import ClientSender
 from pybrid.proxy.clients.session import Session, SessionState
@@ -62,12 +76,22 @@ class FrontCounters:
     cache_extracts: int = 0
     busy: int = 0
     auth_failures: int = 0
-    #: Of ``auth_failures``: tokens refused unchecked, their address being locked out.
+    #: Of ``auth_failures``: wrong tokens after which their connection was not read for a while.
     auth_throttled: int = 0
+    #: Connections closed after too many wrong tokens.
+    auth_closed: int = 0
+    #: Connections closed without a complete frame / authentication in time.
+    deadlines: int = 0
+    #: Run traffic (run_data_message, …) sent by clients: refused.
+    client_run_traffic: int = 0
     #: Frames with no message at all (an Envelope with neither ``generic`` nor ``message_v1``).
     not_v1: int = 0
     #: Generic frames other than a ping command (a stray ping_response, or no kind).
     generic_dropped: int = 0
+
+
+#: Run traffic flows from devices to clients only; a client sending it is refused.
+RUN_TRAFFIC = frozenset(("run_data_message", "run_data_end_message", "run_state_change_message"))
 
 
 def servable_from_cache(command: pb.ExtractCommand) -> bool:
@@ -91,9 +115,22 @@ class Front:
     #: Most bytes each client's sender may queue (``--client-buffer``).
     client_buffer: int = DEFAULT_CLIENT_BUFFER
     counters: FrontCounters = attrs.field(factory=FrontCounters)
-    #: Per-address back-off after wrong tokens (on this front's clock).
-    throttle: AuthThrottle = attrs.field(
-        default=attrs.Factory(lambda self: AuthThrottle(self.clock), takes_self=True))
+    #: Per-connection delay and limit after wrong tokens.
+    throttle: AuthThrottle = attrs.field(factory=AuthThrottle)
+    #: Seconds a connection has for its first complete frame (without --auth) or to
+    #: authenticate (with --auth) before it is closed; it holds no session slot meanwhile.
+    first_frame_deadline: float = 10.0
+    auth_deadline: float = 5.0
+    #: Requests of one session forwarded and unanswered before the proxy stops reading it.
+    max_outstanding: int = 16
+    #: Forwarded, unanswered requests of a session (the dispatcher's count).
+    in_flight: Callable[[Session], int] = lambda session: 0
+    #: (frames per second, burst) for the active session and for every other connection.
+    frame_rates: tuple[tuple[float, float], tuple[float, float]] = ((1000.0, 200.0),
+                                                                    (100.0, 20.0))
+    gates: dict[Session, ReadGate] = attrs.field(factory=dict)
+    _buckets: dict[Session, list[float]] = attrs.field(factory=dict)
+    _failures: dict[Session, int] = attrs.field(factory=dict)
 
     log = Logger()
 
@@ -114,6 +151,11 @@ class Front:
                           clock=self.clock, nudge_delays=self.nudge_delays, host=str(peer.host))
         session.window_timer = self.clock.callLater(self.ping_window, self._window_closed,
                                                     session)
+        deadline = self.auth_deadline if self.auth.required else self.first_frame_deadline
+        session.close_timer = self.clock.callLater(deadline, self._deadline, session)
+        gate = self.gates[session] = ReadGate(transport, self.clock)
+        gate.handle = lambda env, payload: self.frame_received(session, env, payload)
+        sender.on_resume = lambda: self._writable(session)
         if self.debug:
             self.log.debug("client {peer} connected (session {session})", peer=session.peer,
                            session=session.id)
@@ -130,13 +172,58 @@ class Front:
         self.scheduler.close(session, text, "client buffer overflow")
 
     def connection_lost(self, session: Session) -> None:
+        gate = self.gates.pop(session, None)
+        if gate is not None:
+            gate.close()
+        self._failures.pop(session, None)
+        self._buckets.pop(session, None)
         session.sender.connection_gone()
         self.scheduler.end(session, "client closed the connection")
 
     def _window_closed(self, session: Session) -> None:
-        session.window_timer = None
-        if session.state is SessionState.PENDING:
-            self.scheduler.open(session)
+        session.window_timer = None  # no standalone ping; still no slot (see the module note)
+
+    def _deadline(self, session: Session) -> None:
+        session.close_timer = None
+        if session.state is not SessionState.PENDING:
+            return
+        self.counters.deadlines += 1
+        session.state = SessionState.CLOSED
+        session.cancel_timers()
+        if self.auth.required:
+            text = f"{REQUIRED}: not authenticated within {self.auth_deadline:g} s"
+        else:
+            text = f"no complete request within {self.first_frame_deadline:g} s"
+        self.log.info("connection {peer} closed: {why}", peer=session.peer, why=text)
+        session.close(text)
+
+    def _admit(self, session: Session) -> bool:
+        """The PENDING session did something legitimate: it takes a slot (or is refused)."""
+        session.cancel_timers()
+        return self.scheduler.open(session)
+
+    def _meter(self, session: Session, gate: ReadGate) -> None:
+        """One frame handled: take a token; none left, stop reading until one is back."""
+        rate, burst = self.frame_rates[0 if session.state is SessionState.ACTIVE else 1]
+        now = self.clock.seconds()
+        bucket = self._buckets.get(session)
+        if bucket is None:
+            bucket = self._buckets[session] = [burst, now]
+        tokens = min(burst, bucket[0] + (now - bucket[1]) * rate) - 1.0
+        bucket[0], bucket[1] = tokens, now
+        if tokens < 1.0:
+            gate.hold("rate", (1.0 - tokens) / rate)
+
+    def _writable(self, session: Session) -> None:
+        gate = self.gates.get(session)
+        if gate is not None:
+            gate.release("output")
+
+    def settled(self, session: Session) -> None:
+        """A forwarded request of ``session`` was answered (the dispatcher calls this)."""
+        gate = self.gates.get(session)
+        if gate is not None and self.in_flight(session) < self.max_outstanding:
+            gate.release("outstanding")
 
     def _dropped(self, session: Session, what: str, total: int) -> None:
         """Log a dropped client frame: the first three, then every 1000th (all are counted)."""
@@ -147,20 +234,32 @@ class Front:
     def frame_received(self, session: Session, env: pb.Envelope, payload: bytes) -> None:
         if session.closed:
             return
+        gate = self.gates.get(session)
+        if gate is not None and not gate.offer(env, payload):
+            return
+        self._frame(session, env, payload)
+        if gate is not None and not session.closed:
+            self._meter(session, gate)
+            if session.sender.paused:
+                gate.hold("output")  # its replies are not being read: stop reading it
+            if self.in_flight(session) >= self.max_outstanding:
+                gate.hold("outstanding")
+
+    def _frame(self, session: Session, env: pb.Envelope, payload: bytes) -> None:
         if session.nudge_timers:
             session.stop_nudging()
         top = env.WhichOneof("kind")
         is_ping = top == "generic" and env.generic.WhichOneof("kind") == "ping_command"
         if session.state is SessionState.PENDING:
             window_open = session.window_timer is not None and session.window_timer.active()
-            session.cancel_timers()
             if is_ping and window_open:
+                session.cancel_timers()
                 self.counters.standalone_pings += 1
                 session.state = SessionState.CLOSED
                 session.reply(messages.generic_pong())
                 session.sender.close()
                 return
-            if not self.scheduler.open(session):
+            if not self.auth.required and not self._admit(session):
                 return
         if top == "generic":
             if is_ping:
@@ -185,11 +284,19 @@ class Front:
             self.counters.pings += 1
             session.reply(messages.generic_pong())
             return
-        self.scheduler.touch(session)
+        if session.state is not SessionState.PENDING:
+            self.scheduler.touch(session)
         if kind == "auth_request":
             self._authenticate(session, msg.auth_request, rid)
         elif self.auth.required and not session.authenticated:
             session.reply(messages.error(REQUIRED, id=rid))
+        elif kind in RUN_TRAFFIC:
+            self.counters.client_run_traffic += 1
+            self._dropped(session, f"client-sent {kind} (refused)",
+                          self.counters.client_run_traffic)
+            session.reply(messages.error(
+                f"{kind} is run traffic that only a device sends; refused, not forwarded",
+                id=rid))
         elif kind == "extract_command" and servable_from_cache(msg.extract_command):
             self._extract(session, rid)
         elif self.scheduler.claim(session) is not SessionState.ACTIVE:
@@ -200,32 +307,29 @@ class Front:
             self.dispatch(session, env, kind, rid)
 
     def _authenticate(self, session: Session, request: pb.AuthRequest, rid: str | None) -> None:
-        wait = self.throttle.locked(session.host)
-        if wait > 0:
-            self.counters.auth_failures += 1
-            self.counters.auth_throttled += 1
-            session.reply(messages.error(throttled_text(session.host, wait), id=rid))
-            self.log.debug("session {session} from {peer}: token not checked, address locked "
-                           "out for {wait:.3g} s more", session=session.id, peer=session.peer,
-                           wait=wait)
-            return
         if self.auth.check(request):
+            self._failures.pop(session, None)
+            if session.state is SessionState.PENDING and not self._admit(session):
+                return  # no slot: "Server overloaded" sent
             session.authenticated = True
-            self.throttle.succeeded(session.host)
             session.reply(messages.success(id=rid))
             self.log.info("session {session} authenticated", session=session.id)
             return
         self.counters.auth_failures += 1
-        lockout = self.throttle.failed(session.host)
+        failures = self._failures[session] = self._failures.get(session, 0) + 1
+        self.log.warn("session {session} from {peer}: authentication failed ({n} on this "
+                      "connection)", session=session.id, peer=session.peer, n=failures)
+        if self.throttle.exhausted(failures):
+            self.counters.auth_closed += 1
+            self.throttle.closed += 1
+            session.reply(messages.error(FAILED, id=rid))
+            self.scheduler.close(session, too_many_text(failures), "too many wrong tokens")
+            return
         session.reply(messages.error(FAILED, id=rid))
-        if lockout:
-            self.log.warn("session {session} from {peer}: authentication failed; address "
-                          "{host} locked out for {lockout:g} s after repeated failures",
-                          session=session.id, peer=session.peer, host=session.host,
-                          lockout=lockout)
-        else:
-            self.log.warn("session {session} from {peer}: authentication failed",
-                          session=session.id, peer=session.peer)
+        gate = self.gates.get(session)
+        if gate is not None:  # this connection's next guess waits; nobody else's does
+            self.counters.auth_throttled += 1
+            gate.hold("auth", self.throttle.pause_after(failures))
 
     def _extract(self, session: Session, rid: str | None) -> None:
         try:

@@ -116,6 +116,8 @@ class ClientSender:
     #: Called once with the :class:`Overflow` when the queue overflows.
     on_overflow: Callable[[Overflow], None] | None = None
     close_grace: float = CLOSE_GRACE
+    #: Called after each resume (the front reads the client again: pybrid.proxy.clients.gate).
+    on_resume: Callable[[], None] | None = None
     counters: SenderCounters = attrs.field(factory=SenderCounters)
     #: No more frames are accepted (close requested, or the connection is gone).
     closed: bool = False
@@ -199,6 +201,8 @@ class ClientSender:
             self.paused = False
             self.counters.resumes += 1
         self._drain()
+        if self.on_resume is not None and not self.paused:
+            self.on_resume()
 
     def stopProducing(self) -> None:
         """The transport is gone (Twisted calls this when the connection is lost)."""

@@ -37,6 +37,9 @@ one in about the time a regular expression match alone takes.
 from __future__ import annotations
 
 import re
+import secrets
+import uuid
+from collections.abc import Callable
 
 import attrs
 
@@ -151,3 +154,14 @@ def _varint(data: bytes) -> int:
     for shift, byte in enumerate(data):
         value |= (byte & 0x7F) << (7 * shift)
     return value
+
+
+def new_run_id(random: Callable[[int], bytes] = secrets.token_bytes) -> str:
+    """A fresh run id for the backends: a version-4 UUID (122 random bits of ``random(16)``)."""
+    return str(uuid.UUID(bytes=random(16), version=4))
+
+
+def with_run_id(payload: bytes, run_at: int, run_id: bytes) -> bytes:
+    """``payload`` with the 36-byte run id at ``run_at`` replaced by ``run_id`` (36 bytes too:
+    no length changes).  One copy of the datagram: the tail is joined from a memoryview."""
+    return b"".join((payload[:run_at], run_id, memoryview(payload)[run_at + 36 :]))

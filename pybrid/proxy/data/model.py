@@ -55,9 +55,13 @@ class RunTrack:
     """One registered run: who gets its traffic, which carriers have finished, and its chunk
     accounting (:mod:`pybrid.proxy.data.sequence`)."""
 
+    #: The id the proxy gave the run towards the backends (the routing key).
     run_id: str
     target: RunTarget
     carriers: frozenset[str]
+    #: The id the client named (every message to the client carries it); its UTF-8 bytes.
+    client_id: str = ""
+    client_bytes: bytes = b""
     finished: dict[str, int] = attrs.field(factory=dict)
     ended: bool = False
     #: Next expected ``Run.chunk`` per carrier path (bytes, as in the datagram).

@@ -8,7 +8,8 @@ refused UDP, as frames on their control connection: ``run_data_message``,
 :meth:`RunRouter.route`, which
 
 * forwards data and data-end messages as the backend's original bytes (never re-serialized)
-  to the target that registered the run id; a run id nobody registered — a run of a session
+  to the target that registered the run id, with the run id put back to the one the client
+  named (see *Run ids* below); a run id nobody registered — a run of a session
   that has ended, or of another client of the device — is dropped and counted in
   ``counters.foreign_run``.  This is what keeps a dead client's run out of the next session;
 * accounts for chunks per run and carrier (``Run.chunk`` numbers data messages 0, 1, 2 …):
@@ -31,6 +32,15 @@ message), so a datagram cut or damaged anywhere is dropped as ``unparseable``, n
 forwarded.  :meth:`RunRouter.route_datagram` returns whether the datagram belonged to a
 registered run (the intake latches the device's source port on that:
 :mod:`pybrid.proxy.backend.intake`).
+
+**Run ids.**  A run is registered under the id the proxy gave it towards the backends
+(:func:`new_run_id`: 122 random bits, unpredictable to anyone but the proxy and the devices;
+see :mod:`pybrid.proxy.runs.dispatch`) together with the id the client named
+(``client_id``).  Only the proxy's id routes: a client cannot name, join or end another
+session's run, and a local process cannot forge datagrams for a run it cannot name.  Every
+message to the client carries the client's id again: on the fast path by replacing the 36
+bytes in place (:func:`~pybrid.proxy.data.layout.with_run_id`); a client id of another length,
+and state changes, by a parse and re-serialization with the client's id.
 
 **Logging is bounded.**  A backend's address can send anything at any rate: drops are counted
 exactly but logged for the first three and every 1000th of each kind (unparseable, unexpected
@@ -56,6 +66,7 @@ from twisted.logger import Logger
 
 from pybrid.monitor.header import FLAG_TCP_LANE
 from pybrid.proto import pb
+from pybrid.proxy.data import layout
 from pybrid.proxy.data.layout import DATA_HEAD, DATA_TAG, Layout, chunk_number, layout_of
 from pybrid.proxy.data.model import (
     RouterCounters,
@@ -86,15 +97,16 @@ class RunRouter:
     debug: bool = False
     #: The monitor tap (``--monitor``), or None.
     tap: Tap | None = None
-    #: Called whenever a run is registered (the service unlatches the intakes' source ports).
+    #: Called whenever a run is registered (the service unlatches the intakes).
     on_register: Callable[[], None] | None = None
+    #: Registered runs by the id the client named (what logs and the status page show).
     runs: dict[str, RunTrack] = attrs.field(factory=dict)
     counters: RouterCounters = attrs.field(factory=RouterCounters)
     #: Chunks lost per carrier path since start (see ``RouterCounters.gaps``).
     gaps_by_carrier: dict[str, int] = attrs.field(factory=dict)
     #: Data chunks forwarded per carrier path (bytes, as in the datagrams) since start.
     chunks_by_carrier: dict[bytes, int] = attrs.field(factory=dict)
-    #: ``runs`` keyed by the run id's UTF-8 bytes (the fast path's lookup).
+    #: ``runs`` keyed by the proxy's run id as UTF-8 bytes (the routing key, both paths).
     _by_bytes: dict[bytes, RunTrack] = attrs.field(factory=dict)
     _reported: set[str] = attrs.field(factory=set)
     #: Drops of each kind since the last registration, for bounded logging.
@@ -119,33 +131,38 @@ class RunRouter:
 
     def register_run(
         self, run_id: str, target: RunTarget, carriers: Iterable[str],
-        observer: StateObserver | None = None,
+        observer: StateObserver | None = None, client_id: str | None = None,
     ) -> None:
-        track = RunTrack(run_id, target, frozenset(carriers), observer=observer,
-                         chunks=RunChunks(run_id, self.counters, self.gaps_by_carrier))
-        old = self.runs.get(run_id)
-        if old is not None:
-            self._by_bytes.pop(old.run_id.encode(), None)
-            self._close(old)
-        self.runs[run_id] = track
+        """Route run ``run_id`` (the backends' id) to ``target``, as ``client_id``."""
+        client = run_id if client_id is None else client_id
+        track = RunTrack(run_id, target, frozenset(carriers), client, client.encode(),
+                         observer=observer,
+                         chunks=RunChunks(client, self.counters, self.gaps_by_carrier))
+        for old in (self.runs.get(client), self._by_bytes.get(run_id.encode())):
+            if old is not None:  # a reused client id, or (never) a reused proxy id
+                self._unregister(old)
+        self.runs[client] = track
         self._by_bytes[run_id.encode()] = track
         self._noise.clear()
         if self.on_register is not None:
             self.on_register()
 
-    def forget_run(self, run_id: str) -> None:
-        track = self.runs.pop(run_id, None)
+    def forget_run(self, run_id: str) -> None:  # run_id: the proxy's id
+        track = self._by_bytes.get(run_id.encode())
         if track is not None:
-            self._by_bytes.pop(run_id.encode(), None)
-            self._close(track)
+            self._unregister(track)
+
+    def _unregister(self, track: RunTrack) -> None:
+        if self.runs.get(track.client_id) is track:
+            del self.runs[track.client_id]
+        self._by_bytes.pop(track.run_id.encode(), None)  # the proxy's ids are unique
+        self._close(track)
 
     def release(self, target: RunTarget) -> list[str]:
         """Unregister every run of ``target``; return the ids of those not yet ended."""
         mine = [t for t in self.runs.values() if t.target is target]
         for track in mine:
-            del self.runs[track.run_id]
-            self._by_bytes.pop(track.run_id.encode(), None)
-            self._close(track)
+            self._unregister(track)
         return [t.run_id for t in mine if not t.ended]
 
     # -- the data path -------------------------------------------------------------------
@@ -196,7 +213,13 @@ class RunRouter:
             else:
                 self._sequence(track, path, number)
         self.counters.forwarded += 1
-        track.target.deliver(payload)
+        client = track.client_bytes
+        if client == rid:
+            track.target.deliver(payload)
+        elif len(client) == 36:
+            track.target.deliver(layout.with_run_id(payload, lay.run_at, client))
+        else:
+            return self._parse_and_route(source, payload)
         return True
 
     def _new_layout(self, source: Source, payload: bytes) -> bool:
@@ -268,7 +291,7 @@ class RunRouter:
                               count=self.counters.unexpected_kind)
             return False
         run = body.run
-        track = self.runs.get(run.id)
+        track = self._by_bytes.get(run.id.encode())
         if track is None:
             self._foreign(source, run.id, kind)
             return False
@@ -281,7 +304,7 @@ class RunRouter:
             else:
                 self._sequence(track, path, run.chunk)
         self.counters.forwarded += 1
-        track.target.deliver(payload)
+        track.target.deliver(_as_client(track, run.id, env, body, payload))
         return True
 
     # -- chunk accounting -----------------------------------------------------------------
@@ -290,7 +313,8 @@ class RunRouter:
         """A chunk out of sequence: a skip, or a reordered or late chunk."""
         chunks = track.chunks
         if chunks is None:
-            chunks = track.chunks = RunChunks(track.run_id, self.counters, self.gaps_by_carrier)
+            chunks = track.chunks = RunChunks(track.client_id, self.counters,
+                                              self.gaps_by_carrier)
         expected = track.next_chunk.get(path, 0)
         if chunk > expected:
             track.next_chunk[path] = chunk + 1
@@ -331,19 +355,22 @@ class RunRouter:
         self, source: Source, change: pb.RunStateChangeMessage, env: pb.Envelope, payload: bytes
     ) -> bool:
         run_id = change.run.id
-        track = self.runs.get(run_id)
+        track = self._by_bytes.get(run_id.encode())
         if track is None:
             self._foreign(source, run_id, "run_state_change_message")
             return False
         self.counters.states += 1
         new_state = change.new_
+        if track.client_id != run_id:
+            change.run.id = track.client_id
+            payload = b""  # re-serialized below, with the client's id
         if change.HasField("entity") and change.entity.path:
             paths: tuple[str, ...] = (carrier_of(change.entity.path),)
-            track.target.deliver(payload)
+            track.target.deliver(payload or env.SerializeToString())
         else:
             paths = source.carriers
             if not paths:  # carriers unknown: the client applies it to all of them
-                track.target.deliver(payload)
+                track.target.deliver(payload or env.SerializeToString())
             for path in paths:
                 change.entity.path = path
                 track.target.deliver(env.SerializeToString())
@@ -358,8 +385,20 @@ class RunRouter:
                 track.ended = True
                 self._close(track)
                 final = pb.ERROR if pb.ERROR in track.finished.values() else pb.DONE
-                track.target.run_ended(run_id, final)
+                track.target.run_ended(track.client_id, final)
         if track.observer is not None:
             track.observer.state_changed(source.name, paths, new_state, change.reason)
         return True
 
+
+
+def _as_client(track: RunTrack, run_id: str, env: pb.Envelope,
+               body: pb.RunDataMessage | pb.RunDataEndMessage, payload: bytes) -> bytes:
+    """A parsed data message as the client gets it: with the client's run id."""
+    if track.client_id == run_id:
+        return payload
+    lay = layout_of(payload) if len(track.client_bytes) == 36 else None
+    if lay is not None:
+        return layout.with_run_id(payload, lay.run_at, track.client_bytes)
+    body.run.id = track.client_id
+    return env.SerializeToString()

@@ -72,6 +72,7 @@ def run_seconds(command: pb.StartRunCommand, grace: float) -> float | None:
 class RunBarrier:
     """Progress of one run on every carrier; see the module note."""
 
+    #: The proxy's id of the run (what the backends and the router know).
     run_id: str
     clock: IReactorTime
     #: carrier path → name of the backend that owns it.
@@ -86,6 +87,8 @@ class RunBarrier:
     error: tuple[str, str, str] | None = None
     outcome: int | None = None
     ignored: int = 0
+    #: The id the client named the run with (in what the client is told; "": ``run_id``).
+    client_id: str = ""
     #: Backends sent ``stop_run_command`` for this run (by the coordinator).
     stopped: set[str] = attrs.field(factory=set)
     _took_off: set[str] = attrs.field(factory=set)

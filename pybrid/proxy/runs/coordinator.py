@@ -7,8 +7,11 @@ backend; the :class:`RunCoordinator` looks after the run from then on, with one
 :class:`~pybrid.proxy.runs.barrier.RunBarrier` per run (registered with the router as the run's
 state observer):
 
-* **Begin.**  Before the start is forwarded, the run id is registered with the router for the
-  session (data may overtake the reply) together with its barrier.
+* **Begin.**  Before the start is forwarded, the run is registered with the router for the
+  session (data may overtake the reply) together with its barrier — under the proxy's own id
+  for it (the dispatcher's, see :mod:`pybrid.proxy.runs.dispatch`), with the id the client
+  named.  ``barriers`` are keyed by the proxy's ids; :meth:`RunCoordinator.own_run` finds a
+  session's run by the client's id.
 * **Refused** by some backend: the run is forgotten and ``stop_run_command`` goes to the
   backends that did start it — they must not run alone.
 * **Accepted**: the barrier's deadline is armed.
@@ -67,6 +70,8 @@ class DispatchCounters:
     held_starts_refused: int = 0
     #: Starts refused because their run id is that of a run still in progress.
     reused_run_ids: int = 0
+    #: Starts with end_repetitive refused for naming another session's run.
+    foreign_run_ids: int = 0
 
 
 @attrs.define(eq=False)
@@ -84,9 +89,12 @@ class RunCoordinator:
 
     # -- the dispatcher's side ---------------------------------------------------------------
 
-    def begin(self, session: Session, command: pb.StartRunCommand) -> RunBarrier:
-        """Register a run about to be forwarded to every backend."""
+    def begin(self, session: Session, command: pb.StartRunCommand,
+              client_id: str | None = None) -> RunBarrier:
+        """Register a run about to be forwarded to every backend (``command`` carries the
+        proxy's id for it; the client knows it as ``client_id``, default the same)."""
         run_id = command.run.id
+        client = run_id if client_id is None else client_id
         replaced = self.barriers.get(run_id)
         if replaced is not None:  # the dispatcher refuses reused ids; never strand a waiter
             replaced[1].cancel()
@@ -94,14 +102,16 @@ class RunCoordinator:
         barrier = RunBarrier(
             run_id, self.clock, owners, self.timing.take_off_timeout,
             run_seconds(command, self.timing.run_grace), self._first_error, self._deadline,
+            client_id=client,
         )
         self.counters.runs += 1
-        session.runs.add(run_id)
+        session.runs.add(client)
         self.barriers[run_id] = (session, barrier)
-        self.router.register_run(run_id, session, owners, observer=barrier)
+        self.router.register_run(run_id, session, owners, observer=barrier, client_id=client)
         barrier.when_finished().addCallback(self._finished, session, barrier)
-        self.log.info("session {session} starts run {run} on {n} backend(s), {c} carrier(s)",
-                      session=session.id, run=run_id, n=len(self.lanes), c=len(owners))
+        self.log.info("session {session} starts run {client} (backends: {run}) on {n} "
+                      "backend(s), {c} carrier(s)", session=session.id, client=client,
+                      run=run_id, n=len(self.lanes), c=len(owners))
         return barrier
 
     def accepted(self, run_id: str) -> None:
@@ -114,18 +124,30 @@ class RunCoordinator:
         self.router.forget_run(run_id)
         if entry is not None:
             session, barrier = entry
-            session.runs.discard(run_id)
+            session.runs.discard(barrier.client_id or run_id)
             barrier.cancel()
             self.log.warn("session {session}: run {run} not started: {why}",
                           session=session.id, run=run_id, why=why)
         self.stop_runs(started)  # the backends that did start it must not run alone
 
     def in_progress(self, run_id: str) -> RunBarrier | None:
-        """The barrier of run ``run_id`` if it is still going on some backend."""
+        """The barrier of run ``run_id`` (the proxy's id) if it is still going on some backend."""
         entry = self.barriers.get(run_id)
         if entry is None or entry[1].finished:
             return None
         return entry[1]
+
+    def own_run(self, session: Session, client_id: str) -> RunBarrier | None:
+        """The barrier of ``session``'s run the client calls ``client_id``, if still going."""
+        for owner, barrier in self.barriers.values():
+            if owner is session and barrier.client_id == client_id and not barrier.finished:
+                return barrier
+        return None
+
+    def named_elsewhere(self, session: Session, client_id: str) -> bool:
+        """Another session has a run in progress that its client calls ``client_id``."""
+        return any(owner is not session and b.client_id == client_id and not b.finished
+                   for owner, b in self.barriers.values())
 
     def unfinished(self, session: Session) -> list[RunBarrier]:
         """The session's runs still going on some backend (that have a deadline)."""
@@ -144,7 +166,8 @@ class RunCoordinator:
                 barrier.cancel()
         for run_id in unfinished:
             self.log.info("session {session} ended during run {run}: sending stop_run to the "
-                          "backends", session=session.id, run=run_id)
+                          "backends; the run's remaining data is dropped", session=session.id,
+                          run=run_id)
         if unfinished:
             self.stop_runs([lane for lane in self.lanes if lane.name in names])
 

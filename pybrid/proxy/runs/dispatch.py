@@ -29,18 +29,25 @@ silently ignored:
   left of the request timeout, so every start is answered within ``Timing.request_timeout``
   of its arrival, as the client expects.  A start released while yet another run of the
   session is unfinished waits again, against the same deadline.
-* **Run ids are unique while in use.**  A start naming the id of a run still in progress is
-  refused at once ("run id R is already in use …", ``counters.reused_run_ids``): replacing
-  the run's bookkeeping would strand whatever waits for it.  The one exception is a start with
-  ``end_repetitive`` naming that run: it is forwarded as it is, and the run keeps its
-  bookkeeping until it finishes.
+* **Run ids are the proxy's.**  A start's run id is what the client calls the run; towards the
+  backends the run gets a fresh id from ``new_run_id`` (random, injected for tests), and the
+  router maps it back on every message to the client (:mod:`pybrid.proxy.data.router`).  So a
+  client names only its own session's runs: another session's id (seen on the status page,
+  say) means a new run of its own, never joins or ends that one, and a start with
+  ``end_repetitive`` naming a run of another session is refused
+  (``counters.foreign_run_ids``).
+* **Run ids are unique while in use.**  A start naming the id of one of the session's runs
+  still in progress is refused at once ("run id R is already in use …",
+  ``counters.reused_run_ids``): replacing the run's bookkeeping would strand whatever waits
+  for it.  The one exception is a start with ``end_repetitive`` naming that run: it is
+  forwarded with that run's proxy id, and the run keeps its bookkeeping until it finishes.
 * When an active session ends, the coordinator stops its unfinished runs and the router
   forgets them, so their remaining data is dropped instead of reaching the next session.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -53,6 +60,7 @@ from pybrid.proto import pb
 from pybrid.proxy.backend.lane import BackendLane
 from pybrid.proxy.clients.session import Session
 from pybrid.proxy.config import Timing
+from pybrid.proxy.data.layout import new_run_id
 from pybrid.proxy.data.router import RunRouter
 from pybrid.proxy.runs.barrier import RunBarrier
 from pybrid.proxy.runs.coordinator import DispatchCounters, RunCoordinator
@@ -85,6 +93,12 @@ class Dispatcher:
     #: The injected clock for run deadlines.
     clock: IReactorTime = attrs.field(kw_only=True)
     timing: Timing = attrs.field(factory=Timing)
+    #: Fresh run ids towards the backends (unpredictable; tests inject a deterministic one).
+    new_run_id: Callable[[], str] = new_run_id
+    #: Requests forwarded (or held) per session and not yet answered; ``on_settled(session)``
+    #: after each answer (the front reads a session again below its bound).
+    in_flight: dict[Session, int] = attrs.field(factory=dict)
+    on_settled: Callable[[Session], None] = lambda session: None
     coordinator: RunCoordinator = attrs.field(init=False)
 
     log = Logger()
@@ -123,13 +137,19 @@ class Dispatcher:
         timeout = None
         if kind == "start_run_command":
             command = env.message_v1.start_run_command
-            running = self.coordinator.in_progress(command.run.id)
-            if running is not None and command.end_repetitive:
-                pass  # ends that repetitive run: forwarded; the run keeps its bookkeeping
-            elif running is not None:
+            client_id = command.run.id
+            running = self.coordinator.own_run(session, client_id)
+            if running is None and command.end_repetitive and \
+                    self.coordinator.named_elsewhere(session, client_id):
+                self.counters.foreign_run_ids += 1
+                self._error(session, rid, (
+                    f"run id {client_id!r} is not a run of this session; start_run with "
+                    "end_repetitive not forwarded"))
+                return
+            if running is not None and not command.end_repetitive:
                 self.counters.reused_run_ids += 1
                 self._error(session, rid, (
-                    f"run id {command.run.id!r} is already in use by a run in progress on "
+                    f"run id {client_id!r} is already in use by a run in progress on "
                     f"backend {', '.join(running.pending_backends())}; start_run not "
                     "forwarded (a new run needs a new id)"))
                 return
@@ -142,9 +162,14 @@ class Dispatcher:
             if since is not None:  # held: the client's request timeout has been running
                 left = self.timing.request_timeout - (self.clock.seconds() - since)
                 timeout = max(left, MIN_FORWARD_TIMEOUT)
+            # towards the backends the run has the proxy's id (a running one's, or a new one)
+            backend_id = running.run_id if running is not None else self.new_run_id()
+            for lane_env in plan.values():
+                lane_env.message_v1.start_run_command.run.id = backend_id
             if running is None:
-                run_id = command.run.id
-                self.coordinator.begin(session, command)
+                run_id = backend_id
+                self.coordinator.begin(session, plan[next(iter(plan))].message_v1
+                                       .start_run_command, client_id)
         elif len(plan) > 1 and kind not in UNDERSTOOD_KINDS:
             self.log.debug(
                 "session {session}: {kind} goes to every backend; its content is opaque to "
@@ -153,6 +178,7 @@ class Dispatcher:
                 kind=kind)
         session.forwarded += 1
         self.counters.forwarded += 1
+        self._began(session)
         names = [self.lanes[i].name for i in plan]
         pending = [self.lanes[i].request(lane_env, timeout=timeout)
                    for i, lane_env in plan.items()]
@@ -161,6 +187,24 @@ class Dispatcher:
         )
         d.addCallback(self._replied, session, kind, rid, list(plan), run_id)
         d.addErrback(self._failed, session, rid)
+        d.addBoth(self._settled, session)
+
+    def outstanding(self, session: Session) -> int:
+        return self.in_flight.get(session, 0)
+
+    def _began(self, session: Session) -> None:
+        self.in_flight[session] = self.in_flight.get(session, 0) + 1
+
+    def _settled(self, result: object, session: Session) -> None:
+        n = self.in_flight.get(session, 0) - 1
+        if n > 0:
+            self.in_flight[session] = n
+        else:
+            self.in_flight.pop(session, None)
+        try:
+            self.on_settled(session)
+        except Exception:
+            self.log.failure("session {session}: on_settled failed", session=session.id)
 
     def _replied(
         self, replies: list[pb.Envelope], session: Session, kind: str, rid: str | None,
@@ -214,7 +258,8 @@ class Dispatcher:
             return
         self.log.info("session {session}: start held until run {runs} has finished on every "
                       "backend (at most {left:.3g} s)", session=session.id,
-                      runs=", ".join(b.run_id for b in previous), left=left)
+                      runs=", ".join(b.client_id or b.run_id for b in previous), left=left)
+        self._began(session)
         HeldStart(self, session, env, kind, rid, since, previous).wait(left)
 
     def _refuse_held(self, session: Session, rid: str | None,
@@ -222,7 +267,7 @@ class Dispatcher:
         self.counters.held_starts_refused += 1
         running = [b for b in previous if not b.finished] or previous
         text = "; ".join(
-            f"previous run {b.run_id} still running on backend "
+            f"previous run {b.client_id or b.run_id} still running on backend "
             f"{', '.join(b.pending_backends()) or '?'}" for b in running)
         self._error(session, rid, f"{text} after {self.timing.start_hold:g} s; start_run not "
                                   "forwarded (a device runs one run at a time)")
@@ -285,6 +330,8 @@ class HeldStart:
             self.dispatcher._refuse_held(self.session, self.rid, self.previous)
 
     def _finish(self) -> None:
+        if not self._done:
+            self.dispatcher._settled(None, self.session)
         self._done = True
         timer, self._timer = self._timer, None
         if timer is not None and timer.active():

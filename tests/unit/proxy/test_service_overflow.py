@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from support.proxy_fakes import FakeReactor, connect_client, make_proxy
+from support.proxy_fakes import FakeReactor, connect_client, device_bytes, make_proxy
 
 from pybrid.proto import pb
 from pybrid.proxy.sizes import TRANSPORT_BUFFER
@@ -48,7 +48,8 @@ def chunk(run_id, n, size=900):
 
 
 def udp(service, raw):
-    service.lanes[0].intake.datagramReceived(raw, ("127.0.0.1", 33333))
+    service.lanes[0].intake.datagramReceived(device_bytes(service.router, raw),
+                                             ("127.0.0.1", 33333))
 
 
 def test_every_client_sender_is_a_registered_bounded_producer(reactor):
@@ -134,9 +135,10 @@ def test_the_intake_latches_the_devices_port_per_run(reactor):
         run_id = str(uuid.uuid4())
         start_run(client, backend, run_id)
         assert intake.source is None  # released by the run's registration
-        intake.datagramReceived(chunk(run_id, 0), ("127.0.0.1", port))
-        intake.datagramReceived(chunk(run_id, 1), ("127.0.0.1", 55555))  # forged
-        intake.datagramReceived(chunk(run_id, 1), ("127.0.0.1", port))
+        intake.datagramReceived(device_bytes(service.router, chunk(run_id, 0)), ("127.0.0.1", port))
+        intake.datagramReceived(device_bytes(service.router, chunk(run_id, 1)),
+                                ("127.0.0.1", 55555))  # forged
+        intake.datagramReceived(device_bytes(service.router, chunk(run_id, 1)), ("127.0.0.1", port))
         assert intake.source == ("127.0.0.1", port)
         assert intake.counters.foreign == n + 1
         frames = client.frames()
@@ -146,6 +148,7 @@ def test_the_intake_latches_the_devices_port_per_run(reactor):
             change = pb.RunStateChangeMessage(new_=carrier_done)
             change.run.id = run_id
             intake.datagramReceived(
-                messages.v1("run_state_change_message", change).SerializeToString(),
+                device_bytes(service.router, messages.v1("run_state_change_message", change)
+                             .SerializeToString()),
                 ("127.0.0.1", port))
         client.frames()

@@ -56,13 +56,13 @@ def test_auth_needs_the_environment_variable():
         parse(["-b", "h", "--auth"])
     with pytest.raises(usage.UsageError, match=AUTH_ENV):
         parse(["-b", "h", "--auth"], {AUTH_ENV: ""})
-    assert parse(["-b", "h", "--auth"], {AUTH_ENV: "tok"}).config.auth_token == "tok"
+    assert parse(["-b", "h", "--auth"], {AUTH_ENV: "t" * 32}).config.auth_token == "t" * 32
 
 
 def test_last_of_auth_and_no_auth_wins():
     assert parse(["-b", "h", "--auth", "--no-auth"]).config.auth_token is None
-    env = {AUTH_ENV: "tok"}
-    assert parse(["-b", "h", "--no-auth", "--auth"], env).config.auth_token == "tok"
+    env = {AUTH_ENV: "t" * 32}
+    assert parse(["-b", "h", "--no-auth", "--auth"], env).config.auth_token == "t" * 32
 
 
 def test_make_service_builds_one_lane_per_backend():

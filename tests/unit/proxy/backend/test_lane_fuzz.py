@@ -27,7 +27,7 @@ from support.fuzz_proxy import (
     send_run_traffic,
     start_run_command,
 )
-from support.proxy_fakes import FakeReactor
+from support.proxy_fakes import FakeReactor, device_bytes
 
 from pybrid.proxy.data.layout import layout_of
 from pybrid.wire import messages
@@ -129,19 +129,21 @@ def test_run_data_damaged_after_its_head_is_not_forwarded():
     assert messages.kind_of(run_traffic(run_id, lane.carriers, 1)[3]) == "run_data_message"
     truncated = good[: len(good) - 40]
     assert lane.intake is not None
-    lane.intake.datagramReceived(truncated, (lane.intake.peer_host, 5))
+    lane.intake.datagramReceived(device_bytes(service.router, truncated),
+                                 (lane.intake.peer_host, 5))
     assert service.router.counters.unparseable == 1
     assert service.router.counters.forwarded == 0
     assert client.frames() == []
     # the intact datagram passes (and teaches the router its tail); a byte more, or the
     # tail's first tag made invalid, is dropped again
-    lane.intake.datagramReceived(good, (lane.intake.peer_host, 5))
+    lane.intake.datagramReceived(device_bytes(service.router, good), (lane.intake.peer_host, 5))
     lay = layout_of(good)
     assert lay is not None and lay.tail
     bad_tail = bytearray(good)
     bad_tail[len(good) - len(lay.tail)] = 0x07  # the tail's first tag: no wire type 7
     for damaged in (good + b"\x00", bytes(bad_tail), good[:-1]):
-        lane.intake.datagramReceived(damaged, (lane.intake.peer_host, 5))
+        lane.intake.datagramReceived(device_bytes(service.router, damaged),
+                                     (lane.intake.peer_host, 5))
     assert service.router.counters.forwarded == 1
     assert service.router.counters.unparseable == 4
     assert [e.SerializeToString() for e in client.frames()] == [good]

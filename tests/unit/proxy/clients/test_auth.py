@@ -1,81 +1,25 @@
-"""The per-address back-off after wrong tokens (``AuthThrottle``), under task.Clock, and the
-front using it: lockouts grow 0.25 → 5 s, tokens are refused unchecked meanwhile, the right
-token resets, memory is bounded."""
+"""Authentication (issue 15, point 4): token strength, per-connection throttling, and session
+slots only for connections that authenticated (or, without --auth, sent a complete frame)."""
 
 from __future__ import annotations
 
 import pytest
 from support.proxy_fakes import FakeReactor, connect_client, make_proxy
-from twisted.internet import task
+from twisted.python import usage
 
 from pybrid.proto import pb
-from pybrid.proxy.clients import auth as auth_module
-from pybrid.proxy.clients.auth import FAILED, REQUIRED, AuthThrottle, throttled_text
+from pybrid.proxy.clients.auth import (
+    FAILED,
+    MIN_TOKEN_BITS,
+    AuthThrottle,
+    token_bits,
+    too_many_text,
+    weak_token_text,
+)
+from pybrid.proxy.clients.scheduler import OVERLOADED
 from pybrid.wire import messages
 
-TOKEN = "s3cret"
-
-
-def fail_until_locked(throttle: AuthThrottle, host: str = "10.0.0.1") -> float:
-    lockout = 0.0
-    while not lockout:
-        lockout = throttle.failed(host)
-    return lockout
-
-
-def test_the_fifth_consecutive_failure_locks_the_address_out():
-    clock = task.Clock()
-    throttle = AuthThrottle(clock)
-    assert [throttle.failed("10.0.0.1") for _ in range(4)] == [0.0] * 4
-    assert throttle.locked("10.0.0.1") == 0.0
-    assert throttle.failed("10.0.0.1") == 0.25
-    assert throttle.locked("10.0.0.1") == 0.25
-    assert throttle.locked("10.0.0.2") == 0.0  # per address
-    clock.advance(0.2)
-    assert throttle.locked("10.0.0.1") == pytest.approx(0.05)
-    clock.advance(0.05)
-    assert throttle.locked("10.0.0.1") == 0.0
-
-
-def test_lockouts_double_up_to_the_cap():
-    clock = task.Clock()
-    throttle = AuthThrottle(clock)
-    got = [fail_until_locked(throttle)]
-    for _ in range(7):
-        clock.advance(got[-1])  # wait it out, then guess wrong again
-        got.append(throttle.failed("10.0.0.1"))
-    assert got == [0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0]
-    assert throttle.lockouts == 8
-    for _ in range(10_000):  # a huge count does not overflow
-        throttle.failed("10.0.0.1")
-    assert throttle.locked("10.0.0.1") == 5.0
-
-
-def test_success_resets_the_count_and_so_does_a_quiet_minute():
-    clock = task.Clock()
-    throttle = AuthThrottle(clock)
-    fail_until_locked(throttle)
-    throttle.succeeded("10.0.0.1")
-    assert throttle.locked("10.0.0.1") == 0.0 and throttle.peers == 0
-    assert [throttle.failed("10.0.0.1") for _ in range(4)] == [0.0] * 4  # counting from 0
-    clock.advance(60.01)
-    assert [throttle.failed("10.0.0.1") for _ in range(4)] == [0.0] * 4  # forgotten meanwhile
-    assert throttle.failed("10.0.0.1") == 0.25
-
-
-def test_memory_is_bounded_forgetting_the_least_recent_address():
-    clock = task.Clock()
-    throttle = AuthThrottle(clock, max_peers=100)
-    fail_until_locked(throttle, "10.0.0.1")
-    for i in range(99):
-        throttle.failed(f"10.1.0.{i}")
-    assert throttle.peers == 100 and throttle.locked("10.0.0.1") > 0
-    throttle.failed("10.2.0.0")
-    assert throttle.peers == 100
-    assert throttle.locked("10.0.0.1") == 0.0  # the least recently failing one went first
-
-
-# -- through the front -------------------------------------------------------------------
+TOKEN = "J3x9_kQ2vLr8TzWm4NyB7cHd1FgP6sAe0uXo5iKj-Z"  # urlsafe characters: 6 bits each
 
 
 def auth(client, token, id):
@@ -89,32 +33,101 @@ def auth(client, token, id):
     return reply.message_v1.error_message.description
 
 
-def test_a_locked_out_address_is_refused_unchecked_on_every_connection(monkeypatch):
-    checked = []
-    real = auth_module.hmac.compare_digest
-    monkeypatch.setattr(auth_module.hmac, "compare_digest",
-                        lambda a, b: checked.append(a) or real(a, b))
+@pytest.mark.parametrize(("token", "bits"), [
+    ("0123456789" * 4, 40 * 3.3219), ("deadbeef" * 4, 128.0), ("a" * 22, 22 * 4.0),
+    ("Ab1" * 8, 24 * 5.954), (TOKEN, len(TOKEN) * 6.0),
+])
+def test_token_bits_are_length_times_the_alphabet(token, bits):
+    assert token_bits(token) == pytest.approx(bits, rel=1e-3)
+
+
+def test_a_token_under_128_bits_is_refused_with_a_clear_message():
+    text = weak_token_text("PYBRID_AUTHENTICATION", "s3cret")
+    assert text is not None and "PYBRID_AUTHENTICATION" in text and "128 bits" in text
+    assert weak_token_text("PYBRID_AUTHENTICATION", TOKEN) is None
+    assert token_bits("deadbeef" * 4) >= MIN_TOKEN_BITS > token_bits("f" * 31)
+
+
+def test_the_proxy_refuses_to_start_with_a_weak_token():
+    from pybrid.proxy.tap import Options
+
+    options = Options()
+    options.environ = {"PYBRID_AUTHENTICATION": "correct horse"}
+    with pytest.raises(usage.UsageError, match="at least 128 bits"):
+        options.parseOptions(["--auth", "--backend", "127.0.0.1:5732"])
+    options = Options()
+    options.environ = {"PYBRID_AUTHENTICATION": TOKEN}
+    options.parseOptions(["--auth", "--backend", "127.0.0.1:5732"])
+    assert options.config.auth_token == TOKEN
+
+
+def test_the_throttle_delays_doubling_and_closes_after_three():
+    throttle = AuthThrottle()
+    assert [throttle.pause_after(n) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
+    assert [throttle.exhausted(n) for n in (1, 2, 3)] == [False, False, True]
+
+
+def test_wrong_tokens_delay_their_own_connection_only_and_close_it_after_three():
     reactor = FakeReactor()
     service, _ = make_proxy(reactor, auth_token=TOKEN)
-    first = connect_client(service, 41000)
-    assert [auth(first, f"guess-{i}", f"g{i}") for i in range(5)] == [FAILED] * 5
-    second = connect_client(service, 41001)  # another connection from the same address
-    assert auth(second, TOKEN, "right") == throttled_text("127.0.0.1", 0.25)
-    assert len(checked) == 5  # the right token was not even compared
-    second.request("reset_command", id="r")
-    assert second.frames()[0].message_v1.error_message.description == REQUIRED
-    assert service.front.counters.auth_throttled == 1
-    reactor.advance(0.25)
-    assert auth(first, "guess-5", "g5") == FAILED  # checked again: the next lockout is 0.5 s
-    reactor.advance(0.3)
-    assert auth(second, TOKEN, "right") == throttled_text("127.0.0.1", 0.2)
-    reactor.advance(0.2)
-    assert auth(second, TOKEN, "right") == "ok"
-    assert service.front.throttle.peers == 0  # the address starts from scratch
-    assert [auth(first, f"again-{i}", f"a{i}") for i in range(4)] == [FAILED] * 4
-    assert service.front.counters.auth_failures == 12
-    assert service.front.counters.auth_throttled == 2
-    assert service.front.throttle.lockouts == 2
+    guesser = connect_client(service, 41000)
+    assert auth(guesser, "guess-1", "g1") == FAILED
+    guesser.request("auth_request", pb.AuthRequest(), id="g2")  # held: not read for 0.5 s
+    assert guesser.frames() == []
+    user = connect_client(service, 41001)  # same address: not affected at all
+    assert auth(user, TOKEN, "right") == "ok"
+    reactor.advance(0.5)
+    assert [e.message_v1.error_message.description for e in guesser.frames()] == [FAILED]
+    reactor.advance(1.0)
+    request = pb.AuthRequest()
+    request.bearer.token = "guess-3"
+    guesser.request("auth_request", request, id="g3")
+    texts = [e.message_v1.error_message.description for e in guesser.frames()]
+    assert texts == [FAILED, too_many_text(3)]
+    assert guesser.closing
+    assert service.front.counters.auth_closed == 1
+    assert too_many_text(3).startswith(FAILED)
+
+
+def test_unauthenticated_and_half_frame_peers_hold_no_slot_and_are_closed_at_the_deadline():
+    reactor = FakeReactor()
+    service, _ = make_proxy(reactor, auth_token=TOKEN, max_sessions=2)
+    peers = [connect_client(service, 42000 + i) for i in range(8)]
+    for i, peer in enumerate(peers):
+        if i % 2:
+            peer.proto.dataReceived(b"\x40\xaa\x06")  # half a frame
+        else:
+            peer.request("reset_command", id="r")  # a request every 2 s, never authenticated
+    reactor.advance(2.0)
+    for peer in peers[::2]:
+        peer.request("reset_command", id="r")
+    assert service.scheduler.count == 0
+    user = connect_client(service, 43000)
+    assert auth(user, TOKEN, "right") == "ok"
+    assert service.scheduler.count == 1
+    reactor.advance(service.front.auth_deadline)
+    assert all(peer.closing for peer in peers)
+    assert not user.closing
+    assert service.front.counters.deadlines == 8
+
+
+def test_without_auth_a_slot_is_taken_by_the_first_complete_frame_only():
+    reactor = FakeReactor()
+    service, _ = make_proxy(reactor, max_sessions=1)
+    halves = [connect_client(service, 42000 + i) for i in range(8)]
+    for peer in halves:
+        peer.proto.dataReceived(b"\x40\xaa\x06")
+    reactor.advance(1.0)
+    assert service.scheduler.count == 0
+    user = connect_client(service, 43000)
+    user.request("reset_command", id="r")
+    assert service.scheduler.count == 1
+    late = connect_client(service, 43001)
+    late.request("reset_command", id="r")
+    assert OVERLOADED in late.frames()[-1].message_v1.error_message.description
+    reactor.advance(service.front.first_frame_deadline)
+    assert all(peer.closing for peer in halves)
+    assert service.front.counters.deadlines == 8
 
 
 def test_without_auth_nothing_is_throttled():
@@ -122,4 +135,3 @@ def test_without_auth_nothing_is_throttled():
     service, _ = make_proxy(reactor)
     client = connect_client(service, 41000)
     assert [auth(client, f"anything-{i}", f"x{i}") for i in range(20)] == ["ok"] * 20
-    assert service.front.throttle.peers == 0

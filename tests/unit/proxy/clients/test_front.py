@@ -35,10 +35,11 @@ def test_standalone_ping_is_answered_then_closed(proxy):
 
 def test_ping_after_the_window_keeps_the_connection(reactor, proxy):
     client = connect_client(proxy)
-    reactor.advance(0.006)  # window over: the session opened (idle until it needs the device)
-    assert client.proto.session.state is SessionState.IDLE
+    reactor.advance(0.006)  # window over: no slot until a complete frame (issue 15)
+    assert client.proto.session.state is SessionState.PENDING
     client.send(messages.generic_ping())
     assert client.kinds() == ["generic.ping_response"]
+    assert client.proto.session.state is SessionState.IDLE
     assert not client.closing
 
 
@@ -128,8 +129,9 @@ def test_session_that_never_sent_anything_times_out(reactor, proxy):
     assert not client.closing
     reactor.advance(0.2)
     [frame] = client.frames()
-    assert "timed out" in frame.message_v1.error_message.description
+    assert frame.message_v1.error_message.description == "no complete request within 10 s"
     assert client.closing
+    assert proxy.scheduler.count == 0  # it never held a slot
 
 
 def test_overloaded_proxy_answers_then_closes():
@@ -170,6 +172,8 @@ def test_wrong_token_fails_right_token_unlocks(auth_proxy):
     assert failed.message_v1.error_message.description == FAILED
     assert failed.message_v1.id == "a1"
     client.request("extract_command", SPEC)
+    assert client.kinds() == []  # not read during the wrong token's delay
+    auth_proxy.front.clock.advance(0.5)
     assert client.kinds() == ["error_message"]
     client.request("auth_request", _auth("s3cret"), id="a2")
     client.request("extract_command", SPEC)

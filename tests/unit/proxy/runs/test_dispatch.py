@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from support.proxy_fakes import FakeReactor, connect_client, make_proxy
+from support.proxy_fakes import FakeReactor, connect_client, device_bytes, make_proxy
 
 from pybrid.proto import pb
 from pybrid.wire import messages
@@ -157,14 +157,15 @@ def start_run(client, backend, run_id="run-1"):
     command.run.id = run_id
     client.request("start_run_command", command, id="start")
     sent = backend.take("start_run_command")
-    assert sent.message_v1.start_run_command.run.id == run_id
+    assert sent.message_v1.start_run_command.run.id not in ("", run_id)  # the proxy's id
     backend.send(messages.v1("start_run_response", id=sent.message_v1.id))
     assert client.kinds() == ["start_run_response"]
 
 
 def udp(service, env, lane=0):
     intake = service.lanes[lane].intake
-    intake.datagramReceived(env.SerializeToString(), ("127.0.0.1", 33333))
+    intake.datagramReceived(device_bytes(service.router, env.SerializeToString()),
+                            ("127.0.0.1", 33333))
 
 
 def state(run_id, new):

@@ -81,7 +81,7 @@ def test_a_released_start_gets_what_is_left_of_the_request_timeout(reactor, prox
 def test_a_start_held_too_long_is_refused_naming_the_run_and_backend(reactor, proxy):
     service, (a, b), client = proxy
     a_failed_run_still_going_on_a(service, a, b, client)
-    barrier = service.dispatcher.coordinator.barriers["run-1"][1]
+    barrier = own_barrier(service, "run-1")
     waiting = len(barrier._finished_waiters)
     client.request("start_run_command", start_command("run-2"), id="start-2")
     assert len(barrier._finished_waiters) == waiting + 1
@@ -120,7 +120,7 @@ def test_a_start_released_behind_another_waits_against_its_first_deadline(reacto
     udp(service, state("run-1", pb.DONE), lane=0)  # both released: run-2 starts, run-3 waits
     for backend in (a, b):
         sent = backend.take("start_run_command")
-        assert sent.message_v1.start_run_command.run.id == "run-2"
+        assert sent.message_v1.start_run_command.run.id == service.router.runs["run-2"].run_id
         backend.send(messages.v1("start_run_response", id=sent.message_v1.id))
     assert kinds(a) == kinds(b) == []
     assert replies(client) == [("start-2", "start_run_response", "")]
@@ -138,8 +138,7 @@ def test_a_start_released_behind_another_waits_against_its_first_deadline(reacto
 def test_a_start_reusing_the_id_of_a_run_in_progress_is_refused(proxy, flag):
     service, (a, b), client = proxy
     start_run(client, (a, b))
-    coordinator = service.dispatcher.coordinator
-    barrier = coordinator.barriers["run-1"][1]
+    barrier = own_barrier(service, "run-1")
     command = start_command("run-1")
     if flag is not None:
         setattr(command, flag, True)
@@ -149,7 +148,7 @@ def test_a_start_reusing_the_id_of_a_run_in_progress_is_refused(proxy, flag):
         "run id 'run-1' is already in use by a run in progress on backend 127.0.0.1:6000, "
         "127.0.0.1:6001; start_run not forwarded (a new run needs a new id)")]
     assert kinds(a) == kinds(b) == []
-    assert coordinator.barriers["run-1"][1] is barrier  # its bookkeeping is untouched
+    assert own_barrier(service, "run-1") is barrier  # its bookkeeping is untouched
     assert service.dispatcher.counters.reused_run_ids == 1
     for lane, entity in ((0, None), (1, B0)):
         udp(service, state("run-1", pb.DONE, entity=entity), lane=lane)
@@ -160,8 +159,7 @@ def test_a_start_reusing_the_id_of_a_run_in_progress_is_refused(proxy, flag):
 def test_end_repetitive_naming_the_run_in_progress_is_forwarded_and_keeps_its_bookkeeping(proxy):
     service, (a, b), client = proxy
     start_run(client, (a, b), repetitive=True)
-    coordinator = service.dispatcher.coordinator
-    barrier = coordinator.barriers["run-1"][1]
+    barrier = own_barrier(service, "run-1")
     command = start_command("run-1")
     command.end_repetitive = True
     client.frames()
@@ -171,7 +169,7 @@ def test_end_repetitive_naming_the_run_in_progress_is_forwarded_and_keeps_its_bo
         assert sent.message_v1.start_run_command.end_repetitive
         backend.send(messages.v1("start_run_response", id=sent.message_v1.id))
     assert replies(client) == [("end", "start_run_response", "")]
-    assert coordinator.barriers["run-1"][1] is barrier
+    assert own_barrier(service, "run-1") is barrier
     assert service.dispatcher.counters.reused_run_ids == 0
     for lane, entity in ((0, None), (1, B0)):
         udp(service, state("run-1", pb.DONE, entity=entity), lane=lane)
@@ -192,3 +190,10 @@ def test_an_opaque_kind_for_several_backends_is_logged_and_gets_the_first_reply(
     a.answer("get_system_ident_command", "get_system_ident_response")
     b.answer("get_system_ident_command", "success_message")
     assert replies(client) == [("ident", "get_system_ident_response", "")]
+
+
+def own_barrier(service, client_id):
+    """The barrier of the active session's run the client calls ``client_id``."""
+    [barrier] = [b for _, b in service.dispatcher.coordinator.barriers.values()
+                 if b.client_id == client_id]
+    return barrier

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from support.proxy_fakes import FakeReactor, connect_backend, connect_client
+from support.proxy_fakes import FakeReactor, connect_backend, connect_client, device_bytes
 from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger, LogLevel, LogPublisher
 from twisted.python.failure import Failure
@@ -65,7 +65,8 @@ def test_backends_locations_carriers_and_wiring(collector):
     assert [b.location for b in status.backends] == ["0", "1"]
     assert [b.carriers for b in status.backends] == [("/" + MACS[0],), ("/" + MACS[1],)]
     assert {b.data_mode for b in status.backends} == {"udp"}
-    assert status.backends[0].intake == "127.0.0.1:40000"
+    intake_port = collector.proxy.lanes[0].intake.port.getHost().port
+    assert status.backends[0].intake == f"127.0.0.1:{intake_port}"
     assert status.wires == (("0/0", "1/0"), ("1/aux0", "0/3"))
     assert [(c.path, c.backend, c.location) for c in status.carriers] == [
         ("/" + MACS[0], "127.0.0.1:6000", "0"), ("/" + MACS[1], "127.0.0.1:6001", "1")]
@@ -87,6 +88,7 @@ def test_active_session_queue_and_idle_sessions(reactor, proxy, collector):
     second = connect_client(proxy, port=41002)
     second.request("reset_command", pb.ResetCommand())
     third = connect_client(proxy, port=41003)
+    third.request("ping_command")  # a complete frame: a session slot, idle
     reactor.advance(0.5)
     status = collector.snapshot()
     assert status.active is not None
@@ -225,13 +227,17 @@ def test_chunks_and_chunk_rates_per_carrier(reactor, proxy, collector):
     command.run.id = "11111111-2222-3333-4444-555555555555"
     client.request("start_run_command", command)
     intakes = [lane.intake for lane in proxy.lanes]
+
+    def dev(payload):
+        return device_bytes(proxy.router, payload)
+
     for chunk in range(10):
-        intakes[0].datagramReceived(run_data(command.run.id, chunk, MACS[0]), ("127.0.0.1", 1))
+        intakes[0].datagramReceived(dev(run_data(command.run.id, chunk, MACS[0])), ("127.0.0.1", 1))
     for chunk in (0, 1, 5):  # chunks 2..4 lost on the way
-        intakes[1].datagramReceived(run_data(command.run.id, chunk, MACS[1]), ("127.0.0.1", 1))
+        intakes[1].datagramReceived(dev(run_data(command.run.id, chunk, MACS[1])), ("127.0.0.1", 1))
     reactor.advance(1.0)
     for chunk in range(10, 30):
-        intakes[0].datagramReceived(run_data(command.run.id, chunk, MACS[0]), ("127.0.0.1", 1))
+        intakes[0].datagramReceived(dev(run_data(command.run.id, chunk, MACS[0])), ("127.0.0.1", 1))
     reactor.advance(1.0)
     status = collector.snapshot()
     by_path = {c.path: c for c in status.carriers}
@@ -246,7 +252,7 @@ def test_chunks_and_chunk_rates_per_carrier(reactor, proxy, collector):
         change.run.id = command.run.id
         change.entity.path = "/" + mac
         intakes[index].datagramReceived(
-            messages.v1("run_state_change_message", change).SerializeToString(),
+            dev(messages.v1("run_state_change_message", change).SerializeToString()),
             ("127.0.0.1", 1))
     by_path = {c.path: c for c in collector.snapshot().carriers}
     assert (by_path["/" + MACS[0]].gaps, by_path["/" + MACS[1]].gaps) == (0, 3)

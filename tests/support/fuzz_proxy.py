@@ -289,6 +289,11 @@ def proxy(reactor: FakeReactor, carriers: list[list[str]] | None = None,
           **config: Any) -> tuple[Any, list[AutoBackend]]:
     from support.proxy_fakes import make_proxy
 
+    from pybrid.proxy.config import Timing
+
+    # the oracle's standalone ping is answered, then closed: no ping linger (the linger has
+    # its own tests in tests/unit/proxy/clients/test_front.py)
+    config.setdefault("timing", Timing(ping_linger=0.0))
     service, fakes = make_proxy(reactor, carriers, **config)
     return service, [AutoBackend(f) for f in fakes]
 

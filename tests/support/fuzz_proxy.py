@@ -287,9 +287,8 @@ def full_run(service: Any, reactor: FakeReactor, backends: list[AutoBackend],
 
 def proxy(reactor: FakeReactor, carriers: list[list[str]] | None = None,
           **config: Any) -> tuple[Any, list[AutoBackend]]:
-    from support.proxy_fakes import make_proxy
-
     from pybrid.proxy.config import Timing
+    from support.proxy_fakes import make_proxy
 
     # the oracle's standalone ping is answered, then closed: no ping linger (the linger has
     # its own tests in tests/unit/proxy/clients/test_front.py)

@@ -29,7 +29,6 @@ from pybrid.proto import pb
 from pybrid.wire import messages
 from pybrid.wire.paths import carrier_of
 
-
 _log = Logger(namespace="pybrid.proxy.runs.merge")
 #: Item kinds that describe rather than configure.
 SPECIFICATION_KINDS = frozenset(("entity_specification", "wiring_specification"))

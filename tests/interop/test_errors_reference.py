@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import pathlib
+import signal
 import sys
 
 import pytest
@@ -104,3 +105,76 @@ async def test_queued_reference_client_is_not_timed_out_while_it_keeps_asking(
         assert result.ok, result.describe()
     assert busy >= 2  # it was told busy, and asked again, more than once
     assert timeouts == 0
+
+
+def twistd_proxy(reactor, *args):
+    argv = [str(BIN / "twistd"), "-n", "--pidfile=", "pybrid-proxy", "--listen", "127.0.0.1",
+            "--port", "0", *args]
+    return spawn(reactor, "twistd-proxy", argv,
+                 ready_pattern=rb"pybrid-proxy listening on [^\s:]+:(\d+)")
+
+
+@pytest_twisted.ensureDeferred
+async def test_sigterm_to_the_proxy_mid_run_fails_the_reference_client_at_once(
+    reactor, ref_python
+):
+    async with ref_mock(reactor, carriers=2, simulate_op_time=True) as mock:
+        proc = twistd_proxy(reactor, "-b", f"127.0.0.1:{mock.port}")
+        try:
+            await proc.ready.addTimeout(30, reactor)
+            await proc.wait_for_output(b"run data by udp", 15)
+            client = start_ref_client(reactor, proc.port, channels=2, sample_rate=1_000,
+                                      op_time_ns=10_000_000_000, timeout=60)
+            await proc.wait_for_output(b"starts run", 30)
+            signalled = reactor.seconds()
+            proc.signal("TERM")  # what systemctl restart does
+            result = await client.result()
+            took = reactor.seconds() - signalled
+        finally:
+            code = await proc.stop()
+    print(f"\nSIGTERM mid-run: reference client reported after {took:.3f} s: "
+          f"{result.report['runs']}")
+    [run] = result.report["runs"]
+    assert run["state"] == "EXCEPTION" or run["state"] == "ERROR", result.describe()
+    assert "shutting down" in result.stdout + result.stderr, result.describe()
+    assert took < 2.0, result.describe()
+    assert code in (0, -15), proc.tail()
+
+
+@pytest_twisted.ensureDeferred
+async def test_stalled_reference_client_learns_of_the_overflow_when_it_reads_again(
+    reactor, ref_python
+):
+    """100 kHz × 4 ch on 2 carriers, --client-buffer 8MiB; the client is SIGSTOPped until its
+    queue overflows and a while longer; after SIGCONT it reports the overflow at once."""
+    limit = 8 << 20
+    async with sim(reactor, carriers=2) as device, \
+            proxy(reactor, f"127.0.0.1:{device.port}", client_buffer=limit) as service:
+        client = start_ref_client(reactor, service.address[1], channels=4,
+                                  sample_rate=100_000, op_time_ns=30_000_000_000, timeout=90)
+        await client.connected
+        await until(reactor, lambda: service.router.counters.forwarded > 200, "run data")
+        session = service.scheduler.active
+        assert session is not None
+        client.proc.signal("STOP")
+        stopped = reactor.seconds()
+        sender = session.sender
+        await until(reactor, lambda: sender.counters.overflows > 0, "the overflow", seconds=60)
+        overflowed = reactor.seconds()
+        await until(reactor, lambda: reactor.seconds() > overflowed + 5.0, "a longer stall",
+                    seconds=10)
+        held = sender.queued
+        client.proc.signal(signal.SIGCONT)  # type: ignore[arg-type]
+        resumed = reactor.seconds()
+        result = await client.result()
+        took = reactor.seconds() - resumed
+        stop_runs = service.dispatcher.counters.stop_runs
+    print(f"\nstalled client: overflow {overflowed - stopped:.1f} s after SIGSTOP, SIGCONT "
+          f"{resumed - stopped:.1f} s after it; reported {took:.3f} s after SIGCONT: "
+          f"{result.report['runs']}")
+    [run] = result.report["runs"]
+    assert run["state"] == "EXCEPTION", result.describe()
+    assert "client buffer overflow" in run["error"], result.describe()
+    assert took < 2.0, result.describe()
+    assert held < 4096  # memory bounded: only the error frames waited in our queue
+    assert stop_runs >= 1

@@ -80,6 +80,9 @@ class ProxyConfig:
     wires: tuple[Wire, ...] = ()
     interface: str = "0.0.0.0"
     port: int = DEFAULT_PORT
+    #: ``--listen ENDPOINT``: a Twisted server endpoint description for the client lane
+    #: (``tcp:…``, ``ssl:…``, ``systemd:…``); None: plain TCP on ``interface``:``port``.
+    listen: str | None = None
     session_timeout: float = 10.0
     max_sessions: int = 8
     #: The bearer token clients must present, or None without ``--auth``.

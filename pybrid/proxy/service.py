@@ -35,6 +35,7 @@ from pybrid.proxy.backend.intake import IntakeWatch
 from pybrid.proxy.backend.lane import BackendLane
 from pybrid.proxy.clients.auth import Authenticator
 from pybrid.proxy.clients.front import Front
+from pybrid.proxy.clients.listen import listen_now, scheme_of, with_backlog
 from pybrid.proxy.clients.protocol import ClientFactory
 from pybrid.proxy.clients.scheduler import Scheduler
 from pybrid.proxy.config import ProxyConfig
@@ -103,11 +104,19 @@ class ProxyService(service.MultiService):
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
         if self.port is None:
-            self.port = self.reactor.listenTCP(self.config.port, self.factory,
-                                               interface=self.config.interface,
-                                               backlog=LISTEN_BACKLOG)
+            listen = self.config.listen
+            if listen is None:
+                self.port = self.reactor.listenTCP(self.config.port, self.factory,
+                                                   interface=self.config.interface,
+                                                   backlog=LISTEN_BACKLOG)
+            else:  # pybrid.proxy.clients.listen
+                self.port = listen_now(self.reactor, with_backlog(listen, LISTEN_BACKLOG),
+                                       self.factory)
             host, port = host_port(self.port.getHost())
             self.log.info("pybrid-proxy listening on {host}:{port}", host=host, port=port)
+            if listen is not None:
+                self.log.info("client lane: {scheme} endpoint {listen}",
+                              scheme=scheme_of(listen), listen=listen)
         if self.tap is not None:
             self.tap.start()  # TapSetupError stops start-up with a clear message
 

@@ -51,6 +51,7 @@ async def test_reference_ping_count_3_gets_3_replies_through_our_proxy(reactor, 
                                            "-p", str(service.address[1]), "-c", "3"])
         code = await finished(ping, reactor)
         out = ping.stdout.decode(errors="replace")
+        print("\nreference ping -c 3 through our proxy:\n" + out)
         assert code == 0, ping.tail()
         assert out.count("Reply from") == 3, ping.tail()
         assert "failed" not in out
@@ -101,6 +102,9 @@ async def test_queued_reference_client_is_not_timed_out_while_it_keeps_asking(
                                   op_time_ns=10_000_000)
         results = [await first.result(), await second.result()]
         busy, timeouts = service.front.counters.busy, service.scheduler.timeouts
+    print(f"\nqueued reference client: {busy} busy replies, {timeouts} timeouts, connect "
+          f"{results[1].report.get('connect_seconds', 0):.2f} s, run "
+          f"{results[1].report['runs'][0].get('seconds', 0):.3f} s")
     for result in results:
         assert result.ok, result.describe()
     assert busy >= 2  # it was told busy, and asked again, more than once

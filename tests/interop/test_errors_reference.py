@@ -23,6 +23,10 @@ from support.waiting import until
 pytestmark = pytest.mark.interop
 
 BIN = pathlib.Path(sys.executable).parent
+#: The start of the reference client script's report line (tests/support/ref_scripts): the
+#: moment it reports, which is what is timed; its process may take longer to exit (once, under a
+#: load average of 11, asyncio's teardown held it until the harness killed it after 60 s).
+REPORT = b'{"runs"'
 
 
 @contextlib.asynccontextmanager
@@ -132,12 +136,14 @@ async def test_sigterm_to_the_proxy_mid_run_fails_the_reference_client_at_once(
             await proc.wait_for_output(b"starts run", 30)
             signalled = reactor.seconds()
             proc.signal("TERM")  # what systemctl restart does
-            result = await client.result()
+            await client.proc.wait_for_output(REPORT, 60)  # its report line
             took = reactor.seconds() - signalled
+            result = await client.result()
+            exited = reactor.seconds() - signalled
         finally:
             code = await proc.stop()
-    print(f"\nSIGTERM mid-run: reference client reported after {took:.3f} s: "
-          f"{result.report['runs']}")
+    print(f"\nSIGTERM mid-run: reference client reported after {took:.3f} s (exited after "
+          f"{exited:.3f} s): {result.report['runs']}")
     [run] = result.report["runs"]
     assert run["state"] == "EXCEPTION" or run["state"] == "ERROR", result.describe()
     assert "shutting down" in result.stdout + result.stderr, result.describe()
@@ -170,8 +176,9 @@ async def test_stalled_reference_client_learns_of_the_overflow_when_it_reads_aga
         held = sender.queued
         client.proc.signal(signal.SIGCONT)  # type: ignore[arg-type]
         resumed = reactor.seconds()
-        result = await client.result()
+        await client.proc.wait_for_output(REPORT, 90)  # its report line
         took = reactor.seconds() - resumed
+        result = await client.result()
         stop_runs = service.dispatcher.counters.stop_runs
     print(f"\nstalled client: overflow {overflowed - stopped:.1f} s after SIGSTOP, SIGCONT "
           f"{resumed - stopped:.1f} s after it; reported {took:.3f} s after SIGCONT: "

@@ -5,6 +5,11 @@ message (no length prefix, no header) — the format the reference ``pybrid`` wr
 ``extract --export x.apb`` and reads for ``--config-file``.  The current (and only) version is
 0.1.0.  Files claiming a newer version are rejected (we cannot know what changed); older ones
 (including an unset version, 0.0.0) are accepted as they are.
+
+A file saved from a full extract (the reference's ``extract --configuration -e full.apb``)
+also holds the cluster's description: ``entity_specification`` (and ``wiring_specification``)
+items naming no entity.  They configure nothing, and a proxy cannot route them to a backend;
+:func:`config_items` leaves them out of what is sent as configuration (with a debug log).
 """
 
 from __future__ import annotations
@@ -13,12 +18,33 @@ import os
 import pathlib
 
 from google.protobuf.message import DecodeError
+from twisted.logger import Logger
 
 from pybrid.client.errors import ApbError
 from pybrid.proto import pb
 
 #: The ``File.version`` this module writes and the newest it reads.
 APB_VERSION = (0, 1, 0)
+#: Item kinds that describe the computer rather than configure it.
+SPECIFICATION_KINDS = frozenset(("entity_specification", "wiring_specification"))
+
+log = Logger()
+
+
+def config_items(module: pb.Module) -> pb.Module:
+    """``module`` without its specification items that name no entity (see the module note)."""
+    keep = [item for item in module.items
+            if not (item.WhichOneof("kind") in SPECIFICATION_KINDS
+                    and not item.entity.path.strip("/"))]
+    if len(keep) == len(module.items):
+        return module
+    log.debug("configuration: {n} specification item(s) without entity left out",
+              n=len(module.items) - len(keep))
+    out = pb.Module()
+    out.CopyFrom(module)
+    del out.items[:]
+    out.items.extend(keep)
+    return out
 
 
 def parse_apb(data: bytes, name: str = "<bytes>") -> pb.Module:

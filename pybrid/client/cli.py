@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=version_line(PROG))
-    p.add_argument("host", help="device or proxy: NAME, NAME:PORT, or a Twisted endpoint "
-                   "string such as tcp:host=10.0.0.5:port=5732")
+    p.add_argument("host", help="device or proxy: NAME, NAME:PORT, a Twisted endpoint "
+                   "string such as tcp:host=10.0.0.5:port=5732, or tls:NAME:PORT[:ca=FILE]")
     p.add_argument("-p", "--port", type=int, default=DEFAULT_PORT,
                    help=f"TCP port (default {DEFAULT_PORT})")
     p.add_argument("-c", "--config", metavar="FILE.apb",
@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "written while the run streams (needs h5py: the 'hdf5' extra)")
     p.add_argument("--plot", metavar="FILE.png",
                    help="also plot the channels into a PNG (needs matplotlib: the 'plot' extra)")
+    p.add_argument("--tls", action="store_true",
+                   help="connect with TLS; the server's certificate and name are verified")
+    p.add_argument("--ca-cert", metavar="FILE.pem",
+                   help="trust this CA (PEM) for TLS instead of the system's CAs (implies --tls)")
     p.add_argument("--token", help="bearer token for a proxy that requires one "
                    "(or $PYBRID_AUTH_TOKEN, $PYBRID_AUTHENTICATION)")
     p.add_argument("--data-lane", choices=("auto", "udp", "tcp"), default="auto",
@@ -247,7 +251,8 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
         c = await step(connect(
             args.host, args.port, reactor=reactor, auth_token=token,
             connect_timeout=args.connect_timeout, busy_retry=args.busy_retry,
-            busy_timeout=args.busy_timeout, data_lane=args.data_lane,
+            busy_timeout=args.busy_timeout, data_lane=args.data_lane, tls=args.tls,
+            ca_cert=args.ca_cert,
         ))
         computer.append(c)
         say(f"connected to {c.target}: {c.topology}, carrier(s) "

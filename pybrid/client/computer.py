@@ -31,7 +31,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pybrid.client.apb import load_apb
+from pybrid.client.apb import config_items, load_apb
 from pybrid.client.control import ControlChannel, reply_body
 from pybrid.client.datalane import UdpDataLane, listen_data_lane
 from pybrid.client.errors import ConnectionLost, DeviceBusyError, RequestFailed
@@ -171,7 +171,7 @@ class Computer:
         except Exception as e:
             return defer.fail(e)
         cmd = pb.ConfigCommand(reset_before=reset_before, sh_kludge=sh_kludge)
-        cmd.module.CopyFrom(mod)
+        cmd.module.CopyFrom(config_items(mod))
         return self._call("config_command", cmd, ("config_response", "success_message"))
 
     def calibrate(

@@ -1,6 +1,7 @@
 """``connect()``: open a control connection, authenticate, learn the topology.
 
-The sequence is: TCP connect (``connect_timeout``), ``auth_request{bearer}`` when a token is
+The sequence is: TCP connect (``connect_timeout``; for TLS also the handshake, the server's
+certificate verified: :mod:`pybrid.client.tls`), ``auth_request{bearer}`` when a token is
 given, ``extract{recursive, specification}``; the carriers in that reply decide the topology
 (see :mod:`pybrid.client.topology`).  Unlike the reference client, one connection serves both
 discovery and the session.  The data lane is negotiated later, before the first run.
@@ -19,6 +20,14 @@ from twisted.internet.base import ReactorBase
 from pybrid.client.computer import Computer
 from pybrid.client.control import ClientFactory, ControlChannel, reply_body
 from pybrid.client.errors import ClientError, ConnectError, RequestFailed
+from pybrid.client.tls import (
+    TlsClientFactory,
+    TlsTarget,
+    handshake_error,
+    is_tls_description,
+    parse_tls_description,
+    tls_endpoint,
+)
 from pybrid.client.topology import find_carriers, parse_target
 from pybrid.proto import pb
 from pybrid.wire import messages
@@ -38,11 +47,16 @@ def connect(
     busy_retry: float = 0.2,
     busy_timeout: float = 60.0,
     data_lane: str = "auto",
+    tls: bool = False,
+    ca_cert: str | None = None,
 ) -> defer.Deferred[Computer]:
     """Connect to a device or proxy; fires with a :class:`~pybrid.client.computer.Computer`.
 
     ``host`` is a name or address (optionally ``"host:port"``) or a Twisted client endpoint
-    string (``"tcp:host=127.0.0.1:port=5732"``).  ``data_lane`` is ``"auto"`` (UDP, falling
+    string (``"tcp:host=127.0.0.1:port=5732"``; ``"tls:HOST:PORT[:ca=FILE]"`` or ``"ssl:…"``
+    for TLS).  ``tls=True`` or a ``ca_cert`` (PEM file of the CA to trust instead of the
+    platform's) connect with TLS; the server's certificate and host name are always verified
+    (:mod:`pybrid.client.tls`).  ``data_lane`` is ``"auto"`` (UDP, falling
     back to TCP when refused), ``"udp"`` (fail when refused) or ``"tcp"`` (never ask for UDP).
     Errors: :class:`ConnectError`, :class:`AuthenticationError`, :class:`DeviceBusyError`,
     :class:`RequestTimeout`, :class:`ClientError` (no carrier in the reply).
@@ -57,12 +71,35 @@ def connect(
     return defer.ensureDeferred(
         _connect(
             reactor, host, port, auth_token, connect_timeout, request_timeout, busy_retry,
-            busy_timeout, data_lane,
+            busy_timeout, data_lane, tls, ca_cert,
         )
     )
 
 
-def _endpoint(reactor: Any, host: str, port: int, timeout: float) -> tuple[Any, str]:
+def _endpoint(reactor: Any, host: str, port: int, timeout: float, tls: bool = False,
+              ca_cert: str | None = None) -> tuple[Any, str, bool]:
+    """The endpoint, its label, and whether it is TLS."""
+    if is_tls_description(host) or tls or ca_cert is not None:
+        try:
+            if is_tls_description(host):
+                target = parse_tls_description(host, port)
+                if ca_cert is not None:
+                    target = TlsTarget(target.host, target.port, ca_cert)
+            else:
+                _desc, name, number = parse_target(host, port)
+                if _desc is not None:
+                    raise ValueError(f"{host!r}: TLS takes tls:HOST:PORT or a host name")
+                target = TlsTarget(name, number, ca_cert)
+            label = (f"[{target.host}]:{target.port}" if ":" in target.host
+                     else f"{target.host}:{target.port}")
+            return tls_endpoint(reactor, target, timeout), f"tls:{label}", True
+        except ValueError as e:
+            raise ConnectError(host, str(e)) from None
+    endpoint, label = _plain_endpoint(reactor, host, port, timeout)
+    return endpoint, label, False
+
+
+def _plain_endpoint(reactor: Any, host: str, port: int, timeout: float) -> tuple[Any, str]:
     desc, name, number = parse_target(host, port)
     if desc is not None:
         try:
@@ -125,17 +162,26 @@ async def _connect(
     busy_retry: float,
     busy_timeout: float,
     data_lane: str,
+    tls: bool = False,
+    ca_cert: str | None = None,
 ) -> Computer:
-    endpoint, label = _endpoint(reactor, host, port, connect_timeout)
+    endpoint, label, secure = _endpoint(reactor, host, port, connect_timeout, tls, ca_cert)
     control = ControlChannel(
         clock=reactor, peer=label, request_timeout=request_timeout, busy_retry=busy_retry,
         busy_timeout=busy_timeout,
     )
-    factory = ClientFactory(control)
+    factory = TlsClientFactory(control) if secure else ClientFactory(control)
     try:
         proto = await endpoint.connect(factory).addTimeout(connect_timeout, reactor)
     except (error.ConnectError, error.DNSLookupError, defer.TimeoutError, OSError) as e:
         raise ConnectError(label, _why(e, connect_timeout)) from None
+    if isinstance(factory, TlsClientFactory):
+        try:
+            await factory.handshake.addTimeout(connect_timeout, reactor)
+        except Exception as e:
+            if control.lost is None:
+                proto.transport.abortConnection()  # no TLS close_notify exchange to wait for
+            raise handshake_error(label, e) from None
     try:
         if auth_token is not None:
             body = pb.AuthRequest(bearer=pb.BearerAuth(token=auth_token))

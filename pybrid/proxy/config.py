@@ -32,6 +32,20 @@ class Timing:
     reconnect_max: float = 5.0
     #: A generic ping arriving first within this window is a standalone ping.
     ping_window: float = 0.005
+    #: A standalone-ping connection answers further pings and closes after this long without
+    #: one (0: close right after the first pong, as the reference proxy does).
+    ping_linger: float = 0.5
+    #: A client whose queue overflowed (its data dropped, the error and its runs' ERROR states
+    #: queued instead) is aborted if it has not taken them this long after the overflow; only
+    #: those few frames and Twisted's buffer wait meanwhile.
+    overflow_close: float = 60.0
+    #: Queued sessions time out only after ``session_timeout`` plus this without a request
+    #: (the reference client resends a busy request every 2 s plus its round trip); promotion
+    #: restarts the timer with the same allowance.
+    queued_grace: float = 3.0
+    #: At shutdown, the wait for the sessions' last bytes (error states, the message) to be
+    #: taken before the lanes stop and the reactor drops what is left.
+    shutdown_flush: float = 1.0
     #: Wait for a backend's reply to the stop_run sent when a session ends mid-run.
     stop_timeout: float = 2.0
     #: After a cached extract to an idle session and after the UDP refusal, generic pongs go
@@ -66,6 +80,9 @@ class ProxyConfig:
     wires: tuple[Wire, ...] = ()
     interface: str = "0.0.0.0"
     port: int = DEFAULT_PORT
+    #: ``--listen ENDPOINT``: a Twisted server endpoint description for the client lane
+    #: (``tcp:…``, ``ssl:…``, ``systemd:…``); None: plain TCP on ``interface``:``port``.
+    listen: str | None = None
     session_timeout: float = 10.0
     max_sessions: int = 8
     #: The bearer token clients must present, or None without ``--auth``.

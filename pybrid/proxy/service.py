@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 from twisted.application import service
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
@@ -36,6 +36,7 @@ from pybrid.proxy.backend.intake import IntakeWatch
 from pybrid.proxy.backend.lane import BackendLane
 from pybrid.proxy.clients.auth import Authenticator
 from pybrid.proxy.clients.front import Front
+from pybrid.proxy.clients.listen import listen_now, scheme_of, with_backlog
 from pybrid.proxy.clients.protocol import ClientFactory
 from pybrid.proxy.clients.scheduler import Scheduler
 from pybrid.proxy.config import ProxyConfig
@@ -50,6 +51,8 @@ from pybrid.wire.interfaces import INetworkReactor, host_port
 #: queue: connects are delayed by SYN retransmits and a few are reset by the kernel instead of
 #: being told "Server overloaded" by the proxy (tests/integration/test_load_connections.py).
 LISTEN_BACKLOG = 1024
+#: What every session is told when the proxy stops (also the reason of its runs' ERRORs).
+SHUTTING_DOWN = "pybrid-proxy is shutting down"
 
 
 class ProxyService(service.MultiService):
@@ -80,12 +83,14 @@ class ProxyService(service.MultiService):
                                      clock=reactor, timing=timing)
         self.scheduler = Scheduler(
             reactor, self.all_healthy, self.dispatcher.session_ended,
-            config.max_sessions, config.session_timeout,
+            config.max_sessions, config.session_timeout, queued_grace=timing.queued_grace,
         )
         self.front = Front(
             reactor, self.scheduler, self.dispatcher.handle, self.extract,
             Authenticator(config.auth_token), timing.ping_window, config.debug,
-            timing.nudge_delays, config.client_buffer,
+            timing.nudge_delays, config.client_buffer, ping_linger=timing.ping_linger,
+            fail_runs=self.dispatcher.fail_runs, overflow_close=timing.overflow_close,
+            error_linger=timing.degrade_grace,
         )
         self.front.in_flight = self.dispatcher.outstanding
         self.dispatcher.on_settled = self.front.settled
@@ -103,11 +108,19 @@ class ProxyService(service.MultiService):
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
         if self.port is None:
-            self.port = self.reactor.listenTCP(self.config.port, self.factory,
-                                               interface=self.config.interface,
-                                               backlog=LISTEN_BACKLOG)
+            listen = self.config.listen
+            if listen is None:
+                self.port = self.reactor.listenTCP(self.config.port, self.factory,
+                                                   interface=self.config.interface,
+                                                   backlog=LISTEN_BACKLOG)
+            else:  # pybrid.proxy.clients.listen
+                self.port = listen_now(self.reactor, with_backlog(listen, LISTEN_BACKLOG),
+                                       self.factory)
             host, port = host_port(self.port.getHost())
             self.log.info("pybrid-proxy listening on {host}:{port}", host=host, port=port)
+            if listen is not None:
+                self.log.info("client lane: {scheme} endpoint {listen}",
+                              scheme=scheme_of(listen), listen=listen)
         if self.tap is not None:
             self.tap.start()  # TapSetupError stops start-up with a clear message
 
@@ -127,17 +140,31 @@ class ProxyService(service.MultiService):
         self.intake_watch.start()
 
     def stopService(self) -> defer.Deferred[Any]:
-        stops: list[defer.Deferred[Any]] = [defer.maybeDeferred(super().stopService)]
+        """Stop listening; fail the active session's runs (ERROR per carrier), then tell
+        every session and close it; wait (bounded) for those closes; then stop the lanes."""
         port, self.port = self.port, None
-        if port is not None:
-            stops.append(defer.maybeDeferred(port.stopListening))
-        for session in list(self.scheduler.sessions):
-            self.scheduler.close(session, "pybrid-proxy is shutting down", "proxy stopping")
+        stopped = defer.maybeDeferred(port.stopListening) if port is not None else None
+        return defer.ensureDeferred(self._stop(stopped))
+
+    async def _stop(self, listening: defer.Deferred[Any] | None) -> None:
+        timing = self.config.timing
+        active = self.scheduler.active
+        if active is not None and self.dispatcher.fail_runs(active, SHUTTING_DOWN):
+            # the reference client drops run states that arrive right before the close
+            await task.deferLater(self.reactor, timing.degrade_grace, lambda: None)
+        sessions = list(self.scheduler.sessions)
+        for session in sessions:
+            self.scheduler.close(session, SHUTTING_DOWN, "proxy stopping")
+        gone = defer.DeferredList([s.sender.when_gone() for s in sessions])
+        await gone.addTimeout(timing.shutdown_flush, self.reactor).addErrback(lambda _f: None)
+        stops: list[defer.Deferred[Any]] = [defer.maybeDeferred(super().stopService)]
+        if listening is not None:
+            stops.append(listening)
         stops.extend(lane.stop() for lane in self.lanes)
         self.intake_watch.stop()
         if self.tap is not None:
             stops.append(self.tap.stop())
-        return defer.gatherResults(stops)
+        await defer.gatherResults(stops)
 
     @property
     def address(self) -> tuple[str, int]:

@@ -1,6 +1,7 @@
 """``twistd pybrid-proxy``: command-line options and the service tree.
 
     twistd -n pybrid-proxy -b HOST[:PORT] [-b …] [--listen 0.0.0.0] [--port 5732]
+           [--listen ENDPOINT (tcp:5732, ssl:5732:privateKey=…:certKey=…, systemd:…)]
            [--session-timeout 10] [--auth|--no-auth] [--max-sessions 8] [--debug] [--no-nudges]
            [--client-buffer 64MiB] [--udp-rcvbuf 64MiB]
            [--monitor GROUP:PORT …] [--monitor-ttl 1] [--monitor-interface 127.0.0.1]
@@ -9,6 +10,9 @@
 (see :mod:`pybrid.proxy.spec`).  With ``--auth`` the bearer token clients must present is
 read from the environment variable ``PYBRID_AUTHENTICATION``; it must be set and non-empty.
 ``--port 0`` binds a free port; the log line ``pybrid-proxy listening on HOST:PORT`` tells which.
+``--listen`` also takes a Twisted server endpoint string (``tcp:5732``,
+``ssl:5732:privateKey=key.pem:certKey=cert.pem``, ``systemd:domain=INET:index=0``; see
+:mod:`pybrid.proxy.clients.listen`); ``--port`` then does not apply.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from twisted.python import usage
 from pybrid.logs import tag_syslog_priorities
 from pybrid.monitor.options import MonitorOptionsMixin
 from pybrid.proxy.clients.auth import weak_token_text
+from pybrid.proxy.clients.listen import check_listen, is_endpoint
 from pybrid.proxy.config import ProxyConfig, Timing
 from pybrid.proxy.service import ProxyService
 from pybrid.proxy.sizes import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF, format_size, parse_size
@@ -47,8 +52,12 @@ class Options(MonitorOptionsMixin, usage.Options):
         "session, a FIFO queue of waiting ones, run data merged from every backend."
     )
     optParameters = [
-        ["listen", "l", "0.0.0.0", "Interface (IP address) to listen on for clients."],
-        ["port", "p", str(DEFAULT_PORT), "TCP port for clients (0: any free port)."],
+        ["listen", "l", "0.0.0.0",
+         "Interface (IP address) to listen on for clients, or a Twisted server endpoint "
+         "string: tcp:5732, ssl:5732:privateKey=KEY.pem:certKey=CERT.pem (TLS), "
+         "systemd:domain=INET:index=0 (socket activation)."],
+        ["port", "p", None,
+         f"TCP port for clients with --listen HOST (0: any free port; default {DEFAULT_PORT})."],
         ["session-timeout", None, "10", "Seconds a session may stay idle before it is closed."],
         ["max-sessions", None, "8", "Most sessions (active + queued) at once."],
         ["status-port", None, None,
@@ -101,12 +110,7 @@ class Options(MonitorOptionsMixin, usage.Options):
             spec = parse_backend_args(self["backends"])
         except BackendSpecError as e:
             raise usage.UsageError(f"bad backend specification:\n{e}") from None
-        interface = self["listen"]
-        try:
-            ipaddress.ip_address(interface)
-        except ValueError:
-            raise usage.UsageError(f"--listen must be an IP address, not {interface!r}") from None
-        port = _number("--port", self["port"], int, 0, 65535)
+        interface, port, listen = _listen_options(self)
         timeout = _number("--session-timeout", self["session-timeout"], float, 0.001, 1e6)
         max_sessions = _number("--max-sessions", self["max-sessions"], int, 1, 100_000)
         status_port, status_interface = _status_options(self)
@@ -132,7 +136,8 @@ class Options(MonitorOptionsMixin, usage.Options):
             backends=spec.backends,
             wires=spec.wires,
             interface=interface,
-            port=int(port),
+            port=port,
+            listen=listen,
             session_timeout=float(timeout),
             max_sessions=int(max_sessions),
             auth_token=token,
@@ -162,6 +167,27 @@ def _size(name: str, text: str, minimum: int) -> int:
         return parse_size(text, name, minimum)
     except ValueError as e:
         raise usage.UsageError(str(e)) from None
+
+
+def _listen_options(options: Options) -> tuple[str, int, str | None]:
+    """``--listen``/``--port``: (interface, port, endpoint description or None)."""
+    text = options["listen"].strip()
+    if is_endpoint(text):
+        if options["port"] is not None:
+            raise usage.UsageError(
+                f"--port goes with --listen HOST; the endpoint {text!r} names its own port")
+        try:
+            return "", 0, check_listen(text)
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise usage.UsageError(
+            f"--listen must be an IP address or a Twisted endpoint string such as tcp:5732, "
+            f"not {text!r}") from None
+    port = options["port"] if options["port"] is not None else str(DEFAULT_PORT)
+    return text, int(_number("--port", port, int, 0, 65535)), None
 
 
 def _status_options(options: Options) -> tuple[int | None, str]:

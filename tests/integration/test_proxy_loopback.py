@@ -13,7 +13,7 @@ from twisted.internet import defer
 from pybrid.device import DeviceConfig, SimulatedDevice
 from pybrid.device.signals import chunk_bytes
 from pybrid.proto import pb
-from pybrid.proxy.config import ProxyConfig
+from pybrid.proxy.config import ProxyConfig, Timing
 from pybrid.proxy.service import ProxyService
 from pybrid.proxy.spec import Backend
 from pybrid.wire import messages
@@ -100,7 +100,7 @@ async def test_run_data_reaches_the_client_unchanged(reactor, carriers, refuse_u
 
 @pytest_twisted.ensureDeferred
 async def test_standalone_ping_reply_is_never_lost(reactor):
-    async with device_and_proxy(reactor) as (_device, service):
+    async with device_and_proxy(reactor, timing=Timing(ping_linger=0.02)) as (_device, service):
         port = service.address[1]
         for _ in range(20):
             client = await connect(reactor, port,
@@ -108,6 +108,22 @@ async def test_standalone_ping_reply_is_never_lost(reactor):
             await client.closed.addTimeout(5, reactor)  # the proxy closed it …
             assert [messages.kind_of(f) for f in client.frames] == ["generic.ping_response"]
         assert service.front.counters.standalone_pings == 20
+        assert service.scheduler.count == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_ping_connection_answers_every_ping_then_closes(reactor):
+    async with device_and_proxy(reactor) as (_device, service):
+        client = await connect(reactor, service.address[1],
+                               on_connect=lambda c: c.sendEnvelope(messages.generic_ping()))
+        pong = kind_is("generic.ping_response")
+        await client.expect(pong)
+        for _ in range(2):  # like the reference `pybrid ping -c 3`: next ping after the reply
+            client.sendEnvelope(messages.generic_ping())
+            await client.expect(pong)
+        await client.closed.addTimeout(5, reactor)  # ping_linger after the last ping
+        assert [messages.kind_of(f) for f in client.frames] == ["generic.ping_response"] * 3
+        assert service.front.counters.standalone_pings == 1
         assert service.scheduler.count == 0
 
 

@@ -293,8 +293,12 @@ def full_run(service: Any, reactor: FakeReactor, backends: list[AutoBackend],
 
 def proxy(reactor: FakeReactor, carriers: list[list[str]] | None = None,
           **config: Any) -> tuple[Any, list[AutoBackend]]:
+    from pybrid.proxy.config import Timing
     from support.proxy_fakes import make_proxy
 
+    # the oracle's standalone ping is answered, then closed: no ping linger (the linger has
+    # its own tests in tests/unit/proxy/clients/test_front.py)
+    config.setdefault("timing", Timing(ping_linger=0.0))
     service, fakes = make_proxy(reactor, carriers, **config)
     return service, [AutoBackend(f) for f in fakes]
 

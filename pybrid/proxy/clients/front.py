@@ -5,8 +5,11 @@ Design note
 Per client connection (:class:`~pybrid.proxy.clients.protocol.ClientProtocol` calls in here):
 
 1. **Standalone ping.**  A connection opens PENDING with a ``ping_window`` timer (5 ms).  If the
-   first frame is a generic ping inside that window, it is answered and the connection closed
-   with ``loseConnection`` — which flushes the reply first, so it is never lost.
+   first frame is a generic ping inside that window, it is answered and the connection becomes
+   a PING connection: it holds no session, answers every further ping, and is closed with
+   ``loseConnection`` (which flushes the replies first, so none is lost) ``ping_linger``
+   seconds after its last ping (the reference ``pybrid ping -c 3`` sends its pings on one
+   connection).  Any other frame on it, or any other first frame, is treated as in 1a.
 1a. **Slots only for what did something legitimate.**  A PENDING connection holds no session
    slot (``--max-sessions``).  Without ``--auth`` its first complete frame opens its session in
    the scheduler (which may refuse it: "Server overloaded", delivered, then close); with
@@ -35,6 +38,12 @@ Per client connection (:class:`~pybrid.proxy.clients.protocol.ClientProtocol` ca
 6. Everything else needs the device: the session claims it (see the scheduler), and is then
    ACTIVE — the request goes to the :class:`~pybrid.proxy.runs.dispatch.Dispatcher` — or QUEUED
    and gets ``busy_response`` with the request's id.
+
+**Overflow.**  When a client's queue overflows (:mod:`~pybrid.proxy.clients.sender`) the queued
+run data is already dropped; in its place go an ERROR state change per unfinished carrier of
+each of the session's runs (``fail_runs``: the reference client fails a run on an ERROR, it
+ignores an id-less error message), then the error message; the connection closes after they are
+written (plus ``error_linger``), or is aborted ``overflow_close`` seconds after the overflow.
 
 **Nudges.**  The reference client's native receive thread waits in ``poll`` with a 100 ms
 timeout and checks its stop flag only when it wakes up.  It stops that thread twice while
@@ -131,6 +140,14 @@ class Front:
     gates: dict[Session, ReadGate] = attrs.field(factory=dict)
     _buckets: dict[Session, list[float]] = attrs.field(factory=dict)
     _failures: dict[Session, int] = attrs.field(factory=dict)
+    #: Seconds a standalone-ping connection stays open after its last ping (0: close at once).
+    ping_linger: float = 0.0
+    #: Writes an ERROR state per unfinished carrier of the session's runs, with the reason
+    #: (the dispatcher's ``fail_runs``); True if it wrote any.
+    fail_runs: Callable[[Session, str], bool] = lambda session, reason: False
+    #: After an overflow: abort deadline, and the wait between the last write and the close.
+    overflow_close: float = 60.0
+    error_linger: float = 0.0
 
     log = Logger()
 
@@ -169,7 +186,10 @@ class Front:
         text = overflow.describe(tuple(sorted(session.runs)))
         self.log.warn("session {session} from {peer}: {error}", session=session.id,
                       peer=session.peer, error=text)
-        self.scheduler.close(session, text, "client buffer overflow")
+        failed = self.fail_runs(session, text)  # queued in place of the dropped data
+        self.scheduler.end(session, "client buffer overflow")
+        session.close(text, grace=self.overflow_close,
+                      linger=self.error_linger if failed else 0.0)
 
     def connection_lost(self, session: Session) -> None:
         gate = self.gates.pop(session, None)
@@ -225,6 +245,22 @@ class Front:
         if gate is not None and self.in_flight(session) < self.max_outstanding:
             gate.release("outstanding")
 
+    def _standalone_pong(self, session: Session) -> None:
+        """Answer a ping of a PING connection; close it ``ping_linger`` after the last."""
+        session.cancel_timers()
+        session.reply(messages.generic_pong())
+        if self.ping_linger > 0:
+            session.window_timer = self.clock.callLater(self.ping_linger, self._ping_over,
+                                                        session)
+        else:
+            self._ping_over(session)
+
+    def _ping_over(self, session: Session) -> None:
+        session.window_timer = None
+        if session.state is SessionState.PING:
+            session.state = SessionState.CLOSED
+            session.sender.close()
+
     def _dropped(self, session: Session, what: str, total: int) -> None:
         """Log a dropped client frame: the first three, then every 1000th (all are counted)."""
         if worth_logging(total):
@@ -250,14 +286,19 @@ class Front:
             session.stop_nudging()
         top = env.WhichOneof("kind")
         is_ping = top == "generic" and env.generic.WhichOneof("kind") == "ping_command"
+        if session.state is SessionState.PING:
+            if is_ping:
+                self.counters.pings += 1
+                self._standalone_pong(session)
+                return
+            session.state = SessionState.PENDING  # something else: a session after all
         if session.state is SessionState.PENDING:
             window_open = session.window_timer is not None and session.window_timer.active()
             if is_ping and window_open:
                 session.cancel_timers()
                 self.counters.standalone_pings += 1
-                session.state = SessionState.CLOSED
-                session.reply(messages.generic_pong())
-                session.sender.close()
+                session.state = SessionState.PING
+                self._standalone_pong(session)
                 return
             if not self.auth.required and not self._admit(session):
                 return

@@ -24,7 +24,11 @@ service when a backend becomes ready) hand over immediately; nothing polls.
 
 Every open session has an idle timer of ``session_timeout`` seconds, restarted by
 :meth:`touch` (the front calls it for every request except pings, which do not count as
-activity).  A session that never ran times out like any other.  While a session has a run in
+activity).  A QUEUED session's timer runs ``queued_grace`` longer: it waits because it was told
+busy, and the reference client asks again only 2 s (plus a round trip) after each busy reply —
+with ``--session-timeout 2`` it would otherwise time out while it keeps asking.  Promotion
+restarts the timer with the same allowance (the client learns of it only when it next asks).
+A session that never ran times out like any other.  While a session has a run in
 progress the timer does not close it (it re-arms), and the end of the run restarts it.  An
 expired session gets an ``error_message`` saying so, then its connection closes after the
 flush.
@@ -78,6 +82,8 @@ class Scheduler:
     handovers: int = 0
     overloaded: int = 0
     timeouts: int = 0
+    #: Extra idle allowance of queued sessions, and of a session just promoted (see the note).
+    queued_grace: float = 0.0
 
     log = Logger()
 
@@ -119,6 +125,7 @@ class Scheduler:
             self.queue.append(session)
             self.promote()
             if session.state is SessionState.QUEUED:
+                self.touch(session)  # now with the queued allowance
                 self.log.info("session {session} from {peer} queued (position {position})",
                               session=session.id, peer=session.peer, position=len(self.queue))
         return session.state
@@ -130,18 +137,23 @@ class Scheduler:
             session.state = SessionState.ACTIVE
             self.active = session
             self.handovers += 1
+            self.touch(session, self.queued_grace)
             self.log.info("session {session} from {peer} active", session=session.id,
                           peer=session.peer)
 
-    def touch(self, session: Session) -> None:
-        """Activity: restart the session's idle timer."""
+    def touch(self, session: Session, extra: float | None = None) -> None:
+        """Activity: restart the session's idle timer (``extra``: more than the timeout; by
+        default ``queued_grace`` for a queued session, none otherwise)."""
         if session.closed:
             return
+        if extra is None:
+            extra = self.queued_grace if session.state is SessionState.QUEUED else 0.0
+        delay = self.session_timeout + extra
         timer = session.idle_timer
         if timer is not None and timer.active():
-            timer.reset(self.session_timeout)
+            timer.reset(delay)
         else:
-            session.idle_timer = self.clock.callLater(self.session_timeout, self._expire, session)
+            session.idle_timer = self.clock.callLater(delay, self._expire, session)
 
     def end(self, session: Session, why: str) -> None:
         """The session is over (idempotent); promote the next one."""

@@ -29,7 +29,11 @@ less for a smaller limit) waits in Twisted's buffer.
 
 **Closing.**  :meth:`close` writes what is queued, then ``loseConnection`` (which flushes the
 transport).  A client that does not take its last bytes within ``close_grace`` seconds (on the
-injected clock) is aborted, so a stuck client cannot hold a connection and its buffers forever.
+injected clock; a close may ask for another bound, e.g. the longer one after an overflow, where
+only the error frames wait) is aborted, so a stuck client cannot hold a connection and its
+buffers forever.  A close with ``linger`` waits that long after the queue is written before
+``loseConnection``: the reference client drops run states that arrive right before the close.
+:meth:`when_gone` fires once the connection is gone (the service waits for it at shutdown).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from collections import deque
 from collections.abc import Callable
 
 import attrs
-from twisted.internet import abstract
+from twisted.internet import abstract, defer
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -131,6 +135,10 @@ class ClientSender:
     _gone: bool = False
     _lose_when_drained: bool = False
     _abort_timer: IDelayedCall | None = None
+    _linger: float = 0.0
+    _grace: float = CLOSE_GRACE
+    _linger_timer: IDelayedCall | None = None
+    _gone_waiters: list[defer.Deferred[None]] = attrs.field(factory=list)
     #: Bytes handed to the transport per write while draining (its buffer size).
     _batch: int = TRANSPORT_BUFFER
 
@@ -250,23 +258,47 @@ class ClientSender:
             self.send_envelope(messages.error(overflow.describe()))
             self.close()
 
-    def close(self) -> None:
-        """Stop accepting frames; close once everything accepted so far is written."""
+    def close(self, *, grace: float | None = None, linger: float = 0.0) -> None:
+        """Stop accepting frames; close once everything accepted so far is written.
+
+        ``grace`` (default ``close_grace``): abort if the client has not taken it all by
+        then.  ``linger``: wait this long after the queue is written before closing.
+        """
         if self.closed:
             return
         self.closed = True
         if self._gone:
             return
+        self._linger = linger if self.clock is not None else 0.0
         if self.queue:
             self._lose_when_drained = True
         else:
             self._let_go()
-        if self.clock is not None and self.close_grace > 0:
-            self._abort_timer = self.clock.callLater(self.close_grace, self._abort)
+        grace = self._grace = self.close_grace if grace is None else grace
+        if self.clock is not None and grace > 0:
+            self._abort_timer = self.clock.callLater(grace, self._abort)
+
+    def when_gone(self) -> defer.Deferred[None]:
+        """Fires once the connection is gone (at once if it is)."""
+        if self._gone:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._gone_waiters.append(d)
+        return d
 
     def _let_go(self) -> None:
         """Nothing more to produce: unregister (else Twisted, having paused us, would wait for
-        a resume instead of closing) and close after the transport's flush."""
+        a resume instead of closing) and close after the transport's flush (and the linger)."""
+        if self._linger > 0 and self.clock is not None:
+            self._linger_timer = self.clock.callLater(self._linger, self._lose)
+            self._linger = 0.0
+            return
+        self._lose()
+
+    def _lose(self) -> None:
+        self._linger_timer = None
+        if self._gone:
+            return
         if self._attached and _producer_of(self.transport) is self:
             self.transport.unregisterProducer()
         self._attached = False
@@ -278,7 +310,7 @@ class ClientSender:
             return
         self.counters.aborted += 1
         self.log.warn("client did not take its last {queued} queued bytes within {grace:g} s; "
-                      "aborting the connection", queued=self.queued, grace=self.close_grace)
+                      "aborting the connection", queued=self.queued, grace=self._grace)
         self._discard()
         abort = getattr(self.transport, "abortConnection", None)
         if abort is not None:
@@ -293,12 +325,16 @@ class ClientSender:
             return
         self._gone = True
         self._discard()
-        timer, self._abort_timer = self._abort_timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        for timer in (self._abort_timer, self._linger_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._abort_timer = self._linger_timer = None
         if self._attached and _producer_of(self.transport) is self:
             self.transport.unregisterProducer()
         self._attached = False
+        waiters, self._gone_waiters = self._gone_waiters, []
+        for d in waiters:
+            d.callback(None)
 
     def _discard(self) -> None:
         if self.queue:

@@ -17,6 +17,9 @@ from pybrid.wire import messages
 class SessionState(enum.Enum):
     #: Connected; the standalone-ping window is open and nothing was decided yet.
     PENDING = "pending"
+    #: Answered a standalone ping: answers further pings, holds no place; closes after
+    #: ``Timing.ping_linger`` without one (any other frame opens a session after all).
+    PING = "ping"
     #: Admitted, but has not asked for the device yet (discovery, pings, auth): holds no place.
     IDLE = "idle"
     #: Asked for the device and waits for its turn: served from the cache, otherwise busy.
@@ -128,11 +131,13 @@ class Session:
             if timer.active():
                 timer.cancel()
 
-    def close(self, description: str | None = None) -> None:
-        """Send an id-less ``error_message`` (if given), then close after the flush."""
+    def close(self, description: str | None = None, *, grace: float | None = None,
+              linger: float = 0.0) -> None:
+        """Send an id-less ``error_message`` (if given), then close after the flush (see
+        :meth:`ClientSender.close` for ``grace`` and ``linger``)."""
         if description is not None:
             self.sender.send_envelope(messages.error(description))
-        self.sender.close()
+        self.sender.close(grace=grace, linger=linger)
 
     def cancel_timers(self) -> None:
         self.stop_nudging()

@@ -29,6 +29,9 @@ state observer):
   Repetitive runs have no deadline and are not waited for.  A start reusing the id of a run
   still in progress (:meth:`RunCoordinator.in_progress`) is refused by the dispatcher: its
   bookkeeping is never replaced.
+* **The session fails** (its client's queue overflowed, the proxy is shutting down):
+  :meth:`RunCoordinator.fail_runs` writes an ERROR per unfinished carrier of each of its runs,
+  as for a lost backend, before the session is closed.
 * **Session end** with runs in progress: ``stop_run_command`` to every healthy backend, the
   router forgets the session's runs (their remaining data is dropped, never reaching the next
   session), barriers are cancelled.
@@ -185,6 +188,20 @@ class RunCoordinator:
                 self.log.warn("run {run}: {why}; failing its carriers {carriers}", run=run_id,
                               why=why, carriers=", ".join(carriers))
                 self.write_errors(run_id, lane, carriers, barrier, why)
+                wrote = True
+        return wrote
+
+    def fail_runs(self, session: Session, why: str) -> bool:
+        """ERROR states, with ``why``, for every unfinished carrier of ``session``'s runs, and
+        ``stop_run_command`` to their backends (the devices are still running them)."""
+        wrote = False
+        for run_id, (owner, barrier) in list(self.barriers.items()):
+            if owner is not session or barrier.finished or session.closed:
+                continue
+            running = [lane for lane in self.lanes if barrier.unfinished(lane.name)]
+            self.stop_runs(running, barrier)
+            for lane in running:
+                self.write_errors(run_id, lane, barrier.unfinished(lane.name), barrier, why)
                 wrote = True
         return wrote
 

@@ -276,6 +276,11 @@ class Dispatcher:
         """The active session is over: stop its unfinished runs, forget all of them."""
         self.coordinator.session_ended(session)
 
+    def fail_runs(self, session: Session, why: str) -> bool:
+        """The session cannot go on (overflow, shutdown): ERROR states for its runs' unfinished
+        carriers, stamped per carrier; True if any was written."""
+        return self.coordinator.fail_runs(session, why)
+
     def lane_lost(self, lane: BackendLane, why: str) -> bool:
         """A backend went away: its carriers fail the runs in progress (before the close).
 

@@ -9,6 +9,9 @@ per connection; the proxy fans them out and answers once (docs/protocol.md#refer
 * :func:`split_config` gives each backend the config items under its carriers' paths
   (``/<MAC>`` prefix, whole segments).  An item no backend owns is an error ("no backend found
   for entity path …") when there are several backends; with one backend it simply goes there.
+  Specification items without an entity (``entity_specification``, ``wiring_specification``:
+  a ``.apb`` saved from a full extract holds them) describe the cluster and configure nothing:
+  they are dropped, with a debug log, instead of failing the whole config.
 * :func:`target_lanes` sends a request naming an ``entity`` (reset, extract) to the backend
   owning that path, and everything else to all backends.
 * :func:`merge_replies` turns the replies into one: a single reply passes through unchanged
@@ -21,9 +24,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from twisted.logger import Logger
+
 from pybrid.proto import pb
 from pybrid.wire import messages
 from pybrid.wire.paths import carrier_of
+
+_log = Logger(namespace="pybrid.proxy.runs.merge")
+#: Item kinds that describe rather than configure.
+SPECIFICATION_KINDS = frozenset(("entity_specification", "wiring_specification"))
+
+
+def is_description(item: pb.Item) -> bool:
+    """A specification item naming no entity: nothing to configure."""
+    return item.WhichOneof("kind") in SPECIFICATION_KINDS and not item.entity.path.strip("/")
 
 
 class NoBackend(Exception):
@@ -45,11 +59,18 @@ def split_config(env: pb.Envelope, owners: Sequence[tuple[str, ...]]) -> dict[in
         return {0: env}
     command = env.message_v1.config_command
     parts: dict[int, list[pb.Item]] = {}
+    dropped = 0
     for item in command.module.items:
+        if is_description(item):
+            dropped += 1
+            continue
         index = owner_of(item.entity.path, owners)
         if index is None:
             raise NoBackend(f"no backend found for entity path {item.entity.path!r}")
         parts.setdefault(index, []).append(item)
+    if dropped:
+        _log.debug("config: {n} specification item(s) without entity dropped (they describe "
+                   "the cluster, they configure nothing)", n=dropped)
     if not parts:  # nothing to split: every backend gets the (empty) command
         parts = {i: [] for i in range(len(owners))}
     out: dict[int, pb.Envelope] = {}

@@ -96,12 +96,18 @@ def test_overflow_fails_the_run_stops_the_backend_and_hands_over(reactor):
     udp(service, chunk(run_id, 10))  # later data of the aborted run reaches nobody
     assert service.router.counters.foreign_run == 1
 
-    session.sender.resumeProducing()  # the client reads again: only the error is left
-    [error] = slow.frames()
+    session.sender.resumeProducing()  # the client reads again: the run's ERROR, the error
+    state, error = slow.frames()
+    change = state.message_v1.run_state_change_message
+    assert (change.new_, change.run.id, change.entity.path) == (pb.ERROR, run_id, C0)
     text = error.message_v1.error_message.description
+    assert change.reason == text
+    assert not error.message_v1.HasField("id")
     assert f"run {run_id} aborted" in text
     assert f"{session.sender.overflow.buffered} bytes were buffered" in text
     assert "limit --client-buffer 8 KiB = 8192 bytes" in text
+    assert not slow.closing  # the close lingers: the reference client drops states before it
+    reactor.advance(service.config.timing.degrade_grace + 0.01)
     assert slow.closing
 
     waiting.request("reset_command", id="now")
@@ -110,7 +116,7 @@ def test_overflow_fails_the_run_stops_the_backend_and_hands_over(reactor):
     assert waiting.kinds() == ["reset_response"]
 
 
-def test_a_stuck_client_is_aborted_after_the_close_grace(reactor):
+def test_a_stuck_client_is_aborted_after_the_overflow_deadline(reactor):
     service, [backend] = make_proxy(reactor, client_buffer=4096)
     slow = active_client(service)
     run_id = str(uuid.uuid4())
@@ -120,9 +126,31 @@ def test_a_stuck_client_is_aborted_after_the_close_grace(reactor):
     for n in range(6):
         udp(service, chunk(run_id, n))
     assert session.closed and not slow.transport.disconnected
-    reactor.advance(session.sender.close_grace + 0.1)  # it never read again
+    reactor.advance(service.config.timing.overflow_close - 0.1)  # only the error frames wait
+    assert not slow.transport.disconnected and session.sender.queued < 1024
+    reactor.advance(0.2)  # it never read again
     assert slow.transport.disconnected  # StringTransport.abortConnection
     assert session.sender.counters.aborted == 1
+
+
+def test_a_two_carrier_overflow_writes_an_error_per_carrier(reactor):
+    carriers = ["00-00-00-00-00-00", "00-00-00-00-00-01"]
+    service, [backend] = make_proxy(reactor, carriers=[carriers], client_buffer=4096)
+    slow = active_client(service)
+    run_id = str(uuid.uuid4())
+    start_run(slow, backend, run_id)
+    session = slow.proto.session
+    session.sender.pauseProducing()
+    for n in range(6):
+        udp(service, chunk(run_id, n))
+    assert session.closed
+    session.sender.resumeProducing()
+    frames = slow.frames()
+    states = [f.message_v1.run_state_change_message for f in frames[:-1]]
+    assert sorted(s.entity.path for s in states) == [f"/{c}" for c in carriers]
+    assert {s.new_ for s in states} == {pb.ERROR}
+    assert messages.kind_of(frames[-1]) == "error_message"
+    backend.take("stop_run_command")
 
 
 def test_the_intake_latches_the_devices_port_per_run(reactor):

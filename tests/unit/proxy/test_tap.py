@@ -75,3 +75,43 @@ def test_no_nudges_turns_the_unsolicited_pongs_off():
     assert parse(["-b", "10.0.0.5"]).config.timing.nudge_delays
     config = parse(["-b", "10.0.0.5", "--no-nudges"]).config
     assert config.timing.nudge_delays == ()
+
+
+def test_listen_host_and_port_keep_their_meaning():
+    config = parse(["-b", "h", "--listen", "127.0.0.1", "--port", "0"]).config
+    assert (config.interface, config.port, config.listen) == ("127.0.0.1", 0, None)
+    assert parse(["-b", "h", "--listen", "::1"]).config.port == 5732
+
+
+def test_listen_takes_a_server_endpoint_string():
+    config = parse(["-b", "h", "--listen", "tcp:0:interface=127.0.0.1"]).config
+    assert config.listen == "tcp:0:interface=127.0.0.1"
+
+
+def test_listen_ssl_with_a_key_and_certificate(tmp_path):
+    pytest.importorskip("OpenSSL")
+    from support.tls import make_pki
+
+    pki = make_pki(tmp_path)
+    assert parse(["-b", "h", "--listen", pki.listen()]).config.listen == pki.listen()
+
+
+@pytest.mark.parametrize(
+    ("listen", "needle"),
+    [
+        ("ssl:5732:privateKey=/nonexistent.key:certKey=/nonexistent.pem", "nonexistent"),
+        ("bogus:5732", "Unknown endpoint type"),
+        ("systemd:domain=INET:index=0", "no such descriptor was passed"),
+        ("tcp:notaport", "--listen 'tcp:notaport'"),
+    ],
+)
+def test_bad_listen_endpoints_are_clear_usage_errors(listen, needle):
+    if listen.startswith("ssl:"):
+        pytest.importorskip("OpenSSL")
+    with pytest.raises(usage.UsageError, match=needle):
+        parse(["-b", "h", "--listen", listen])
+
+
+def test_port_does_not_go_with_an_endpoint():
+    with pytest.raises(usage.UsageError, match="--port goes with --listen HOST"):
+        parse(["-b", "h", "--listen", "tcp:5732", "--port", "5733"])

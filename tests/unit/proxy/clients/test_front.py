@@ -24,13 +24,51 @@ def proxy(reactor):
     return service
 
 
-def test_standalone_ping_is_answered_then_closed(proxy):
+def test_standalone_ping_is_answered_then_closed_after_the_linger(reactor, proxy):
     client = connect_client(proxy)
     client.send(messages.generic_ping())
     assert client.kinds() == ["generic.ping_response"]
+    assert client.proto.session.state is SessionState.PING
+    assert not client.closing
+    reactor.advance(proxy.config.timing.ping_linger - 0.01)
+    assert not client.closing
+    reactor.advance(0.02)
     assert client.closing  # loseConnection: the pong is flushed before the close
     assert proxy.scheduler.count == 0
     assert proxy.front.counters.standalone_pings == 1
+
+
+def test_a_ping_connection_answers_every_ping_without_taking_a_session(reactor, proxy):
+    client = connect_client(proxy)
+    for _ in range(3):
+        client.send(messages.generic_ping())
+        reactor.advance(proxy.config.timing.ping_linger * 0.9)  # each ping restarts the linger
+    assert client.kinds() == ["generic.ping_response"] * 3
+    assert not client.closing
+    assert proxy.scheduler.count == 0
+    reactor.advance(proxy.config.timing.ping_linger)
+    assert client.closing
+
+
+def test_a_request_on_a_ping_connection_opens_a_session(reactor, proxy):
+    client = connect_client(proxy)
+    client.send(messages.generic_ping())
+    client.request("extract_command", SPEC, id="e1")
+    assert client.kinds() == ["generic.ping_response", "extract_response"]
+    assert client.proto.session.state is SessionState.IDLE
+    assert proxy.scheduler.count == 1
+    reactor.advance(proxy.config.timing.ping_linger * 2)
+    assert not client.closing
+
+
+def test_ping_linger_zero_closes_after_the_first_pong_like_the_reference(reactor):
+    from pybrid.proxy.config import Timing
+
+    service, _backends = make_proxy(reactor, timing=Timing(ping_linger=0.0))
+    client = connect_client(service)
+    client.send(messages.generic_ping())
+    assert client.kinds() == ["generic.ping_response"]
+    assert client.closing
 
 
 def test_ping_after_the_window_keeps_the_connection(reactor, proxy):

@@ -198,3 +198,51 @@ def test_timers_are_cancelled_on_end(scheduler, clock):
     join(scheduler, a)
     scheduler.end(a, "gone")
     assert clock.getDelayedCalls() == []
+
+
+@pytest.fixture
+def patient(clock, health, ended):
+    """--session-timeout 2, as in the reference interop scenario; queued allowance 3 s."""
+    return Scheduler(clock, health, ended.append, max_sessions=3, session_timeout=2.0,
+                     queued_grace=3.0)
+
+
+def test_a_queued_session_asking_every_2_s_plus_a_round_trip_is_not_timed_out(patient, clock):
+    a, b = make_session("a"), make_session("b")
+    join(patient, a)
+    join(patient, b)
+    assert b.state is SessionState.QUEUED
+    for _ in range(10):  # the reference client: busy, wait 2 s, ask again (round trip 0.3 s)
+        for _ in range(2):
+            clock.advance(1.15)
+            patient.touch(a)  # the active session keeps busy
+        patient.touch(b)
+        assert patient.claim(b) is SessionState.QUEUED
+    assert not b.closed
+
+
+def test_a_queued_session_that_stops_asking_still_times_out(patient, clock):
+    a, b = make_session("a"), make_session("b")
+    join(patient, a)
+    join(patient, b)
+    for _ in range(7):
+        clock.advance(0.7)
+        patient.touch(a)
+    assert not b.closed  # 4.9 s < 2 s + 3 s allowance
+    clock.advance(0.2)
+    assert b.closed and list(patient.queue) == []
+
+
+def test_promotion_restarts_the_timer_with_the_allowance(patient, clock):
+    a, b = make_session("a"), make_session("b")
+    join(patient, a)
+    join(patient, b)
+    clock.advance(4.5)  # b last asked 4.5 s ago (allowed: 5 s)
+    patient.touch(a)
+    patient.end(a, "client closed the connection")
+    assert patient.active is b
+    clock.advance(4.9)  # it asks again only after its 2 s busy wait: plenty of time
+    assert not b.closed
+    patient.touch(b)  # its request: now an active session, the plain timeout
+    clock.advance(2.1)
+    assert b.closed

@@ -9,10 +9,10 @@ quiet() { "$@" 2>&1 | grep -v -E "^WARNING: Location|^\[notice\]" || true; }
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import pybrid.proto, pytest_twisted, ruff" >/dev/null 2>&1 \
+if ! .venv/bin/python -c "import pybrid.proto, pytest_twisted, ruff, zerobuffer, posix_ipc" >/dev/null 2>&1 \
    || [ proto/pybrid.proto -nt pybrid/proto/pybrid_pb2.py ]; then
   quiet .venv/bin/pip install -q --upgrade pip
-  quiet .venv/bin/pip install -q -e '.[test,dev]' --config-settings editable_mode=compat
+  quiet .venv/bin/pip install -q -e '.[test,dev,shm]' --config-settings editable_mode=compat
 fi
 .venv/bin/python -c "import pybrid.proto" || { echo "setup failed: pybrid not importable" >&2; exit 1; }
 

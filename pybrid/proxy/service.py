@@ -40,6 +40,7 @@ from pybrid.proxy.intake import IntakeWatch
 from pybrid.proxy.router import RunRouter
 from pybrid.proxy.scheduler import Scheduler
 from pybrid.proxy.web import StatusService
+from pybrid.shm.options import make_shm_taps
 
 #: Pending client connections the kernel queues for ``accept`` (Twisted's default is 50; the
 #: kernel caps it at ``net.core.somaxconn``).  With 50, a burst of 1 000 clients overflows the
@@ -61,6 +62,10 @@ class ProxyService(service.MultiService):
         #: The multicast monitor tap (``--monitor``), or None; the router feeds it.
         self.tap: MulticastTap | None = make_tap(reactor, config.monitor)
         self.router = RunRouter(debug=config.debug, tap=self.tap)
+        #: ``--shm-tap`` shared-memory taps (pybrid.shm), fed where the multicast tap is.
+        self.shm = make_shm_taps(config, reactor, self.router, lambda: self.lanes)
+        if self.shm is not None:
+            self.router.tap = self.shm.chain(self.tap)
         self.lanes = [
             BackendLane(backend, reactor, self, timing, config.udp_rcvbuf, config.debug, index)
             for index, backend in enumerate(config.backends)
@@ -118,6 +123,8 @@ class ProxyService(service.MultiService):
         for lane in self.lanes:
             lane.start()
         self.intake_watch.start()
+        if self.shm is not None:
+            self.shm.start()
 
     def stopService(self) -> defer.Deferred[Any]:
         stops: list[defer.Deferred[Any]] = [defer.maybeDeferred(super().stopService)]
@@ -130,6 +137,8 @@ class ProxyService(service.MultiService):
         self.intake_watch.stop()
         if self.tap is not None:
             stops.append(self.tap.stop())
+        if self.shm is not None:
+            self.shm.stop()
         return defer.gatherResults(stops)
 
     @property

@@ -1,0 +1,278 @@
+"""Backend run messages → pybrid-shm frames, once for every shared-memory tap.
+
+Design note
+-----------
+The proxy hands :meth:`ShmFeed.emit` every run message a backend sent, exactly where it feeds
+the multicast monitor tap (the router's tap hook, before routing), as the bytes in hand with
+the backend lane's index.  The feed writes only the *active* runs — those the router has
+registered for a session (``lookup`` returns their carrier paths, None otherwise) — and
+turns each data message into one :data:`~pybrid.shm.frames.CHUNK` frame
+``(header, samples, pad)`` whose ``samples`` is a ``memoryview`` slice of the datagram: no
+sample byte is copied on the reactor thread.  The frame is built once and handed to every tap.
+
+Data datagrams are recognised like the router's fast path (:mod:`pybrid.proxy.datahead`): a
+datagram's :class:`~pybrid.proxy.datahead.Layout` is learned once, from a datagram protobuf
+parsed, together with what the tail of its DaqData says (dtype, channels, samples, gains,
+offsets, probes); later datagrams of that layout are matched with ``startswith``/``endswith``
+and read at known offsets.  Anything else is parsed with protobuf: state changes (a final
+DONE/ERROR becomes a :data:`~pybrid.shm.frames.CARRIER_END` frame for each carrier it applies
+to), and data messages of other layouts (the TCP lane, other serializers).
+
+The first message of a run yields a ``RUN_START`` frame, the first chunk of each carrier and
+layout a ``LAYOUT`` frame.  The feed keeps those of the current run so that a tap attaching
+mid-run can hand them to its reader first (:meth:`replay`).  Every frame carries the feed's
+sequence number, so a reader sees every frame a tap could not write as a gap.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import attrs
+from google.protobuf.message import DecodeError
+
+from pybrid.proto import pb
+from pybrid.proxy.datahead import DATA_TAG, Layout, chunk_number, layout_of
+from pybrid.shm import frames as F
+
+#: Runs remembered (their numbers and layouts); the oldest is forgotten first.
+RUNS_KEPT = 4
+_FINAL = {pb.DONE: "DONE", pb.ERROR: "ERROR"}
+
+
+class FrameSink(Protocol):
+    def submit(self, frame: F.Frame) -> None: ...
+
+
+@attrs.frozen
+class ChunkFormat:
+    """What a data message's DaqData tail says: the chunk header fields and the LAYOUT body."""
+
+    dtype_code: int
+    channels: int
+    samples: int
+    gain: float
+    offset: float
+    flags: int
+    body: dict[str, Any]
+
+
+@attrs.define
+class _Run:
+    number: int
+    run_id: str
+    carriers: tuple[str, ...]
+    replay: list[F.Frame] = attrs.Factory(list)
+    layouts: set[tuple[int, int]] = attrs.Factory(set)
+
+
+def chunk_format(daq: pb.DaqData, lane: int, path: str, carrier: int) -> ChunkFormat | None:
+    """The :class:`ChunkFormat` of a DaqData, or None for a type this format cannot name."""
+    from pybrid import samples as S
+
+    try:
+        dtype = S.numpy_dtype(daq.type)
+    except S.SampleFormatError:
+        return None
+    code = F.CODE_OF_DTYPE.get(dtype.str)
+    stride = daq.channel_stride or len(daq.channels) or 1
+    if code is None or len(daq.data) != daq.sample_count * stride * dtype.itemsize:
+        return None
+    gain, offset = S.gains_offsets(daq, stride)
+    uniform = bool((gain == gain[0]).all() and (offset == offset[0]).all())
+    body = {"carrier": carrier, "lane": lane, "path": path, "dtype": dtype.str,
+            "channels": stride, "samples": daq.sample_count,
+            "gains": [float(g) for g in gain], "offsets": [float(o) for o in offset],
+            "probes": [c.probe for c in daq.channels[:stride]],
+            "idx": [c.idx for c in daq.channels[:stride]]}
+    return ChunkFormat(code, stride, daq.sample_count, float(gain[0]), float(offset[0]),
+                       0 if uniform else F.FLAG_PER_CHANNEL, body)
+
+
+@attrs.define(eq=False)
+class ShmFeed:
+    """Builds pybrid-shm frames from backend run messages for its taps; see the module note.
+
+    ``lookup(run_id)`` returns the carrier paths of an active run or None; ``carriers`` is
+    the metadata's carrier list (``index``, ``lane``, ``path`` …), called when needed."""
+
+    lookup: Callable[[str], Iterable[str] | None]
+    carriers: Callable[[], list[dict[str, Any]]] = list
+    taps: list[FrameSink] = attrs.Factory(list)
+    #: Frames built, and messages of runs that are not active (not written).
+    frames: int = 0
+    inactive: int = 0
+    unusable: int = 0
+    _seq: int = 0
+    _runs: dict[bytes, _Run] = attrs.Factory(dict)
+    _current: _Run | None = None
+    _run_count: int = 0
+    #: datagram length -> [(layout, format)] learned from datagrams protobuf parsed.
+    _layouts: dict[int, list[tuple[Layout, ChunkFormat]]] = attrs.Factory(dict)
+    _carrier_index: dict[tuple[int, str], int] = attrs.Factory(dict)
+    #: One ChunkFormat object per distinct format (their ids key the runs' LAYOUT frames).
+    _formats: dict[str, ChunkFormat] = attrs.Factory(dict)
+
+    def emit(self, payload: bytes, carrier_index: int, flags: int = 0) -> None:
+        """One run message from backend lane ``carrier_index`` (the monitor-tap hook)."""
+        for lay, fmt in self._layouts.get(len(payload), ()):  # noqa: B007 - used after break
+            if (payload.startswith(lay.middle, lay.middle_at) and payload.endswith(lay.tail)
+                    and payload.startswith(lay.head)):
+                break
+        else:
+            self._slow(payload, carrier_index)
+            return
+        if lay.tag != DATA_TAG:
+            self._slow(payload, carrier_index)
+            return
+        rid = payload[lay.run_at : lay.run_at + 36]
+        run = self._runs.get(rid)
+        if run is None or self._current is not run:
+            run = self._active(rid)
+            if run is None:
+                return
+        k = lay.chunk_len
+        at = lay.chunk_at
+        chunk = 0 if k == 0 else payload[at] if k == 1 else chunk_number(payload[at : at + k])
+        carrier = self._carrier(carrier_index, lay.path.decode())
+        if (carrier, id(fmt)) not in run.layouts:
+            self._layout(run, carrier, fmt)
+        start = lay.middle_at + len(lay.middle)
+        body = memoryview(payload)[start : len(payload) - len(lay.tail)]
+        self._seq += 1
+        head = F.HEADER.pack(F.CHUNK, fmt.flags, carrier, run.number, self._seq, chunk,
+                             fmt.samples, fmt.channels, fmt.dtype_code, fmt.gain, fmt.offset)
+        frame = (head, body, -len(body) % 16)
+        self.frames += 1
+        for tap in self.taps:
+            tap.submit(frame)
+
+    def replay(self) -> list[F.Frame]:
+        """RUN_START and LAYOUT frames of the current run (for a tap attaching mid-run)."""
+        return list(self._current.replay) if self._current is not None else []
+
+    # -- the slow path ----------------------------------------------------------------------
+
+    def _slow(self, payload: bytes, lane: int) -> None:
+        env = pb.Envelope()
+        try:
+            env.ParseFromString(payload)
+        except DecodeError:
+            self.unusable += 1
+            return
+        msg = env.message_v1
+        kind = msg.WhichOneof("kind")
+        if kind == "run_state_change_message":
+            self._state(msg.run_state_change_message, lane)
+            return
+        if kind not in ("run_data_message", "run_data_end_message"):
+            return
+        data = getattr(msg, kind)
+        run = self._active(data.run.id.encode())
+        if run is None:
+            return
+        carrier = self._carrier(lane, data.entity.path)
+        fmt = chunk_format(data.data, lane, data.entity.path, carrier)
+        if fmt is None:
+            self.unusable += 1
+            return
+        fmt = self._formats.setdefault(json.dumps(fmt.body, sort_keys=True), fmt)
+        lay = layout_of(payload) if kind == "run_data_message" else None
+        if lay is not None:
+            same = self._layouts.setdefault(len(payload), [])
+            if len(same) >= 16:
+                del same[0]
+            same.append((lay, fmt))
+        if (carrier, id(fmt)) not in run.layouts:
+            self._layout(run, carrier, fmt)
+        self._seq += 1
+        flags = fmt.flags | (F.FLAG_END_MESSAGE if kind == "run_data_end_message" else 0)
+        head = F.HEADER.pack(F.CHUNK, flags, carrier, run.number, self._seq, data.run.chunk,
+                             fmt.samples, fmt.channels, fmt.dtype_code, fmt.gain, fmt.offset)
+        body = data.data.data
+        frame = (head, body, -len(body) % 16)
+        self.frames += 1
+        for tap in self.taps:
+            tap.submit(frame)
+
+    def _state(self, change: pb.RunStateChangeMessage, lane: int) -> None:
+        final = _FINAL.get(change.new_)
+        if final is None:
+            return
+        run = self._active(change.run.id.encode())
+        if run is None:
+            return
+        if change.HasField("entity") and change.entity.path:
+            paths = [_carrier_path(change.entity.path)]
+        else:
+            paths = [c["path"] for c in self.carriers() if c.get("lane") == lane]
+        for path in paths or [""]:
+            carrier = self._carrier(lane, path) if path else F.RUN_WIDE
+            self._seq += 1
+            frame = _json(F.CARRIER_END, carrier, run.number, self._seq,
+                          {"state": final, "reason": change.reason, "path": path,
+                           "lane": lane}, flags=change.new_)
+            self._send(frame)
+
+    # -- runs, carriers and layouts ---------------------------------------------------------
+
+    def _active(self, rid: bytes) -> _Run | None:
+        run = self._runs.get(rid)
+        try:
+            run_id = rid.decode()
+        except UnicodeDecodeError:
+            return None
+        carriers = self.lookup(run_id)
+        if carriers is None:
+            self.inactive += 1
+            return None
+        if run is None:
+            self._run_count += 1
+            run = _Run(self._run_count, run_id, tuple(sorted(carriers)))
+            if len(self._runs) >= RUNS_KEPT:
+                del self._runs[next(iter(self._runs))]
+            self._runs[rid] = run
+            self._seq += 1
+            start = _json(F.RUN_START, F.RUN_WIDE, run.number, self._seq,
+                          {"run_id": run_id, "run": run.number, "carriers": list(run.carriers)})
+            run.replay.append(start)
+            self._current = run
+            self._send(start)
+        self._current = run
+        return run
+
+    def _carrier(self, lane: int, path: str) -> int:
+        key = (lane, path)
+        index = self._carrier_index.get(key)
+        if index is None:
+            for c in self.carriers():
+                self._carrier_index.setdefault((c["lane"], c["path"]), c["index"])
+            index = self._carrier_index.get(key)
+            if index is None:
+                index = self._carrier_index[key] = 0x8000 + len(self._carrier_index)
+        return index
+
+    def _layout(self, run: _Run, carrier: int, fmt: ChunkFormat) -> None:
+        run.layouts.add((carrier, id(fmt)))
+        self._seq += 1
+        body = dict(fmt.body, carrier=carrier, run=run.number)
+        frame = _json(F.LAYOUT, carrier, run.number, self._seq, body)
+        run.replay.append(frame)
+        self._send(frame)
+
+    def _send(self, frame: F.Frame) -> None:
+        self.frames += 1
+        for tap in self.taps:
+            tap.submit(frame)
+
+
+def _json(kind: int, carrier: int, run: int, seq: int, body: dict[str, Any],
+          flags: int = 0) -> F.Frame:
+    return (F.encode_json(kind, carrier, run, seq, body, flags), b"", 0)
+
+
+def _carrier_path(path: str) -> str:
+    stripped = path.strip("/")
+    return "/" + stripped.split("/", 1)[0] if stripped else ""

@@ -19,10 +19,13 @@ import struct
 import sys
 import time
 
+import numpy as np
 import zerobuffer
 
 HEADER = struct.Struct("<BBHIQIIHB5xdd")
-ITEMSIZE = {1: 4, 2: 8, 3: 2, 4: 2, 5: 1, 6: 1, 7: 4, 8: 4, 9: 8, 10: 8}
+DTYPES = {1: "<f4", 2: "<f8", 3: "<i2", 4: "<u2", 5: "<i1", 6: "<u1", 7: "<i4", 8: "<u4",
+          9: "<i8", 10: "<u8"}
+ITEMSIZE = {k: np.dtype(v).itemsize for k, v in DTYPES.items()}
 
 
 def main() -> int:
@@ -33,15 +36,18 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--stop-after", type=int, default=0)
+    p.add_argument("--npz", help="save float64 samples (raw x gain + offset) per run/carrier")
     a = p.parse_args()
     reader = zerobuffer.Reader(a.name, zerobuffer.BufferConfig(4096, a.payload))
     print("ready", flush=True)
     deadline = time.monotonic() + a.timeout
-    out = open(a.out, "w")  # noqa: SIM115
+    out = open(a.out, "w")
     frames = 0
     runs_done = 0
     open_runs: dict[int, set[str]] = {}
     paths: dict[tuple[int, int], str] = {}
+    layouts: dict[tuple[int, int], dict] = {}
+    saved: dict[str, list[np.ndarray]] = {}
     try:
         while time.monotonic() < deadline:
             if not reader.is_writer_connected():
@@ -70,6 +76,16 @@ def main() -> int:
             if kind == 1:
                 raw = data[48 : 48 + n * ch * ITEMSIZE[dt]]
                 line["sha1"] = hashlib.sha1(raw).hexdigest()
+                if a.npz:
+                    values = np.frombuffer(raw, DTYPES[dt]).reshape(n, ch).astype(float)
+                    lay = layouts.get((run, carrier), {})
+                    if flags & 2:
+                        values = values * np.array(lay["gains"]) + np.array(lay["offsets"])
+                    else:
+                        values = values * gain + offset
+                    key = f"run{run}{paths.get((run, carrier), '')}" + ("_end" if flags & 1
+                                                                           else "")
+                    saved.setdefault(key, []).append(values)
             else:
                 body = json.loads(data[48:].rstrip(b"\0"))
                 line["body"] = body
@@ -77,6 +93,7 @@ def main() -> int:
                     open_runs[run] = set(body["carriers"])
                 elif kind == 3:
                     paths[(run, carrier)] = body["path"]
+                    layouts[(run, carrier)] = body
                 elif kind == 4 and run in open_runs:
                     open_runs[run].discard(body["path"])
             out.write(json.dumps(line) + "\n")
@@ -90,6 +107,8 @@ def main() -> int:
     finally:
         out.close()
         reader.close()
+        if a.npz:
+            np.savez(a.npz, **{k: np.concatenate(v) for k, v in saved.items()})
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,9 +17,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 import pytest_twisted
 from support.proxy_client import connect, kind_is
+from support.shm import require_shm
 from twisted.internet import task
 
 from pybrid.device import DeviceConfig, SimulatedDevice
@@ -30,8 +29,7 @@ from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
 from pybrid.wire import messages
 
-if not os.environ.get("CI"):  # CI installs the [shm] extra: there a missing one fails
-    pytest.importorskip("zerobuffer")
+require_shm()
 
 READER = Path(__file__).parent.parent / "support" / "zb_reader.py"
 CHUNKS = 300  # per carrier

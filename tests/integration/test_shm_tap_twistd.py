@@ -3,20 +3,18 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
-import pytest
 import pytest_twisted
 from support.proxy_client import connect
+from support.shm import require_shm
 from test_proxy_twistd import twistd
 from test_shm_tap_loopback import Reader, start_run, until
 
 from pybrid.device import DeviceConfig, SimulatedDevice
 from pybrid.wire import messages
 
-if not os.environ.get("CI"):
-    pytest.importorskip("zerobuffer")
+require_shm()
 
 
 def proxy(reactor, device, name):

@@ -42,8 +42,8 @@ def test_events_gaps_and_values(reference):
         ring = Ring(name)
         ring.set_metadata(F.metadata([{"index": 0, "path": "/m"}], "x"))
         raws = [np.full((3, 2), i, dtype="<f4") for i in range(4)]
-        batch = opening(run_id) + [chunk(3, 0, raws[0]), chunk(4, 1, raws[1]),
-                                   chunk(7, 3, raws[3])]  # seq 5, 6 and chunk 2 missing
+        batch = [*opening(run_id), chunk(3, 0, raws[0]), chunk(4, 1, raws[1]),
+                 chunk(7, 3, raws[3])]  # seq 5, 6 and chunk 2 missing
         batch.append((F.encode_json(F.CARRIER_END, 0, 1, 8, {"state": "DONE", "path": "/m"}),
                       b"", 0))
         assert ring.write_batch(batch) == len(batch)

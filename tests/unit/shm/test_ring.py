@@ -70,7 +70,7 @@ def test_a_full_ring_writes_nothing_more_until_space_returns(reader):
 
 
 def test_errors_name_what_is_wrong(reader):
-    name, r = reader
+    name, _ = reader
     with pytest.raises(BufferNotFound):
         Ring(buffer_name())
     ring = Ring(name)

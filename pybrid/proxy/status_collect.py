@@ -186,6 +186,7 @@ class StatusCollector:
             counters=counters_of(proxy),
             errors=tuple(reversed(self.events.entries)),
             log_counts=dict(self.events.counts),
+            shm_taps=proxy.shm.status() if getattr(proxy, "shm", None) is not None else (),
         )
 
     def _backend(self, lane: Any) -> BackendStatus:

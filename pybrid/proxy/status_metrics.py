@@ -9,6 +9,7 @@ requires (backslash, double quote, newline).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from pybrid.proxy.status_model import ProxyStatus
 
@@ -142,7 +143,32 @@ def render(status: ProxyStatus) -> str:
     add(_family("pybrid_proxy_run_messages_dropped_total", "counter",
                 "Run traffic from backends dropped, by reason.",
                 [({"reason": reason}, counters.get(key)) for key, reason in _DROPS.items()]))
+    add(_shm(status.shm_taps))
     add(_family("pybrid_proxy_log_events_total", "counter",
                 "Warnings and errors logged by the proxy, by level.",
                 [({"level": level}, n) for level, n in sorted(status.log_counts.items())]))
     return "\n".join(out) + "\n"
+
+
+def _shm(taps: Iterable[Any]) -> list[str]:
+    """``--shm-tap`` families (pybrid.shm.tap.ShmTapStatus)."""
+    taps = list(taps)
+    out: list[str] = []
+    out += _family("pybrid_proxy_shm_attached", "gauge",
+                   "1 while the shared-memory tap is attached to a reader.",
+                   [({"tap": t.name}, int(t.state == "attached")) for t in taps])
+    out += _family("pybrid_proxy_shm_frames_written_total", "counter",
+                   "Frames written into the tap's ZeroBuffer.",
+                   [({"tap": t.name}, t.frames_written) for t in taps])
+    out += _family("pybrid_proxy_shm_bytes_written_total", "counter",
+                   "Frame bytes written into the tap's ZeroBuffer.",
+                   [({"tap": t.name}, t.bytes_written) for t in taps])
+    out += _family("pybrid_proxy_shm_frames_dropped_total", "counter",
+                   "Frames the tap could not write, by reason.",
+                   [({"tap": t.name, "reason": r}, getattr(t, "dropped_" + r)) for t in taps
+                    for r in ("detached", "queue", "lost")])
+    out += _family("pybrid_proxy_shm_detaches_total", "counter",
+                   "Times the tap detached from its reader, by reason.",
+                   [({"tap": t.name, "reason": r}, getattr(t, r)) for t in taps
+                    for r in ("buffer_full", "reader_dead")])
+    return out

@@ -106,6 +106,8 @@ class ProxyStatus:
     counters: dict[str, int]
     errors: tuple[LogEntry, ...]
     log_counts: dict[str, int]
+    #: ``--shm-tap``: one :class:`pybrid.shm.tap.ShmTapStatus` per tap.
+    shm_taps: tuple[Any, ...] = ()
 
     @property
     def uptime(self) -> float | None:

@@ -1,0 +1,38 @@
+"""The shared-memory taps on the status page, in /status.json and in /metrics."""
+
+from __future__ import annotations
+
+import json
+
+from pybrid.proxy import status_html, status_metrics
+from pybrid.proxy.status_model import ProxyStatus
+from pybrid.shm.tap import ShmTapStatus
+
+
+def snapshot() -> ProxyStatus:
+    tap = ShmTapStatus(name="scope", state="waiting", reader_pid=0, attaches=2, detaches=1,
+                       buffer_full=1, reader_dead=0, refused=0, frames_written=1234,
+                       bytes_written=99, dropped_detached=5, dropped_queue=0, dropped_lost=7,
+                       queued=0, last_error="BufferFullException: full")
+    return ProxyStatus(now=10.0, started=0.0, listen="127.0.0.1:1", auth=False,
+                       max_sessions=8, session_timeout=10.0, backends=(), wires=(),
+                       carriers=(), active=None, queue=(), idle=(), counters={}, errors=(),
+                       log_counts={}, shm_taps=(tap,))
+
+
+def test_metrics_carry_the_shm_counters():
+    text = status_metrics.render(snapshot())
+    assert 'pybrid_proxy_shm_frames_written_total{tap="scope"} 1234' in text
+    assert 'pybrid_proxy_shm_frames_dropped_total{tap="scope",reason="lost"} 7' in text
+    assert 'pybrid_proxy_shm_frames_dropped_total{tap="scope",reason="detached"} 5' in text
+    assert 'pybrid_proxy_shm_detaches_total{tap="scope",reason="buffer_full"} 1' in text
+    assert 'pybrid_proxy_shm_attached{tap="scope"} 0' in text
+
+
+def test_page_and_json_show_the_tap():
+    status = snapshot()
+    page = status_html.render(status)
+    assert "Shared-memory taps" in page and "BufferFullException: full" in page
+    data = json.loads(json.dumps(status.to_json()))
+    assert data["shm_taps"][0]["frames_written"] == 1234
+    assert status.shm_taps[0].frames_dropped == 12

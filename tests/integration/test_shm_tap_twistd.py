@@ -1,8 +1,12 @@
 """``twistd pybrid-proxy --shm-tap NAME`` as a child: the real reader sees a SIGKILLed proxy as
-``WriterDeadException``; a second proxy on the same name is refused with a clear error."""
+``WriterDeadException``; a second proxy on the same name is refused with a clear error; a hung
+reader does not make the proxy grow; ``pybrid-monitor --shm`` records and reports WriterDead."""
 
 from __future__ import annotations
 
+import json
+import pathlib
+import sys
 import uuid
 
 import pytest_twisted
@@ -118,4 +122,60 @@ async def test_proxy_rss_stays_bounded_while_its_reader_hangs(reactor, tmp_path)
         if client is not None:
             await client.close()
         await proc.stop()
+        await device.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_pybrid_monitor_shm_records_a_run_and_reports_writer_dead(reactor, tmp_path):
+    """``pybrid-monitor --shm NAME --record FILE.npz`` beside a twistd proxy: it records the
+    client's run (samples equal), then reports the SIGKILLed proxy as WriterDead."""
+    import numpy as np
+    from support.reference import spawn
+    from test_shm_tap_loopback import client_chunks
+
+    from pybrid import samples as S
+
+    name = f"pybrid-t-{uuid.uuid4().hex[:10]}"
+    record = tmp_path / "rec.npz"
+    monitor_bin = str(pathlib.Path(sys.executable).with_name("pybrid-monitor"))
+    monitor = spawn(reactor, "monitor", [monitor_bin, "--shm", name, "--shm-size", "16",
+                                         "--record", str(record)],
+                    ready_pattern=rb"waiting for a proxy")
+    device = SimulatedDevice(reactor=reactor, config=DeviceConfig(carriers=2))
+    device.listen(0, interface="127.0.0.1")
+    client = None
+    proc = None
+    try:
+        await monitor.ready.addTimeout(30, reactor)
+        proc = proxy(reactor, device, name)
+        await proc.ready.addTimeout(30, reactor)
+        await proc.wait_for_output(b"attached to the reader", 15)
+        await proc.wait_for_output(b"run data by udp", 15)
+        client = await connect(reactor, proc.port)
+        run_id = str(uuid.uuid4())
+        reply = await client.request("start_run_command", start_run(run_id, 200_000_000))
+        assert messages.kind_of(reply) == "start_run_response"
+        await until(reactor, lambda: monitor.stdout.count(b": DONE") >= 2, timeout=30)
+        sent = client_chunks(client, run_id)
+        assert len(sent) == 2 * 200
+        proc.signal("KILL")
+        code = await monitor.ended.addTimeout(30, reactor)
+        assert code == 1, monitor.tail()
+        assert b"WriterDead" in monitor.stderr and b"died" in monitor.stderr
+        with np.load(record) as npz:
+            meta = json.loads(str(npz["meta"]))
+            assert {m["carrier_path"] for m in meta} == set(device.carrier_paths)
+            for m in meta:
+                assert m["samples"] == 200 * 100 and m["missing_chunks"] == 0
+                want = np.concatenate([
+                    S.decode(f.message_v1.run_data_message.data) for f in client.frames
+                    if messages.kind_of(f) == "run_data_message"
+                    and f.message_v1.run_data_message.entity.path == m["carrier_path"]])
+                np.testing.assert_allclose(npz[m["key"]], want, rtol=1e-6)
+    finally:
+        monitor.signal("KILL")
+        if client is not None:
+            await client.close()
+        if proc is not None:
+            await proc.stop()
         await device.stop()

@@ -38,6 +38,7 @@ import numpy as np
 from pybrid.shm import frames as F
 
 RELEASE_EVERY = 64
+_HEADER = F.HEADER.unpack_from
 _U64 = struct.Struct("<Q")
 _FRAME = struct.Struct("<QQ")
 _READ_POS, _READ_COUNT, _WRITER_PID = 56, 72, 80
@@ -143,6 +144,7 @@ class ShmReader:
         self._runs: dict[int, str] = {}
         self._layouts: dict[tuple[int, int], dict[str, Any]] = {}
         self._next_chunk: dict[tuple[int, int], int] = {}
+        self._formats: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._pending: Any = None
         self.closed = False
 
@@ -250,8 +252,10 @@ class ShmReader:
                 yield event
 
     def decode(self, frame: memoryview) -> ShmEvent | None:
+        if len(frame) < F.HEADER_SIZE:
+            raise F.FrameFormatError(f"frame of {len(frame)} bytes is shorter than the header")
         (kind, flags, carrier, run, seq, chunk, samples, channels, dtype, gain,
-         offset) = F.parse_header(frame)
+         offset) = _HEADER(frame)
         stats = self.stats
         stats.frames += 1
         if seq > self._last_seq + 1 and self._last_seq:
@@ -259,37 +263,59 @@ class ShmReader:
         if seq > self._last_seq:
             self._last_seq = seq
         if kind == F.CHUNK:
-            raw = F.samples_view(frame, samples, channels, dtype)
-            layout = self._layouts.get((run, carrier), {})
-            if flags & F.FLAG_PER_CHANNEL and layout:
-                g = np.asarray(layout["gains"], dtype=float)
-                o = np.asarray(layout["offsets"], dtype=float)
-            else:
-                g = np.full(channels, gain)
-                o = np.full(channels, offset)
+            key = (run, carrier, flags, channels, dtype, gain, offset)
+            known = self._formats.get(key)
+            if known is None:
+                known = self._format(key)
+            dt, g, o, path, probes = known
+            n = samples * channels
+            if F.HEADER_SIZE + n * dt.itemsize > len(frame):
+                raise F.FrameFormatError(f"chunk frame of {len(frame)} bytes is too short")
+            raw = np.frombuffer(frame, dt, n, F.HEADER_SIZE).reshape(samples, channels)
             end = bool(flags & F.FLAG_END_MESSAGE)
             if not end:
-                key = (run, carrier)
-                expected = self._next_chunk.get(key, 0)
+                ckey = (run, carrier)
+                expected = self._next_chunk.get(ckey, 0)
                 if chunk > expected:
                     stats.chunk_gaps += chunk - expected
                 if chunk >= expected:
-                    self._next_chunk[key] = chunk + 1
+                    self._next_chunk[ckey] = chunk + 1
                 stats.chunks += 1
                 stats.samples += samples
-            return ShmChunk(run, self._runs.get(run, ""), carrier, layout.get("path", ""),
-                            chunk, raw, g, o, tuple(layout.get("probes", ())), end, seq)
+            return ShmChunk(run, self._runs.get(run, ""), carrier, path, chunk, raw, g, o,
+                            probes, end, seq)
         body = F.json_body(frame)
         if kind == F.RUN_START:
             self._runs[run] = body["run_id"]
             return ShmRunStart(run, body["run_id"], tuple(body.get("carriers", ())), seq)
         if kind == F.LAYOUT:
             self._layouts[(run, carrier)] = body
+            self._formats.clear()
             return None
         if kind == F.CARRIER_END:
             return ShmCarrierEnd(run, self._runs.get(run, ""), carrier, body.get("path", ""),
                                  body.get("state", ""), body.get("reason", ""), seq)
         return None
+
+    def _format(self, key: tuple[Any, ...]) -> tuple[Any, ...]:
+        """dtype, gains, offsets, path and probes of chunks with header fields ``key``."""
+        run, carrier, flags, channels, dtype, gain, offset = key
+        name = F.DTYPE_CODES.get(dtype)
+        if name is None:
+            raise F.FrameFormatError(f"unknown dtype code {dtype}")
+        layout = self._layouts.get((run, carrier), {})
+        if flags & F.FLAG_PER_CHANNEL and layout:
+            g = np.asarray(layout["gains"], dtype=float)
+            o = np.asarray(layout["offsets"], dtype=float)
+        else:
+            g = np.full(channels, gain)
+            o = np.full(channels, offset)
+        g.flags.writeable = o.flags.writeable = False
+        known = (np.dtype(name), g, o, layout.get("path", ""), tuple(layout.get("probes", ())))
+        if len(self._formats) > 256:
+            self._formats.clear()
+        self._formats[key] = known
+        return known
 
     def close(self) -> None:
         if self.closed:
@@ -302,7 +328,10 @@ class ShmReader:
         for sem in (self._sem_w, self._sem_r):
             sem.close()
         del self._cbuf
-        self._mm.close()
+        try:
+            self._mm.close()
+        except BufferError:  # a chunk view is still alive: the mapping goes when it does
+            pass
         self._zb.close()
 
     def __enter__(self) -> ShmReader:

@@ -39,11 +39,15 @@ from pybrid.shm import frames as F
 
 #: Runs remembered (their numbers and layouts); the oldest is forgotten first.
 RUNS_KEPT = 4
+#: Chunks after which the fast path asks again whether its run is still active.
+CHECK_EVERY = 256
 _FINAL = {pb.DONE: "DONE", pb.ERROR: "ERROR"}
 
 
 class FrameSink(Protocol):
-    def submit(self, frame: F.Frame) -> None: ...
+    """A tap as the feed sees it: ``sink(frame)`` hands one frame on, never raises."""
+
+    sink: Callable[[F.Frame], Any]
 
 
 @attrs.frozen
@@ -57,6 +61,34 @@ class ChunkFormat:
     offset: float
     flags: int
     body: dict[str, Any]
+
+
+@attrs.frozen(eq=False)
+class _Fast:
+    """A learned data-datagram layout with what the fast path needs, precomputed."""
+
+    head: bytes
+    middle: bytes
+    middle_at: int
+    tail: bytes
+    run_at: int
+    chunk_at: int
+    chunk_len: int
+    start: int
+    end: int
+    pad: int
+    length: int
+    path: str
+    fmt: ChunkFormat
+
+    @classmethod
+    def of(cls, lay: Layout, fmt: ChunkFormat) -> _Fast:
+        start = lay.middle_at + len(lay.middle)
+        end = lay.length - len(lay.tail)
+        n = F.HEADER_SIZE + end - start
+        return cls(lay.head, lay.middle, lay.middle_at, lay.tail, lay.run_at, lay.chunk_at,
+                   lay.chunk_len, start, end, F.pad_length(n), n + F.pad_length(n),
+                   lay.path.decode(), fmt)
 
 
 @attrs.define
@@ -109,45 +141,72 @@ class ShmFeed:
     _runs: dict[bytes, _Run] = attrs.Factory(dict)
     _current: _Run | None = None
     _run_count: int = 0
-    #: datagram length -> [(layout, format)] learned from datagrams protobuf parsed.
-    _layouts: dict[int, list[tuple[Layout, ChunkFormat]]] = attrs.Factory(dict)
+    #: datagram length -> fast-path layouts learned from datagrams protobuf parsed.
+    _fast: dict[int, list[_Fast]] = attrs.Factory(dict)
+    #: CHUNK headers of the current run by (lane, layout).
+    _heads: dict[tuple[int, _Fast], bytes] = attrs.Factory(dict)
+    _rid: bytes = b""
+    _checks: int = 0
     _carrier_index: dict[tuple[int, str], int] = attrs.Factory(dict)
     #: One ChunkFormat object per distinct format (their ids key the runs' LAYOUT frames).
     _formats: dict[str, ChunkFormat] = attrs.Factory(dict)
 
     def emit(self, payload: bytes, carrier_index: int, flags: int = 0) -> None:
         """One run message from backend lane ``carrier_index`` (the monitor-tap hook)."""
-        for lay, fmt in self._layouts.get(len(payload), ()):  # noqa: B007 - used after break
-            if (payload.startswith(lay.middle, lay.middle_at) and payload.endswith(lay.tail)
-                    and payload.startswith(lay.head)):
+        for fast in self._fast.get(len(payload), ()):
+            if (payload.startswith(fast.middle, fast.middle_at) and payload.endswith(fast.tail)
+                    and payload.startswith(fast.head)):
                 break
         else:
             self._slow(payload, carrier_index)
             return
-        if lay.tag != DATA_TAG:
+        at = fast.run_at
+        rid = payload[at : at + 36]
+        self._checks -= 1
+        if rid != self._rid or self._checks < 0:
+            if self._resolve(rid) is None:
+                return
+        k = fast.chunk_len
+        at = fast.chunk_at
+        if k == 2:  # the common case inline (chunks 128 .. 16383)
+            b0 = payload[at]
+            b1 = payload[at + 1]
+            chunk = (b0 & 0x7F) | b1 << 7 if b0 >= 0x80 > b1 else -1
+        else:
+            chunk = 0 if k == 0 else payload[at] if k == 1 else chunk_number(payload[at : at + k])
+        if chunk < 0 or (k == 1 and chunk >= 0x80):  # not a varint: protobuf decides
             self._slow(payload, carrier_index)
             return
-        rid = payload[lay.run_at : lay.run_at + 36]
-        run = self._runs.get(rid)
-        if run is None or self._current is not run:
-            run = self._active(rid)
-            if run is None:
-                return
-        k = lay.chunk_len
-        at = lay.chunk_at
-        chunk = 0 if k == 0 else payload[at] if k == 1 else chunk_number(payload[at : at + k])
-        carrier = self._carrier(carrier_index, lay.path.decode())
-        if (carrier, id(fmt)) not in run.layouts:
-            self._layout(run, carrier, fmt)
-        start = lay.middle_at + len(lay.middle)
-        body = memoryview(payload)[start : len(payload) - len(lay.tail)]
+        head = self._heads.get((carrier_index, fast))
+        if head is None:
+            head = self._head(carrier_index, fast)
         self._seq += 1
-        head = F.HEADER.pack(F.CHUNK, fmt.flags, carrier, run.number, self._seq, chunk,
-                             fmt.samples, fmt.channels, fmt.dtype_code, fmt.gain, fmt.offset)
-        frame = (head, body, -len(body) % 16)
+        frame = (head, self._seq, chunk, memoryview(payload)[fast.start : fast.end], fast.pad,
+                 fast.length)
         self.frames += 1
         for tap in self.taps:
-            tap.submit(frame)
+            tap.sink(frame)
+
+    def _resolve(self, rid: bytes) -> _Run | None:
+        """The active run of ``rid`` (checked again every :data:`CHECK_EVERY` chunks)."""
+        run = self._active(rid)
+        self._rid = rid if run is not None else b""
+        self._checks = CHECK_EVERY
+        return run
+
+    def _head(self, lane: int, fast: _Fast) -> bytes:
+        """The CHUNK header of ``fast``'s datagrams from ``lane`` in the current run (and
+        its LAYOUT frame, the first time)."""
+        run = self._current
+        assert run is not None
+        fmt = fast.fmt
+        carrier = self._carrier(lane, fast.path)
+        if (carrier, id(fmt)) not in run.layouts:
+            self._layout(run, carrier, fmt)
+        head = F.HEADER.pack(F.CHUNK, fmt.flags, carrier, run.number, 0, 0, fmt.samples,
+                             fmt.channels, fmt.dtype_code, fmt.gain, fmt.offset)
+        self._heads[(lane, fast)] = head
+        return head
 
     def replay(self) -> list[F.Frame]:
         """RUN_START and LAYOUT frames of the current run (for a tap attaching mid-run)."""
@@ -180,22 +239,18 @@ class ShmFeed:
             return
         fmt = self._formats.setdefault(json.dumps(fmt.body, sort_keys=True), fmt)
         lay = layout_of(payload) if kind == "run_data_message" else None
-        if lay is not None:
-            same = self._layouts.setdefault(len(payload), [])
+        if lay is not None and lay.tag == DATA_TAG:
+            same = self._fast.setdefault(len(payload), [])
             if len(same) >= 16:
                 del same[0]
-            same.append((lay, fmt))
+            same.append(_Fast.of(lay, fmt))
         if (carrier, id(fmt)) not in run.layouts:
             self._layout(run, carrier, fmt)
         self._seq += 1
         flags = fmt.flags | (F.FLAG_END_MESSAGE if kind == "run_data_end_message" else 0)
         head = F.HEADER.pack(F.CHUNK, flags, carrier, run.number, self._seq, data.run.chunk,
                              fmt.samples, fmt.channels, fmt.dtype_code, fmt.gain, fmt.offset)
-        body = data.data.data
-        frame = (head, body, -len(body) % 16)
-        self.frames += 1
-        for tap in self.taps:
-            tap.submit(frame)
+        self._send(F.whole_frame(head, data.data.data))
 
     def _state(self, change: pb.RunStateChangeMessage, lane: int) -> None:
         final = _FINAL.get(change.new_)
@@ -239,8 +294,11 @@ class ShmFeed:
                           {"run_id": run_id, "run": run.number, "carriers": list(run.carriers)})
             run.replay.append(start)
             self._current = run
+            self._heads.clear()
             self._send(start)
-        self._current = run
+        if self._current is not run:
+            self._current = run
+            self._heads.clear()
         return run
 
     def _carrier(self, lane: int, path: str) -> int:
@@ -265,12 +323,12 @@ class ShmFeed:
     def _send(self, frame: F.Frame) -> None:
         self.frames += 1
         for tap in self.taps:
-            tap.submit(frame)
+            tap.sink(frame)
 
 
 def _json(kind: int, carrier: int, run: int, seq: int, body: dict[str, Any],
           flags: int = 0) -> F.Frame:
-    return (F.encode_json(kind, carrier, run, seq, body, flags), b"", 0)
+    return F.whole_frame(F.encode_json(kind, carrier, run, seq, body, flags))
 
 
 def _carrier_path(path: str) -> str:

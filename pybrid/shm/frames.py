@@ -65,8 +65,28 @@ CODE_OF_DTYPE = {np.dtype(v).str: k for k, v in DTYPE_CODES.items()}
 
 _PAD = bytes(16)
 
-#: A frame as handed to a writer: (head, body, pad) — see pybrid.shm.ring.Ring.write_batch.
-Frame = tuple[bytes, Any, int]
+#: A frame as handed to a writer: ``(head, seq, chunk, body, pad, length)``: ``head`` is our
+#: 48-byte header (or a whole small frame) into which the writer patches ``seq`` and ``chunk``
+#: at offsets 8 and 16 unless ``seq`` is 0 (already in ``head``); ``body`` (bytes or a
+#: memoryview of the device's datagram) and ``pad`` zero bytes follow; ``length`` is the total.
+Frame = tuple[bytes, int, int, Any, int, int]
+#: What the writer patches into a CHUNK frame's header: seq (u64) and chunk (u32).
+SEQ_CHUNK = struct.Struct("<QI")
+
+
+def whole_frame(head: bytes, body: Any = b"") -> Frame:
+    """A frame whose header is complete (JSON frames, tests)."""
+    n = len(head) + len(body)
+    pad = pad_length(n)
+    return (head, 0, 0, body, pad, n + pad)
+
+
+def frame_bytes(frame: Frame) -> bytes:
+    """The payload bytes a writer puts into the ring for ``frame``."""
+    head, seq, chunk, body, pad, _ = frame
+    if seq:
+        head = head[:8] + SEQ_CHUNK.pack(seq, chunk) + head[20:]
+    return bytes(head) + bytes(body) + bytes(pad)
 
 
 class FrameFormatError(ValueError):

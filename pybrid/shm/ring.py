@@ -45,6 +45,8 @@ from zerobuffer import (
     ZeroBufferException,
 )
 
+from pybrid.shm.frames import SEQ_CHUNK, Frame
+
 __all__ = [
     "BufferFullException",
     "BufferNotFound",
@@ -59,6 +61,7 @@ __all__ = [
 ]
 
 OIEB_SIZE = 128
+_ZEROS = bytes(16)
 FRAME_HEADER = struct.Struct("<QQ")
 _U64 = struct.Struct("<Q")
 _OIEB = struct.Struct("<I4B11Q")
@@ -185,13 +188,11 @@ class Ring:
 
     # -- frames ---------------------------------------------------------------------------
 
-    def write_batch(self, frames: Sequence[tuple[bytes, memoryview | bytes, int]]) -> int:
-        """Write the leading frames of ``frames`` that fit now; return how many.
+    def write_batch(self, frames: Sequence[Frame], start: int = 0) -> tuple[int, int]:
+        """Write the frames ``frames[start:]`` that fit now; return ``(count, bytes)``.
 
-        A frame is ``(head, body, pad)``: our header (or a whole small frame), the bytes that
-        follow it and the count of zero bytes after those.  Raises
-        ``FrameTooLargeException`` for a frame the ring can never hold and
-        ``ReaderDeadException`` when the reader closed.
+        A frame is :data:`pybrid.shm.frames.Frame`.  Raises ``FrameTooLargeException`` for a
+        frame the ring can never hold and ``ReaderDeadException`` when the reader closed.
         """
         mm = self._mm
         if _U64.unpack_from(mm, _READER_PID)[0] == 0:
@@ -200,11 +201,12 @@ class Ring:
         base = self.payload_base
         free = _U64.unpack_from(mm, _FREE)[0]
         pos = _U64.unpack_from(mm, _WRITE_POS)[0]
-        seq = self.sequence
+        seq0 = seq = self.sequence
         pack = FRAME_HEADER.pack_into
-        used = markers = n = 0
-        for head, body, pad in frames:
-            length = len(head) + len(body) + pad
+        patch = SEQ_CHUNK.pack_into
+        used = markers = nbytes = 0
+        for i in range(start, len(frames)):
+            head, fseq, chunk, body, pad, length = frames[i]
             total = 16 + length
             if total > size:
                 raise FrameTooLargeException(f"a frame of {length} bytes exceeds the ring")
@@ -224,17 +226,21 @@ class Ring:
             at += 16
             end = at + len(head)
             mm[at:end] = head
+            if fseq:
+                patch(mm, at + 8, fseq, chunk)
             if body:
-                mm[end : end + len(body)] = body
+                at = end
                 end += len(body)
+                mm[at:end] = body
             if pad:
-                mm[end : end + pad] = bytes(pad)
+                mm[end : end + pad] = _ZEROS[:pad]
             pos += total
             used += total
+            nbytes += length
             seq += 1
-            n += 1
+        n = seq - seq0
         if n == 0:
-            return 0
+            return 0, 0
         _U64.pack_into(mm, _WRITE_POS, pos)
         _U64.pack_into(mm, _WRITTEN_COUNT, _U64.unpack_from(mm, _WRITTEN_COUNT)[0] + n + markers)
         _ATOMIC_SUB(self._free_addr, used, _RELEASE)
@@ -242,7 +248,7 @@ class Ring:
         release = self._sem_w.release
         for _ in range(n):
             release()
-        return n
+        return n, nbytes
 
     def wait_space(self, timeout: float) -> bool:
         """Block (writer thread only) until the reader returns space or ``timeout`` passes."""

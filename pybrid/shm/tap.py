@@ -111,6 +111,9 @@ class ShmTap:
         ("attaches", "detaches", "buffer_full", "reader_dead", "refused", "dropped_detached",
          "dropped_queue", "dropped_lost"), 0))
     _last_error: str = ""
+    #: Where the feed puts frames: the writer thread's ``submit`` while attached (a refused
+    #: frame is counted there), else a counter of frames dropped while detached.
+    sink: Callable[[F.Frame], Any] = attrs.field(init=False, default=None)
     #: Frames and bytes written by writer threads that have ended.
     _written_before_total: int = 0
     _bytes_before_total: int = 0
@@ -130,6 +133,7 @@ class ShmTap:
             self._loop.stop()
         self._loop = None
         writer, self._writer = self._writer, None
+        self.sink = self._drop
         if writer is not None:
             self._fold(writer)
             writer.stop()
@@ -138,13 +142,14 @@ class ShmTap:
     # -- the hot path (reactor thread) ------------------------------------------------------
 
     def submit(self, frame: F.Frame) -> None:
-        writer = self._writer
-        if writer is None:
-            self._counts["dropped_detached"] += 1
-        elif not writer.submit(frame):
-            self._counts["dropped_queue"] += 1
-            self._once("queue", "shm tap {name}: the hand-off to the writer thread is full; "
-                       "frames are dropped and counted", name=self.name)
+        """Hand one frame on (what the feed calls through :attr:`sink`)."""
+        self.sink(frame)
+
+    def _drop(self, frame: F.Frame) -> None:
+        self._counts["dropped_detached"] += 1
+
+    def __attrs_post_init__(self) -> None:
+        self.sink = self._drop
 
     # -- attaching --------------------------------------------------------------------------
 
@@ -195,6 +200,7 @@ class ShmTap:
         self._reader_pid = pid
         self._writer = self.make_writer(ring, self._reported_from_thread, self.write_timeout,
                                         self.name)
+        self.sink = self._writer.submit
         self.state = "attached"
         self._counts["attaches"] += 1
         self.log.info("shm tap {name}: attached to the reader (pid {pid}, ring {size} bytes)",
@@ -223,6 +229,7 @@ class ShmTap:
         writer, self._writer = self._writer, None
         if writer is None:
             return
+        self.sink = self._drop
         self._fold(writer)
         self._counts["detaches"] += 1
         self._counts["dropped_lost"] += lost
@@ -250,6 +257,7 @@ class ShmTap:
     def _fold(self, writer: Any) -> None:
         self._written_before_total += writer.frames_written
         self._bytes_before_total += writer.bytes_written
+        self._counts["dropped_queue"] += writer.refused
 
 
     # -- reporting --------------------------------------------------------------------------
@@ -265,7 +273,8 @@ class ShmTap:
             attaches=c["attaches"], detaches=c["detaches"], buffer_full=c["buffer_full"],
             reader_dead=c["reader_dead"], refused=c["refused"], frames_written=written,
             bytes_written=nbytes, dropped_detached=c["dropped_detached"],
-            dropped_queue=c["dropped_queue"], dropped_lost=c["dropped_lost"],
+            dropped_queue=c["dropped_queue"] + (writer.refused if writer else 0),
+            dropped_lost=c["dropped_lost"],
             queued=writer.queued if writer is not None else 0, last_error=self._last_error,
         )
 

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from twisted.logger import Logger
 
+from pybrid.shm.frames import Frame
 from pybrid.shm.ring import BufferFullException, ReaderDeadException
 
 #: Frames per batch handed to the ring.
@@ -37,13 +38,12 @@ BATCH = 512
 #: Seconds between liveness checks while the ring is full or the thread is idle.
 SLICE = 0.05
 
-Frame = tuple[bytes, Any, int]  # (head, body, pad): see Ring.write_batch
 
 
 class RingLike(Protocol):
     sequence: int
 
-    def write_batch(self, frames: Any) -> int: ...
+    def write_batch(self, frames: Any, start: int = 0) -> tuple[int, int]: ...
 
     def wait_space(self, timeout: float) -> bool: ...
 
@@ -59,15 +59,19 @@ class WriterThread:
 
     def __init__(self, ring: RingLike, report: Callable[[BaseException, int], None], *,
                  write_timeout: float = 5.0, max_frames: int = 65536,
-                 max_bytes: int = 64 << 20, name: str = "shm") -> None:
+                 max_bytes: int = 64 << 20, name: str = "shm", batch: int = BATCH) -> None:
         self.ring = ring
         self.report = report
         self.write_timeout = write_timeout
         self.max_frames = max_frames
         self.max_bytes = max_bytes
+        self.batch = batch
         self.frames_written = 0
         self.bytes_written = 0
         self.batches = 0
+        #: Frames :meth:`submit` refused (the hand-off was full).
+        self.refused = 0
+        self.name = name
         self.queued_bytes = 0
         self._queue: deque[Frame] = deque()
         self._wake = threading.Event()
@@ -85,8 +89,12 @@ class WriterThread:
 
     def submit(self, frame: Frame) -> bool:
         """Hand one frame to the thread (reactor thread); False if the hand-off is full."""
-        size = len(frame[0]) + len(frame[1]) + frame[2]
+        size = frame[5]
         if len(self._queue) >= self.max_frames or self.queued_bytes + size > self.max_bytes:
+            self.refused += 1
+            if self.refused == 1:
+                self.log.warn("shm tap {name}: the hand-off to the writer thread is full; "
+                              "frames are dropped and counted (logged once)", name=self.name)
             return False
         self.queued_bytes += size
         self._queue.append(frame)
@@ -142,12 +150,12 @@ class WriterThread:
                     if not ring.reader_alive():
                         raise ReaderDeadException("the reader process is gone")
                 continue
-            n = min(len(queue), BATCH)
-            batch = [queue.popleft() for _ in range(n)]
+            n = min(len(queue), self.batch)
+            pop = queue.popleft
+            batch = [pop() for _ in range(n)]
             self._held = n
             self._write(batch)
             self._held = 0
-            self.queued_bytes -= sum(len(h) + len(b) + p for h, b, p in batch)
             self.batches += 1
             idle_since = time.monotonic()
 
@@ -156,12 +164,12 @@ class WriterThread:
         done = 0
         deadline = 0.0
         while done < len(batch):
-            k = ring.write_batch(batch[done:] if done else batch)
+            k, nbytes = ring.write_batch(batch, done)
             if k:
-                for head, body, pad in batch[done : done + k]:
-                    self.bytes_written += len(head) + len(body) + pad
                 done += k
                 self.frames_written += k
+                self.bytes_written += nbytes
+                self.queued_bytes -= nbytes
                 self._held = len(batch) - done
                 deadline = 0.0
                 continue

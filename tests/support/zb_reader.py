@@ -49,10 +49,13 @@ def main() -> int:
     layouts: dict[tuple[int, int], dict] = {}
     saved: dict[str, list[np.ndarray]] = {}
     try:
+        seen_writer = False
         while time.monotonic() < deadline:
-            if not reader.is_writer_connected():
-                time.sleep(0.01)
-                continue
+            if not seen_writer:  # read_frame reports "no writer yet" as WriterDead: wait
+                seen_writer = reader.is_writer_connected()
+                if not seen_writer:
+                    time.sleep(0.01)
+                    continue
             if a.stop_after and frames >= a.stop_after:
                 time.sleep(0.05)
                 continue

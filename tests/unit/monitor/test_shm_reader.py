@@ -19,19 +19,20 @@ from pybrid.shm import frames as F  # noqa: E402
 from pybrid.shm.ring import Ring  # noqa: E402
 
 
-def opening(run_id: str) -> list[tuple[bytes, bytes, int]]:
+def opening(run_id: str) -> list[F.Frame]:
     return [
-        (F.encode_json(F.RUN_START, F.RUN_WIDE, 1, 1, {"run_id": run_id, "carriers": ["/m"]}),
-         b"", 0),
-        (F.encode_json(F.LAYOUT, 0, 1, 2, {"path": "/m", "probes": [0, 0], "gains": [1, 1],
-                                           "offsets": [0, 0]}), b"", 0),
+        F.whole_frame(F.encode_json(F.RUN_START, F.RUN_WIDE, 1, 1,
+                                    {"run_id": run_id, "carriers": ["/m"]})),
+        F.whole_frame(F.encode_json(F.LAYOUT, 0, 1, 2, {"path": "/m", "probes": [0, 0],
+                                                        "gains": [1, 1], "offsets": [0, 0]})),
     ]
 
 
-def chunk(seq: int, number: int, raw: np.ndarray) -> tuple[bytes, bytes, int]:
+def chunk(seq: int, number: int, raw: np.ndarray) -> F.Frame:
     data = raw.astype("<f4").tobytes()
-    head = F.chunk_header(0, 1, seq, number, raw.shape[0], raw.shape[1], 1, 2.0, 0.5)
-    return (head, data, F.pad_length(len(data)))
+    head = F.chunk_header(0, 1, 0, 0, raw.shape[0], raw.shape[1], 1, 2.0, 0.5)
+    n = len(head) + len(data)
+    return (head, seq, number, data, F.pad_length(n), n + F.pad_length(n))
 
 
 @pytest.mark.parametrize("reference", [False, True], ids=["fast", "library-read_frame"])
@@ -44,9 +45,9 @@ def test_events_gaps_and_values(reference):
         raws = [np.full((3, 2), i, dtype="<f4") for i in range(4)]
         batch = [*opening(run_id), chunk(3, 0, raws[0]), chunk(4, 1, raws[1]),
                  chunk(7, 3, raws[3])]  # seq 5, 6 and chunk 2 missing
-        batch.append((F.encode_json(F.CARRIER_END, 0, 1, 8, {"state": "DONE", "path": "/m"}),
-                      b"", 0))
-        assert ring.write_batch(batch) == len(batch)
+        batch.append(F.whole_frame(F.encode_json(F.CARRIER_END, 0, 1, 8,
+                                                 {"state": "DONE", "path": "/m"})))
+        assert ring.write_batch(batch)[0] == len(batch)
         assert reader.metadata is not None and reader.metadata["carriers"][0]["path"] == "/m"
         events = []
         for event in reader.events(timeout=0.2):

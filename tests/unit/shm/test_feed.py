@@ -42,10 +42,8 @@ def state_message(run_id: str, new: int) -> bytes:
 
 class Sink:
     def __init__(self) -> None:
-        self.frames: list[tuple[bytes, object, int]] = []
-
-    def submit(self, frame: tuple[bytes, object, int]) -> None:
-        self.frames.append(frame)
+        self.frames: list[F.Frame] = []
+        self.sink = self.frames.append
 
 
 def feed_for(active: set[str]) -> tuple[ShmFeed, Sink]:
@@ -56,9 +54,10 @@ def feed_for(active: set[str]) -> tuple[ShmFeed, Sink]:
     return feed, sink
 
 
-def whole(frame: tuple[bytes, object, int]) -> bytes:
-    head, body, pad = frame
-    return head + bytes(body) + bytes(pad)  # type: ignore[call-overload]
+def whole(frame: F.Frame) -> bytes:
+    data = F.frame_bytes(frame)
+    assert len(data) == frame[5] and len(data) % 16 == 0
+    return data
 
 
 def test_messages_of_runs_that_are_not_active_make_no_frames():
@@ -86,13 +85,13 @@ def test_a_run_yields_start_layout_chunks_and_end_with_zero_copy_samples():
     assert layout["path"] == PATH and layout["dtype"] == "<f4" and layout["channels"] == 8
     for n, (frame, raw, payload) in enumerate(zip(sink.frames[2:5], raws, payloads,
                                                    strict=True)):
-        head, body, pad = frame
+        head, _, _, body, pad, length = frame
         if n == 2:  # the first datagram of a layout (chunk 0 has no chunk field, so chunk 1
             # is another) is parsed and teaches it; later ones are read in place: the samples
             # are a slice of the datagram, not a copy
             assert isinstance(body, memoryview) and body.obj is payload
-        assert (len(head) + len(body) + pad) % 16 == 0
-        fields = F.parse_header(head)
+        assert len(head) + len(body) + pad == length and length % 16 == 0
+        fields = F.parse_header(whole(frame))
         assert fields[5] == n and fields[6] == 100 and fields[7] == 8  # chunk, samples, ch
         view = F.samples_view(whole(frame), 100, 8, fields[8])
         np.testing.assert_array_equal(view, raw)
@@ -108,7 +107,7 @@ def test_per_channel_gains_set_the_flag_and_the_layout_lists():
     feed.emit(data_message(run_id, 0, np.ones((10, 2)), "i16", gains=[0.5, 2.0]), 0)
     layout = F.json_body(whole(sink.frames[1]))
     assert layout["gains"] == [0.5, 2.0] and layout["dtype"] == "<i2"
-    head = F.parse_header(sink.frames[2][0])
+    head = F.parse_header(whole(sink.frames[2]))
     assert head[1] & F.FLAG_PER_CHANNEL
 
 
@@ -116,7 +115,7 @@ def test_end_messages_are_flagged():
     run_id = str(uuid.uuid4())
     feed, sink = feed_for({run_id})
     feed.emit(data_message(run_id, 5, np.ones((1, 8)), end=True), 0)
-    assert F.parse_header(sink.frames[-1][0])[1] & F.FLAG_END_MESSAGE
+    assert F.parse_header(whole(sink.frames[-1]))[1] & F.FLAG_END_MESSAGE
 
 
 def test_garbage_is_counted_and_ignored():

@@ -11,6 +11,7 @@ require_shm()
 
 import zerobuffer  # noqa: E402
 
+from pybrid.shm import frames as F  # noqa: E402
 from pybrid.shm.ring import (  # noqa: E402
     BufferNotFound,
     FrameTooLargeException,
@@ -30,8 +31,9 @@ def reader():
     r.close()
 
 
-def frames(n: int, size: int = 48) -> list[tuple[bytes, bytes, int]]:
-    return [(bytes([i % 256]) * 16, bytes([i % 7]) * (size - 16), 0) for i in range(n)]
+def frames(n: int, size: int = 48) -> list[F.Frame]:
+    return [F.whole_frame(bytes([i % 256]) * 16, bytes([i % 7]) * (size - 16))
+            for i in range(n)]
 
 
 def test_frames_wrap_around_and_the_library_reads_them_in_order(reader):
@@ -40,10 +42,11 @@ def test_frames_wrap_around_and_the_library_reads_them_in_order(reader):
     ring.set_metadata(b'{"format": "pybrid-shm"}')
     assert bytes(r.get_metadata()) == b'{"format": "pybrid-shm"}'
     sent = frames(300, 112)  # 128 bytes a frame in a 4096-byte ring: many wraps
+    sent[5] = (bytes(48), 77, 9, b"x" * 16, 0, 64)  # a header the writer patches
     got = []
     i = 0
     while i < len(sent):
-        k = ring.write_batch(sent[i : i + 50])
+        k, _ = ring.write_batch(sent[i : i + 50])
         assert k > 0 or i - len(got) > 0
         i += k
         while len(got) < i:
@@ -52,20 +55,20 @@ def test_frames_wrap_around_and_the_library_reads_them_in_order(reader):
             got.append((f.sequence, bytes(f.data)))
             r.release_frame(f)
     assert [s for s, _ in got] == list(range(1, 301))
-    assert [d for _, d in got] == [h + b for h, b, _ in sent]
+    assert [d for _, d in got] == [F.frame_bytes(f) for f in sent]
     ring.close()
 
 
 def test_a_full_ring_writes_nothing_more_until_space_returns(reader):
     name, r = reader
     ring = Ring(name)
-    assert ring.write_batch(frames(100, 496)) == 8  # 8 x 512 bytes fill 4096
-    assert ring.write_batch(frames(1, 496)) == 0
+    assert ring.write_batch(frames(100, 496)) == (8, 8 * 496)  # 8 x 512 bytes fill 4096
+    assert ring.write_batch(frames(1, 496)) == (0, 0)
     assert not ring.wait_space(0.01)
     f = r.read_frame(timeout=1)
     r.release_frame(f)
     assert ring.wait_space(0.5)
-    assert ring.write_batch(frames(1, 496)) == 1
+    assert ring.write_batch(frames(1, 496))[0] == 1
     ring.close()
 
 

@@ -10,6 +10,7 @@ from twisted.internet import task
 
 require_shm()
 
+from pybrid.shm import frames as F  # noqa: E402
 from pybrid.shm.ring import (  # noqa: E402
     BufferFullException,
     BufferNotFound,
@@ -47,9 +48,11 @@ class FakeWriter:
     frames_written: int = 0
     bytes_written: int = 0
     queued: int = 0
+    refused: int = 0
 
     def submit(self, frame: Any) -> bool:
         if len(self.frames) >= self.accept:
+            self.refused += 1
             return False
         self.frames.append(frame)
         self.frames_written += 1
@@ -84,8 +87,8 @@ class Rig:
         return writer
 
 
-def frame(n: int) -> tuple[bytes, bytes, int]:
-    return (bytes([n]) * 48, b"", 0)
+def frame(n: int) -> F.Frame:
+    return F.whole_frame(bytes([n]) * 48)
 
 
 def test_waits_quietly_then_attaches_and_writes_metadata_once():

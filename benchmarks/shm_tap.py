@@ -7,11 +7,12 @@ registered run receives ``--count`` real device datagrams (8 channels x 100 f32 
 * ``router``: the run's target does nothing — the floor every path adds to;
 * ``tcp``: a :class:`~pybrid.proxy.session.Session` and its
   :class:`~pybrid.proxy.sender.ClientSender` on Twisted's write buffering, flushed every 64
-  datagrams as ``doWrite`` would (the kernel's send is left out, as in proxy_hotpath.py);
+  datagrams as ``doWrite`` would, into a loopback socket a child process drains;
 * ``multicast``: a :class:`~pybrid.monitor.MulticastTap` to one loopback group (TTL 0);
-* ``shm``: a ``--shm-tap`` (:class:`~pybrid.shm.service.ShmTaps`: feed, writer thread, ring)
-  read by a separate process with :class:`pybrid.monitor.shm.ShmReader`; ``shm-batch1``
-  is the same with a hand-off of one frame per ring write (the "before" of batching);
+* ``shm``: a ``--shm-tap`` (:class:`~pybrid.shm.service.ShmTaps`: feed, inline writer,
+  ring) read by a separate process with :class:`pybrid.monitor.shm.ShmReader`;
+  ``shm-thread`` the same with ``--shm-writer thread`` (batches of up to 512 frames per ring
+  write) and ``shm-thread-batch1`` with one frame per ring write (the "before" of batching);
 * ``all``: TCP client, multicast tap and shm tap together.
 
 Per case: frames/s through the router loop, and for shm the frames/s until the reader had
@@ -43,7 +44,34 @@ from pybrid.proxy.sender import ClientSender
 from pybrid.proxy.session import Session, SessionState
 
 RUN = "0d6e3c52-3f55-4c1b-9a43-2c1d3b8e7f10"
-CASES = ("router", "tcp", "multicast", "shm-batch1", "shm", "all")
+CASES = ("router", "tcp", "multicast", "shm-thread-batch1", "shm-thread", "shm", "all")
+
+
+class SocketTransport(BufferTransport):
+    """Twisted's write buffering flushed into a real loopback socket: a child process drains
+    the other end, so the kernel's copy of every client byte is in the measurement."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import socket
+
+        self.sock, other = socket.socketpair()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        self.drain = subprocess.Popen(
+            [sys.executable, "-c", f"import os\nwhile os.read({other.fileno()}, 1 << 20): pass"],
+            pass_fds=(other.fileno(),))
+        other.close()
+
+    def flush(self) -> None:
+        data = b"".join(self._tempDataBuffer)
+        self._tempDataBuffer = []
+        self._tempDataLen = 0
+        self.sock.sendall(data)
+        self.flushed += len(data)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.drain.wait(10)
 
 
 class Null:
@@ -69,7 +97,7 @@ def run_case(case: str, data: list[bytes]) -> dict[str, Any]:
     transport = None
     target: Any = Null()
     if case in ("tcp", "all"):
-        transport = BufferTransport()
+        transport = SocketTransport()
         sender = ClientSender(transport)
         target = Session("bench", "127.0.0.1:1", sender)
         target.state = SessionState.ACTIVE
@@ -85,30 +113,48 @@ def run_case(case: str, data: list[bytes]) -> dict[str, Any]:
         router.tap = tap
     if case.startswith("shm") or case == "all":
         from pybrid.shm import writer as W
+        from pybrid.shm.inline import InlineWriter
         from pybrid.shm.service import ShmTaps
 
         name = f"pybrid-bench-{uuid.uuid4().hex[:8]}"
         reader = start_reader(name, len(data))
         clock: Any = task.Clock()
         clock.callFromThread = lambda f, *a: f(*a)  # reports only on failure
+        threaded = case.startswith("shm-thread")
         shm = ShmTaps((name,), clock, lambda rid: router.runs[rid].carriers
-                      if rid in router.runs else None, lambda: [], write_timeout=60)
-        batch = 1 if case == "shm-batch1" else W.BATCH
+                      if rid in router.runs else None, lambda: [], write_timeout=60,
+                      writer="thread" if threaded else "inline")
+        batch = 1 if case == "shm-thread-batch1" else W.BATCH
         for t in shm.taps:
-            t.make_writer = (lambda ring, report, timeout, n, b=batch: _writer(
-                ring, report, timeout, n, b))
+            if threaded:
+                t.make_writer = (lambda ring, report, timeout, n, b=batch: _writer(
+                    ring, report, timeout, n, b))
+            else:
+                t.make_writer = (lambda ring, report, timeout, n, c=clock: InlineWriter(
+                    ring, report, c, write_timeout=timeout, name=n, max_frames=1 << 20,
+                    max_bytes=1 << 31))
         shm.start()
         assert shm.taps[0].state == "attached", shm.taps[0].status()
         router.tap = shm.chain(tap)
     lane = Lane()
     route = router.route_datagram
-    flush = transport.flush if transport is not None else None
+    # every 64 datagrams, what the reactor does after a pass over its sockets: the client
+    # transport's doWrite, the inline shm writer's flush (callLater(0))
+    flushes = []
+    if transport is not None:
+        flushes.append(transport.flush)
+    if shm is not None:
+        flushes.append(lambda: clock.advance(0))
     c0 = time.process_time()
     t0 = time.perf_counter()
     for i, d in enumerate(data):
         route(lane, d)
-        if flush is not None and i & 63 == 63:
-            flush()
+        if i & 63 == 63:
+            for flush in flushes:
+                flush()
+    while shm is not None and shm.taps[0].status().queued and reader.poll() is None:
+        clock.advance(0.002)  # the ring was full: the inline writer's retries
+        time.sleep(0.002)
     loop = time.perf_counter() - t0
     out: dict[str, Any] = {"case": case, "frames": len(data),
                            "loop_frames_per_s": round(len(data) / loop)}
@@ -131,6 +177,9 @@ def run_case(case: str, data: list[bytes]) -> dict[str, Any]:
         out["multicast_dropped"] = tap.counters.dropped
         tap.stop()
     assert router.counters.forwarded == len(data), router.counters
+    if transport is not None:
+        out["tcp_bytes"] = transport.flushed
+        transport.close()
     return out
 
 

@@ -123,7 +123,8 @@ class ShmReader:
         self._zb = zerobuffer.Reader(name, zerobuffer.BufferConfig(metadata_size, payload_size))
         shm = posix_ipc.SharedMemory("/" + name.lstrip("/"))
         try:
-            self._mm = mmap.mmap(shm.fd, shm.size)
+            self._mm = mmap.mmap(shm.fd, shm.size,  # faulted in now, not per frame
+                                 flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
         finally:
             shm.close_fd()
         head = struct.unpack_from("<I4B11Q", self._mm, 0)

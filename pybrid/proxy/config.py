@@ -89,3 +89,4 @@ class ProxyConfig:
     #: (:mod:`pybrid.shm`).
     shm_taps: tuple[str, ...] = ()
     shm_write_timeout: float = 5.0
+    shm_writer: str = "inline"

@@ -56,6 +56,8 @@ class Options(MonitorOptionsMixin, usage.Options):
          "Receive buffer asked for each backend's UDP intake socket (the kernel may cap it)."],
         ["shm-write-timeout", None, "5",
          "Seconds a --shm-tap waits for its reader to free space before it detaches."],
+        ["shm-writer", None, "inline",
+         "How --shm-tap writes: 'inline' (non-blocking, on the reactor thread) or 'thread'."],
     ]
     optFlags = [
         ["debug", None, "Log every message (per-message detail)."],
@@ -141,6 +143,7 @@ class Options(MonitorOptionsMixin, usage.Options):
             monitor=monitor,
             shm_taps=shm_taps,
             shm_write_timeout=float(shm_timeout),
+            shm_writer=_choice("--shm-writer", self["shm-writer"], ("inline", "thread")),
             timing=Timing(nudge_delays=()) if self["no-nudges"] else Timing(),
         )
 
@@ -153,6 +156,12 @@ def _number(name: str, text: str, kind: Any, low: float, high: float) -> float:
         raise usage.UsageError(f"{name} must be {what}, not {text!r}") from None
     if not low <= value <= high or value != value:
         raise usage.UsageError(f"{name} must be between {low:g} and {high:g}, not {text}")
+    return value
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise usage.UsageError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
     return value
 
 

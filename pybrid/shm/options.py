@@ -48,4 +48,5 @@ def make_shm_taps(config: Any, reactor: Any, router: Any,
         return None if track is None else track.carriers
 
     return ShmTaps(config.shm_taps, reactor, lookup, lambda: lane_carriers(lanes()),
-                   proxy_version=version(), write_timeout=config.shm_write_timeout)
+                   proxy_version=version(), write_timeout=config.shm_write_timeout,
+                   writer=config.shm_writer)

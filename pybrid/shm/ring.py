@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 OIEB_SIZE = 128
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _ZEROS = bytes(16)
 FRAME_HEADER = struct.Struct("<QQ")
 _U64 = struct.Struct("<Q")
@@ -119,7 +120,8 @@ class Ring:
         try:
             if shm.size < OIEB_SIZE:
                 raise ZeroBufferException(f"{name!r} is too small for a ZeroBuffer")
-            self._mm = mmap.mmap(shm.fd, shm.size)
+            # MAP_POPULATE: fault the whole ring in now, not one page per frame on the hot path
+            self._mm = mmap.mmap(shm.fd, shm.size, flags=mmap.MAP_SHARED | _POPULATE)
         finally:
             shm.close_fd()
         mm = self._mm

@@ -15,7 +15,7 @@ import attrs
 
 from pybrid.shm import frames as F
 from pybrid.shm.feed import ShmFeed
-from pybrid.shm.tap import ShmTap, ShmTapStatus
+from pybrid.shm.tap import ShmTap, ShmTapStatus, inline_writer
 
 
 class _Chain:
@@ -54,6 +54,8 @@ class ShmTaps:
     proxy_version: str = ""
     write_timeout: float = 5.0
     poll_interval: float = 0.25
+    #: "inline" (reactor thread, non-blocking ring writes) or "thread" (a writer thread).
+    writer: str = "inline"
     feed: ShmFeed = attrs.field(init=False)
     taps: list[ShmTap] = attrs.field(init=False)
 
@@ -65,6 +67,9 @@ class ShmTaps:
                    write_timeout=self.write_timeout)
             for name in self.names
         ]
+        if self.writer == "inline":
+            for tap in self.taps:
+                tap.make_writer = inline_writer(self.reactor)
         self.feed.taps.extend(self.taps)
 
     def _metadata(self) -> bytes:

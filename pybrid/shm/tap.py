@@ -27,6 +27,7 @@ never notice what one tap does.  :meth:`ShmTap.status` is a frozen record of all
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,7 @@ from twisted.internet import task
 from twisted.logger import Logger
 
 from pybrid.shm import frames as F
+from pybrid.shm.inline import InlineWriter
 from pybrid.shm.ring import (
     BufferFullException,
     BufferNotFound,
@@ -82,6 +84,16 @@ def _thread_writer(ring: Any, report: Callable[[BaseException, int], None],
     return writer
 
 
+def inline_writer(clock: Any) -> Callable[..., InlineWriter]:
+    """A ``make_writer`` for :class:`~pybrid.shm.inline.InlineWriter` on ``clock``."""
+
+    def make(ring: Any, report: Callable[[BaseException, int], None], write_timeout: float,
+             name: str) -> InlineWriter:
+        return InlineWriter(ring, report, clock, write_timeout=write_timeout, name=name)
+
+    return make
+
+
 @attrs.define(eq=False)
 class ShmTap:
     """Writes the feed's frames into the ZeroBuffer ``name``; see the module note.
@@ -111,6 +123,7 @@ class ShmTap:
         ("attaches", "detaches", "buffer_full", "reader_dead", "refused", "dropped_detached",
          "dropped_queue", "dropped_lost"), 0))
     _last_error: str = ""
+    _reactor_thread: int = 0
     #: Where the feed puts frames: the writer thread's ``submit`` while attached (a refused
     #: frame is counted there), else a counter of frames dropped while detached.
     sink: Callable[[F.Frame], Any] = attrs.field(init=False, default=None)
@@ -124,6 +137,7 @@ class ShmTap:
         if self._loop is not None:
             return
         self.state = "waiting"
+        self._reactor_thread = threading.get_ident()
         self._loop = task.LoopingCall(self.poll)
         self._loop.clock = self.clock
         self._loop.start(self.poll_interval, now=True)
@@ -156,6 +170,12 @@ class ShmTap:
     def poll(self) -> None:
         """One look for the buffer (LoopingCall body: logs and survives its exceptions)."""
         if self._writer is not None:
+            check = getattr(self._writer, "check", None)
+            if check is not None:  # the inline writer: is an idle reader still there?
+                try:
+                    check()
+                except Exception:
+                    self.log.failure("shm tap {name}: liveness check failed", name=self.name)
             return
         try:
             self._try_attach()
@@ -222,7 +242,10 @@ class ShmTap:
     # -- detaching --------------------------------------------------------------------------
 
     def _reported_from_thread(self, error: BaseException, lost: int) -> None:
-        self.call_from_thread(self.writer_failed, error, lost)
+        if threading.get_ident() == self._reactor_thread:  # the inline writer
+            self.writer_failed(error, lost)
+        else:
+            self.call_from_thread(self.writer_failed, error, lost)
 
     def writer_failed(self, error: BaseException, lost: int) -> None:
         """The writer thread ended with ``error``, holding ``lost`` unwritten frames."""
@@ -230,6 +253,7 @@ class ShmTap:
         if writer is None:
             return
         self.sink = self._drop
+        lost += writer.discard()
         self._fold(writer)
         self._counts["detaches"] += 1
         self._counts["dropped_lost"] += lost

@@ -14,10 +14,12 @@ waits on the reader's semaphore in short slices (checking that the reader is ali
 it was not told to stop) for at most ``write_timeout`` seconds of wall time — a semaphore
 wait is real time, not reactor time.  It ends on the first failure: ``BufferFullException``
 (the reader did not return space in time), ``ReaderDeadException`` (the reader's PID is gone
-or it closed the buffer) or any other error.  It then counts every frame it still held as
-lost, closes the ring and reports ``(error, lost)`` once through ``report``, which the owner
-passes in as ``reactor.callFromThread``-wrapped (so the tap's state changes on the reactor
-thread).  Counters are plain ints written by one thread and read by the other.
+or it closed the buffer) or any other error.  It then reports the frames of its batch it did
+not write, closes the ring and reports ``(error, lost)`` once through ``report``, which the
+owner passes in as ``reactor.callFromThread``-wrapped (so the tap's state changes on the
+reactor thread, where it also counts and discards (:meth:`WriterThread.discard`) what is still
+queued: frames submitted until then are never lost uncounted).  Counters are plain ints
+written by one thread and read by the other.
 """
 
 from __future__ import annotations
@@ -108,6 +110,13 @@ class WriterThread:
         self._stop = True
         self._wake.set()
 
+    def discard(self) -> int:
+        """Drop the frames still queued (after the thread ended); return how many."""
+        n = len(self._queue)
+        self._queue.clear()
+        self.queued_bytes = 0
+        return n
+
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
@@ -119,9 +128,7 @@ class WriterThread:
             self._loop()
         except BaseException as e:
             error = e
-        lost = len(self._queue) + self._held
-        self._queue.clear()
-        self.queued_bytes = 0
+        lost = self._held  # the queue's frames are counted by the tap, on the reactor thread
         try:
             self.ring.close()
         except Exception:

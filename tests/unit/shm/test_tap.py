@@ -63,6 +63,9 @@ class FakeWriter:
     def stop(self) -> None:
         self.stopped = True
 
+    def discard(self) -> int:
+        return 0
+
 
 class Rig:
     def __init__(self, replay: list[Any] | None = None) -> None:

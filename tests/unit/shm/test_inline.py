@@ -1,0 +1,99 @@
+"""The inline writer: non-blocking ring writes on the reactor thread, waits on task.Clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from support.shm import require_shm
+from twisted.internet import task
+
+require_shm()
+
+from pybrid.shm import frames as F  # noqa: E402
+from pybrid.shm.inline import RETRY, InlineWriter  # noqa: E402
+from pybrid.shm.ring import BufferFullException, ReaderDeadException  # noqa: E402
+
+
+class FakeRing:
+    def __init__(self) -> None:
+        self.room = 10**9
+        self.alive = True
+        self.written: list[Any] = []
+        self.calls = 0
+        self.closed = False
+
+    def write_batch(self, frames: Any, start: int = 0) -> tuple[int, int]:
+        self.calls += 1
+        k = min(self.room, len(frames) - start)
+        self.room -= k
+        chosen = frames[start : start + k]
+        self.written.extend(chosen)
+        return k, sum(f[5] for f in chosen)
+
+    def reader_alive(self) -> bool:
+        return self.alive
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def rig(**kw: Any) -> tuple[InlineWriter, FakeRing, task.Clock, list[Any]]:
+    clock = task.Clock()
+    ring = FakeRing()
+    reports: list[Any] = []
+    writer = InlineWriter(ring, lambda e, n: reports.append((e, n)), clock, **kw)
+    return writer, ring, clock, reports
+
+
+def frame(n: int) -> F.Frame:
+    return F.whole_frame(bytes([n]) * 48)
+
+
+def test_a_burst_is_written_in_one_batch_after_the_reactor_pass():
+    writer, ring, clock, _ = rig()
+    for n in range(100):
+        assert writer.submit(frame(n))
+    assert ring.calls == 0 and writer.queued == 100  # nothing written inside the burst
+    clock.advance(0)
+    assert ring.calls == 1 and len(ring.written) == 100 and writer.queued == 0
+    assert writer.frames_written == 100 and writer.bytes_written == 100 * 48
+
+
+def test_a_full_ring_is_retried_on_the_clock_then_buffer_full():
+    writer, ring, clock, reports = rig(write_timeout=1.0)
+    ring.room = 3
+    for n in range(10):
+        writer.submit(frame(n))
+    clock.advance(0)
+    assert len(ring.written) == 3 and writer.queued == 7 and not reports
+    ring.room = 2
+    clock.advance(RETRY)
+    assert len(ring.written) == 5 and writer.queued == 5
+    for _ in range(int(1.2 / RETRY)):
+        clock.advance(RETRY)
+    assert len(reports) == 1 and isinstance(reports[0][0], BufferFullException)
+    assert writer.discard() == 5 and ring.closed  # the tap counts what was still queued
+    assert not clock.getDelayedCalls()
+
+
+def test_a_dead_reader_is_reported_while_waiting_and_when_idle():
+    writer, ring, clock, reports = rig()
+    ring.room = 0
+    writer.submit(frame(1))
+    clock.advance(0)
+    ring.alive = False
+    clock.advance(RETRY)
+    assert isinstance(reports[-1][0], ReaderDeadException)
+    idle, ring2, _, reports2 = rig()
+    idle.check()
+    assert not reports2
+    ring2.alive = False
+    idle.check()
+    assert isinstance(reports2[-1][0], ReaderDeadException)
+
+
+def test_the_bound_refuses_and_counts():
+    writer, _, _, _ = rig(max_frames=2)
+    assert writer.submit(frame(1)) and writer.submit(frame(2))
+    assert not writer.submit(frame(3))
+    assert writer.refused == 1

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import mmap
 import os
 import struct
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 import numpy as np
@@ -45,9 +46,9 @@ _READ_POS, _READ_COUNT, _WRITER_PID = 56, 72, 80
 _FREE = 40
 
 
-@attrs.frozen(eq=False)
-class ShmChunk:
-    """One data message of the active run, as the proxy wrote it."""
+class ShmChunk(NamedTuple):
+    """One data message of the active run, as the proxy wrote it (a NamedTuple, not attrs:
+    one is built per chunk on the reader's hot path, three times faster)."""
 
     run: int
     run_id: str
@@ -100,6 +101,22 @@ class ReaderStats:
     writer_attaches: int = 0
 
 
+def _libc_trywait(name: str) -> tuple[Any, Any]:
+    """``sem_trywait`` on a second handle of the named semaphore, called without releasing
+    the GIL (ctypes.PyDLL): about 0.3 µs, where posix_ipc's ``acquire(0)`` takes several."""
+    libc = ctypes.PyDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.sem_open.restype = ctypes.c_void_p
+    libc.sem_open.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    libc.sem_trywait.argtypes = [ctypes.c_void_p]
+    libc.sem_trywait.restype = ctypes.c_int
+    libc.sem_close.argtypes = [ctypes.c_void_p]
+    handle = libc.sem_open(name.encode(), 0)
+    if not handle or handle == ctypes.c_void_p(-1).value:
+        raise OSError(ctypes.get_errno(), f"sem_open {name} failed")
+    return functools.partial(libc.sem_trywait, handle), functools.partial(libc.sem_close,
+                                                                          handle)
+
+
 def _atomic_add() -> Any:
     path = ctypes.util.find_library("atomic") or "libatomic.so.1"
     fn = getattr(ctypes.CDLL(path), "__atomic_fetch_add_8")
@@ -133,6 +150,7 @@ class ShmReader:
         self._sem_w = posix_ipc.Semaphore(f"/sem-w-{name}")
         self._sem_r = posix_ipc.Semaphore(f"/sem-r-{name}")
         self._busy = posix_ipc.BusyError
+        self._trywait, self._sem_close = _libc_trywait(f"/sem-w-{name}")
         self._cbuf = (ctypes.c_char * len(self._mm)).from_buffer(self._mm)
         self._free_addr = ctypes.addressof(self._cbuf) + _FREE
         self._add = _atomic_add()
@@ -188,9 +206,7 @@ class ShmReader:
         """The next frame's payload (valid until the next call), or None after ``timeout``."""
         if self.reference:
             return self._read_reference(timeout)
-        try:
-            self._sem_w.acquire(0)
-        except self._busy:
+        if self._trywait():  # nothing signalled yet: return space, then wait
             self._release()
             try:
                 self._sem_w.acquire(timeout)
@@ -328,6 +344,7 @@ class ShmReader:
         self._release()
         for sem in (self._sem_w, self._sem_r):
             sem.close()
+        self._sem_close()
         del self._cbuf
         try:
             self._mm.close()

@@ -4,7 +4,7 @@ Design note
 -----------
 :meth:`pybrid.shm.ring.Ring.write_batch` never waits: it writes the frames that fit and says
 how many.  :class:`InlineWriter` uses that on the reactor thread itself.  ``submit`` appends a
-frame to a bounded ``deque`` and, for the first frame of a burst, schedules one flush with
+frame to a bounded queue and, for the first frame of a burst, schedules one flush with
 ``clock.callLater(0, …)`` — so all the datagrams the reactor read in one pass over its
 sockets are written in one batch (one ring bookkeeping update, one atomic operation).  When
 the ring is full, the frames stay queued and the flush is retried every :data:`RETRY` seconds
@@ -17,9 +17,7 @@ reactor's core time (``--shm-writer thread``).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
-from itertools import islice
 from typing import Any
 
 from twisted.logger import Logger
@@ -29,8 +27,6 @@ from pybrid.shm.ring import BufferFullException, ReaderDeadException
 
 #: Seconds between retries while the ring is full.
 RETRY = 0.002
-#: Frames written per flush at most (the rest in the next reactor pass).
-BATCH = 4096
 
 
 class InlineWriter:
@@ -53,7 +49,10 @@ class InlineWriter:
         self.batches = 0
         self.refused = 0
         self.queued_bytes = 0
-        self._queue: deque[Frame] = deque()
+        #: Frames not yet written are ``_queue[_head:]`` (a list consumed by index: the ring
+        #: takes the frames in place, without copying a batch out of a queue).
+        self._queue: list[Frame] = []
+        self._head = 0
         self._call: Any = None
         self._full_since: float | None = None
         self._stopped = False
@@ -63,11 +62,12 @@ class InlineWriter:
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        return len(self._queue) - self._head
 
     def submit(self, frame: Frame) -> bool:
         size = frame[5]
-        if len(self._queue) >= self.max_frames or self.queued_bytes + size > self.max_bytes:
+        if (len(self._queue) - self._head >= self.max_frames
+                or self.queued_bytes + size > self.max_bytes):
             self.refused += 1
             if self.refused == 1:
                 self.log.warn("shm tap {name}: frames waiting for ring space exceed the bound; "
@@ -86,21 +86,22 @@ class InlineWriter:
             return
         queue = self._queue
         try:
-            while queue:
-                n = min(len(queue), BATCH)
-                batch = list(islice(queue, n))
-                k, nbytes = self.ring.write_batch(batch)
-                if k:
-                    for _ in range(k):
-                        queue.popleft()
-                    self.frames_written += k
-                    self.bytes_written += nbytes
-                    self.queued_bytes -= nbytes
-                    self.batches += 1
-                    self._full_since = None
-                if k < n:
-                    self._wait()
-                    return
+            k, nbytes = self.ring.write_batch(queue, self._head)
+            if k:
+                self._head += k
+                self.frames_written += k
+                self.bytes_written += nbytes
+                self.queued_bytes -= nbytes
+                self.batches += 1
+                self._full_since = None
+            if self._head == len(queue):
+                queue.clear()
+                self._head = 0
+                return
+            if self._head > 4096:  # drop the written part now and then, not per flush
+                del queue[: self._head]
+                self._head = 0
+            self._wait()
         except Exception as e:
             self._fail(e)
 
@@ -126,26 +127,26 @@ class InlineWriter:
         self.report(error, 0)  # the tap counts and discards what is queued
 
     def discard(self) -> int:
-        n = len(self._queue)
+        n = len(self._queue) - self._head
         self._queue.clear()
+        self._head = 0
         self.queued_bytes = 0
         return n
 
     def check(self) -> None:
         """Idle liveness check (the tap's poll): a reader that died while nothing was written."""
-        if not self._stopped and not self._queue and not self.ring.reader_alive():
+        if not self._stopped and not self.queued and not self.ring.reader_alive():
             self._fail(ReaderDeadException("the reader process is gone"))
 
     def stop(self) -> None:
         if self._stopped:
-            self._queue.clear()
+            self.discard()
             return
         self._stopped = True
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None
-        self._queue.clear()
-        self.queued_bytes = 0
+        self.discard()
         try:
             self.ring.close()
         except Exception:

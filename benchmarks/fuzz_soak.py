@@ -1,9 +1,9 @@
 """Fuzz soak: the proxy's client and backend lanes against 100 000+ hostile peers, in memory.
 
 Runs the cases of ``tests/support/fuzz_cases.py`` — the same checks as
-``tests/unit/test_fuzz_*.py``, only many more inputs: each input is one hostile peer (a client
-in one of four situations, a backend during a run, or a backend's handshake) sending a random
-stream of 12–16 pieces (valid Envelopes of any kind, empty frames, random bytes, damaged
+``tests/unit/proxy/*/test_*_fuzz.py``, only many more inputs: each input is one hostile peer
+(a client in one of four situations, a backend during a run, or a backend's handshake) sending a
+random stream of 12–16 pieces (valid Envelopes of any kind, empty frames, random bytes, damaged
 frames, truncated/over-long varints, huge lengths, garbage and forged datagrams), followed by
 a full run of a well-behaved client.  Prints the inputs tried, what they were made of, what
 the proxy made of them, and every failure with its seed (reproduce with ``--seed S

@@ -1,8 +1,9 @@
 """Microseconds per datagram through the proxy's data path: intake → router → sender.
 
-Builds the real objects of ``pybrid.proxy`` (a :class:`~pybrid.proxy.intake.DatagramIntake`
-delivering to a :class:`~pybrid.proxy.router.RunRouter` with one registered run, a
-:class:`~pybrid.proxy.session.Session` and its :class:`~pybrid.proxy.sender.ClientSender`)
+Builds the real objects of ``pybrid.proxy`` (a :class:`~pybrid.proxy.backend.intake.DatagramIntake`
+delivering to a :class:`~pybrid.proxy.data.router.RunRouter` with one registered run, a
+:class:`~pybrid.proxy.clients.session.Session` and its
+:class:`~pybrid.proxy.clients.sender.ClientSender`)
 on a transport whose ``write``/``writeSequence`` are Twisted's own buffering code
 (``abstract.FileDescriptor``) with the socket write left out: every 64 datagrams the buffer is
 emptied as ``doWrite`` would.  Datagrams are real device chunks (``ChunkEncoder``) of
@@ -26,10 +27,10 @@ import numpy as np
 from twisted.internet import abstract, task
 
 from pybrid.device.encoding import ChunkEncoder, WireChannel
-from pybrid.proxy.intake import DatagramIntake
-from pybrid.proxy.router import RunRouter
-from pybrid.proxy.sender import ClientSender
-from pybrid.proxy.session import Session, SessionState
+from pybrid.proxy.backend.intake import DatagramIntake
+from pybrid.proxy.clients.sender import ClientSender
+from pybrid.proxy.clients.session import Session, SessionState
+from pybrid.proxy.data.router import RunRouter
 
 PATH = "/00-00-00-00-00-01"
 ITEMSIZE = {"f32": 4, "f64": 8, "i16": 2, "u16": 2}
@@ -90,7 +91,7 @@ def build(tap: Any = None) -> tuple[DatagramIntake, BufferTransport, Any]:
     session.state = SessionState.ACTIVE
     router.register_run("0d6e3c52-3f55-4c1b-9a43-2c1d3b8e7f10", session, [PATH])
     lane = Lane()
-    intake = DatagramIntake(lane.name, lambda data: router.route_datagram(lane, data))
+    intake = DatagramIntake(lane.name, lane, router)
     intake.peer_host = "127.0.0.1"
     return intake, transport, router
 

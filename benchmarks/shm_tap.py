@@ -1,12 +1,12 @@
 """Ways out of the proxy, per frame: TCP client, multicast tap, shared-memory tap.
 
-One run, one process, the real objects: a :class:`~pybrid.proxy.router.RunRouter` with one
+One run, one process, the real objects: a :class:`~pybrid.proxy.data.router.RunRouter` with one
 registered run receives ``--count`` real device datagrams (8 channels x 100 f32 samples,
 ``ChunkEncoder``) as fast as the loop can call ``route_datagram``, with
 
 * ``router``: the run's target does nothing — the floor every path adds to;
-* ``tcp``: a :class:`~pybrid.proxy.session.Session` and its
-  :class:`~pybrid.proxy.sender.ClientSender` on Twisted's write buffering, flushed every 64
+* ``tcp``: a :class:`~pybrid.proxy.clients.session.Session` and its
+  :class:`~pybrid.proxy.clients.sender.ClientSender` on Twisted's write buffering, flushed every 64
   datagrams as ``doWrite`` would, into a loopback socket a child process drains;
 * ``multicast``: a :class:`~pybrid.monitor.MulticastTap` to one loopback group (TTL 0);
 * ``shm``: a ``--shm-tap`` (:class:`~pybrid.shm.service.ShmTaps`: feed, inline writer,
@@ -39,9 +39,9 @@ from twisted.internet import task
 sys.path.insert(0, str(Path(__file__).parent))
 from proxy_hotpath import PATH, BufferTransport, Lane, datagrams
 
-from pybrid.proxy.router import RunRouter
-from pybrid.proxy.sender import ClientSender
-from pybrid.proxy.session import Session, SessionState
+from pybrid.proxy.clients.sender import ClientSender
+from pybrid.proxy.clients.session import Session, SessionState
+from pybrid.proxy.data.router import RunRouter
 
 RUN = "0d6e3c52-3f55-4c1b-9a43-2c1d3b8e7f10"
 CASES = ("router", "tcp", "multicast", "shm-thread-batch1", "shm-thread", "shm", "all")

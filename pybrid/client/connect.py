@@ -19,8 +19,8 @@ from pybrid.client.errors import ClientError, ConnectError, RequestFailed
 from pybrid.client.topology import find_carriers, parse_target
 from pybrid.proto import pb
 from pybrid.wire import messages
+from pybrid.wire.framing import DEFAULT_PORT
 
-DEFAULT_PORT = 5732
 DATA_LANES = ("auto", "udp", "tcp")
 
 

@@ -56,6 +56,7 @@ from pybrid.client.results import (
     StateChange,
 )
 from pybrid.proto import pb
+from pybrid.wire.paths import mac_of
 
 log = Logger()
 
@@ -63,11 +64,6 @@ log = Logger()
 DEFAULT_SETTLE = 0.25
 #: At most this many missing chunk numbers are listed in a result (all are counted).
 MAX_LISTED_GAPS = 1000
-
-
-def carrier_of(path: str) -> str:
-    """The carrier (MAC) an entity path belongs to: its first component."""
-    return path.strip("/").split("/", 1)[0]
 
 
 @attrs.define(eq=False)
@@ -132,7 +128,7 @@ class RunCollector:
         if self.phase not in ("running", "settling"):
             return
         old, new = pb.RunState.Name(change.old), pb.RunState.Name(change.new_)
-        target = carrier_of(change.entity.path) if change.HasField("entity") else None
+        target = mac_of(change.entity.path) if change.HasField("entity") else None
         self.history.append(
             StateChange(self.clock.seconds() - self.started_at, target, old, new, change.reason)
         )
@@ -199,7 +195,7 @@ class RunCollector:
             self._finish()
 
     def _carrier_for_data(self, path: str) -> _Carrier:
-        mac = carrier_of(path)
+        mac = mac_of(path)
         if not mac and len(self.carriers) == 1:
             mac = self.carriers[0]
         c = self._per.get(mac)

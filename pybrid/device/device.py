@@ -16,10 +16,10 @@ call in here; the run itself is a :class:`~pybrid.device.run.RunDriver`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 from twisted.internet import defer
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 from pybrid.device.config import DeviceConfig
@@ -31,6 +31,7 @@ from pybrid.device.protocol import DeviceFactory
 from pybrid.device.run import RunDriver
 from pybrid.device.session import CommandError, DeviceSession
 from pybrid.proto import pb
+from pybrid.wire.interfaces import INetworkReactor, host_port
 
 log = Logger()
 
@@ -47,7 +48,7 @@ class SimulatedDevice:
     ``udp_opener`` and feed protocols from :meth:`factory` through ``StringTransport``.
     """
 
-    reactor: Any
+    reactor: INetworkReactor
     config: DeviceConfig = attrs.field(factory=DeviceConfig)
     udp_opener: UdpOpener | None = None
     counters: DeviceCounters = attrs.field(factory=DeviceCounters)
@@ -58,7 +59,7 @@ class SimulatedDevice:
     _items: dict[tuple[str, str], pb.Item] = attrs.field(init=False, factory=dict)
     _kept: dict[int, tuple[KeptChannel, ...]] = attrs.field(init=False, factory=dict)
     _sessions: set[DeviceSession] = attrs.field(init=False, factory=set)
-    _listening: Any = attrs.field(init=False, default=None)
+    _listening: IListeningPort | None = attrs.field(init=False, default=None)
     _started: float = attrs.field(init=False, default=0.0)
 
     def __attrs_post_init__(self) -> None:
@@ -70,7 +71,7 @@ class SimulatedDevice:
     def factory(self) -> DeviceFactory:
         return DeviceFactory(self)
 
-    def listen(self, port: int = 0, interface: str = "127.0.0.1") -> Any:
+    def listen(self, port: int = 0, interface: str = "127.0.0.1") -> IListeningPort:
         """Listen for clients on TCP; returns the IListeningPort (``self.port`` is its number)."""
         if self._listening is not None:
             raise RuntimeError("the device is already listening")
@@ -83,7 +84,7 @@ class SimulatedDevice:
     def port(self) -> int:
         if self._listening is None:
             raise RuntimeError("the device is not listening")
-        return int(self._listening.getHost().port)
+        return host_port(self._listening.getHost())[1]
 
     @property
     def carrier_paths(self) -> tuple[str, ...]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import attrs
 from twisted.internet import protocol
-from twisted.internet.interfaces import IReactorTime, ITransport
+from twisted.internet.interfaces import IReactorTime, IReactorUDP, ITransport, IUDPTransport
 from twisted.logger import Logger
 
 from pybrid.device.counters import DeviceCounters
@@ -130,10 +130,12 @@ class TwistedDatagramSender:
 
 
 def open_udp(
-    reactor: Any, local_host: str, peer_host: str, peer_port: int, send_buffer: int
+    reactor: IReactorUDP, local_host: str, peer_host: str, peer_port: int, send_buffer: int
 ) -> TwistedDatagramSender:
     """Bind a UDP port on ``local_host`` and connect it to the client's ``(host, port)``."""
-    port = reactor.listenUDP(0, _SilentDatagramProtocol(), interface=local_host)
+    # listenUDP is declared to return an IListeningPort; the port is an IUDPTransport too
+    port = cast(IUDPTransport, reactor.listenUDP(0, _SilentDatagramProtocol(),
+                                                 interface=local_host, maxPacketSize=8192))
     try:
         port.connect(peer_host, peer_port)
         sock = getattr(port, "socket", None)

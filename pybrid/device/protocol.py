@@ -7,18 +7,15 @@ push producer of its transport, so a slow TCP reader pauses a run that streams o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet import protocol
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
-from pybrid.device.session import DeviceSession
+from pybrid.device.session import DeviceCalls, DeviceSession
 from pybrid.proto import pb
 from pybrid.wire.framing import EnvelopeReceiver
-
-if TYPE_CHECKING:
-    from pybrid.device.device import SimulatedDevice
 
 
 @implementer(IPushProducer)
@@ -27,7 +24,7 @@ class DeviceProtocol(EnvelopeReceiver):
 
     session: DeviceSession | None = None
 
-    def __init__(self, device: SimulatedDevice) -> None:
+    def __init__(self, device: DeviceCalls) -> None:
         self.device = device
 
     def connectionMade(self) -> None:
@@ -76,12 +73,12 @@ class DeviceProtocol(EnvelopeReceiver):
         """The transport is going away; connectionLost does the cleanup."""
 
 
-class DeviceFactory(protocol.Factory):
+class DeviceFactory(protocol.ServerFactory):
     """Builds one :class:`DeviceProtocol` per accepted connection of a device."""
 
     noisy = False
 
-    def __init__(self, device: SimulatedDevice) -> None:
+    def __init__(self, device: DeviceCalls) -> None:
         self.device = device
 
     def buildProtocol(self, addr: Any) -> DeviceProtocol:

@@ -28,11 +28,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 import attrs
 import numpy as np
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from pybrid.device.config import Faults
@@ -80,7 +79,7 @@ class RunDriver:
     next_chunk: int = 0
     _rng: np.random.Generator | None = None
     _streams: list[_CarrierStream] = attrs.field(factory=list)
-    _timer: Any = None
+    _timer: IDelayedCall | None = None
     _t_start: float = 0.0
     _t_op: float = 0.0
     _stalled_total: float = 0.0

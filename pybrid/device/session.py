@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import attrs
 from google.protobuf.message import Message
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from pybrid.device.config import DeviceConfig
+from pybrid.device.counters import DeviceCounters
 from pybrid.device.lanes import DataLane, TcpLane, UdpLane
+from pybrid.device.run import RunDriver
 from pybrid.proto import pb
 from pybrid.wire import messages
-
-if TYPE_CHECKING:
-    from pybrid.device.device import SimulatedDevice
-    from pybrid.device.protocol import DeviceProtocol
 
 log = Logger()
 _ids = itertools.count(1)
@@ -41,12 +40,50 @@ class CommandError(Exception):
 Reply = tuple[str, Message | None, Callable[[], None] | None]
 
 
+class DeviceCalls(Protocol):
+    """What a session needs of its device (:class:`~pybrid.device.device.SimulatedDevice`):
+    the device-wide state and the operations on it."""
+
+    counters: DeviceCounters
+    config: DeviceConfig
+    calibrated: bool
+
+    def uptime_micros(self) -> int: ...
+
+    def session_started(self, session: DeviceSession) -> None: ...
+
+    def session_gone(self, session: DeviceSession) -> None: ...
+
+    def lane_paused(self, session: DeviceSession, paused: bool) -> None: ...
+
+    def extract(self, cmd: pb.ExtractCommand) -> pb.ExtractResponse: ...
+
+    def reset(self, cmd: pb.ResetCommand) -> None: ...
+
+    def configure(self, cmd: pb.ConfigCommand) -> None: ...
+
+    def open_udp_lane(self, local_host: str, peer_host: str, port: int) -> UdpLane: ...
+
+    def prepare_run(self, session: DeviceSession, cmd: pb.StartRunCommand) -> RunDriver: ...
+
+    def stop_run(self) -> None: ...
+
+
+class Connection(Protocol):
+    """What a session needs of its connection (:class:`~pybrid.device.protocol.DeviceProtocol`):
+    a way to send Envelopes, and the transport for the TCP data lane and closing."""
+
+    transport: Any
+
+    def sendEnvelope(self, envelope: pb.Envelope) -> None: ...
+
+
 @attrs.define(eq=False)
 class DeviceSession:
     """Answers one client's requests and owns its data lane (TCP frames or UDP datagrams)."""
 
-    device: SimulatedDevice
-    protocol: DeviceProtocol
+    device: DeviceCalls
+    protocol: Connection
     peer_host: str
     local_host: str
     name: str = attrs.field(factory=lambda: f"dev-session-{next(_ids)}")
@@ -212,4 +249,4 @@ DeviceSession.HANDLERS = {
     "stop_run_command": DeviceSession._stop_run,
 }
 
-__all__ = ["CommandError", "DeviceSession"]
+__all__ = ["CommandError", "Connection", "DeviceCalls", "DeviceSession"]

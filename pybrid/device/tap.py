@@ -13,6 +13,7 @@ from twisted.python import usage
 
 from pybrid.device.config import DeviceConfig, Faults
 from pybrid.device.signals import SAMPLE_DTYPES
+from pybrid.wire.framing import DEFAULT_PORT
 
 
 def _count(name: str) -> Any:
@@ -59,7 +60,7 @@ class Options(usage.Options):
     ]
 
     optParameters = [
-        ["port", "p", 5732, "TCP port to listen on (0: any free port).", _count("port")],
+        ["port", "p", DEFAULT_PORT, "TCP port to listen on (0: any free port).", _count("port")],
         ["interface", "i", "127.0.0.1", "Address to listen on."],
         ["carriers", "c", 1, "Number of carriers (1: LUCIDAC-like; more: REDAC-like).",
          _count("carriers")],

@@ -8,7 +8,7 @@ a :class:`MonitorListener` joins a group and decodes them.  ``pybrid-monitor``
 
 import importlib
 
-# Names resolve lazily (PEP 562): the proxy imports ``pybrid.monitor.options`` and ``.tap``
+# Names resolve lazily (PEP 562): the proxy imports ``pybrid.monitor.options`` and ``.emitter``
 # on start-up and must not pay for numpy, which only the listener side needs.
 _EXPORTS = {
     "CarrierStats": "stats",
@@ -26,14 +26,14 @@ _EXPORTS = {
     "MonitorOptionsMixin": "options",
     "MonitorOther": "decode",
     "MonitorStateChange": "decode",
-    "MulticastTap": "tap",
-    "TapCounters": "tap",
-    "TapSetupError": "tap",
+    "MulticastTap": "emitter",
+    "TapCounters": "emitter",
+    "TapSetupError": "emitter",
     "decode_datagram": "decode",
     "decode_header": "header",
     "encode_datagram": "header",
     "encode_header": "header",
-    "make_tap": "tap",
+    "make_tap": "emitter",
     "monitor_config": "options",
     "parse_group": "options",
     "parse_interface": "options",

@@ -9,10 +9,9 @@ from __future__ import annotations
 import attrs
 
 from pybrid.monitor.options import MonitorConfig
-from pybrid.proxy.backends import Backend, Wire
-from pybrid.proxy.flow import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF
-
-DEFAULT_PORT = 5732
+from pybrid.proxy.sizes import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF
+from pybrid.proxy.spec.model import Backend, Wire
+from pybrid.wire.framing import DEFAULT_PORT
 
 
 @attrs.frozen
@@ -36,9 +35,9 @@ class Timing:
     #: Wait for a backend's reply to the stop_run sent when a session ends mid-run.
     stop_timeout: float = 2.0
     #: After a cached extract to an idle session and after the UDP refusal, generic pongs go
-    #: out at these delays until the client's next frame ("nudges", see pybrid.proxy.front).
+    #: out at these delays until the client's next frame ("nudges", see pybrid.proxy.clients.front).
     nudge_delays: tuple[float, ...] = (0.001, 0.003, 0.006, 0.012, 0.025, 0.05)
-    #: Multi-backend runs (pybrid.proxy.barrier): every carrier must reach TAKE_OFF this long
+    #: Multi-backend runs (pybrid.proxy.runs.barrier): every carrier must reach TAKE_OFF this long
     #: after the start was accepted, and DONE ``ic_time + op_time + run_grace`` after that.
     take_off_timeout: float = 10.0
     run_grace: float = 10.0
@@ -54,7 +53,7 @@ class Timing:
     busy_retry: float = 1.0
     #: A start_run arriving while the session's previous run is still going on some backend
     #: waits at most this long for it to finish everywhere, then is refused with an error
-    #: naming the run and the backends (pybrid.proxy.dispatch); kept well below
+    #: naming the run and the backends (pybrid.proxy.runs.dispatch); kept well below
     #: ``request_timeout``, which the forwarded start gets only what is left of.
     start_hold: float = 2.0
 

@@ -4,7 +4,7 @@ Design note
 -----------
 :class:`ProxyService` is the composition root below ``makeService``: it builds every object
 from a :class:`~pybrid.proxy.config.ProxyConfig` and the reactor, and is the lanes'
-:class:`~pybrid.proxy.backend.LaneEvents`::
+:class:`~pybrid.proxy.backend.lane.LaneEvents`::
 
     client TCP ─ ClientProtocol ─ Front ─┬─ Scheduler (who is active; timeouts)
                                          ├─ cache (extract from the lanes' specifications)
@@ -24,23 +24,25 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
-from pybrid.monitor.tap import MulticastTap, make_tap
+from pybrid.monitor.emitter import MulticastTap, make_tap
 from pybrid.proto import pb
-from pybrid.proxy.auth import Authenticator
-from pybrid.proxy.backend import BackendLane
-from pybrid.proxy.cache import compose_extract
-from pybrid.proxy.client import ClientFactory
+from pybrid.proxy.backend.cache import compose_extract
+from pybrid.proxy.backend.health import ClusterHealth, degraded_text
+from pybrid.proxy.backend.intake import IntakeWatch
+from pybrid.proxy.backend.lane import BackendLane
+from pybrid.proxy.clients.auth import Authenticator
+from pybrid.proxy.clients.front import Front
+from pybrid.proxy.clients.protocol import ClientFactory
+from pybrid.proxy.clients.scheduler import Scheduler
 from pybrid.proxy.config import ProxyConfig
-from pybrid.proxy.dispatch import Dispatcher
-from pybrid.proxy.front import Front
-from pybrid.proxy.health import ClusterHealth, degraded_text
-from pybrid.proxy.intake import IntakeWatch
-from pybrid.proxy.router import RunRouter
-from pybrid.proxy.scheduler import Scheduler
-from pybrid.proxy.web import StatusService
+from pybrid.proxy.data.router import RunRouter
+from pybrid.proxy.runs.dispatch import Dispatcher
+from pybrid.proxy.status.web import StatusService
 from pybrid.shm.options import make_shm_taps
+from pybrid.wire.interfaces import INetworkReactor, host_port
 
 #: Pending client connections the kernel queues for ``accept`` (Twisted's default is 50; the
 #: kernel caps it at ``net.core.somaxconn``).  With 50, a burst of 1 000 clients overflows the
@@ -54,7 +56,7 @@ class ProxyService(service.MultiService):
 
     log = Logger()
 
-    def __init__(self, config: ProxyConfig, reactor: Any) -> None:
+    def __init__(self, config: ProxyConfig, reactor: INetworkReactor) -> None:
         super().__init__()
         self.config = config
         self.reactor = reactor
@@ -67,15 +69,17 @@ class ProxyService(service.MultiService):
         if self.shm is not None:
             self.router.tap = self.shm.chain(self.tap)
         self.lanes = [
-            BackendLane(backend, reactor, self, timing, config.udp_rcvbuf, config.debug, index)
+            BackendLane(backend, reactor, self, self.router, timing, config.udp_rcvbuf,
+                        config.debug, index)
             for index, backend in enumerate(config.backends)
         ]
-        #: Kernel drops on the intake sockets, polled every second (pybrid.proxy.intake).
+        #: Kernel drops on the intake sockets, polled every second (pybrid.proxy.backend.intake).
         self.intake_watch = IntakeWatch(reactor, self.lanes, self.router)
-        #: A run being registered releases the intakes' source latches (pybrid.proxy.intake).
+        #: A run being registered releases the intakes' source latches
+        #: (pybrid.proxy.backend.intake).
         self.router.on_register = self.intake_watch.unlatch
         self.health = ClusterHealth(self.lanes)
-        self.dispatcher = Dispatcher(self.lanes, self.router, timing.stop_timeout, config.debug,
+        self.dispatcher = Dispatcher(self.lanes, self.router, config.debug,
                                      clock=reactor, timing=timing)
         self.scheduler = Scheduler(
             reactor, self.all_healthy, self.dispatcher.session_ended,
@@ -84,13 +88,13 @@ class ProxyService(service.MultiService):
         self.front = Front(
             reactor, self.scheduler, self.dispatcher.handle, self.extract,
             Authenticator(config.auth_token), timing.ping_window, config.debug,
-            timing.nudge_delays,
+            timing.nudge_delays, config.client_buffer,
         )
-        self.factory = ClientFactory(self.front, config.client_buffer)
-        self.port: Any = None
+        self.factory = ClientFactory(self.front)
+        self.port: IListeningPort | None = None
         self._health_waiters: list[defer.Deferred[None]] = []
         self.status: StatusService | None = None
-        if config.status_port is not None:  # --status-port: a child service (pybrid.proxy.web)
+        if config.status_port is not None:  # --status-port: child service (proxy.status.web)
             self.status = StatusService(self, reactor, config.status_port,
                                         config.status_interface)
             self.status.setServiceParent(self)
@@ -103,9 +107,8 @@ class ProxyService(service.MultiService):
             self.port = self.reactor.listenTCP(self.config.port, self.factory,
                                                interface=self.config.interface,
                                                backlog=LISTEN_BACKLOG)
-            address = self.port.getHost()
-            self.log.info("pybrid-proxy listening on {host}:{port}", host=address.host,
-                          port=address.port)
+            host, port = host_port(self.port.getHost())
+            self.log.info("pybrid-proxy listening on {host}:{port}", host=host, port=port)
         if self.tap is not None:
             self.tap.start()  # TapSetupError stops start-up with a clear message
 
@@ -144,13 +147,14 @@ class ProxyService(service.MultiService):
     @property
     def address(self) -> tuple[str, int]:
         """The bound (host, port) of the client listener."""
-        host = self.port.getHost()
-        return str(host.host), int(host.port)
+        if self.port is None:
+            raise RuntimeError("the proxy is not listening")
+        return host_port(self.port.getHost())
 
     # -- queries --------------------------------------------------------------------------
 
     def all_healthy(self) -> bool:
-        """Every backend ready and their descriptions consistent (pybrid.proxy.health)."""
+        """Every backend ready and their descriptions consistent (pybrid.proxy.backend.health)."""
         return self.health.ready()
 
     def when_healthy(self) -> defer.Deferred[None]:
@@ -178,9 +182,3 @@ class ProxyService(service.MultiService):
         text = degraded_text(lane, reason)
         failed_runs = self.dispatcher.lane_lost(lane, text)  # its carriers fail the runs first
         self.scheduler.degrade(text, self.config.timing.degrade_grace if failed_runs else 0.0)
-
-    def lane_message(self, lane: BackendLane, env: pb.Envelope, payload: bytes) -> None:
-        self.router.route_message(lane, env, payload)  # monitor tap, then route
-
-    def lane_datagram(self, lane: BackendLane, data: bytes) -> bool:
-        return self.router.route_datagram(lane, data)  # True: a registered run's traffic

@@ -6,7 +6,7 @@
            [--monitor GROUP:PORT …] [--monitor-ttl 1] [--monitor-interface 127.0.0.1]
 
 ``-b`` takes a backend (``HOST[:PORT]``), comma-separated backends, or a backend file
-(see :mod:`pybrid.proxy.backends`).  With ``--auth`` the bearer token clients must present is
+(see :mod:`pybrid.proxy.spec`).  With ``--auth`` the bearer token clients must present is
 read from the environment variable ``PYBRID_AUTHENTICATION``; it must be set and non-empty.
 ``--port 0`` binds a free port; the log line ``pybrid-proxy listening on HOST:PORT`` tells which.
 """
@@ -16,16 +16,19 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from twisted.logger import Logger
 from twisted.python import usage
 
 from pybrid.monitor.options import MonitorOptionsMixin
-from pybrid.proxy.backends import BackendSpecError, parse_backend_args
-from pybrid.proxy.config import DEFAULT_PORT, ProxyConfig, Timing
-from pybrid.proxy.flow import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF, format_size, parse_size
+from pybrid.proxy.config import ProxyConfig, Timing
 from pybrid.proxy.service import ProxyService
+from pybrid.proxy.sizes import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF, format_size, parse_size
+from pybrid.proxy.spec.model import BackendSpecError
+from pybrid.proxy.spec.parse import parse_backend_args
+from pybrid.wire.framing import DEFAULT_PORT
+from pybrid.wire.interfaces import INetworkReactor
 
 AUTH_ENV = "PYBRID_AUTHENTICATION"
 
@@ -207,4 +210,4 @@ def makeService(options: Options) -> ProxyService:
     assert config is not None
     for warning in options.warnings:
         log.warn("backends: {warning}", warning=warning)
-    return ProxyService(config, reactor)
+    return ProxyService(config, cast(INetworkReactor, reactor))

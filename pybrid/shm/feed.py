@@ -10,8 +10,8 @@ turns each data message into one :data:`~pybrid.shm.frames.CHUNK` frame
 ``(header, samples, pad)`` whose ``samples`` is a ``memoryview`` slice of the datagram: no
 sample byte is copied on the reactor thread.  The frame is built once and handed to every tap.
 
-Data datagrams are recognised like the router's fast path (:mod:`pybrid.proxy.datahead`): a
-datagram's :class:`~pybrid.proxy.datahead.Layout` is learned once, from a datagram protobuf
+Data datagrams are recognised like the router's fast path (:mod:`pybrid.proxy.data.layout`): a
+datagram's :class:`~pybrid.proxy.data.layout.Layout` is learned once, from a datagram protobuf
 parsed, together with what the tail of its DaqData says (dtype, channels, samples, gains,
 offsets, probes); later datagrams of that layout are matched with ``startswith``/``endswith``
 and read at known offsets.  Anything else is parsed with protobuf: state changes (a final
@@ -34,7 +34,7 @@ import attrs
 from google.protobuf.message import DecodeError
 
 from pybrid.proto import pb
-from pybrid.proxy.datahead import DATA_TAG, Layout, chunk_number, layout_of
+from pybrid.proxy.data.layout import DATA_TAG, Layout, chunk_number, layout_of
 from pybrid.shm import frames as F
 
 #: Runs remembered (their numbers and layouts); the oldest is forgotten first.

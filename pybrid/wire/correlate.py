@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from pybrid.proto import pb
 
@@ -31,7 +29,7 @@ class ConnectionGone(Exception):
 class _Pending:
     kind: str
     deferred: defer.Deferred[pb.Envelope]
-    timer: Any
+    timer: IDelayedCall
 
 
 @attrs.define

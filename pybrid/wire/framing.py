@@ -26,6 +26,10 @@ from twisted.internet import protocol
 from twisted.logger import Logger
 
 from pybrid.proto import pb
+from pybrid.wire.noise import worth_logging
+
+#: The TCP port devices and the proxy listen on (the reference's default).
+DEFAULT_PORT = 5732
 
 #: Largest Envelope payload accepted on TCP (the reference proxy closes on 262 085).
 MAX_FRAME_LENGTH = 262_084
@@ -194,7 +198,7 @@ class EnvelopeReceiver(protocol.Protocol):
         garbage cannot flood the log (a 262 KB segment can hold thousands of tiny frames).
         """
         bad = self.counters.empty + self.counters.unparseable
-        if bad <= 3 or bad % 1000 == 0:
+        if worth_logging(bad):
             self.log.warn(
                 "dropped bad frame from {peer}: {reason} ({length} bytes; {bad} bad frames "
                 "on this connection so far)",

@@ -71,3 +71,11 @@ def kind_of(envelope: pb.Envelope) -> str:
 def request_id(envelope: pb.Envelope) -> str | None:
     msg = envelope.message_v1
     return msg.id if msg.HasField("id") else None
+
+
+def describe(envelope: pb.Envelope) -> str:
+    """An Envelope for a log line: its kind, and an error message's description."""
+    kind = kind_of(envelope)
+    if kind == "error_message":
+        return f"error_message {envelope.message_v1.error_message.description!r}"
+    return kind

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import pytest_twisted
-from twisted.internet import defer, task
+from support.waiting import until
+from twisted.internet import defer
 
 from pybrid.client import ConnectionLost, RunError, connect, expected_samples
 from pybrid.device import DeviceConfig, Faults, SimulatedDevice, expected_decoded
@@ -35,14 +36,6 @@ def check(result, computer, channels, count, dtype="f32"):
                                       expected_decoded(index, channels, count, 1, dtype)[0])
         assert got.chunk_gaps == 0 and got.complete and got.expected_samples == count
         assert got.states[-1] == "DONE"
-
-
-async def until(reactor, predicate, what, seconds=T):
-    for _ in range(int(seconds / 0.02)):
-        if predicate():
-            return
-        await task.deferLater(reactor, 0.02, lambda: None)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.parametrize("refuse_udp", [False, True], ids=["udp", "refused-udp"])

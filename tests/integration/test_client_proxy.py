@@ -8,13 +8,14 @@ import contextlib
 import numpy as np
 import pytest
 import pytest_twisted
-from twisted.internet import defer, task
+from support.waiting import until
+from twisted.internet import defer
 
 from pybrid.client import AuthenticationError, DeviceBusyError, RequestFailed, connect
 from pybrid.device import DeviceConfig, SimulatedDevice, expected_decoded
-from pybrid.proxy.backends import Backend, Location
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
+from pybrid.proxy.spec import Backend, Location
 
 T = 30.0
 MACS = ("00-00-00-00-00-11", "00-00-00-00-00-12", "00-00-00-00-00-13")
@@ -54,14 +55,6 @@ def check(result, macs, channels, count):
         np.testing.assert_array_equal(got.final, expected_decoded(0, channels, count, 1)[0])
         assert got.complete and got.chunk_gaps == 0
         assert got.states[0] == "TAKE_OFF" and got.states[-1] == "DONE"
-
-
-async def until(reactor, predicate, what, seconds=T):
-    for _ in range(int(seconds / 0.02)):
-        if predicate():
-            return
-        await task.deferLater(reactor, 0.02, lambda: None)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.parametrize("refuse_udp", [False, True], ids=["backend-udp", "backend-tcp"])

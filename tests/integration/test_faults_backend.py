@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 import pytest_twisted
 from support.fuzz_proxy import LogCapture
-from support.load_peers import FrameRelay, InProcessProxy, start_device, until
+from support.load_peers import FrameRelay, InProcessProxy, start_device
 from support.reference import free_port
+from support.waiting import until
 from twisted.internet import task
 
 from pybrid.client import ClientError, connect

@@ -6,7 +6,7 @@
 * Garbage then a real run: several connections send hostile bytes (random frames, huge and
   truncated lengths, over-long varints, requests grown past the device's frame limit) to a real
   proxy; then the client API runs through it and gets every sample.
-* A client that stops reading is covered by ``tests/integration/test_proxy_flow_slow_client.py``
+* A client that stops reading is covered by ``tests/integration/test_proxy_slow_client.py``
   (the proxy's bounded per-client queue, ``--client-buffer``).
 """
 
@@ -21,8 +21,9 @@ import numpy as np
 import pytest_twisted
 from support.fuzz_inputs import max_size_envelope, random_piece
 from support.fuzz_proxy import LogCapture
-from support.load_peers import InProcessProxy, until
+from support.load_peers import InProcessProxy
 from support.reference import spawn
+from support.waiting import until
 from twisted.internet import defer, protocol, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
 

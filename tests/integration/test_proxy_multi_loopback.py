@@ -9,6 +9,7 @@ import numpy as np
 import pytest_twisted
 from support.proxy_client import FrameClient, connect, kind_is
 from support.proxy_multi import SPEC, backend_file, proxy, sim
+from support.waiting import until
 from twisted.internet import task
 
 from pybrid import samples
@@ -59,14 +60,6 @@ def per_carrier(client: FrameClient, run_id):
     return {path: np.concatenate([samples.decode(b.data)
                                   for b in sorted(bodies, key=lambda b: b.run.chunk)])
             for path, bodies in chunks.items()}
-
-
-async def until(reactor, predicate, timeout=10.0, step=0.02):
-    for _ in range(int(timeout / step)):
-        if predicate():
-            return
-        await task.deferLater(reactor, step, lambda: None)
-    raise AssertionError("condition not reached in time")
 
 
 def locations(extract):

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import pytest_twisted
 from support.reference import spawn, start_ref_mock, start_ref_proxy
-from twisted.internet import defer, task
+from support.waiting import until
+from twisted.internet import defer
 
 from pybrid.client import DeviceBusyError, connect
 from pybrid.client.errors import AuthenticationError, RequestFailed
@@ -49,14 +50,6 @@ def check_run(result, carriers, channels, count, rate):
         assert c.chunks == -(-count // 100) and c.chunk_gaps == 0 and c.complete
         assert c.states[0] == "TAKE_OFF" and c.states[-1] == "DONE"
         assert c.probes == tuple(range(channels))
-
-
-async def until(reactor, predicate, what: str, seconds: float = T) -> None:
-    for _ in range(int(seconds / 0.02)):
-        if predicate():
-            return
-        await task.deferLater(reactor, 0.02, lambda: None)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest_twisted.ensureDeferred

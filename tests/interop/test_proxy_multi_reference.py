@@ -11,7 +11,7 @@ import pytest
 import pytest_twisted
 from support.proxy_multi import backend_file, mock_signal, proxy, sim
 from support.reference import start_ref_client, start_ref_mock
-from twisted.internet import task
+from support.waiting import until
 
 from pybrid.device import DeviceConfig, SimulatedDevice
 from pybrid.device.signals import expected_decoded
@@ -26,14 +26,6 @@ async def ref_mock(reactor, **kwargs):
         yield mock
     finally:
         await mock.stop()
-
-
-async def until(reactor, predicate, timeout=20.0, step=0.02):
-    for _ in range(int(timeout / step)):
-        if predicate():
-            return
-        await task.deferLater(reactor, step, lambda: None)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest_twisted.ensureDeferred

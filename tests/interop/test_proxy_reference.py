@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import pytest_twisted
 from support.reference import start_ref_client, start_ref_mock
-from twisted.internet import task
+from support.waiting import until
 
 from pybrid.device import DeviceConfig, SimulatedDevice
 from pybrid.device.signals import expected_decoded
-from pybrid.proxy.backends import Backend
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
+from pybrid.proxy.spec import Backend
 
 pytestmark = pytest.mark.interop
 
@@ -52,15 +52,6 @@ async def sim_device(reactor, **kwargs):
         yield device
     finally:
         await device.stop()
-
-
-async def until(reactor, predicate, timeout=10.0, step=0.02):
-    """Wait (bounded) until ``predicate()`` holds."""
-    for _ in range(int(timeout / step)):
-        if predicate():
-            return
-        await task.deferLater(reactor, step, lambda: None)
-    raise AssertionError("condition not reached in time")
 
 
 def _note_time(result, reactor, times, index):

@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 import numpy as np
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import StringTransport
 
 from pybrid import samples
 from pybrid.client.computer import Computer
@@ -16,37 +16,8 @@ from pybrid.client.control import ClientProtocol, ControlChannel
 from pybrid.client.topology import Carrier
 from pybrid.proto import pb
 from pybrid.wire import messages
-from support.proxy_fakes import read_frames
-
-
-@attrs.define
-class FakeUdpPort:
-    number: int
-    protocol: Any
-    interface: str
-    max_packet_size: int
-    listening: bool = True
-
-    def getHost(self) -> IPv4Address:
-        return IPv4Address("UDP", self.interface, self.number)
-
-    def stopListening(self) -> None:
-        self.listening = False
-
-
-class UdpClockReactor(MemoryReactorClock):
-    """MemoryReactorClock plus a recording ``listenUDP``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.udp: list[FakeUdpPort] = []
-
-    def listenUDP(  # type: ignore[override]
-        self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192
-    ) -> FakeUdpPort:
-        p = FakeUdpPort(40000 + len(self.udp), protocol, interface, maxPacketSize)
-        self.udp.append(p)
-        return p
+from support.frames import read_frames
+from support.reactor import FakeReactor
 
 
 def sent(transport: StringTransport) -> list[pb.Envelope]:
@@ -58,7 +29,7 @@ def sent(transport: StringTransport) -> list[pb.Envelope]:
 class Wired:
     """A Computer whose control connection writes into a StringTransport."""
 
-    reactor: UdpClockReactor
+    reactor: FakeReactor
     computer: Computer
     control: ControlChannel
     protocol: ClientProtocol
@@ -89,7 +60,7 @@ def wired_computer(
     busy_timeout: float = 60.0,
     request_timeout: float = 5.0,
 ) -> Wired:
-    reactor = UdpClockReactor()
+    reactor = FakeReactor()
     control = ControlChannel(
         clock=reactor, peer="dev:5732", request_timeout=request_timeout, busy_retry=busy_retry,
         busy_timeout=busy_timeout,

@@ -13,23 +13,8 @@ from twisted.internet.testing import StringTransport
 from pybrid.device import DeviceConfig, SimulatedDevice
 from pybrid.proto import pb
 from pybrid.wire import messages
-from pybrid.wire.framing import decode_varint, frame, parse_datagram
-
-
-def split_frames(data: bytes) -> list[pb.Envelope]:
-    """Parse a byte stream of varint-delimited Envelopes (must end on a frame boundary)."""
-    out = []
-    pos = 0
-    while pos < len(data):
-        decoded = decode_varint(data, pos)
-        assert decoded is not None, "truncated length prefix"
-        length, start = decoded
-        assert start + length <= len(data), "truncated frame"
-        env = pb.Envelope()
-        env.ParseFromString(data[start : start + length])
-        out.append(env)
-        pos = start + length
-    return out
+from pybrid.wire.framing import frame, parse_datagram
+from support.frames import split_frames
 
 
 @attrs.define

@@ -102,7 +102,7 @@ def backend_case(rnd: random.Random, pieces: int = 16, full: bool = True,
     """One hostile backend during a client's run; see the module note.
 
     ``damaged_heads`` adds run data datagrams cut or damaged after their first 130 bytes
-    (the router's fast path must leave them to the full parse: test_fuzz_backend_lane).
+    (the router's fast path must leave them to the full parse: proxy/backend/test_lane_fuzz).
     """
     out = Outcome()
     reactor = FakeReactor()
@@ -227,7 +227,7 @@ def backend_case(rnd: random.Random, pieces: int = 16, full: bool = True,
     spoken = 0
     if violated:
         # A backend lost mid-run: the proxy speaks for it, an ERROR state change per carrier
-        # that had not finished (pybrid.proxy.coordinator), routed like the backend's own.
+        # that had not finished (pybrid.proxy.runs.coordinator), routed like the backend's own.
         got_states, want_states = deltas.pop("states")
         spoken = got_states - want_states
         assert 0 <= spoken <= len(paths), f"states: got {got_states}, expected {want_states}"
@@ -284,9 +284,9 @@ def handshake_case(rnd: random.Random, full: bool = True) -> Outcome:
     """Random answers to the lane's start-up handshake; then a good device reconnects."""
     out = Outcome()
     reactor = FakeReactor()
-    from pybrid.proxy.backends import Backend
     from pybrid.proxy.config import ProxyConfig
     from pybrid.proxy.service import ProxyService
+    from pybrid.proxy.spec import Backend
 
     service = ProxyService(ProxyConfig(backends=(Backend("127.0.0.1", 6000),),
                                        interface="127.0.0.1", port=0), reactor)

@@ -27,8 +27,8 @@ from typing import Any
 import attrs
 
 from pybrid.proto import pb
-from pybrid.proxy.auth import FAILED, REQUIRED
-from pybrid.proxy.front import servable_from_cache
+from pybrid.proxy.clients.auth import FAILED, REQUIRED
+from pybrid.proxy.clients.front import servable_from_cache
 from pybrid.wire import messages
 from pybrid.wire.framing import MAX_FRAME_LENGTH, frame
 from support.fuzz_inputs import (

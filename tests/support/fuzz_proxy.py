@@ -296,7 +296,7 @@ def proxy(reactor: FakeReactor, carriers: list[list[str]] | None = None,
 def reconnect(service: Any, reactor: FakeReactor, backend: AutoBackend,
               index: int = 0) -> AutoBackend:
     """After the lane lost its connection: let it reconnect and handshake again."""
-    from pybrid.proxy.backend import LaneState
+    from pybrid.proxy.backend.lane import LaneState
 
     lane = service.lanes[index]
     for _ in range(40):

@@ -208,9 +208,9 @@ class InProcessProxy:
 
     def __init__(self, reactor: Any, ports: list[int], wait: bool = True,
                  **config: Any) -> None:
-        from pybrid.proxy.backends import Backend, Location
         from pybrid.proxy.config import ProxyConfig
         from pybrid.proxy.service import ProxyService
+        from pybrid.proxy.spec import Backend, Location
 
         backends = tuple(Backend("127.0.0.1", p, Location(0, i)) for i, p in enumerate(ports))
         config.setdefault("interface", "127.0.0.1")
@@ -231,18 +231,6 @@ class InProcessProxy:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.service.stopService()
-
-
-async def until(reactor: Any, predicate: Any, what: str, seconds: float = 20.0,
-                step: float = 0.02) -> None:
-    """Wait (bounded) until ``predicate()`` is true."""
-    from twisted.internet import task
-
-    for _ in range(int(seconds / step)):
-        if predicate():
-            return
-        await task.deferLater(reactor, step, lambda: None)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
 async def first_frame(client: Any, timeout: float = 60.0) -> Any:

@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from pybrid.proxy.status_model import (
+from pybrid.proxy.status.model import (
     BackendStatus,
     CarrierStatus,
     LogEntry,
@@ -44,7 +44,7 @@ def status(**kw: Any) -> ProxyStatus:
         carriers=(CarrierStatus("/00-00-5E-00-53-01", "10.0.0.7:5732", "0", 500, 1000.0, 3),),
         active=session(), queue=(session("10.0.0.98:40000", "queued", id="q1"),), idle=(),
         counters={"connections": 5, "dropped_foreign_run": 1, "handovers": 2},
-        errors=(LogEntry(150.0, "warn", "pybrid.proxy.backend.BackendLane", "backend lost"),),
+        errors=(LogEntry(150.0, "warn", "pybrid.proxy.backend.lane.BackendLane", "backend lost"),),
         log_counts={"warn": 1},
     )
     values.update(kw)

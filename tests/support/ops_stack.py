@@ -12,12 +12,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from twisted.internet import task
-
 from pybrid.device import DeviceConfig, SimulatedDevice
-from pybrid.proxy.backends import parse_text
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
+from pybrid.proxy.spec import parse_text
 
 MACS = ("00-00-5E-00-53-0A", "00-00-5E-00-53-0B", "00-00-5E-00-53-0C")
 
@@ -52,13 +50,3 @@ async def status_stack(
             await service.stopService()
         for device in devices:
             await device.stop()
-
-
-async def until(reactor: Any, check: Any, what: str, seconds: float = 15.0) -> Any:
-    """Poll the async ``check()`` every 0.1 s until it returns something truthy."""
-    for _ in range(int(seconds / 0.1)):
-        value = await check()
-        if value:
-            return value
-        await task.deferLater(reactor, 0.1, lambda: None)
-    raise AssertionError(f"timed out waiting for {what}")

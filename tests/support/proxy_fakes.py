@@ -1,8 +1,8 @@
 """Fakes for the proxy's unit tests: a memory reactor with UDP, frame readers, fake backends.
 
-Everything is synchronous: :class:`FakeReactor` is a ``MemoryReactorClock`` (``advance`` moves
-time) that also records ``listenUDP``; :class:`FakeBackend` plays a device on the far side of
-a lane's StringTransport; :func:`read_frames` parses what a protocol wrote.
+Everything is synchronous: :class:`~support.reactor.FakeReactor` is the memory reactor with
+UDP; :class:`FakeBackend` plays a device on the far side of a lane's StringTransport;
+:func:`~support.frames.read_frames` parses what a protocol wrote (both re-exported here).
 """
 
 from __future__ import annotations
@@ -11,56 +11,13 @@ from typing import Any
 
 import attrs
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import StringTransport
 
 from pybrid.proto import pb
 from pybrid.wire import messages
-from pybrid.wire.framing import decode_varint, frame
-
-
-@attrs.define
-class FakeUDPPort:
-    protocol: Any
-    interface: str
-    port: int
-    listening: bool = True
-
-    def getHost(self) -> IPv4Address:
-        return IPv4Address("UDP", self.interface, self.port)
-
-    def stopListening(self) -> None:
-        self.listening = False
-
-
-class FakeReactor(MemoryReactorClock):
-    """MemoryReactorClock plus a recorded ``listenUDP`` handing out ports 40000, 40001 …"""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.udp_ports: list[FakeUDPPort] = []
-
-    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
-        fake = FakeUDPPort(protocol, interface, port or 40000 + len(self.udp_ports))
-        self.udp_ports.append(fake)
-        protocol.makeConnection(fake)
-        return fake
-
-
-def read_frames(transport: StringTransport) -> list[pb.Envelope]:
-    """Parse and clear everything written to ``transport``."""
-    data = transport.value()
-    transport.clear()
-    out = []
-    pos = 0
-    while pos < len(data):
-        decoded = decode_varint(data, pos)
-        assert decoded is not None, "truncated frame"
-        length, start = decoded
-        env = pb.Envelope()
-        env.ParseFromString(data[start : start + length])
-        out.append(env)
-        pos = start + length
-    return out
+from pybrid.wire.framing import frame
+from support.frames import read_frames
+from support.reactor import FakeReactor
 
 
 def carrier_entity(mac: str, index: int = 0) -> pb.Entity:
@@ -185,9 +142,9 @@ def make_proxy(
     **config: Any,
 ) -> tuple[Any, list[FakeBackend]]:
     """A started ProxyService with one healthy FakeBackend per entry of ``carriers``."""
-    from pybrid.proxy.backends import Backend
     from pybrid.proxy.config import ProxyConfig
     from pybrid.proxy.service import ProxyService
+    from pybrid.proxy.spec import Backend
 
     carriers = carriers or [["00-00-00-00-00-00"]]
     backends = tuple(Backend("127.0.0.1", 6000 + i) for i in range(len(carriers)))

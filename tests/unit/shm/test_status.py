@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from pybrid.proxy import status_html, status_metrics
-from pybrid.proxy.status_model import ProxyStatus
+from pybrid.proxy.status import html as status_html
+from pybrid.proxy.status import metrics as status_metrics
+from pybrid.proxy.status.model import ProxyStatus
 from pybrid.shm.tap import ShmTapStatus
 
 

@@ -1,0 +1,279 @@
+"""Per-client output: the single place every byte the proxy sends to a client goes through.
+
+Design note
+-----------
+Replies, notifications and forwarded run data all reach a client through its
+:class:`ClientSender`.  Data forwarded from a backend is written as the backend's original
+Envelope bytes behind a varint length prefix (no re-serialization; prefix and payload are
+handed to the transport separately, so a large payload is not copied to prepend two bytes).
+
+**Flow control.**  The sender is the transport's streaming producer (:meth:`attach` registers
+it; the transport unregisters it when the connection goes).  Device intake must never wait for
+a slow client, so the sender never blocks and never drops anything silently:
+
+* while the transport accepts data (not paused), a frame is written straight through;
+* once Twisted's buffer passes ``transport.bufferSize`` the transport calls
+  :meth:`pauseProducing`, and frames go to the sender's own queue (``queued`` bytes; the
+  high-water mark is ``counters.peak``);
+* :meth:`resumeProducing` (the transport flushed its buffer) moves queued frames into the
+  transport in batches until it pauses us again or the queue is empty;
+* a frame that would take the queue past ``limit`` (``--client-buffer``) is an **overflow**:
+  the queue — run data the client could not take in time — is discarded and counted,
+  ``on_overflow`` is called with an :class:`~pybrid.proxy.sizes.Overflow` (the client protocol
+  then fails the run: ``error_message`` with the bytes buffered and the limit, stop_run to the
+  backends, session closed), and if that did not close the sender it closes itself with that
+  message.  Frames after the close are counted in ``counters.dropped``.
+
+Pause and resume are idempotent.  Besides the queue, at most ``transport.bufferSize`` (1 MiB,
+less for a smaller limit) waits in Twisted's buffer.
+
+**Closing.**  :meth:`close` writes what is queued, then ``loseConnection`` (which flushes the
+transport).  A client that does not take its last bytes within ``close_grace`` seconds (on the
+injected clock) is aborted, so a stuck client cannot hold a connection and its buffers forever.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+import attrs
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pybrid.proto import pb
+from pybrid.proxy.sizes import CLOSE_GRACE, DEFAULT_CLIENT_BUFFER, TRANSPORT_BUFFER, Overflow
+from pybrid.wire import messages
+from pybrid.wire.framing import encode_varint
+from pybrid.wire.interfaces import IStreamTransport
+
+_PREFIXES: dict[int, bytes] = {}
+
+
+def _prefix(n: int) -> bytes:
+    """The varint length prefix of an ``n``-byte frame (cached: sizes repeat)."""
+    prefix = _PREFIXES.get(n)
+    if prefix is None:
+        if len(_PREFIXES) > 4096:
+            _PREFIXES.clear()
+        prefix = _PREFIXES[n] = encode_varint(n)
+    return prefix
+
+
+@attrs.define
+class SenderCounters:
+    """What one sender wrote, queued or refused."""
+
+    #: Frames and bytes (payload only) accepted for the client.
+    frames: int = 0
+    bytes: int = 0
+    #: Frames refused because the sender was closed.
+    dropped: int = 0
+    #: Largest number of bytes ever queued (the sender's queue, not Twisted's buffer).
+    peak: int = 0
+    pauses: int = 0
+    resumes: int = 0
+    overflows: int = 0
+    #: Queued frames (and their bytes, prefixes included) discarded by an overflow or a lost
+    #: connection.
+    discarded_frames: int = 0
+    discarded_bytes: int = 0
+    #: Connections aborted because the client did not take its last bytes in time.
+    aborted: int = 0
+
+
+@implementer(IPushProducer)
+@attrs.define(eq=False)
+class ClientSender:
+    """Frames and writes Envelopes to one client's TCP transport; see the module note."""
+
+    transport: IStreamTransport
+    #: Most bytes the queue may hold (``--client-buffer``).
+    limit: int = DEFAULT_CLIENT_BUFFER
+    #: Clock for the close grace timer (none: no timer).
+    clock: IReactorTime | None = None
+    #: Called once with the :class:`Overflow` when the queue overflows.
+    on_overflow: Callable[[Overflow], None] | None = None
+    close_grace: float = CLOSE_GRACE
+    counters: SenderCounters = attrs.field(factory=SenderCounters)
+    #: No more frames are accepted (close requested, or the connection is gone).
+    closed: bool = False
+    #: The transport asked us to stop writing.
+    paused: bool = False
+    #: Bytes waiting in ``queue`` (prefixes included).
+    queued: int = 0
+    queue: deque[bytes] = attrs.field(factory=deque)
+    overflow: Overflow | None = None
+    _attached: bool = False
+    _gone: bool = False
+    _lose_when_drained: bool = False
+    _abort_timer: IDelayedCall | None = None
+    #: Bytes handed to the transport per write while draining (its buffer size).
+    _batch: int = TRANSPORT_BUFFER
+
+    log = Logger()
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        """Register as the transport's streaming producer and size its buffer."""
+        transport = self.transport
+        self._batch = min(TRANSPORT_BUFFER, self.limit)
+        if hasattr(transport, "bufferSize"):  # Twisted's FileDescriptor transports
+            transport.bufferSize = self._batch
+        if hasattr(transport, "SEND_LIMIT"):
+            transport.SEND_LIMIT = TRANSPORT_BUFFER
+        if getattr(transport, "producer", None) is None:
+            transport.registerProducer(self, True)
+            self._attached = True
+
+    @property
+    def buffered(self) -> int:
+        """Bytes waiting in the sender's queue."""
+        return self.queued
+
+    # -- writing --------------------------------------------------------------------------
+
+    def send_payload(self, payload: bytes) -> None:
+        """Write one serialized Envelope as a frame (or queue it while paused)."""
+        if self.closed:
+            self.counters.dropped += 1
+            return
+        n = len(payload)
+        counters = self.counters
+        counters.frames += 1
+        counters.bytes += n
+        prefix = _prefix(n)
+        if self.paused or self.queue:
+            size = len(prefix) + n
+            if self.queued + size > self.limit:
+                self._overflowed(size)
+                return
+            self.queue.append(prefix)
+            self.queue.append(payload)
+            queued = self.queued = self.queued + size
+            if queued > counters.peak:
+                counters.peak = queued
+            return
+        self.transport.writeSequence((prefix, payload))
+
+    def send_envelope(self, envelope: pb.Envelope) -> None:
+        self.send_payload(envelope.SerializeToString())
+
+    # -- IPushProducer --------------------------------------------------------------------
+
+    def pauseProducing(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self.counters.pauses += 1
+
+    def resumeProducing(self) -> None:
+        if self._gone:
+            return
+        if self.paused:
+            self.paused = False
+            self.counters.resumes += 1
+        self._drain()
+
+    def stopProducing(self) -> None:
+        """The transport is gone (Twisted calls this when the connection is lost)."""
+        self.connection_gone()
+
+    def _drain(self) -> None:
+        queue, transport = self.queue, self.transport
+        batch_limit = getattr(transport, "bufferSize", self._batch)
+        while queue and not self.paused:
+            batch: list[bytes] = []
+            size = 0
+            while queue and size < batch_limit:  # pieces come in pairs: prefix, payload
+                prefix, payload = queue.popleft(), queue.popleft()
+                batch += (prefix, payload)
+                size += len(prefix) + len(payload)
+            self.queued -= size
+            transport.writeSequence(batch)
+        if not queue and self._lose_when_drained:
+            self._lose_when_drained = False
+            self._let_go()
+
+    # -- overflow and closing -------------------------------------------------------------
+
+    def _overflowed(self, incoming: int) -> None:
+        frames, size = len(self.queue) // 2, self.queued
+        self.queue.clear()
+        self.queued = 0
+        counters = self.counters
+        counters.overflows += 1
+        counters.discarded_frames += frames + 1
+        counters.discarded_bytes += size + incoming
+        self.overflow = overflow = Overflow(size, self.limit, incoming, frames + 1,
+                                            size + incoming)
+        self.log.warn(
+            "client sender: queue overflow, {buffered} bytes buffered (limit {limit}); "
+            "{frames} frames discarded", buffered=size, limit=self.limit, frames=frames + 1,
+        )
+        if self.on_overflow is not None:
+            try:
+                self.on_overflow(overflow)
+            except Exception:
+                self.log.failure("client sender: overflow handler failed")
+        if not self.closed:
+            self.send_envelope(messages.error(overflow.describe()))
+            self.close()
+
+    def close(self) -> None:
+        """Stop accepting frames; close once everything accepted so far is written."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._gone:
+            return
+        if self.queue:
+            self._lose_when_drained = True
+        else:
+            self._let_go()
+        if self.clock is not None and self.close_grace > 0:
+            self._abort_timer = self.clock.callLater(self.close_grace, self._abort)
+
+    def _let_go(self) -> None:
+        """Nothing more to produce: unregister (else Twisted, having paused us, would wait for
+        a resume instead of closing) and close after the transport's flush."""
+        if self._attached and getattr(self.transport, "producer", None) is self:
+            self.transport.unregisterProducer()
+        self._attached = False
+        self.transport.loseConnection()
+
+    def _abort(self) -> None:
+        self._abort_timer = None
+        if self._gone:
+            return
+        self.counters.aborted += 1
+        self.log.warn("client did not take its last {queued} queued bytes within {grace:g} s; "
+                      "aborting the connection", queued=self.queued, grace=self.close_grace)
+        self._discard()
+        abort = getattr(self.transport, "abortConnection", None)
+        if abort is not None:
+            abort()
+        else:
+            self.transport.loseConnection()
+
+    def connection_gone(self) -> None:
+        """The transport is gone: later writes are dropped and counted; queued data too."""
+        self.closed = True
+        if self._gone:
+            return
+        self._gone = True
+        self._discard()
+        timer, self._abort_timer = self._abort_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        if self._attached and getattr(self.transport, "producer", None) is self:
+            self.transport.unregisterProducer()
+        self._attached = False
+
+    def _discard(self) -> None:
+        if self.queue:
+            self.counters.discarded_frames += len(self.queue) // 2
+            self.counters.discarded_bytes += self.queued
+            self.queue.clear()
+            self.queued = 0

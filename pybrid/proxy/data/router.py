@@ -1,0 +1,410 @@
+"""Run traffic from backends to the session that started the run.
+
+Design note
+-----------
+Backends send three kinds of run traffic, by UDP (the proxy's intake sockets) or, when they
+refused UDP, as frames on their control connection: ``run_data_message``,
+``run_data_end_message`` and ``run_state_change_message``.  Both lanes end in
+:meth:`RunRouter.route`, which
+
+* forwards data and data-end messages as the backend's original bytes (never re-serialized)
+  to the target that registered the run id; a run id nobody registered — a run of a session
+  that has ended, or of another client of the device — is dropped and counted in
+  ``counters.foreign_run``.  This is what keeps a dead client's run out of the next session;
+* accounts for chunks per run and carrier (``Run.chunk`` numbers data messages 0, 1, 2 …):
+  lost (``counters.gaps``, ``gaps_by_carrier``), reordered and late (:mod:`.sequence`);
+* stamps state changes with the carrier they belong to.  A state change that names its
+  ``entity`` is forwarded unchanged.  One without (the reference mock sends none) applies to
+  every carrier of the backend that sent it, so it is re-emitted once per carrier of that
+  backend with ``entity.path`` set: a 2-carrier backend yields two state streams, which is what
+  the reference client waits for (it tracks TAKE_OFF and DONE per carrier path);
+* notices the end of a run: once every carrier the run was registered with reached DONE or
+  ERROR, the target's ``run_ended`` is called (the session timeout restarts then).
+
+State changes are rare (a handful per run and carrier), so stamping parses and re-serializes.
+Data messages are the hot path (:mod:`pybrid.proxy.data.layout`): a datagram is matched against
+the layouts learned from datagrams protobuf parsed — per backend and datagram length, every
+byte but the ids, the chunk varint and the samples must be the same — and its run id, chunk
+and carrier path are read at known offsets, without building any protobuf object.  A datagram
+no layout matches takes the full parse (and teaches its layout if it is a consistent data
+message), so a datagram cut or damaged anywhere is dropped as ``unparseable``, never
+forwarded.  :meth:`RunRouter.route_datagram` returns whether the datagram belonged to a
+registered run (the intake latches the device's source port on that:
+:mod:`pybrid.proxy.backend.intake`).
+
+**Logging is bounded.**  A backend's address can send anything at any rate: drops are counted
+exactly but logged for the first three and every 1000th of each kind (unparseable, unexpected
+kind, new unknown run ids) since the last run was registered, with the totals; chunk gaps are
+summed up per run (:class:`~pybrid.proxy.data.sequence.RunChunks`).
+
+**Monitor tap.**  When the service gives the router a tap (``--monitor``), every datagram
+from a backend's intake (:meth:`RunRouter.route_datagram`) and every run message a backend
+sent on its TCP lane (:meth:`RunRouter.route_message`, flagged ``FLAG_TCP_LANE``) is handed to
+``tap.emit`` first, as the bytes in hand, with the backend's lane index as carrier index — one
+``sendto`` per group, before and independent of routing (a run nobody registered is still
+monitored).  Messages the proxy writes itself (:meth:`RunRouter.route`) are not copied:
+monitors see what the backends sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import attrs
+from google.protobuf.message import DecodeError
+from twisted.logger import Logger
+
+from pybrid.monitor.header import FLAG_TCP_LANE
+from pybrid.proto import pb
+from pybrid.proxy.data.layout import DATA_HEAD, DATA_TAG, Layout, chunk_number, layout_of
+from pybrid.proxy.data.sequence import RunChunks
+from pybrid.wire.noise import worth_logging
+from pybrid.wire.paths import carrier_of
+
+_FINAL_STATES = frozenset((pb.DONE, pb.ERROR))
+_REPORT_LIMIT = 1024  # foreign run ids remembered for log-once
+_LAYOUT_LENGTHS = 64  # datagram lengths with layouts remembered per backend
+_LAYOUTS_PER_LENGTH = 16  # layouts (carriers, id or not) remembered per length
+
+__all__ = ["DATA_HEAD", "RouterCounters", "RunRouter", "RunTrack"]
+
+
+class RunTarget(Protocol):
+    """Where a run's traffic goes: an active session."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    def deliver(self, payload: bytes) -> None: ...
+
+    def run_ended(self, run_id: str, state: int) -> None: ...
+
+
+class StateObserver(Protocol):
+    """Told of every state change of a run (after delivery): the run's barrier."""
+
+    def state_changed(
+        self, backend: str, carriers: tuple[str, ...], state: int, reason: str
+    ) -> None: ...
+
+
+class Source(Protocol):
+    """A backend as the router sees it: its name for logs and its carrier paths (and, for the
+    monitor tap, an ``index`` attribute: the lane's index, 0 if absent)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def carriers(self) -> tuple[str, ...]: ...
+
+
+class Tap(Protocol):
+    """What the router needs of a :class:`pybrid.monitor.MulticastTap`."""
+
+    def emit(self, payload: bytes, carrier_index: int, flags: int = 0) -> None: ...
+
+
+@attrs.define
+class RunTrack:
+    """One registered run: who gets its traffic, which carriers have finished, and its chunk
+    accounting (:mod:`pybrid.proxy.data.sequence`)."""
+
+    run_id: str
+    target: RunTarget
+    carriers: frozenset[str]
+    finished: dict[str, int] = attrs.field(factory=dict)
+    ended: bool = False
+    #: Next expected ``Run.chunk`` per carrier path (bytes, as in the datagram).
+    next_chunk: dict[bytes, int] = attrs.field(factory=dict)
+    observer: StateObserver | None = None
+    #: Lost, reordered and late chunks (set by :meth:`RunRouter.register_run`).
+    chunks: RunChunks | None = None
+
+
+@attrs.define
+class RouterCounters:
+    """What the router did with backend run traffic."""
+
+    forwarded: int = 0
+    states: int = 0
+    foreign_run: int = 0
+    unparseable: int = 0
+    unexpected_kind: int = 0
+    #: Data chunks lost: skipped and not received within the reorder window or the run.
+    gaps: int = 0
+    #: Data chunks that arrived after a later chunk of their carrier, in time.
+    reordered: int = 0
+    #: Data chunks below the next expected number that filled no open gap (duplicates, or
+    #: arriving after being counted in ``gaps``).
+    late: int = 0
+
+
+@attrs.define(eq=False)
+class RunRouter:
+    """Routes backend run traffic to the session that started the run; see the module note."""
+
+    debug: bool = False
+    #: The monitor tap (``--monitor``), or None.
+    tap: Tap | None = None
+    #: Called whenever a run is registered (the service unlatches the intakes' source ports).
+    on_register: Callable[[], None] | None = None
+    runs: dict[str, RunTrack] = attrs.field(factory=dict)
+    counters: RouterCounters = attrs.field(factory=RouterCounters)
+    #: Chunks lost per carrier path since start (see ``RouterCounters.gaps``).
+    gaps_by_carrier: dict[str, int] = attrs.field(factory=dict)
+    #: ``runs`` keyed by the run id's UTF-8 bytes (the fast path's lookup).
+    _by_bytes: dict[bytes, RunTrack] = attrs.field(factory=dict)
+    _reported: set[str] = attrs.field(factory=set)
+    #: Drops of each kind since the last registration, for bounded logging.
+    _noise: dict[str, int] = attrs.field(factory=dict)
+    #: Layouts of data datagrams protobuf accepted, per backend name and datagram length.
+    _layouts: dict[str, dict[int, list[Layout]]] = attrs.field(factory=dict)
+
+    log = Logger()
+
+    # -- registration (control side) ---------------------------------------------------
+
+    def register_run(
+        self, run_id: str, target: RunTarget, carriers: Iterable[str],
+        observer: StateObserver | None = None,
+    ) -> None:
+        track = RunTrack(run_id, target, frozenset(carriers), observer=observer,
+                         chunks=RunChunks(run_id, self.counters, self.gaps_by_carrier))
+        old = self.runs.get(run_id)
+        if old is not None:
+            self._by_bytes.pop(old.run_id.encode(), None)
+            self._close(old)
+        self.runs[run_id] = track
+        self._by_bytes[run_id.encode()] = track
+        self._noise.clear()
+        if self.on_register is not None:
+            self.on_register()
+
+    def forget_run(self, run_id: str) -> None:
+        track = self.runs.pop(run_id, None)
+        if track is not None:
+            self._by_bytes.pop(run_id.encode(), None)
+            self._close(track)
+
+    def release(self, target: RunTarget) -> list[str]:
+        """Unregister every run of ``target``; return the ids of those not yet ended."""
+        mine = [t for t in self.runs.values() if t.target is target]
+        for track in mine:
+            del self.runs[track.run_id]
+            self._by_bytes.pop(track.run_id.encode(), None)
+            self._close(track)
+        return [t.run_id for t in mine if not t.ended]
+
+    # -- the data path -------------------------------------------------------------------
+
+    def route_datagram(self, source: Source, payload: bytes) -> bool:
+        """A datagram from a backend's intake socket (the hot path; see the module note).
+        True if it was traffic of a registered run."""
+        tap = self.tap
+        if tap is not None:
+            tap.emit(payload, getattr(source, "index", 0))
+        layouts = self._layouts.get(source.name)
+        if layouts is None:
+            return self._new_layout(source, payload)
+        for lay in layouts.get(len(payload), ()):
+            if (  # the middle first: it holds the carrier path
+                payload.startswith(lay.middle, lay.middle_at)
+                and payload.startswith(lay.head)
+                and payload.endswith(lay.tail)
+                and (lay.id_at < 0 or (payload.startswith(lay.between, lay.id_at + 36)
+                                       and payload[lay.id_at : lay.id_at + 36].isascii()))
+            ):
+                break
+        else:
+            return self._new_layout(source, payload)
+        k = lay.chunk_len
+        if k == 0:
+            number = 0
+        else:  # the chunk varint and its tag (0x10) are not among the fixed bytes
+            at = lay.chunk_at
+            number = payload[at] if k == 1 else chunk_number(payload[at : at + k])
+            if payload[at - 1] != 0x10 or not 0 <= number < 0x80 ** k:
+                return self._parse_and_route(source, payload)
+        rid = payload[lay.run_at : lay.run_at + 36]
+        track = self._by_bytes.get(rid)
+        if track is None:
+            if not rid.isascii():  # valid UTF-8 or not: protobuf decides
+                return self._parse_and_route(source, payload)
+            self._foreign(source, rid.decode(), "run_data_message" if lay.tag == DATA_TAG
+                          else "run_data_end_message")
+            return False
+        if lay.tag == DATA_TAG:
+            path = lay.path
+            next_chunk = track.next_chunk
+            if next_chunk.get(path, 0) == number:
+                next_chunk[path] = number + 1
+            else:
+                self._sequence(track, path, number)
+        self.counters.forwarded += 1
+        track.target.deliver(payload)
+        return True
+
+    def _new_layout(self, source: Source, payload: bytes) -> bool:
+        """A datagram no learned layout matches: the full parse decides; a data message that
+        protobuf accepts and whose head is consistent (:func:`layout_of`) teaches its layout
+        for this backend (at most ``_LAYOUTS_PER_LENGTH`` per length)."""
+        env = self._parse(source, payload)
+        if env is None:
+            return False
+        lay = layout_of(payload)
+        if lay is not None:
+            layouts = self._layouts.get(source.name)
+            if layouts is None or len(layouts) >= _LAYOUT_LENGTHS:
+                layouts = self._layouts[source.name] = {}
+            same = layouts.setdefault(lay.length, [])
+            if len(same) >= _LAYOUTS_PER_LENGTH:
+                del same[0]
+            same.append(lay)
+        return self._route(source, env, payload)
+
+    def _parse(self, source: Source, payload: bytes) -> pb.Envelope | None:
+        env = pb.Envelope()
+        try:
+            env.ParseFromString(payload)
+        except DecodeError:
+            self.counters.unparseable += 1
+            noise = self._noise["unparseable"] = self._noise.get("unparseable", 0) + 1
+            if worth_logging(noise):
+                self.log.warn("unparseable datagram from backend {backend} ({length} bytes; "
+                              "{count} unparseable so far)", backend=source.name,
+                              length=len(payload), count=self.counters.unparseable)
+            return None
+        return env
+
+    def _parse_and_route(self, source: Source, payload: bytes) -> bool:
+        env = self._parse(source, payload)
+        return False if env is None else self._route(source, env, payload)
+
+    def route_message(self, source: Source, env: pb.Envelope, payload: bytes) -> None:
+        """One run message ``source`` sent on its TCP lane, parsed (``env``) and raw: to the
+        monitor tap (flagged ``FLAG_TCP_LANE``), then :meth:`route`."""
+        tap = self.tap
+        if tap is not None:
+            tap.emit(payload, getattr(source, "index", 0), FLAG_TCP_LANE)
+        self._route(source, env, payload)
+
+    def route(self, source: Source, env: pb.Envelope, payload: bytes) -> None:
+        """Route one run message as if ``source`` had sent it (no monitor copy: also used for
+        state changes the proxy writes itself)."""
+        self._route(source, env, payload)
+
+    def _route(self, source: Source, env: pb.Envelope, payload: bytes) -> bool:
+        msg = env.message_v1
+        kind = msg.WhichOneof("kind")
+        body: pb.RunDataMessage | pb.RunDataEndMessage
+        if kind == "run_data_message":
+            body = msg.run_data_message
+        elif kind == "run_data_end_message":
+            body = msg.run_data_end_message
+        elif kind == "run_state_change_message":
+            return self._state(source, msg.run_state_change_message, env, payload)
+        else:
+            self.counters.unexpected_kind += 1
+            noise = self._noise["unexpected"] = self._noise.get("unexpected", 0) + 1
+            if worth_logging(noise):
+                self.log.warn("unexpected {kind} on the data lane of backend {backend}, dropped "
+                              "({count} unexpected so far)",
+                              kind=kind or env.WhichOneof("kind"), backend=source.name,
+                              count=self.counters.unexpected_kind)
+            return False
+        run = body.run
+        track = self.runs.get(run.id)
+        if track is None:
+            self._foreign(source, run.id, kind)
+            return False
+        if kind == "run_data_message":
+            path = body.entity.path.encode()
+            if track.next_chunk.get(path, 0) == run.chunk:
+                track.next_chunk[path] = run.chunk + 1
+            else:
+                self._sequence(track, path, run.chunk)
+        self.counters.forwarded += 1
+        track.target.deliver(payload)
+        return True
+
+    # -- chunk accounting -----------------------------------------------------------------
+
+    def _sequence(self, track: RunTrack, path: bytes, chunk: int) -> None:
+        """A chunk out of sequence: a skip, or a reordered or late chunk."""
+        chunks = track.chunks
+        if chunks is None:
+            chunks = track.chunks = RunChunks(track.run_id, self.counters, self.gaps_by_carrier)
+        expected = track.next_chunk.get(path, 0)
+        if chunk > expected:
+            track.next_chunk[path] = chunk + 1
+        chunks.out_of_order(path, expected, chunk)
+
+    def settle_gaps(self) -> None:
+        """Count chunks missing for longer than the reorder window as lost now (called once a
+        second by the intake watch; the hot path only does so at a skip)."""
+        for track in self.runs.values():
+            if track.chunks is not None and track.chunks.holes:
+                track.chunks.settle(track.next_chunk)
+
+    @staticmethod
+    def _close(track: RunTrack) -> None:
+        """The run is over (or no longer ours): chunks still missing are lost; summed up."""
+        if track.chunks is not None:
+            track.chunks.close()
+
+    # -- drops and state changes ------------------------------------------------------------
+
+    def _foreign(self, source: Source, run_id: str, kind: str) -> None:
+        self.counters.foreign_run += 1
+        if run_id not in self._reported:
+            if len(self._reported) >= _REPORT_LIMIT:
+                self._reported.clear()
+            self._reported.add(run_id)
+            noise = self._noise["foreign"] = self._noise.get("foreign", 0) + 1
+            if worth_logging(noise):
+                self.log.info(
+                    "dropping {kind} of run {run} from backend {backend}: no active session "
+                    "started that run (further ones counted silently; {count} messages of "
+                    "unknown runs dropped so far)",
+                    kind=kind, run=run_id, backend=source.name,
+                    count=self.counters.foreign_run,
+                )
+
+    def _state(
+        self, source: Source, change: pb.RunStateChangeMessage, env: pb.Envelope, payload: bytes
+    ) -> bool:
+        run_id = change.run.id
+        track = self.runs.get(run_id)
+        if track is None:
+            self._foreign(source, run_id, "run_state_change_message")
+            return False
+        self.counters.states += 1
+        new_state = change.new_
+        if change.HasField("entity") and change.entity.path:
+            paths: tuple[str, ...] = (carrier_of(change.entity.path),)
+            track.target.deliver(payload)
+        else:
+            paths = source.carriers
+            if not paths:  # carriers unknown: the client applies it to all of them
+                track.target.deliver(payload)
+            for path in paths:
+                change.entity.path = path
+                track.target.deliver(env.SerializeToString())
+        if self.debug:
+            self.log.debug("run {run}: state {state} for {carriers} from {backend}",
+                           run=run_id, state=pb.RunState.Name(new_state), carriers=paths,
+                           backend=source.name)
+        if new_state in _FINAL_STATES and not track.ended:
+            for path in paths:
+                track.finished[path] = new_state
+            if track.carriers <= track.finished.keys():
+                track.ended = True
+                self._close(track)
+                final = pb.ERROR if pb.ERROR in track.finished.values() else pb.DONE
+                track.target.run_ended(run_id, final)
+        if track.observer is not None:
+            track.observer.state_changed(source.name, paths, new_state, change.reason)
+        return True
+

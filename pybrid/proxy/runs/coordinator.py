@@ -1,0 +1,232 @@
+"""Run coordination across backends: start, first error, lost backends, deadlines, session end.
+
+Design note
+-----------
+The :class:`~pybrid.proxy.runs.dispatch.Dispatcher` forwards a ``start_run_command`` to every
+backend; the :class:`RunCoordinator` looks after the run from then on, with one
+:class:`~pybrid.proxy.runs.barrier.RunBarrier` per run (registered with the router as the run's
+state observer):
+
+* **Begin.**  Before the start is forwarded, the run id is registered with the router for the
+  session (data may overtake the reply) together with its barrier.
+* **Refused** by some backend: the run is forgotten and ``stop_run_command`` goes to the
+  backends that did start it — they must not run alone.
+* **Accepted**: the barrier's deadline is armed.
+* **First ERROR** on any carrier (it reaches the client as it is, stamped with its carrier):
+  ``stop_run_command`` goes to every other backend that still has the run going, so the run
+  ends cleanly everywhere.
+* **A backend lost** mid-run, or **past a deadline**: the proxy speaks for it — an ERROR state
+  change per unfinished carrier of that backend, with a reason naming the backend, is routed
+  as if the backend had sent it.  The reference client fails the run at once with that reason
+  (instead of waiting for its own timeout); the barrier and the router count the carrier as
+  finished.  A backend past its deadline also gets ``stop_run_command``.
+* **Next run.**  :meth:`RunCoordinator.unfinished` lists the session's runs still going on
+  some backend; the dispatcher holds a further start until they have finished everywhere (a
+  device refuses a second run while one is in progress), for at most ``Timing.start_hold``.
+  Repetitive runs have no deadline and are not waited for.  A start reusing the id of a run
+  still in progress (:meth:`RunCoordinator.in_progress`) is refused by the dispatcher: its
+  bookkeeping is never replaced.
+* **Session end** with runs in progress: ``stop_run_command`` to every healthy backend, the
+  router forgets the session's runs (their remaining data is dropped, never reaching the next
+  session), barriers are cancelled.
+
+Replies to ``stop_run_command`` are only logged; a backend that does not answer within
+``Timing.stop_timeout`` is logged too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pybrid.proto import pb
+from pybrid.proxy.backend.lane import BackendLane
+from pybrid.proxy.clients.session import Session
+from pybrid.proxy.config import Timing
+from pybrid.proxy.data.router import RunRouter
+from pybrid.proxy.runs.barrier import RunBarrier, run_seconds
+from pybrid.wire import messages
+
+
+@attrs.define
+class DispatchCounters:
+    """What the dispatcher and its run coordinator did (one record for both)."""
+
+    forwarded: int = 0
+    errors: int = 0
+    runs: int = 0
+    stop_runs: int = 0
+    errors_written: int = 0
+    deadlines: int = 0
+    held_starts: int = 0
+    #: Held starts refused because the previous run did not finish within Timing.start_hold.
+    held_starts_refused: int = 0
+    #: Starts refused because their run id is that of a run still in progress.
+    reused_run_ids: int = 0
+
+
+@attrs.define(eq=False)
+class RunCoordinator:
+    """Looks after the active session's runs on every backend; see the module note."""
+
+    lanes: Sequence[BackendLane]
+    router: RunRouter
+    clock: IReactorTime
+    timing: Timing = attrs.field(factory=Timing)
+    barriers: dict[str, tuple[Session, RunBarrier]] = attrs.field(factory=dict)
+    counters: DispatchCounters = attrs.field(factory=DispatchCounters)
+
+    log = Logger()
+
+    # -- the dispatcher's side ---------------------------------------------------------------
+
+    def begin(self, session: Session, command: pb.StartRunCommand) -> RunBarrier:
+        """Register a run about to be forwarded to every backend."""
+        run_id = command.run.id
+        replaced = self.barriers.get(run_id)
+        if replaced is not None:  # the dispatcher refuses reused ids; never strand a waiter
+            replaced[1].cancel()
+        owners = {c: lane.name for lane in self.lanes for c in lane.carriers}
+        barrier = RunBarrier(
+            run_id, self.clock, owners, self.timing.take_off_timeout,
+            run_seconds(command, self.timing.run_grace), self._first_error, self._deadline,
+        )
+        self.counters.runs += 1
+        session.runs.add(run_id)
+        self.barriers[run_id] = (session, barrier)
+        self.router.register_run(run_id, session, owners, observer=barrier)
+        barrier.when_finished().addCallback(self._finished, session, barrier)
+        self.log.info("session {session} starts run {run} on {n} backend(s), {c} carrier(s)",
+                      session=session.id, run=run_id, n=len(self.lanes), c=len(owners))
+        return barrier
+
+    def accepted(self, run_id: str) -> None:
+        entry = self.barriers.get(run_id)
+        if entry is not None:
+            entry[1].arm()
+
+    def refused(self, run_id: str, started: Iterable[BackendLane], why: str) -> None:
+        entry = self.barriers.pop(run_id, None)
+        self.router.forget_run(run_id)
+        if entry is not None:
+            session, barrier = entry
+            session.runs.discard(run_id)
+            barrier.cancel()
+            self.log.warn("session {session}: run {run} not started: {why}",
+                          session=session.id, run=run_id, why=why)
+        self.stop_runs(started)  # the backends that did start it must not run alone
+
+    def in_progress(self, run_id: str) -> RunBarrier | None:
+        """The barrier of run ``run_id`` if it is still going on some backend."""
+        entry = self.barriers.get(run_id)
+        if entry is None or entry[1].finished:
+            return None
+        return entry[1]
+
+    def unfinished(self, session: Session) -> list[RunBarrier]:
+        """The session's runs still going on some backend (that have a deadline)."""
+        return [b for s, b in self.barriers.values()
+                if s is session and not b.finished and b.run_seconds is not None]
+
+    def session_ended(self, session: Session) -> None:
+        """The active session is over: stop its unfinished runs, forget all of them."""
+        unfinished = self.router.release(session)
+        session.runs.clear()
+        names: set[str] = set()
+        for run_id, (owner, barrier) in list(self.barriers.items()):
+            if owner is session:
+                del self.barriers[run_id]
+                names.update(b for b in barrier.pending_backends() if b not in barrier.stopped)
+                barrier.cancel()
+        for run_id in unfinished:
+            self.log.info("session {session} ended during run {run}: sending stop_run to the "
+                          "backends", session=session.id, run=run_id)
+        if unfinished:
+            self.stop_runs([lane for lane in self.lanes if lane.name in names])
+
+    # -- the service's side ------------------------------------------------------------------
+
+    def lane_lost(self, lane: BackendLane, why: str) -> bool:
+        """``lane`` went away: its carriers fail every run in progress, with ``why``.
+
+        True if a run error was written (the session should get a moment to take it in).
+        """
+        wrote = False
+        for run_id, (session, barrier) in list(self.barriers.items()):
+            carriers = barrier.unfinished(lane.name)
+            if carriers and not session.closed:
+                self.log.warn("run {run}: {why}; failing its carriers {carriers}", run=run_id,
+                              why=why, carriers=", ".join(carriers))
+                self.write_errors(run_id, lane, carriers, barrier, why)
+                wrote = True
+        return wrote
+
+    # -- barrier hooks -----------------------------------------------------------------------
+
+    def _first_error(self, barrier: RunBarrier, backend: str, carrier: str, reason: str) -> None:
+        pending = barrier.pending_backends()
+        others = [lane for lane in self.lanes if lane.name in pending]
+        self.log.warn(
+            "run {run}: ERROR on carrier {carrier} of backend {backend} ({reason}); stopping "
+            "the run on {others}", run=barrier.run_id, carrier=carrier, backend=backend,
+            reason=reason or "no reason given",
+            others=", ".join(lane.name for lane in others) or "no other backend",
+        )
+        self.stop_runs(others, barrier)
+
+    def _deadline(self, barrier: RunBarrier, missing: dict[str, list[str]], what: str) -> None:
+        self.counters.deadlines += 1
+        late = [lane for lane in self.lanes if lane.name in missing]
+        for lane in late:
+            self.write_errors(barrier.run_id, lane, missing[lane.name], barrier,
+                              f"backend {lane.name}: {what}")
+        self.stop_runs(late, barrier)
+
+    def _finished(self, outcome: int, session: Session, barrier: RunBarrier) -> int:
+        entry = self.barriers.get(barrier.run_id)
+        if entry is not None and entry[1] is barrier:
+            del self.barriers[barrier.run_id]
+        self.log.info("session {session}: run {run} finished on every backend ({state})",
+                      session=session.id, run=barrier.run_id, state=pb.RunState.Name(outcome))
+        return outcome
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def write_errors(self, run_id: str, lane: BackendLane, carriers: Iterable[str],
+                     barrier: RunBarrier, reason: str) -> None:
+        """Route an ERROR state change per carrier, as if ``lane`` had sent it."""
+        for carrier in carriers:
+            change = pb.RunStateChangeMessage(new_=pb.ERROR, reason=reason)
+            change.old = barrier.states.get(carrier, pb.NEW)  # type: ignore[assignment]
+            change.run.id = run_id
+            change.entity.path = carrier
+            env = messages.v1("run_state_change_message", change, id=messages.new_id())
+            self.counters.errors_written += 1
+            self.router.route(lane, env, env.SerializeToString())
+
+    def stop_runs(self, lanes: Iterable[BackendLane], barrier: RunBarrier | None = None) -> None:
+        """``stop_run_command`` to each healthy lane (once per run, given its barrier)."""
+        for lane in lanes:
+            if not lane.healthy:
+                continue
+            if barrier is not None:
+                if lane.name in barrier.stopped:
+                    continue
+                barrier.stopped.add(lane.name)
+            self.counters.stop_runs += 1
+            d = lane.request(messages.v1("stop_run_command"), timeout=self.timing.stop_timeout)
+            d.addCallbacks(self._stopped, self._stop_failed, callbackArgs=(lane.name,),
+                           errbackArgs=(lane.name,))
+
+    def _stopped(self, reply: pb.Envelope, backend: str) -> None:
+        self.log.info("backend {backend} answered stop_run with {reply}", backend=backend,
+                      reply=messages.describe(reply))
+
+    def _stop_failed(self, failure: Failure, backend: str) -> None:
+        self.log.info("backend {backend}: stop_run unanswered ({error})", backend=backend,
+                      error=failure.getErrorMessage())
+

@@ -1,0 +1,126 @@
+"""The frozen records of a status snapshot (see :mod:`pybrid.proxy.status.access`).
+
+Every field that may be unknown — a counter another module does not keep (yet), a rate before
+two samples — is ``None``; renderers show it as "n/a" (HTML, JSON ``null``) or leave the metric
+out (Prometheus).  Times are seconds of the proxy's clock (the epoch, with the real reactor).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class LogEntry:
+    """One recent warning or error of the proxy's loggers."""
+
+    time: float
+    level: str
+    namespace: str
+    text: str
+
+
+@attrs.frozen
+class BackendStatus:
+    """One backend lane: health, location, carriers and its UDP intake."""
+
+    name: str
+    state: str
+    healthy: bool
+    location: str | None
+    carriers: tuple[str, ...]
+    data_mode: str | None
+    connects: int | None
+    intake: str | None
+    rcvbuf: int | None
+    datagrams: int | None
+    bytes: int | None
+    foreign: int | None
+    kernel_drops: int | None
+    datagram_rate: float | None
+    byte_rate: float | None
+
+
+@attrs.frozen
+class CarrierStatus:
+    """One carrier (``/<MAC>``) of a backend: data chunks forwarded and chunk gaps."""
+
+    path: str
+    backend: str
+    location: str | None
+    chunks: int | None
+    chunk_rate: float | None
+    gaps: int
+
+
+@attrs.frozen
+class RunStatus:
+    """A run in progress: carriers it was started on, how many have finished, and the data
+    chunks received so far (all carriers)."""
+
+    id: str
+    carriers: int | None
+    finished: int | None
+    chunks: int | None = None
+
+
+@attrs.frozen
+class SessionStatus:
+    """One client session: who, since when, its runs and what was sent to it."""
+
+    id: str
+    peer: str
+    state: str
+    since: float | None
+    authenticated: bool
+    runs: tuple[RunStatus, ...]
+    forwarded: int
+    busy_replies: int
+    frames: int
+    bytes: int
+    dropped: int
+    frame_rate: float | None
+    byte_rate: float | None
+    buffered: int | None
+    buffer_limit: int | None
+
+
+@attrs.frozen
+class ProxyStatus:
+    """Everything the status page, ``/status.json`` and ``/metrics`` show."""
+
+    now: float
+    started: float | None
+    listen: str | None
+    auth: bool
+    max_sessions: int | None
+    session_timeout: float | None
+    backends: tuple[BackendStatus, ...]
+    wires: tuple[tuple[str, str], ...]
+    carriers: tuple[CarrierStatus, ...]
+    active: SessionStatus | None
+    queue: tuple[SessionStatus, ...]
+    idle: tuple[SessionStatus, ...]
+    counters: dict[str, int]
+    errors: tuple[LogEntry, ...]
+    log_counts: dict[str, int]
+    #: ``--shm-tap``: one :class:`pybrid.shm.tap.ShmTapStatus` per tap.
+    shm_taps: tuple[Any, ...] = ()
+
+    @property
+    def uptime(self) -> float | None:
+        return None if self.started is None else max(0.0, self.now - self.started)
+
+    @property
+    def healthy(self) -> bool:
+        return bool(self.backends) and all(b.healthy for b in self.backends)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (``/status.json``)."""
+        data = attrs.asdict(self)
+        data["uptime"] = self.uptime
+        data["healthy"] = self.healthy
+        data["wires"] = [{"source": s, "target": t} for s, t in self.wires]
+        return data

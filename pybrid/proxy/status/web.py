@@ -1,0 +1,171 @@
+"""The status page of ``twistd pybrid-proxy --status-port``: twisted.web on the proxy's reactor.
+
+Design note
+-----------
+:class:`StatusService` is a child of the :class:`~pybrid.proxy.service.ProxyService`.  It binds
+its TCP port in ``privilegedStartService`` (a port in use stops twistd at start-up, like the
+client port) on ``--status-interface`` — ``127.0.0.1`` unless told otherwise, since the page
+names peers and backends — and logs ``pybrid-proxy status page on http://HOST:PORT/``.  From
+start to stop it also registers the :class:`~pybrid.proxy.status.access.RecentEvents` ring with the
+global log publisher and samples the counters once a second for the rates.
+
+Three read-only resources render one fresh :class:`~pybrid.proxy.status.access.ProxyStatus` each:
+
+* ``/`` — an HTML page refreshing itself (no scripts, no external assets, everything escaped;
+  a Content-Security-Policy forbids anything else);
+* ``/status.json`` — the same snapshot as JSON;
+* ``/metrics`` — Prometheus text format.
+
+Requests are not written to the log (the page refreshes every few seconds).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application import service
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger, globalLogPublisher
+from twisted.web import pages, resource, server
+
+from pybrid.proxy.status import html as status_html
+from pybrid.proxy.status import metrics as status_metrics
+from pybrid.proxy.status.access import RecentEvents
+from pybrid.proxy.status.collect import StatusCollector
+from pybrid.proxy.status.model import ProxyStatus
+from pybrid.wire.interfaces import INetworkReactor, host_port
+
+_SECURITY_HEADERS = {
+    b"Cache-Control": b"no-store",
+    b"X-Content-Type-Options": b"nosniff",
+    b"Referrer-Policy": b"no-referrer",
+    b"Content-Security-Policy": (b"default-src 'none'; style-src 'unsafe-inline'; "
+                                 b"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+}
+
+
+class SnapshotResource(resource.Resource):
+    """One view of a fresh snapshot: ``render(status) -> str`` served as ``content_type``."""
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, collector: StatusCollector, render: Callable[[ProxyStatus], str],
+                 content_type: str) -> None:
+        super().__init__()
+        self.collector = collector
+        self.render_status = render
+        self.content_type = content_type
+
+    def render_GET(self, request: Any) -> bytes:
+        if request.postpath not in ([], [b""]):
+            request.setResponseCode(404)
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            return b"not found\n"
+        try:
+            body = self.render_status(self.collector.snapshot()).encode("utf-8")
+        except Exception:
+            self.log.failure("status page: rendering {path} failed", path=request.path)
+            request.setResponseCode(500)
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            return b"the status snapshot could not be rendered; see the proxy log\n"
+        request.setHeader(b"Content-Type", self.content_type.encode("ascii"))
+        for name, value in _SECURITY_HEADERS.items():
+            request.setHeader(name, value)
+        return body
+
+
+def _json(status: ProxyStatus) -> str:
+    return json.dumps(status.to_json(), indent=2, sort_keys=True) + "\n"
+
+
+class _Root(resource.Resource):
+    def getChild(self, path: bytes, request: Any) -> Any:
+        return pages.notFound()
+
+
+def status_resource(collector: StatusCollector, refresh: float = 2.0) -> resource.Resource:
+    """``/``, ``/status.json`` and ``/metrics`` (anything else is 404)."""
+    root = _Root()
+    page = SnapshotResource(collector, lambda s: status_html.render(s, refresh),
+                            status_html.CONTENT_TYPE)
+    root.putChild(b"", page)
+    root.putChild(b"index.html", page)
+    root.putChild(b"status.json",
+                  SnapshotResource(collector, _json, "application/json; charset=utf-8"))
+    root.putChild(b"metrics",
+                  SnapshotResource(collector, status_metrics.render, status_metrics.CONTENT_TYPE))
+    return root
+
+
+class QuietSite(server.Site):
+    """A Site that writes no access log."""
+
+    noisy = False
+
+    def log(self, request: Any) -> None:
+        pass
+
+
+def url(host: str, port: int) -> str:
+    try:
+        is_v6 = ipaddress.ip_address(host).version == 6
+    except ValueError:
+        is_v6 = False
+    return f"http://[{host}]:{port}/" if is_v6 else f"http://{host}:{port}/"
+
+
+class StatusService(service.Service):
+    """Serves the status page of one proxy; see the module note."""
+
+    log = Logger()
+
+    def __init__(self, proxy: Any, reactor: INetworkReactor, port: int,
+                 interface: str = "127.0.0.1", refresh: float = 2.0, publisher: Any = None,
+                 events: RecentEvents | None = None) -> None:
+        self.reactor = reactor
+        self.port_number = port
+        self.interface = interface
+        self.events = RecentEvents() if events is None else events
+        self.publisher = globalLogPublisher if publisher is None else publisher
+        self.collector = StatusCollector(proxy, reactor, self.events)
+        self.site = QuietSite(status_resource(self.collector, refresh))
+        self.port: IListeningPort | None = None
+        self._observing = False
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        if self.port is None:
+            self.port = self.reactor.listenTCP(self.port_number, self.site,  # type: ignore[arg-type]
+                                               interface=self.interface)
+            self.log.info("pybrid-proxy status page on {url}", url=self.url)
+        if not self._observing:
+            self.publisher.addObserver(self.events)
+            self._observing = True
+
+    def startService(self) -> None:
+        super().startService()
+        self.privilegedStartService()
+        self.collector.start()
+
+    def stopService(self) -> Any:
+        super().stopService()
+        self.collector.stop()
+        if self._observing:
+            self.publisher.removeObserver(self.events)
+            self._observing = False
+        port, self.port = self.port, None
+        return None if port is None else port.stopListening()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self.port is None:
+            raise RuntimeError("the status page is not listening")
+        return host_port(self.port.getHost())
+
+    @property
+    def url(self) -> str:
+        return url(*self.address)

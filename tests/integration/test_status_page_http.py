@@ -1,0 +1,133 @@
+"""The status page over real HTTP (twisted.web.client.Agent) while a client runs through the
+proxy: the active session, its run, per-carrier chunk rates, the queue, and recent errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+import pytest_twisted
+from support.ops_http import fetch, header
+from support.ops_stack import MACS, status_stack
+from support.waiting import until
+from twisted.internet.error import CannotListenError
+
+from pybrid.client import connect
+from pybrid.proxy.config import ProxyConfig
+from pybrid.proxy.service import ProxyService
+from pybrid.proxy.spec import Backend
+
+T = 30.0
+
+
+async def status_json(reactor, base):
+    code, headers, body = await fetch(reactor, base + "status.json")
+    assert code == 200 and header(headers, "Content-Type").startswith("application/json")
+    return json.loads(body)
+
+
+@pytest_twisted.ensureDeferred
+async def test_status_page_shows_the_live_session_and_data(reactor):
+    async with status_stack(reactor, 2) as (devices, service):
+        assert service.status is not None
+        host, port = service.status.address
+        assert host == "127.0.0.1" and port > 0
+        base = service.status.url
+        first = await connect("127.0.0.1", service.address[1], reactor=reactor)
+        second = None
+        try:
+            running = first.run(2.5, channels=4, sample_rate=40_000, timeout=T)
+            local = first.control.protocol.transport.getHost()
+            peer = f"{local.host}:{local.port}"
+
+            async def streaming():
+                data = await status_json(reactor, base)
+                active = data["active"]
+                rates = [c["chunk_rate"] or 0 for c in data["carriers"]]
+                return data if active and min(rates) > 0 else None
+
+            data = await until(reactor, streaming, "chunk rates on both carriers",
+                               seconds=15.0, step=0.1)
+            assert data["active"]["peer"] == peer and data["active"]["state"] == "active"
+            run = data["active"]["runs"][0]
+            assert run["carriers"] == 2 and run["chunks"] > 0
+            assert [b["name"] for b in data["backends"]] == [
+                f"127.0.0.1:{d.port}" for d in devices]
+            assert [b["location"] for b in data["backends"]] == ["0", "1"]
+            assert all(b["healthy"] and b["data_mode"] == "udp" for b in data["backends"])
+            assert [c["path"] for c in data["carriers"]] == ["/" + m for m in MACS[:2]]
+            assert data["wires"] == [{"source": "0/0", "target": "1/0"}]
+            assert data["backends"][0]["datagram_rate"] > 0
+            assert data["active"]["frame_rate"] > 0
+
+            second = await connect("127.0.0.1", service.address[1], reactor=reactor)
+            queued = second.run(0.01, channels=2, timeout=T)
+            me = second.control.protocol.transport.getHost()
+
+            async def in_queue():
+                snapshot = await status_json(reactor, base)
+                return [q["peer"] for q in snapshot["queue"]]
+
+            assert await until(reactor, in_queue, "the second client queued",
+                               seconds=15.0, step=0.1) == [
+                f"{me.host}:{me.port}"]
+
+            code, headers, body = await fetch(reactor, base + "metrics")
+            assert code == 200
+            assert header(headers, "Content-Type") == "text/plain; version=0.0.4; charset=utf-8"
+            text = body.decode()
+            assert "# TYPE pybrid_proxy_carrier_chunk_gaps_total counter" in text
+            assert f'pybrid_proxy_backend_up{{backend="127.0.0.1:{devices[1].port}"}} 1' in text
+            assert 'pybrid_proxy_sessions{state="queued"} 1' in text
+
+            code, headers, body = await fetch(reactor, base)
+            assert code == 200 and header(headers, "Content-Type").startswith("text/html")
+            page = body.decode()
+            assert peer in page and f"127.0.0.1:{devices[0].port}" in page
+
+            await running.addTimeout(T, reactor)
+            await first.close()
+            await queued.addTimeout(T, reactor)
+        finally:
+            await first.close()
+            if second is not None:
+                await second.close()
+        code, _, _ = await fetch(reactor, base + "nothing-here")
+        assert code == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_dead_backend_shows_as_degraded_with_its_error(reactor):
+    async with status_stack(reactor, 1, extra=("127.0.0.1:1",)) as (_devices, service):
+        assert service.status is not None
+        base = service.status.url
+
+        async def logged():
+            data = await status_json(reactor, base)
+            return data if data["errors"] else None
+
+        data = await until(reactor, logged, "an error on the page", seconds=15.0, step=0.1)
+        assert not data["healthy"]
+        dead = data["backends"][1]
+        assert dead["name"] == "127.0.0.1:1" and not dead["healthy"]
+        assert dead["state"] in ("waiting", "connecting")
+        assert any("127.0.0.1:1" in e["text"] and e["level"] == "warn" for e in data["errors"])
+        _, _, body = await fetch(reactor, base + "metrics")
+        assert b'pybrid_proxy_backend_up{backend="127.0.0.1:1"} 0' in body
+        assert b'pybrid_proxy_log_events_total{level="warn"}' in body
+
+
+def test_a_status_port_in_use_stops_the_start_with_a_clear_error(reactor):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = ProxyService(ProxyConfig(backends=(Backend("127.0.0.1", 1),),
+                                           interface="127.0.0.1", port=0, status_port=port),
+                               reactor)
+        with pytest.raises(CannotListenError) as err:
+            service.privilegedStartService()
+        assert str(port) in str(err.value)
+    assert service.port is None  # the client port was not bound either
+    assert service.status is not None and not service.status._observing

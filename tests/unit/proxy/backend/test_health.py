@@ -1,0 +1,108 @@
+"""Cluster health and promotion on a memory reactor: every backend ready, no conflicts,
+late backends joining, a backend reconnecting with a new description."""
+
+from __future__ import annotations
+
+import pytest
+from support.proxy_fakes import FakeReactor, connect_backend, connect_client, make_proxy
+from support.proxy_multi import SPEC
+from twisted.internet.error import ConnectionLost, ConnectionRefusedError
+from twisted.logger import LogLevel, capturedLogs
+from twisted.python.failure import Failure
+
+from pybrid.proxy.config import ProxyConfig
+from pybrid.proxy.service import ProxyService
+from pybrid.proxy.spec import Backend
+from pybrid.wire import messages
+
+ZERO = "00-00-00-00-00-00"
+
+
+@pytest.fixture
+def reactor():
+    return FakeReactor()
+
+
+def claim(service, port=41000):
+    client = connect_client(service, port)
+    client.request("reset_command", id="claim")
+    return client
+
+
+def test_two_backends_with_the_same_carrier_serve_nobody_and_say_why(reactor):
+    with capturedLogs() as logs:
+        service, backends = make_proxy(reactor, carriers=[[ZERO], [ZERO, "00-00-00-00-00-01"]])
+    errors = [e for e in logs if e.get("log_level") is LogLevel.error]
+    assert len(errors) == 1
+    problem = errors[0]["problem"]
+    assert "carrier /00-00-00-00-00-00 is reported by backend 127.0.0.1:6000 and by backend " \
+           "127.0.0.1:6001" in problem
+    assert all(lane.healthy for lane in service.lanes) and not service.all_healthy()
+    client = claim(service)
+    assert client.kinds() == ["busy_response"]  # queued, never promoted
+    client.request("extract_command", SPEC, id="x")
+    [reply] = client.frames()
+    text = reply.message_v1.error_message.description
+    assert text.startswith("Cluster not ready: cluster misconfigured: carrier /00-00-00-00-00-00")
+    assert reply.message_v1.id == "x"
+    assert [b.received() for b in backends] == [[], []]  # nothing forwarded
+    assert service.health.problems() == [problem]
+
+
+def test_the_conflict_ends_when_the_backend_comes_back_with_another_mac(reactor):
+    service, (_first, second) = make_proxy(reactor, carriers=[[ZERO], [ZERO]])
+    client = claim(service)
+    assert client.kinds() == ["busy_response"]
+    second.proto.connectionLost(Failure(ConnectionLost("replaced")))
+    reactor.advance(0.5)
+    with capturedLogs() as logs:
+        connect_backend(reactor, index=2, macs=["00-00-00-00-00-0b"]).handshake()
+    assert any("resolved" in e.get("log_format", "") for e in logs)
+    assert service.all_healthy()
+    assert service.scheduler.active is client.proto.session  # promoted at once
+
+
+def test_no_promotion_until_every_backend_is_ready_then_late_backends_join(reactor):
+    config = ProxyConfig(backends=(Backend("127.0.0.1", 6000), Backend("127.0.0.1", 6001)),
+                         interface="127.0.0.1", port=0)
+    service = ProxyService(config, reactor)
+    service.startService()
+    connect_backend(reactor, index=0).handshake()
+    _, _, factory, _, _ = reactor.tcpClients[1]
+    factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))  # down at start
+    client = claim(service)
+    assert client.kinds() == ["busy_response"]
+    assert service.health.problems() == ["backend 127.0.0.1:6001 is waiting"]
+    client.request("extract_command", SPEC, id="x")
+    [reply] = client.frames()
+    assert "backend 127.0.0.1:6001 has not been reached yet" in \
+        reply.message_v1.error_message.description
+    reactor.advance(0.5)  # the lane retries …
+    late = connect_backend(reactor, index=2, macs=["bb-00-00-00-00-00"])
+    assert service.scheduler.active is None  # … connected is not ready: handshake first
+    late.handshake()
+    assert service.scheduler.active is client.proto.session
+    client.request("extract_command", SPEC, id="y")
+    [reply] = client.frames()
+    assert len(reply.message_v1.extract_response.module.items) == 2
+
+
+def test_a_lost_backend_closes_the_active_session_and_keeps_the_queue(reactor):
+    service, backends = make_proxy(reactor, carriers=[[ZERO], ["bb-00-00-00-00-00"]])
+    active = claim(service, 1)
+    queued = claim(service, 2)
+    active.frames()
+    assert queued.kinds() == ["busy_response"]
+    backends[1].proto.connectionLost(Failure(ConnectionLost("reset by peer")))
+    [reply] = active.frames()
+    text = reply.message_v1.error_message.description
+    assert text.startswith("Cluster degraded: backend 127.0.0.1:6001 lost (")
+    assert "reset by peer" in text
+    assert not reply.message_v1.HasField("id") and active.closing
+    assert queued.frames() == [] and not queued.closing
+    assert service.scheduler.queue[0] is queued.proto.session
+    reactor.advance(0.5)
+    connect_backend(reactor, index=2, macs=["bb-00-00-00-00-00"]).handshake()
+    assert service.scheduler.active is queued.proto.session
+    queued.request("reset_command", id="now")
+    assert messages.kind_of(backends[0].take("reset_command")) == "reset_command"

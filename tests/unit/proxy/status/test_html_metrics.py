@@ -1,0 +1,136 @@
+"""Rendering a status snapshot: Prometheus text format, JSON and the HTML page."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from support import ops_fakes
+
+from pybrid.proxy.status import html as status_html
+from pybrid.proxy.status import metrics as status_metrics
+
+SAMPLE = re.compile(r'^([a-z_:][a-z0-9_:]*)(\{(?:[a-z_]+="(?:[^"\\]|\\.)*",?)*\})? (\S+)$')
+
+
+def parse_metrics(text: str) -> dict[str, dict]:
+    """Check the exposition format line by line; families with their type, help, samples."""
+    assert text.endswith("\n")
+    families: dict[str, dict] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name, help_text = line[7:].split(" ", 1)
+            assert name not in families, f"HELP twice for {name}"
+            families[name] = {"help": help_text, "type": None, "samples": []}
+            current = name
+        elif line.startswith("# TYPE "):
+            name, kind = line[7:].split(" ")
+            assert name == current and families[name]["type"] is None, line
+            assert kind in ("counter", "gauge")
+            families[name]["type"] = kind
+        else:
+            m = SAMPLE.match(line)
+            assert m, f"bad sample line {line!r}"
+            assert m.group(1) == current, f"{m.group(1)} outside its family"
+            assert families[current]["type"] is not None, "TYPE must come before samples"
+            float(m.group(3))
+            families[current]["samples"].append((m.group(2) or "", m.group(3)))
+    for name, family in families.items():
+        assert family["samples"], f"{name} has no samples"
+        assert (family["type"] == "counter") == name.endswith("_total"), name
+    return families
+
+
+def test_metrics_are_well_formed_with_backend_and_carrier_labels():
+    families = parse_metrics(status_metrics.render(ops_fakes.status()))
+    assert families["pybrid_proxy_backend_up"]["samples"] == [('{backend="10.0.0.7:5732"}', "1")]
+    assert families["pybrid_proxy_backend_kernel_drops_total"]["samples"] == [
+        ('{backend="10.0.0.7:5732"}', "2")]
+    assert families["pybrid_proxy_carrier_chunk_gaps_total"]["samples"] == [
+        ('{backend="10.0.0.7:5732",carrier="/00-00-5E-00-53-01"}', "3")]
+    assert families["pybrid_proxy_sessions"]["samples"] == [
+        ('{state="active"}', "1"), ('{state="queued"}', "1"), ('{state="idle"}', "0")]
+    assert families["pybrid_proxy_connections_total"]["samples"] == [("", "5")]
+    assert families["pybrid_proxy_run_messages_dropped_total"]["samples"] == [
+        ('{reason="foreign_run"}', "1")]
+    assert families["pybrid_proxy_uptime_seconds"]["samples"] == [("", "120.0")]
+    assert families["pybrid_proxy_log_events_total"]["samples"] == [('{level="warn"}', "1")]
+
+
+def test_unknown_values_produce_no_samples():
+    status = ops_fakes.status(backends=(ops_fakes.backend(kernel_drops=None, datagrams=None),),
+                              counters={}, active=None, queue=())
+    families = parse_metrics(status_metrics.render(status))
+    assert "pybrid_proxy_backend_kernel_drops_total" not in families
+    assert "pybrid_proxy_backend_datagrams_total" not in families
+    assert "pybrid_proxy_connections_total" not in families
+    assert "pybrid_proxy_client_buffered_bytes" not in families
+    assert "pybrid_proxy_backend_up" in families
+
+
+def test_label_values_are_escaped():
+    name = 'evil"host\\name\nx'
+    families = parse_metrics(status_metrics.render(
+        ops_fakes.status(backends=(ops_fakes.backend(name),))))
+    assert families["pybrid_proxy_backend_up"]["samples"] == [
+        ('{backend="evil\\"host\\\\name\\nx"}', "1")]
+
+
+def test_json_is_the_whole_snapshot():
+    data = json.loads(json.dumps(ops_fakes.status().to_json()))
+    assert data["backends"][0]["name"] == "10.0.0.7:5732"
+    assert data["active"]["peer"] == "10.0.0.99:50000"
+    assert data["queue"][0]["state"] == "queued"
+    assert data["wires"] == [{"source": "0/0", "target": "1/0"}]
+    assert data["uptime"] == 120.0 and data["healthy"] is True
+    assert data["errors"][0]["text"] == "backend lost"
+
+
+def test_page_shows_the_live_values():
+    page = status_html.render(ops_fakes.status(), refresh=3)
+    assert page.startswith("<!doctype html>")
+    assert '<meta http-equiv="refresh" content="3">' in page
+    for text in ("10.0.0.7:5732", "/00-00-5E-00-53-01", "10.0.0.99:50000", "10.0.0.98:40000",
+                 "d5e48838-df18-4faa-aae6-91e10f354b73", "backend lost", "all backends ready",
+                 "up 2 min 0 s", "6.8 MB/s", "4 KiB of 64 MiB"):
+        assert text in page, text
+    assert "<script" not in page and "http://" not in page and "https://" not in page
+
+
+def test_page_escapes_everything_from_outside():
+    evil = '<script>alert("x")</script>'
+    status = ops_fakes.status(
+        backends=(ops_fakes.backend(evil, carriers=(evil,)),),
+        active=ops_fakes.session(evil), wires=((evil, evil),),
+        errors=(ops_fakes.LogEntry(1.0, "error", "pybrid.proxy.x", evil),),
+    )
+    page = status_html.render(status)
+    assert "<script" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+
+
+def test_page_says_na_for_unknown_values_and_degraded_backends():
+    status = ops_fakes.status(
+        backends=(ops_fakes.backend(healthy=False, state="waiting", kernel_drops=None,
+                                    datagram_rate=None, carriers=()),),
+        active=None, queue=(), errors=(), started=None,
+    )
+    page = status_html.render(status)
+    assert "degraded" in page and "waiting" in page
+    assert page.count('class="na">n/a<') >= 3
+    assert "no active session" in page and "nobody is waiting" in page
+    assert "no warnings or errors logged" in page
+
+
+def test_durations_sizes_and_counts():
+    assert status_html.duration(59) == "59 s"
+    assert status_html.duration(3725) == "1 h 2 min"
+    assert status_html.duration(90000) == "1 d 1 h"
+    assert status_html.size(3_400_000, "/s") == "3.4 MB/s"
+    assert status_html.size(512) == "512 B"
+    assert status_html.size_iec(8 << 20) == "8 MiB"
+    assert status_html.size_iec(1536) == "1.5 KiB"
+    assert status_html.count(1234567) == "1\u202f234\u202f567"
+    assert status_html.per_second(12.345) == "12.3"
+    assert status_html.per_second(None) == status_html.NA

@@ -13,6 +13,7 @@ registered run receives ``--count`` real device datagrams (8 channels x 100 f32 
   ring) read by a separate process with :class:`pybrid.monitor.shm.ShmReader`;
   ``shm-thread`` the same with ``--shm-writer thread`` (batches of up to 512 frames per ring
   write) and ``shm-thread-batch1`` with one frame per ring write (the "before" of batching);
+  ``shm-library-reader`` (not in the default list) reads with ``zerobuffer.Reader.read_frame``;
 * ``all``: TCP client, multicast tap and shm tap together.
 
 Per case: frames/s through the router loop, and for shm the frames/s until the reader had
@@ -117,7 +118,7 @@ def run_case(case: str, data: list[bytes]) -> dict[str, Any]:
         from pybrid.shm.service import ShmTaps
 
         name = f"pybrid-bench-{uuid.uuid4().hex[:8]}"
-        reader = start_reader(name, len(data))
+        reader = start_reader(name, len(data), reference=case == "shm-library-reader")
         clock: Any = task.Clock()
         clock.callFromThread = lambda f, *a: f(*a)  # reports only on failure
         threaded = case.startswith("shm-thread")

@@ -28,7 +28,6 @@ import ctypes
 import ctypes.util
 import functools
 import mmap
-import os
 import struct
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -358,8 +357,3 @@ class ShmReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def pid_alive(pid: int) -> bool:
-    from pybrid.shm.ring import process_exists
-
-    return process_exists(pid) and pid != os.getpid()

@@ -136,7 +136,7 @@ def run_case(case: str, data: list[bytes]) -> dict[str, Any]:
                     max_bytes=1 << 31))
         shm.start()
         assert shm.taps[0].state == "attached", shm.taps[0].status()
-        router.tap = shm.chain(tap)
+        router.feed = shm.feed
     lane = Lane()
     route = router.route_datagram
     # every 64 datagrams, what the reactor does after a pass over its sockets: the client

@@ -67,7 +67,7 @@ class ProxyService(service.MultiService):
         #: ``--shm-tap`` shared-memory taps (pybrid.shm), fed where the multicast tap is.
         self.shm = make_shm_taps(config, reactor, self.router, lambda: self.lanes)
         if self.shm is not None:
-            self.router.tap = self.shm.chain(self.tap)
+            self.router.feed = self.shm.feed
         self.lanes = [
             BackendLane(backend, reactor, self, self.router, timing, config.udp_rcvbuf,
                         config.debug, index)

@@ -45,9 +45,12 @@ _FINAL = {pb.DONE: "DONE", pb.ERROR: "ERROR"}
 
 
 class FrameSink(Protocol):
-    """A tap as the feed sees it: ``sink(frame)`` hands one frame on, never raises."""
+    """A tap as the feed sees it: ``sink(frame)`` hands one frame on, ``put(seq, chunk,
+    datagram, template)`` one CHUNK frame of the fast path (:meth:`ShmFeed.chunk`); neither
+    raises."""
 
     sink: Callable[[F.Frame], Any]
+    put: Callable[[int, int, bytes, F.Template], Any]
 
 
 @attrs.frozen
@@ -71,6 +74,9 @@ class _Fast:
     middle: bytes
     middle_at: int
     tail: bytes
+    #: The bytes after the message id (the kind tag is among them) and where they start.
+    between: bytes
+    between_at: int
     run_at: int
     chunk_at: int
     chunk_len: int
@@ -86,7 +92,8 @@ class _Fast:
         start = lay.middle_at + len(lay.middle)
         end = lay.length - len(lay.tail)
         n = F.HEADER_SIZE + end - start
-        return cls(lay.head, lay.middle, lay.middle_at, lay.tail, lay.run_at, lay.chunk_at,
+        return cls(lay.head, lay.middle, lay.middle_at, lay.tail, lay.between,
+                   max(0, lay.id_at + 36), lay.run_at, lay.chunk_at,
                    lay.chunk_len, start, end, F.pad_length(n), n + F.pad_length(n),
                    lay.path.decode(), fmt)
 
@@ -150,12 +157,66 @@ class ShmFeed:
     _carrier_index: dict[tuple[int, str], int] = attrs.Factory(dict)
     #: One ChunkFormat object per distinct format (their ids key the runs' LAYOUT frames).
     _formats: dict[str, ChunkFormat] = attrs.Factory(dict)
+    #: The ChunkFormat of a data datagram by lane, path and DaqData tail (the slow path
+    #: learns them).
+    _tails: dict[tuple[int, bytes, bytes], ChunkFormat] = attrs.Factory(dict)
+    #: The router's track of the current run (:meth:`chunk`) and, for the current run, per
+    #: router layout (by id; the layout itself is kept to check), the frame template.
+    _track: object = None
+    _templates: dict[int, F.Template] = attrs.Factory(dict)
+
+    def chunk(self, track: Any, lay: Layout, chunk: int, payload: bytes, lane: int) -> None:
+        """A data datagram the router's fast path matched to registered run ``track``
+        (:attr:`pybrid.proxy.data.router.RunRouter.feed`): it knows the layout ``lay`` and the
+        chunk number, so only the header template is looked up and the taps copy the sample
+        bytes ``payload[start:end]`` straight into their rings."""
+        if track is not self._track:
+            if self._switch(track) is None:
+                return
+        t = self._templates.get(id(lay))
+        if t is None or t[0] is not lay:
+            t = self._template(lay, payload, lane)
+            if t is None:
+                return
+        self._seq = seq = self._seq + 1
+        self.frames += 1
+        for tap in self.taps:
+            tap.put(seq, chunk, payload, t)
+
+    def _switch(self, track: Any) -> _Run | None:
+        run = self._active(track.run_id.encode())
+        if run is not None:
+            self._track = track
+        return run
+
+    def _template(self, lay: Layout, payload: bytes, lane: int) -> F.Template | None:
+        """The frame template of ``lay`` in the current run; None (and the datagram handed to
+        the slow path, which learns its format) for a format not yet known."""
+        fmt = self._tails.get((lane, lay.path, lay.tail))
+        run = self._current
+        if fmt is None or run is None:
+            self._track = None
+            self.emit(payload, lane)
+            return None
+        carrier = self._carrier(lane, lay.path.decode())
+        if (carrier, id(fmt)) not in run.layouts:
+            self._layout(run, carrier, fmt)
+        flags = fmt.flags | (0 if lay.tag == DATA_TAG else F.FLAG_END_MESSAGE)
+        head = F.HEADER.pack(F.CHUNK, flags, carrier, run.number, 0, 0, fmt.samples,
+                             fmt.channels, fmt.dtype_code, fmt.gain, fmt.offset)
+        start = lay.middle_at + len(lay.middle)
+        end = lay.length - len(lay.tail)
+        n = F.HEADER_SIZE + end - start
+        t = (lay, head, head[:8], head[20:], start, end, F.pad_length(n), n + F.pad_length(n))
+        self._templates[id(lay)] = t
+        return t
 
     def emit(self, payload: bytes, carrier_index: int, flags: int = 0) -> None:
         """One run message from backend lane ``carrier_index`` (the monitor-tap hook)."""
         for fast in self._fast.get(len(payload), ()):
             if (payload.startswith(fast.middle, fast.middle_at) and payload.endswith(fast.tail)
-                    and payload.startswith(fast.head)):
+                    and payload.startswith(fast.head)
+                    and payload.startswith(fast.between, fast.between_at)):
                 break
         else:
             self._slow(payload, carrier_index)
@@ -238,8 +299,10 @@ class ShmFeed:
             self.unusable += 1
             return
         fmt = self._formats.setdefault(json.dumps(fmt.body, sort_keys=True), fmt)
-        lay = layout_of(payload) if kind == "run_data_message" else None
-        if lay is not None and lay.tag == DATA_TAG:
+        lay = layout_of(payload)
+        if lay is not None:
+            self._tails.setdefault((lane, lay.path, lay.tail), fmt)
+        if lay is not None and lay.tag == DATA_TAG and kind == "run_data_message":
             same = self._fast.setdefault(len(payload), [])
             if len(same) >= 16:
                 del same[0]
@@ -293,13 +356,17 @@ class ShmFeed:
             start = _json(F.RUN_START, F.RUN_WIDE, run.number, self._seq,
                           {"run_id": run_id, "run": run.number, "carriers": list(run.carriers)})
             run.replay.append(start)
-            self._current = run
-            self._heads.clear()
+            self._new_current(run)
             self._send(start)
         if self._current is not run:
-            self._current = run
-            self._heads.clear()
+            self._new_current(run)
         return run
+
+    def _new_current(self, run: _Run) -> None:
+        self._current = run
+        self._heads.clear()
+        self._templates.clear()
+        self._track = None
 
     def _carrier(self, lane: int, path: str) -> int:
         key = (lane, path)

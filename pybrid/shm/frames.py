@@ -70,6 +70,9 @@ _PAD = bytes(16)
 #: at offsets 8 and 16 unless ``seq`` is 0 (already in ``head``); ``body`` (bytes or a
 #: memoryview of the device's datagram) and ``pad`` zero bytes follow; ``length`` is the total.
 Frame = tuple[bytes, int, int, Any, int, int]
+#: The feed's template of one datagram layout's CHUNK frames (fast path), ``(layout, head,
+#: head[:8], head[20:], start, end, pad, length)``: the samples are ``datagram[start:end]``.
+Template = tuple[Any, bytes, bytes, bytes, int, int, int, int]
 #: What the writer patches into a CHUNK frame's header: seq (u64) and chunk (u32).
 SEQ_CHUNK = struct.Struct("<QI")
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from pybrid.shm.frames import Frame
+from pybrid.shm.frames import Frame, Template
 from pybrid.shm.ring import BufferFullException, ReaderDeadException
 
 #: Seconds between retries while the ring is full.
@@ -62,7 +62,16 @@ class InlineWriter:
 
     @property
     def queued(self) -> int:
-        return len(self._queue) - self._head
+        return len(self._queue) - self._head + self.ring.pending
+
+    def put(self, seq: int, chunk: int, src: bytes, t: Template) -> None:
+        """One CHUNK frame from the feed's fast path: copied into the ring at once when
+        nothing waits and it fits (:meth:`~pybrid.shm.ring.Ring.put`; published by the next
+        flush), else queued like any frame."""
+        if self._head != len(self._queue) or not self.ring.put(seq, chunk, src, t):
+            self.submit((t[1], seq, chunk, memoryview(src)[t[4] : t[5]], t[6], t[7]))
+        elif self._call is None:
+            self._call = self.clock.callLater(0, self.flush)
 
     def submit(self, frame: Frame) -> bool:
         size = frame[5]
@@ -86,6 +95,16 @@ class InlineWriter:
             return
         queue = self._queue
         try:
+            k, nbytes = self.ring.publish()  # the frames put straight into the ring
+            if k:
+                self.frames_written += k
+                self.bytes_written += nbytes
+                self.batches += 1
+                self._full_since = None
+            if self._head == len(queue):
+                queue.clear()
+                self._head = 0
+                return
             k, nbytes = self.ring.write_batch(queue, self._head)
             if k:
                 self._head += k
@@ -127,7 +146,11 @@ class InlineWriter:
         self.report(error, 0)  # the tap counts and discards what is queued
 
     def discard(self) -> int:
-        n = len(self._queue) - self._head
+        """Forget every frame not written (queued, or put but unpublished); their count."""
+        ring = self.ring
+        n = len(self._queue) - self._head + ring.pending
+        ring.sequence -= ring.pending  # the reader never saw them: a re-attach continues here
+        ring.pending = 0
         self._queue.clear()
         self._head = 0
         self.queued_bytes = 0
@@ -146,6 +169,12 @@ class InlineWriter:
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None
+        try:  # what was put into the ring already goes to the reader
+            k, nbytes = self.ring.publish()
+            self.frames_written += k
+            self.bytes_written += nbytes
+        except Exception:
+            pass  # the reader is gone: discard counts them
         self.discard()
         try:
             self.ring.close()

@@ -127,6 +127,9 @@ class ShmTap:
     #: Where the feed puts frames: the writer thread's ``submit`` while attached (a refused
     #: frame is counted there), else a counter of frames dropped while detached.
     sink: Callable[[F.Frame], Any] = attrs.field(init=False, default=None)
+    #: Where the feed's fast path puts CHUNK frames ``(seq, chunk, datagram, template)``: the
+    #: inline writer's ``put`` (straight into the ring), else as a frame through :attr:`sink`.
+    put: Callable[..., Any] = attrs.field(init=False, default=None)
     #: Frames and bytes written by writer threads that have ended.
     _written_before_total: int = 0
     _bytes_before_total: int = 0
@@ -148,6 +151,7 @@ class ShmTap:
         self._loop = None
         writer, self._writer = self._writer, None
         self.sink = self._drop
+        self.put = self._drop_put
         if writer is not None:
             self._fold(writer)
             writer.stop()
@@ -162,8 +166,15 @@ class ShmTap:
     def _drop(self, frame: F.Frame) -> None:
         self._counts["dropped_detached"] += 1
 
+    def _drop_put(self, *frame: Any) -> None:
+        self._counts["dropped_detached"] += 1
+
+    def _put_frame(self, seq: int, chunk: int, src: bytes, t: F.Template) -> None:
+        self.sink((t[1], seq, chunk, memoryview(src)[t[4] : t[5]], t[6], t[7]))
+
     def __attrs_post_init__(self) -> None:
         self.sink = self._drop
+        self.put = self._drop_put
 
     # -- attaching --------------------------------------------------------------------------
 
@@ -221,6 +232,7 @@ class ShmTap:
         self._writer = self.make_writer(ring, self._reported_from_thread, self.write_timeout,
                                         self.name)
         self.sink = self._writer.submit
+        self.put = getattr(self._writer, "put", None) or self._put_frame
         self.state = "attached"
         self._counts["attaches"] += 1
         self.log.info("shm tap {name}: attached to the reader (pid {pid}, ring {size} bytes)",
@@ -253,6 +265,7 @@ class ShmTap:
         if writer is None:
             return
         self.sink = self._drop
+        self.put = self._drop_put
         lost += writer.discard()
         self._fold(writer)
         self._counts["detaches"] += 1

@@ -43,13 +43,13 @@ sent on its TCP lane (:meth:`RunRouter.route_message`, flagged ``FLAG_TCP_LANE``
 ``tap.emit`` first, as the bytes in hand, with the backend's lane index as carrier index — one
 ``sendto`` per group, before and independent of routing (a run nobody registered is still
 monitored).  Messages the proxy writes itself (:meth:`RunRouter.route`) are not copied:
-monitors see what the backends sent.
-"""
+monitors see what the backends sent; so does the ``--shm-tap`` ``feed``, but a fast-path datagram
+of a registered run comes with what the router knows of it (``feed.chunk``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 from google.protobuf.message import DecodeError
@@ -61,6 +61,9 @@ from pybrid.proxy.data.layout import DATA_HEAD, DATA_TAG, Layout, chunk_number, 
 from pybrid.proxy.data.sequence import RunChunks
 from pybrid.wire.noise import worth_logging
 from pybrid.wire.paths import carrier_of
+
+if TYPE_CHECKING:
+    from pybrid.shm.feed import ShmFeed
 
 _FINAL_STATES = frozenset((pb.DONE, pb.ERROR))
 _REPORT_LIMIT = 1024  # foreign run ids remembered for log-once
@@ -148,6 +151,7 @@ class RunRouter:
     debug: bool = False
     #: The monitor tap (``--monitor``), or None.
     tap: Tap | None = None
+    feed: ShmFeed | None = None  #: The ``--shm-tap`` feed, or None (see the module note).
     #: Called whenever a run is registered (the service unlatches the intakes' source ports).
     on_register: Callable[[], None] | None = None
     runs: dict[str, RunTrack] = attrs.field(factory=dict)
@@ -242,6 +246,8 @@ class RunRouter:
                 next_chunk[path] = number + 1
             else:
                 self._sequence(track, path, number)
+        if self.feed is not None:
+            self.feed.chunk(track, lay, number, payload, getattr(source, "index", 0))
         self.counters.forwarded += 1
         track.target.deliver(payload)
         return True
@@ -276,6 +282,8 @@ class RunRouter:
                               "{count} unparseable so far)", backend=source.name,
                               length=len(payload), count=self.counters.unparseable)
             return None
+        if self.feed is not None:
+            self.feed.emit(payload, getattr(source, "index", 0))
         return env
 
     def _parse_and_route(self, source: Source, payload: bytes) -> bool:
@@ -288,6 +296,8 @@ class RunRouter:
         tap = self.tap
         if tap is not None:
             tap.emit(payload, getattr(source, "index", 0), FLAG_TCP_LANE)
+        if self.feed is not None:
+            self.feed.emit(payload, getattr(source, "index", 0), FLAG_TCP_LANE)
         self._route(source, env, payload)
 
     def route(self, source: Source, env: pb.Envelope, payload: bytes) -> None:

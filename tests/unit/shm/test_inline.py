@@ -21,6 +21,24 @@ class FakeRing:
         self.written: list[Any] = []
         self.calls = 0
         self.closed = False
+        self.pending = 0
+        self.sequence = 1
+        self._put: list[Any] = []
+
+    def put(self, seq: int, chunk: int, src: bytes, t: Any) -> bool:
+        if self.room <= 0:
+            return False
+        self.room -= 1
+        self.pending += 1
+        self.sequence += 1
+        self._put.append((t[1], seq, chunk, src[t[4] : t[5]], t[6], t[7]))
+        return True
+
+    def publish(self) -> tuple[int, int]:
+        n, self.pending = self.pending, 0
+        done, self._put = self._put, []
+        self.written.extend(done)
+        return n, sum(f[5] for f in done)
 
     def write_batch(self, frames: Any, start: int = 0) -> tuple[int, int]:
         self.calls += 1
@@ -97,3 +115,43 @@ def test_the_bound_refuses_and_counts():
     assert writer.submit(frame(1)) and writer.submit(frame(2))
     assert not writer.submit(frame(3))
     assert writer.refused == 1
+
+
+def template(length: int = 64) -> Any:
+    return (None, bytes(48), bytes(8), bytes(28), 2, 2 + length - 48, 0, length)
+
+
+def test_put_goes_straight_into_the_ring_and_one_flush_publishes_in_order():
+    writer, ring, clock, _ = rig()
+    t = template()
+    for seq in (1, 2, 3):
+        writer.put(seq, seq * 10, bytes(100), t)
+    assert ring.written == [] and ring.pending == 3 and writer.queued == 3
+    assert len(clock.getDelayedCalls()) == 1  # one flush for the burst
+    clock.advance(0)
+    assert [f[1:3] for f in ring.written] == [(1, 10), (2, 20), (3, 30)]
+    assert writer.frames_written == 3 and writer.queued == 0
+
+
+def test_put_queues_once_the_ring_is_full_and_keeps_the_order():
+    writer, ring, clock, _ = rig()
+    ring.room = 2
+    t = template()
+    for seq in range(1, 6):
+        writer.put(seq, seq, bytes(100), t)
+    assert ring.pending == 2 and writer.queued == 5  # 3 wait in the queue
+    ring.room = 10
+    writer.put(6, 6, bytes(100), t)  # behind the queue, not into the ring
+    assert ring.pending == 2
+    clock.advance(0)
+    assert [f[1] for f in ring.written] == [1, 2, 3, 4, 5, 6]
+
+
+def test_discard_counts_unpublished_frames_and_rolls_the_ring_sequence_back():
+    writer, ring, _, _ = rig()
+    t = template()
+    writer.put(1, 1, bytes(100), t)
+    writer.put(2, 2, bytes(100), t)
+    assert ring.sequence == 3
+    assert writer.discard() == 2
+    assert ring.sequence == 1 and ring.pending == 0 and writer.queued == 0

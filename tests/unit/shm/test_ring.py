@@ -59,6 +59,35 @@ def test_frames_wrap_around_and_the_library_reads_them_in_order(reader):
     ring.close()
 
 
+def test_put_frames_are_invisible_until_publish_then_read_in_order_across_wraps(reader):
+    name, r = reader
+    ring = Ring(name)
+    ring.set_metadata(b"{}")
+    head = bytes(range(48))
+    t = (None, head, head[:8], head[20:], 3, 3 + 64, 0, 112)  # 112 + 16: 128 bytes a frame
+    src = bytes(3) + bytes(range(64, 128)) + bytes(5)
+    assert ring.put(1, 7, src, t) and ring.pending == 1
+    assert r.read_frame(timeout=0.05) is None  # not published: nothing to read
+    got = []
+    for seq in range(2, 301):
+        if not ring.put(seq, seq + 6, src, t):
+            assert ring.publish()[0] > 0
+            while (f := r.read_frame(timeout=0.05)) is not None:
+                got.append((f.sequence, bytes(f.data)))
+                r.release_frame(f)
+            assert ring.put(seq, seq + 6, src, t)
+    n, nbytes = ring.publish()
+    assert nbytes == n * 112
+    while (f := r.read_frame(timeout=0.05)) is not None:
+        got.append((f.sequence, bytes(f.data)))
+        r.release_frame(f)
+    assert [s for s, _ in got] == list(range(1, 301))
+    for k, (_, data) in enumerate(got, start=1):
+        frame = (head, k, k + 6, src[3:67], 0, 112)
+        assert data == F.frame_bytes(frame)
+    ring.close()
+
+
 def test_a_full_ring_writes_nothing_more_until_space_returns(reader):
     name, r = reader
     ring = Ring(name)

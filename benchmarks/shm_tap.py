@@ -85,8 +85,13 @@ class Null:
         pass
 
 
+#: The ring size the shm reader creates (``--ring-mb``).
+RING_BYTES = 64 << 20
+
+
 def start_reader(name: str, count: int, reference: bool = False) -> subprocess.Popen[str]:
-    argv = [sys.executable, str(Path(__file__).parent / "_shm_reader.py"), name, str(count)]
+    argv = [sys.executable, str(Path(__file__).parent / "_shm_reader.py"), name, str(count),
+            "--size", str(RING_BYTES)]
     proc = subprocess.Popen(argv + (["--reference"] if reference else []),
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
@@ -197,10 +202,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--ring-mb", type=int, default=64,
+                    help="payload size of the ring the shm reader creates (MiB)")
     args = ap.parse_args()
+    global RING_BYTES
+    RING_BYTES = args.ring_mb << 20
     data = datagrams(args.count, 8, "f32")
     print(json.dumps({"load_average": [round(x, 2) for x in os.getloadavg()],
-                      "cpus": os.cpu_count(), "datagram_bytes": len(data[1])}), flush=True)
+                      "cpus": os.cpu_count(), "datagram_bytes": len(data[1]),
+                      "ring_mb": args.ring_mb}), flush=True)
     results = []
     for case in args.cases.split(","):
         results.append(run_case(case, data))

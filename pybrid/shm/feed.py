@@ -2,13 +2,21 @@
 
 Design note
 -----------
-The proxy hands :meth:`ShmFeed.emit` every run message a backend sent, exactly where it feeds
-the multicast monitor tap (the router's tap hook, before routing), as the bytes in hand with
-the backend lane's index.  The feed writes only the *active* runs — those the router has
-registered for a session (``lookup`` returns their carrier paths, None otherwise) — and
-turns each data message into one :data:`~pybrid.shm.frames.CHUNK` frame
-``(header, samples, pad)`` whose ``samples`` is a ``memoryview`` slice of the datagram: no
-sample byte is copied on the reactor thread.  The frame is built once and handed to every tap.
+The router (:attr:`pybrid.proxy.data.router.RunRouter.feed`) hands the feed every run
+message a backend sent, with the backend lane's index, in one of two ways.  A data datagram
+its fast path matched to a registered run comes to :meth:`ShmFeed.chunk` with what the router
+already knows — its run track, its :class:`~pybrid.proxy.data.layout.Layout` and the chunk
+number — so nothing is recognised twice: the feed looks up the frame template of that layout
+in the current run (the 48-byte header with everything but the tap sequence and the chunk
+number, and where the samples are) and each tap's ``put`` copies header and samples straight
+into its ring (:meth:`pybrid.shm.ring.Ring.put`); no frame object is made.  Every other
+message (those protobuf parsed: state changes, first datagrams of a layout, the TCP lane)
+comes to :meth:`ShmFeed.emit`, as bytes, and is handled as follows.  The feed writes only
+the *active* runs — those the router has registered for a session (``lookup`` returns their
+carrier paths, None otherwise) — and turns each data message into one
+:data:`~pybrid.shm.frames.CHUNK` frame ``(header, samples, pad)`` whose ``samples`` is a
+``memoryview`` slice of the datagram: no sample byte is copied before the ring.  The frame
+is built once and handed to every tap.
 
 Data datagrams are recognised like the router's fast path (:mod:`pybrid.proxy.data.layout`): a
 datagram's :class:`~pybrid.proxy.data.layout.Layout` is learned once, from a datagram protobuf

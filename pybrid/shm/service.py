@@ -1,9 +1,10 @@
 """The proxy's shared-memory taps (``--shm-tap NAME``, repeatable), as one object.
 
 :class:`ShmTaps` builds the :class:`~pybrid.shm.feed.ShmFeed` and one
-:class:`~pybrid.shm.tap.ShmTap` per name, and is itself a monitor tap (``emit``): the proxy
-hands it to the run router where the multicast tap goes, chained in front of that one
-(:meth:`chain`), so both see the same backend messages in the same place.
+:class:`~pybrid.shm.tap.ShmTap` per name.  The proxy gives the feed to the run router as its
+``feed`` (:attr:`pybrid.proxy.data.router.RunRouter.feed`: fast-path chunks with what the
+router knows, everything else it parsed as bytes).  :meth:`chain` (the feed as a plain monitor
+tap in front of another) remains for callers without a router.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""``pybrid-monitor``: watch a monitor multicast group from a terminal.
+"""``pybrid-monitor``: watch a monitor multicast group (or, with ``--shm``, a shared-memory
+tap: :mod:`pybrid.monitor.shm_console`) from a terminal.
 
 Prints one status block per ``--interval`` (per-carrier chunk and sample rates, gaps,
 malformed datagrams), optionally records the samples to an ``.npz`` file, and stops cleanly
@@ -57,8 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watch the samples a pybrid proxy copies to a multicast monitor group.",
     )
     parser.add_argument("--version", action="version", version=version_line(PROG))
-    parser.add_argument("--group", required=True, help="multicast group, e.g. 239.255.0.1")
-    parser.add_argument("--port", required=True, type=_port, help="UDP port of the group")
+    parser.add_argument("--group", help="multicast group, e.g. 239.255.0.1")
+    parser.add_argument("--port", type=_port, help="UDP port of the group")
+    parser.add_argument("--shm", metavar="NAME",
+                        help="read the proxy's shared-memory tap NAME (twistd pybrid-proxy "
+                        "--shm-tap NAME) instead of a multicast group")
+    parser.add_argument("--shm-size", type=_positive, default=64, metavar="MiB",
+                        help="ring size of the --shm buffer (default: %(default)s)")
     parser.add_argument(
         "--interface",
         default=DEFAULT_INTERFACE,
@@ -91,10 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        args.group = parse_group(f"{args.group}:{args.port}")[0]
-    except ValueError as e:
-        parser.error(str(e))
+    if args.shm is not None:
+        if args.group is not None or args.port is not None:
+            parser.error("--shm reads shared memory: leave out --group and --port")
+    elif args.group is None or args.port is None:
+        parser.error("the following arguments are required: --group, --port (or --shm NAME)")
+    else:
+        try:
+            args.group = parse_group(f"{args.group}:{args.port}")[0]
+        except ValueError as e:
+            parser.error(str(e))
     if args.record:
         parent = os.path.dirname(os.path.abspath(args.record))
         if not os.path.isdir(parent):
@@ -279,6 +291,12 @@ class ConsoleMonitor:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: ``pybrid-monitor --group G --port P [...]``."""
     args = parse_args(argv)
+    if args.shm is not None:
+        from pybrid.monitor import shm_console
+
+        return shm_console.run(args.shm, interval=args.interval, duration=args.duration,
+                               record=args.record, payload_size=int(args.shm_size * (1 << 20)),
+                               sample_rate=args.sample_rate)
     if args.verbose:
         from twisted.logger import globalLogBeginner, textFileLogObserver
 

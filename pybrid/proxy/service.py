@@ -44,6 +44,7 @@ from pybrid.proxy.data.router import RunRouter
 from pybrid.proxy.runs.dispatch import Dispatcher
 from pybrid.proxy.status.model import ServiceStatus
 from pybrid.proxy.status.web import StatusService
+from pybrid.shm.options import make_shm_taps
 from pybrid.wire.interfaces import INetworkReactor, host_port
 
 #: Pending client connections the kernel queues for ``accept`` (Twisted's default is 50; the
@@ -71,6 +72,10 @@ class ProxyService(service.MultiService):
         #: (pybrid.proxy.backend.intake).
         self.router = RunRouter(debug=config.debug, tap=self.tap,
                                 on_register=self._unlatch_intakes)
+        #: ``--shm-tap`` shared-memory taps (pybrid.shm), fed where the multicast tap is.
+        self.shm = make_shm_taps(config, reactor, self.router, lambda: self.lanes)
+        if self.shm is not None:
+            self.router.feed = self.shm.feed
         self.lanes = [
             BackendLane(backend, reactor, self, self.router, timing, config.udp_rcvbuf,
                         config.debug, index)
@@ -138,6 +143,8 @@ class ProxyService(service.MultiService):
         for lane in self.lanes:
             lane.start()
         self.intake_watch.start()
+        if self.shm is not None:
+            self.shm.start()
 
     def stopService(self) -> defer.Deferred[Any]:
         """Stop listening; fail the active session's runs (ERROR per carrier), then tell
@@ -164,6 +171,8 @@ class ProxyService(service.MultiService):
         self.intake_watch.stop()
         if self.tap is not None:
             stops.append(self.tap.stop())
+        if self.shm is not None:
+            self.shm.stop()
         await defer.gatherResults(stops)
 
     @property
@@ -207,6 +216,7 @@ class ProxyService(service.MultiService):
             lanes=tuple(lane.status() for lane in self.lanes), router=self.router.status(),
             scheduler=self.scheduler.status(), front=self.front.status(),
             dispatch=self.dispatcher.status(), monitor=monitor,
+            shm_taps=() if self.shm is None else self.shm.status(),
         )
 
     def _unlatch_intakes(self) -> None:

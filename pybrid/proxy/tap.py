@@ -69,6 +69,10 @@ class Options(MonitorOptionsMixin, usage.Options):
          "(e.g. 64MiB, 512KiB, or bytes)."],
         ["udp-rcvbuf", None, format_size(DEFAULT_UDP_RCVBUF).replace(" ", ""),
          "Receive buffer asked for each backend's UDP intake socket (the kernel may cap it)."],
+        ["shm-write-timeout", None, "5",
+         "Seconds a --shm-tap waits for its reader to free space before it detaches."],
+        ["shm-writer", None, "inline",
+         "How --shm-tap writes: 'inline' (non-blocking, on the reactor thread) or 'thread'."],
     ]
     optFlags = [
         ["debug", None, "Log every message (per-message detail)."],
@@ -82,6 +86,7 @@ class Options(MonitorOptionsMixin, usage.Options):
         self.environ = os.environ if environ is None else environ
         self["backends"] = []
         self["auth"] = False
+        self["shm-taps"] = []
         self.config: ProxyConfig | None = None
         self.warnings: tuple[str, ...] = ()
 
@@ -94,6 +99,11 @@ class Options(MonitorOptionsMixin, usage.Options):
         self["backends"].append(value)
 
     opt_b = opt_backend
+
+    def opt_shm_tap(self, value: str) -> None:
+        """Write the run data into the ZeroBuffer NAME once a reader created it (repeatable;
+        needs the [shm] extra; see docs/monitors.md)."""
+        self["shm-taps"].append(value)
 
     def opt_auth(self) -> None:
         """Require clients to authenticate with the token in PYBRID_AUTHENTICATION."""
@@ -120,6 +130,8 @@ class Options(MonitorOptionsMixin, usage.Options):
             monitor = self.monitor_config()
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
+        shm_taps = _shm_taps(self["shm-taps"])
+        shm_timeout = _number("--shm-write-timeout", self["shm-write-timeout"], float, 0.01, 3600)
         token = None
         if self["auth"]:
             token = self.environ.get(AUTH_ENV, "")
@@ -147,6 +159,9 @@ class Options(MonitorOptionsMixin, usage.Options):
             client_buffer=client_buffer,
             udp_rcvbuf=udp_rcvbuf,
             monitor=monitor,
+            shm_taps=shm_taps,
+            shm_write_timeout=float(shm_timeout),
+            shm_writer=_choice("--shm-writer", self["shm-writer"], ("inline", "thread")),
             timing=Timing(nudge_delays=()) if self["no-nudges"] else Timing(),
         )
 
@@ -160,6 +175,24 @@ def _number(name: str, text: str, kind: Any, low: float, high: float) -> float:
     if not low <= value <= high or value != value:
         raise usage.UsageError(f"{name} must be between {low:g} and {high:g}, not {text}")
     return value
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise usage.UsageError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def _shm_taps(names: list[str]) -> tuple[str, ...]:
+    """``--shm-tap`` names, validated (pybrid.shm.options)."""
+    if not names:
+        return ()
+    from pybrid.shm.options import ShmOptionError, parse_shm_taps
+
+    try:
+        return parse_shm_taps(names)
+    except ShmOptionError as e:
+        raise usage.UsageError(str(e)) from None
 
 
 def _size(name: str, text: str, minimum: int) -> int:

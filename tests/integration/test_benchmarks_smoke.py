@@ -85,3 +85,24 @@ def test_recording_benchmark_runs_and_reports_rss_and_shapes() -> None:
     assert re.search(r"^pybrid-run -o x\.h5: .*exit 0, .*peak RSS \d+ MB", out, re.M), out
     for mac in ("00-00-00-00-00-01", "00-00-00-00-00-02"):
         assert f"{mac}: samples (10000, 4), 0 missing chunks" in out, out
+
+
+def test_shm_tap_benchmark_runs_every_path_and_loses_nothing() -> None:
+    """``benchmarks/shm_tap.py`` (TCP client, multicast tap, shm tap with both writers) runs
+    end to end with its reader process; at this small count the shm reader gets every frame."""
+    import json
+
+    from support.shm import require_shm
+
+    require_shm()
+    argv = [sys.executable, str(ROOT / "benchmarks" / "shm_tap.py"), "--count", "3000"]
+    proc = subprocess.run(argv, cwd=str(ROOT), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+    cases = {r["case"]: r for r in lines if "case" in r}
+    assert set(cases) == {"router", "tcp", "multicast", "shm-thread-batch1", "shm-thread",
+                          "shm", "all"}
+    for name in ("shm-thread-batch1", "shm-thread", "shm", "all"):
+        assert cases[name]["shm_lost"] == 0 and cases[name]["shm_chunks_read"] == 3000
+    assert cases["tcp"]["tcp_bytes"] > 3000 * 3000
+    assert set(lines[-1]["path_cpu_us_per_frame"]) == set(cases) - {"router"}

@@ -53,12 +53,13 @@ sent on its TCP lane (:meth:`RunRouter.route_message`, flagged ``FLAG_TCP_LANE``
 ``tap.emit`` first, as the bytes in hand, with the backend's lane index as carrier index — one
 ``sendto`` per group, before and independent of routing (a run nobody registered is still
 monitored).  Messages the proxy writes itself (:meth:`RunRouter.route`) are not copied:
-monitors see what the backends sent.
-"""
+monitors see what the backends sent; so does the ``--shm-tap`` ``feed``, but a fast-path datagram
+of a registered run comes with what the router knows of it (``feed.chunk``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import attrs
 from google.protobuf.message import DecodeError
@@ -82,6 +83,9 @@ from pybrid.proxy.data.sequence import RunChunks
 from pybrid.wire.noise import worth_logging
 from pybrid.wire.paths import carrier_of
 
+if TYPE_CHECKING:
+    from pybrid.shm.feed import ShmFeed
+
 _FINAL_STATES = frozenset((pb.DONE, pb.ERROR))
 _REPORT_LIMIT = 1024  # foreign run ids remembered for log-once
 _LAYOUT_LENGTHS = 64  # datagram lengths with layouts remembered per backend
@@ -97,6 +101,7 @@ class RunRouter:
     debug: bool = False
     #: The monitor tap (``--monitor``), or None.
     tap: Tap | None = None
+    feed: ShmFeed | None = None  #: The ``--shm-tap`` feed, or None (see the module note).
     #: Called whenever a run is registered (the service unlatches the intakes).
     on_register: Callable[[], None] | None = None
     #: Registered runs by the id the client named (what logs and the status page show).
@@ -146,6 +151,10 @@ class RunRouter:
         self._noise.clear()
         if self.on_register is not None:
             self.on_register()
+
+    def track_of(self, run_id: str) -> RunTrack | None:
+        """The registered run with the proxy's (backend-facing) id ``run_id``, or None."""
+        return self._by_bytes.get(run_id.encode())
 
     def forget_run(self, run_id: str) -> None:  # run_id: the proxy's id
         track = self._by_bytes.get(run_id.encode())
@@ -212,6 +221,8 @@ class RunRouter:
                 next_chunk[path] = number + 1
             else:
                 self._sequence(track, path, number)
+        if self.feed is not None:
+            self.feed.chunk(track, lay, number, payload, source.index)
         self.counters.forwarded += 1
         client = track.client_bytes
         if client == rid:
@@ -252,6 +263,8 @@ class RunRouter:
                               "{count} unparseable so far)", backend=source.name,
                               length=len(payload), count=self.counters.unparseable)
             return None
+        if self.feed is not None:
+            self.feed.emit(payload, source.index)
         return env
 
     def _parse_and_route(self, source: Source, payload: bytes) -> bool:
@@ -264,6 +277,8 @@ class RunRouter:
         tap = self.tap
         if tap is not None:
             tap.emit(payload, source.index, FLAG_TCP_LANE)
+        if self.feed is not None:
+            self.feed.emit(payload, source.index, FLAG_TCP_LANE)
         self._route(source, env, payload)
 
     def route(self, source: Source, env: pb.Envelope, payload: bytes) -> None:

@@ -180,6 +180,7 @@ class StatusCollector:
             errors=tuple(reversed(self.events.entries)),
             log_counts=dict(self.events.counts),
             monitor=status.monitor,
+            shm_taps=status.shm_taps,
         )
 
     def _backend(self, lane: LaneStatus) -> BackendStatus:

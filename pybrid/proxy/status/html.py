@@ -221,6 +221,18 @@ def _monitor(status: ProxyStatus) -> str:
     return f'<section class="wide"><h2>Monitor tap</h2>{table}{skipped}</section>'
 
 
+def _shm(status: ProxyStatus) -> str:
+    """``--shm-tap`` taps (pybrid.shm.tap.ShmTapStatus); nothing without one."""
+    if not status.shm_taps:
+        return ""
+    rows = [(f"<code>{e(t.name)}</code>", e(t.state), count(t.frames_written),
+             count(t.frames_dropped), count(t.detaches), e(t.last_error))
+            for t in status.shm_taps]
+    table = _table(("shm tap", "state", "written", "dropped", "detaches", "last error"), rows,
+                   {2, 3, 4}, "")
+    return f'<section class="wide"><h2>Shared-memory taps</h2>{table}</section>'
+
+
 def _counters(status: ProxyStatus) -> str:
     if not status.counters:
         return ""
@@ -265,7 +277,7 @@ def render(status: ProxyStatus, refresh: float = 2.0) -> str:
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>"
         f"<header><h1>pybrid-proxy</h1>{badge}<span class=\"meta\">{meta}</span></header>"
         f"<main>{_backends(status)}{_carriers(status)}{_session(status)}"
-        f"{_monitor(status)}{_counters(status)}{_errors(status)}</main>"
+        f"{_monitor(status)}{_shm(status)}{_counters(status)}{_errors(status)}</main>"
         f"<footer>Snapshot {clock_time(status.now)} UTC, refreshed every {refresh:g} s \u00b7 "
         '<a href="status.json">status.json</a> \u00b7 <a href="metrics">metrics</a></footer>'
         "</body></html>\n"

@@ -178,6 +178,30 @@ def families(status: ProxyStatus) -> Iterator[Metric]:
                      [(["oversize"], tap.oversize), (["not_running"], tap.not_running),
                       (["invalid"], tap.invalid)]),
         ]
+    taps = status.shm_taps
+    if taps:
+        candidates += [
+            _gauge("pybrid_proxy_shm_attached",
+                   "1 while the shared-memory tap is attached to a reader.", ["tap"],
+                   [([t.name], int(t.state == "attached")) for t in taps]),
+            _counter("pybrid_proxy_shm_frames_written_total",
+                     "Frames written into the tap's ZeroBuffer.", ["tap"],
+                     [([t.name], t.frames_written) for t in taps]),
+            _counter("pybrid_proxy_shm_bytes_written_total",
+                     "Frame bytes written into the tap's ZeroBuffer.", ["tap"],
+                     [([t.name], t.bytes_written) for t in taps]),
+            _counter("pybrid_proxy_shm_frames_dropped_total",
+                     "Frames the tap could not write, by reason.", ["tap", "reason"],
+                     [([t.name, reason], value) for t in taps
+                      for reason, value in (("detached", t.dropped_detached),
+                                            ("queue", t.dropped_queue),
+                                            ("lost", t.dropped_lost))]),
+            _counter("pybrid_proxy_shm_detaches_total",
+                     "Times the tap detached from its reader, by reason.", ["tap", "reason"],
+                     [([t.name, reason], value) for t in taps
+                      for reason, value in (("buffer_full", t.buffer_full),
+                                            ("reader_dead", t.reader_dead))]),
+        ]
     yield from (family for family in candidates if family is not None)
 
 

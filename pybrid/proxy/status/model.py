@@ -35,6 +35,8 @@ class ServiceStatus:
     dispatch: DispatchCounters
     #: The multicast monitor tap's counters (``--monitor``), or None without a tap.
     monitor: TapCounters | None
+    #: ``--shm-tap``: one :class:`pybrid.shm.tap.ShmTapStatus` per tap.
+    shm_taps: tuple[Any, ...] = ()
 
 
 @attrs.frozen
@@ -135,6 +137,8 @@ class ProxyStatus:
     log_counts: dict[str, int]
     #: The multicast monitor tap's counters, or None without ``--monitor``.
     monitor: TapCounters | None = None
+    #: ``--shm-tap``: one :class:`pybrid.shm.tap.ShmTapStatus` per tap.
+    shm_taps: tuple[Any, ...] = ()
 
     @property
     def uptime(self) -> float | None:

@@ -1,0 +1,94 @@
+"""The proxy's shared-memory taps (``--shm-tap NAME``, repeatable), as one object.
+
+:class:`ShmTaps` builds the :class:`~pybrid.shm.feed.ShmFeed` and one
+:class:`~pybrid.shm.tap.ShmTap` per name.  The proxy gives the feed to the run router as its
+``feed`` (:attr:`pybrid.proxy.data.router.RunRouter.feed`: fast-path chunks with what the
+router knows, everything else it parsed as bytes).  :meth:`chain` (the feed as a plain monitor
+tap in front of another) remains for callers without a router.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+
+from pybrid.shm import frames as F
+from pybrid.shm.feed import ShmFeed
+from pybrid.shm.tap import ShmTap, ShmTapStatus, inline_writer
+
+
+class _Chain:
+    """``emit`` to several monitor taps in order."""
+
+    def __init__(self, taps: list[Any]) -> None:
+        self._emits = [t.emit for t in taps]
+
+    def emit(self, payload: bytes, carrier_index: int, flags: int = 0) -> None:
+        for emit in self._emits:
+            emit(payload, carrier_index, flags)
+
+
+def lane_carriers(lanes: Iterable[Any]) -> list[dict[str, Any]]:
+    """The metadata's carrier list from the proxy's backend lanes: one entry per carrier
+    path (``/<MAC>``) with its lane index, backend name and configured location."""
+    out: list[dict[str, Any]] = []
+    for lane in lanes:
+        backend = getattr(lane, "backend", None)
+        location = getattr(backend, "location", None)
+        for path in getattr(lane, "carriers", ()) or ():
+            out.append({"index": len(out), "lane": lane.index, "backend": lane.name,
+                        "path": path, "mac": path.strip("/"),
+                        "location": None if location is None else str(location)})
+    return out
+
+
+@attrs.define(eq=False)
+class ShmTaps:
+    """Every ``--shm-tap`` of one proxy: the feed, the taps, their start/stop and status."""
+
+    names: tuple[str, ...]
+    reactor: Any
+    lookup: Callable[[str], Iterable[str] | None]
+    carriers: Callable[[], list[dict[str, Any]]]
+    proxy_version: str = ""
+    #: The client's id of a run from the backend-facing one (see ShmFeed.name_of).
+    name_of: Callable[[str], str] = str
+    write_timeout: float = 5.0
+    poll_interval: float = 0.25
+    #: "inline" (reactor thread, non-blocking ring writes) or "thread" (a writer thread).
+    writer: str = "inline"
+    feed: ShmFeed = attrs.field(init=False)
+    taps: list[ShmTap] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.feed = ShmFeed(self.lookup, self.carriers, self.name_of)
+        self.taps = [
+            ShmTap(name, self.reactor, self.reactor.callFromThread, self._metadata,
+                   self.feed.replay, poll_interval=self.poll_interval,
+                   write_timeout=self.write_timeout)
+            for name in self.names
+        ]
+        if self.writer == "inline":
+            for tap in self.taps:
+                tap.make_writer = inline_writer(self.reactor)
+        self.feed.taps.extend(self.taps)
+
+    def _metadata(self) -> bytes:
+        return F.metadata(self.carriers(), self.proxy_version)
+
+    def chain(self, tap: Any | None) -> Any:
+        """The monitor tap to give the router: this feed, then ``tap`` (if any)."""
+        return self.feed if tap is None else _Chain([self.feed, tap])
+
+    def start(self) -> None:
+        for tap in self.taps:
+            tap.start()
+
+    def stop(self) -> None:
+        for tap in self.taps:
+            tap.stop()
+
+    def status(self) -> tuple[ShmTapStatus, ...]:
+        return tuple(tap.status() for tap in self.taps)

@@ -1,0 +1,205 @@
+"""Backend datagrams → pybrid-shm frames (the feed), and the frame format itself."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+from support.shm import require_shm
+
+require_shm()
+
+from pybrid import samples as S  # noqa: E402
+from pybrid.proto import pb  # noqa: E402
+from pybrid.shm import frames as F  # noqa: E402
+from pybrid.shm.feed import ShmFeed  # noqa: E402
+
+PATH = "/00-00-00-00-00-01"
+
+
+def data_message(run_id: str, chunk: int, raw: np.ndarray, dtype: str = "f32",
+                 gains: list[float] | None = None, end: bool = False) -> bytes:
+    env = pb.Envelope()
+    env.message_v1.id = str(uuid.uuid4())
+    body = env.message_v1.run_data_end_message if end else env.message_v1.run_data_message
+    body.run.id = run_id
+    body.run.chunk = chunk
+    body.entity.path = PATH
+    body.data.CopyFrom(S.encode(raw, dtype, gains=gains))
+    return env.SerializeToString()
+
+
+def state_message(run_id: str, new: int) -> bytes:
+    env = pb.Envelope()
+    change = env.message_v1.run_state_change_message
+    change.run.id = run_id
+    change.old = pb.OP_END
+    change.new_ = new
+    change.reason = "finished"
+    return env.SerializeToString()
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.frames: list[F.Frame] = []
+        self.sink = self.frames.append
+
+
+def feed_for(active: set[str]) -> tuple[ShmFeed, Sink]:
+    sink = Sink()
+    feed = ShmFeed(lambda rid: [PATH] if rid in active else None,
+                   lambda: [{"index": 0, "lane": 0, "path": PATH}])
+    feed.taps.append(sink)
+    return feed, sink
+
+
+def whole(frame: F.Frame) -> bytes:
+    data = F.frame_bytes(frame)
+    assert len(data) == frame[5] and len(data) % 16 == 0
+    return data
+
+
+def test_messages_of_runs_that_are_not_active_make_no_frames():
+    feed, sink = feed_for(set())
+    feed.emit(data_message(str(uuid.uuid4()), 0, np.ones((100, 8))), 0)
+    assert sink.frames == [] and feed.inactive == 1
+
+
+def test_a_run_yields_start_layout_chunks_and_end_with_zero_copy_samples():
+    run_id = str(uuid.uuid4())
+    feed, sink = feed_for({run_id})
+    rng = np.random.default_rng(1)
+    raws = [rng.standard_normal((100, 8)).astype("<f4") for _ in range(3)]
+    payloads = [data_message(run_id, n, raw) for n, raw in enumerate(raws)]
+    for payload in payloads:
+        feed.emit(payload, 0)
+    feed.emit(state_message(run_id, pb.DONE), 0)
+    kinds = [F.parse_header(whole(f))[0] for f in sink.frames]
+    assert kinds == [F.RUN_START, F.LAYOUT, F.CHUNK, F.CHUNK, F.CHUNK, F.CARRIER_END]
+    seqs = [F.parse_header(whole(f))[4] for f in sink.frames]
+    assert seqs == list(range(1, 7))
+    start = F.json_body(whole(sink.frames[0]))
+    assert start["run_id"] == run_id and start["carriers"] == [PATH]
+    layout = F.json_body(whole(sink.frames[1]))
+    assert layout["path"] == PATH and layout["dtype"] == "<f4" and layout["channels"] == 8
+    for n, (frame, raw, payload) in enumerate(zip(sink.frames[2:5], raws, payloads,
+                                                   strict=True)):
+        head, _, _, body, pad, length = frame
+        if n == 2:  # the first datagram of a layout (chunk 0 has no chunk field, so chunk 1
+            # is another) is parsed and teaches it; later ones are read in place: the samples
+            # are a slice of the datagram, not a copy
+            assert isinstance(body, memoryview) and body.obj is payload
+        assert len(head) + len(body) + pad == length and length % 16 == 0
+        fields = F.parse_header(whole(frame))
+        assert fields[5] == n and fields[6] == 100 and fields[7] == 8  # chunk, samples, ch
+        view = F.samples_view(whole(frame), 100, 8, fields[8])
+        np.testing.assert_array_equal(view, raw)
+    end = whole(sink.frames[5])
+    assert F.parse_header(end)[1] == pb.DONE
+    assert F.json_body(end)["state"] == "DONE" and F.json_body(end)["path"] == PATH
+    assert feed.replay() == sink.frames[:2]
+
+
+def test_per_channel_gains_set_the_flag_and_the_layout_lists():
+    run_id = str(uuid.uuid4())
+    feed, sink = feed_for({run_id})
+    feed.emit(data_message(run_id, 0, np.ones((10, 2)), "i16", gains=[0.5, 2.0]), 0)
+    layout = F.json_body(whole(sink.frames[1]))
+    assert layout["gains"] == [0.5, 2.0] and layout["dtype"] == "<i2"
+    head = F.parse_header(whole(sink.frames[2]))
+    assert head[1] & F.FLAG_PER_CHANNEL
+
+
+def test_end_messages_are_flagged():
+    run_id = str(uuid.uuid4())
+    feed, sink = feed_for({run_id})
+    feed.emit(data_message(run_id, 5, np.ones((1, 8)), end=True), 0)
+    assert F.parse_header(whole(sink.frames[-1]))[1] & F.FLAG_END_MESSAGE
+
+
+def test_garbage_is_counted_and_ignored():
+    feed, sink = feed_for({"x"})
+    feed.emit(b"\xff\xff\xff garbage", 0)
+    assert sink.frames == [] and feed.unusable == 1
+
+
+def test_samples_view_is_a_view_and_checks_sizes():
+    data = bytearray(F.chunk_header(0, 1, 1, 0, 2, 2, 1, 1.0, 0.0) + np.arange(4, dtype="<f4")
+                     .tobytes())
+    view = F.samples_view(data, 2, 2, 1)
+    assert np.shares_memory(view, np.frombuffer(data, dtype=np.uint8))
+    with pytest.raises(F.FrameFormatError):
+        F.samples_view(data, 3, 2, 1)
+    with pytest.raises(F.FrameFormatError):
+        F.samples_view(data, 2, 2, 99)
+
+
+def test_metadata_round_trip_and_foreign_metadata():
+    meta = F.metadata([{"index": 0, "path": PATH}], "1.0")
+    assert F.parse_metadata(meta)["carriers"][0]["path"] == PATH
+    with pytest.raises(F.FrameFormatError, match="not from a pybrid proxy"):
+        F.parse_metadata(b'{"format": "other"}')
+    with pytest.raises(F.FrameFormatError, match="no metadata"):
+        F.parse_metadata(b"")
+
+
+class PutSink(Sink):
+    """A tap with the fast path's ``put``: the frames it would write, as frames."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.puts = 0
+
+    def put(self, seq: int, chunk: int, src: bytes, t: F.Template) -> None:
+        self.puts += 1
+        self.frames.append((t[1], seq, chunk, src[t[4] : t[5]], t[6], t[7]))
+
+
+class Lane:
+    name = "dev"
+    carriers = (PATH,)
+    index = 0
+
+
+class Target:
+    session_id = "s"
+
+    def __init__(self) -> None:
+        self.got: list[bytes] = []
+
+    def deliver(self, payload: bytes) -> None:
+        self.got.append(payload)
+
+    def run_ended(self, run_id: str, state: int) -> None:
+        pass
+
+
+def test_fed_from_the_router_fast_path_the_frames_equal_those_of_the_feed_alone():
+    from pybrid.proxy.data.router import RunRouter
+
+    run_id = str(uuid.uuid4())
+    rng = np.random.default_rng(2)
+    raws = [rng.standard_normal((100, 8)).astype("<f4") for _ in range(6)]
+    payloads = [data_message(run_id, n, raw) for n, raw in enumerate(raws)]
+    payloads.append(data_message(run_id, 6, raws[0], end=True))
+    payloads.append(data_message(str(uuid.uuid4()), 7, raws[0]))  # a run nobody registered
+    payloads.append(state_message(run_id, pb.DONE))
+    alone, expected = feed_for({run_id})
+    for payload in payloads:
+        alone.emit(payload, 0)
+
+    router = RunRouter()
+    target = Target()
+    router.register_run(run_id, target, [PATH])
+    routed = PutSink()
+    router.feed = ShmFeed(lambda rid: router.runs[rid].carriers if rid in router.runs else None,
+                          lambda: [{"index": 0, "lane": 0, "path": PATH}])
+    router.feed.taps.append(routed)
+    for payload in payloads:
+        router.route_datagram(Lane(), payload)
+    assert routed.puts >= 4  # most chunks came through the router's fast path
+    assert [whole(f) for f in routed.frames] == [whole(f) for f in expected.frames]
+    flags = [F.parse_header(whole(f))[1] for f in routed.frames]
+    assert flags[-2] & F.FLAG_END_MESSAGE  # the end message, fast path or not
+    assert target.got[:7] == payloads[:7] and len(target.got) == 8  # + the stamped DONE

@@ -1,0 +1,157 @@
+"""The inline writer: non-blocking ring writes on the reactor thread, waits on task.Clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from support.shm import require_shm
+from twisted.internet import task
+
+require_shm()
+
+from pybrid.shm import frames as F  # noqa: E402
+from pybrid.shm.inline import RETRY, InlineWriter  # noqa: E402
+from pybrid.shm.ring import BufferFullException, ReaderDeadException  # noqa: E402
+
+
+class FakeRing:
+    def __init__(self) -> None:
+        self.room = 10**9
+        self.alive = True
+        self.written: list[Any] = []
+        self.calls = 0
+        self.closed = False
+        self.pending = 0
+        self.sequence = 1
+        self._put: list[Any] = []
+
+    def put(self, seq: int, chunk: int, src: bytes, t: Any) -> bool:
+        if self.room <= 0:
+            return False
+        self.room -= 1
+        self.pending += 1
+        self.sequence += 1
+        self._put.append((t[1], seq, chunk, src[t[4] : t[5]], t[6], t[7]))
+        return True
+
+    def publish(self) -> tuple[int, int]:
+        n, self.pending = self.pending, 0
+        done, self._put = self._put, []
+        self.written.extend(done)
+        return n, sum(f[5] for f in done)
+
+    def write_batch(self, frames: Any, start: int = 0) -> tuple[int, int]:
+        self.calls += 1
+        k = min(self.room, len(frames) - start)
+        self.room -= k
+        chosen = frames[start : start + k]
+        self.written.extend(chosen)
+        return k, sum(f[5] for f in chosen)
+
+    def reader_alive(self) -> bool:
+        return self.alive
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def rig(**kw: Any) -> tuple[InlineWriter, FakeRing, task.Clock, list[Any]]:
+    clock = task.Clock()
+    ring = FakeRing()
+    reports: list[Any] = []
+    writer = InlineWriter(ring, lambda e, n: reports.append((e, n)), clock, **kw)
+    return writer, ring, clock, reports
+
+
+def frame(n: int) -> F.Frame:
+    return F.whole_frame(bytes([n]) * 48)
+
+
+def test_a_burst_is_written_in_one_batch_after_the_reactor_pass():
+    writer, ring, clock, _ = rig()
+    for n in range(100):
+        assert writer.submit(frame(n))
+    assert ring.calls == 0 and writer.queued == 100  # nothing written inside the burst
+    clock.advance(0)
+    assert ring.calls == 1 and len(ring.written) == 100 and writer.queued == 0
+    assert writer.frames_written == 100 and writer.bytes_written == 100 * 48
+
+
+def test_a_full_ring_is_retried_on_the_clock_then_buffer_full():
+    writer, ring, clock, reports = rig(write_timeout=1.0)
+    ring.room = 3
+    for n in range(10):
+        writer.submit(frame(n))
+    clock.advance(0)
+    assert len(ring.written) == 3 and writer.queued == 7 and not reports
+    ring.room = 2
+    clock.advance(RETRY)
+    assert len(ring.written) == 5 and writer.queued == 5
+    for _ in range(int(1.2 / RETRY)):
+        clock.advance(RETRY)
+    assert len(reports) == 1 and isinstance(reports[0][0], BufferFullException)
+    assert writer.discard() == 5 and ring.closed  # the tap counts what was still queued
+    assert not clock.getDelayedCalls()
+
+
+def test_a_dead_reader_is_reported_while_waiting_and_when_idle():
+    writer, ring, clock, reports = rig()
+    ring.room = 0
+    writer.submit(frame(1))
+    clock.advance(0)
+    ring.alive = False
+    clock.advance(RETRY)
+    assert isinstance(reports[-1][0], ReaderDeadException)
+    idle, ring2, _, reports2 = rig()
+    idle.check()
+    assert not reports2
+    ring2.alive = False
+    idle.check()
+    assert isinstance(reports2[-1][0], ReaderDeadException)
+
+
+def test_the_bound_refuses_and_counts():
+    writer, _, _, _ = rig(max_frames=2)
+    assert writer.submit(frame(1)) and writer.submit(frame(2))
+    assert not writer.submit(frame(3))
+    assert writer.refused == 1
+
+
+def template(length: int = 64) -> Any:
+    return (None, bytes(48), bytes(8), bytes(28), 2, 2 + length - 48, 0, length)
+
+
+def test_put_goes_straight_into_the_ring_and_one_flush_publishes_in_order():
+    writer, ring, clock, _ = rig()
+    t = template()
+    for seq in (1, 2, 3):
+        writer.put(seq, seq * 10, bytes(100), t)
+    assert ring.written == [] and ring.pending == 3 and writer.queued == 3
+    assert len(clock.getDelayedCalls()) == 1  # one flush for the burst
+    clock.advance(0)
+    assert [f[1:3] for f in ring.written] == [(1, 10), (2, 20), (3, 30)]
+    assert writer.frames_written == 3 and writer.queued == 0
+
+
+def test_put_queues_once_the_ring_is_full_and_keeps_the_order():
+    writer, ring, clock, _ = rig()
+    ring.room = 2
+    t = template()
+    for seq in range(1, 6):
+        writer.put(seq, seq, bytes(100), t)
+    assert ring.pending == 2 and writer.queued == 5  # 3 wait in the queue
+    ring.room = 10
+    writer.put(6, 6, bytes(100), t)  # behind the queue, not into the ring
+    assert ring.pending == 2
+    clock.advance(0)
+    assert [f[1] for f in ring.written] == [1, 2, 3, 4, 5, 6]
+
+
+def test_discard_counts_unpublished_frames_and_rolls_the_ring_sequence_back():
+    writer, ring, _, _ = rig()
+    t = template()
+    writer.put(1, 1, bytes(100), t)
+    writer.put(2, 2, bytes(100), t)
+    assert ring.sequence == 3
+    assert writer.discard() == 2
+    assert ring.sequence == 1 and ring.pending == 0 and writer.queued == 0

@@ -73,12 +73,14 @@ async def test_two_monitors_see_every_datagram_and_one_leaves_mid_run(reactor, r
         run_id = str(uuid.uuid4())
         reply = await client.request("start_run_command", start_run(run_id))
         assert messages.kind_of(reply) == "start_run_response", reply
+        # monitors see what the device sent: the proxy's own id for the run (issue 15)
+        device_run = service.router.runs[run_id].run_id
         await second.wait_for(50, timeout=10)
         await second.leave()  # mid-run
         left_with = second.stats.chunks
         assert left_with < 2 * CHUNKS
 
-        changes = await first.when_run_done(run_id, carriers=2, timeout=10)
+        changes = await first.when_run_done(device_run, carriers=2, timeout=10)
         assert {c.new for c in changes} == {pb.DONE}
         for path in device.carrier_paths:
             await client.expect(

@@ -122,9 +122,9 @@ class RunRouter:
     log = Logger()
 
     def status(self) -> RouterStatus:
-        runs = tuple(RunProgress(id=t.run_id, carriers=len(t.carriers), finished=len(t.finished),
+        runs = tuple(RunProgress(id=t.client_id, carriers=len(t.carriers), finished=len(t.finished),
                                  chunks=sum(t.next_chunk.values()))
-                     for t in sorted(self.runs.values(), key=lambda t: t.run_id))
+                     for t in sorted(self.runs.values(), key=lambda t: t.client_id))
         return RouterStatus(
             counters=attrs.evolve(self.counters),
             chunks_by_carrier={path.decode("utf-8", "replace"): n

@@ -59,7 +59,7 @@ def test_an_asyncio_reactor_on_the_loop_but_not_started_says_how_to_start_it():
     ("lucidac.local", endpoints.HostnameEndpoint),
 ])
 def test_addresses_are_not_resolved(host, kind):
-    endpoint, _label = _endpoint(MemoryReactorClock(), host, 5732, 5.0)
+    endpoint, _label, _tls = _endpoint(MemoryReactorClock(), host, 5732, 5.0)
     assert isinstance(endpoint, kind)
 
 

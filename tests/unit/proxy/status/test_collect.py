@@ -58,14 +58,14 @@ def collector(reactor, proxy):
     c.stop()
 
 
-def test_backends_locations_carriers_and_wiring(collector):
+def test_backends_locations_carriers_and_wiring(proxy, collector):
     status = collector.snapshot()
     assert [b.name for b in status.backends] == ["127.0.0.1:6000", "127.0.0.1:6001"]
     assert [b.state for b in status.backends] == ["ready", "ready"]
     assert [b.location for b in status.backends] == ["0", "1"]
     assert [b.carriers for b in status.backends] == [("/" + MACS[0],), ("/" + MACS[1],)]
     assert {b.data_mode for b in status.backends} == {"udp"}
-    intake_port = collector.proxy.lanes[0].intake.port.getHost().port
+    intake_port = proxy.lanes[0].intake.port.getHost().port
     assert status.backends[0].intake == f"127.0.0.1:{intake_port}"
     assert status.wires == (("0/0", "1/0"), ("1/aux0", "0/3"))
     assert [(c.path, c.backend, c.location) for c in status.carriers] == [
@@ -266,8 +266,10 @@ def test_chunk_counts_of_a_run_that_ended_stay(reactor, proxy, collector):
     client.request("start_run_command", command)
     intake = proxy.lanes[0].intake
     for chunk in range(5):
-        intake.datagramReceived(run_data(command.run.id, chunk, MACS[0]), ("127.0.0.1", 1))
-    proxy.router.forget_run(command.run.id)  # a short run, over between two samples
+        datagram = device_bytes(proxy.router, run_data(command.run.id, chunk, MACS[0]))
+        intake.datagramReceived(datagram, ("127.0.0.1", 1))
+    # a short run, over between two samples (forget_run takes the proxy's own run id)
+    proxy.router.forget_run(proxy.router.runs[command.run.id].run_id)
     carrier = collector.snapshot().carriers[0]
     assert carrier.chunks == 5
     client.close()

@@ -61,7 +61,7 @@ async def test_a_run_over_tls_through_the_proxy(reactor, pki, how):
             assert c.target.startswith("tls:")
             result = await c.run(0.02, channels=3, sample_rate=10_000).addTimeout(T, reactor)
             got = result[MAC]
-            np.testing.assert_array_equal(got.samples, expected_decoded(0, 3, 0, 200))
+            np.testing.assert_array_equal(got.samples, expected_decoded(0, 3, 0, 200, mac=MAC))
             assert got.complete and got.states[-1] == "DONE"
         finally:
             await c.close()

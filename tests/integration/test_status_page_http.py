@@ -168,10 +168,14 @@ def test_the_docs_name_metrics():
 
 @pytest_twisted.ensureDeferred
 async def test_a_real_scrape_has_every_documented_metric(reactor):
-    """Scrape during a session (after a run, with a monitor tap and a logged warning) and
-    parse it with prometheus_client: every metric the docs name must be there."""
+    """Scrape during a session (after a run, with a monitor tap, a shared-memory tap that no
+    reader has created and a logged warning) and parse it with prometheus_client: every metric
+    the docs name must be there."""
+    import uuid
+
     monitor = MonitorConfig((("239.255.77.14", 5799),), ttl=0, interface="127.0.0.1")
-    async with status_stack(reactor, 2, monitor=monitor) as (_devices, service):
+    shm = (f"pybrid-scrape-{uuid.uuid4().hex[:10]}",)
+    async with status_stack(reactor, 2, monitor=monitor, shm_taps=shm) as (_devices, service):
         assert service.status_page is not None
         client = await connect("127.0.0.1", service.address[1], reactor=reactor)
         try:

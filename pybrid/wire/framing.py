@@ -17,7 +17,12 @@ device):
 * an empty frame or one that protobuf cannot parse is counted in ``counters`` and skipped
   (logged for the first three and every 1000th per connection); the connection survives;
 * each frame is parsed exactly once; ``envelopeReceived(envelope, payload)`` receives both the
-  parsed message and its raw bytes, so a forwarder can relay the original bytes unchanged.
+  parsed message and its raw bytes, so a forwarder can relay the original bytes unchanged;
+* :meth:`~EnvelopeReceiver.pauseFrames` stops the walk after the current frame: the rest of
+  the segment, and anything that arrives meanwhile, stays raw bytes (not parsed, not
+  allocated as messages) until :meth:`~EnvelopeReceiver.resumeFrames`.  The proxy pauses a
+  client's frames together with its transport (``pybrid.proxy.clients.gate``), so a flooding
+  client costs one segment of bytes, not thousands of parsed frames.
 """
 
 from __future__ import annotations
@@ -120,6 +125,9 @@ class EnvelopeReceiver(protocol.Protocol):
     _buffer: bytearray
     counters: FrameCounters
     _closingForViolation: bool = False
+    _framesPaused: bool = False
+    _walking: bool = False
+    _arrived: bool = False
 
     def makeConnection(self, transport):  # type: ignore[no-untyped-def]
         self._buffer = bytearray()
@@ -128,10 +136,33 @@ class EnvelopeReceiver(protocol.Protocol):
 
     # -- receiving -------------------------------------------------------------------------
 
+    def pauseFrames(self) -> None:
+        """Deliver no further frame until :meth:`resumeFrames`; bytes wait unparsed."""
+        self._framesPaused = True
+
+    def resumeFrames(self) -> None:
+        """Deliver the frames that waited (until paused again), then new ones as they come."""
+        if not self._framesPaused:
+            return
+        self._framesPaused = False
+        if self._buffer and not self._walking and not self._closingForViolation:
+            self.dataReceived(b"")
+
+    @property
+    def bufferedBytes(self) -> int:
+        """Bytes received and not yet delivered as frames (a partial frame, or paused ones)."""
+        return len(self._buffer)
+
     def dataReceived(self, data: bytes) -> None:
         if self._closingForViolation:
             return
         buf = self._buffer
+        if self._framesPaused or self._walking:
+            buf += data  # the walk in progress (or the resume) reaches these bytes
+            self._arrived = self._arrived or self._walking
+            return
+        self._arrived = False
+        self._walking = True
         if buf:  # a frame begun in an earlier segment: join once, then slice bytes
             buf += data
             data = bytes(buf)
@@ -165,9 +196,19 @@ class EnvelopeReceiver(protocol.Protocol):
                 self.frameReceived(data[start:stop])
                 if self._closingForViolation or self.transport is None:
                     return
+                if self._framesPaused:
+                    break
         finally:
-            if pos < end and not self._closingForViolation:
-                self._buffer += memoryview(data)[pos:]
+            self._walking = False
+            if not self._closingForViolation:
+                rest = memoryview(data)[pos:]
+                if buf:  # arrived during the walk: after what the walk left
+                    buf[:0] = rest
+                elif pos < end:
+                    buf += rest
+        if self._arrived and not self._framesPaused and not self._closingForViolation \
+                and self.transport is not None:
+            self.dataReceived(b"")  # bytes that arrived during the walk
 
     def frameReceived(self, payload: bytes) -> None:
         """One complete frame: counted, parsed once, handed to :meth:`envelopeReceived` (or

@@ -90,6 +90,8 @@ class IntakeStatus:
     foreign: int
     #: Datagrams the kernel dropped on it (buffer full), as of the watch's last poll.
     kernel_drops: int
+    #: Times it was connect()-ed to its latched device (the kernel filters the rest then).
+    connects: int = 0
 
 
 def _socket_of(port: object) -> socket.socket | None:
@@ -230,7 +232,8 @@ class DatagramIntake(protocol.DatagramProtocol):
             host, port = host_port(self.port.getHost())
             address = f"{host}:{port}"
         return IntakeStatus(address=address, rcvbuf=self.rcvbuf or None, datagrams=c.datagrams,
-                            bytes=c.bytes, foreign=c.foreign, kernel_drops=c.kernel_drops)
+                            bytes=c.bytes, foreign=c.foreign, kernel_drops=c.kernel_drops,
+                            connects=c.connects)
 
     @property
     def interface(self) -> str | None:

@@ -67,7 +67,7 @@ from twisted.logger import Logger
 from pybrid.proto import pb
 from pybrid.proxy.backend.cache import CacheNotReady
 from pybrid.proxy.clients.auth import FAILED, REQUIRED, Authenticator, AuthThrottle, too_many_text
-from pybrid.proxy.clients.gate import ReadGate
+from pybrid.proxy.clients.gate import FrameSource, ReadGate
 from pybrid.proxy.clients.scheduler import Scheduler
 from pybrid.proxy.clients.sender import ClientSender
 from pybrid.proxy.clients.session import Session, SessionState
@@ -93,6 +93,8 @@ class FrontCounters:
     deadlines: int = 0
     #: Run traffic (run_data_message, …) sent by clients: refused.
     client_run_traffic: int = 0
+    #: Times a connection's read gate closed (the proxy stopped reading that client).
+    reads_paused: int = 0
     #: Frames with no message at all (an Envelope with neither ``generic`` nor ``message_v1``).
     not_v1: int = 0
     #: Generic frames other than a ping command (a stray ping_response, or no kind).
@@ -155,7 +157,8 @@ class Front:
         """A copy of the front's counters."""
         return attrs.evolve(self.counters)
 
-    def connection_made(self, transport: IStreamTransport) -> Session:
+    def connection_made(self, transport: IStreamTransport,
+                        frames: FrameSource | None = None) -> Session:
         self.counters.connections += 1
         peer = transport.getPeer()
 
@@ -170,13 +173,17 @@ class Front:
                                                     session)
         deadline = self.auth_deadline if self.auth.required else self.first_frame_deadline
         session.close_timer = self.clock.callLater(deadline, self._deadline, session)
-        gate = self.gates[session] = ReadGate(transport, self.clock)
+        gate = self.gates[session] = ReadGate(transport, self.clock, frames=frames,
+                                              on_pause=self._read_paused)
         gate.handle = lambda env, payload: self.frame_received(session, env, payload)
         sender.on_resume = lambda: self._writable(session)
         if self.debug:
             self.log.debug("client {peer} connected (session {session})", peer=session.peer,
                            session=session.id)
         return session
+
+    def _read_paused(self) -> None:
+        self.counters.reads_paused += 1
 
     def _overflow(self, session: Session, overflow: Overflow) -> None:
         """The client's queue overflowed: close the session, naming its runs, the bytes

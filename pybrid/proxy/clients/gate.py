@@ -7,21 +7,32 @@ forwarded at once, while its replies are not being read (its sender is paused), 
 a wrong token (the auth delay).  Instead of buffering, the proxy stops reading that client: a
 :class:`ReadGate` holds for one or more named reasons, and while it holds the transport is
 paused (``pauseProducing``: the kernel's receive buffer fills and TCP flow control stops the
-client) and frames already read from the last segment wait in ``held`` (at most one segment's
-worth).  When the last reason is released, the held frames are handled in order — until a
-reason holds again — and reading resumes.
+client) and the connection's frame receiver is paused too (``pauseFrames``): the rest of the
+last segment read stays raw bytes in the receiver — at most one segment, never parsed while
+the gate holds.  When the last reason is released, the waiting frames are handled in order —
+until a reason holds again — and reading resumes.  A frame offered while the gate holds (a
+receiver that cannot pause) waits in ``held``.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from pybrid.proto import pb
 from pybrid.wire.interfaces import IStreamTransport
+
+
+class FrameSource(Protocol):
+    """What delivers a connection's frames (an :class:`~pybrid.wire.framing.EnvelopeReceiver`)."""
+
+    def pauseFrames(self) -> None: ...
+
+    def resumeFrames(self) -> None: ...
 
 
 @attrs.define(eq=False)
@@ -32,6 +43,10 @@ class ReadGate:
     clock: IReactorTime
     #: Handles one frame (the front's ``frame_received`` for this session).
     handle: Callable[[pb.Envelope, bytes], None] | None = None
+    #: The connection's frame receiver, paused and resumed with the transport.
+    frames: FrameSource | None = None
+    #: Called each time the gate closes (the front's counter).
+    on_pause: Callable[[], None] | None = None
     holds: set[str] = attrs.field(factory=set)
     held: deque[tuple[pb.Envelope, bytes]] = attrs.field(factory=deque)
     #: Times the gate closed (for the status page and tests).
@@ -56,7 +71,11 @@ class ReadGate:
             return
         if not self.holds:
             self.pauses += 1
+            if self.on_pause is not None:
+                self.on_pause()
             _call(self.transport, "pauseProducing")
+            if self.frames is not None:
+                self.frames.pauseFrames()
         self.holds.add(reason)
         if seconds is not None:
             old = self._timers.pop(reason, None)
@@ -76,6 +95,8 @@ class ReadGate:
             env, payload = self.held.popleft()
             if self.handle is not None:
                 self.handle(env, payload)
+        if not self.holds and not self._closed and self.frames is not None:
+            self.frames.resumeFrames()  # the waiting bytes: handled until a reason holds again
         if not self.holds and not self._closed and not getattr(self.transport, "disconnecting",
                                                                   False):
             _call(self.transport, "resumeProducing")

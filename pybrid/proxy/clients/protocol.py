@@ -34,7 +34,7 @@ class ClientProtocol(EnvelopeReceiver):
     def connectionMade(self) -> None:
         if ITCPTransport.providedBy(self.transport):  # not the tests' StringTransport
             self.transport.setTcpNoDelay(True)
-        session = self.session = self.front.connection_made(self.transport)
+        session = self.session = self.front.connection_made(self.transport, frames=self)
         session.sender.attach()
 
     def envelopeReceived(self, envelope: pb.Envelope, payload: bytes) -> None:

@@ -44,7 +44,22 @@ COUNTERS = {
                      "busy_response replies to queued sessions."),
     "auth_failures": ("pybrid_proxy_auth_failures_total", "Rejected auth_request tokens."),
     "auth_throttled": ("pybrid_proxy_auth_throttled_total",
-                       "auth_request tokens refused unchecked during a per-address lockout."),
+                       "Wrong tokens after which their own connection was not read for a while."),
+    "auth_closed": ("pybrid_proxy_auth_closed_total",
+                    "Connections closed after too many wrong tokens."),
+    "connection_deadlines": ("pybrid_proxy_connection_deadlines_total",
+                             "Connections closed without a complete frame or authentication "
+                             "in time (they held no session slot)."),
+    "client_run_traffic_refused": ("pybrid_proxy_client_run_traffic_refused_total",
+                                   "Run traffic (run_data_message, ...) sent by clients: "
+                                   "refused, not forwarded."),
+    "client_reads_paused": ("pybrid_proxy_client_reads_paused_total",
+                            "Times the proxy stopped reading a client (requests outstanding, "
+                            "replies unread, frame rate, auth delay)."),
+    "foreign_run_ids_refused": ("pybrid_proxy_foreign_run_ids_refused_total",
+                                "Starts refused for naming another session's run."),
+    "intake_connects": ("pybrid_proxy_intake_connects_total",
+                        "UDP intake sockets connect()-ed to their device's address."),
     "handovers": ("pybrid_proxy_session_handovers_total", "Sessions that became active."),
     "sessions_refused": ("pybrid_proxy_sessions_refused_total",
                          "Connections refused with 'Server overloaded' (--max-sessions)."),

@@ -174,3 +174,70 @@ def test_one_two_and_three_byte_lengths_cut_at_every_position() -> None:
         assert [p for _, p in proto.received] == payloads
         assert all(type(p) is bytes for _, p in proto.received)
         assert len(proto._buffer) == 0
+
+
+class Pausing(Recorder):
+    """Pauses its frames after the ``pause_after``-th frame (what the proxy's read gate does)."""
+
+    pause_after = 0
+    feed_during: bytes = b""
+
+    def envelopeReceived(self, envelope: pb.Envelope, payload: bytes) -> None:
+        super().envelopeReceived(envelope, payload)
+        if self.feed_during:  # bytes arriving while a frame is handled (a re-entrant write)
+            data, self.feed_during = self.feed_during, b""
+            self.dataReceived(data)
+        if len(self.received) == self.pause_after:
+            self.pauseFrames()
+
+
+def numbered(n: int, start: int = 0) -> bytes:
+    return b"".join(frame(m.v1("ping_command", id=f"p{i}").SerializeToString())
+                    for i in range(start, start + n))
+
+
+def ids(proto: Recorder) -> list[str]:
+    return [env.message_v1.id for env, _ in proto.received]
+
+
+def test_paused_frames_wait_as_bytes_unparsed_and_resume_in_order() -> None:
+    proto = Pausing()
+    proto.makeConnection(StringTransport())
+    proto.pause_after = 3
+    segment = numbered(100)
+    proto.dataReceived(segment[:-5])  # the last frame unfinished
+    assert ids(proto) == ["p0", "p1", "p2"]
+    assert proto.counters.frames == 3  # the other 96 complete frames were not parsed
+    proto.dataReceived(segment[-5:])  # more bytes while paused: appended, not walked
+    assert proto.counters.frames == 3
+    assert proto.bufferedBytes == len(segment) - len(numbered(3))
+    proto.pause_after = 50
+    proto.resumeFrames()
+    assert ids(proto) == [f"p{i}" for i in range(50)]
+    proto.pause_after = -1
+    proto.resumeFrames()
+    proto.resumeFrames()  # idempotent
+    assert ids(proto) == [f"p{i}" for i in range(100)] and proto.bufferedBytes == 0
+
+
+def test_resume_with_only_a_partial_frame_waits_for_the_rest() -> None:
+    proto = Pausing()
+    proto.makeConnection(StringTransport())
+    proto.pause_after = 1
+    data = numbered(2)
+    proto.dataReceived(data[:-1])
+    proto.pause_after = -1
+    proto.resumeFrames()
+    assert ids(proto) == ["p0"] and proto.bufferedBytes == len(numbered(1, 1)) - 1
+    proto.dataReceived(data[-1:])
+    assert ids(proto) == ["p0", "p1"] and proto.bufferedBytes == 0
+
+
+def test_bytes_arriving_during_a_walk_are_delivered_after_it_in_order() -> None:
+    proto = Pausing()
+    proto.makeConnection(StringTransport())
+    proto.pause_after = -1
+    proto.feed_during = numbered(3, 10)
+    proto.dataReceived(numbered(4))
+    assert ids(proto) == ["p0", "p1", "p2", "p3", "p10", "p11", "p12"]
+    assert proto.bufferedBytes == 0

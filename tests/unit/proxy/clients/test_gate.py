@@ -7,12 +7,18 @@ from support.proxy_fakes import FakeReactor, connect_client, make_proxy
 from support.proxy_multi import active_client
 
 from pybrid.proto import pb
+from pybrid.wire.framing import frame
 from pybrid.wire import messages
 
 
 @pytest.fixture
 def reactor():
     return FakeReactor()
+
+
+def frame_of(kind, body, rid):
+    env = messages.v1(kind, body, id=rid)
+    return frame(env.SerializeToString())
 
 
 def overload_requests(backend):
@@ -76,10 +82,13 @@ def test_a_client_that_does_not_read_its_replies_is_not_read(reactor):
         queued.request("extract_command", spec, id=f"e{i}")
     gate = service.front.gates[queued.proto.session]
     assert not gate.open and queued.transport.producerState == "paused"
-    assert len(gate.held) == 49  # one answered, the rest of what was read waits
+    assert not gate.held  # what was read waits as raw bytes in the receiver, not parsed
+    waiting = sum(len(frame_of("extract_command", spec, f"e{i}")) for i in range(1, 50))
+    assert queued.proto.bufferedBytes == waiting
+    assert queued.proto.counters.frames == 2  # parsed: the reset and the first extract
     assert sender.counters.frames == 2  # the busy reply and one extract reply
     sender.resumeProducing()
     for _ in range(100):  # the frame-rate bucket refills (100/s for a queued connection)
         reactor.advance(0.02)
-    assert gate.open and not gate.held
+    assert gate.open and not gate.held and queued.proto.bufferedBytes == 0
     assert len([e for e in queued.frames() if messages.kind_of(e) == "extract_response"]) == 50

@@ -283,3 +283,20 @@ def test_every_proxy_wide_counter_has_a_metric(proxy) -> None:
     assert "auth_throttled" in names and "held_starts_refused" in names
     exported = set(metrics.COUNTERS) | set(metrics.DROPS) | metrics.PER_CARRIER
     assert names <= exported, names - exported
+
+
+def test_the_isolation_counters_are_on_the_status_page(reactor, proxy, collector) -> None:
+    """Issue 15's counters: refused client run traffic, paused reads and connection deadlines
+    reach the snapshot (the page and /status.json render ``counters``)."""
+    client = connect_client(proxy)
+    for i in range(30):  # run traffic, and past the frame-rate burst: reads paused
+        client.request("run_data_message", id=f"r{i}")
+    silent = connect_client(proxy, 41999)
+    reactor.advance(proxy.front.first_frame_deadline + 1)  # silent: closed at its deadline
+    counters = collector.snapshot().counters
+    assert counters["client_run_traffic_refused"] == 30
+    assert counters["client_reads_paused"] >= 1
+    assert counters["connection_deadlines"] == 1
+    assert counters["auth_closed"] == 0 and counters["intake_connects"] == 0
+    silent.close()
+    client.close()

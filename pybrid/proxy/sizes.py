@@ -27,6 +27,19 @@ DEFAULT_UDP_RCVBUF = 64 * MiB
 #: most it hands to one ``send()``.  Twisted's defaults (64 KiB, 128 KiB) collapse throughput
 #: past capacity (docs/protocol.md#twisted-udp); 1 MiB keeps the kernel's send buffer full.
 TRANSPORT_BUFFER = 1 * MiB
+#: A connection that is not the active session (pre-session, idle, queued, standalone ping)
+#: gets replies only — pongs, busy, the cached extract, errors — and needs kilobytes, not
+#: ``--client-buffer``: its sender may queue at most this much, its transport buffers (and
+#: reads) at most ``WAITING_TRANSPORT_BUFFER``.  Promotion to active gives it the full sizes.
+WAITING_CLIENT_BUFFER = 1 * MiB
+WAITING_TRANSPORT_BUFFER = 64 * KiB
+#: All connections that are not active together may hold at most this much in partial
+#: frames (a frame's bytes before its end arrives); past it the connection that grew is
+#: closed.  With the waiting sizes above this bounds the proxy's memory beyond the active
+#: session's own buffer however many connections arrive (docs/reliability.md).
+WAITING_BUDGET = 64 * MiB
+#: Partial frames up to this size are not counted against ``WAITING_BUDGET``.
+PARTIAL_FREE = 64 * KiB
 #: Seconds a closed client connection may take to accept its last bytes before it is aborted.
 CLOSE_GRACE = 5.0
 
@@ -76,13 +89,15 @@ class Overflow:
     #: Frames and bytes discarded from the queue (the failed run's data, not delivered).
     discarded_frames: int
     discarded_bytes: int
+    #: The limit's name in the message.
+    limit_name: str = "--client-buffer"
 
     def describe(self, runs: tuple[str, ...] = ()) -> str:
         """The ``error_message`` text a client gets."""
         what = f"run {', '.join(runs)} aborted" if runs else "session closed"
         return (
             f"client buffer overflow: {what}: {self.buffered} bytes were buffered for this "
-            f"client, which reads run data too slowly (limit --client-buffer "
+            f"client, which reads run data too slowly (limit {self.limit_name} "
             f"{format_size(self.limit)} = {self.limit} bytes); {self.discarded_bytes} bytes of "
             f"undelivered run data were discarded and the session is closed"
         )

@@ -67,11 +67,12 @@ from twisted.logger import Logger
 from pybrid.proto import pb
 from pybrid.proxy.backend.cache import CacheNotReady
 from pybrid.proxy.clients.auth import FAILED, REQUIRED, Authenticator, AuthThrottle, too_many_text
+from pybrid.proxy.clients.budget import WaitingBudget
 from pybrid.proxy.clients.gate import FrameSource, ReadGate
 from pybrid.proxy.clients.scheduler import Scheduler
 from pybrid.proxy.clients.sender import ClientSender
 from pybrid.proxy.clients.session import Session, SessionState
-from pybrid.proxy.sizes import DEFAULT_CLIENT_BUFFER, Overflow
+from pybrid.proxy.sizes import DEFAULT_CLIENT_BUFFER, WAITING_CLIENT_BUFFER, Overflow
 from pybrid.wire import messages
 from pybrid.wire.interfaces import IStreamTransport
 from pybrid.wire.noise import worth_logging
@@ -93,6 +94,8 @@ class FrontCounters:
     deadlines: int = 0
     #: Run traffic (run_data_message, …) sent by clients: refused.
     client_run_traffic: int = 0
+    #: Connections closed because waiting connections' partial frames passed the budget.
+    budget_closed: int = 0
     #: Times a connection's read gate closed (the proxy stopped reading that client).
     reads_paused: int = 0
     #: Frames with no message at all (an Envelope with neither ``generic`` nor ``message_v1``).
@@ -140,6 +143,8 @@ class Front:
     frame_rates: tuple[tuple[float, float], tuple[float, float]] = ((1000.0, 200.0),
                                                                     (100.0, 20.0))
     gates: dict[Session, ReadGate] = attrs.field(factory=dict)
+    #: Partial frames of all connections that are not active, against one limit.
+    budget: WaitingBudget = attrs.field(factory=WaitingBudget)
     _buckets: dict[Session, list[float]] = attrs.field(factory=dict)
     _failures: dict[Session, int] = attrs.field(factory=dict)
     #: Seconds a standalone-ping connection stays open after its last ping (0: close at once).
@@ -165,7 +170,8 @@ class Front:
         def overflowed(overflow: Overflow) -> None:
             self._overflow(session, overflow)
 
-        sender = ClientSender(transport, limit=self.client_buffer, clock=self.clock,
+        sender = ClientSender(transport, limit=min(self.client_buffer, WAITING_CLIENT_BUFFER),
+                              active_limit=self.client_buffer, clock=self.clock,
                               on_overflow=overflowed)
         session = Session(messages.new_id()[:8], f"{peer.host}:{peer.port}", sender,
                           clock=self.clock, nudge_delays=self.nudge_delays, host=str(peer.host))
@@ -181,6 +187,16 @@ class Front:
             self.log.debug("client {peer} connected (session {session})", peer=session.peer,
                            session=session.id)
         return session
+
+    def partial(self, session: Session, held: int) -> None:
+        """``session``'s receiver holds ``held`` undelivered bytes (:mod:`.budget`)."""
+        exempt = session.state is SessionState.ACTIVE or session.closed
+        text = self.budget.charge(session, held, exempt=exempt)
+        if text is not None:
+            self.counters.budget_closed += 1
+            self.log.warn("connection {peer} (session {session}) closed: {why}",
+                          peer=session.peer, session=session.id, why=text)
+            self.scheduler.close(session, text, "memory budget")
 
     def _read_paused(self) -> None:
         self.counters.reads_paused += 1
@@ -204,6 +220,7 @@ class Front:
             gate.close()
         self._failures.pop(session, None)
         self._buckets.pop(session, None)
+        self.budget.release(session)
         session.sender.connection_gone()
         self.scheduler.end(session, "client closed the connection")
 

@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from pybrid.proto import pb
 from pybrid.proxy.clients.front import Front
 from pybrid.proxy.clients.session import Session
+from pybrid.proxy.sizes import PARTIAL_FREE
 from pybrid.wire.framing import EnvelopeReceiver
 from pybrid.wire.interfaces import IStreamTransport
 
@@ -36,6 +37,12 @@ class ClientProtocol(EnvelopeReceiver):
             self.transport.setTcpNoDelay(True)
         session = self.session = self.front.connection_made(self.transport, frames=self)
         session.sender.attach()
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        session, held = self.session, self.bufferedBytes
+        if session is not None and (held > PARTIAL_FREE or session in self.front.budget):
+            self.front.partial(session, held)  # the waiting budget (the front's note)
 
     def envelopeReceived(self, envelope: pb.Envelope, payload: bytes) -> None:
         if self.session is not None:

@@ -135,6 +135,7 @@ class Scheduler:
         while self.active is None and self.queue and self.healthy():
             session = self.queue.popleft()
             session.state = SessionState.ACTIVE
+            session.sender.activate()  # --client-buffer, not the waiting sizes
             self.active = session
             self.handovers += 1
             self.touch(session, self.queued_grace)

@@ -27,6 +27,11 @@ a slow client, so the sender never blocks and never drops anything silently:
 Pause and resume are idempotent.  Besides the queue, at most ``transport.bufferSize`` (1 MiB,
 less for a smaller limit) waits in Twisted's buffer.
 
+**Waiting sizes.**  A sender made with ``active_limit`` starts small — ``limit`` (1 MiB) and
+a 64 KiB transport buffer (``WAITING_*`` in :mod:`pybrid.proxy.sizes`): a connection that is
+not the active session only gets replies.  :meth:`activate` (the scheduler's promotion) gives
+it ``active_limit`` (``--client-buffer``) and the full transport buffer.
+
 **Closing.**  :meth:`close` writes what is queued, then ``loseConnection`` (which flushes the
 transport).  A client that does not take its last bytes within ``close_grace`` seconds (on the
 injected clock; a close may ask for another bound, e.g. the longer one after an overflow, where
@@ -48,7 +53,13 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pybrid.proto import pb
-from pybrid.proxy.sizes import CLOSE_GRACE, DEFAULT_CLIENT_BUFFER, TRANSPORT_BUFFER, Overflow
+from pybrid.proxy.sizes import (
+    CLOSE_GRACE,
+    DEFAULT_CLIENT_BUFFER,
+    TRANSPORT_BUFFER,
+    WAITING_TRANSPORT_BUFFER,
+    Overflow,
+)
 from pybrid.wire import messages
 from pybrid.wire.framing import encode_varint
 from pybrid.wire.interfaces import IStreamTransport
@@ -122,6 +133,8 @@ class ClientSender:
     close_grace: float = CLOSE_GRACE
     #: Called after each resume (the front reads the client again: pybrid.proxy.clients.gate).
     on_resume: Callable[[], None] | None = None
+    #: The limit once active (``--client-buffer``); None: ``limit`` from the start (active).
+    active_limit: int | None = None
     counters: SenderCounters = attrs.field(factory=SenderCounters)
     #: No more frames are accepted (close requested, or the connection is gone).
     closed: bool = False
@@ -149,13 +162,28 @@ class ClientSender:
     def attach(self) -> None:
         """Register as the transport's streaming producer and size its buffer."""
         transport = self.transport
-        self._batch = min(TRANSPORT_BUFFER, self.limit)
-        if isinstance(transport, abstract.FileDescriptor):  # the real TCP transports
-            transport.bufferSize = self._batch
-            transport.SEND_LIMIT = TRANSPORT_BUFFER
+        self._size(WAITING_TRANSPORT_BUFFER if self.active_limit is not None else TRANSPORT_BUFFER)
         if _producer_of(transport) is None:
             transport.registerProducer(self, True)
             self._attached = True
+
+    def activate(self) -> None:
+        """The session became active: the full limit and transport buffer."""
+        if self.active_limit is not None:
+            self.limit, self.active_limit = max(self.limit, self.active_limit), None
+            self._size(TRANSPORT_BUFFER)
+
+    @property
+    def waiting(self) -> bool:
+        """Still on the waiting sizes (not activated)."""
+        return self.active_limit is not None
+
+    def _size(self, transport_buffer: int) -> None:
+        self._batch = min(transport_buffer, self.limit)
+        transport = self.transport
+        if isinstance(transport, abstract.FileDescriptor):  # the real TCP transports
+            transport.bufferSize = self._batch  # also what one read() takes
+            transport.SEND_LIMIT = TRANSPORT_BUFFER
 
     @property
     def buffered(self) -> int:
@@ -243,8 +271,10 @@ class ClientSender:
         counters.overflows += 1
         counters.discarded_frames += frames + 1
         counters.discarded_bytes += size + incoming
+        name = ("for a connection that is not the active session" if self.waiting
+                else "--client-buffer")
         self.overflow = overflow = Overflow(size, self.limit, incoming, frames + 1,
-                                            size + incoming)
+                                            size + incoming, limit_name=name)
         self.log.warn(
             "client sender: queue overflow, {buffered} bytes buffered (limit {limit}); "
             "{frames} frames discarded", buffered=size, limit=self.limit, frames=frames + 1,

@@ -63,6 +63,7 @@ def proxy_counters(status: ServiceStatus) -> dict[str, int]:
         "connection_deadlines": front.deadlines,
         "client_run_traffic_refused": front.client_run_traffic,
         "client_reads_paused": front.reads_paused,
+        "waiting_budget_closed": front.budget_closed,
         "client_frames_dropped": front.not_v1,
         "client_generic_frames_dropped": front.generic_dropped,
         "handovers": scheduler.handovers,

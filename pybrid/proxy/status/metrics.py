@@ -56,6 +56,9 @@ COUNTERS = {
     "client_reads_paused": ("pybrid_proxy_client_reads_paused_total",
                             "Times the proxy stopped reading a client (requests outstanding, "
                             "replies unread, frame rate, auth delay)."),
+    "waiting_budget_closed": ("pybrid_proxy_waiting_budget_closed_total",
+                              "Connections that are not active closed because their partial "
+                              "frames passed the proxy's budget for them."),
     "foreign_run_ids_refused": ("pybrid_proxy_foreign_run_ids_refused_total",
                                 "Starts refused for naming another session's run."),
     "intake_connects": ("pybrid_proxy_intake_connects_total",

@@ -7,8 +7,8 @@ from support.proxy_fakes import FakeReactor, connect_client, make_proxy
 from support.proxy_multi import active_client
 
 from pybrid.proto import pb
-from pybrid.wire.framing import frame
 from pybrid.wire import messages
+from pybrid.wire.framing import frame
 
 
 @pytest.fixture
@@ -92,3 +92,55 @@ def test_a_client_that_does_not_read_its_replies_is_not_read(reactor):
         reactor.advance(0.02)
     assert gate.open and not gate.held and queued.proto.bufferedBytes == 0
     assert len([e for e in queued.frames() if messages.kind_of(e) == "extract_response"]) == 50
+
+
+def test_a_waiting_connection_has_small_buffers_until_it_is_active(reactor):
+    """Issue 15, point 3: a queued session needs kilobytes, not --client-buffer."""
+    from pybrid.proxy.sizes import WAITING_CLIENT_BUFFER
+
+    service, _ = make_proxy(reactor)
+    first = connect_client(service, 41001)
+    first.request("ping_command")  # admitted, not active
+    sender = first.proto.session.sender
+    assert sender.waiting and sender.limit == WAITING_CLIENT_BUFFER
+    first.request("extract_command", pb.ExtractCommand(recursive=True, specification=True))
+    first.request("udp_data_streaming_command", pb.UdpDataStreamingCommand(port=1))
+    assert first.proto.session is service.scheduler.active
+    assert not sender.waiting and sender.limit == service.front.client_buffer
+    queued = connect_client(service, 41002)
+    queued.request("reset_command", id="q")
+    assert queued.kinds() == ["busy_response"]
+    waiting = queued.proto.session.sender
+    waiting.pauseProducing()  # the queued client does not read
+    waiting.send_payload(b"x" * (WAITING_CLIENT_BUFFER + 1))
+    waiting.resumeProducing()  # the error waited in place of the dropped frame
+    error = queued.frames()[-1].message_v1.error_message.description
+    assert "for a connection that is not the active session" in error
+    assert waiting.overflow is not None and waiting.overflow.limit == WAITING_CLIENT_BUFFER
+    assert first.proto.session is service.scheduler.active  # the active session is untouched
+
+
+def test_partial_frames_of_waiting_connections_share_one_budget(reactor):
+    """Half frames cannot take the proxy's memory: past the budget the connection that grew
+    is told and closed; others and the active session are untouched."""
+    from pybrid.wire.framing import encode_varint
+
+    service, _ = make_proxy(reactor)
+    front = service.front
+    front.budget.limit = 300_000
+    active = active_client(service)
+    big = encode_varint(250_000)  # declared within the frame limit, never finished
+    active.proto.dataReceived(big + b"a" * 200_000)  # the active session is not charged
+    holders = [connect_client(service, 42000 + i) for i in range(3)]
+    for h in holders[:2]:
+        h.proto.dataReceived(big + b"h" * 100_000)
+    assert front.budget.total == 2 * (100_000 + len(big))
+    assert not any(h.closing for h in holders[:2])
+    holders[2].proto.dataReceived(big + b"h" * 100_000)  # 300 006 > 300 000
+    assert holders[2].closing and not holders[0].closing and not holders[1].closing
+    assert "memory budget" in holders[2].frames()[-1].message_v1.error_message.description
+    assert front.budget.closed == 1
+    assert front.budget.total == 2 * (100_000 + len(big))
+    holders[0].close()
+    assert front.budget.total == 100_000 + len(big)
+    assert active.proto.session is service.scheduler.active and not active.closing

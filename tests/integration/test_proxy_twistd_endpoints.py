@@ -1,7 +1,9 @@
 """``twistd pybrid-proxy --listen ENDPOINT`` as a child: TLS with pybrid-run, socket activation.
 
 * ``--listen ssl:0:…`` with a CA and certificate made at test time; ``pybrid-run`` through it
-  with ``--ca-cert`` (a run), with another CA (a clear error, exit code 2), without TLS.
+  with ``--ca-cert`` (a run), with another CA (a clear error, exit code 2), without TLS;
+  ``pybrid-ping``/``-extract``/``-reset`` with ``--ca-cert`` (served) and ``--tls`` (the
+  system's CAs do not trust the test CA: exit code 2, said so).
 * ``--listen systemd:domain=INET:index=0``: the test binds a listening socket (as systemd's
   ``.socket`` unit would) and passes it as fd 3 with ``LISTEN_FDS=1``, ``LISTEN_FDNAMES`` (Twisted
   wants both, as systemd ≥ 227 sets them) and ``LISTEN_PID`` set to the child's pid (a ``sh``
@@ -91,6 +93,16 @@ async def test_pybrid_run_over_tls_to_twistd_proxy(reactor, tmp_path):
                 "--connect-timeout", "3", "--no-progress"], ready=None)
             assert await ended(reactor, plain) != 0, plain.tail()
             assert b"Traceback" not in plain.stderr, plain.tail()
+            for tool, extra, expected in (("pybrid-ping", ["-c", "2"], b"pong from"),
+                                          ("pybrid-extract", [], MAC.encode()),
+                                          ("pybrid-reset", [], b"")):
+                base = [str(BIN / tool), "127.0.0.1", "-p", str(proxy.port), *extra]
+                good = start(reactor, tool, [*base, "--ca-cert", str(pki.ca)], ready=None)
+                assert await ended(reactor, good) == 0, good.tail()
+                assert expected in good.stdout, good.tail()
+                system = start(reactor, tool, [*base, "--tls"], ready=None)  # not our CA
+                assert await ended(reactor, system) == 2, system.tail()
+                assert b"TLS certificate verification failed" in system.stderr, system.tail()
         finally:
             code = await proxy.stop()
     assert code in (0, -15), proxy.tail()

@@ -60,11 +60,15 @@ def parser(prog: str, description: str) -> Parser:
     p = Parser(prog=prog, description=description, epilog=EPILOG,
                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("host", help="device or proxy: NAME, NAME:PORT, or a Twisted endpoint "
-                   "string such as tcp:host=10.0.0.5:port=5732")
+                   "string such as tcp:host=10.0.0.5:port=5732, or tls:NAME:PORT[:ca=FILE]")
     p.add_argument("-p", "--port", type=int, default=DEFAULT_PORT,
                    help=f"TCP port (default {DEFAULT_PORT})")
     p.add_argument("--token", help="bearer token for a proxy that requires one")
     p.add_argument("--connect-timeout", type=positive(float), default=5.0, metavar="SECONDS")
+    p.add_argument("--tls", action="store_true",
+                   help="connect with TLS, verifying the proxy's certificate (system CAs)")
+    p.add_argument("--ca-cert", metavar="FILE.pem",
+                   help="trust this CA (PEM) for TLS instead of the system's CAs (implies --tls)")
     p.add_argument("--busy-timeout", type=positive(float), default=60.0, metavar="SECONDS",
                    help="how long to wait for a busy device (default 60)")
     p.add_argument("--busy-retry", type=positive(float), default=0.2, metavar="SECONDS",
@@ -116,7 +120,7 @@ async def session(reactor: Any, prog: str, args: argparse.Namespace, body: Body)
         c = await step(connect(
             args.host, args.port, reactor=reactor, auth_token=token,
             connect_timeout=args.connect_timeout, busy_retry=args.busy_retry,
-            busy_timeout=args.busy_timeout,
+            busy_timeout=args.busy_timeout, tls=args.tls, ca_cert=args.ca_cert,
         ))
         computer.append(c)
         code = await body(c, step, say)

@@ -7,7 +7,7 @@ registered run receives ``--count`` real device datagrams (8 channels x 100 f32 
 * ``router``: the run's target does nothing — the floor every path adds to;
 * ``tcp``: a :class:`~pybrid.proxy.clients.session.Session` and its
   :class:`~pybrid.proxy.clients.sender.ClientSender` on Twisted's write buffering, flushed every 64
-  datagrams as ``doWrite`` would, into a loopback socket a child process drains;
+  datagrams as ``doWrite`` would, into a TCP connection on 127.0.0.1 a child process drains;
 * ``multicast``: a :class:`~pybrid.monitor.MulticastTap` to one loopback group (TTL 0);
 * ``shm``: a ``--shm-tap`` (:class:`~pybrid.shm.service.ShmTaps`: feed, inline writer,
   ring) read by a separate process with :class:`pybrid.monitor.shm.ShmReader`;
@@ -20,7 +20,15 @@ Per case: frames/s through the router loop, and for shm the frames/s until the r
 every frame, frames lost (tap drops + reader gaps), proxy CPU µs per frame (the process,
 writer thread included) and that minus the ``router`` floor: the cost of the path.
 
+``--rate R`` offers the datagrams at R frames/s (the loop sleeps between groups of 64, as a
+proxy waits for its device; sleeping costs no CPU), so every path is measured at the same,
+sustainable load — the proxy's CPU per frame as a lab sees it.  Without it they go as fast as
+the loop can: the loss-free maximum, where a reader slower than the proxy keeps the ring full.
+``--repeat N`` runs the case list N times, interleaved, and the last line gives the medians
+(path costs as the median of each run's case minus that run's ``router``).
+
     .venv/bin/python benchmarks/shm_tap.py [--count 100000] [--cases router,tcp,...]
+        [--rate 100000] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -49,15 +58,21 @@ CASES = ("router", "tcp", "multicast", "shm-thread-batch1", "shm-thread", "shm",
 
 
 class SocketTransport(BufferTransport):
-    """Twisted's write buffering flushed into a real loopback socket: a child process drains
-    the other end, so the kernel's copy of every client byte is in the measurement."""
+    """Twisted's write buffering flushed into a real TCP connection on 127.0.0.1 (no delay,
+    as the proxy sets it for clients): a child process drains the other end, so the kernel's
+    TCP work for every client byte is in the measurement."""
 
     def __init__(self) -> None:
         super().__init__()
         import socket
 
-        self.sock, other = socket.socketpair()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        self.sock = socket.create_connection(server.getsockname())
+        other, _ = server.accept()
+        server.close()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.drain = subprocess.Popen(
             [sys.executable, "-c", f"import os\nwhile os.read({other.fileno()}, 1 << 20): pass"],
             pass_fds=(other.fileno(),))
@@ -98,7 +113,7 @@ def start_reader(name: str, count: int, reference: bool = False) -> subprocess.P
     return proc
 
 
-def run_case(case: str, data: list[bytes]) -> dict[str, Any]:
+def run_case(case: str, data: list[bytes], rate: float = 0) -> dict[str, Any]:
     router = RunRouter()
     transport = None
     target: Any = Null()
@@ -149,20 +164,27 @@ def run_case(case: str, data: list[bytes]) -> dict[str, Any]:
     flushes = []
     if transport is not None:
         flushes.append(transport.flush)
-    if shm is not None:
-        flushes.append(lambda: clock.advance(0))
+    if shm is not None:  # the clock follows real time: the writer's retries come when due
+        flushes.append(lambda: clock.advance(max(0.0, time.perf_counter() - t0
+                                                 - clock.seconds())))
+    interval = 64 / rate if rate else 0.0
     c0 = time.process_time()
-    t0 = time.perf_counter()
+    t0 = due = time.perf_counter()
     for i, d in enumerate(data):
         route(lane, d)
         if i & 63 == 63:
             for flush in flushes:
                 flush()
+            if interval:
+                due += interval
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
     while shm is not None and shm.taps[0].status().queued and reader.poll() is None:
         clock.advance(0.002)  # the ring was full: the inline writer's retries
         time.sleep(0.002)
     loop = time.perf_counter() - t0
-    out: dict[str, Any] = {"case": case, "frames": len(data),
+    out: dict[str, Any] = {"case": case, "frames": len(data), "rate": rate,
                            "loop_frames_per_s": round(len(data) / loop)}
     if shm is not None and reader is not None:
         report = json.loads(reader.communicate(timeout=120)[0].strip().splitlines()[-1])
@@ -204,22 +226,37 @@ def main() -> None:
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--ring-mb", type=int, default=64,
                     help="payload size of the ring the shm reader creates (MiB)")
+    ap.add_argument("--rate", type=float, default=0,
+                    help="offer the datagrams at this many frames/s (0: as fast as possible)")
+    ap.add_argument("--repeat", type=int, default=1, help="run the case list this many times")
     args = ap.parse_args()
     global RING_BYTES
     RING_BYTES = args.ring_mb << 20
     data = datagrams(args.count, 8, "f32")
     print(json.dumps({"load_average": [round(x, 2) for x in os.getloadavg()],
                       "cpus": os.cpu_count(), "datagram_bytes": len(data[1]),
-                      "ring_mb": args.ring_mb}), flush=True)
-    results = []
-    for case in args.cases.split(","):
-        results.append(run_case(case, data))
-        print(json.dumps(results[-1]), flush=True)
-    floor = next((r["cpu_us_per_frame"] for r in results if r["case"] == "router"), None)
-    if floor is not None:
-        print(json.dumps({"path_cpu_us_per_frame": {
-            r["case"]: round(r["cpu_us_per_frame"] - floor, 2) for r in results
-            if r["case"] != "router"}}), flush=True)
+                      "ring_mb": args.ring_mb, "rate": args.rate}), flush=True)
+    rounds: list[dict[str, dict[str, Any]]] = []
+    for _ in range(args.repeat):
+        results: dict[str, dict[str, Any]] = {}
+        for case in args.cases.split(","):
+            results[case] = run_case(case, data, args.rate)
+            print(json.dumps(results[case]), flush=True)
+        rounds.append(results)
+    cases = [c for c in rounds[0] if c != "router"]
+    summary: dict[str, Any] = {"repeat": args.repeat, "rate": args.rate}
+    if "router" in rounds[0]:
+        summary["path_cpu_us_per_frame"] = {c: round(statistics.median(
+            r[c]["cpu_us_per_frame"] - r["router"]["cpu_us_per_frame"] for r in rounds), 2)
+            for c in cases}
+    summary["cpu_us_per_frame"] = {c: round(statistics.median(
+        r[c]["cpu_us_per_frame"] for r in rounds), 2) for c in rounds[0]}
+    summary["shm_frames_per_s"] = {c: round(statistics.median(
+        r[c]["shm_frames_per_s"] for r in rounds)) for c in cases
+        if "shm_frames_per_s" in rounds[0][c]}
+    summary["lost"] = {c: sum(r[c].get("shm_lost", 0) + r[c].get("multicast_dropped", 0)
+                              for r in rounds) for c in cases}
+    print(json.dumps(summary), flush=True)
 
 
 if __name__ == "__main__":

@@ -287,7 +287,7 @@ class ShmReader:
             n = samples * channels
             if F.HEADER_SIZE + n * dt.itemsize > len(frame):
                 raise F.FrameFormatError(f"chunk frame of {len(frame)} bytes is too short")
-            raw = np.frombuffer(frame, dt, n, F.HEADER_SIZE).reshape(samples, channels)
+            raw = np.ndarray((samples, channels), dt, frame, F.HEADER_SIZE)  # a view
             end = bool(flags & F.FLAG_END_MESSAGE)
             if not end:
                 ckey = (run, carrier)

@@ -2,17 +2,23 @@
 
 Design note
 -----------
-:meth:`pybrid.shm.ring.Ring.write_batch` never waits: it writes the frames that fit and says
-how many.  :class:`InlineWriter` uses that on the reactor thread itself.  ``submit`` appends a
-frame to a bounded queue and, for the first frame of a burst, schedules one flush with
-``clock.callLater(0, …)`` — so all the datagrams the reactor read in one pass over its
-sockets are written in one batch (one ring bookkeeping update, one atomic operation).  When
-the ring is full, the frames stay queued and the flush is retried every :data:`RETRY` seconds
-of the injected clock; the reader dead, or no space for ``write_timeout`` seconds, fails the
-writer exactly as the writer thread would (``report(error, lost)``).  No thread, no lock and
-no GIL hand-off per frame: the cheapest way from the hot path into shared memory.  The
-writer thread (:mod:`pybrid.shm.writer`) remains for a ring whose writes should not share the
-reactor's core time (``--shm-writer thread``).
+:meth:`pybrid.shm.ring.Ring.write_batch` and :meth:`~pybrid.shm.ring.Ring.write_chunks` never
+wait: they write the frames that fit and say how many.  :class:`InlineWriter` uses them on the
+reactor thread itself.  The feed's fast path calls :meth:`InlineWriter.put` once per chunk:
+the datagram and its chunk number are appended to the open
+:class:`~pybrid.shm.chunks.Chunks` (two list appends; a new run starts when the template
+changes, the tap sequence jumps, or another frame came in between); :meth:`submit` queues
+any other frame behind it.  The first frame of a burst schedules one flush with
+``clock.callLater(0, …)``, so all the datagrams the reactor read in one pass over its sockets
+are written at once — a run of chunks as one numpy block, with one ring bookkeeping update
+and one atomic operation.  When the ring is full, the frames stay queued and the flush is
+retried every :data:`RETRY` seconds of the injected clock; what waits beyond ``max_frames``
+or ``max_bytes`` is dropped at the next flush and counted (``refused``).  The reader dead, or
+no space for ``write_timeout`` seconds, fails the writer exactly as the writer thread would
+(``report(error, lost)``).  No thread, no lock and no GIL hand-off per frame: the cheapest
+way from the hot path into shared memory.  The writer thread (:mod:`pybrid.shm.writer`)
+remains for a ring whose writes should not share the reactor's core time
+(``--shm-writer thread``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from pybrid.shm.chunks import Chunks
 from pybrid.shm.frames import Frame, Template
 from pybrid.shm.ring import BufferFullException, ReaderDeadException
 
@@ -48,11 +55,14 @@ class InlineWriter:
         self.bytes_written = 0
         self.batches = 0
         self.refused = 0
-        self.queued_bytes = 0
-        #: Frames not yet written are ``_queue[_head:]`` (a list consumed by index: the ring
-        #: takes the frames in place, without copying a batch out of a queue).
-        self._queue: list[Frame] = []
+        #: Frames and runs of chunks not yet (wholly) written are ``_queue[_head:]``.
+        self._queue: list[Frame | Chunks] = []
         self._head = 0
+        #: The open run of chunks: its template, the next tap sequence, its two lists.
+        self._t: Any = None
+        self._next = 0
+        self._srcs: list[bytes] = []
+        self._chunks: list[int] = []
         self._call: Any = None
         self._full_since: float | None = None
         self._stopped = False
@@ -62,67 +72,126 @@ class InlineWriter:
 
     @property
     def queued(self) -> int:
-        return len(self._queue) - self._head + self.ring.pending
+        """Frames waiting to be written."""
+        return sum(item.left if isinstance(item, Chunks) else 1
+                   for item in self._queue[self._head :])
+
+    @property
+    def queued_bytes(self) -> int:
+        return sum(item.left * item.t[7] if isinstance(item, Chunks) else item[5]
+                   for item in self._queue[self._head :])
 
     def put(self, seq: int, chunk: int, src: bytes, t: Template) -> None:
-        """One CHUNK frame from the feed's fast path: copied into the ring at once when
-        nothing waits and it fits (:meth:`~pybrid.shm.ring.Ring.put`; published by the next
-        flush), else queued like any frame."""
-        if self._head != len(self._queue) or not self.ring.put(seq, chunk, src, t):
-            self.submit((t[1], seq, chunk, memoryview(src)[t[4] : t[5]], t[6], t[7]))
-        elif self._call is None:
+        """One CHUNK frame from the feed's fast path (the hot path: two appends)."""
+        if t is not self._t or seq != self._next:
+            self._open(t, seq)
+        self._next = seq + 1
+        self._srcs.append(src)
+        self._chunks.append(chunk)
+
+    def _open(self, t: Template, seq: int) -> None:
+        item = Chunks(t, seq)
+        self._t = t
+        self._srcs = item.srcs
+        self._chunks = item.chunks
+        self._queue.append(item)
+        if self._call is None:
             self._call = self.clock.callLater(0, self.flush)
 
     def submit(self, frame: Frame) -> bool:
-        size = frame[5]
-        if (len(self._queue) - self._head >= self.max_frames
-                or self.queued_bytes + size > self.max_bytes):
-            self.refused += 1
-            if self.refused == 1:
-                self.log.warn("shm tap {name}: frames waiting for ring space exceed the bound; "
-                              "frames are dropped and counted (logged once)", name=self.name)
+        """Queue one frame (behind the chunks put so far)."""
+        self._t = None  # what is put next comes after this frame
+        if len(self._queue) - self._head >= self.max_frames:
+            self._refuse(1)
             return False
-        self.queued_bytes += size
         self._queue.append(frame)
         if self._call is None:
             self._call = self.clock.callLater(0, self.flush)
         return True
+
+    def _refuse(self, n: int) -> None:
+        first = not self.refused
+        self.refused += n
+        if first:
+            self.log.warn("shm tap {name}: frames waiting for ring space exceed the bound; "
+                          "frames are dropped and counted (logged once)", name=self.name)
 
     def flush(self) -> None:
         """Write what fits (a reactor callback: reports failures, never raises)."""
         self._call = None
         if self._stopped:
             return
-        queue = self._queue
         try:
-            k, nbytes = self.ring.publish()  # the frames put straight into the ring
-            if k:
-                self.frames_written += k
-                self.bytes_written += nbytes
-                self.batches += 1
+            if self._write():
                 self._full_since = None
-            if self._head == len(queue):
-                queue.clear()
+            if self._head == len(self._queue):
+                self._queue.clear()
                 self._head = 0
+                self._t = None
                 return
-            k, nbytes = self.ring.write_batch(queue, self._head)
-            if k:
-                self._head += k
-                self.frames_written += k
-                self.bytes_written += nbytes
-                self.queued_bytes -= nbytes
-                self.batches += 1
-                self._full_since = None
-            if self._head == len(queue):
-                queue.clear()
-                self._head = 0
-                return
-            if self._head > 4096:  # drop the written part now and then, not per flush
-                del queue[: self._head]
-                self._head = 0
+            self._bound()
             self._wait()
         except Exception as e:
             self._fail(e)
+
+    def _write(self) -> int:
+        """Write the queue's frames in order until the ring is full; how many were written."""
+        queue = self._queue
+        ring = self.ring
+        written = 0
+        while self._head < len(queue):
+            item = queue[self._head]
+            if isinstance(item, Chunks):
+                if item.srcs is self._srcs:
+                    self._t = None  # the open run: what is put next starts a new one
+                k, nbytes = ring.write_chunks(item)
+                done = item.done == len(item.srcs)
+                if done:
+                    self._head += 1
+            else:
+                k, nbytes = ring.write_batch(queue, self._head)
+                self._head += k
+                done = k > 0
+            if k:
+                written += k
+                self.frames_written += k
+                self.bytes_written += nbytes
+                self.batches += 1
+            if not done:
+                break
+        if self._head > 4096:  # drop the written part now and then, not per flush
+            del queue[: self._head]
+            self._head = 0
+        return written
+
+    def _bound(self) -> None:
+        """Drop (and count) what waits beyond ``max_frames`` / ``max_bytes``: the newest."""
+        queue = self._queue
+        frames = self.max_frames
+        room = self.max_bytes
+        for i in range(self._head, len(queue)):
+            item = queue[i]
+            if isinstance(item, Chunks):
+                size = item.t[7]
+                keep = min(item.left, frames, room // size)
+                lost = item.truncate(keep)
+                frames -= keep
+                room -= keep * size
+                cut = i + 1  # the run stays (write_chunks passes an empty one)
+            elif frames and item[5] <= room:
+                frames -= 1
+                room -= item[5]
+                continue
+            else:
+                lost = 1
+                cut = i
+            if lost:
+                dropped = queue[cut:]
+                del queue[cut:]
+                self._refuse(lost + sum(x.left if isinstance(x, Chunks) else 1
+                                        for x in dropped))
+                self._t = None  # what is put next starts a new run, with its own numbers
+                return
 
     def _wait(self) -> None:
         now = self.clock.seconds()
@@ -146,19 +215,16 @@ class InlineWriter:
         self.report(error, 0)  # the tap counts and discards what is queued
 
     def discard(self) -> int:
-        """Forget every frame not written (queued, or put but unpublished); their count."""
-        ring = self.ring
-        n = len(self._queue) - self._head + ring.pending
-        ring.sequence -= ring.pending  # the reader never saw them: a re-attach continues here
-        ring.pending = 0
+        """Forget every frame not written; their count."""
+        n = self.queued
         self._queue.clear()
         self._head = 0
-        self.queued_bytes = 0
+        self._t = None
         return n
 
     def check(self) -> None:
         """Idle liveness check (the tap's poll): a reader that died while nothing was written."""
-        if not self._stopped and not self.queued and not self.ring.reader_alive():
+        if not self._stopped and self._head == len(self._queue) and not self.ring.reader_alive():
             self._fail(ReaderDeadException("the reader process is gone"))
 
     def stop(self) -> None:
@@ -169,10 +235,8 @@ class InlineWriter:
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None
-        try:  # what was put into the ring already goes to the reader
-            k, nbytes = self.ring.publish()
-            self.frames_written += k
-            self.bytes_written += nbytes
+        try:  # what fits still goes to the reader
+            self._write()
         except Exception:
             pass  # the reader is gone: discard counts them
         self.discard()

@@ -19,9 +19,10 @@ frames as fit, subtracts their space with one atomic operation, and then posts t
 once per frame (what the reader expects).  There is no msync: both processes map the same
 pages and the semaphore post is a full barrier.  Waiting for space (:meth:`Ring.wait_space`)
 blocks on ``sem-r``: only the writer thread (:mod:`pybrid.shm.writer`) calls it.  The inline
-writer (:mod:`pybrid.shm.inline`, reactor thread) uses the non-blocking calls: the feed's fast
-path copies each chunk straight into the ring (:meth:`Ring.put`, unpublished), and one
-:meth:`Ring.publish` per reactor turn makes them all visible at once.
+writer (:mod:`pybrid.shm.inline`, reactor thread) uses the non-blocking calls, once per
+reactor pass: :meth:`Ring.write_chunks` writes a run of the feed's fast-path chunks
+(:class:`pybrid.shm.chunks.Chunks`, with numpy when it is long enough) and
+:meth:`Ring.write_batch` any other frames.
 
 Errors are the library's own classes (``zerobuffer.BufferFullException`` …) so readers and
 users see one vocabulary; the library has no "buffer not found" class, hence
@@ -47,7 +48,8 @@ from zerobuffer import (
     ZeroBufferException,
 )
 
-from pybrid.shm.frames import SEQ_CHUNK, Frame, Template
+from pybrid.shm.chunks import Chunks, write_rows
+from pybrid.shm.frames import SEQ_CHUNK, Frame
 
 __all__ = [
     "BufferFullException",
@@ -67,9 +69,6 @@ _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _ZEROS = bytes(16)
 FRAME_HEADER = struct.Struct("<QQ")
 _U64 = struct.Struct("<Q")
-#: A CHUNK frame's first 64 bytes: the ring's header (size, sequence) and ours (bytes 0-7 of
-#: the template, tap sequence, chunk, bytes 20-47 of the template).
-_PUT = struct.Struct("<QQ8sQI28s")
 _OIEB = struct.Struct("<I4B11Q")
 # OIEB field offsets
 _META_SIZE, _META_FREE, _META_WRITTEN = 8, 16, 24
@@ -161,15 +160,6 @@ class Ring:
         self._cbuf = (ctypes.c_char * len(mm)).from_buffer(mm)
         self._free_addr = ctypes.addressof(self._cbuf) + _FREE
         self.sequence = sequence
-        #: Frames :meth:`put` wrote but :meth:`publish` has not yet made visible: their
-        #: count, bytes (payload, for counters), ring space (markers included), wrap markers.
-        self.pending = 0
-        self._pending_bytes = 0
-        self._pending_used = 0
-        self._pending_markers = 0
-        #: Where the next frame goes and the free space known (minus what is pending).
-        self._pos = int(_U64.unpack_from(mm, _WRITE_POS)[0])
-        self._avail = 0
         self.closed = False
 
     # -- state read from the OIEB ---------------------------------------------------------
@@ -204,8 +194,9 @@ class Ring:
 
     # -- frames ---------------------------------------------------------------------------
 
-    def write_batch(self, frames: Sequence[Frame], start: int = 0) -> tuple[int, int]:
-        """Write the frames ``frames[start:]`` that fit now; return ``(count, bytes)``.
+    def write_batch(self, frames: Sequence[Frame | Chunks], start: int = 0) -> tuple[int, int]:
+        """Write the frames ``frames[start:]`` that fit now, up to the first
+        :class:`~pybrid.shm.chunks.Chunks`; return ``(count, bytes)``.
 
         A frame is :data:`pybrid.shm.frames.Frame`.  Raises ``FrameTooLargeException`` for a
         frame the ring can never hold and ``ReaderDeadException`` when the reader closed.
@@ -222,7 +213,10 @@ class Ring:
         patch = SEQ_CHUNK.pack_into
         used = markers = nbytes = 0
         for i in range(start, len(frames)):
-            head, fseq, chunk, body, pad, length = frames[i]
+            frame = frames[i]
+            if isinstance(frame, Chunks):  # a run of fast-path chunks: write_chunks
+                break
+            head, fseq, chunk, body, pad, length = frame
             total = 16 + length
             if total > size:
                 raise FrameTooLargeException(f"a frame of {length} bytes exceeds the ring")
@@ -257,8 +251,6 @@ class Ring:
         n = seq - seq0
         if n == 0:
             return 0, 0
-        self._pos = pos
-        self._avail = 0  # read the free space again on the next put
         _U64.pack_into(mm, _WRITE_POS, pos)
         _U64.pack_into(mm, _WRITTEN_COUNT, _U64.unpack_from(mm, _WRITTEN_COUNT)[0] + n + markers)
         _ATOMIC_SUB(self._free_addr, used, _RELEASE)
@@ -268,81 +260,58 @@ class Ring:
             release()
         return n, nbytes
 
-    def put(self, seq: int, chunk: int, src: bytes, t: Template) -> bool:
-        """Copy one CHUNK frame into the ring now, unpublished; False (nothing written) if it
-        does not fit now.  ``t`` is the feed's template of the datagram's layout
-        (:data:`~pybrid.shm.frames.Template`): one ``pack_into`` writes the ring's frame header
-        and ours with ``seq`` and ``chunk``, one slice assignment copies the device's sample
-        bytes ``src[start:end]`` (a bytes slice: it measures faster than a ``memoryview``
-        slice, though copied twice).  :meth:`publish` makes what was put visible to the
-        reader, all at once.  Only while no :meth:`write_batch` frames wait (the writer sees
-        to that)."""
-        length = t[7]
-        total = 16 + length
-        pos = self._pos
-        if self.payload_size - pos < total or self._avail < total:
-            pos = self._room(total)
-            if pos < 0:
-                return False
-        at = self.payload_base + pos
-        mm = self._mm
-        _PUT.pack_into(mm, at, length, self.sequence, t[2], seq, chunk, t[3])
-        at += 64
-        start = t[4]
-        n = t[5] - start
-        mm[at : at + n] = src[start : start + n]  # a bytes slice: faster here than a view
-        pad = t[6]
-        if pad:
-            mm[at + n : at + n + pad] = _ZEROS[:pad]
-        self._pos = pos + total
-        self._avail -= total
-        self._pending_used += total
-        self._pending_bytes += length
-        self.pending += 1
-        self.sequence += 1
-        return True
-
-    def _room(self, total: int) -> int:
-        """Where a frame of ``total`` bytes goes (leaving a wrap marker if needed), -1 if it
-        does not fit now."""
-        pos = self._pos
-        to_end = self.payload_size - pos
-        need = total + to_end if to_end < total else total
-        if self._avail < need:
-            self._avail = int(_U64.unpack_from(self._mm, _FREE)[0]) - self._pending_used
-            if self._avail < need or total > self.payload_size:
-                return -1
-        if to_end < total:  # wrap (see write_batch)
-            if to_end >= 16:
-                FRAME_HEADER.pack_into(self._mm, self.payload_base + pos, 0, 0)
-                self._pending_markers += 1
-            self._avail -= to_end
-            self._pending_used += to_end
-            self._pos = pos = 0
-        return pos
-
-    def publish(self) -> tuple[int, int]:
-        """Make every frame :meth:`put` wrote visible: one write-position update, one atomic
-        subtraction of their space, one semaphore post per frame; return ``(count, bytes)``.
-        Raises ``ReaderDeadException`` when the reader closed (the frames stay ``pending``:
-        the writer counts them as lost)."""
-        n = self.pending
-        if n == 0:
-            return 0, 0
+    def write_chunks(self, item: Chunks) -> tuple[int, int]:
+        """Write the frames of ``item`` not yet written that fit now (advancing
+        ``item.done``); return ``(count, bytes)``.  The frames go in blocks between wraps
+        (:func:`pybrid.shm.chunks.write_rows`); the bookkeeping is done once, as in
+        :meth:`write_batch`, whose errors it raises."""
         mm = self._mm
         if _U64.unpack_from(mm, _READER_PID)[0] == 0:
             raise ReaderDeadException("the reader closed the buffer")
-        nbytes = self._pending_bytes
-        self.pending = self._pending_bytes = 0
-        used, self._pending_used = self._pending_used, 0
-        markers, self._pending_markers = self._pending_markers, 0
-        _U64.pack_into(mm, _WRITE_POS, self._pos)
+        length = item.t[7]
+        total = 16 + length
+        size = self.payload_size
+        if total > size:
+            raise FrameTooLargeException(f"a frame of {length} bytes exceeds the ring")
+        base = self.payload_base
+        free = _U64.unpack_from(mm, _FREE)[0]
+        pos = _U64.unpack_from(mm, _WRITE_POS)[0]
+        seq0 = seq = self.sequence
+        done = item.done
+        left = len(item.srcs) - done
+        used = markers = 0
+        while left:
+            to_end = size - pos
+            if to_end < total:  # wrap (see write_batch)
+                if free - used < to_end + total:
+                    break
+                if to_end >= 16:
+                    FRAME_HEADER.pack_into(mm, base + pos, 0, 0)
+                    markers += 1
+                used += to_end
+                pos = 0
+                continue
+            m = min(left, to_end // total, (free - used) // total)
+            if m == 0:
+                break
+            write_rows(mm, base + pos, item, done, m, seq)
+            pos += m * total
+            used += m * total
+            done += m
+            left -= m
+            seq += m
+        n = seq - seq0
+        if n == 0:
+            return 0, 0
+        item.done = done
+        _U64.pack_into(mm, _WRITE_POS, pos)
         _U64.pack_into(mm, _WRITTEN_COUNT, _U64.unpack_from(mm, _WRITTEN_COUNT)[0] + n + markers)
         _ATOMIC_SUB(self._free_addr, used, _RELEASE)
+        self.sequence = seq
         release = self._sem_w.release
         for _ in range(n):
             release()
-        return n, nbytes
+        return n, n * length
 
     def wait_space(self, timeout: float) -> bool:
         """Block (writer thread only) until the reader returns space or ``timeout`` passes."""

@@ -10,6 +10,7 @@ from twisted.internet import task
 require_shm()
 
 from pybrid.shm import frames as F  # noqa: E402
+from pybrid.shm.chunks import Chunks  # noqa: E402
 from pybrid.shm.inline import RETRY, InlineWriter  # noqa: E402
 from pybrid.shm.ring import BufferFullException, ReaderDeadException  # noqa: E402
 
@@ -21,28 +22,26 @@ class FakeRing:
         self.written: list[Any] = []
         self.calls = 0
         self.closed = False
-        self.pending = 0
         self.sequence = 1
-        self._put: list[Any] = []
 
-    def put(self, seq: int, chunk: int, src: bytes, t: Any) -> bool:
-        if self.room <= 0:
-            return False
-        self.room -= 1
-        self.pending += 1
-        self.sequence += 1
-        self._put.append((t[1], seq, chunk, src[t[4] : t[5]], t[6], t[7]))
-        return True
-
-    def publish(self) -> tuple[int, int]:
-        n, self.pending = self.pending, 0
-        done, self._put = self._put, []
-        self.written.extend(done)
-        return n, sum(f[5] for f in done)
+    def write_chunks(self, item: Chunks) -> tuple[int, int]:
+        self.calls += 1
+        t = item.t
+        k = min(self.room, item.left)
+        self.room -= k
+        for i in range(item.done, item.done + k):
+            self.written.append((t[1], item.seq0 + i, item.chunks[i],
+                                 item.srcs[i][t[4] : t[5]], t[6], t[7]))
+        item.done += k
+        self.sequence += k
+        return k, k * t[7]
 
     def write_batch(self, frames: Any, start: int = 0) -> tuple[int, int]:
         self.calls += 1
-        k = min(self.room, len(frames) - start)
+        end = start
+        while end < len(frames) and not isinstance(frames[end], Chunks):
+            end += 1
+        k = min(self.room, end - start)
         self.room -= k
         chosen = frames[start : start + k]
         self.written.extend(chosen)
@@ -121,37 +120,90 @@ def template(length: int = 64) -> Any:
     return (None, bytes(48), bytes(8), bytes(28), 2, 2 + length - 48, 0, length)
 
 
-def test_put_goes_straight_into_the_ring_and_one_flush_publishes_in_order():
+def test_puts_are_two_appends_and_one_flush_writes_them_in_order():
     writer, ring, clock, _ = rig()
     t = template()
     for seq in (1, 2, 3):
         writer.put(seq, seq * 10, bytes(100), t)
-    assert ring.written == [] and ring.pending == 3 and writer.queued == 3
+    assert ring.written == [] and ring.calls == 0 and writer.queued == 3
+    assert writer.queued_bytes == 3 * 64
     assert len(clock.getDelayedCalls()) == 1  # one flush for the burst
     clock.advance(0)
     assert [f[1:3] for f in ring.written] == [(1, 10), (2, 20), (3, 30)]
+    assert ring.calls == 1  # one run of chunks, one write
     assert writer.frames_written == 3 and writer.queued == 0
 
 
-def test_put_queues_once_the_ring_is_full_and_keeps_the_order():
+def test_other_frames_keep_their_place_among_the_chunks():
+    writer, ring, clock, _ = rig()
+    t = template()
+    writer.put(1, 1, bytes(100), t)
+    writer.put(2, 2, bytes(100), t)
+    writer.submit((bytes(48), 3, 0, b"", 0, 48))  # a frame in between
+    writer.put(4, 4, bytes(100), t)
+    writer.put(6, 6, bytes(100), t)  # a jump in the tap sequence: a new run
+    writer.put(7, 7, bytes(100), template(80))  # another template: a new run
+    clock.advance(0)
+    assert [f[1] for f in ring.written] == [1, 2, 3, 4, 6, 7]
+    assert [f[5] for f in ring.written] == [64, 64, 48, 64, 64, 80]
+
+
+def test_a_full_ring_keeps_the_order_and_later_puts_open_a_new_run():
     writer, ring, clock, _ = rig()
     ring.room = 2
     t = template()
     for seq in range(1, 6):
         writer.put(seq, seq, bytes(100), t)
-    assert ring.pending == 2 and writer.queued == 5  # 3 wait in the queue
-    ring.room = 10
-    writer.put(6, 6, bytes(100), t)  # behind the queue, not into the ring
-    assert ring.pending == 2
     clock.advance(0)
-    assert [f[1] for f in ring.written] == [1, 2, 3, 4, 5, 6]
+    assert len(ring.written) == 2 and writer.queued == 3
+    writer.put(6, 6, bytes(100), t)  # while the ring is full: behind the rest
+    ring.room = 10
+    clock.advance(RETRY)
+    assert [f[1] for f in ring.written] == [1, 2, 3, 4, 5, 6] and writer.queued == 0
+    writer.put(7, 7, bytes(100), t)
+    clock.advance(0)
+    assert [f[1] for f in ring.written][-1] == 7
 
 
-def test_discard_counts_unpublished_frames_and_rolls_the_ring_sequence_back():
-    writer, ring, _, _ = rig()
+def test_what_waits_beyond_the_bound_is_dropped_at_the_next_flush_and_counted():
+    writer, ring, clock, _ = rig(max_frames=4)
+    ring.room = 1
+    t = template()
+    for seq in range(1, 9):
+        writer.put(seq, seq, bytes(100), t)
+    clock.advance(0)  # 1 written, 4 kept, 3 dropped
+    assert len(ring.written) == 1 and writer.queued == 4 and writer.refused == 3
+    writer.put(9, 9, bytes(100), t)  # its own run: numbered 9, not after the kept ones
+    ring.room = 10
+    clock.advance(RETRY)
+    assert [f[1] for f in ring.written] == [1, 2, 3, 4, 5, 9]
+    bytes_bound, ring2, clock2, _ = rig(max_bytes=3 * 64)
+    ring2.room = 0
+    for seq in range(1, 6):
+        bytes_bound.put(seq, seq, bytes(100), t)
+    bytes_bound.submit(frame(1))
+    clock2.advance(0)
+    assert bytes_bound.queued == 3 and bytes_bound.refused == 3
+
+
+def test_discard_counts_what_was_not_written():
+    writer, ring, clock, _ = rig()
+    ring.room = 1
     t = template()
     writer.put(1, 1, bytes(100), t)
     writer.put(2, 2, bytes(100), t)
-    assert ring.sequence == 3
+    writer.submit(frame(3))
+    clock.advance(0)
     assert writer.discard() == 2
-    assert ring.sequence == 1 and ring.pending == 0 and writer.queued == 0
+    assert writer.queued == 0 and ring.sequence == 2
+
+
+def test_stop_writes_what_fits_then_discards():
+    writer, ring, clock, _ = rig()
+    ring.room = 2
+    t = template()
+    for seq in (1, 2, 3):
+        writer.put(seq, seq, bytes(100), t)
+    writer.stop()
+    assert [f[1] for f in ring.written] == [1, 2] and ring.closed
+    assert writer.queued == 0 and not clock.getDelayedCalls()

@@ -12,6 +12,7 @@ require_shm()
 import zerobuffer  # noqa: E402
 
 from pybrid.shm import frames as F  # noqa: E402
+from pybrid.shm.chunks import VECTOR_MIN, Chunks  # noqa: E402
 from pybrid.shm.ring import (  # noqa: E402
     BufferNotFound,
     FrameTooLargeException,
@@ -59,32 +60,55 @@ def test_frames_wrap_around_and_the_library_reads_them_in_order(reader):
     ring.close()
 
 
-def test_put_frames_are_invisible_until_publish_then_read_in_order_across_wraps(reader):
+def chunk_run(t: F.Template, seq0: int, srcs: list[bytes]) -> Chunks:
+    item = Chunks(t, seq0)
+    item.srcs.extend(srcs)
+    item.chunks.extend(range(1000 + seq0, 1000 + seq0 + len(srcs)))
+    return item
+
+
+@pytest.mark.parametrize("per_run", [3, VECTOR_MIN, 50])  # one by one, and numpy blocks
+@pytest.mark.parametrize(("body", "pad"), [(64, 0), (64, 8), (80, 4)])
+def test_runs_of_chunks_are_read_by_the_library_in_order_across_wraps(reader, per_run, body,
+                                                                      pad):
+    """Frames of 128 bytes in the ring fill it exactly; of 144 leave wrap markers."""
     name, r = reader
     ring = Ring(name)
     ring.set_metadata(b"{}")
     head = bytes(range(48))
-    t = (None, head, head[:8], head[20:], 3, 3 + 64, 0, 112)  # 112 + 16: 128 bytes a frame
-    src = bytes(3) + bytes(range(64, 128)) + bytes(5)
-    assert ring.put(1, 7, src, t) and ring.pending == 1
-    assert r.read_frame(timeout=0.05) is None  # not published: nothing to read
+    n = body - pad  # sample bytes
+    t = (None, head, head[:8], head[20:], 3, 3 + n, pad, 48 + n + pad)
+    srcs = [bytes([k % 5]) * 3 + bytes((k + j) % 256 for j in range(n)) + bytes(5)
+            for k in range(300)]
     got = []
-    for seq in range(2, 301):
-        if not ring.put(seq, seq + 6, src, t):
-            assert ring.publish()[0] > 0
-            while (f := r.read_frame(timeout=0.05)) is not None:
+    runs = [chunk_run(t, s, srcs[s - 1 : s - 1 + per_run]) for s in range(1, 301, per_run)]
+    for item in runs:
+        while item.left:
+            k, nbytes = ring.write_chunks(item)
+            assert nbytes == k * t[7]
+            assert k or len(got) < ring.sequence - 1  # full only while frames are unread
+            while len(got) < ring.sequence - 1:
+                f = r.read_frame(timeout=1)
+                assert f is not None
                 got.append((f.sequence, bytes(f.data)))
                 r.release_frame(f)
-            assert ring.put(seq, seq + 6, src, t)
-    n, nbytes = ring.publish()
-    assert nbytes == n * 112
-    while (f := r.read_frame(timeout=0.05)) is not None:
-        got.append((f.sequence, bytes(f.data)))
-        r.release_frame(f)
+    assert r.read_frame(timeout=0.01) is None
     assert [s for s, _ in got] == list(range(1, 301))
     for k, (_, data) in enumerate(got, start=1):
-        frame = (head, k, k + 6, src[3:67], 0, 112)
-        assert data == F.frame_bytes(frame)
+        frame = (head, k, 1000 + k, srcs[k - 1][3 : 3 + n], pad, 48 + n + pad)
+        assert data == F.frame_bytes(frame), k
+    ring.close()
+
+
+def test_a_run_waits_behind_frames_and_write_batch_stops_at_it(reader):
+    name, _ = reader
+    ring = Ring(name)
+    t = (None, bytes(48), bytes(8), bytes(28), 0, 16, 0, 64)
+    queue: list = [*frames(2), chunk_run(t, 3, [bytes(16)] * 3), *frames(1)]
+    assert ring.write_batch(queue) == (2, 96)
+    assert ring.write_chunks(queue[2]) == (3, 192) and queue[2].left == 0
+    assert ring.write_batch(queue, 3) == (1, 48)
+    assert ring.sequence == 7
     ring.close()
 
 
@@ -108,6 +132,9 @@ def test_errors_name_what_is_wrong(reader):
     ring = Ring(name)
     with pytest.raises(FrameTooLargeException):
         ring.write_batch(frames(1, 8192))
+    big = (None, bytes(48), bytes(8), bytes(28), 0, 8144, 0, 8192)
+    with pytest.raises(FrameTooLargeException):
+        ring.write_chunks(chunk_run(big, 1, [bytes(8144)]))
     ring.close()
     # a live writer of another process: one writer per buffer
     import mmap

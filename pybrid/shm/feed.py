@@ -8,8 +8,9 @@ its fast path matched to a registered run comes to :meth:`ShmFeed.chunk` with wh
 already knows — its run track, its :class:`~pybrid.proxy.data.layout.Layout` and the chunk
 number — so nothing is recognised twice: the feed looks up the frame template of that layout
 in the current run (the 48-byte header with everything but the tap sequence and the chunk
-number, and where the samples are) and each tap's ``put`` copies header and samples straight
-into its ring (:meth:`pybrid.shm.ring.Ring.put`); no frame object is made.  Every other
+number, and where the samples are) and each tap's ``put`` takes the datagram as it is (the
+inline writer appends it to a run of chunks it writes once per reactor pass,
+:mod:`pybrid.shm.chunks`); no frame object is made.  Every other
 message (those protobuf parsed: state changes, first datagrams of a layout, the TCP lane)
 comes to :meth:`ShmFeed.emit`, as bytes, and is handled as follows.  The feed writes only
 the *active* runs — those the router has registered for a session (``lookup`` returns their

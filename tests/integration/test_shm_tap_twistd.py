@@ -156,6 +156,8 @@ async def test_pybrid_monitor_shm_records_a_run_and_reports_writer_dead(reactor,
         reply = await client.request("start_run_command", start_run(run_id, 200_000_000))
         assert messages.kind_of(reply) == "start_run_response"
         await until(reactor, lambda: monitor.stdout.count(b": DONE") >= 2, timeout=30)
+        # the client's last chunks may still be on their way over TCP when the reader has DONE
+        await until(reactor, lambda: len(client_chunks(client, run_id)) >= 2 * 200, timeout=30)
         sent = client_chunks(client, run_id)
         assert len(sent) == 2 * 200
         proc.signal("KILL")

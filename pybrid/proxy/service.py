@@ -217,6 +217,8 @@ class ProxyService(service.MultiService):
             scheduler=self.scheduler.status(), front=self.front.status(),
             dispatch=self.dispatcher.status(), monitor=monitor,
             shm_taps=() if self.shm is None else self.shm.status(),
+            readiness=self.health.verdict(),
+            recent_runs=self.dispatcher.coordinator.history.records(),
         )
 
     def _unlatch_intakes(self) -> None:

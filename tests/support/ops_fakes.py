@@ -6,6 +6,7 @@ from typing import Any
 
 import attrs
 
+from pybrid.proxy.backend.model import Readiness
 from pybrid.proxy.status.model import (
     BackendStatus,
     CarrierStatus,
@@ -45,7 +46,7 @@ def status(**kw: Any) -> ProxyStatus:
         active=session(), queue=(session("10.0.0.98:40000", "queued", id="q1"),), idle=(),
         counters={"connections": 5, "dropped_foreign_run": 1, "handovers": 2},
         errors=(LogEntry(150.0, "warn", "pybrid.proxy.backend.lane.BackendLane", "backend lost"),),
-        log_counts={"warn": 1},
+        log_counts={"warn": 1}, readiness=Readiness(),
     )
     values.update(kw)
     return ProxyStatus(**values)

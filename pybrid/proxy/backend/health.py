@@ -20,6 +20,11 @@ on that backend's carriers (:mod:`pybrid.proxy.runs.coordinator`), then it gets 
 (:meth:`~pybrid.proxy.clients.scheduler.Scheduler.degrade`; ``Timing.degrade_grace`` later
 if a run was failing, so that the client takes in the run errors first); the next one waits
 for readiness.
+
+**One verdict.**  :func:`readiness` is the only judge: the scheduler promotes a session when
+its :class:`Readiness` is ready, and the status page, ``/status.json`` and
+``pybrid_proxy_healthy`` show that same record (``ServiceStatus.readiness``), so a cluster the
+scheduler refuses is never shown as "all backends ready".
 """
 
 from __future__ import annotations
@@ -31,6 +36,17 @@ from twisted.logger import Logger
 
 from pybrid.proxy.backend.cache import conflicts
 from pybrid.proxy.backend.lane import BackendLane
+from pybrid.proxy.backend.model import Readiness
+
+
+def readiness(lanes: Sequence[BackendLane]) -> Readiness:
+    """May a session own the backends now?  The one function the scheduler and the status
+    page both ask (see the module note)."""
+    return Readiness(
+        down=tuple(f"backend {lane.name} is {lane.state.value}" for lane in lanes
+                   if not lane.healthy),
+        conflicts=tuple(conflicts(lanes)), empty=not lanes,
+    )
 
 
 def degraded_text(lane: BackendLane, reason: str) -> str:
@@ -47,14 +63,15 @@ class ClusterHealth:
 
     log = Logger()
 
+    def verdict(self) -> Readiness:
+        return readiness(self.lanes)
+
     def ready(self) -> bool:
-        return all(lane.healthy for lane in self.lanes) and not conflicts(self.lanes)
+        return self.verdict().ready
 
     def problems(self) -> list[str]:
         """Why the cluster is not ready (empty when it is), one sentence each."""
-        down = [f"backend {lane.name} is {lane.state.value}" for lane in self.lanes
-                if not lane.healthy]
-        return down + conflicts(self.lanes)
+        return list(self.verdict().problems)
 
     def check(self) -> list[str]:
         """Log conflicts once when they appear (as errors) and when they are gone."""

@@ -1,5 +1,6 @@
 """A backend lane's vocabulary: its states, errors, counters and status record, and the
-router side it hands run traffic to (:class:`RunSink`).  The lane itself is
+router side it hands run traffic to (:class:`RunSink`), and the cluster's verdict
+(:class:`Readiness`, judged by :func:`pybrid.proxy.backend.health.readiness`).  The lane itself is
 :class:`pybrid.proxy.backend.lane.BackendLane`."""
 
 from __future__ import annotations
@@ -67,5 +68,40 @@ class LaneStatus:
     intake: IntakeStatus | None
 
 
+@attrs.frozen
+class Readiness:
+    """The verdict on the cluster: may a session be promoted, and if not, why."""
+
+    #: Backends that are not READY, one sentence each ("backend H:P is waiting").
+    down: tuple[str, ...] = ()
+    #: Contradictions between the backends' descriptions
+    #: (:func:`pybrid.proxy.backend.cache.conflicts`).
+    conflicts: tuple[str, ...] = ()
+    #: No backend is configured at all.
+    empty: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return not (self.down or self.conflicts or self.empty)
+
+    @property
+    def state(self) -> str:
+        """"ready", "misconfigured" (conflicts come first: a reconnect will not fix them),
+        or "degraded"."""
+        if self.ready:
+            return "ready"
+        return "misconfigured" if self.conflicts else "degraded"
+
+    @property
+    def reason(self) -> str | None:
+        """Why not ready, every problem in one line; None when ready."""
+        problems = self.problems
+        return "; ".join(problems) if problems else None
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return (("no backend configured",) if self.empty else ()) + self.conflicts + self.down
+
+
 __all__ = ["BackendUnavailable", "HandshakeError", "LaneCounters", "LaneState", "LaneStatus",
-           "RequestTooLarge", "RunSink"]
+           "Readiness", "RequestTooLarge", "RunSink"]

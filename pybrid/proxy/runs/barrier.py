@@ -91,6 +91,8 @@ class RunBarrier:
     client_id: str = ""
     #: Backends sent ``stop_run_command`` for this run (by the coordinator).
     stopped: set[str] = attrs.field(factory=set)
+    #: Why the run was cancelled (:meth:`cancel`); None while it was not.
+    cancelled: str | None = None
     _took_off: set[str] = attrs.field(factory=set)
     _took_off_waiters: list[defer.Deferred[None]] = attrs.field(factory=list)
     _finished_waiters: list[defer.Deferred[int]] = attrs.field(factory=list)
@@ -171,8 +173,10 @@ class RunBarrier:
             self.on_error(self, *self.error)
         self._progress()
 
-    def cancel(self) -> None:
+    def cancel(self, why: str = "cancelled") -> None:
         """The session is gone: stop the deadline, release waiters (outcome ERROR)."""
+        if self.outcome is None and self.cancelled is None:
+            self.cancelled = why
         for carrier in self.unfinished():
             self.states[carrier] = pb.ERROR
         self._took_off.update(self.owners)

@@ -36,6 +36,9 @@ state observer):
   router forgets the session's runs (their remaining data is dropped, never reaching the next
   session), barriers are cancelled.
 
+Every run that ends — finished on every carrier, or cancelled — leaves a
+:class:`~pybrid.proxy.runs.history.RunRecord` in ``history`` (the status page's last runs).
+
 Replies to ``stop_run_command`` are only logged; a backend that does not answer within
 ``Timing.stop_timeout`` is logged too.
 """
@@ -53,8 +56,10 @@ from pybrid.proto import pb
 from pybrid.proxy.backend.lane import BackendLane
 from pybrid.proxy.clients.session import Session
 from pybrid.proxy.config import Timing
+from pybrid.proxy.data.model import RunTrack
 from pybrid.proxy.data.router import RunRouter
 from pybrid.proxy.runs.barrier import RunBarrier, run_seconds
+from pybrid.proxy.runs.history import Result, RunHistory, RunRecord
 from pybrid.wire import messages
 
 
@@ -87,6 +92,10 @@ class RunCoordinator:
     timing: Timing = attrs.field(factory=Timing)
     barriers: dict[str, tuple[Session, RunBarrier]] = attrs.field(factory=dict)
     counters: DispatchCounters = attrs.field(factory=DispatchCounters)
+    #: The last runs that ended (the status page's "last runs").
+    history: RunHistory = attrs.field(factory=RunHistory)
+    #: Per run in ``barriers`` (the proxy's id): when it began, and its router track.
+    _begun: dict[str, tuple[float, RunTrack | None]] = attrs.field(factory=dict)
 
     log = Logger()
 
@@ -100,7 +109,7 @@ class RunCoordinator:
         client = run_id if client_id is None else client_id
         replaced = self.barriers.get(run_id)
         if replaced is not None:  # the dispatcher refuses reused ids; never strand a waiter
-            replaced[1].cancel()
+            replaced[1].cancel("replaced by a start with the same id")
         owners = {c: lane.name for lane in self.lanes for c in lane.carriers}
         barrier = RunBarrier(
             run_id, self.clock, owners, self.timing.take_off_timeout,
@@ -111,6 +120,7 @@ class RunCoordinator:
         session.runs.add(client)
         self.barriers[run_id] = (session, barrier)
         self.router.register_run(run_id, session, owners, observer=barrier, client_id=client)
+        self._begun[run_id] = (self.clock.seconds(), self.router.track_of(run_id))
         barrier.when_finished().addCallback(self._finished, session, barrier)
         self.log.info("session {session} starts run {client} (backends: {run}) on {n} "
                       "backend(s), {c} carrier(s)", session=session.id, client=client,
@@ -128,7 +138,7 @@ class RunCoordinator:
         if entry is not None:
             session, barrier = entry
             session.runs.discard(barrier.client_id or run_id)
-            barrier.cancel()
+            barrier.cancel(f"not started: {why}")
             self.log.warn("session {session}: run {run} not started: {why}",
                           session=session.id, run=run_id, why=why)
         self.stop_runs(started)  # the backends that did start it must not run alone
@@ -166,7 +176,7 @@ class RunCoordinator:
             if owner is session:
                 del self.barriers[run_id]
                 names.update(b for b in barrier.pending_backends() if b not in barrier.stopped)
-                barrier.cancel()
+                barrier.cancel("the session ended during the run")
         for run_id in unfinished:
             self.log.info("session {session} ended during run {run}: sending stop_run to the "
                           "backends; the run's remaining data is dropped", session=session.id,
@@ -232,7 +242,30 @@ class RunCoordinator:
             del self.barriers[barrier.run_id]
         self.log.info("session {session}: run {run} finished on every backend ({state})",
                       session=session.id, run=barrier.run_id, state=pb.RunState.Name(outcome))
+        self._record(session, barrier, outcome)
         return outcome
+
+    def _record(self, session: Session, barrier: RunBarrier, outcome: int) -> None:
+        """The run ended: its :class:`RunRecord` goes into ``history``."""
+        now = self.clock.seconds()
+        began, track = self._begun.pop(barrier.run_id, (now, None))
+        result: Result = "done"
+        reason = None
+        if barrier.error is not None:
+            backend, carrier, why = barrier.error
+            result, reason = "error", f"carrier {carrier} of backend {backend}: " + (
+                why or "no reason given")
+        elif barrier.cancelled is not None:
+            result, reason = "aborted", barrier.cancelled
+        elif outcome != pb.DONE:
+            result, reason = "error", pb.RunState.Name(outcome)
+        lost = track.chunks.lost.values() if track is not None and track.chunks else ()
+        self.history.add(RunRecord(
+            id=barrier.client_id or barrier.run_id, proxy_id=barrier.run_id, session=session.id,
+            peer=session.peer, started=began, ended=now, carriers=len(barrier.owners),
+            chunks=sum(track.next_chunk.values()) if track is not None else 0,
+            missing=sum(lost), result=result, reason=reason,
+        ))
 
     # -- actions -----------------------------------------------------------------------------
 

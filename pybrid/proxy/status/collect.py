@@ -189,6 +189,8 @@ class StatusCollector:
             log_counts=dict(self.events.counts),
             monitor=status.monitor,
             shm_taps=status.shm_taps,
+            readiness=status.readiness,
+            recent_runs=status.recent_runs,
         )
 
     def _backend(self, lane: LaneStatus) -> BackendStatus:

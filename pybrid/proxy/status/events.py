@@ -1,7 +1,9 @@
 """The ring of the proxy's recent warnings and errors, for the status page.
 
 :class:`RecentEvents` is a ``twisted.logger`` observer keeping a bounded ring of the proxy's
-recent warnings and errors (events whose namespace is ``pybrid.proxy`` or below it).
+recent warnings and errors (events whose namespace is ``pybrid.proxy`` or below it).  Its
+``counts`` hold every level it keeps (warn, error, critical) from the start, at 0, so that
+``pybrid_proxy_log_events_total`` has all its series before the first warning.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from pybrid.proxy.status.model import LogEntry
 _LEVELS = (LogLevel.debug, LogLevel.info, LogLevel.warn, LogLevel.error, LogLevel.critical)
 
 
+def counted_levels(min_level: LogLevel = LogLevel.warn) -> tuple[str, ...]:
+    """The names of the levels a ring from ``min_level`` counts (warn, error, critical)."""
+    return tuple(level.name for level in _LEVELS[_LEVELS.index(min_level):])
+
+
 @implementer(ILogObserver)
 @attrs.define(eq=False)
 class RecentEvents:
@@ -31,6 +38,8 @@ class RecentEvents:
 
     def __attrs_post_init__(self) -> None:
         self.entries = deque(maxlen=self.capacity)
+        for level in counted_levels(self.min_level):
+            self.counts.setdefault(level, 0)
 
     def __call__(self, event: dict[str, Any]) -> None:
         namespace = str(event.get("log_namespace", ""))
@@ -51,4 +60,4 @@ class RecentEvents:
                                      namespace, text[:2000]))
 
 
-__all__ = ["RecentEvents"]
+__all__ = ["RecentEvents", "counted_levels"]

@@ -51,6 +51,8 @@ dt{color:var(--muted)}dd{margin:0}
 .counters div{display:flex;justify-content:space-between;border-bottom:1px dotted var(--line)}
 .counters span:last-child{font-variant-numeric:tabular-nums}
 td.msg{word-break:break-word}
+.banner{margin:16px 24px 0;padding:10px 16px;border-radius:10px;background:var(--badbg);
+color:var(--bad);border:1px solid #fda29b}.banner ul{margin:4px 0 0;padding-left:20px}
 footer{padding:4px 24px 18px;color:var(--muted);font-size:12px}
 a{color:var(--accent)}
 """
@@ -241,6 +243,35 @@ def _counters(status: ProxyStatus) -> str:
     return f'<section class="wide"><h2>Counters</h2><div class="counters">{items}</div></section>'
 
 
+def _recent_runs(status: ProxyStatus) -> str:
+    """The last runs that ended, newest first (pybrid.proxy.runs.history)."""
+    css = {"done": "ok", "error": "bad", "aborted": "warn"}
+    rows = [
+        (f'<span class="mono">{clock_time(r.ended)}</span>',
+         f"<code>{e(r.id)}</code>" + (f'<br><span class="muted mono">{e(r.proxy_id)}</span>'
+                                      if r.proxy_id != r.id else ""),
+         f"<code>{e(r.peer)}</code>", duration(r.duration), count(r.carriers), count(r.chunks),
+         count(r.missing),
+         f'<span class="pill {css.get(r.result, "bad")}">{e(r.result)}</span>'
+         + (f" {e(r.reason)}" if r.reason else ""))
+        for r in reversed(status.recent_runs)
+    ]
+    body = _table(("ended (UTC)", "run (client's id; proxy's)", "client", "duration",
+                   "carriers", "chunks", "missing", "result"), rows, {3, 4, 5, 6},
+                  "no run has ended yet", wrap=7)
+    return f'<section class="wide"><h2>Last runs</h2>{body}</section>'
+
+
+def _banner(status: ProxyStatus) -> str:
+    """Why no session is served, at the top of the page (nothing while the cluster is ready)."""
+    problems = status.readiness.problems
+    if not problems:
+        return ""
+    items = "".join(f"<li>{e(p)}</li>" for p in problems)
+    return (f'<div class="banner" role="alert"><strong>No session is served: the cluster is '
+            f"{e(status.readiness.state)}.</strong><ul>{items}</ul></div>")
+
+
 def _errors(status: ProxyStatus) -> str:
     rows = [
         (f'<span class="mono">{clock_time(x.time)}</span>',
@@ -256,7 +287,7 @@ def _errors(status: ProxyStatus) -> str:
 def render(status: ProxyStatus, refresh: float = 2.0) -> str:
     """The whole page."""
     badge = ('<span class="pill ok">all backends ready</span>' if status.healthy
-             else '<span class="pill bad">degraded</span>')
+             else f'<span class="pill bad">{e(status.readiness.state)}</span>')
     open_sessions = (status.active is not None) + len(status.queue) + len(status.idle)
     limit = "" if status.max_sessions is None else f"/{status.max_sessions}"
     timeout = status.session_timeout
@@ -276,8 +307,9 @@ def render(status: ProxyStatus, refresh: float = 2.0) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>"
         f"<header><h1>pybrid-proxy</h1>{badge}<span class=\"meta\">{meta}</span></header>"
-        f"<main>{_backends(status)}{_carriers(status)}{_session(status)}"
-        f"{_monitor(status)}{_shm(status)}{_counters(status)}{_errors(status)}</main>"
+        f"{_banner(status)}<main>{_backends(status)}{_carriers(status)}{_session(status)}"
+        f"{_recent_runs(status)}{_monitor(status)}{_shm(status)}{_counters(status)}"
+        f"{_errors(status)}</main>"
         f"<footer>Snapshot {clock_time(status.now)} UTC, refreshed every {refresh:g} s \u00b7 "
         '<a href="status.json">status.json</a> \u00b7 <a href="metrics">metrics</a></footer>'
         "</body></html>\n"

@@ -131,7 +131,7 @@ def families(status: ProxyStatus) -> Iterator[Metric]:
         _gauge("pybrid_proxy_uptime_seconds", "Seconds since the proxy started.", [],
                [([], status.uptime)]),
         _gauge("pybrid_proxy_healthy",
-               "1 when every backend is ready (sessions can be promoted), else 0.", [],
+               "1 when sessions can be promoted (every backend ready, no conflicts), else 0.", [],
                [([], int(status.healthy))]),
         _gauge("pybrid_proxy_backend_up", "1 when the backend is ready, else 0.", ["backend"],
                [([b.name], int(b.healthy)) for b in backends]),

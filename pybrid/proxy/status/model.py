@@ -12,11 +12,12 @@ from typing import Any
 import attrs
 
 from pybrid.monitor.emitter import TapCounters
-from pybrid.proxy.backend.model import LaneStatus
+from pybrid.proxy.backend.model import LaneStatus, Readiness
 from pybrid.proxy.clients.front import FrontCounters
 from pybrid.proxy.clients.scheduler import SchedulerStatus
 from pybrid.proxy.data.model import RouterStatus
 from pybrid.proxy.runs.coordinator import DispatchCounters
+from pybrid.proxy.runs.history import RunRecord
 
 
 @attrs.frozen
@@ -37,6 +38,10 @@ class ServiceStatus:
     monitor: TapCounters | None
     #: ``--shm-tap``: one :class:`pybrid.shm.tap.ShmTapStatus` per tap.
     shm_taps: tuple[Any, ...] = ()
+    #: May a session be promoted (the scheduler's own verdict, pybrid.proxy.backend.health).
+    readiness: Readiness = attrs.field(kw_only=True)
+    #: The last runs that ended, oldest first (pybrid.proxy.runs.history).
+    recent_runs: tuple[RunRecord, ...] = attrs.field(default=(), kw_only=True)
 
 
 @attrs.frozen
@@ -139,6 +144,11 @@ class ProxyStatus:
     monitor: TapCounters | None = None
     #: ``--shm-tap``: one :class:`pybrid.shm.tap.ShmTapStatus` per tap.
     shm_taps: tuple[Any, ...] = ()
+    #: The scheduler's verdict on the cluster: ``healthy`` and the page's pill show it (a
+    #: snapshot built without one is not ready).
+    readiness: Readiness = attrs.field(factory=lambda: Readiness(empty=True), kw_only=True)
+    #: The last runs that ended, oldest first.
+    recent_runs: tuple[RunRecord, ...] = attrs.field(default=(), kw_only=True)
 
     @property
     def uptime(self) -> float | None:
@@ -146,12 +156,17 @@ class ProxyStatus:
 
     @property
     def healthy(self) -> bool:
-        return bool(self.backends) and all(b.healthy for b in self.backends)
+        """Sessions can be promoted: exactly when the scheduler would promote one."""
+        return self.readiness.ready
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (``/status.json``)."""
         data = attrs.asdict(self)
         data["uptime"] = self.uptime
         data["healthy"] = self.healthy
+        data["readiness"].update(ready=self.healthy, state=self.readiness.state,
+                                 reason=self.readiness.reason)
         data["wires"] = [{"source": s, "target": t} for s, t in self.wires]
+        for run, record in zip(data["recent_runs"], self.recent_runs, strict=True):
+            run["duration"] = record.duration
         return data

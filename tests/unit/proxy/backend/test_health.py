@@ -106,3 +106,61 @@ def test_a_lost_backend_closes_the_active_session_and_keeps_the_queue(reactor):
     assert service.scheduler.active is queued.proto.session
     queued.request("reset_command", id="now")
     assert messages.kind_of(backends[0].take("reset_command")) == "reset_command"
+
+
+def test_the_status_page_shows_the_conflict_that_keeps_sessions_out(reactor):
+    """Issue 21: the page's health is the scheduler's verdict — one function, one reason."""
+    import json
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from pybrid.proxy.backend.health import readiness
+    from pybrid.proxy.status import html as status_html
+    from pybrid.proxy.status import metrics as status_metrics
+    from pybrid.proxy.status.collect import StatusCollector
+
+    service, _ = make_proxy(reactor, carriers=[[ZERO], [ZERO]])
+    assert all(lane.healthy for lane in service.lanes)  # each backend on its own is fine
+    client = claim(service)
+    assert client.kinds() == ["busy_response"]  # the scheduler refuses …
+    verdict = readiness(service.lanes)
+    assert not verdict.ready and verdict.state == "misconfigured"
+    assert verdict.reason is not None and "carrier /00-00-00-00-00-00 is reported by backend " \
+        "127.0.0.1:6000 and by backend 127.0.0.1:6001" in verdict.reason
+    status = StatusCollector(service, reactor).snapshot()  # … and the page says so
+    assert status.readiness == verdict and not status.healthy
+    data = json.loads(json.dumps(status.to_json()))
+    assert data["healthy"] is False
+    assert data["readiness"]["reason"] == verdict.reason
+    assert data["readiness"]["state"] == "misconfigured"
+    assert data["readiness"]["conflicts"] == list(verdict.conflicts)
+    samples = {s.name: s.value for f in text_string_to_metric_families(
+        status_metrics.render(status)) for s in f.samples if not s.labels}
+    assert samples["pybrid_proxy_healthy"] == 0
+    page = status_html.render(status)
+    top = page[:page.index("<main>")]  # the header and the banner above every section
+    assert "all backends ready" not in page
+    assert '<span class="pill bad">misconfigured</span>' in top
+    assert "carrier /00-00-00-00-00-00 is reported by backend 127.0.0.1:6000" in top
+    assert "give the devices distinct MAC addresses" in top
+
+
+def test_a_ready_cluster_has_no_banner_and_one_verdict(reactor):
+    from pybrid.proxy.backend.health import readiness
+    from pybrid.proxy.status import html as status_html
+    from pybrid.proxy.status.collect import StatusCollector
+
+    service, _ = make_proxy(reactor, carriers=[[ZERO], ["00-00-00-00-00-01"]])
+    verdict = readiness(service.lanes)
+    assert verdict.ready and verdict.reason is None and service.all_healthy()
+    status = StatusCollector(service, reactor).snapshot()
+    assert status.healthy
+    page = status_html.render(status)
+    assert "all backends ready" in page and 'role="alert"' not in page
+
+
+def test_no_backend_at_all_is_not_ready():
+    from pybrid.proxy.backend.health import readiness
+
+    verdict = readiness([])
+    assert not verdict.ready and verdict.reason == "no backend configured"

@@ -183,7 +183,7 @@ def test_recent_events_keep_warnings_and_errors_of_the_proxy_only():
     emit(publisher, "pybrid.proxy.data.router", LogLevel.error, "bad {thing}", thing="<datagram>")
     assert [(e.level, e.text) for e in ring.entries] == [
         ("warn", "backend x lost"), ("error", "bad <datagram>")]
-    assert ring.counts == {"warn": 1, "error": 1}
+    assert ring.counts == {"warn": 1, "error": 1, "critical": 0}
 
 
 def test_recent_events_are_bounded_and_counted():
@@ -192,7 +192,7 @@ def test_recent_events_are_bounded_and_counted():
     for i in range(10):
         emit(publisher, "pybrid.proxy", LogLevel.warn, "event {i}", i=i)
     assert [e.text for e in ring.entries] == ["event 7", "event 8", "event 9"]
-    assert ring.counts == {"warn": 10}
+    assert ring.counts == {"warn": 10, "error": 0, "critical": 0}
 
 
 def test_recent_events_include_failures_and_survive_bad_formats():

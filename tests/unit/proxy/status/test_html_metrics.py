@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import ops_fakes
 
 from pybrid.monitor.emitter import GroupCounters, TapCounters
+from pybrid.proxy.backend.model import Readiness
 from pybrid.proxy.status import html as status_html
 from pybrid.proxy.status import metrics as status_metrics
 
@@ -111,6 +112,7 @@ def test_page_says_na_for_unknown_values_and_degraded_backends():
         backends=(ops_fakes.backend(healthy=False, state="waiting", kernel_drops=None,
                                     datagram_rate=None, carriers=()),),
         active=None, queue=(), errors=(), started=None,
+        readiness=Readiness(down=("backend 10.0.0.7:5732 is waiting",)),
     )
     page = status_html.render(status)
     assert "degraded" in page and "waiting" in page

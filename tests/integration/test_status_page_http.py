@@ -145,6 +145,62 @@ async def test_a_dead_backend_shows_as_degraded_with_its_error(reactor):
         assert b'pybrid_proxy_log_events_total{level="warn"}' in body
 
 
+@pytest_twisted.ensureDeferred
+async def test_two_devices_with_one_mac_show_as_misconfigured(reactor):
+    """Issue 21: the scheduler refuses every session; the page must not say "ready"."""
+    async with status_stack(reactor, 2, macs=(MACS[0], MACS[0]), wait=False) as (_d, service):
+        assert service.status_page is not None
+        base = service.status_page.url
+
+        async def both_up():
+            data = await status_json(reactor, base)
+            return data if all(b["healthy"] for b in data["backends"]) else None
+
+        data = await until(reactor, both_up, "both backends ready", seconds=15.0, step=0.1)
+        assert data["healthy"] is False and data["readiness"]["state"] == "misconfigured"
+        assert f"carrier /{MACS[0]} is reported by backend" in data["readiness"]["reason"]
+        assert "distinct MAC addresses" in data["readiness"]["reason"]
+        assert not service.all_healthy()
+        _, _, body = await fetch(reactor, base + "metrics")
+        assert b"\npybrid_proxy_healthy 0.0\n" in body
+        _, _, page = await fetch(reactor, base)
+        top = page.decode()[:page.decode().index("<main>")]
+        assert "misconfigured" in top and f"carrier /{MACS[0]} is reported by backend" in top
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_last_run_stays_on_the_page_after_it_ended(reactor):
+    """Issue 21: a run through the proxy, then /status.json: the run is under recent_runs."""
+    async with status_stack(reactor, 2) as (_devices, service):
+        assert service.status_page is not None
+        base = service.status_page.url
+        client = await connect("127.0.0.1", service.address[1], reactor=reactor)
+        try:
+            result = await client.run(0.05, channels=2, sample_rate=10_000,
+                                      timeout=T).addTimeout(T, reactor)
+            local = client.control.protocol.transport.getHost()
+
+            async def recorded():
+                data = await status_json(reactor, base)
+                return data["recent_runs"] or None
+
+            runs = await until(reactor, recorded, "the run in recent_runs", seconds=15.0,
+                               step=0.1)
+            data = await status_json(reactor, base)
+            _, _, page = await fetch(reactor, base)
+        finally:
+            await client.close()
+    [run] = runs
+    assert run["id"] == result.run_id and run["proxy_id"] != result.run_id
+    assert run["peer"] == f"{local.host}:{local.port}"
+    assert (run["result"], run["reason"], run["carriers"]) == ("done", None, 2)
+    received = sum(c.chunks for c in result.carriers.values())
+    assert received > 0 and run["chunks"] - run["missing"] == received
+    assert run["ended"] >= run["started"] and run["duration"] == run["ended"] - run["started"]
+    assert data["active"] is not None and data["active"]["runs"] == []  # no longer running
+    assert result.run_id in page.decode() and "Last runs" in page.decode()
+
+
 def test_a_status_port_in_use_stops_the_start_with_a_clear_error(reactor):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

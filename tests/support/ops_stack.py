@@ -3,7 +3,8 @@
 :func:`status_stack` starts ``n`` simulated one-carrier devices on 127.0.0.1, a
 :class:`~pybrid.proxy.service.ProxyService` in front of them (LUCIStack locations 0, 1, …, one
 wire ``0/0 → 1/0`` when there are two) with ``--status-port 0``, waits until every backend is
-ready (unless ``extra`` names backends that are down) and stops everything afterwards.
+ready (unless ``extra`` names backends that are down, or ``wait`` is false) and stops
+everything afterwards.  ``macs`` gives device ``i`` the MAC ``macs[i]``.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ MACS = ("00-00-5E-00-53-0A", "00-00-5E-00-53-0B", "00-00-5E-00-53-0C")
 
 @contextlib.asynccontextmanager
 async def status_stack(
-    reactor: Any, n: int = 2, extra: tuple[str, ...] = (), **config: Any
+    reactor: Any, n: int = 2, extra: tuple[str, ...] = (), *, macs: tuple[str, ...] = MACS,
+    wait: bool = True, **config: Any
 ) -> AsyncIterator[tuple[list[SimulatedDevice], ProxyService]]:
     devices = []
     service = None
     try:
         for i in range(n):
-            device = SimulatedDevice(reactor=reactor, config=DeviceConfig(first_mac=MACS[i]))
+            device = SimulatedDevice(reactor=reactor, config=DeviceConfig(first_mac=macs[i]))
             device.listen(0, interface="127.0.0.1")
             devices.append(device)
         lines = [f"carrier 127.0.0.1:{d.port} {i}" for i, d in enumerate(devices)]
@@ -42,7 +44,7 @@ async def status_stack(
             reactor,
         )
         service.startService()
-        if not extra:
+        if not extra and wait:
             await service.when_healthy().addTimeout(15, reactor)
         yield devices, service
     finally:

@@ -132,3 +132,26 @@ def test_durations_sizes_and_counts():
     assert status_html.count(1234567) == "1\u202f234\u202f567"
     assert status_html.per_second(12.345) == "12.3"
     assert status_html.per_second(None) == status_html.NA
+
+
+def test_page_and_json_list_the_last_runs_newest_first():
+    from pybrid.proxy.runs.history import RunRecord
+
+    done = RunRecord(id="client-run-1", proxy_id="proxy-run-1", session="abcd1234",
+                     peer="10.0.0.99:50000", started=100.0, ended=103.0, carriers=2, chunks=40,
+                     missing=3, result="done")
+    failed = RunRecord(id="client-run-2", proxy_id="proxy-run-2", session="abcd1234",
+                       peer="10.0.0.99:50000", started=110.0, ended=110.5, carriers=2,
+                       chunks=0, missing=0, result="error",
+                       reason="carrier /00-00-5E-00-53-01 of backend 10.0.0.7:5732: <overload>")
+    status = ops_fakes.status(recent_runs=(done, failed))
+    page = status_html.render(status)
+    section = page[page.index("<h2>Last runs</h2>"):]
+    assert section.index("client-run-2") < section.index("client-run-1")  # newest first
+    assert "proxy-run-1" in section and "10.0.0.99:50000" in section and "3 s" in section
+    assert "&lt;overload&gt;" in section and "<overload>" not in page
+    data = json.loads(json.dumps(status.to_json()))
+    assert [r["id"] for r in data["recent_runs"]] == ["client-run-1", "client-run-2"]
+    assert data["recent_runs"][0]["duration"] == 3.0 and data["recent_runs"][0]["missing"] == 3
+    assert data["recent_runs"][1]["reason"].endswith("<overload>")
+    assert "no run has ended yet" in status_html.render(ops_fakes.status())

@@ -86,8 +86,8 @@ class Readiness:
 
     @property
     def state(self) -> str:
-        """"ready", "misconfigured" (conflicts come first: a reconnect will not fix them),
-        or "degraded"."""
+        """One word for the page: ``ready``, ``misconfigured`` (conflicts come first: a
+        reconnect will not fix them) or ``degraded``."""
         if self.ready:
             return "ready"
         return "misconfigured" if self.conflicts else "degraded"

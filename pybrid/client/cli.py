@@ -56,8 +56,8 @@ from pybrid.client.errors import (
 from pybrid.client.plot import plot_h5, save_plot
 from pybrid.client.progress import make_progress
 from pybrid.client.results import Chunk, RunResult, expected_samples
+from pybrid.commandline import Parser
 from pybrid.recording.hdf5 import H5Recorder
-from pybrid.version import version_line
 
 EXIT_OK, EXIT_FAILED, EXIT_CONNECT, EXIT_BUSY, EXIT_RUN, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 EXIT_USAGE, EXIT_INTERRUPTED = 64, 130
@@ -69,12 +69,6 @@ exit codes: 0 done, 1 other failure, 2 cannot connect, 3 device busy,
 4 run failed on the device, 5 timeout, 64 bad command line, 130 interrupted.
 The bearer token may also come from $PYBRID_AUTH_TOKEN or $PYBRID_AUTHENTICATION.
 """
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def _positive(kind: type) -> Any:
@@ -91,14 +85,14 @@ def _positive(kind: type) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog=PROG,
+        usage_status=EXIT_USAGE,
         description="Run a computation on a LUCIDAC/REDAC (or through a proxy) and save the "
         "samples.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--version", action="version", version=version_line(PROG))
     p.add_argument("host", help="device or proxy: NAME, NAME:PORT, a Twisted endpoint "
                    "string such as tcp:host=10.0.0.5:port=5732, or tls:NAME:PORT[:ca=FILE]")
     p.add_argument("-p", "--port", type=int, default=DEFAULT_PORT,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 from twisted.internet import defer, task
 
 from pybrid.client import ClientError, connect
@@ -40,20 +39,15 @@ async def main(reactor, argv: list[str]) -> None:
         print(f"{mac}: {s.shape[0]} samples x {s.shape[1]} channels, "
               f"{carrier.chunk_gaps} gaps, min {s.min():.4f}, max {s.max():.4f}")
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401
     except ImportError:
         print("matplotlib is not installed: no plot")
         return
-    fig, axes = plt.subplots(len(result.carriers), 1, squeeze=False, figsize=(9, 3))
-    for ax, (mac, carrier) in zip(axes[:, 0], result.carriers.items(), strict=True):
-        t = np.arange(carrier.samples.shape[0]) / args.sample_rate
-        ax.plot(t, carrier.samples)
-        ax.set_title(mac)
-    axes[-1, 0].set_xlabel("time [s]")
-    fig.savefig(args.out)
+    from pybrid.client.plot import save_plot
+
+    # one panel per carrier; a long run is drawn as its min/max envelope per pixel column
+    save_plot({mac: c.samples for mac, c in result.carriers.items()}, args.sample_rate,
+              args.out, title=f"run {result.run_id}")
     print(f"plotted {args.out}")
 
 

@@ -56,8 +56,9 @@ from pybrid.client.errors import (
 from pybrid.client.plot import plot_h5, save_plot
 from pybrid.client.progress import make_progress
 from pybrid.client.results import Chunk, RunResult, expected_samples
+from pybrid.commandline import Parser
+from pybrid.recording.envelope import parse_window
 from pybrid.recording.hdf5 import H5Recorder
-from pybrid.version import version_line
 
 EXIT_OK, EXIT_FAILED, EXIT_CONNECT, EXIT_BUSY, EXIT_RUN, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 EXIT_USAGE, EXIT_INTERRUPTED = 64, 130
@@ -69,12 +70,6 @@ exit codes: 0 done, 1 other failure, 2 cannot connect, 3 device busy,
 4 run failed on the device, 5 timeout, 64 bad command line, 130 interrupted.
 The bearer token may also come from $PYBRID_AUTH_TOKEN or $PYBRID_AUTHENTICATION.
 """
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def _positive(kind: type) -> Any:
@@ -90,15 +85,22 @@ def _positive(kind: type) -> Any:
     return parse
 
 
+def _window(text: str) -> tuple[float, float | None]:
+    try:
+        return parse_window(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog=PROG,
+        usage_status=EXIT_USAGE,
         description="Run a computation on a LUCIDAC/REDAC (or through a proxy) and save the "
         "samples.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--version", action="version", version=version_line(PROG))
     p.add_argument("host", help="device or proxy: NAME, NAME:PORT, a Twisted endpoint "
                    "string such as tcp:host=10.0.0.5:port=5732, or tls:NAME:PORT[:ca=FILE]")
     p.add_argument("-p", "--port", type=int, default=DEFAULT_PORT,
@@ -120,7 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to save the samples (default run-<run id>.npz); a .h5 file is "
                    "written while the run streams (needs h5py: the 'hdf5' extra)")
     p.add_argument("--plot", metavar="FILE.png",
-                   help="also plot the channels into a PNG (needs matplotlib: the 'plot' extra)")
+                   help="also plot the channels into a PNG (needs matplotlib: the 'plot' extra); "
+                   "a long run is drawn as its min/max envelope per pixel column")
+    p.add_argument("--plot-window", type=_window, metavar="START:END",
+                   help="plot only these seconds after OP began, e.g. 2:2.5 (START: or :END "
+                   "leave one side open)")
     p.add_argument("--tls", action="store_true",
                    help="connect with TLS; the server's certificate and name are verified")
     p.add_argument("--ca-cert", metavar="FILE.pem",
@@ -144,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("-v", "--verbose", action="store_true", help="log protocol details")
     return p
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The checked command line (a bad one exits 64 with the error and one usage line)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.plot_window is not None and not args.plot:
+        parser.error("--plot-window goes with --plot FILE.png")
+    return args
 
 
 def _start_logging(verbose: bool, prog: str = PROG) -> None:
@@ -202,7 +217,7 @@ def _check_writable(path: str) -> None:
 
 async def run_command(reactor: Any, argv: list[str]) -> int:
     """The body of ``pybrid-run``; returns the exit code (raises SystemExit on errors)."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     _start_logging(args.verbose)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     if args.plot:
@@ -307,9 +322,10 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
             title = f"run {result.run_id}"
             if recorder is None:
                 series = {mac: cr.samples for mac, cr in result.carriers.items()}
-                save_plot(series, args.sample_rate, args.plot, title=title)
+                save_plot(series, args.sample_rate, args.plot, title=title,
+                          window=args.plot_window)
             else:
-                plot_h5(output, args.plot, title=title)
+                plot_h5(output, args.plot, title=title, window=args.plot_window)
             say(f"plotted {args.plot}")
     except OSError as e:
         _fail(EXIT_FAILED, f"cannot write {e.filename}: {e.strerror}")

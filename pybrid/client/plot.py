@@ -1,98 +1,127 @@
 """Plots of a run's samples (``pybrid-run --plot``): one panel per carrier, time on x.
 
-Time is ``row / sample_rate`` seconds after OP began, so lost chunks (NaN rows) appear as gaps
-in the lines and the axis always spans the whole run.  Values are in machine units (1.0 = full
-scale).  The legend sits to the right of the axes, never over the data.  Runs longer than
-:data:`MAX_POINTS` samples are drawn from every k-th sample (said in the title).  Needs
-matplotlib (the ``plot`` extra); uses the non-interactive Agg backend.
+Drawn like an oscilloscope: a long run is the min/max envelope of the rows under each pixel
+column of the image (:mod:`pybrid.recording.envelope`), so its shape shows and no spike is
+hidden; a run with fewer rows than pixel columns is drawn sample by sample.  Time is
+``row / sample_rate`` seconds after OP began, so lost chunks (NaN rows) are gaps in the lines
+and the axis spans the whole run, or the ``window`` (START, END seconds) asked for.  Values are
+in machine units (1.0 = full scale).  The legend sits to the right of the axes, never over the
+data.  Needs matplotlib (the ``plot`` extra); uses the non-interactive Agg backend unless
+pyplot was imported before (a notebook's inline backend stays).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from pybrid.recording.meta import UNIT, time_axis
+from pybrid.recording.envelope import (
+    Envelope,
+    envelope,
+    envelope_blocks,
+    polyline,
+    rows_per_column,
+    window_rows,
+)
+from pybrid.recording.meta import UNIT
 
-#: Longer runs are plotted from every k-th sample, at most this many points per line.
-MAX_POINTS = 20_000
+#: Width of the figure [in] and resolution of the saved image [dpi].
+WIDTH, DPI = 10.0, 110
+#: Envelope columns: one per pixel of the image's width, so none is wider than a pixel.
+COLUMNS = int(WIDTH * DPI)
+
+Window = tuple[float, float | None]
 
 
-def step_for(rows: int, max_points: int = MAX_POINTS) -> int:
-    """The sample step that keeps a run of ``rows`` within ``max_points`` points per line."""
-    return max(1, -(-rows // max_points))
+def envelopes(series: Mapping[str, np.ndarray], sample_rate: int,
+              window: Window | None = None,
+              columns: int = COLUMNS) -> tuple[dict[str, Envelope], int, int]:
+    """The envelope of each carrier's rows in ``window``, and the window's rows (first, stop)
+    over the longest series."""
+    rows = max((v.shape[0] for v in series.values()), default=0)
+    first, stop = window_rows(window, rows, sample_rate)
+    per = rows_per_column(stop - first, columns)
+    return ({mac: envelope(v[first:stop], columns, first, per) for mac, v in series.items()},
+            first, stop)
 
 
 def figure(series: Mapping[str, np.ndarray], sample_rate: int, title: str = "",
-           step: int = 1, rows: int | None = None) -> Any:
-    """A matplotlib Figure with one panel per carrier of ``series`` (MAC → rows × channels).
+           window: Window | None = None) -> Any:
+    """A matplotlib Figure with one panel per carrier of ``series`` (MAC → rows × channels)."""
+    envs, first, stop = envelopes(series, sample_rate, window)
+    return envelope_figure(envs, sample_rate, first, stop, title)
 
-    ``series`` may hold every ``step``-th sample of a run of ``rows`` samples (row *i* is then
-    sample ``i × step``); by default every sample, and ``rows`` is the longest series.
-    """
+
+def envelope_figure(envs: Mapping[str, Envelope], sample_rate: int, first: int, stop: int,
+                    title: str = "") -> Any:
+    """The figure of envelopes of rows ``first … stop-1`` (the x range)."""
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules:  # a caller with pyplot (a notebook) chose one
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = max(1, len(series))
-    fig, axes = plt.subplots(n, 1, figsize=(10, 3.2 * n), squeeze=False, sharex=True)
-    longest = 0
-    for ax, (mac, values) in zip(axes[:, 0], series.items(), strict=False):
-        t = time_axis(values.shape[0], sample_rate) * step
-        longest = max(longest, values.shape[0] * step)
-        for k in range(values.shape[1]):
-            ax.plot(t, values[:, k], label=f"ch {k}", linewidth=0.9)
+    n = max(1, len(envs))
+    fig, axes = plt.subplots(n, 1, figsize=(WIDTH, 3.2 * n), squeeze=False, sharex=True)
+    per = 1
+    for ax, (mac, env) in zip(axes[:, 0], envs.items(), strict=False):
+        x, y = polyline(env, sample_rate)
+        per = max(per, env.per)
+        for k in range(y.shape[1]):
+            ax.plot(x, y[:, k], label=f"ch {k}", linewidth=0.9)
         ax.set_title(f"carrier {mac}", fontsize="medium")
         ax.set_ylabel(f"value [{UNIT}]")
         ax.grid(True, linewidth=0.3, alpha=0.5)
-        if values.shape[1]:
+        if y.shape[1]:
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
                       fontsize="small", frameon=False)
-    rows = longest if rows is None else rows
-    end = rows / sample_rate if sample_rate > 0 else float(rows)
-    axes[-1, 0].set_xlim(0.0, end if end > 0 else 1.0)
+    scale = 1.0 / sample_rate if sample_rate > 0 else 1.0
+    low, high = first * scale, stop * scale
+    axes[-1, 0].set_xlim(low, high if high > low else low + 1.0)
     axes[-1, 0].set_xlabel("time since OP began [s]" if sample_rate > 0 else "sample")
-    if step > 1:
-        title = f"{title} (every {step}th sample)".strip()
+    if per > 1:
+        title = f"{title} (min/max of {per} samples per column)".strip()
     if title:
         fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
     return fig
 
 
-def save_plot(series: Mapping[str, np.ndarray], sample_rate: int, path: str,
-              title: str = "", max_points: int = MAX_POINTS) -> None:
-    """Write :func:`figure` as an image to ``path`` (the format from its extension), thinned
-    to every k-th sample for long runs."""
+def _save(fig: Any, path: str) -> None:
     import matplotlib.pyplot as plt
 
-    rows = max((v.shape[0] for v in series.values()), default=0)
-    step = step_for(rows, max_points)
-    fig = figure({mac: v[::step] for mac, v in series.items()}, sample_rate, title, step, rows)
     try:
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=DPI)
     finally:
         plt.close(fig)
 
 
-def plot_h5(path: str, out: str, title: str = "", max_points: int = MAX_POINTS) -> None:
-    """Plot a recording written by :mod:`pybrid.recording.hdf5` reading only the samples
-    shown (every k-th row), so a long recording is never loaded whole."""
+def save_plot(series: Mapping[str, np.ndarray], sample_rate: int, path: str,
+              title: str = "", window: Window | None = None) -> None:
+    """Write :func:`figure` as an image to ``path`` (the format from its extension)."""
+    _save(figure(series, sample_rate, title, window), path)
+
+
+def _rows(dataset: Any, a: int, b: int) -> np.ndarray:
+    return np.asarray(dataset[a:b])
+
+
+def plot_h5(path: str, out: str, title: str = "", window: Window | None = None) -> None:
+    """Plot a recording written by :mod:`pybrid.recording.hdf5`, reading it block by block
+    into the envelope, so a long recording is never loaded whole."""
     import h5py
-    import matplotlib.pyplot as plt
 
     with h5py.File(path, "r") as f:
         rate = int(f.attrs.get("sample_rate", 0))
         groups = {name: g["samples"] for name, g in f.items()
                   if isinstance(g, h5py.Group) and "samples" in g}
         rows = max((d.shape[0] for d in groups.values()), default=0)
-        step = step_for(rows, max_points)
-        series = {name: d[::step] for name, d in groups.items()}
-    fig = figure(series, rate, title, step, rows)
-    try:
-        fig.savefig(out, dpi=110)
-    finally:
-        plt.close(fig)
+        first, stop = window_rows(window, rows, rate)
+        envs = {name: envelope_blocks(partial(_rows, d), first, min(stop, d.shape[0]),
+                                      COLUMNS)
+                for name, d in groups.items()}
+    _save(envelope_figure(envs, rate, first, stop, title), out)

@@ -12,10 +12,11 @@ from twisted.application import service
 from twisted.logger import Logger
 from twisted.python import usage
 
+from pybrid.commandline import TwistdOptions
 from pybrid.device.config import DeviceConfig, Faults
 from pybrid.device.signals import SAMPLE_DTYPES
 from pybrid.logs import tag_syslog_priorities
-from pybrid.version import print_version_and_exit, version
+from pybrid.version import version
 from pybrid.wire.framing import DEFAULT_PORT
 
 log = Logger()
@@ -46,9 +47,10 @@ def _float(name: str) -> Any:
     return convert
 
 
-class Options(usage.Options):
+class Options(TwistdOptions):
     """Command-line options of ``twistd pybrid-device``."""
 
+    program = "pybrid-device"
     synopsis = "[options]"
     longdesc = (
         "A simulated LUCIDAC (1 carrier) or REDAC (N carriers) that answers the device protocol "
@@ -86,10 +88,6 @@ class Options(usage.Options):
          "Go OP -> ERROR after K chunks per carrier (fault).", _count("error-after-chunks")],
         ["seed", None, 0, "Seed of the fault RNG.", _count("seed")],
     ]
-
-    def opt_version(self) -> None:
-        """Print pybrid-twisted's version and exit."""
-        print_version_and_exit("pybrid-device")
 
     def postOptions(self) -> None:
         if self["port"] > 65535:

@@ -19,11 +19,11 @@ import attrs
 from twisted.internet import defer, error, task
 from twisted.logger import Logger
 
+from pybrid.commandline import Parser
 from pybrid.monitor.decode import MonitorChunk, MonitorStateChange
 from pybrid.monitor.listener import MonitorListener
 from pybrid.monitor.options import DEFAULT_INTERFACE, parse_group, parse_interface, parse_port
 from pybrid.monitor.record import Recorder, is_h5
-from pybrid.version import version_line
 
 PROG = "pybrid-monitor"
 
@@ -53,11 +53,10 @@ def _interface(value: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=PROG,
         description="Watch the samples a pybrid proxy copies to a multicast monitor group.",
     )
-    parser.add_argument("--version", action="version", version=version_line(PROG))
     parser.add_argument("--group", help="multicast group, e.g. 239.255.0.1")
     parser.add_argument("--port", type=_port, help="UDP port of the group")
     parser.add_argument("--shm", metavar="NAME",

@@ -149,6 +149,7 @@ class ShmReader:
         self._sem_w = posix_ipc.Semaphore(f"/sem-w-{name}")
         self._sem_r = posix_ipc.Semaphore(f"/sem-r-{name}")
         self._busy = posix_ipc.BusyError
+        self._interrupted = posix_ipc.SignalError
         self._trywait, self._sem_close = _libc_trywait(f"/sem-w-{name}")
         self._cbuf = (ctypes.c_char * len(self._mm)).from_buffer(self._mm)
         self._free_addr = ctypes.addressof(self._cbuf) + _FREE
@@ -202,13 +203,16 @@ class ShmReader:
             self._unreleased = self._unreleased_frames = 0
 
     def read_frame(self, timeout: float) -> memoryview | None:
-        """The next frame's payload (valid until the next call), or None after ``timeout``."""
+        """The next frame's payload (valid until the next call), or None after ``timeout``
+        or when a signal interrupted the wait."""
         if self.reference:
             return self._read_reference(timeout)
         if self._trywait():  # nothing signalled yet: return space, then wait
             self._release()
             try:
                 self._sem_w.acquire(timeout)
+            except self._interrupted:  # Ctrl-C / SIGTERM: the caller checks its stop flag
+                return None
             except self._busy:
                 if self._writer_gone():
                     raise self._zb_mod.WriterDeadException(
@@ -244,7 +248,10 @@ class ShmReader:
         if self._pending is not None:
             self._zb.release_frame(self._pending)
             self._pending = None
-        frame = self._zb.read_frame(timeout)
+        try:
+            frame = self._zb.read_frame(timeout)
+        except self._interrupted:
+            return None
         if frame is None:
             return None
         self._pending = frame

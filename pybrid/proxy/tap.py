@@ -25,6 +25,7 @@ from typing import Any, cast
 from twisted.logger import Logger
 from twisted.python import usage
 
+from pybrid.commandline import TwistdOptions
 from pybrid.logs import tag_syslog_priorities
 from pybrid.monitor.options import MonitorOptionsMixin
 from pybrid.proxy.clients.auth import weak_token_text
@@ -34,7 +35,7 @@ from pybrid.proxy.service import ProxyService
 from pybrid.proxy.sizes import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF, format_size, parse_size
 from pybrid.proxy.spec.model import BackendSpecError
 from pybrid.proxy.spec.parse import parse_backend_args
-from pybrid.version import print_version_and_exit, version
+from pybrid.version import version
 from pybrid.wire.framing import DEFAULT_PORT
 from pybrid.wire.interfaces import INetworkReactor
 
@@ -43,9 +44,10 @@ AUTH_ENV = "PYBRID_AUTHENTICATION"
 log = Logger()
 
 
-class Options(MonitorOptionsMixin, usage.Options):
+class Options(MonitorOptionsMixin, TwistdOptions):
     """Options of ``twistd pybrid-proxy``; ``postOptions`` validates and builds ``config``."""
 
+    program = "pybrid-proxy"
     synopsis = "-b HOST[:PORT] [-b ...] [options]"
     longdesc = (
         "Time-share one or more LUCIDAC/REDAC devices between TCP clients: one active "
@@ -89,10 +91,6 @@ class Options(MonitorOptionsMixin, usage.Options):
         self["shm-taps"] = []
         self.config: ProxyConfig | None = None
         self.warnings: tuple[str, ...] = ()
-
-    def opt_version(self) -> None:
-        """Print pybrid-twisted's version and exit."""
-        print_version_and_exit("pybrid-proxy")
 
     def opt_backend(self, value: str) -> None:
         """Backend device HOST[:PORT], several comma-separated, or a backend file (repeatable)."""

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest_twisted
+from support.optional import require
 from support.reference import free_port, spawn
 from twisted.internet import task
 
@@ -186,6 +187,32 @@ async def test_plot_needs_matplotlib_or_writes_a_png(reactor, tmp_path):
         await dev.stop()
     assert code == 0, err
     assert (tmp_path / "x.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_plot_window_plots_a_part_of_a_long_h5_run(reactor, tmp_path):
+    require("matplotlib", "plot")
+    require("h5py", "hdf5")
+    dev = await device(reactor)
+    try:
+        code, out, err = await run_cli(reactor, "127.0.0.1", "-p", dev.port, "-n", "2",
+                                       "-t", "0.5", "-r", "20000", "-o", tmp_path / "x.h5",
+                                       "--plot", tmp_path / "x.png", "--plot-window", "0.1:0.2")
+    finally:
+        await dev.stop()
+    assert code == 0, err
+    assert f"plotted {tmp_path / 'x.png'}" in out
+    assert (tmp_path / "x.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_plot_window_exits_64(reactor, tmp_path):
+    code, out, err = await run_cli(reactor, "127.0.0.1", "--plot", tmp_path / "x.png",
+                                   "--plot-window", "0.5:0.2")
+    assert (code, out) == (64, "")
+    assert err.splitlines()[0] == ("pybrid-run: error: argument --plot-window: the window's end "
+                                   "0.2 must be after its start 0.5")
+    assert len(err.splitlines()) == 2
 
 
 @pytest_twisted.ensureDeferred

@@ -35,6 +35,12 @@ async def test_run_and_plot(reactor, tmp_path):
     assert code == 0, err
     assert "00-00-00-00-00-01: 1000 samples x 4 channels, 0 gaps" in out
     assert ("plotted" in out) == pathlib.Path(tmp_path / "run.png").exists()
+    if "plotted" in out:  # the x label is inside the image: its bottom rows are background
+        import matplotlib.image
+
+        image = matplotlib.image.imread(str(tmp_path / "run.png"))
+        assert (image[-3:, :, :3] > 0.95).all()
+        assert (image[-40:-3, :, :3] < 0.5).any()  # ... and the label is drawn above them
 
 
 @pytest_twisted.ensureDeferred

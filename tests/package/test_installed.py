@@ -45,6 +45,9 @@ def test_twistd_lists_both_plugins_and_prints_their_help(installed, package_base
     ["twistd", "pybrid-device", "--version"],
     ["pybrid-run", "--version"],
     ["pybrid-monitor", "--version"],
+    ["pybrid-ping", "--version"],
+    ["pybrid-extract", "--version"],
+    ["pybrid-reset", "--version"],
 ], ids=lambda c: "-".join(c[:2]))
 def test_every_command_prints_our_version(installed, package_base, dists, command):
     done = run([installed.bin(command[0]), *command[1:]], cwd=package_base)

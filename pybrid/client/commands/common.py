@@ -26,14 +26,7 @@ from pybrid.client.commands.options import TOKEN_ENVS, token_from_env
 from pybrid.client.computer import Computer
 from pybrid.client.connect import DEFAULT_PORT, connect
 from pybrid.client.errors import ClientError, RequestTimeout
-
-
-class Parser(argparse.ArgumentParser):
-    """Usage errors exit 64, like ``pybrid-run``."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+from pybrid.commandline import Parser
 
 
 def positive(kind: type) -> Callable[[str], Any]:
@@ -57,7 +50,7 @@ EPILOG = (
 
 
 def parser(prog: str, description: str) -> Parser:
-    p = Parser(prog=prog, description=description, epilog=EPILOG,
+    p = Parser(prog=prog, description=description, epilog=EPILOG, usage_status=EXIT_USAGE,
                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("host", help="device or proxy: NAME, NAME:PORT, or a Twisted endpoint "
                    "string such as tcp:host=10.0.0.5:port=5732, or tls:NAME:PORT[:ca=FILE]")

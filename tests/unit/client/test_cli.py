@@ -33,6 +33,35 @@ def test_bad_command_lines_exit_64(argv, capsys):
     assert "pybrid-run: error:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("window", "message"), [
+    ("1", "'1' is not START:END"),
+    ("2:1", "end 1 must be after its start 2"),
+    ("-1:", "start -1 must be 0 or more seconds"),
+    ("x:y", "numbers of seconds"),
+])
+def test_bad_plot_windows_exit_64(window, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.parse_args(["h", "--plot", "p.png", f"--plot-window={window}"])
+    assert e.value.code == cli.EXIT_USAGE
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("pybrid-run: error: argument --plot-window: ") and message in err[0]
+    assert len(err) == 2 and err[1].startswith("usage: pybrid-run [options] host")
+
+
+def test_plot_window():
+    args = cli.parse_args(["h", "--plot", "p.png", "--plot-window", "2:2.5"])
+    assert args.plot_window == (2.0, 2.5)
+    assert cli.parse_args(["h", "--plot", "p.png", "--plot-window=3:"]).plot_window == (3.0, None)
+    assert cli.parse_args(["h"]).plot_window is None
+
+
+def test_plot_window_goes_with_plot(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.parse_args(["h", "--plot-window", "0:1"])
+    assert e.value.code == cli.EXIT_USAGE
+    assert "--plot-window goes with --plot FILE.png" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("exc,code", [
     (ConnectError("h:1", "connection refused"), 2),
     (DeviceBusyError("start_run_command", 60.0, 300), 3),

@@ -38,8 +38,9 @@ def test_usage_errors_exit_2(
         cli.parse_args(argv)
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("usage: pybrid-monitor")
-    assert message in err
+    assert err.startswith("pybrid-monitor: error: ")
+    assert message in err.splitlines()[0]
+    assert err.splitlines()[1].startswith("usage: pybrid-monitor [options]  ")
 
 
 def test_defaults() -> None:

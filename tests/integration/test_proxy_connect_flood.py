@@ -95,8 +95,8 @@ async def legitimate_client(reactor, port: int) -> None:
 async def reference_ping(reactor, port: int) -> None:
     if not (REF_BIN / "pybrid").exists():
         return
-    ping = spawn(reactor, "ref-ping", [str(REF_BIN / "pybrid"), "ping", "127.0.0.1", "-p",
-                                       str(port), "-c", "2"])
+    ping = spawn(reactor, "ref-ping", [str(REF_BIN / "pybrid"), "ping", "127.0.0.1", "-t",
+                                       str(T / 2), "-p", str(port), "-c", "2"])
     killer = reactor.callLater(T, ping.signal, "KILL")
     try:
         code = await ping.ended

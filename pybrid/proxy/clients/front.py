@@ -93,7 +93,6 @@ class FrontCounters:
     auth_closed: int = 0
     #: Connections closed without a complete frame / authentication in time.
     deadlines: int = 0
-    #: Connections without a first frame closed (oldest first) past ``--max-pending``.
     pending_closed: int = 0
     #: Run traffic (run_data_message, …) sent by clients: refused.
     client_run_traffic: int = 0
@@ -187,8 +186,9 @@ class Front:
         gate.handle = lambda env, payload: self.frame_received(session, env, payload)
         sender.on_resume = lambda: self._writable(session)
         for old in self.pending.add(session):  # a connect flood: the oldest go
-            self.counters.pending_closed += 1
-            self._close_pending(old, self.pending.text(), self.counters.pending_closed)
+            if not old.closed:  # (closed already by the budget or wrong tokens: going)
+                self.counters.pending_closed += 1
+                self._close_pending(old, self.pending.text(), self.counters.pending_closed)
         if self.debug:
             self.log.debug("client {peer} connected (session {session})", peer=session.peer,
                            session=session.id)

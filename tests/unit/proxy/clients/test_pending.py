@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from support.proxy_fakes import FakeReactor, connect_client, make_proxy
 
+from pybrid.proto import pb
 from pybrid.proxy.clients.pending import PendingLimit
 from pybrid.proxy.clients.session import SessionState
 from pybrid.proxy.status.collect import proxy_counters
@@ -69,8 +70,6 @@ def test_a_client_that_sends_its_request_is_not_pushed_out_by_the_flood():
 
 
 def test_with_auth_a_connection_is_pending_until_it_authenticates():
-    from pybrid.proto import pb
-
     reactor = FakeReactor()
     service, _ = make_proxy(reactor, auth_token=TOKEN, max_pending=2)
     user = connect_client(service, 43000)
@@ -96,3 +95,20 @@ def test_the_deadline_still_closes_what_the_limit_left_waiting():
     assert all(peer.closing for peer in silent)
     assert service.front.counters.deadlines == 5 and service.front.counters.pending_closed == 0
     assert len(service.front.pending) == 0
+
+
+def test_a_connection_closed_for_another_reason_is_not_closed_again_nor_counted():
+    reactor = FakeReactor()
+    service, _ = make_proxy(reactor, auth_token=TOKEN, max_pending=2)
+    guesser = connect_client(service, 42000)
+    for n in range(3):  # three wrong tokens: closed by the auth throttle
+        request = pb.AuthRequest()
+        request.bearer.token = f"guess-{n}"
+        guesser.request("auth_request", request, id=f"g{n}")
+        reactor.advance(1.1)  # past the throttle's delay, before the 5 s deadline
+    assert guesser.closing and service.front.counters.auth_closed == 1
+    guesser.frames()
+    others = [connect_client(service, 43000 + i) for i in range(2)]  # the guesser leaves the set
+    assert guesser.frames() == []  # not told twice
+    assert service.front.counters.pending_closed == 0
+    assert not any(peer.closing for peer in others)

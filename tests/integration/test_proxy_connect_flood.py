@@ -135,7 +135,7 @@ async def test_a_connect_and_close_flood_stays_bounded_and_a_client_still_runs(r
         rss = rss_kib(proxy.pid)
         print(f"\ncycle flood: {report}; proxy fds {peak['before']} before, peak {peak['max']}"
               f"; RSS {peak['rss_before']} KiB before, {rss} KiB after")
-        assert report["opened"] >= 4000
+        assert report["opened"] >= 2000
         assert peak["max"] <= peak["before"] + ALLOWED
 
 

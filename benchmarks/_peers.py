@@ -244,10 +244,12 @@ def start_device(extra: list[str] | None = None) -> tuple[Child, int]:
     return child, int(child.wait_ready(30).group(1))
 
 
-def start_our_proxy(device_port: int, max_sessions: int) -> tuple[Child, int]:
+def start_our_proxy(device_port: int, max_sessions: int,
+                    extra: tuple[str, ...] = ()) -> tuple[Child, int]:
     """``twistd -n pybrid-proxy`` in front of the device, once its backend is ready."""
     argv = [TWISTD, "-n", "--pidfile=", "pybrid-proxy", "-b", f"127.0.0.1:{device_port}",
-            "--listen", "127.0.0.1", "--port", "0", "--max-sessions", str(max_sessions)]
+            "--listen", "127.0.0.1", "--port", "0", "--max-sessions", str(max_sessions),
+            *extra]
     child = Child("pybrid-proxy", argv, ready=r"pybrid-proxy listening on [^\s:]+:(\d+)")
     port = int(child.wait_ready(30).group(1))
     if not child.wait_line(r"ready: carriers", 20):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import attrs
 
 from pybrid.monitor.options import MonitorConfig
+from pybrid.proxy.clients.listen import DEFAULT_ACCEPTS_PER_PASS
+from pybrid.proxy.clients.pending import DEFAULT_MAX_PENDING
 from pybrid.proxy.sizes import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF
 from pybrid.proxy.spec.model import Backend, Wire
 from pybrid.wire.framing import DEFAULT_PORT
@@ -85,6 +87,12 @@ class ProxyConfig:
     listen: str | None = None
     session_timeout: float = 10.0
     max_sessions: int = 8
+    #: ``--max-pending``: connections without a first frame (or auth) at once; past it the
+    #: oldest is closed (pybrid.proxy.clients.pending).
+    max_pending: int = DEFAULT_MAX_PENDING
+    #: ``--accepts-per-pass``: connections the listening port accepts per reactor pass at most
+    #: (pybrid.proxy.clients.listen).
+    accepts_per_pass: int = DEFAULT_ACCEPTS_PER_PASS
     #: The bearer token clients must present, or None without ``--auth``.
     auth_token: str | None = None
     debug: bool = False

@@ -36,7 +36,8 @@ from pybrid.proxy.backend.intake import IntakeWatch
 from pybrid.proxy.backend.lane import BackendLane
 from pybrid.proxy.clients.auth import Authenticator
 from pybrid.proxy.clients.front import Front
-from pybrid.proxy.clients.listen import listen_now, scheme_of, with_backlog
+from pybrid.proxy.clients.listen import bounded_accepts, listen_now, scheme_of, with_backlog
+from pybrid.proxy.clients.pending import PendingLimit
 from pybrid.proxy.clients.protocol import ClientFactory
 from pybrid.proxy.clients.scheduler import Scheduler
 from pybrid.proxy.config import ProxyConfig
@@ -95,7 +96,7 @@ class ProxyService(service.MultiService):
             Authenticator(config.auth_token), timing.ping_window, config.debug,
             timing.nudge_delays, config.client_buffer, ping_linger=timing.ping_linger,
             fail_runs=self.dispatcher.fail_runs, overflow_close=timing.overflow_close,
-            error_linger=timing.degrade_grace,
+            error_linger=timing.degrade_grace, pending=PendingLimit(config.max_pending),
         )
         self.front.in_flight = self.dispatcher.outstanding
         self.dispatcher.on_settled = self.front.settled
@@ -114,12 +115,13 @@ class ProxyService(service.MultiService):
         super().privilegedStartService()
         if self.port is None:
             listen = self.config.listen
+            reactor = bounded_accepts(self.reactor, self.config.accepts_per_pass)
             if listen is None:
-                self.port = self.reactor.listenTCP(self.config.port, self.factory,
-                                                   interface=self.config.interface,
-                                                   backlog=LISTEN_BACKLOG)
+                self.port = reactor.listenTCP(self.config.port, self.factory,
+                                              interface=self.config.interface,
+                                              backlog=LISTEN_BACKLOG)
             else:  # pybrid.proxy.clients.listen
-                self.port = listen_now(self.reactor, with_backlog(listen, LISTEN_BACKLOG),
+                self.port = listen_now(reactor, with_backlog(listen, LISTEN_BACKLOG),
                                        self.factory)
             host, port = host_port(self.port.getHost())
             self.log.info("pybrid-proxy listening on {host}:{port}", host=host, port=port)

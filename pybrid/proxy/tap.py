@@ -3,6 +3,7 @@
     twistd -n pybrid-proxy -b HOST[:PORT] [-b …] [--listen 0.0.0.0] [--port 5732]
            [--listen ENDPOINT (tcp:5732, ssl:5732:privateKey=…:certKey=…, systemd:…)]
            [--session-timeout 10] [--auth|--no-auth] [--max-sessions 8] [--debug] [--no-nudges]
+           [--max-pending 1024] [--accepts-per-pass 100]
            [--client-buffer 64MiB] [--udp-rcvbuf 64MiB]
            [--monitor GROUP:PORT …] [--monitor-ttl 1] [--monitor-interface 127.0.0.1]
 
@@ -29,7 +30,8 @@ from pybrid.commandline import TwistdOptions
 from pybrid.logs import tag_syslog_priorities
 from pybrid.monitor.options import MonitorOptionsMixin
 from pybrid.proxy.clients.auth import weak_token_text
-from pybrid.proxy.clients.listen import check_listen, is_endpoint
+from pybrid.proxy.clients.listen import DEFAULT_ACCEPTS_PER_PASS, check_listen, is_endpoint
+from pybrid.proxy.clients.pending import DEFAULT_MAX_PENDING
 from pybrid.proxy.config import ProxyConfig, Timing
 from pybrid.proxy.service import ProxyService
 from pybrid.proxy.sizes import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF, format_size, parse_size
@@ -62,6 +64,12 @@ class Options(MonitorOptionsMixin, TwistdOptions):
          f"TCP port for clients with --listen HOST (0: any free port; default {DEFAULT_PORT})."],
         ["session-timeout", None, "10", "Seconds a session may stay idle before it is closed."],
         ["max-sessions", None, "8", "Most sessions (active + queued) at once."],
+        ["max-pending", None, str(DEFAULT_MAX_PENDING),
+         "Most connections at once that have not sent a request yet (or, with --auth, not "
+         "authenticated); past it the oldest is closed (a connect flood)."],
+        ["accepts-per-pass", None, str(DEFAULT_ACCEPTS_PER_PASS),
+         "Most connections accepted per reactor pass; the rest of a burst waits in the "
+         "kernel's listen queue."],
         ["status-port", None, None,
          "Serve a status page (HTML, /status.json, /metrics) on this TCP port "
          "(0: any free port). Default: no status page."],
@@ -121,6 +129,8 @@ class Options(MonitorOptionsMixin, TwistdOptions):
         interface, port, listen = _listen_options(self)
         timeout = _number("--session-timeout", self["session-timeout"], float, 0.001, 1e6)
         max_sessions = _number("--max-sessions", self["max-sessions"], int, 1, 100_000)
+        max_pending = _number("--max-pending", self["max-pending"], int, 1, 1_000_000)
+        accepts = _number("--accepts-per-pass", self["accepts-per-pass"], int, 1, 100_000)
         status_port, status_interface = _status_options(self)
         client_buffer = _size("--client-buffer", self["client-buffer"], 4096)
         udp_rcvbuf = _size("--udp-rcvbuf", self["udp-rcvbuf"], 4096)
@@ -150,6 +160,8 @@ class Options(MonitorOptionsMixin, TwistdOptions):
             listen=listen,
             session_timeout=float(timeout),
             max_sessions=int(max_sessions),
+            max_pending=int(max_pending),
+            accepts_per_pass=int(accepts),
             auth_token=token,
             debug=bool(self["debug"]),
             status_port=status_port,

@@ -16,7 +16,7 @@ Per client connection (:class:`~pybrid.proxy.clients.protocol.ClientProtocol` ca
    ``--auth`` only a successful ``auth_request`` does.  A connection that sends no complete
    frame within ``first_frame_deadline`` (or, with ``--auth``, does not authenticate within
    ``auth_deadline``) is told so and closed: half frames and unauthenticated peers cannot keep
-   an authenticated client out.
+   an authenticated client out; past ``--max-pending`` of them the oldest goes (:mod:`.pending`).
 2. **Pings** (generic, or v1 ``ping_command``) are answered with a generic ``ping_response``
    at any time, need no authentication and do not count as activity.
 3. Every other v1 frame is activity (restarts the session's idle timer).
@@ -69,6 +69,7 @@ from pybrid.proxy.backend.cache import CacheNotReady
 from pybrid.proxy.clients.auth import FAILED, REQUIRED, Authenticator, AuthThrottle, too_many_text
 from pybrid.proxy.clients.budget import WaitingBudget
 from pybrid.proxy.clients.gate import FrameSource, ReadGate
+from pybrid.proxy.clients.pending import PendingLimit
 from pybrid.proxy.clients.scheduler import Scheduler
 from pybrid.proxy.clients.sender import ClientSender
 from pybrid.proxy.clients.session import Session, SessionState
@@ -92,6 +93,7 @@ class FrontCounters:
     auth_closed: int = 0
     #: Connections closed without a complete frame / authentication in time.
     deadlines: int = 0
+    pending_closed: int = 0
     #: Run traffic (run_data_message, …) sent by clients: refused.
     client_run_traffic: int = 0
     #: Connections closed because waiting connections' partial frames passed the budget.
@@ -145,6 +147,7 @@ class Front:
     gates: dict[Session, ReadGate] = attrs.field(factory=dict)
     #: Partial frames of all connections that are not active, against one limit.
     budget: WaitingBudget = attrs.field(factory=WaitingBudget)
+    pending: PendingLimit[Session] = attrs.field(factory=PendingLimit)
     _buckets: dict[Session, list[float]] = attrs.field(factory=dict)
     _failures: dict[Session, int] = attrs.field(factory=dict)
     #: Seconds a standalone-ping connection stays open after its last ping (0: close at once).
@@ -175,14 +178,17 @@ class Front:
                               on_overflow=overflowed)
         session = Session(messages.new_id()[:8], f"{peer.host}:{peer.port}", sender,
                           clock=self.clock, nudge_delays=self.nudge_delays, host=str(peer.host))
-        session.window_timer = self.clock.callLater(self.ping_window, self._window_closed,
-                                                    session)
+        session.window_timer = self.clock.callLater(self.ping_window, self._window_closed, session)
         deadline = self.auth_deadline if self.auth.required else self.first_frame_deadline
         session.close_timer = self.clock.callLater(deadline, self._deadline, session)
         gate = self.gates[session] = ReadGate(transport, self.clock, frames=frames,
                                               on_pause=self._read_paused)
         gate.handle = lambda env, payload: self.frame_received(session, env, payload)
         sender.on_resume = lambda: self._writable(session)
+        for old in self.pending.add(session):  # a connect flood: the oldest go
+            if not old.closed:  # (closed already by the budget or wrong tokens: going)
+                self.counters.pending_closed += 1
+                self._close_pending(old, self.pending.text(), self.counters.pending_closed)
         if self.debug:
             self.log.debug("client {peer} connected (session {session})", peer=session.peer,
                            session=session.id)
@@ -221,6 +227,7 @@ class Front:
         self._failures.pop(session, None)
         self._buckets.pop(session, None)
         self.budget.release(session)
+        self.pending.discard(session)
         session.sender.connection_gone()
         self.scheduler.end(session, "client closed the connection")
 
@@ -232,18 +239,22 @@ class Front:
         if session.state is not SessionState.PENDING:
             return
         self.counters.deadlines += 1
+        need = f"{REQUIRED}: not authenticated" if self.auth.required else "no complete request"
+        wait = self.auth_deadline if self.auth.required else self.first_frame_deadline
+        self._close_pending(session, f"{need} within {wait:g} s", self.counters.deadlines)
+
+    def _close_pending(self, session: Session, text: str, total: int) -> None:
+        self.pending.discard(session)
         session.state = SessionState.CLOSED
         session.cancel_timers()
-        if self.auth.required:
-            text = f"{REQUIRED}: not authenticated within {self.auth_deadline:g} s"
-        else:
-            text = f"no complete request within {self.first_frame_deadline:g} s"
-        self.log.info("connection {peer} closed: {why}", peer=session.peer, why=text)
+        if worth_logging(total):  # a flood: the first three and every 1000th
+            self.log.info("connection {peer} closed: {why}", peer=session.peer, why=text)
         session.close(text)
 
     def _admit(self, session: Session) -> bool:
         """The PENDING session did something legitimate: it takes a slot (or is refused)."""
         session.cancel_timers()
+        self.pending.discard(session)
         return self.scheduler.open(session)
 
     def _meter(self, session: Session, gate: ReadGate) -> None:
@@ -321,6 +332,7 @@ class Front:
             if is_ping and window_open:
                 session.cancel_timers()
                 self.counters.standalone_pings += 1
+                self.pending.discard(session)
                 session.state = SessionState.PING
                 self._standalone_pong(session)
                 return

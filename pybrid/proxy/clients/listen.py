@@ -18,17 +18,30 @@ not there stops ``twistd`` with a clear message instead of a traceback at start-
 SSL descriptions without ``backlog=`` get the proxy's listen backlog.  :func:`listen_now`
 binds synchronously (every endpoint above listens at once), so a port in use still stops
 ``twistd`` in ``privilegedStartService``.
+
+**Accepts per reactor pass.**  Twisted's ``tcp.Port`` accepts up to ``numberAccepts``
+connections each time its socket is readable and adds 20 whenever a pass took that many, with
+no ceiling: under a connect flood one pass took thousands, and the proxy held them all until
+later passes read their EOFs (3 800 growing to 10 100 descriptors in the issue's flood).
+:class:`BoundedPort` caps that figure (``--accepts-per-pass``); :func:`bounded_accepts` gives
+the endpoints a reactor whose ``listenTCP``, ``listenSSL`` and ``adoptStreamPort`` build it, so
+every scheme above gets the cap.  The rest of a burst waits in the kernel's listen queue
+(``backlog``, 1 024 unless the description names one).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 from typing import Any
 
-from twisted.internet import defer, endpoints, protocol
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet import defer, endpoints, protocol, tcp
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+from twisted.internet.posixbase import PosixReactorBase
 from twisted.python.failure import Failure
 
+#: Connections accepted per reactor pass at most (Twisted starts at 100 and grows without bound).
+DEFAULT_ACCEPTS_PER_PASS = 100
 #: Schemes whose descriptions take ``backlog=``.
 _BACKLOG_SCHEMES = ("tcp", "ssl", "tcp6")
 
@@ -100,3 +113,65 @@ def listen_now(reactor: Any, description: str,
         result.raiseException()
     port: IListeningPort = result
     return port
+
+
+class BoundedPort(tcp.Port):
+    """A ``tcp.Port`` that accepts at most ``max_accepts`` connections per reactor pass."""
+
+    max_accepts: int = DEFAULT_ACCEPTS_PER_PASS
+    _accepts: int = 1
+
+    @property
+    def numberAccepts(self) -> int:
+        """How many ``doRead`` accepts this pass (Twisted's own attribute, capped)."""
+        return self._accepts
+
+    @numberAccepts.setter
+    def numberAccepts(self, value: int) -> None:
+        self._accepts = max(1, min(int(value), self.max_accepts))
+
+
+class _BoundedAccepts:
+    """The reactor, but its TCP listening ports are :class:`BoundedPort` (see the note)."""
+
+    def __init__(self, reactor: PosixReactorBase, per_pass: int) -> None:
+        self._reactor = reactor
+        self._per_pass = per_pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
+
+    def _start(self, port: BoundedPort) -> BoundedPort:
+        port.max_accepts = self._per_pass
+        port.startListening()
+        return port
+
+    def listenTCP(self, port: int, factory: IProtocolFactory, backlog: int = 50,
+                  interface: str = "") -> BoundedPort:
+        return self._start(BoundedPort(port, factory, backlog, interface, self._reactor))
+
+    def listenSSL(self, port: int, factory: IProtocolFactory, contextFactory: Any,
+                  backlog: int = 50, interface: str = "") -> BoundedPort:
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        bound = self.listenTCP(port, TLSMemoryBIOFactory(contextFactory, False, factory),
+                               backlog, interface)
+        bound._type = "TLS"
+        return bound
+
+    def adoptStreamPort(self, fileDescriptor: int, addressFamily: int,
+                        factory: IProtocolFactory) -> IListeningPort:
+        if addressFamily not in (socket.AF_INET, socket.AF_INET6):
+            port: IListeningPort = self._reactor.adoptStreamPort(fileDescriptor, addressFamily,
+                                                                 factory)
+            return port
+        return self._start(BoundedPort._fromListeningDescriptor(
+            self._reactor, fileDescriptor, addressFamily, factory))
+
+
+def bounded_accepts(reactor: Any, per_pass: int) -> Any:
+    """``reactor`` for :func:`listen_now` / ``listenTCP`` with accepts capped at ``per_pass``
+    (a reactor without Twisted's POSIX ports, such as a test's memory reactor, unchanged)."""
+    if isinstance(reactor, PosixReactorBase):
+        return _BoundedAccepts(reactor, per_pass)
+    return reactor

@@ -61,6 +61,7 @@ def proxy_counters(status: ServiceStatus) -> dict[str, int]:
         "auth_throttled": front.auth_throttled,
         "auth_closed": front.auth_closed,
         "connection_deadlines": front.deadlines,
+        "pending_closed": front.pending_closed,
         "client_run_traffic_refused": front.client_run_traffic,
         "client_reads_paused": front.reads_paused,
         "waiting_budget_closed": front.budget_closed,

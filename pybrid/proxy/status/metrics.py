@@ -50,6 +50,9 @@ COUNTERS = {
     "connection_deadlines": ("pybrid_proxy_connection_deadlines_total",
                              "Connections closed without a complete frame or authentication "
                              "in time (they held no session slot)."),
+    "pending_closed": ("pybrid_proxy_pending_closed_total",
+                       "Connections closed, oldest first, because more than --max-pending had "
+                       "sent no request yet (a connect flood)."),
     "client_run_traffic_refused": ("pybrid_proxy_client_run_traffic_refused_total",
                                    "Run traffic (run_data_message, ...) sent by clients: "
                                    "refused, not forwarded."),

@@ -42,6 +42,10 @@ def test_everything_given():
         (["-b", "h", "--session-timeout", "0"], "--session-timeout must be between"),
         (["-b", "h", "--session-timeout", "nan"], "--session-timeout"),
         (["-b", "h", "--max-sessions", "0"], "--max-sessions must be between"),
+        (["-b", "h", "--max-pending", "0"], "--max-pending must be between 1 and"),
+        (["-b", "h", "--max-pending", "many"], "--max-pending must be an integer, not 'many'"),
+        (["-b", "h", "--accepts-per-pass", "0"], "--accepts-per-pass must be between 1 and"),
+        (["-b", "h", "--accepts-per-pass", "1.5"], "--accepts-per-pass must be an integer"),
         (["-b", "h", "--listen", "localhost"], "--listen must be an IP address"),
         (["-b", "h:notaport"], "bad backend specification"),
     ],
@@ -49,6 +53,15 @@ def test_everything_given():
 def test_usage_errors_are_clear(argv, needle):
     with pytest.raises(usage.UsageError, match=needle):
         parse(argv)
+
+
+def test_connect_flood_limits_default_and_can_be_set():
+    config = parse(["-b", "h"]).config
+    assert (config.max_pending, config.accepts_per_pass) == (1024, 100)
+    config = parse(["-b", "h", "--max-pending", "64", "--accepts-per-pass", "16"]).config
+    assert (config.max_pending, config.accepts_per_pass) == (64, 16)
+    service = makeService(parse(["-b", "127.0.0.1:6000", "--max-pending", "64"]))
+    assert service.front.pending.limit == 64
 
 
 def test_auth_needs_the_environment_variable():

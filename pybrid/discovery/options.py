@@ -93,8 +93,7 @@ class AdvertiseOptionsMixin:
         opts["advertise-name"] = None
 
     def opt_advertise(self) -> None:
-        """Announce this service by mDNS as _lucijsonl._tcp.local. (the [discovery] extra),
-        on the interface it listens on unless --advertise-interface says otherwise."""
+        """Announce by mDNS as _lucijsonl._tcp.local. (needs the [discovery] extra)."""
         self["advertise"] = True  # type: ignore[index]
 
     def opt_no_advertise(self) -> None:
@@ -102,8 +101,7 @@ class AdvertiseOptionsMixin:
         self["advertise"] = False  # type: ignore[index]
 
     def opt_advertise_interface(self, value: str) -> None:
-        """Where to announce: 'all' or comma-separated IPv4 addresses (default: follow the
-        listening address; loopback only when it listens on loopback)."""
+        """Where to announce: 'all' or IPv4 addresses, comma-separated (default: as listening)."""
         self["advertise-interface"] = value  # type: ignore[index]
 
     def opt_advertise_name(self, value: str) -> None:

@@ -99,7 +99,11 @@ class AdvertiseService(service.Service):
             lambda f: self.log.warn("zeroconf: withdrawal unfinished after {s} s", s=STOP_TIMEOUT))
 
     def _check(self) -> None:
-        advert = self.advert()
+        try:
+            advert = self.advert()
+        except RuntimeError:
+            return  # the parent stopped listening (stopping): nothing to refresh
+
         properties = advert.properties()
         if properties != self._published:
             self._published = properties

@@ -45,7 +45,10 @@ def build_parser() -> Any:
 
 
 async def ping_command(reactor: Any, argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.detect and args.host is not None:
+        parser.error("--detect browses for targets and takes no HOST")
     if args.detect:
         return await _detect(reactor, args.detect_time, args.quiet)
     times: list[float] = []

@@ -8,9 +8,9 @@ import pathlib
 import sys
 import uuid
 
-import pytest
 import pytest_twisted
 from support.discovery import Watcher
+from support.optional import require
 from support.reference import spawn
 from support.waiting import until
 
@@ -18,7 +18,7 @@ from pybrid.client import connect
 from pybrid.device import DeviceConfig, SimulatedDevice
 from pybrid.discovery.browse import INTERFACES_ENV, browse
 
-pytest.importorskip("zeroconf")
+require("zeroconf", "discovery")
 
 BIN = pathlib.Path(sys.executable).parent
 LOOPBACK = {INTERFACES_ENV: "127.0.0.1"}

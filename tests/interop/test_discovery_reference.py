@@ -16,11 +16,12 @@ import uuid
 
 import pytest
 import pytest_twisted
+from support.optional import require
 from support.reference import spawn
 
 from pybrid.device import DeviceConfig, SimulatedDevice
 
-pytest.importorskip("zeroconf")
+require("zeroconf", "discovery")
 pytestmark = pytest.mark.interop
 
 TWISTD = str(pathlib.Path(sys.executable).with_name("twistd"))

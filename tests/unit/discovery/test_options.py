@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+from support.optional import require
 from twisted.python import usage
 
 from pybrid.device.tap import Options as DeviceOptions
@@ -16,9 +17,10 @@ from pybrid.discovery.options import (
 )
 from pybrid.proxy.tap import Options as ProxyOptions
 
-needs_zeroconf = pytest.mark.skipif("zeroconf" not in sys.modules and
-                                    __import__("importlib").util.find_spec("zeroconf") is None,
-                                    reason="the [discovery] extra is not installed")
+
+@pytest.fixture
+def zeroconf_installed():
+    require("zeroconf", "discovery")
 
 
 def proxy(*argv):
@@ -34,7 +36,7 @@ def test_off_by_default():
     assert device["advertise-config"] is None
 
 
-@needs_zeroconf
+@pytest.mark.usefixtures("zeroconf_installed")
 @pytest.mark.parametrize(("argv", "interfaces"), [
     (["--listen", "127.0.0.1"], ("127.0.0.1",)),  # loopback daemon: loopback only
     ([], ()),  # 0.0.0.0: every interface
@@ -48,7 +50,7 @@ def test_interfaces_follow_the_listening_address(argv, interfaces):
     assert proxy("--advertise", *argv).advertise == AdvertiseConfig(None, interfaces)
 
 
-@needs_zeroconf
+@pytest.mark.usefixtures("zeroconf_installed")
 def test_device_name_and_interface():
     device = DeviceOptions()
     device.parseOptions(["--advertise", "--advertise-name", "bench sim"])

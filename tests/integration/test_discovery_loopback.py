@@ -124,3 +124,18 @@ async def run(reactor, command, *args):
     await proc.ended.addTimeout(60, reactor)
     return proc
 
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_command_without_host_uses_the_only_simulated_device(reactor):
+    name = unique("device")
+    device = twistd_device(reactor, name)
+    try:
+        await advertised(reactor, device)
+        extract = await run(reactor, "pybrid-extract")
+        assert extract.exit_code == 0, extract.tail()
+        out = extract.stdout.decode()
+        assert f"discovered 127.0.0.1:{device.port}  {name!r} (device;" in out
+        assert "00-00-00-00-0A-01" in out and "00-00-00-00-0A-02" in out
+    finally:
+        await device.stop()

@@ -1,6 +1,6 @@
 """The unmodified reference client finds our advertised proxy by mDNS: its
-``pybrid.redac.detect.detect_in_network`` lists it, and ``pybrid lucidac`` without ``-h``
-connects through it (``display`` and a ``run``).
+``pybrid.redac.detect.detect_in_network`` lists it, ``pybrid lucidac`` without ``-h``
+connects through it (``display`` and a ``run``), and so does lucipy's ``LUCIDAC()``.
 
 The reference browses on every interface; to keep the tests on loopback, the subprocess
 narrows python-zeroconf's ``AsyncZeroconf`` to ``interfaces=["127.0.0.1"]`` before importing
@@ -38,6 +38,15 @@ import asyncio, json
 from ipaddress import ip_network
 from pybrid.redac.detect import detect_in_network
 print("FOUND " + json.dumps(asyncio.run(detect_in_network(ip_network("127.0.0.0/8")))))
+"""
+LUCIPY = LOOPBACK_ONLY + """
+import os
+os.environ.pop("LUCIDAC_ENDPOINT", None)
+from pybrid.lucipy import LUCIDAC
+luci = LUCIDAC()  # no endpoint, no LUCIDAC_ENDPOINT: mDNS
+print("ENDPOINTS", luci._endpoints)
+luci.create_circuit()  # connects
+print("CIRCUIT OK")
 """
 CLI = LOOPBACK_ONLY + """
 import sys
@@ -80,6 +89,11 @@ async def test_reference_detect_and_cli_find_and_use_our_proxy(reactor, ref_pyth
         mac = device.carrier_paths[0].strip("/")
         assert f"Carrier @ {mac}" in display.stdout.decode(), display.tail()
         assert f"'127.0.0.1', {proxy.port}" in display.stderr.decode() + display.stdout.decode()
+
+        lucipy = await finished(reactor, "ref-lucipy", [str(ref_python), "-c", LUCIPY])
+        assert lucipy.exit_code == 0, lucipy.tail()
+        assert f"ENDPOINTS [('127.0.0.1', {proxy.port})]" in lucipy.stdout.decode()
+        assert "CIRCUIT OK" in lucipy.stdout.decode(), lucipy.tail()
 
         out = tmp_path / "run.txt"
         run = await finished(reactor, "ref-run",

@@ -113,7 +113,7 @@ def _cancel(crochet: Any, eventual: Any) -> None:
 
 
 def connect(
-    host: str,
+    host: str | None = None,
     port: int = DEFAULT_PORT,
     *,
     replace: bool = True,
@@ -124,7 +124,8 @@ def connect(
 
     Takes the options of :func:`pybrid.client.connect` except ``reactor``.  ``auth_token``
     defaults to ``$PYBRID_AUTH_TOKEN`` or ``$PYBRID_AUTHENTICATION``.  With ``replace`` an
-    earlier connection to the same target made by this function is closed first.
+    earlier connection to the same target made by this function is closed first.  Without
+    ``host`` the target is discovered (mDNS, a few seconds; see :func:`pybrid.client.connect`).
     """
     if auth_token is None:
         auth_token = os.environ.get("PYBRID_AUTH_TOKEN") or os.environ.get(
@@ -136,6 +137,8 @@ def connect(
     if previous is not None:
         previous.close()
     timeout = options.get("connect_timeout", 5.0) + options.get("busy_timeout", 60.0) + MARGIN
+    if host is None:
+        timeout += 10.0  # the browse window and resolving what answered
 
     def open_(r: Any) -> Any:
         return _connect(host, port, reactor=r, auth_token=auth_token, **options)

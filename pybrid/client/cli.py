@@ -101,8 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("host", help="device or proxy: NAME, NAME:PORT, a Twisted endpoint "
-                   "string such as tcp:host=10.0.0.5:port=5732, or tls:NAME:PORT[:ca=FILE]")
+    p.add_argument("host", nargs="?", default=None,
+                   help="device or proxy: NAME, NAME:PORT, a Twisted endpoint "
+                   "string such as tcp:host=10.0.0.5:port=5732, or tls:NAME:PORT[:ca=FILE]; "
+                   "none: discover it (mDNS, the [discovery] extra)")
     p.add_argument("-p", "--port", type=int, default=DEFAULT_PORT,
                    help=f"TCP port (default {DEFAULT_PORT})")
     p.add_argument("-c", "--config", metavar="FILE.apb",
@@ -263,10 +265,14 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
             current.clear()
 
     try:
+        from pybrid.discovery.browse import resolve_host  # pybrid.discovery imports client
+
+        host, port, tls = await step(defer.ensureDeferred(resolve_host(
+            reactor, args.host, args.port, sys.stdin.isatty(), say)))
         c = await step(connect(
-            args.host, args.port, reactor=reactor, auth_token=token,
+            host, port, reactor=reactor, auth_token=token,
             connect_timeout=args.connect_timeout, busy_retry=args.busy_retry,
-            busy_timeout=args.busy_timeout, data_lane=args.data_lane, tls=args.tls,
+            busy_timeout=args.busy_timeout, data_lane=args.data_lane, tls=args.tls or tls,
             ca_cert=args.ca_cert,
         ))
         computer.append(c)

@@ -37,7 +37,7 @@ DATA_LANES = ("auto", "udp", "tcp")
 
 
 def connect(
-    host: str,
+    host: str | None = None,
     port: int = DEFAULT_PORT,
     *,
     reactor: Any,
@@ -60,6 +60,10 @@ def connect(
     back to TCP when refused), ``"udp"`` (fail when refused) or ``"tcp"`` (never ask for UDP).
     Errors: :class:`ConnectError`, :class:`AuthenticationError`, :class:`DeviceBusyError`,
     :class:`RequestTimeout`, :class:`ClientError` (no carrier in the reply).
+
+    Without ``host`` the network is browsed for ``_lucijsonl._tcp`` services for a few seconds
+    (:mod:`pybrid.discovery`; the ``discovery`` extra): the only one found is used, several
+    raise :class:`~pybrid.discovery.DiscoveryError` listing them (proxies first).
     """
     if data_lane not in DATA_LANES:
         return defer.fail(ValueError(f"data_lane must be one of {DATA_LANES}, not {data_lane!r}"))
@@ -68,6 +72,11 @@ def connect(
     problem = reactor_problem(reactor)
     if problem is not None:
         return defer.fail(ClientError(problem))
+    if host is None:
+        return defer.ensureDeferred(_discover_and_connect(
+            reactor, auth_token, connect_timeout, request_timeout, busy_retry, busy_timeout,
+            data_lane, tls, ca_cert,
+        ))
     return defer.ensureDeferred(
         _connect(
             reactor, host, port, auth_token, connect_timeout, request_timeout, busy_retry,
@@ -150,6 +159,18 @@ def _why(exc: BaseException, timeout: float) -> str:
         return "no route to host"
     text = str(exc.args[0]) if getattr(exc, "args", None) else str(exc)
     return text or type(exc).__name__
+
+
+async def _discover_and_connect(
+    reactor: Any, auth_token: str | None, connect_timeout: float, request_timeout: float,
+    busy_retry: float, busy_timeout: float, data_lane: str, tls: bool, ca_cert: str | None,
+) -> Computer:
+    from pybrid.discovery.browse import find_target  # pybrid.discovery imports client.errors
+
+    target = await find_target(reactor)
+    return await _connect(reactor, target.address, DEFAULT_PORT, auth_token, connect_timeout,
+                          request_timeout, busy_retry, busy_timeout, data_lane,
+                          tls or target.tls, ca_cert)
 
 
 async def _connect(

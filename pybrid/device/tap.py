@@ -9,12 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application import service
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
 
 from pybrid.commandline import TwistdOptions
 from pybrid.device.config import DeviceConfig, Faults
 from pybrid.device.signals import SAMPLE_DTYPES
+from pybrid.discovery.advertise import AdvertiseService
+from pybrid.discovery.options import AdvertiseConfig, AdvertiseOptionsMixin, default_name
+from pybrid.discovery.records import Advert
 from pybrid.logs import tag_syslog_priorities
 from pybrid.version import version
 from pybrid.wire.framing import DEFAULT_PORT
@@ -47,7 +51,7 @@ def _float(name: str) -> Any:
     return convert
 
 
-class Options(TwistdOptions):
+class Options(AdvertiseOptionsMixin, TwistdOptions):
     """Command-line options of ``twistd pybrid-device``."""
 
     program = "pybrid-device"
@@ -94,6 +98,7 @@ class Options(TwistdOptions):
             raise usage.UsageError("--port must be at most 65535")
         if self["carriers"] < 1:
             raise usage.UsageError("--carriers must be at least 1")
+        self["advertise-config"] = self.advertise_config(self["interface"])
         try:
             faults = Faults(
                 drop=self["drop"],
@@ -136,12 +141,15 @@ def _option_names(message: str) -> str:
     return message
 
 
-class DeviceService(service.Service):
-    """Listens with one :class:`~pybrid.device.device.SimulatedDevice` while running."""
+class DeviceService(service.MultiService):
+    """Listens with one :class:`~pybrid.device.device.SimulatedDevice` while running; with
+    ``advertise`` it is announced by mDNS too (a child started once the device listens)."""
 
     def __init__(self, config: DeviceConfig, port: int, interface: str,
-                 reactor: Any = None) -> None:
+                 reactor: Any = None, advertise: AdvertiseConfig | None = None) -> None:
+        super().__init__()
         self.config = config
+        self.advertise = advertise
         self.port_number = port
         self.interface = interface
         self._reactor = reactor
@@ -157,19 +165,29 @@ class DeviceService(service.Service):
             reactor = global_reactor
         self.device = SimulatedDevice(reactor=reactor, config=self.config)
         self.device.listen(self.port_number, interface=self.interface)
+        if self.advertise is not None and not self.services:
+            AdvertiseService(reactor, self.advert, self.advertise.interfaces).setServiceParent(
+                self)
         super().startService()
 
+    def advert(self) -> Advert:
+        port = self.device.port
+        name = self.advertise.name if self.advertise is not None else None
+        return Advert(name=name or default_name("device", port), port=port, kind="device",
+                      version=version(), macs=self.config.macs())
+
     def stopService(self) -> Any:
-        super().stopService()
+        stopped = super().stopService()
         if self.device is not None:
-            return self.device.stop()
-        return None
+            return defer.gatherResults([stopped, self.device.stop()])
+        return stopped
 
 
 def makeService(options: Options) -> DeviceService:
     tag_syslog_priorities()
     log.info("pybrid-device {version} (pybrid-twisted) starting", version=version())
-    return DeviceService(options["config"], options["port"], options["interface"])
+    return DeviceService(options["config"], options["port"], options["interface"],
+                         advertise=options.get("advertise-config"))
 
 
 __all__ = ["DeviceService", "Options", "makeService"]

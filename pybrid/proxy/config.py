@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import attrs
 
+from pybrid.discovery.options import AdvertiseConfig
 from pybrid.monitor.options import MonitorConfig
 from pybrid.proxy.clients.listen import DEFAULT_ACCEPTS_PER_PASS
 from pybrid.proxy.clients.pending import DEFAULT_MAX_PENDING
@@ -114,3 +115,5 @@ class ProxyConfig:
     shm_taps: tuple[str, ...] = ()
     shm_write_timeout: float = 5.0
     shm_writer: str = "inline"
+    #: ``--advertise`` (pybrid.discovery): announce the proxy by mDNS; None: do not.
+    advertise: AdvertiseConfig | None = None

@@ -28,6 +28,9 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
+from pybrid.discovery.advertise import AdvertiseService
+from pybrid.discovery.options import default_name
+from pybrid.discovery.records import Advert
 from pybrid.monitor.emitter import MulticastTap, make_tap
 from pybrid.proto import pb
 from pybrid.proxy.backend.cache import compose_extract
@@ -46,6 +49,7 @@ from pybrid.proxy.runs.dispatch import Dispatcher
 from pybrid.proxy.status.model import ServiceStatus
 from pybrid.proxy.status.web import StatusService
 from pybrid.shm.options import make_shm_taps
+from pybrid.version import version
 from pybrid.wire.interfaces import INetworkReactor, host_port
 
 #: Pending client connections the kernel queues for ``accept`` (Twisted's default is 50; the
@@ -108,6 +112,9 @@ class ProxyService(service.MultiService):
             self.status_page = StatusService(self, reactor, config.status_port,
                                              config.status_interface)
             self.status_page.setServiceParent(self)
+        if config.advertise is not None:  # --advertise: child service (pybrid.discovery)
+            AdvertiseService(reactor, self.advert, config.advertise.interfaces).setServiceParent(
+                self)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -132,9 +139,9 @@ class ProxyService(service.MultiService):
             self.tap.start()  # TapSetupError stops start-up with a clear message
 
     def startService(self) -> None:
-        super().startService()
         if self.port is None:
             self.privilegedStartService()
+        super().startService()
         names = ", ".join(lane.name for lane in self.lanes)
         self.log.info(
             "pybrid-proxy backends: {backends}; session timeout {timeout:g} s, "
@@ -221,6 +228,19 @@ class ProxyService(service.MultiService):
             shm_taps=() if self.shm is None else self.shm.status(),
             readiness=self.health.verdict(),
             recent_runs=self.dispatcher.coordinator.history.records(),
+        )
+
+    def advert(self) -> Advert:
+        """What ``--advertise`` announces now (the carriers as the lanes learnt them)."""
+        advertise = self.config.advertise
+        port = self.address[1]
+        macs = tuple(path.rsplit("/", 1)[-1] for lane in self.lanes for path in lane.carriers)
+        return Advert(
+            name=(advertise.name if advertise is not None and advertise.name
+                  else default_name("proxy", port)),
+            port=port, kind="proxy", version=version(), macs=macs,
+            auth=self.config.auth_token is not None,
+            tls=(self.config.listen or "").startswith(("ssl:", "tls:")),
         )
 
     def _unlatch_intakes(self) -> None:

@@ -6,6 +6,7 @@
            [--max-pending 1024] [--accepts-per-pass 100]
            [--client-buffer 64MiB] [--udp-rcvbuf 64MiB]
            [--monitor GROUP:PORT …] [--monitor-ttl 1] [--monitor-interface 127.0.0.1]
+           [--advertise [--advertise-interface all|IP,…] [--advertise-name NAME]]
 
 ``-b`` takes a backend (``HOST[:PORT]``), comma-separated backends, or a backend file
 (see :mod:`pybrid.proxy.spec`).  With ``--auth`` the bearer token clients must present is
@@ -27,6 +28,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from pybrid.commandline import TwistdOptions
+from pybrid.discovery.options import AdvertiseOptionsMixin
 from pybrid.logs import tag_syslog_priorities
 from pybrid.monitor.options import MonitorOptionsMixin
 from pybrid.proxy.clients.auth import weak_token_text
@@ -46,7 +48,7 @@ AUTH_ENV = "PYBRID_AUTHENTICATION"
 log = Logger()
 
 
-class Options(MonitorOptionsMixin, TwistdOptions):
+class Options(AdvertiseOptionsMixin, MonitorOptionsMixin, TwistdOptions):
     """Options of ``twistd pybrid-proxy``; ``postOptions`` validates and builds ``config``."""
 
     program = "pybrid-proxy"
@@ -139,6 +141,7 @@ class Options(MonitorOptionsMixin, TwistdOptions):
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
         shm_taps = _shm_taps(self["shm-taps"])
+        advertise = self.advertise_config(interface if listen is None else listen)
         shm_timeout = _number("--shm-write-timeout", self["shm-write-timeout"], float, 0.01, 3600)
         token = None
         if self["auth"]:
@@ -173,6 +176,7 @@ class Options(MonitorOptionsMixin, TwistdOptions):
             shm_write_timeout=float(shm_timeout),
             shm_writer=_choice("--shm-writer", self["shm-writer"], ("inline", "thread")),
             timing=Timing(nudge_delays=()) if self["no-nudges"] else Timing(),
+            advertise=advertise,
         )
 
 

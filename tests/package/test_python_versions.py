@@ -41,7 +41,7 @@ def test_the_unit_tests_pass_on_the_installed_wheel(version, package_base, dists
         pytest.skip(f"no Python {version} interpreter under pyenv on this machine")
     pins = MATRIX[version]
     venv = make_venv(package_base / f"py{version}", python)
-    extras = "test,hdf5,plot,shm,tls"  # what tests/unit imports
+    extras = "test,hdf5,plot,shm,tls,discovery"  # what tests/unit imports
     venv.pip_install(f"{dists.wheel}[{extras}]", *(f"{n}=={v}" for n, v in pins.items()),
                      cwd=package_base)
     shown = run([venv.python, "-c", SHOW, *FLOORS], cwd=package_base).stdout.split("\n")

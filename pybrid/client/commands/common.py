@@ -27,6 +27,7 @@ from pybrid.client.computer import Computer
 from pybrid.client.connect import DEFAULT_PORT, connect
 from pybrid.client.errors import ClientError, RequestTimeout
 from pybrid.commandline import Parser
+from pybrid.discovery.browse import resolve_host
 
 
 def positive(kind: type) -> Callable[[str], Any]:
@@ -52,8 +53,10 @@ EPILOG = (
 def parser(prog: str, description: str) -> Parser:
     p = Parser(prog=prog, description=description, epilog=EPILOG, usage_status=EXIT_USAGE,
                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("host", help="device or proxy: NAME, NAME:PORT, or a Twisted endpoint "
-                   "string such as tcp:host=10.0.0.5:port=5732, or tls:NAME:PORT[:ca=FILE]")
+    p.add_argument("host", nargs="?", default=None,
+                   help="device or proxy: NAME, NAME:PORT, or a Twisted endpoint "
+                   "string such as tcp:host=10.0.0.5:port=5732, or tls:NAME:PORT[:ca=FILE]; "
+                   "none: discover it (mDNS, the [discovery] extra)")
     p.add_argument("-p", "--port", type=int, default=DEFAULT_PORT,
                    help=f"TCP port (default {DEFAULT_PORT})")
     p.add_argument("--token", help="bearer token for a proxy that requires one")
@@ -110,10 +113,12 @@ async def session(reactor: Any, prog: str, args: argparse.Namespace, body: Body)
 
     token = args.token if args.token is not None else token_from_env()
     try:
+        host, port, tls = await step(defer.ensureDeferred(resolve_host(
+            reactor, args.host, args.port, sys.stdin.isatty(), say)))
         c = await step(connect(
-            args.host, args.port, reactor=reactor, auth_token=token,
+            host, port, reactor=reactor, auth_token=token,
             connect_timeout=args.connect_timeout, busy_retry=args.busy_retry,
-            busy_timeout=args.busy_timeout, tls=args.tls, ca_cert=args.ca_cert,
+            busy_timeout=args.busy_timeout, tls=args.tls or tls, ca_cert=args.ca_cert,
         ))
         computer.append(c)
         code = await body(c, step, say)

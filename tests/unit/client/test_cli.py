@@ -24,7 +24,11 @@ def test_defaults():
     assert (args.busy_retry, args.busy_timeout, args.data_lane) == (0.2, 60.0, "auto")
 
 
-@pytest.mark.parametrize("argv", [[], ["h", "--op-time", "0"], ["h", "-n", "x"],
+def test_no_host_means_discovery():
+    assert cli.build_parser().parse_args([]).host is None
+
+
+@pytest.mark.parametrize("argv", [["h", "--op-time", "0"], ["h", "-n", "x"],
                                   ["h", "--data-lane", "smoke"], ["h", "--nope"]])
 def test_bad_command_lines_exit_64(argv, capsys):
     with pytest.raises(SystemExit) as e:

@@ -62,8 +62,10 @@ def test_command_parsers_use_exit_64_and_defaults(capsys):
         ping.build_parser().parse_args(["h", "-c", "0"])
     assert e.value.code == 64
     with pytest.raises(SystemExit) as e:
-        extract_parser().parse_args([])
+        extract_parser().parse_args(["--nope"])
     assert e.value.code == 64
+    assert extract_parser().parse_args([]).host is None  # no host: discovered (mDNS)
+    assert ping.build_parser().parse_args(["--detect"]).detect
     assert "PYBRID_AUTHENTICATION" in ping.build_parser().format_help()
 
 

@@ -141,8 +141,7 @@ class RunCollector:
     @property
     def collecting(self) -> bool:
         """Running or settling: notifications still count."""
-        phase = self.phase
-        return phase is RunPhase.RUNNING or phase is RunPhase.SETTLING
+        return self.phase is RunPhase.RUNNING or self.phase is RunPhase.SETTLING
 
     def _to(self, event: str) -> None:
         self.phase = RUN.next(self.phase, event)

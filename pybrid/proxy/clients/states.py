@@ -47,6 +47,10 @@ SESSION: Table[SessionState] = Table("session", {
 
 
 class SenderState(enum.Enum):
+    # hashed by identity (members are singletons): the table lookup of a pause or resume
+    # stays in C instead of calling Enum.__hash__
+    __hash__ = object.__hash__
+
     #: Frames are written straight through.
     OPEN = "open"
     #: The transport paused us: frames are queued.

@@ -5,11 +5,13 @@ Design note
 A :class:`RunCollector` exists from just before ``start_run_command`` is sent until the run's
 result is built.  It is fed every run notification carrying its run id — from TCP or UDP, in
 whatever order they arrive (the two lanes are not ordered relative to each other, so states
-may even overtake the ``start_run_response``) — and moves through::
+may even overtake the ``start_run_response``) — and moves through (the table
+:data:`pybrid.client.phases.RUN`)::
 
     running ──all carriers DONE──▶ settling ──complete or settle timer──▶ finished
-       │                              │
-       └── ERROR on any carrier / deadline / on_chunk raised / fail() / cancel() ──▶ failed
+    running ──all carriers DONE, every one complete──▶ finished
+    running, settling ──ERROR / deadline / on_chunk or sink raised / fail()──▶ failed
+    running, settling ──cancel()──▶ cancelled
 
 * **Carriers.**  A state change with ``entity`` applies to the carrier named by the first
   component of its path; without ``entity`` it applies to every carrier of the connection
@@ -57,6 +59,7 @@ from twisted.python.failure import Failure
 from pybrid import samples
 from pybrid.client.errors import RunError, RunTimeout
 from pybrid.client.fastdata import FastData
+from pybrid.client.phases import RUN, RunPhase
 from pybrid.client.results import (
     CarrierRun,
     Chunk,
@@ -111,7 +114,8 @@ class RunCollector:
     on_chunk: Callable[[Chunk], Any] | None = None
     sink: Sink = attrs.field(factory=MemorySink)
     done: defer.Deferred[None] = attrs.field(factory=defer.Deferred)
-    phase: str = "running"
+    #: Changed only by :meth:`_to` (the table :data:`~pybrid.client.phases.RUN`).
+    phase: RunPhase = RunPhase.RUNNING
     started_at: float = attrs.field(init=False)
     history: list[StateChange] = attrs.field(factory=list)
     malformed: int = 0
@@ -134,9 +138,17 @@ class RunCollector:
         )
         self.sink.begin(self.meta)
 
+    @property
+    def collecting(self) -> bool:
+        """Running or settling: notifications still count."""
+        return self.phase is RunPhase.RUNNING or self.phase is RunPhase.SETTLING
+
+    def _to(self, event: str) -> None:
+        self.phase = RUN.next(self.phase, event)
+
     def accepted(self) -> None:
         """The device accepted ``start_run_command``: start the run's deadline."""
-        if self.phase in ("running", "settling") and self._deadline is None:
+        if self.collecting and self._deadline is None:
             self._deadline = self.clock.callLater(self.timeout, self._expired)
 
     # -- input ---------------------------------------------------------------------------------
@@ -153,7 +165,7 @@ class RunCollector:
             self.data(msg.run_data_end_message, final=True)
 
     def state(self, change: pb.RunStateChangeMessage) -> None:
-        if self.phase not in ("running", "settling"):
+        if not self.collecting:
             return
         old, new = pb.RunState.Name(change.old), pb.RunState.Name(change.new_)
         target = mac_of(change.entity.path) if change.HasField("entity") else None
@@ -176,14 +188,14 @@ class RunCollector:
         if change.new_ == pb.ERROR:
             who = target if target is not None else ", ".join(c.mac for c in affected)
             self._fail(Failure(RunError(self.run_id, who, change.reason)))
-        elif self.phase == "running" and all(
+        elif self.phase is RunPhase.RUNNING and all(
             pb.DONE in c.reached for c in self._per.values() if c.tracked
         ):
             self._all_done()
 
     def data(self, msg: pb.RunDataMessage | pb.RunDataEndMessage, *, final: bool) -> None:
         """A parsed data message (the full path)."""
-        if self.phase not in ("running", "settling"):
+        if not self.collecting:
             return
         c = self._carrier_for_data(msg.entity.path if msg.HasField("entity") else "")
         try:
@@ -197,7 +209,7 @@ class RunCollector:
     def fast_data(self, d: FastData) -> None:
         """A data frame read by the fast path (:mod:`pybrid.client.fastdata`): the same as
         :meth:`data` with the format learned once, values already in the storage dtype."""
-        if self.phase not in ("running", "settling"):
+        if not self.collecting:
             return
         c = self._carrier_for_data(d.carrier_path)
         fmt = d.format
@@ -248,7 +260,7 @@ class RunCollector:
             except Exception:
                 self._fail(Failure())
                 return
-        if self.phase == "settling" and self._complete():
+        if self.phase is RunPhase.SETTLING and self._complete():
             self._finish()
 
     def _write(self, c: _Carrier, start: int, values: np.ndarray) -> None:
@@ -273,7 +285,7 @@ class RunCollector:
         if self._complete():
             self._finish()
             return
-        self.phase = "settling"
+        self._to("all_done")
         self._settle_timer = self.clock.callLater(self.settle, self._finish)
 
     def _complete(self) -> bool:
@@ -294,16 +306,16 @@ class RunCollector:
         self._fail(Failure(RunTimeout(self.run_id, "DONE", waiting, self.timeout)))
 
     def _finish(self) -> None:
-        if self.phase not in ("running", "settling"):
+        if not self.collecting:
             return
-        self.phase = "finished"
+        self._to("finish")
         self._stop_timers()
         self.done.callback(None)
 
     def _fail(self, failure: Failure) -> None:
-        if self.phase not in ("running", "settling"):
+        if not self.collecting:
             return
-        self.phase = "failed"
+        self._to("fail")
         self._stop_timers()
         self.done.errback(failure)
 
@@ -314,8 +326,8 @@ class RunCollector:
     def cancel(self) -> None:
         """Stop collecting without firing ``done`` again (the caller cancelled); the sink is
         told the run is over (a recording keeps what arrived)."""
-        if self.phase in ("running", "settling"):
-            self.phase = "cancelled"
+        if self.collecting:
+            self._to("cancel")
         self._stop_timers()
         self.close_sink()
 

@@ -29,10 +29,12 @@ class Timing:
     ping_interval: float = 0.5
     #: A backend silent this long is unhealthy (and its connection is dropped).
     unhealthy_after: float = 2.0
-    #: Reconnect backoff: first delay, growth factor and ceiling.
+    #: Reconnect backoff: first delay, growth factor and ceiling, and the fraction by which
+    #: each delay is spread at random (0: none); see pybrid.proxy.backend.model.backoff_delay.
     reconnect_initial: float = 0.5
     reconnect_factor: float = 1.5
     reconnect_max: float = 5.0
+    reconnect_jitter: float = 0.0
     #: A generic ping arriving first within this window is a standalone ping.
     ping_window: float = 0.005
     #: A standalone-ping connection answers further pings and closes after this long without

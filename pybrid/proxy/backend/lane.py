@@ -2,13 +2,14 @@
 
 Design note
 -----------
-A :class:`BackendLane` owns everything about one backend device and is a small state machine::
+A :class:`BackendLane` owns everything about one backend device and is a small state machine,
+the table :data:`~pybrid.proxy.backend.model.LANE`::
 
-    STOPPED --start--> CONNECTING --connected--> HANDSHAKE --done--> READY
-        ^                  ^   |                     |                 |
-        |                  |   +--failed--+          +--lost/failed--+ +--lost/silent--+
-        |                  +--- WAITING <-+----------------------------+---------------+
-        +--stop-- (any)          (backoff: 0.5 s, x1.5 per failure, at most 5 s)
+    STOPPED --start--> CONNECTING --connected--> HANDSHAKE --ready--> READY
+                           ^   |                     |                  |
+                           |   +--failed--+          +------lost-----+  +--lost--+
+                           +--retry--- WAITING <-+-------------------+-----------+
+    any --stop--> STOPPED     (the wait: backoff_delay(), 0.5 s, x1.5 per failure, at most 5 s)
 
 The handshake (each connection, docs/protocol.md#reference-proxy): ``extract{recursive,
 specification}`` — the reply is cached and serves every client's discovery —,
@@ -40,6 +41,8 @@ Each connection has a generation number so that events of a stale connection are
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import attrs
@@ -52,6 +55,7 @@ from pybrid.proto import pb
 from pybrid.proxy.backend.cache import carrier_entities
 from pybrid.proxy.backend.intake import DatagramIntake
 from pybrid.proxy.backend.model import (
+    LANE,
     BackendUnavailable,
     HandshakeError,
     LaneCounters,
@@ -59,6 +63,7 @@ from pybrid.proxy.backend.model import (
     LaneStatus,
     RequestTooLarge,
     RunSink,
+    backoff_delay,
 )
 from pybrid.proxy.backend.protocol import BackendProtocol, LaneFactory
 from pybrid.proxy.config import Timing
@@ -113,8 +118,10 @@ class BackendLane:
     _last_request: float = 0.0
     _pinger: Periodic = attrs.field(init=False)
     _retry: IDelayedCall | None = None
-    _delay: float = 0.0
+    #: Failures since the lane was last READY (the backoff's attempt number).
     _failures: int = 0
+    #: Random values in [0, 1) for the backoff's jitter (``Timing.reconnect_jitter``).
+    jitter_source: Callable[[], float] = random.random
 
     log = Logger()
 
@@ -139,6 +146,9 @@ class BackendLane:
             intake=None if self.intake is None else self.intake.status(),
         )
 
+    def _to(self, event: str) -> None:
+        self.state = LANE.next(self.state, event)
+
     @property
     def has_spec(self) -> bool:
         return bool(self.spec_items)
@@ -147,11 +157,11 @@ class BackendLane:
 
     def start(self) -> None:
         if self.state is LaneState.STOPPED:
-            self._delay = self.timing.reconnect_initial
-            self._connect()
+            self._failures = 0
+            self._connect("start")
 
     def stop(self) -> defer.Deferred[None]:
-        self.state = LaneState.STOPPED
+        self._to("stop")
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None
@@ -162,10 +172,10 @@ class BackendLane:
         result = intake.stop() if intake is not None else None
         return defer.maybeDeferred(lambda: result)
 
-    def _connect(self) -> None:
+    def _connect(self, event: str = "retry") -> None:
         self._retry = None
         self._generation += 1
-        self.state = LaneState.CONNECTING
+        self._to(event)
         factory = LaneFactory(self, self._generation)
         self.reactor.connectTCP(
             self.backend.host, self.backend.port, factory, timeout=self.timing.connect_timeout
@@ -173,7 +183,7 @@ class BackendLane:
 
     def connect_failed(self, generation: int, reason: Failure) -> None:
         if generation == self._generation and self.state is LaneState.CONNECTING:
-            self._wait(f"connect failed: {reason.getErrorMessage()}")
+            self._wait("failed", f"connect failed: {reason.getErrorMessage()}")
 
     def connection_made(self, proto: BackendProtocol) -> None:
         if proto.generation != self._generation or self.state is not LaneState.CONNECTING:
@@ -183,7 +193,7 @@ class BackendLane:
         self.counters.connects += 1
         self._tracker = RequestTracker(self.reactor, self.timing.request_timeout, self.name)
         self._last_heard = self.reactor.seconds()
-        self.state = LaneState.HANDSHAKE
+        self._to("connected")
         self._pinger.start()
         peer_host = proto.transport.getPeer().host
         local_host = proto.transport.getHost().host
@@ -199,18 +209,20 @@ class BackendLane:
         if tracker is not None:
             tracker.fail_all(ConnectionGone(f"connection to backend {self.name} lost"))
         was_ready = self.state is LaneState.READY
-        if self.state is LaneState.STOPPED:
-            return
+        if self.state is LaneState.STOPPED or proto.generation != self._generation:
+            return  # stopped, or a connection from before a stop and start
         why = reason.getErrorMessage()
-        self._wait(f"connection lost: {why}")
+        self._wait("lost", f"connection lost: {why}")
         if was_ready:
             self.events.lane_lost(self, why)
 
-    def _wait(self, why: str) -> None:
-        self.state = LaneState.WAITING
+    def _wait(self, event: str, why: str) -> None:
+        self._to(event)
         self._failures += 1
-        delay = self._delay or self.timing.reconnect_initial
-        self._delay = min(delay * self.timing.reconnect_factor, self.timing.reconnect_max)
+        t = self.timing
+        delay = backoff_delay(self._failures, t.reconnect_initial, t.reconnect_factor,
+                              t.reconnect_max, t.reconnect_jitter,
+                              self.jitter_source() if t.reconnect_jitter else 0.5)
         if self._failures == 1 or self.debug:
             self.log.warn("backend {backend}: {why}; reconnecting in {delay:.1f} s",
                           backend=self.name, why=why, delay=delay)
@@ -242,11 +254,10 @@ class BackendLane:
             self.log.warn("backend {backend}: start-up reset answered with {reply}",
                           backend=self.name, reply=messages.describe(reply))
         self.data_mode = await self._negotiate_udp(peer_host, local_host)
-        if proto is not self._protocol:
+        if proto is not self._protocol or self.state is not LaneState.HANDSHAKE:
             return
         self._last_request = self.reactor.seconds()
-        self.state = LaneState.READY
-        self._delay = self.timing.reconnect_initial
+        self._to("ready")
         if self._failures > 1:
             self.log.info("backend {backend} is back after {n} attempts",
                           backend=self.name, n=self._failures)

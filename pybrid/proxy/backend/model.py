@@ -1,6 +1,7 @@
-"""A backend lane's vocabulary: its states, errors, counters and status record, and the
-router side it hands run traffic to (:class:`RunSink`), and the cluster's verdict
-(:class:`Readiness`, judged by :func:`pybrid.proxy.backend.health.readiness`).  The lane itself is
+"""A backend lane's vocabulary: its states and their table (:data:`LANE`), its reconnect
+backoff (:func:`backoff_delay`), errors, counters and status record, the router side it
+hands run traffic to (:class:`RunSink`), and the cluster's verdict (:class:`Readiness`, judged
+by :func:`pybrid.proxy.backend.health.readiness`).  The lane itself is
 :class:`pybrid.proxy.backend.lane.BackendLane`."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from pybrid.machine import Table
 from pybrid.proto import pb
 from pybrid.proxy.backend.intake import DatagramSink, IntakeStatus
 
@@ -20,6 +22,44 @@ class LaneState(enum.Enum):
     HANDSHAKE = "handshake"
     READY = "ready"
     WAITING = "waiting"
+
+
+_STOPPED, _CONNECTING, _HANDSHAKE, _READY, _WAITING = LaneState
+
+#: Every lane transition (the lane's design note tells the story).
+LANE: Table[LaneState] = Table("backend lane", {
+    (_STOPPED, "start"): _CONNECTING,  # start(): the first connectTCP
+    (_WAITING, "retry"): _CONNECTING,  # the backoff delay passed: connectTCP again
+    (_CONNECTING, "connected"): _HANDSHAKE,  # extract, reset, UDP negotiation
+    (_CONNECTING, "failed"): _WAITING,  # the connect failed: wait backoff_delay()
+    (_HANDSHAKE, "ready"): _READY,  # the handshake is done: the lane is healthy
+    (_HANDSHAKE, "lost"): _WAITING,  # the connection went (also: handshake failed, silence)
+    (_READY, "lost"): _WAITING,  # the connection went (also: silence)
+    **{(state, "stop"): _STOPPED for state in LaneState},  # stop(), from anywhere
+})
+
+
+def backoff_delay(attempt: int, base: float, factor: float, cap: float,
+                  jitter: float = 0.0, random_value: float = 0.5) -> float:
+    """Seconds to wait before reconnect ``attempt`` (1 after the first failure).
+
+    ``base × factor^(attempt − 1)``, at most ``cap``; then spread by ``±jitter`` of itself:
+    ``random_value`` in [0, 1) picks the point (0.5: the middle, no change).  A bad argument is
+    a :class:`ValueError`.
+    """
+    if attempt < 1:
+        raise ValueError(f"backoff attempt must be at least 1, not {attempt}")
+    if not (base > 0 and factor >= 1 and cap >= 0):
+        raise ValueError(f"backoff needs base > 0, factor >= 1, cap >= 0 (got {base}, {factor}, "
+                         f"{cap})")
+    if not (0 <= jitter <= 1 and 0 <= random_value <= 1):
+        raise ValueError(f"backoff jitter and random value must lie in [0, 1] (got {jitter}, "
+                         f"{random_value})")
+    try:
+        delay = min(base * factor ** (attempt - 1), cap)
+    except OverflowError:  # a backend down for days: the exponent outgrows a float
+        delay = cap
+    return delay * (1.0 + jitter * (2.0 * random_value - 1.0))
 
 
 class BackendUnavailable(Exception):

@@ -2,42 +2,46 @@
 
 Design note
 -----------
-Per client connection (:class:`~pybrid.proxy.clients.protocol.ClientProtocol` calls in here):
+Per client connection (:class:`~pybrid.proxy.clients.protocol.ClientProtocol` calls in here),
+in the order a frame meets them.  The session states named here and every transition between
+them are one table, :data:`pybrid.proxy.clients.session.SESSION` (event names in brackets).
 
-1. **Standalone ping.**  A connection opens PENDING with a ``ping_window`` timer (5 ms).  If the
+1. **Bounded reading.**  Before a frame is handled its connection's read gate
+   (:mod:`pybrid.proxy.clients.gate`) holds it while ``max_outstanding`` of its requests are
+   unanswered or its sender is paused: it waits in the client's TCP buffers, not in our memory.
+   Each frame takes a token of the connection's bucket (``frame_rates``: 1000/s bursts of 200
+   for the active session, 100/s bursts of 20 for every other); with none left it is not read
+   until the bucket refills, so no client's request rate can take the reactor from the active
+   session, the device lanes' pings or a standalone ping.
+2. **Standalone ping.**  A connection opens PENDING with a ``ping_window`` timer (5 ms).  If the
    first frame is a generic ping inside that window, it is answered and the connection becomes
-   a PING connection: it holds no session, answers every further ping, and is closed with
-   ``loseConnection`` (which flushes the replies first, so none is lost) ``ping_linger``
-   seconds after its last ping (the reference ``pybrid ping -c 3`` sends its pings on one
-   connection).  Any other frame on it, or any other first frame, is treated as in 1a.
-1a. **Slots only for what did something legitimate.**  A PENDING connection holds no session
+   PING (``standalone_ping``): it holds no session, answers every further ping (``ping``), and
+   is closed with ``loseConnection`` (which flushes the replies first, so none is lost)
+   ``ping_linger`` seconds after its last ping (``ping_over``; the reference
+   ``pybrid ping -c 3`` sends its pings on one connection).  Any other frame on it makes it
+   PENDING again (``other_frame``) and goes on as in 3.
+3. **Slots only for what did something legitimate.**  A PENDING connection holds no session
    slot (``--max-sessions``).  Without ``--auth`` its first complete frame opens its session in
-   the scheduler (which may refuse it: "Server overloaded", delivered, then close); with
+   the scheduler (``admit``, or ``refuse``: "Server overloaded", delivered, then close); with
    ``--auth`` only a successful ``auth_request`` does.  A connection that sends no complete
    frame within ``first_frame_deadline`` (or, with ``--auth``, does not authenticate within
-   ``auth_deadline``) is told so and closed: half frames and unauthenticated peers cannot keep
-   an authenticated client out; past ``--max-pending`` of them the oldest goes (:mod:`.pending`).
-2. **Pings** (generic, or v1 ``ping_command``) are answered with a generic ``ping_response``
+   ``auth_deadline``) is told so and closed (``deadline``): half frames and unauthenticated
+   peers cannot keep an authenticated client out; past ``--max-pending`` of them the oldest
+   goes (``evict``, :mod:`.pending`).
+4. **Pings** (generic, or v1 ``ping_command``) are answered with a generic ``ping_response``
    at any time, need no authentication and do not count as activity.
-3. Every other v1 frame is activity (restarts the session's idle timer).
-4. **Auth.**  ``auth_request`` is answered here (success, or "Authentication failed").  With
+5. **Activity.**  Every other v1 frame of an admitted session restarts its idle timer.
+6. **Auth.**  ``auth_request`` is answered here (success, or "Authentication failed").  With
    ``--auth``, every other v1 request before a successful one gets "Authentication required".
    Wrong tokens delay the connection they came on, and after a few it is closed
    (:class:`~pybrid.proxy.clients.auth.AuthThrottle`: per connection, never per address).
-3a. **Bounded work.**  Run traffic sent by a client (``run_data_message``, …) is refused with
-   an error, never forwarded.  A session with ``max_outstanding`` requests forwarded and not
-   yet answered, or whose replies are not being read (its sender is paused), is not read
-   until that changes (:mod:`pybrid.proxy.clients.gate`): its requests wait in its own TCP
-   buffers, not in the proxy's memory.  And each connection's frames are metered by a token
-   bucket (``frame_rates``: 1000/s bursts of 200 for the active session, 100/s bursts of 20
-   for every other): past it the connection is not read until the bucket refills, so no
-   client's request rate — cached extracts, pings, refused frames — can take the reactor from
-   the active session, the device lanes' pings or a standalone ping.
-5. **Discovery.**  ``extract{specification}`` (without configuration or calibration) is served
+7. **Run traffic** sent by a client (``run_data_message``, …) is refused with an error, never
+   forwarded.
+8. **Discovery.**  ``extract{specification}`` (without configuration or calibration) is served
    from the backends' cached specifications, for queued sessions too.
-6. Everything else needs the device: the session claims it (see the scheduler), and is then
-   ACTIVE — the request goes to the :class:`~pybrid.proxy.runs.dispatch.Dispatcher` — or QUEUED
-   and gets ``busy_response`` with the request's id.
+9. Everything else needs the device: an IDLE session claims it (``claim``, see the scheduler),
+   and is then ACTIVE — the request goes to the :class:`~pybrid.proxy.runs.dispatch.Dispatcher`
+   — or QUEUED and gets ``busy_response`` with the request's id.
 
 **Overflow.**  When a client's queue overflows (:mod:`~pybrid.proxy.clients.sender`) the queued
 run data is already dropped; in its place go an ERROR state change per unfinished carrier of
@@ -45,15 +49,10 @@ each of the session's runs (``fail_runs``: the reference client fails a run on a
 ignores an id-less error message), then the error message; the connection closes after they are
 written (plus ``error_linger``), or is aborted ``overflow_close`` seconds after the overflow.
 
-**Nudges.**  The reference client's native receive thread waits in ``poll`` with a 100 ms
-timeout and checks its stop flag only when it wakes up.  It stops that thread twice while
-connecting: when closing its discovery connection (right after the extract reply) and when
-falling back to TCP (right after the UDP refusal) — about 100 ms each, most of its connect
-time.  Any incoming frame wakes the thread at once, so after those two replies the session
-sends a few generic pongs (``Timing.nudge_delays``: 1, 3, 6, 12, 25, 50 ms), cancelled by the
-client's next frame or the close.  A pong without a ping is ignored by clients; the nudges
-take the reference client's connect through the proxy from ~130–230 ms to a few tens of ms.
-An empty ``nudge_delays`` turns them off.
+**Nudges.**  After a cached extract reply and after the UDP refusal a few generic pongs
+(``Timing.nudge_delays``) wake the reference client's receive thread, which otherwise notices
+its stop flag only every 100 ms: its connect through the proxy drops from ~130–230 ms to a few
+tens of ms (docs/proxy.md, *Nudges*).  An empty ``nudge_delays`` turns them off.
 """
 
 from __future__ import annotations
@@ -91,11 +90,9 @@ class FrontCounters:
     auth_throttled: int = 0
     #: Connections closed after too many wrong tokens.
     auth_closed: int = 0
-    #: Connections closed without a complete frame / authentication in time.
-    deadlines: int = 0
+    deadlines: int = 0  # no complete frame / authentication in time
     pending_closed: int = 0
-    #: Run traffic (run_data_message, …) sent by clients: refused.
-    client_run_traffic: int = 0
+    client_run_traffic: int = 0  # run_data_message, … sent by a client: refused
     #: Connections closed because waiting connections' partial frames passed the budget.
     budget_closed: int = 0
     #: Times a connection's read gate closed (the proxy stopped reading that client).
@@ -188,7 +185,8 @@ class Front:
         for old in self.pending.add(session):  # a connect flood: the oldest go
             if not old.closed:  # (closed already by the budget or wrong tokens: going)
                 self.counters.pending_closed += 1
-                self._close_pending(old, self.pending.text(), self.counters.pending_closed)
+                self._close_pending(old, "evict", self.pending.text(),
+                                    self.counters.pending_closed)
         if self.debug:
             self.log.debug("client {peer} connected (session {session})", peer=session.peer,
                            session=session.id)
@@ -241,11 +239,12 @@ class Front:
         self.counters.deadlines += 1
         need = f"{REQUIRED}: not authenticated" if self.auth.required else "no complete request"
         wait = self.auth_deadline if self.auth.required else self.first_frame_deadline
-        self._close_pending(session, f"{need} within {wait:g} s", self.counters.deadlines)
+        self._close_pending(session, "deadline", f"{need} within {wait:g} s",
+                            self.counters.deadlines)
 
-    def _close_pending(self, session: Session, text: str, total: int) -> None:
+    def _close_pending(self, session: Session, event: str, text: str, total: int) -> None:
         self.pending.discard(session)
-        session.state = SessionState.CLOSED
+        session.transition(event)
         session.cancel_timers()
         if worth_logging(total):  # a flood: the first three and every 1000th
             self.log.info("connection {peer} closed: {why}", peer=session.peer, why=text)
@@ -293,7 +292,7 @@ class Front:
     def _ping_over(self, session: Session) -> None:
         session.window_timer = None
         if session.state is SessionState.PING:
-            session.state = SessionState.CLOSED
+            session.transition("ping_over")
             session.sender.close()
 
     def _dropped(self, session: Session, what: str, total: int) -> None:
@@ -323,17 +322,18 @@ class Front:
         is_ping = top == "generic" and env.generic.WhichOneof("kind") == "ping_command"
         if session.state is SessionState.PING:
             if is_ping:
+                session.transition("ping")
                 self.counters.pings += 1
                 self._standalone_pong(session)
                 return
-            session.state = SessionState.PENDING  # something else: a session after all
+            session.transition("other_frame")  # something else: a session after all
         if session.state is SessionState.PENDING:
             window_open = session.window_timer is not None and session.window_timer.active()
             if is_ping and window_open:
                 session.cancel_timers()
                 self.counters.standalone_pings += 1
                 self.pending.discard(session)
-                session.state = SessionState.PING
+                session.transition("standalone_ping")
                 self._standalone_pong(session)
                 return
             if not self.auth.required and not self._admit(session):

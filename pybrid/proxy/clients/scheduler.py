@@ -2,17 +2,13 @@
 
 Design note
 -----------
-All session state transitions happen here::
-
-    PENDING --open--> IDLE              (admitted: counts towards --max-sessions)
-    PENDING --open--> CLOSED            ("Server overloaded": --max-sessions reached)
-    IDLE    --claim--> ACTIVE           (first request needing the device; nobody active
-                                         and every backend healthy)
-    IDLE    --claim--> QUEUED           (otherwise; FIFO in the order of claims)
-    QUEUED  --promote--> ACTIVE         (the moment the active session ends, or the last
-                                         unhealthy backend becomes healthy)
-    any     --end--> CLOSED             (client gone, timeout, cluster degraded, overload)
-    ACTIVE  --degrade(grace)--> ACTIVE, then CLOSED after ``grace`` (a run was failing)
+The session's states and transitions are one table,
+:data:`pybrid.proxy.clients.session.SESSION`; the scheduler fires ``admit`` / ``refuse``
+(:meth:`Scheduler.open`: --max-sessions), ``claim`` (IDLE to QUEUED, FIFO in the order of
+claims), ``promote`` (QUEUED to ACTIVE: the moment the active session ends, or the last
+unhealthy backend becomes healthy) and ``end`` (any state to CLOSED: client gone, timeout,
+cluster degraded, overflow).  :meth:`Scheduler.degrade` with a grace keeps the active session
+ACTIVE and ends it after ``grace`` (a run was failing).
 
 A session claims the device with its first request that needs it (anything but pings, auth
 and the cached extract).  Until then it holds no place in the queue: the reference client's
@@ -108,12 +104,12 @@ class Scheduler:
             self.log.warn("session {session} from {peer} refused: {count} sessions open "
                           "(--max-sessions {max})", session=session.id, peer=session.peer,
                           count=self.count, max=self.max_sessions)
-            session.state = SessionState.CLOSED
+            session.transition("refuse")
             session.cancel_timers()
             session.close(OVERLOADED)
             return False
         session.scheduler = self
-        session.state = SessionState.IDLE
+        session.transition("admit")
         self.sessions.add(session)
         self.touch(session)
         return True
@@ -121,7 +117,7 @@ class Scheduler:
     def claim(self, session: Session) -> SessionState:
         """The session asks for the device: queue it (if idle) and promote; its new state."""
         if session.state is SessionState.IDLE:
-            session.state = SessionState.QUEUED
+            session.transition("claim")
             self.queue.append(session)
             self.promote()
             if session.state is SessionState.QUEUED:
@@ -134,7 +130,7 @@ class Scheduler:
         """Make the head of the queue active if nobody is and the backends are healthy."""
         while self.active is None and self.queue and self.healthy():
             session = self.queue.popleft()
-            session.state = SessionState.ACTIVE
+            session.transition("promote")
             session.sender.activate()  # --client-buffer, not the waiting sizes
             self.active = session
             self.handovers += 1
@@ -161,7 +157,7 @@ class Scheduler:
         if session.state is SessionState.CLOSED and session is not self.active:
             return
         was = session.state
-        session.state = SessionState.CLOSED
+        session.transition("end")
         session.cancel_timers()
         self.sessions.discard(session)
         if session is self.active:

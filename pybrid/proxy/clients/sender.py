@@ -39,6 +39,10 @@ only the error frames wait) is aborted, so a stuck client cannot hold a connecti
 buffers forever.  A close with ``linger`` waits that long after the queue is written before
 ``loseConnection``: the reference client drops run states that arrive right before the close.
 :meth:`when_gone` fires once the connection is gone (the service waits for it at shutdown).
+
+**States.**  Flow control and closing are one machine, the table
+:data:`~pybrid.proxy.clients.states.SENDER`: a frame is written in OPEN, queued in PAUSED,
+refused and counted in every other state.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pybrid.proto import pb
+from pybrid.proxy.clients.states import SENDER, SenderState
 from pybrid.proxy.sizes import (
     CLOSE_GRACE,
     DEFAULT_CLIENT_BUFFER,
@@ -63,6 +68,9 @@ from pybrid.proxy.sizes import (
 from pybrid.wire import messages
 from pybrid.wire.framing import encode_varint
 from pybrid.wire.interfaces import IStreamTransport
+
+_OPEN, _PAUSED, _CLOSING, _CLOSING_PAUSED, _LINGERING, _RELEASED, _ABORTED, _GONE = SenderState
+_SENDER = SENDER.transitions
 
 _PREFIXES: dict[int, bytes] = {}
 
@@ -136,17 +144,12 @@ class ClientSender:
     #: The limit once active (``--client-buffer``); None: ``limit`` from the start (active).
     active_limit: int | None = None
     counters: SenderCounters = attrs.field(factory=SenderCounters)
-    #: No more frames are accepted (close requested, or the connection is gone).
-    closed: bool = False
-    #: The transport asked us to stop writing.
-    paused: bool = False
+    #: Changed only by :meth:`_to` (the table :data:`SENDER`).
+    state: SenderState = SenderState.OPEN
     #: Bytes waiting in ``queue`` (prefixes included).
     queued: int = 0
     queue: deque[bytes] = attrs.field(factory=deque)
     overflow: Overflow | None = None
-    _attached: bool = False
-    _gone: bool = False
-    _lose_when_drained: bool = False
     _abort_timer: IDelayedCall | None = None
     _linger: float = 0.0
     _grace: float = CLOSE_GRACE
@@ -165,7 +168,6 @@ class ClientSender:
         self._size(WAITING_TRANSPORT_BUFFER if self.active_limit is not None else TRANSPORT_BUFFER)
         if _producer_of(transport) is None:
             transport.registerProducer(self, True)
-            self._attached = True
 
     def activate(self) -> None:
         """The session became active: the full limit and transport buffer."""
@@ -185,6 +187,24 @@ class ClientSender:
             transport.bufferSize = self._batch  # also what one read() takes
             transport.SEND_LIMIT = TRANSPORT_BUFFER
 
+    def _to(self, event: str) -> SenderState:
+        # the table's dict read here (one call less per pause/resume); SENDER.next raises
+        state = _SENDER.get((self.state, event)) or SENDER.next(self.state, event)
+        self.state = state
+        return state
+
+    @property
+    def closed(self) -> bool:
+        """No more frames are accepted (close requested, or the connection is gone)."""
+        state = self.state
+        return state is not _OPEN and state is not _PAUSED
+
+    @property
+    def paused(self) -> bool:
+        """The transport asked us to stop writing (and the queue is not written yet)."""
+        state = self.state
+        return state is _PAUSED or state is _CLOSING_PAUSED
+
     @property
     def buffered(self) -> int:
         """Bytes waiting in the sender's queue."""
@@ -199,7 +219,8 @@ class ClientSender:
 
     def send_payload(self, payload: bytes) -> None:
         """Write one serialized Envelope as a frame (or queue it while paused)."""
-        if self.closed:
+        state = self.state
+        if state is not _OPEN and state is not _PAUSED:
             self.counters.dropped += 1
             return
         n = len(payload)
@@ -207,7 +228,7 @@ class ClientSender:
         counters.frames += 1
         counters.bytes += n
         prefix = _prefix(n)
-        if self.paused or self.queue:
+        if state is _PAUSED or self.queue:
             size = len(prefix) + n
             if self.queued + size > self.limit:
                 self._overflowed(size)
@@ -226,15 +247,15 @@ class ClientSender:
     # -- IPushProducer --------------------------------------------------------------------
 
     def pauseProducing(self) -> None:
-        if not self.paused:
-            self.paused = True
+        was = self.state
+        if self._to("pause") is not was:
             self.counters.pauses += 1
 
     def resumeProducing(self) -> None:
-        if self._gone:
+        was = self.state
+        if self._to("resume") is _GONE:
             return
-        if self.paused:
-            self.paused = False
+        if self.state is not was:
             self.counters.resumes += 1
         self._drain()
         if self.on_resume is not None and not self.paused:
@@ -257,9 +278,8 @@ class ClientSender:
                 size += len(prefix) + len(payload)
             self.queued -= size
             transport.writeSequence(batch)
-        if not queue and self._lose_when_drained:
-            self._lose_when_drained = False
-            self._let_go()
+        if not queue and (self.state is _CLOSING or self.state is _CLOSING_PAUSED):
+            self._drained()
 
     # -- overflow and closing -------------------------------------------------------------
 
@@ -294,50 +314,53 @@ class ClientSender:
         ``grace`` (default ``close_grace``): abort if the client has not taken it all by
         then.  ``linger``: wait this long after the queue is written before closing.
         """
-        if self.closed:
-            return
-        self.closed = True
-        if self._gone:
+        was = self.state
+        self._to("close")
+        if was is not _OPEN and was is not _PAUSED:
             return
         self._linger = linger if self.clock is not None else 0.0
-        if self.queue:
-            self._lose_when_drained = True
-        else:
-            self._let_go()
+        if not self.queue:
+            self._drained()
         grace = self._grace = self.close_grace if grace is None else grace
         if self.clock is not None and grace > 0:
             self._abort_timer = self.clock.callLater(grace, self._abort)
 
     def when_gone(self) -> defer.Deferred[None]:
         """Fires once the connection is gone (at once if it is)."""
-        if self._gone:
+        if self.state is _GONE:
             return defer.succeed(None)
         d: defer.Deferred[None] = defer.Deferred()
         self._gone_waiters.append(d)
         return d
 
-    def _let_go(self) -> None:
-        """Nothing more to produce: unregister (else Twisted, having paused us, would wait for
-        a resume instead of closing) and close after the transport's flush (and the linger)."""
+    def _drained(self) -> None:
+        """The queue is written: let go, after the linger if there is one."""
+        self._to("drained")
         if self._linger > 0 and self.clock is not None:
-            self._linger_timer = self.clock.callLater(self._linger, self._lose)
+            self._linger_timer = self.clock.callLater(self._linger, self._let_go)
             self._linger = 0.0
             return
-        self._lose()
+        self._let_go()
 
-    def _lose(self) -> None:
+    def _let_go(self) -> None:
+        """Nothing more to produce: unregister (else Twisted, having paused us, would wait for
+        a resume instead of closing) and close after the transport's flush."""
         self._linger_timer = None
-        if self._gone:
+        if self.state is _GONE:
             return
-        if self._attached and _producer_of(self.transport) is self:
+        self._to("let_go")
+        if _producer_of(self.transport) is self:
             self.transport.unregisterProducer()
-        self._attached = False
         self.transport.loseConnection()
 
     def _abort(self) -> None:
         self._abort_timer = None
-        if self._gone:
+        if self.state is _GONE:
             return
+        self._to("abort")
+        if self._linger_timer is not None and self._linger_timer.active():
+            self._linger_timer.cancel()
+        self._linger_timer = None
         self.counters.aborted += 1
         self.log.warn("client did not take its last {queued} queued bytes within {grace:g} s; "
                       "aborting the connection", queued=self.queued, grace=self._grace)
@@ -350,18 +373,16 @@ class ClientSender:
 
     def connection_gone(self) -> None:
         """The transport is gone: later writes are dropped and counted; queued data too."""
-        self.closed = True
-        if self._gone:
+        if self.state is _GONE:
             return
-        self._gone = True
+        self._to("gone")
         self._discard()
         for timer in (self._abort_timer, self._linger_timer):
             if timer is not None and timer.active():
                 timer.cancel()
         self._abort_timer = self._linger_timer = None
-        if self._attached and _producer_of(self.transport) is self:
+        if _producer_of(self.transport) is self:
             self.transport.unregisterProducer()
-        self._attached = False
         waiters, self._gone_waiters = self._gone_waiters, []
         for d in waiters:
             d.callback(None)

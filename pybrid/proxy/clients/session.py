@@ -1,8 +1,15 @@
-"""One client connection as the proxy's scheduler and dispatcher see it."""
+"""One client connection as the proxy's scheduler and dispatcher see it.
+
+Its states and every transition between them are the table
+:data:`~pybrid.proxy.clients.states.SESSION`; the front
+(:mod:`pybrid.proxy.clients.front`) and the scheduler (:mod:`pybrid.proxy.clients.scheduler`)
+fire the events with :meth:`Session.transition`.
+
+``SessionState`` lives in :mod:`pybrid.proxy.clients.states` and is re-exported here.
+"""
 
 from __future__ import annotations
 
-import enum
 from typing import Protocol
 
 import attrs
@@ -11,22 +18,8 @@ from twisted.logger import Logger
 
 from pybrid.proto import pb
 from pybrid.proxy.clients.sender import ClientSender, SenderStatus
+from pybrid.proxy.clients.states import SESSION, SessionState
 from pybrid.wire import messages
-
-
-class SessionState(enum.Enum):
-    #: Connected; the standalone-ping window is open and nothing was decided yet.
-    PENDING = "pending"
-    #: Answered a standalone ping: answers further pings, holds no place; closes after
-    #: ``Timing.ping_linger`` without one (any other frame opens a session after all).
-    PING = "ping"
-    #: Admitted, but has not asked for the device yet (discovery, pings, auth): holds no place.
-    IDLE = "idle"
-    #: Asked for the device and waits for its turn: served from the cache, otherwise busy.
-    QUEUED = "queued"
-    #: Owns the backends: its requests are forwarded and its runs' data reach it.
-    ACTIVE = "active"
-    CLOSED = "closed"
 
 
 class IdleTimer(Protocol):
@@ -57,8 +50,8 @@ class Session:
 
     It is also the router's :class:`~pybrid.proxy.data.router.RunTarget` for the runs it started:
     :meth:`deliver` writes run traffic, :meth:`run_ended` restarts the idle timeout (which does
-    not run down while a run is in progress).  State transitions belong to the
-    :class:`~pybrid.proxy.clients.scheduler.Scheduler`.
+    not run down while a run is in progress).  ``state`` changes only by :meth:`transition`
+    (the table :data:`~pybrid.proxy.clients.states.SESSION`).
     """
 
     id: str
@@ -92,6 +85,12 @@ class Session:
                            authenticated=self.authenticated, runs=tuple(sorted(self.runs)),
                            forwarded=self.forwarded, busy_replies=self.busy_replies,
                            sender=self.sender.status())
+
+    def transition(self, event: str) -> SessionState:
+        """Fire ``event`` (:data:`~pybrid.proxy.clients.states.SESSION`); the new state.  Raises
+        :class:`~pybrid.machine.InvalidTransition` for a pair the table does not list."""
+        self.state = state = SESSION.next(self.state, event)
+        return state
 
     @property
     def session_id(self) -> str:

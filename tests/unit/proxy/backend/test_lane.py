@@ -178,3 +178,32 @@ def test_timing_is_injected(reactor, events):
     lane = BackendLane(Backend("h", 1), reactor, events, events, Timing(connect_timeout=1.5))
     lane.start()
     assert reactor.tcpClients[0][3] == 1.5
+
+
+def test_reconnect_waits_follow_backoff_delay_with_jitter(reactor, events):
+    timing = Timing(reconnect_initial=1.0, reconnect_factor=2.0, reconnect_max=3.0,
+                    reconnect_jitter=0.5)
+    lane = BackendLane(Backend("h", 1), reactor, events, events, timing,
+                       jitter_source=lambda: 0.0)
+    lane.start()
+    waits = []
+    for _ in range(4):
+        reactor.tcpClients[-1][2].clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+        waits.append(round(min(c.getTime() for c in reactor.getDelayedCalls()
+                               if c.func == lane._connect) - reactor.seconds(), 3))
+        reactor.advance(waits[-1])
+    assert waits == [0.5, 1.0, 1.5, 1.5]  # 1, 2, 3, 3 s less half (jitter 0.5, random 0)
+
+
+def test_a_connection_lost_after_stop_and_start_is_stale(reactor, events, lane):
+    old = connect_backend(reactor)
+    old.handshake()
+    lane.stop()
+    lane.start()  # a new connectTCP is under way before the old connection is gone
+    assert lane.state is LaneState.CONNECTING and len(reactor.tcpClients) == 2
+    old.proto.connectionLost(Failure(ConnectionDone()))
+    assert lane.state is LaneState.CONNECTING  # not WAITING with a second connect pending
+    assert not [c for c in reactor.getDelayedCalls() if c.func == lane._connect]
+    again = connect_backend(reactor)
+    again.handshake()
+    assert lane.healthy and events.ready == [lane, lane]

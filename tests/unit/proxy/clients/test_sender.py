@@ -12,6 +12,7 @@ from twisted.internet.testing import StringTransport
 
 from pybrid.proto import pb
 from pybrid.proxy.clients.sender import ClientSender
+from pybrid.proxy.clients.states import SenderState
 from pybrid.proxy.sizes import TRANSPORT_BUFFER, Overflow
 from pybrid.wire import messages
 
@@ -308,3 +309,27 @@ def test_plain_string_transport_still_sees_every_frame():
     assert len(split_payloads(transport.value())) == 2
     sender.close()
     assert transport.disconnecting
+
+
+def test_a_client_that_never_takes_bytes_already_in_twisteds_buffer_is_aborted(clock):
+    sender, consumer = make(clock, close_grace=5.0)
+    consumer.bufferSize = 1000
+    sender.send_payload(payload(1, 2000))  # in Twisted's buffer, not our queue
+    sender.close()  # nothing queued: unregistered and loseConnection at once
+    assert consumer.disconnecting and consumer.producer is None
+    assert sender.state is SenderState.RELEASED
+    clock.advance(5.1)  # the client never read: Twisted never finished the close
+    assert consumer.aborted and sender.counters.aborted == 1
+    assert sender.state is SenderState.ABORTED
+    sender.connection_gone()
+    assert sender.state is SenderState.GONE and clock.getDelayedCalls() == []
+
+
+def test_an_abort_during_the_linger_cancels_the_linger(clock):
+    sender, consumer = make(clock, close_grace=1.0)
+    sender.close(linger=5.0)
+    assert sender.state is SenderState.LINGERING
+    clock.advance(1.1)
+    assert consumer.aborted and sender.counters.aborted == 1
+    assert sender.state is SenderState.GONE  # Twisted's abort stops its producer at once
+    assert clock.getDelayedCalls() == []  # no loseConnection later on an aborted transport

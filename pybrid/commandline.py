@@ -2,8 +2,8 @@
 
 An error names what is wrong and shows one usage line (the whole help stays on ``--help``):
 
-    pybrid-ping: error: the following arguments are required: host
-    usage: pybrid-ping [options] host  (pybrid-ping --help lists the options)
+    pybrid-ping: error: argument -c/--count: expected one argument
+    usage: pybrid-ping [options] [host]  (pybrid-ping --help lists the options)
 
 :class:`Parser` does this for the console tools (argparse), :class:`TwistdOptions` for the
 ``twistd`` plugins (``twistd`` itself prints the whole help before a plugin's error).
@@ -39,10 +39,12 @@ class Parser(argparse.ArgumentParser):
                           help="print pybrid-twisted's version and exit")
 
     def short_usage(self) -> str:
-        positionals = " ".join(
-            a.metavar if isinstance(a.metavar, str) else a.dest
-            for a in self._actions if not a.option_strings and a.help != argparse.SUPPRESS
-        )
+        def shown(a: argparse.Action) -> str:
+            name = a.metavar if isinstance(a.metavar, str) else a.dest
+            return f"[{name}]" if a.nargs == "?" else name  # optional: discovered when left out
+
+        positionals = " ".join(shown(a) for a in self._actions
+                               if not a.option_strings and a.help != argparse.SUPPRESS)
         return usage_line(self.prog, f"[options] {positionals}".strip())
 
     def error(self, message: str) -> NoReturn:

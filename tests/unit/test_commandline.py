@@ -24,6 +24,15 @@ def test_parser_error_is_the_message_and_one_usage_line(capsys: pytest.CaptureFi
     ]
 
 
+def test_an_optional_positional_is_shown_in_brackets(capsys: pytest.CaptureFixture[str]):
+    p = Parser(prog="tool", usage_status=64)
+    p.add_argument("host", nargs="?")
+    with pytest.raises(SystemExit):
+        p.parse_args(["--bogus"])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "usage: tool [options] [host]  (tool --help lists the options)")
+
+
 def test_parser_answers_version_before_checking_arguments(capsys: pytest.CaptureFixture[str]):
     p = Parser(prog="tool")
     p.add_argument("host")

@@ -49,7 +49,7 @@ def test_bad_plot_windows_exit_64(window, message, capsys):
     assert e.value.code == cli.EXIT_USAGE
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("pybrid-run: error: argument --plot-window: ") and message in err[0]
-    assert len(err) == 2 and err[1].startswith("usage: pybrid-run [options] host")
+    assert len(err) == 2 and err[1].startswith("usage: pybrid-run [options] [host]")
 
 
 def test_plot_window():

@@ -54,6 +54,7 @@ from pybrid.shm.frames import SEQ_CHUNK, Frame
 __all__ = [
     "BufferFullException",
     "BufferNotFound",
+    "BufferNotReady",
     "FrameTooLargeException",
     "ReaderDeadException",
     "Ring",
@@ -108,6 +109,10 @@ def _segment(name: str) -> str:
     return name if name.startswith("/") else "/" + name
 
 
+class BufferNotReady(ZeroBufferException):
+    """The segment exists but its reader has not finished setting it up (OIEB still zero)."""
+
+
 class Ring:
     """The writer end of one ZeroBuffer: connect, metadata once, batched frames, close."""
 
@@ -123,13 +128,16 @@ class Ring:
             raise BufferNotFound(f"no ZeroBuffer named {name!r} (no reader created it)") from None
         try:
             if shm.size < OIEB_SIZE:
-                raise ZeroBufferException(f"{name!r} is too small for a ZeroBuffer")
+                raise BufferNotReady(f"{name!r} is still being created (no OIEB yet)")
             # MAP_POPULATE: fault the whole ring in now, not one page per frame on the hot path
             self._mm = mmap.mmap(shm.fd, shm.size, flags=mmap.MAP_SHARED | _POPULATE)
         finally:
             shm.close_fd()
         mm = self._mm
         fields = _OIEB.unpack_from(mm, 0)
+        if fields[0] == 0:  # the reader has sized the segment but not yet written the OIEB
+            mm.close()
+            raise BufferNotReady(f"{name!r} is still being created (OIEB not yet written)")
         if fields[0] != OIEB_SIZE or fields[1] != 1:
             mm.close()
             raise ZeroBufferException(f"{name!r} is not a ZeroBuffer v1 segment "

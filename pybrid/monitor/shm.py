@@ -310,7 +310,8 @@ class ShmReader:
             return None
         if kind == F.CARRIER_END:
             return ShmCarrierEnd(run, self._runs.get(run, ""), carrier, body.get("path", ""),
-                                 body.get("state", ""), body.get("reason", ""), seq)
+                                 F.END_STATE_NAMES.get(flags, body.get("state", "")),
+                                 body.get("reason", ""), seq)
         return None
 
     def _format(self, key: tuple[Any, ...]) -> tuple[Any, ...]:

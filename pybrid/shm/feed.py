@@ -50,7 +50,8 @@ from pybrid.shm import frames as F
 RUNS_KEPT = 4
 #: Chunks after which the fast path asks again whether its run is still active.
 CHECK_EVERY = 256
-_FINAL = {pb.DONE: "DONE", pb.ERROR: "ERROR"}
+#: protobuf final state -> the CARRIER_END flags byte (documented in pybrid.shm.frames).
+_FINAL = {pb.DONE: F.END_DONE, pb.ERROR: F.END_ERROR}
 
 
 class FrameSink(Protocol):
@@ -328,8 +329,8 @@ class ShmFeed:
         self._send(F.whole_frame(head, data.data.data))
 
     def _state(self, change: pb.RunStateChangeMessage, lane: int) -> None:
-        final = _FINAL.get(change.new_)
-        if final is None:
+        flags = _FINAL.get(change.new_)
+        if flags is None:
             return
         run = self._active(change.run.id.encode())
         if run is None:
@@ -342,8 +343,8 @@ class ShmFeed:
             carrier = self._carrier(lane, path) if path else F.RUN_WIDE
             self._seq += 1
             frame = _json(F.CARRIER_END, carrier, run.number, self._seq,
-                          {"state": final, "reason": change.reason, "path": path,
-                           "lane": lane}, flags=change.new_)
+                          {"state": F.END_STATE_NAMES[flags], "reason": change.reason,
+                           "path": path, "lane": lane}, flags=flags)
             self._send(frame)
 
     # -- runs, carriers and layouts ---------------------------------------------------------

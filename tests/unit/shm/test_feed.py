@@ -203,3 +203,30 @@ def test_fed_from_the_router_fast_path_the_frames_equal_those_of_the_feed_alone(
     flags = [F.parse_header(whole(f))[1] for f in routed.frames]
     assert flags[-2] & F.FLAG_END_MESSAGE  # the end message, fast path or not
     assert target.got[:7] == payloads[:7] and len(target.got) == 8  # + the stamped DONE
+
+
+def _documented_end_states() -> dict[str, int]:
+    """The CARRIER_END flags values docs/monitors.md's frame table gives (not the code's)."""
+    import pathlib
+    import re
+
+    docs = pathlib.Path(__file__).parents[3] / "docs" / "monitors.md"
+    row = next(line for line in docs.read_text().splitlines()
+               if line.startswith("| 1 | u8 | flags") and "CARRIER_END" in line)
+    m = re.search(r"\((\d+) DONE, (\d+) ERROR", row)
+    assert m is not None, row
+    return {"DONE": int(m.group(1)), "ERROR": int(m.group(2))}
+
+
+@pytest.mark.parametrize("state", ["DONE", "ERROR"])
+def test_the_end_frame_says_the_final_state_as_documented(state):
+    """Issue 21.3: a reader written from the docs' table decodes the final state right."""
+    documented = _documented_end_states()
+    run_id = str(uuid.uuid4())
+    feed, sink = feed_for({run_id})
+    feed.emit(data_message(run_id, 0, np.ones((10, 8))), 0)
+    feed.emit(state_message(run_id, pb.RunState.Value(state)), 0)
+    end = whole(sink.frames[-1])
+    assert end[0] == 4  # CARRIER_END, as documented
+    assert end[1] == documented[state]
+    assert {v: k for k, v in documented.items()}[end[1]] == state

@@ -7,8 +7,8 @@ byte for byte like the one before: only the message id, the chunk number and the
 differ.  The full path parses each frame with protobuf, walks the message, and rebuilds the
 gain/offset arrays from ``DaqData.channels`` — about 40 µs a chunk, too slow for 2 carriers ×
 8 channels × 2 MHz.  :class:`DataFastPath` does what the proxy's router does with datagrams
-(:mod:`pybrid.proxy.data.layout`, whose :func:`~pybrid.proxy.data.layout.layout_of` and
-:func:`~pybrid.proxy.data.layout.chunk_number` it uses), and in addition caches the decoder:
+(:mod:`pybrid.wire.layout`, whose :func:`~pybrid.wire.layout.layout_of` and
+:func:`~pybrid.wire.layout.chunk_number` it uses), and in addition caches the decoder:
 
 1. **Learning.**  :meth:`DataFastPath.learn` gets a frame protobuf parsed.  If its head is
    consistent (``layout_of``) *and* the parsed message says the same as the bytes — the run
@@ -36,7 +36,7 @@ import attrs
 
 from pybrid import samples
 from pybrid.proto import pb
-from pybrid.proxy.data.layout import DATA_TAG, Layout, chunk_number, layout_of
+from pybrid.wire.layout import DATA_TAG, Layout, chunk_number, layout_of
 
 #: Frame lengths with layouts remembered, and layouts per length (carriers, end messages …).
 MAX_LENGTHS = 64

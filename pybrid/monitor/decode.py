@@ -1,7 +1,7 @@
 """Monitor datagram → decoded event: a chunk of samples, a run state change, or other.
 
 ``decode_datagram`` is the one place that turns bytes from a monitor group into Python
-objects; it raises :class:`~pybrid.monitor.header.MalformedDatagram` (with a reason code) for
+objects; it raises :class:`~pybrid.wire.monitor_header.MalformedDatagram` (with a reason code) for
 anything a tap would not have sent, so a listener can count and skip it.
 """
 
@@ -12,9 +12,9 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from pybrid import samples as _samples
-from pybrid.monitor.header import MalformedDatagram, MonitorHeader, split_datagram
 from pybrid.proto import pb
 from pybrid.wire.messages import kind_of
+from pybrid.wire.monitor_header import MalformedDatagram, MonitorHeader, split_datagram
 
 #: Run states after which a carrier's run is over.
 FINAL_STATES = frozenset({pb.RunState.DONE, pb.RunState.ERROR})

@@ -35,9 +35,9 @@ from pybrid.monitor.decode import (
     decode_envelope,
     parse_envelope,
 )
-from pybrid.monitor.header import HEADER_SIZE, MalformedDatagram, decode_header
 from pybrid.monitor.options import DEFAULT_INTERFACE
 from pybrid.monitor.stats import ListenerStats
+from pybrid.wire.monitor_header import HEADER_SIZE, MalformedDatagram, decode_header
 
 #: Largest datagram read (datagrams up to 65 507 bytes must not be truncated).
 MAX_PACKET = 65_536

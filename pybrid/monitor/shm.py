@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 import attrs
 import numpy as np
 
-from pybrid.shm import frames as F
+from pybrid.wire import shm_frames as F
 
 RELEASE_EVERY = 64
 _HEADER = F.HEADER.unpack_from
@@ -181,14 +181,12 @@ class ShmReader:
 
     def _writer_gone(self) -> bool:
         """True if the writer we saw died without detaching (raises nothing)."""
-        from pybrid.shm.ring import process_exists
-
         pid = _U64.unpack_from(self._mm, _WRITER_PID)[0]
         if pid:
             if pid != self._writer_pid:
                 self._writer_pid = pid
                 self.stats.writer_attaches += 1
-            return not process_exists(pid)
+            return not F.process_exists(pid)
         return False
 
     # -- frames -----------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
-from pybrid.monitor.emitter import MulticastTap, make_tap
 from pybrid.proto import pb
 from pybrid.proxy.backend.cache import compose_extract
 from pybrid.proxy.backend.health import ClusterHealth, degraded_text
@@ -44,7 +43,8 @@ from pybrid.proxy.data.router import RunRouter
 from pybrid.proxy.runs.dispatch import Dispatcher
 from pybrid.proxy.status.model import ServiceStatus
 from pybrid.proxy.status.web import StatusService
-from pybrid.shm.options import make_shm_taps
+from pybrid.proxy.taps.multicast import MulticastTap, make_tap
+from pybrid.proxy.taps.shm.options import make_shm_taps
 from pybrid.wire.interfaces import INetworkReactor, host_port
 
 #: Pending client connections the kernel queues for ``accept`` (Twisted's default is 50; the
@@ -72,7 +72,7 @@ class ProxyService(service.MultiService):
         #: (pybrid.proxy.backend.intake).
         self.router = RunRouter(debug=config.debug, tap=self.tap,
                                 on_register=self._unlatch_intakes)
-        #: ``--shm-tap`` shared-memory taps (pybrid.shm), fed where the multicast tap is.
+        #: ``--shm-tap`` shared-memory taps (pybrid.proxy.taps.shm), fed where the multicast tap is.
         self.shm = make_shm_taps(config, reactor, self.router, lambda: self.lanes)
         if self.shm is not None:
             self.router.feed = self.shm.feed

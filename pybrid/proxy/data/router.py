@@ -23,7 +23,7 @@ refused UDP, as frames on their control connection: ``run_data_message``,
   ERROR, the target's ``run_ended`` is called (the session timeout restarts then).
 
 State changes are rare (a handful per run and carrier), so stamping parses and re-serializes.
-Data messages are the hot path (:mod:`pybrid.proxy.data.layout`): a datagram is matched against
+Data messages are the hot path (:mod:`pybrid.wire.layout`): a datagram is matched against
 the layouts learned from datagrams protobuf parsed — per backend and datagram length, every
 byte but the ids, the chunk varint and the samples must be the same — and its run id, chunk
 and carrier path are read at known offsets, without building any protobuf object.  A datagram
@@ -39,7 +39,7 @@ see :mod:`pybrid.proxy.runs.dispatch`) together with the id the client named
 (``client_id``).  Only the proxy's id routes: a client cannot name, join or end another
 session's run, and a local process cannot forge datagrams for a run it cannot name.  Every
 message to the client carries the client's id again: on the fast path by replacing the 36
-bytes in place (:func:`~pybrid.proxy.data.layout.with_run_id`); a client id of another length,
+bytes in place (:func:`~pybrid.wire.layout.with_run_id`); a client id of another length,
 and state changes, by a parse and re-serialization with the client's id.
 
 **Logging is bounded.**  A backend's address can send anything at any rate: drops are counted
@@ -65,10 +65,7 @@ import attrs
 from google.protobuf.message import DecodeError
 from twisted.logger import Logger
 
-from pybrid.monitor.header import FLAG_TCP_LANE
 from pybrid.proto import pb
-from pybrid.proxy.data import layout
-from pybrid.proxy.data.layout import DATA_HEAD, DATA_TAG, Layout, chunk_number, layout_of
 from pybrid.proxy.data.model import (
     RouterCounters,
     RouterStatus,
@@ -80,11 +77,14 @@ from pybrid.proxy.data.model import (
     Tap,
 )
 from pybrid.proxy.data.sequence import RunChunks
+from pybrid.wire import layout
+from pybrid.wire.layout import DATA_HEAD, DATA_TAG, Layout, chunk_number, layout_of
+from pybrid.wire.monitor_header import FLAG_TCP_LANE
 from pybrid.wire.noise import worth_logging
 from pybrid.wire.paths import carrier_of
 
 if TYPE_CHECKING:
-    from pybrid.shm.feed import ShmFeed
+    from pybrid.proxy.taps.shm.feed import ShmFeed
 
 _FINAL_STATES = frozenset((pb.DONE, pb.ERROR))
 _REPORT_LIMIT = 1024  # foreign run ids remembered for log-once

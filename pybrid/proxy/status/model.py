@@ -11,12 +11,12 @@ from typing import Any
 
 import attrs
 
-from pybrid.monitor.emitter import TapCounters
 from pybrid.proxy.backend.model import LaneStatus
 from pybrid.proxy.clients.front import FrontCounters
 from pybrid.proxy.clients.scheduler import SchedulerStatus
 from pybrid.proxy.data.model import RouterStatus
 from pybrid.proxy.runs.coordinator import DispatchCounters
+from pybrid.proxy.taps.multicast import TapCounters
 
 
 @attrs.frozen
@@ -35,7 +35,7 @@ class ServiceStatus:
     dispatch: DispatchCounters
     #: The multicast monitor tap's counters (``--monitor``), or None without a tap.
     monitor: TapCounters | None
-    #: ``--shm-tap``: one :class:`pybrid.shm.tap.ShmTapStatus` per tap.
+    #: ``--shm-tap``: one :class:`pybrid.proxy.taps.shm.tap.ShmTapStatus` per tap.
     shm_taps: tuple[Any, ...] = ()
 
 
@@ -137,7 +137,7 @@ class ProxyStatus:
     log_counts: dict[str, int]
     #: The multicast monitor tap's counters, or None without ``--monitor``.
     monitor: TapCounters | None = None
-    #: ``--shm-tap``: one :class:`pybrid.shm.tap.ShmTapStatus` per tap.
+    #: ``--shm-tap``: one :class:`pybrid.proxy.taps.shm.tap.ShmTapStatus` per tap.
     shm_taps: tuple[Any, ...] = ()
 
     @property

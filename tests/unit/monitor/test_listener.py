@@ -10,10 +10,10 @@ from support import monitor_sim as sim
 from twisted.internet import defer, error, task
 
 from pybrid.monitor.decode import MonitorChunk, MonitorStateChange, decode_datagram
-from pybrid.monitor.header import MalformedDatagram, encode_datagram, encode_header
 from pybrid.monitor.listener import ListenerSetupError, ListenerStopped, MonitorListener
 from pybrid.monitor.stats import advance
 from pybrid.proto import pb
+from pybrid.wire.monitor_header import MalformedDatagram, encode_datagram, encode_header
 
 TAP = ("127.0.0.1", 40000)
 PATH = "/00-00-00-00-00-01"

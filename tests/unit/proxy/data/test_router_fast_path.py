@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from pybrid.device.encoding import ChunkEncoder, WireChannel
-from pybrid.monitor.header import FLAG_TCP_LANE as MONITOR_FLAG_TCP_LANE
 from pybrid.proto import pb
 from pybrid.proxy.data import router as router_module
-from pybrid.proxy.data.layout import DATA_HEAD, chunk_number, layout_of
 from pybrid.proxy.data.router import FLAG_TCP_LANE, RunRouter
 from pybrid.proxy.data.sequence import REORDER_WINDOW
 from pybrid.wire import messages
+from pybrid.wire.layout import DATA_HEAD, chunk_number, layout_of
+from pybrid.wire.monitor_header import FLAG_TCP_LANE as MONITOR_FLAG_TCP_LANE
 
 C0, C1 = "/00-00-00-00-00-0a", "/00-00-00-00-00-0b"
 

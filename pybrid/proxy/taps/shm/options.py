@@ -37,10 +37,10 @@ def parse_shm_taps(names: Iterable[str]) -> tuple[str, ...]:
 
 def make_shm_taps(config: Any, reactor: Any, router: Any,
                   lanes: Callable[[], Iterable[Any]]) -> Any:
-    """The proxy's :class:`~pybrid.shm.service.ShmTaps`, or None without ``--shm-tap``."""
+    """The proxy's :class:`~.service.ShmTaps`, or None without ``--shm-tap``."""
     if not config.shm_taps:
         return None
-    from pybrid.shm.service import ShmTaps, lane_carriers
+    from pybrid.proxy.taps.shm.service import ShmTaps, lane_carriers
     from pybrid.version import version
 
     def lookup(run_id: str) -> Any:  # run_id: the backend-facing (proxy's) id

@@ -1,7 +1,7 @@
 """The proxy's shared-memory taps (``--shm-tap NAME``, repeatable), as one object.
 
-:class:`ShmTaps` builds the :class:`~pybrid.shm.feed.ShmFeed` and one
-:class:`~pybrid.shm.tap.ShmTap` per name.  The proxy gives the feed to the run router as its
+:class:`ShmTaps` builds the :class:`~pybrid.proxy.taps.shm.feed.ShmFeed` and one
+:class:`~.tap.ShmTap` per name.  The proxy gives the feed to the run router as its
 ``feed`` (:attr:`pybrid.proxy.data.router.RunRouter.feed`: fast-path chunks with what the
 router knows, everything else it parsed as bytes).  :meth:`chain` (the feed as a plain monitor
 tap in front of another) remains for callers without a router.
@@ -14,9 +14,9 @@ from typing import Any
 
 import attrs
 
-from pybrid.shm import frames as F
-from pybrid.shm.feed import ShmFeed
-from pybrid.shm.tap import ShmTap, ShmTapStatus, inline_writer
+from pybrid.proxy.taps.shm.feed import ShmFeed
+from pybrid.proxy.taps.shm.tap import ShmTap, ShmTapStatus, inline_writer
+from pybrid.wire import shm_frames as F
 
 
 class _Chain:

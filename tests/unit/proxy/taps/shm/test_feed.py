@@ -12,8 +12,8 @@ require_shm()
 
 from pybrid import samples as S  # noqa: E402
 from pybrid.proto import pb  # noqa: E402
-from pybrid.shm import frames as F  # noqa: E402
-from pybrid.shm.feed import ShmFeed  # noqa: E402
+from pybrid.proxy.taps.shm.feed import ShmFeed  # noqa: E402
+from pybrid.wire import shm_frames as F  # noqa: E402
 
 PATH = "/00-00-00-00-00-01"
 
@@ -210,7 +210,7 @@ def _documented_end_states() -> dict[str, int]:
     import pathlib
     import re
 
-    docs = pathlib.Path(__file__).parents[3] / "docs" / "monitors.md"
+    docs = pathlib.Path(__file__).parents[5] / "docs" / "monitors.md"
     row = next(line for line in docs.read_text().splitlines()
                if line.startswith("| 1 | u8 | flags") and "CARRIER_END" in line)
     m = re.search(r"\((\d+) DONE, (\d+) ERROR", row)

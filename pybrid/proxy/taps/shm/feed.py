@@ -5,26 +5,26 @@ Design note
 The router (:attr:`pybrid.proxy.data.router.RunRouter.feed`) hands the feed every run
 message a backend sent, with the backend lane's index, in one of two ways.  A data datagram
 its fast path matched to a registered run comes to :meth:`ShmFeed.chunk` with what the router
-already knows — its run track, its :class:`~pybrid.proxy.data.layout.Layout` and the chunk
+already knows — its run track, its :class:`~pybrid.wire.layout.Layout` and the chunk
 number — so nothing is recognised twice: the feed looks up the frame template of that layout
 in the current run (the 48-byte header with everything but the tap sequence and the chunk
 number, and where the samples are) and each tap's ``put`` takes the datagram as it is (the
 inline writer appends it to a run of chunks it writes once per reactor pass,
-:mod:`pybrid.shm.chunks`); no frame object is made.  Every other
+:mod:`pybrid.proxy.taps.shm.chunks`); no frame object is made.  Every other
 message (those protobuf parsed: state changes, first datagrams of a layout, the TCP lane)
 comes to :meth:`ShmFeed.emit`, as bytes, and is handled as follows.  The feed writes only
 the *active* runs — those the router has registered for a session (``lookup`` returns their
 carrier paths, None otherwise) — and turns each data message into one
-:data:`~pybrid.shm.frames.CHUNK` frame ``(header, samples, pad)`` whose ``samples`` is a
+:data:`~pybrid.wire.shm_frames.CHUNK` frame ``(header, samples, pad)`` whose ``samples`` is a
 ``memoryview`` slice of the datagram: no sample byte is copied before the ring.  The frame
 is built once and handed to every tap.
 
-Data datagrams are recognised like the router's fast path (:mod:`pybrid.proxy.data.layout`): a
-datagram's :class:`~pybrid.proxy.data.layout.Layout` is learned once, from a datagram protobuf
+Data datagrams are recognised like the router's fast path (:mod:`pybrid.wire.layout`): a
+datagram's :class:`~pybrid.wire.layout.Layout` is learned once, from a datagram protobuf
 parsed, together with what the tail of its DaqData says (dtype, channels, samples, gains,
 offsets, probes); later datagrams of that layout are matched with ``startswith``/``endswith``
 and read at known offsets.  Anything else is parsed with protobuf: state changes (a final
-DONE/ERROR becomes a :data:`~pybrid.shm.frames.CARRIER_END` frame for each carrier it applies
+DONE/ERROR becomes a :data:`~pybrid.wire.shm_frames.CARRIER_END` frame for each carrier it applies
 to), and data messages of other layouts (the TCP lane, other serializers).
 
 The first message of a run yields a ``RUN_START`` frame, the first chunk of each carrier and
@@ -43,14 +43,14 @@ import attrs
 from google.protobuf.message import DecodeError
 
 from pybrid.proto import pb
-from pybrid.proxy.data.layout import DATA_TAG, Layout, chunk_number, layout_of
-from pybrid.shm import frames as F
+from pybrid.wire import shm_frames as F
+from pybrid.wire.layout import DATA_TAG, Layout, chunk_number, layout_of
 
 #: Runs remembered (their numbers and layouts); the oldest is forgotten first.
 RUNS_KEPT = 4
 #: Chunks after which the fast path asks again whether its run is still active.
 CHECK_EVERY = 256
-#: protobuf final state -> the CARRIER_END flags byte (documented in pybrid.shm.frames).
+#: protobuf final state -> the CARRIER_END flags byte (documented in pybrid.wire.shm_frames).
 _FINAL = {pb.DONE: F.END_DONE, pb.ERROR: F.END_ERROR}
 
 

@@ -36,6 +36,7 @@ the C++ and C# ZeroBuffer readers can decode the same bytes.
 from __future__ import annotations
 
 import json
+import os
 import struct
 from typing import Any
 
@@ -172,3 +173,16 @@ def samples_view(frame: memoryview | bytes, samples: int, channels: int,
                                f"samples x {channels} channels of {dt}")
     view = np.frombuffer(frame, dtype=dt, count=n, offset=HEADER_SIZE)
     return view.reshape(samples, channels)
+
+
+def process_exists(pid: int) -> bool:
+    """Whether the ZeroBuffer peer ``pid`` (from the OIEB) is alive: both ends' rule."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -4,7 +4,7 @@ Design note
 -----------
 The proxy calls :meth:`MulticastTap.emit` with every data and state Envelope a backend sends,
 on the reactor thread, as it receives them.  ``emit`` therefore does only this: one
-``struct.pack`` of the fixed header (:mod:`pybrid.monitor.header`), one bytes concatenation
+``struct.pack`` of the fixed header (:mod:`pybrid.wire.monitor_header`), one bytes concatenation
 and one ``sendto`` per group on a non-blocking socket.  It never parses protobuf, never looks
 at samples, never blocks and never raises into the caller:
 
@@ -30,7 +30,6 @@ import attrs
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
 
-from pybrid.monitor.header import HEADER, MAGIC, MAX_ENVELOPE, VERSION
 from pybrid.monitor.options import (
     DEFAULT_INTERFACE,
     DEFAULT_TTL,
@@ -40,6 +39,7 @@ from pybrid.monitor.options import (
     parse_ttl,
 )
 from pybrid.wire.interfaces import INetworkReactor
+from pybrid.wire.monitor_header import HEADER, MAGIC, MAX_ENVELOPE, VERSION
 
 #: Send buffer the tap asks for (the kernel may cap it).
 SEND_BUFFER = 1 << 20
@@ -191,7 +191,7 @@ class MulticastTap:
         """Send ``payload`` (a serialized Envelope) to every group, prefixed by the header.
 
         ``carrier_index`` (0..65535) says which carrier/backend it came from; ``flags`` may
-        hold :data:`~pybrid.monitor.header.FLAG_TCP_LANE`; ``timestamp_ns`` defaults to the
+        hold :data:`~pybrid.wire.monitor_header.FLAG_TCP_LANE`; ``timestamp_ns`` defaults to the
         reactor's clock.  Never raises; see the module's design note for what is counted.
         """
         counters = self.counters

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from twisted.internet import task
 
-from pybrid.monitor.emitter import MulticastTap, TapSetupError, make_tap
-from pybrid.monitor.header import FLAG_TCP_LANE, HEADER_SIZE, MAX_ENVELOPE, decode_header
 from pybrid.monitor.options import monitor_config
+from pybrid.proxy.taps.multicast import MulticastTap, TapSetupError, make_tap
+from pybrid.wire.monitor_header import FLAG_TCP_LANE, HEADER_SIZE, MAX_ENVELOPE, decode_header
 
 
 class FakeSocket:

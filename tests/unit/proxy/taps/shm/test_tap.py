@@ -10,14 +10,14 @@ from twisted.internet import task
 
 require_shm()
 
-from pybrid.shm import frames as F  # noqa: E402
-from pybrid.shm.ring import (  # noqa: E402
+from pybrid.proxy.taps.shm.ring import (  # noqa: E402
     BufferFullException,
     BufferNotFound,
     ReaderDeadException,
     WriterAlreadyConnectedException,
 )
-from pybrid.shm.tap import ShmTap  # noqa: E402
+from pybrid.proxy.taps.shm.tap import ShmTap  # noqa: E402
+from pybrid.wire import shm_frames as F  # noqa: E402
 
 
 @attrs.define
@@ -235,7 +235,7 @@ def test_a_buffer_still_being_created_is_retried_quietly_and_warned_of_only_late
         tap.start()
         for _ in range(12):  # 3 s of polls: the reader is just slow to set up
             clock.advance(0.25)
-        loud = [e for e in logged if e.get("log_namespace", "").startswith("pybrid.shm")
+        loud = [e for e in logged if e.get("log_namespace", "").startswith("pybrid.proxy.taps.shm")
                 and (e["log_level"] >= LogLevel.warn or "log_failure" in e)]
         assert loud == [] and tap.state == "waiting"
         for _ in range(12):  # beyond the deadline: one warning, no traceback
@@ -244,7 +244,7 @@ def test_a_buffer_still_being_created_is_retried_quietly_and_warned_of_only_late
         globalLogPublisher.removeObserver(logged.append)
         tap.stop()
         seg.unlink()
-    loud = [e for e in logged if e.get("log_namespace", "").startswith("pybrid.shm")
+    loud = [e for e in logged if e.get("log_namespace", "").startswith("pybrid.proxy.taps.shm")
             and (e["log_level"] >= LogLevel.warn or "log_failure" in e)]
     assert len(loud) == 1 and "log_failure" not in loud[0]
     assert loud[0]["log_level"] == LogLevel.warn and "still not set up" in loud[0]["log_format"]

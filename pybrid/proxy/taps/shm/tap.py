@@ -5,18 +5,18 @@ Design note
 :class:`ShmTap` is a small state machine on the reactor thread, driven by the injected clock:
 
 * **waiting** — every ``poll_interval`` seconds it tries to connect (``connect(name,
-  sequence)``, by default :class:`pybrid.shm.ring.Ring`): no buffer yet (``BufferNotFound``)
+  sequence)``, by default :class:`.ring.Ring`): no buffer yet (``BufferNotFound``)
   keeps waiting quietly; a buffer whose reader was killed (``ReaderDeadException`` while
-  connecting) is removed (:func:`~pybrid.shm.ring.remove_orphan`) so that a new reader can
+  connecting) is removed (:func:`~.ring.remove_orphan`) so that a new reader can
   create it again; another writer on the name (``WriterAlreadyConnectedException``) is
   logged once as an error and retried.  After a ``BufferFull`` detach the same reader is only
   re-attached once it has returned at least half of the ring (it is reading again); the
   ZeroBuffer sequence then continues where the last connection left off, as the reader
   expects.
 * **attached** — it wrote the metadata (once per buffer) and hands every frame to its
-  :class:`~pybrid.shm.writer.WriterThread`; a frame the hand-off refuses is counted
+  :class:`~pybrid.proxy.taps.shm.writer.WriterThread`; a frame the hand-off refuses is counted
   (``dropped_queue``).  On attach it first hands over the current run's RUN_START and LAYOUT
-  frames (:meth:`pybrid.shm.feed.ShmFeed.replay`) so a reader joining mid-run can decode.
+  frames (:meth:`pybrid.proxy.taps.shm.feed.ShmFeed.replay`) so a reader joining mid-run can decode.
 * a failure the writer thread reports (``BufferFull``, ``ReaderDead``, other) detaches it:
   one log line, a counter, the frames it held counted in ``dropped_lost``, back to waiting.
 
@@ -35,9 +35,8 @@ import attrs
 from twisted.internet import task
 from twisted.logger import Logger
 
-from pybrid.shm import frames as F
-from pybrid.shm.inline import InlineWriter
-from pybrid.shm.ring import (
+from pybrid.proxy.taps.shm.inline import InlineWriter
+from pybrid.proxy.taps.shm.ring import (
     BufferFullException,
     BufferNotFound,
     BufferNotReady,
@@ -47,7 +46,8 @@ from pybrid.shm.ring import (
     remove_orphan,
     segment_reader_pid,
 )
-from pybrid.shm.writer import WriterThread
+from pybrid.proxy.taps.shm.writer import WriterThread
+from pybrid.wire import shm_frames as F
 
 DEFAULT_POLL = 0.25
 DEFAULT_WRITE_TIMEOUT = 5.0
@@ -88,7 +88,7 @@ def _thread_writer(ring: Any, report: Callable[[BaseException, int], None],
 
 
 def inline_writer(clock: Any) -> Callable[..., InlineWriter]:
-    """A ``make_writer`` for :class:`~pybrid.shm.inline.InlineWriter` on ``clock``."""
+    """A ``make_writer`` for :class:`~pybrid.proxy.taps.shm.inline.InlineWriter` on ``clock``."""
 
     def make(ring: Any, report: Callable[[BaseException, int], None], write_timeout: float,
              name: str) -> InlineWriter:

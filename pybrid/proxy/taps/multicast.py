@@ -2,8 +2,11 @@
 
 Design note
 -----------
-The proxy calls :meth:`MulticastTap.emit` with every data and state Envelope a backend sends,
-on the reactor thread, as it receives them.  ``emit`` therefore does only this: one
+The run router tells the tap of its runs (:class:`~pybrid.proxy.taps.base.RunTap`): every data
+and state Envelope as the client got it (the client's run id) goes out with
+:meth:`MulticastTap.emit`, on the reactor thread; a run's start and end as a JSON run record
+(``FLAG_RUN_RECORD``: the client's run id, carriers, sample rate …), so a listener knows what it
+records without being told.  ``emit`` does only this: one
 ``struct.pack`` of the fixed header (:mod:`pybrid.wire.monitor_header`), one bytes concatenation
 and one ``sendto`` per group on a non-blocking socket.  It never parses protobuf, never looks
 at samples, never blocks and never raises into the caller:
@@ -22,6 +25,7 @@ the time stamp comes from the injected reactor's ``seconds()``.
 from __future__ import annotations
 
 import errno
+import json
 import socket
 from collections.abc import Iterable
 from typing import Any, cast
@@ -38,8 +42,17 @@ from pybrid.monitor.options import (
     parse_interface,
     parse_ttl,
 )
+from pybrid.proxy.taps.base import RunEnd, RunInfo
 from pybrid.wire.interfaces import INetworkReactor
-from pybrid.wire.monitor_header import HEADER, MAGIC, MAX_ENVELOPE, VERSION
+from pybrid.wire.layout import Layout
+from pybrid.wire.monitor_header import (
+    FLAG_RUN_RECORD,
+    HEADER,
+    MAGIC,
+    MAX_ENVELOPE,
+    RUN_WIDE,
+    VERSION,
+)
 
 #: Send buffer the tap asks for (the kernel may cap it).
 SEND_BUFFER = 1 << 20
@@ -230,6 +243,29 @@ class MulticastTap:
                 continue
             group.sent += 1
             group.bytes += size
+
+    # -- the router's events (pybrid.proxy.taps.base.RunTap) --------------------------------
+
+    def run_started(self, run: RunInfo) -> None:
+        self._record({"event": "run-start", **run.as_record()})
+
+    def chunk(self, run: RunInfo, lane: int, lay: Layout | None, number: int,
+              payload: bytes, flags: int) -> None:
+        self.emit(payload, lane, flags)
+
+    def state_changed(self, run: RunInfo, lane: int, path: str, state: int, reason: str,
+                      payload: bytes, flags: int) -> None:
+        self.emit(payload, lane, flags)
+
+    def run_ended(self, run: RunInfo, end: RunEnd) -> None:
+        state = {1: "ERROR", 2: "DONE"}.get(end.state, "")  # protobuf RunState numbers
+        self._record({"event": "run-end", "run_id": run.client_id, "proxy_run_id": run.proxy_id,
+                      "run": run.number, "state": state, "chunks": end.chunks,
+                      "lost": end.lost})
+
+    def _record(self, body: dict[str, Any]) -> None:
+        self.emit(json.dumps(body, separators=(",", ":"), sort_keys=True).encode(), RUN_WIDE,
+                  FLAG_RUN_RECORD)
 
     def _first(self, what: str, code: int, **fields: Any) -> None:
         """Log the first drop of each kind; later ones are only counted."""

@@ -1,57 +1,48 @@
-"""Backend run messages → pybrid-shm frames, once for every shared-memory tap.
+"""The router's run events → pybrid-shm frames, once for every shared-memory tap.
 
 Design note
 -----------
-The router (:attr:`pybrid.proxy.data.router.RunRouter.feed`) hands the feed every run
-message a backend sent, with the backend lane's index, in one of two ways.  A data datagram
-its fast path matched to a registered run comes to :meth:`ShmFeed.chunk` with what the router
-already knows — its run track, its :class:`~pybrid.wire.layout.Layout` and the chunk
-number — so nothing is recognised twice: the feed looks up the frame template of that layout
-in the current run (the 48-byte header with everything but the tap sequence and the chunk
-number, and where the samples are) and each tap's ``put`` takes the datagram as it is (the
-inline writer appends it to a run of chunks it writes once per reactor pass,
-:mod:`pybrid.proxy.taps.shm.chunks`); no frame object is made.  Every other
-message (those protobuf parsed: state changes, first datagrams of a layout, the TCP lane)
-comes to :meth:`ShmFeed.emit`, as bytes, and is handled as follows.  The feed writes only
-the *active* runs — those the router has registered for a session (``lookup`` returns their
-carrier paths, None otherwise) — and turns each data message into one
-:data:`~pybrid.wire.shm_frames.CHUNK` frame ``(header, samples, pad)`` whose ``samples`` is a
-``memoryview`` slice of the datagram: no sample byte is copied before the ring.  The frame
-is built once and handed to every tap.
+:class:`ShmFeed` is a :class:`~pybrid.proxy.taps.base.RunTap`: the run router tells it of
+every registered run's start, chunks and state changes (:mod:`pybrid.proxy.taps.base`), and
+it writes the run as frames (:mod:`pybrid.wire.shm_frames`) for each of its taps:
 
-Data datagrams are recognised like the router's fast path (:mod:`pybrid.wire.layout`): a
-datagram's :class:`~pybrid.wire.layout.Layout` is learned once, from a datagram protobuf
-parsed, together with what the tail of its DaqData says (dtype, channels, samples, gains,
-offsets, probes); later datagrams of that layout are matched with ``startswith``/``endswith``
-and read at known offsets.  Anything else is parsed with protobuf: state changes (a final
-DONE/ERROR becomes a :data:`~pybrid.wire.shm_frames.CARRIER_END` frame for each carrier it applies
-to), and data messages of other layouts (the TCP lane, other serializers).
+* ``run_started`` → a ``RUN_START`` frame naming the run by the client's id (the proxy's id
+  and the start command's sample rate and channels with it); the feed keeps it, and each
+  carrier's ``LAYOUT`` frame, so that a tap attaching mid-run can hand them to its reader
+  first (:meth:`ShmFeed.replay`);
+* ``chunk`` with a :class:`~pybrid.wire.layout.Layout` (the router's fast path) → the frame
+  template of that layout in the current run (the 48-byte header with everything but the tap
+  sequence and the chunk number, and where the samples are) is looked up and each tap's
+  ``put`` takes the datagram as it is (the inline writer appends it to a run of chunks it
+  writes once per reactor pass, :mod:`.chunks`); no frame object is made, no sample byte
+  copied before the ring.  What the samples are (dtype, channels, gains …) is read once per
+  layout, by parsing that layout's first datagram;
+* ``chunk`` without a layout (a message protobuf parsed) → parsed here, one frame;
+* ``state_changed`` to DONE or ERROR → a ``CARRIER_END`` frame for its carrier (flags
+  :data:`~pybrid.wire.shm_frames.END_DONE` / ``END_ERROR``).
 
-The first message of a run yields a ``RUN_START`` frame, the first chunk of each carrier and
-layout a ``LAYOUT`` frame.  The feed keeps those of the current run so that a tap attaching
-mid-run can hand them to its reader first (:meth:`replay`).  Every frame carries the feed's
-sequence number, so a reader sees every frame a tap could not write as a gap.
+Every frame carries the feed's sequence number, so a reader sees every frame a tap could not
+write as a gap.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import attrs
 from google.protobuf.message import DecodeError
 
 from pybrid.proto import pb
+from pybrid.proxy.taps.base import RunEnd, RunInfo
 from pybrid.wire import shm_frames as F
-from pybrid.wire.layout import DATA_TAG, Layout, chunk_number, layout_of
+from pybrid.wire.layout import DATA_TAG, Layout
 
-#: Runs remembered (their numbers and layouts); the oldest is forgotten first.
+#: Runs remembered (their frames to replay); the oldest is forgotten first.
 RUNS_KEPT = 4
-#: Chunks after which the fast path asks again whether its run is still active.
-CHECK_EVERY = 256
 #: protobuf final state -> the CARRIER_END flags byte (documented in pybrid.wire.shm_frames).
-_FINAL = {pb.DONE: F.END_DONE, pb.ERROR: F.END_ERROR}
+_FINAL: dict[int, int] = {pb.DONE: F.END_DONE, pb.ERROR: F.END_ERROR}
 
 
 class FrameSink(Protocol):
@@ -75,46 +66,17 @@ class ChunkFormat:
     flags: int
     body: dict[str, Any]
 
-
-@attrs.frozen(eq=False)
-class _Fast:
-    """A learned data-datagram layout with what the fast path needs, precomputed."""
-
-    head: bytes
-    middle: bytes
-    middle_at: int
-    tail: bytes
-    #: The bytes after the message id (the kind tag is among them) and where they start.
-    between: bytes
-    between_at: int
-    run_at: int
-    chunk_at: int
-    chunk_len: int
-    start: int
-    end: int
-    pad: int
-    length: int
-    path: str
-    fmt: ChunkFormat
-
-    @classmethod
-    def of(cls, lay: Layout, fmt: ChunkFormat) -> _Fast:
-        start = lay.middle_at + len(lay.middle)
-        end = lay.length - len(lay.tail)
-        n = F.HEADER_SIZE + end - start
-        return cls(lay.head, lay.middle, lay.middle_at, lay.tail, lay.between,
-                   max(0, lay.id_at + 36), lay.run_at, lay.chunk_at,
-                   lay.chunk_len, start, end, F.pad_length(n), n + F.pad_length(n),
-                   lay.path.decode(), fmt)
+    @property
+    def key(self) -> str:
+        return json.dumps(self.body, sort_keys=True)
 
 
 @attrs.define
 class _Run:
-    number: int
-    run_id: str
-    carriers: tuple[str, ...]
+    info: RunInfo
     replay: list[F.Frame] = attrs.Factory(list)
-    layouts: set[tuple[int, int]] = attrs.Factory(set)
+    #: (carrier, format key) pairs whose LAYOUT frame this run has had.
+    layouts: set[tuple[int, str]] = attrs.Factory(set)
 
 
 def chunk_format(daq: pb.DaqData, lane: int, path: str, carrier: int) -> ChunkFormat | None:
@@ -142,248 +104,143 @@ def chunk_format(daq: pb.DaqData, lane: int, path: str, carrier: int) -> ChunkFo
 
 @attrs.define(eq=False)
 class ShmFeed:
-    """Builds pybrid-shm frames from backend run messages for its taps; see the module note.
+    """Builds pybrid-shm frames from the router's run events for its taps; see the module
+    note.  ``carriers`` is the metadata's carrier list (``index``, ``lane``, ``path`` …),
+    called when needed."""
 
-    ``lookup(run_id)`` returns the carrier paths of an active run or None; ``carriers`` is
-    the metadata's carrier list (``index``, ``lane``, ``path`` …), called when needed."""
-
-    lookup: Callable[[str], Iterable[str] | None]
     carriers: Callable[[], list[dict[str, Any]]] = list
-    #: The id a run's client named, from the backend-facing id (the proxy maps run ids):
-    #: what readers see in run-start frames.
-    name_of: Callable[[str], str] = str
     taps: list[FrameSink] = attrs.Factory(list)
-    #: Frames built, and messages of runs that are not active (not written).
+    #: Frames built; messages whose samples this format cannot carry.
     frames: int = 0
-    inactive: int = 0
     unusable: int = 0
     _seq: int = 0
-    _runs: dict[bytes, _Run] = attrs.Factory(dict)
+    _runs: dict[RunInfo, _Run] = attrs.Factory(dict)
     _current: _Run | None = None
-    _run_count: int = 0
-    #: datagram length -> fast-path layouts learned from datagrams protobuf parsed.
-    _fast: dict[int, list[_Fast]] = attrs.Factory(dict)
-    #: CHUNK headers of the current run by (lane, layout).
-    _heads: dict[tuple[int, _Fast], bytes] = attrs.Factory(dict)
-    _rid: bytes = b""
-    _checks: int = 0
+    _info: RunInfo | None = None
     _carrier_index: dict[tuple[int, str], int] = attrs.Factory(dict)
-    #: One ChunkFormat object per distinct format (their ids key the runs' LAYOUT frames).
-    _formats: dict[str, ChunkFormat] = attrs.Factory(dict)
-    #: The ChunkFormat of a data datagram by lane, path and DaqData tail (the slow path
-    #: learns them).
-    _tails: dict[tuple[int, bytes, bytes], ChunkFormat] = attrs.Factory(dict)
-    #: The router's track of the current run (:meth:`chunk`) and, for the current run, per
-    #: router layout (by id; the layout itself is kept to check), the frame template.
-    _track: object = None
-    _templates: dict[int, F.Template] = attrs.Factory(dict)
+    #: The format of each layout's samples, read once from its first datagram.
+    _formats: dict[tuple[int, Layout], ChunkFormat | None] = attrs.Factory(dict)
+    #: Frame templates of the current run by (lane, layout).
+    _templates: dict[tuple[int, Layout], F.Template] = attrs.Factory(dict)
 
-    def chunk(self, track: Any, lay: Layout, chunk: int, payload: bytes, lane: int) -> None:
-        """A data datagram the router's fast path matched to registered run ``track``
-        (:attr:`pybrid.proxy.data.router.RunRouter.feed`): it knows the layout ``lay`` and the
-        chunk number, so only the header template is looked up and the taps copy the sample
-        bytes ``payload[start:end]`` straight into their rings."""
-        if track is not self._track:
-            if self._switch(track) is None:
-                return
-        t = self._templates.get(id(lay))
-        if t is None or t[0] is not lay:
-            t = self._template(lay, payload, lane)
+    # -- the router's events (pybrid.proxy.taps.base.RunTap) --------------------------------
+
+    def run_started(self, run: RunInfo) -> None:
+        state = _Run(run)
+        if len(self._runs) >= RUNS_KEPT:
+            del self._runs[next(iter(self._runs))]
+        self._runs[run] = state
+        self._seq += 1
+        start = _json(F.RUN_START, F.RUN_WIDE, run.number, self._seq, run.as_record())
+        state.replay.append(start)
+        self._switch(run)
+        self._send(start)
+
+    def chunk(self, run: RunInfo, lane: int, lay: Layout | None, number: int,
+              payload: bytes, flags: int) -> None:
+        """One data message; with ``lay`` the taps copy the sample bytes
+        ``payload[start:end]`` straight into their rings."""
+        if run is not self._info:
+            self._switch(run)
+        if lay is None:
+            self._parsed(payload, lane, number)
+            return
+        t = self._templates.get((lane, lay))
+        if t is None:
+            t = self._template(lane, lay, payload)
             if t is None:
                 return
         self._seq = seq = self._seq + 1
         self.frames += 1
         for tap in self.taps:
-            tap.put(seq, chunk, payload, t)
+            tap.put(seq, number, payload, t)
 
-    def _switch(self, track: Any) -> _Run | None:
-        run = self._active(track.run_id.encode())
-        if run is not None:
-            self._track = track
-        return run
-
-    def _template(self, lay: Layout, payload: bytes, lane: int) -> F.Template | None:
-        """The frame template of ``lay`` in the current run; None (and the datagram handed to
-        the slow path, which learns its format) for a format not yet known."""
-        fmt = self._tails.get((lane, lay.path, lay.tail))
-        run = self._current
-        if fmt is None or run is None:
-            self._track = None
-            self.emit(payload, lane)
-            return None
-        carrier = self._carrier(lane, lay.path.decode())
-        if (carrier, id(fmt)) not in run.layouts:
-            self._layout(run, carrier, fmt)
-        flags = fmt.flags | (0 if lay.tag == DATA_TAG else F.FLAG_END_MESSAGE)
-        head = F.HEADER.pack(F.CHUNK, flags, carrier, run.number, 0, 0, fmt.samples,
-                             fmt.channels, fmt.dtype_code, fmt.gain, fmt.offset)
-        start = lay.middle_at + len(lay.middle)
-        end = lay.length - len(lay.tail)
-        n = F.HEADER_SIZE + end - start
-        t = (lay, head, head[:8], head[20:], start, end, F.pad_length(n), n + F.pad_length(n))
-        self._templates[id(lay)] = t
-        return t
-
-    def emit(self, payload: bytes, carrier_index: int, flags: int = 0) -> None:
-        """One run message from backend lane ``carrier_index`` (the monitor-tap hook)."""
-        for fast in self._fast.get(len(payload), ()):
-            if (payload.startswith(fast.middle, fast.middle_at) and payload.endswith(fast.tail)
-                    and payload.startswith(fast.head)
-                    and payload.startswith(fast.between, fast.between_at)):
-                break
-        else:
-            self._slow(payload, carrier_index)
+    def state_changed(self, run: RunInfo, lane: int, path: str, state: int, reason: str,
+                      payload: bytes, flags: int) -> None:
+        end = _FINAL.get(state)
+        if end is None:
             return
-        at = fast.run_at
-        rid = payload[at : at + 36]
-        self._checks -= 1
-        if rid != self._rid or self._checks < 0:
-            if self._resolve(rid) is None:
-                return
-        k = fast.chunk_len
-        at = fast.chunk_at
-        if k == 2:  # the common case inline (chunks 128 .. 16383)
-            b0 = payload[at]
-            b1 = payload[at + 1]
-            chunk = (b0 & 0x7F) | b1 << 7 if b0 >= 0x80 > b1 else -1
-        else:
-            chunk = 0 if k == 0 else payload[at] if k == 1 else chunk_number(payload[at : at + k])
-        if chunk < 0 or (k == 1 and chunk >= 0x80):  # not a varint: protobuf decides
-            self._slow(payload, carrier_index)
-            return
-        head = self._heads.get((carrier_index, fast))
-        if head is None:
-            head = self._head(carrier_index, fast)
+        if run is not self._info:
+            self._switch(run)
+        carrier = self._carrier(lane, path) if path else F.RUN_WIDE
         self._seq += 1
-        frame = (head, self._seq, chunk, memoryview(payload)[fast.start : fast.end], fast.pad,
-                 fast.length)
-        self.frames += 1
-        for tap in self.taps:
-            tap.sink(frame)
+        self._send(_json(F.CARRIER_END, carrier, run.number, self._seq,
+                         {"state": F.END_STATE_NAMES[end], "reason": reason, "path": path,
+                          "lane": lane}, flags=end))
 
-    def _resolve(self, rid: bytes) -> _Run | None:
-        """The active run of ``rid`` (checked again every :data:`CHECK_EVERY` chunks)."""
-        run = self._active(rid)
-        self._rid = rid if run is not None else b""
-        self._checks = CHECK_EVERY
-        return run
-
-    def _head(self, lane: int, fast: _Fast) -> bytes:
-        """The CHUNK header of ``fast``'s datagrams from ``lane`` in the current run (and
-        its LAYOUT frame, the first time)."""
-        run = self._current
-        assert run is not None
-        fmt = fast.fmt
-        carrier = self._carrier(lane, fast.path)
-        if (carrier, id(fmt)) not in run.layouts:
-            self._layout(run, carrier, fmt)
-        head = F.HEADER.pack(F.CHUNK, fmt.flags, carrier, run.number, 0, 0, fmt.samples,
-                             fmt.channels, fmt.dtype_code, fmt.gain, fmt.offset)
-        self._heads[(lane, fast)] = head
-        return head
+    def run_ended(self, run: RunInfo, end: RunEnd) -> None:
+        pass  # the CARRIER_END frames said it; the run's frames stay for replay
 
     def replay(self) -> list[F.Frame]:
         """RUN_START and LAYOUT frames of the current run (for a tap attaching mid-run)."""
         return list(self._current.replay) if self._current is not None else []
 
-    # -- the slow path ----------------------------------------------------------------------
+    # -- runs, formats, templates -----------------------------------------------------------
 
-    def _slow(self, payload: bytes, lane: int) -> None:
-        env = pb.Envelope()
-        try:
-            env.ParseFromString(payload)
-        except DecodeError:
+    def _switch(self, run: RunInfo) -> _Run:
+        state = self._runs.get(run)
+        if state is None:  # a run older than the RUNS_KEPT last: start it again
+            self.run_started(run)
+            state = self._runs[run]
+        self._current = state
+        self._info = run
+        self._templates.clear()
+        return state
+
+    def _template(self, lane: int, lay: Layout, payload: bytes) -> F.Template | None:
+        """The frame template of ``lay``'s datagrams from ``lane`` in the current run (and its
+        LAYOUT frame, the first time); None (counted) for samples this format cannot carry."""
+        key = (lane, lay)
+        if key not in self._formats:
+            if len(self._formats) >= 1024:  # layouts the router has long forgotten
+                self._formats.clear()
+            self._formats[key] = self._format_of(payload, lane)
+        fmt = self._formats[key]
+        run = self._current
+        if fmt is None or run is None:
+            self.unusable += 1
+            return None
+        carrier = self._carrier(lane, lay.path.decode())
+        self._announce(run, carrier, fmt)
+        flags = fmt.flags | (0 if lay.tag == DATA_TAG else F.FLAG_END_MESSAGE)
+        head = F.chunk_header(carrier, run.info.number, 0, 0, fmt.samples, fmt.channels,
+                              fmt.dtype_code, fmt.gain, fmt.offset, flags)
+        start = lay.samples_at
+        end = lay.length - len(lay.tail)
+        n = F.HEADER_SIZE + end - start
+        t = (lay, head, head[:8], head[20:], start, end, F.pad_length(n), n + F.pad_length(n))
+        self._templates[key] = t
+        return t
+
+    def _format_of(self, payload: bytes, lane: int) -> ChunkFormat | None:
+        body = _data_message(payload)
+        if body is None:
+            return None
+        return chunk_format(body.data, lane, body.entity.path,
+                            self._carrier(lane, body.entity.path))
+
+    def _parsed(self, payload: bytes, lane: int, number: int) -> None:
+        """A data message without a layout: parsed, written as one frame."""
+        body = _data_message(payload)
+        run = self._current
+        if body is None or run is None:
             self.unusable += 1
             return
-        msg = env.message_v1
-        kind = msg.WhichOneof("kind")
-        if kind == "run_state_change_message":
-            self._state(msg.run_state_change_message, lane)
-            return
-        if kind not in ("run_data_message", "run_data_end_message"):
-            return
-        data = getattr(msg, kind)
-        run = self._active(data.run.id.encode())
-        if run is None:
-            return
-        carrier = self._carrier(lane, data.entity.path)
-        fmt = chunk_format(data.data, lane, data.entity.path, carrier)
+        carrier = self._carrier(lane, body.entity.path)
+        fmt = chunk_format(body.data, lane, body.entity.path, carrier)
         if fmt is None:
             self.unusable += 1
             return
-        fmt = self._formats.setdefault(json.dumps(fmt.body, sort_keys=True), fmt)
-        lay = layout_of(payload)
-        if lay is not None:
-            self._tails.setdefault((lane, lay.path, lay.tail), fmt)
-        if lay is not None and lay.tag == DATA_TAG and kind == "run_data_message":
-            same = self._fast.setdefault(len(payload), [])
-            if len(same) >= 16:
-                del same[0]
-            same.append(_Fast.of(lay, fmt))
-        if (carrier, id(fmt)) not in run.layouts:
-            self._layout(run, carrier, fmt)
+        self._announce(run, carrier, fmt)
         self._seq += 1
-        flags = fmt.flags | (F.FLAG_END_MESSAGE if kind == "run_data_end_message" else 0)
-        head = F.HEADER.pack(F.CHUNK, flags, carrier, run.number, self._seq, data.run.chunk,
-                             fmt.samples, fmt.channels, fmt.dtype_code, fmt.gain, fmt.offset)
-        self._send(F.whole_frame(head, data.data.data))
-
-    def _state(self, change: pb.RunStateChangeMessage, lane: int) -> None:
-        flags = _FINAL.get(change.new_)
-        if flags is None:
-            return
-        run = self._active(change.run.id.encode())
-        if run is None:
-            return
-        if change.HasField("entity") and change.entity.path:
-            paths = [_carrier_path(change.entity.path)]
-        else:
-            paths = [c["path"] for c in self.carriers() if c.get("lane") == lane]
-        for path in paths or [""]:
-            carrier = self._carrier(lane, path) if path else F.RUN_WIDE
-            self._seq += 1
-            frame = _json(F.CARRIER_END, carrier, run.number, self._seq,
-                          {"state": F.END_STATE_NAMES[flags], "reason": change.reason,
-                           "path": path, "lane": lane}, flags=flags)
-            self._send(frame)
-
-    # -- runs, carriers and layouts ---------------------------------------------------------
-
-    def _active(self, rid: bytes) -> _Run | None:
-        run = self._runs.get(rid)
-        try:
-            run_id = rid.decode()
-        except UnicodeDecodeError:
-            return None
-        carriers = self.lookup(run_id)
-        if carriers is None:
-            self.inactive += 1
-            return None
-        if run is None:
-            self._run_count += 1
-            run = _Run(self._run_count, run_id, tuple(sorted(carriers)))
-            if len(self._runs) >= RUNS_KEPT:
-                del self._runs[next(iter(self._runs))]
-            self._runs[rid] = run
-            self._seq += 1
-            start = _json(F.RUN_START, F.RUN_WIDE, run.number, self._seq,
-                          {"run_id": self.name_of(run_id), "run": run.number,
-                           "carriers": list(run.carriers)})
-            run.replay.append(start)
-            self._new_current(run)
-            self._send(start)
-        if self._current is not run:
-            self._new_current(run)
-        return run
-
-    def _new_current(self, run: _Run) -> None:
-        self._current = run
-        self._heads.clear()
-        self._templates.clear()
-        self._track = None
+        end = body.DESCRIPTOR.name == "RunDataEndMessage"
+        flags = fmt.flags | (F.FLAG_END_MESSAGE if end else 0)
+        head = F.chunk_header(carrier, run.info.number, self._seq, number, fmt.samples,
+                              fmt.channels, fmt.dtype_code, fmt.gain, fmt.offset, flags)
+        self._send(F.whole_frame(head, body.data.data))
 
     def _carrier(self, lane: int, path: str) -> int:
-        key = (lane, path)
+        key = (lane, _carrier_path(path))
         index = self._carrier_index.get(key)
         if index is None:
             for c in self.carriers():
@@ -393,11 +250,15 @@ class ShmFeed:
                 index = self._carrier_index[key] = 0x8000 + len(self._carrier_index)
         return index
 
-    def _layout(self, run: _Run, carrier: int, fmt: ChunkFormat) -> None:
-        run.layouts.add((carrier, id(fmt)))
+    def _announce(self, run: _Run, carrier: int, fmt: ChunkFormat) -> None:
+        """The LAYOUT frame of ``fmt`` on ``carrier``, once per run."""
+        key = fmt.key
+        if (carrier, key) in run.layouts:
+            return
+        run.layouts.add((carrier, key))
         self._seq += 1
-        body = dict(fmt.body, carrier=carrier, run=run.number)
-        frame = _json(F.LAYOUT, carrier, run.number, self._seq, body)
+        body = dict(fmt.body, carrier=carrier, run=run.info.number)
+        frame = _json(F.LAYOUT, carrier, run.info.number, self._seq, body)
         run.replay.append(frame)
         self._send(frame)
 
@@ -405,6 +266,19 @@ class ShmFeed:
         self.frames += 1
         for tap in self.taps:
             tap.sink(frame)
+
+
+def _data_message(payload: bytes) -> Any:
+    """The run_data(_end)_message of ``payload``, or None."""
+    env = pb.Envelope()
+    try:
+        env.ParseFromString(payload)
+    except DecodeError:
+        return None
+    kind = env.message_v1.WhichOneof("kind")
+    if kind not in ("run_data_message", "run_data_end_message"):
+        return None
+    return getattr(env.message_v1, kind)
 
 
 def _json(kind: int, carrier: int, run: int, seq: int, body: dict[str, Any],

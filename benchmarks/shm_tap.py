@@ -52,6 +52,7 @@ from proxy_hotpath import PATH, BufferTransport, Lane, datagrams
 from pybrid.proxy.clients.sender import ClientSender
 from pybrid.proxy.clients.session import Session, SessionState
 from pybrid.proxy.data.router import RunRouter
+from pybrid.proxy.taps.base import fan
 
 RUN = "0d6e3c52-3f55-4c1b-9a43-2c1d3b8e7f10"
 CASES = ("router", "tcp", "multicast", "shm-thread-batch1", "shm-thread", "shm", "all")
@@ -122,7 +123,6 @@ def run_case(case: str, data: list[bytes], rate: float = 0) -> dict[str, Any]:
         sender = ClientSender(transport)
         target = Session("bench", "127.0.0.1:1", sender)
         target.state = SessionState.ACTIVE
-    router.register_run(RUN, target, [PATH])
     tap = shm = reader = None
     if case in ("multicast", "all"):
         from twisted.internet import reactor
@@ -131,7 +131,6 @@ def run_case(case: str, data: list[bytes], rate: float = 0) -> dict[str, Any]:
 
         tap = MulticastTap(reactor, [("239.255.77.78", 47078)], ttl=0, interface="127.0.0.1")
         tap.start()
-        router.tap = tap
     if case.startswith("shm") or case == "all":
         from pybrid.proxy.taps.shm import writer as W
         from pybrid.proxy.taps.shm.inline import InlineWriter
@@ -142,8 +141,7 @@ def run_case(case: str, data: list[bytes], rate: float = 0) -> dict[str, Any]:
         clock: Any = task.Clock()
         clock.callFromThread = lambda f, *a: f(*a)  # reports only on failure
         threaded = case.startswith("shm-thread")
-        shm = ShmTaps((name,), clock, lambda rid: router.runs[rid].carriers
-                      if rid in router.runs else None, lambda: [], write_timeout=60,
+        shm = ShmTaps((name,), clock, lambda: [], write_timeout=60,
                       writer="thread" if threaded else "inline")
         batch = 1 if case == "shm-thread-batch1" else W.BATCH
         for t in shm.taps:
@@ -156,7 +154,8 @@ def run_case(case: str, data: list[bytes], rate: float = 0) -> dict[str, Any]:
                     max_bytes=1 << 31))
         shm.start()
         assert shm.taps[0].state == "attached", shm.taps[0].status()
-        router.feed = shm.feed
+    router.tap = fan([None if shm is None else shm.feed, tap])
+    router.register_run(RUN, target, [PATH])
     lane = Lane()
     route = router.route_datagram
     # every 64 datagrams, what the reactor does after a pass over its sockets: the client

@@ -69,9 +69,11 @@ class ShmChunk(NamedTuple):
 @attrs.frozen
 class ShmRunStart:
     run: int
-    run_id: str
+    run_id: str  # the client's id
     carriers: tuple[str, ...]
     seq: int
+    #: The whole RUN_START record: ``proxy_run_id``, ``sample_rate``, ``channels`` where known.
+    record: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -301,7 +303,7 @@ class ShmReader:
         body = F.json_body(frame)
         if kind == F.RUN_START:
             self._runs[run] = body["run_id"]
-            return ShmRunStart(run, body["run_id"], tuple(body.get("carriers", ())), seq)
+            return ShmRunStart(run, body["run_id"], tuple(body.get("carriers", ())), seq, body)
         if kind == F.LAYOUT:
             self._layouts[(run, carrier)] = body
             self._formats.clear()

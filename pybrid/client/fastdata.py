@@ -108,8 +108,7 @@ class DataFastPath:
         found = self._table.match(payload)
         if found is None:
             return None
-        lay, k = found
-        chunk = read_chunk(lay, payload)
+        lay, k, chunk = found
         if chunk < 0:
             return None
         rid = payload[lay.run_at : lay.run_at + 36]

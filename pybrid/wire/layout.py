@@ -162,11 +162,11 @@ class LayoutTable(Generic[E]):
             del same[0]
         same.append((lay, entry))
 
-    def match(self, payload: bytes) -> tuple[Layout, E] | None:
-        """The learned layout whose fixed bytes ``payload`` has (ids ASCII where checked
-        here; the chunk varint is :func:`read_chunk`'s), or None: the full parse decides."""
-        for found in self._by_length.get(len(payload), ()):
-            lay = found[0]
+    def match(self, payload: bytes) -> tuple[Layout, E, int] | None:
+        """The learned layout whose fixed bytes ``payload`` has (the message id ASCII), its
+        entry and the chunk number (:func:`read_chunk`, inline: the hot path), or None: then
+        the full parse decides.  A chunk number of -1: not a varint protobuf reads the same."""
+        for lay, entry in self._by_length.get(len(payload), ()):  # noqa: B007
             if (  # the middle first: it holds the carrier path
                 payload.startswith(lay.middle, lay.middle_at)
                 and payload.startswith(lay.head)
@@ -174,8 +174,24 @@ class LayoutTable(Generic[E]):
                 and (lay.id_at < 0 or (payload.startswith(lay.between, lay.id_at + 36)
                                        and payload[lay.id_at : lay.id_at + 36].isascii()))
             ):
-                return found
-        return None
+                break
+        else:
+            return None
+        k = lay.chunk_len
+        if k == 0:
+            return lay, entry, 0
+        at = lay.chunk_at
+        if payload[at - 1] != 0x10:  # the tag is not among the fixed bytes
+            return lay, entry, -1
+        if k == 1:
+            number = payload[at]
+            return lay, entry, number if number < 0x80 else -1
+        if k == 2:  # chunks 128 .. 16383
+            b0 = payload[at]
+            b1 = payload[at + 1]
+            return lay, entry, (b0 & 0x7F) | b1 << 7 if b0 >= 0x80 > b1 else -1
+        number = chunk_number(payload[at : at + k])
+        return lay, entry, number if 0 <= number < 0x80**k else -1
 
 
 def read_chunk(lay: Layout, payload: bytes) -> int:

@@ -187,8 +187,7 @@ class RunRouter:
         found = None if table is None else table.match(payload)
         if found is None:
             return self._new_layout(source, payload)
-        lay = found[0]
-        number = layout.read_chunk(lay, payload)
+        lay, _, number = found
         if number < 0:  # the chunk varint and its tag (0x10) are not among the fixed bytes
             return self._parse_and_route(source, payload)
         rid = payload[lay.run_at : lay.run_at + 36]

@@ -120,8 +120,9 @@ class ShmFeed:
     _carrier_index: dict[tuple[int, str], int] = attrs.Factory(dict)
     #: The format of each layout's samples, read once from its first datagram.
     _formats: dict[tuple[int, Layout], ChunkFormat | None] = attrs.Factory(dict)
-    #: Frame templates of the current run by (lane, layout).
-    _templates: dict[tuple[int, Layout], F.Template] = attrs.Factory(dict)
+    #: Frame templates of the current run by layout (the router's layouts are per backend,
+    #: so a layout names its lane; its hash is cached: the lookup is the hot path's).
+    _templates: dict[Layout, F.Template] = attrs.Factory(dict)
 
     # -- the router's events (pybrid.proxy.taps.base.RunTap) --------------------------------
 
@@ -145,7 +146,7 @@ class ShmFeed:
         if lay is None:
             self._parsed(payload, lane, number)
             return
-        t = self._templates.get((lane, lay))
+        t = self._templates.get(lay)
         if t is None:
             t = self._template(lane, lay, payload)
             if t is None:
@@ -209,7 +210,7 @@ class ShmFeed:
         end = lay.length - len(lay.tail)
         n = F.HEADER_SIZE + end - start
         t = (lay, head, head[:8], head[20:], start, end, F.pad_length(n), n + F.pad_length(n))
-        self._templates[key] = t
+        self._templates[lay] = t
         return t
 
     def _format_of(self, payload: bytes, lane: int) -> ChunkFormat | None:

@@ -62,9 +62,10 @@ DAQ_HEAD = re.compile(rb"\x1a(" + _VARINT + rb")\x0a(" + _VARINT + rb")")
 DATA_TAG = 0x92
 
 
-@attrs.frozen(cache_hash=True)
+@attrs.frozen(eq=False)
 class Layout:
-    """Where the variable parts of one kind of data datagram are, and its fixed bytes."""
+    """Where the variable parts of one kind of data datagram are, and its fixed bytes.
+    Compared and hashed by identity: a learned layout is one object, a cheap dict key."""
 
     #: Datagram length.
     length: int

@@ -207,6 +207,17 @@ class MulticastTap:
         hold :data:`~pybrid.wire.monitor_header.FLAG_TCP_LANE`; ``timestamp_ns`` defaults to the
         reactor's clock.  Never raises; see the module's design note for what is counted.
         """
+        self.chunk(None, carrier_index, None, 0, payload, flags, timestamp_ns)
+
+    # -- the router's events (pybrid.proxy.taps.base.RunTap) --------------------------------
+
+    def run_started(self, run: RunInfo) -> None:
+        self._record({"event": "run-start", **run.as_record()})
+
+    def chunk(self, run: RunInfo | None, lane: int, lay: Layout | None, number: int,
+              payload: bytes, flags: int, timestamp_ns: int | None = None) -> None:
+        """One message to every group (what :meth:`emit` does; the router calls this)."""
+        carrier_index = lane
         counters = self.counters
         counters.emitted += 1
         sequence = self._sequence
@@ -244,18 +255,9 @@ class MulticastTap:
             group.sent += 1
             group.bytes += size
 
-    # -- the router's events (pybrid.proxy.taps.base.RunTap) --------------------------------
-
-    def run_started(self, run: RunInfo) -> None:
-        self._record({"event": "run-start", **run.as_record()})
-
-    def chunk(self, run: RunInfo, lane: int, lay: Layout | None, number: int,
-              payload: bytes, flags: int) -> None:
-        self.emit(payload, lane, flags)
-
     def state_changed(self, run: RunInfo, lane: int, path: str, state: int, reason: str,
                       payload: bytes, flags: int) -> None:
-        self.emit(payload, lane, flags)
+        self.chunk(run, lane, None, 0, payload, flags)
 
     def run_ended(self, run: RunInfo, end: RunEnd) -> None:
         state = {1: "ERROR", 2: "DONE"}.get(end.state, "")  # protobuf RunState numbers

@@ -121,7 +121,7 @@ class ShmFeed:
     #: The format of each layout's samples, read once from its first datagram.
     _formats: dict[tuple[int, Layout], ChunkFormat | None] = attrs.Factory(dict)
     #: Frame templates of the current run by layout (the router's layouts are per backend,
-    #: so a layout names its lane; its hash is cached: the lookup is the hot path's).
+    #: so a layout names its lane; hashed by identity: the lookup is the hot path's).
     _templates: dict[Layout, F.Template] = attrs.Factory(dict)
 
     # -- the router's events (pybrid.proxy.taps.base.RunTap) --------------------------------

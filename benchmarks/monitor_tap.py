@@ -18,8 +18,8 @@ import numpy as np
 from twisted.internet import reactor
 
 from pybrid import samples
-from pybrid.monitor import MulticastTap
 from pybrid.proto import pb
+from pybrid.proxy.taps.multicast import MulticastTap
 from pybrid.wire import messages
 
 IFACE = "127.0.0.1"

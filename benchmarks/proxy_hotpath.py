@@ -90,7 +90,7 @@ def build(tap: Any = None, same_id: bool = False) -> tuple[DatagramIntake, Buffe
     session = Session("bench", "127.0.0.1:1", sender)
     session.state = SessionState.ACTIVE
     # the client knows the run by another id (as every client does since issue 15): the router
-    # puts the client's id back into every datagram (pybrid.proxy.data.layout.with_run_id)
+    # puts the client's id back into every datagram (pybrid.wire.layout.with_run_id)
     client_id = None if same_id else "11111111-2222-4333-8444-555555555555"
     router.register_run("0d6e3c52-3f55-4c1b-9a43-2c1d3b8e7f10", session, [PATH],
                         client_id=client_id)
@@ -126,7 +126,7 @@ def main() -> None:
     if args.tap:
         from twisted.internet import reactor
 
-        from pybrid.monitor import MulticastTap
+        from pybrid.proxy.taps.multicast import MulticastTap
 
         tap = MulticastTap(reactor, [("239.255.77.77", 47077)], ttl=0, interface="127.0.0.1")
         tap.start()

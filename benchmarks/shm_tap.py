@@ -9,7 +9,7 @@ registered run receives ``--count`` real device datagrams (8 channels x 100 f32 
   :class:`~pybrid.proxy.clients.sender.ClientSender` on Twisted's write buffering, flushed every 64
   datagrams as ``doWrite`` would, into a TCP connection on 127.0.0.1 a child process drains;
 * ``multicast``: a :class:`~pybrid.monitor.MulticastTap` to one loopback group (TTL 0);
-* ``shm``: a ``--shm-tap`` (:class:`~pybrid.shm.service.ShmTaps`: feed, inline writer,
+* ``shm``: a ``--shm-tap`` (:class:`~pybrid.proxy.taps.shm.service.ShmTaps`: feed, inline writer,
   ring) read by a separate process with :class:`pybrid.monitor.shm.ShmReader`;
   ``shm-thread`` the same with ``--shm-writer thread`` (batches of up to 512 frames per ring
   write) and ``shm-thread-batch1`` with one frame per ring write (the "before" of batching);
@@ -52,6 +52,7 @@ from proxy_hotpath import PATH, BufferTransport, Lane, datagrams
 from pybrid.proxy.clients.sender import ClientSender
 from pybrid.proxy.clients.session import Session, SessionState
 from pybrid.proxy.data.router import RunRouter
+from pybrid.proxy.taps.base import fan
 
 RUN = "0d6e3c52-3f55-4c1b-9a43-2c1d3b8e7f10"
 CASES = ("router", "tcp", "multicast", "shm-thread-batch1", "shm-thread", "shm", "all")
@@ -122,28 +123,25 @@ def run_case(case: str, data: list[bytes], rate: float = 0) -> dict[str, Any]:
         sender = ClientSender(transport)
         target = Session("bench", "127.0.0.1:1", sender)
         target.state = SessionState.ACTIVE
-    router.register_run(RUN, target, [PATH])
     tap = shm = reader = None
     if case in ("multicast", "all"):
         from twisted.internet import reactor
 
-        from pybrid.monitor import MulticastTap
+        from pybrid.proxy.taps.multicast import MulticastTap
 
         tap = MulticastTap(reactor, [("239.255.77.78", 47078)], ttl=0, interface="127.0.0.1")
         tap.start()
-        router.tap = tap
     if case.startswith("shm") or case == "all":
-        from pybrid.shm import writer as W
-        from pybrid.shm.inline import InlineWriter
-        from pybrid.shm.service import ShmTaps
+        from pybrid.proxy.taps.shm import writer as W
+        from pybrid.proxy.taps.shm.inline import InlineWriter
+        from pybrid.proxy.taps.shm.service import ShmTaps
 
         name = f"pybrid-bench-{uuid.uuid4().hex[:8]}"
         reader = start_reader(name, len(data), reference=case == "shm-library-reader")
         clock: Any = task.Clock()
         clock.callFromThread = lambda f, *a: f(*a)  # reports only on failure
         threaded = case.startswith("shm-thread")
-        shm = ShmTaps((name,), clock, lambda rid: router.runs[rid].carriers
-                      if rid in router.runs else None, lambda: [], write_timeout=60,
+        shm = ShmTaps((name,), clock, lambda: [], write_timeout=60,
                       writer="thread" if threaded else "inline")
         batch = 1 if case == "shm-thread-batch1" else W.BATCH
         for t in shm.taps:
@@ -156,7 +154,8 @@ def run_case(case: str, data: list[bytes], rate: float = 0) -> dict[str, Any]:
                     max_bytes=1 << 31))
         shm.start()
         assert shm.taps[0].state == "attached", shm.taps[0].status()
-        router.feed = shm.feed
+    router.tap = fan([None if shm is None else shm.feed, tap])
+    router.register_run(RUN, target, [PATH])
     lane = Lane()
     route = router.route_datagram
     # every 64 datagrams, what the reactor does after a pass over its sockets: the client
@@ -212,7 +211,7 @@ def run_case(case: str, data: list[bytes], rate: float = 0) -> dict[str, Any]:
 
 
 def _writer(ring: Any, report: Any, timeout: float, name: str, batch: int) -> Any:
-    from pybrid.shm.writer import WriterThread
+    from pybrid.proxy.taps.shm.writer import WriterThread
 
     writer = WriterThread(ring, report, write_timeout=timeout, name=name, batch=batch,
                           max_frames=1 << 20, max_bytes=1 << 31)

@@ -7,8 +7,9 @@ byte for byte like the one before: only the message id, the chunk number and the
 differ.  The full path parses each frame with protobuf, walks the message, and rebuilds the
 gain/offset arrays from ``DaqData.channels`` — about 40 µs a chunk, too slow for 2 carriers ×
 8 channels × 2 MHz.  :class:`DataFastPath` does what the proxy's router does with datagrams
-(:mod:`pybrid.proxy.data.layout`, whose :func:`~pybrid.proxy.data.layout.layout_of` and
-:func:`~pybrid.proxy.data.layout.chunk_number` it uses), and in addition caches the decoder:
+(:mod:`pybrid.wire.layout`, whose :func:`~pybrid.wire.layout.layout_of`,
+:class:`~pybrid.wire.layout.LayoutTable` and :func:`~pybrid.wire.layout.read_chunk` it
+uses), and in addition caches the decoder:
 
 1. **Learning.**  :meth:`DataFastPath.learn` gets a frame protobuf parsed.  If its head is
    consistent (``layout_of``) *and* the parsed message says the same as the bytes — the run
@@ -36,7 +37,7 @@ import attrs
 
 from pybrid import samples
 from pybrid.proto import pb
-from pybrid.proxy.data.layout import DATA_TAG, Layout, chunk_number, layout_of
+from pybrid.wire.layout import DATA_TAG, Layout, LayoutTable, layout_of, read_chunk
 
 #: Frame lengths with layouts remembered, and layouts per length (carriers, end messages …).
 MAX_LENGTHS = 64
@@ -70,7 +71,8 @@ class DataFastPath:
 
     learned: int = 0
     hits: int = 0
-    _by_length: dict[int, list[_Learned]] = attrs.field(factory=dict)
+    _table: LayoutTable[_Learned] = attrs.field(
+        factory=lambda: LayoutTable(MAX_LENGTHS, MAX_PER_LENGTH))
 
     def learn(self, env: pb.Envelope, payload: bytes) -> bool:
         """Remember the layout of ``payload`` (which protobuf parsed to ``env``) if it is a
@@ -88,45 +90,25 @@ class DataFastPath:
             fmt = samples.format_of(body.data)
         except samples.SampleFormatError:
             return False
-        at = lay.middle_at + len(lay.middle)
-        chunk = self._chunk(lay, payload)
+        at = lay.samples_at
         if (
             payload[lay.run_at : lay.run_at + 36] != body.run.id.encode()
-            or chunk != body.run.chunk
+            or read_chunk(lay, payload) != body.run.chunk
             or lay.path != body.entity.path.encode()
             or payload[at : at + fmt.nbytes] != body.data.data
             or len(payload) - len(lay.tail) != at + fmt.nbytes
         ):
             return False
-        same = self._by_length.get(len(payload))
-        if same is None:
-            if len(self._by_length) >= MAX_LENGTHS:
-                self._by_length.clear()
-            same = self._by_length[len(payload)] = []
-        if len(same) >= MAX_PER_LENGTH:
-            del same[0]
-        same.append(_Learned(lay, lay.path.decode(), fmt, at))
+        self._table.learn(lay, _Learned(lay, lay.path.decode(), fmt, at))
         self.learned += 1
         return True
 
     def match(self, payload: bytes) -> FastData | None:
         """The frame read by a learned layout, or None (then the full parse decides)."""
-        same = self._by_length.get(len(payload))
-        if same is None:
+        found = self._table.match(payload)
+        if found is None:
             return None
-        for k in same:
-            lay = k.layout
-            if (
-                payload.startswith(lay.middle, lay.middle_at)
-                and payload.startswith(lay.head)
-                and payload.endswith(lay.tail)
-                and (lay.id_at < 0 or (payload.startswith(lay.between, lay.id_at + 36)
-                                       and payload[lay.id_at : lay.id_at + 36].isascii()))
-            ):
-                break
-        else:
-            return None
-        chunk = self._chunk(lay, payload)
+        lay, k, chunk = found
         if chunk < 0:
             return None
         rid = payload[lay.run_at : lay.run_at + 36]
@@ -135,16 +117,3 @@ class DataFastPath:
         self.hits += 1
         return FastData(rid.decode("ascii"), k.path, chunk, lay.tag != DATA_TAG, k.format,
                         payload, k.samples_at)
-
-    @staticmethod
-    def _chunk(lay: Layout, payload: bytes) -> int:
-        """The chunk number at the layout's place; -1 if it is not a varint protobuf reads the
-        same (its tag byte is not among the fixed bytes, so it is checked here too)."""
-        k = lay.chunk_len
-        if k == 0:
-            return 0
-        at = lay.chunk_at
-        if payload[at - 1] != 0x10:
-            return -1
-        number = payload[at] if k == 1 else chunk_number(payload[at : at + k])
-        return number if 0 <= number < 0x80**k else -1

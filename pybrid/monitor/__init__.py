@@ -1,39 +1,36 @@
 """Multicast monitor taps and listeners.
 
 A :class:`MulticastTap` in the proxy copies every data and state datagram a backend sends to
-one or more multicast groups, behind a small fixed header (:mod:`pybrid.monitor.header`);
+one or more multicast groups, behind a small fixed header (:mod:`pybrid.wire.monitor_header`);
 a :class:`MonitorListener` joins a group and decodes them.  ``pybrid-monitor``
 (:mod:`pybrid.monitor.cli`) is the console tool.  See ``docs/monitors.md``.
 """
 
 import importlib
 
-# Names resolve lazily (PEP 562): the proxy imports ``pybrid.monitor.options`` and ``.emitter``
-# on start-up and must not pay for numpy, which only the listener side needs.
+# Names resolve lazily (PEP 562): the proxy imports ``pybrid.monitor.options`` on start-up and
+# must not pay for numpy, which only the listener side needs.
 _EXPORTS = {
     "CarrierStats": "stats",
-    "FLAG_TCP_LANE": "header",
-    "HEADER_SIZE": "header",
+    "FLAG_TCP_LANE": "pybrid.wire.monitor_header",
+    "HEADER_SIZE": "pybrid.wire.monitor_header",
     "ListenerSetupError": "listener",
     "ListenerStats": "stats",
     "ListenerStopped": "listener",
-    "MAX_ENVELOPE": "header",
-    "MalformedDatagram": "header",
+    "MAX_ENVELOPE": "pybrid.wire.monitor_header",
+    "MalformedDatagram": "pybrid.wire.monitor_header",
     "MonitorChunk": "decode",
     "MonitorConfig": "options",
-    "MonitorHeader": "header",
+    "MonitorHeader": "pybrid.wire.monitor_header",
     "MonitorListener": "listener",
     "MonitorOptionsMixin": "options",
     "MonitorOther": "decode",
+    "MonitorRun": "decode",
     "MonitorStateChange": "decode",
-    "MulticastTap": "emitter",
-    "TapCounters": "emitter",
-    "TapSetupError": "emitter",
     "decode_datagram": "decode",
-    "decode_header": "header",
-    "encode_datagram": "header",
-    "encode_header": "header",
-    "make_tap": "emitter",
+    "decode_header": "pybrid.wire.monitor_header",
+    "encode_datagram": "pybrid.wire.monitor_header",
+    "encode_header": "pybrid.wire.monitor_header",
     "monitor_config": "options",
     "parse_group": "options",
     "parse_interface": "options",
@@ -45,7 +42,8 @@ def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    path = module if "." in module else f"{__name__}.{module}"
+    return getattr(importlib.import_module(path), name)
 
 
 __all__ = [
@@ -63,15 +61,12 @@ __all__ = [
     "MonitorListener",
     "MonitorOptionsMixin",
     "MonitorOther",
+    "MonitorRun",
     "MonitorStateChange",
-    "MulticastTap",
-    "TapCounters",
-    "TapSetupError",
     "decode_datagram",
     "decode_header",
     "encode_datagram",
     "encode_header",
-    "make_tap",
     "monitor_config",
     "parse_group",
     "parse_interface",

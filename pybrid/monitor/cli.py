@@ -20,7 +20,7 @@ from twisted.internet import defer, error, task
 from twisted.logger import Logger
 
 from pybrid.commandline import Parser
-from pybrid.monitor.decode import MonitorChunk, MonitorStateChange
+from pybrid.monitor.decode import MonitorChunk, MonitorRun, MonitorStateChange
 from pybrid.monitor.listener import MonitorListener
 from pybrid.monitor.options import DEFAULT_INTERFACE, parse_group, parse_interface, parse_port
 from pybrid.monitor.record import Recorder, is_h5
@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--sample-rate", type=int, default=0, metavar="HZ",
-        help="the runs' sample rate, stored in the recording (a monitor cannot see it)",
+        help="the runs' sample rate stored in the recording (default: the one the proxy's "
+             "run record names, from the client's start command; needed for older proxies)",
     )
     parser.add_argument(
         "--duration", type=_positive, metavar="S", help="stop after S seconds (default: run "
@@ -157,8 +158,12 @@ class ConsoleMonitor:
                          if self.record else None)
         self.listener = MonitorListener(
             self.reactor, self.group, self.port, self.interface,
-            on_chunk=self._chunk, on_state=self._state,
+            on_chunk=self._chunk, on_state=self._state, on_run=self._run,
         )
+
+    def _run(self, run: MonitorRun) -> None:
+        if self.recorder is not None:
+            self.recorder.run(run.run_id, run.record)
 
     def _chunk(self, chunk: MonitorChunk) -> None:
         if self.recorder is not None:

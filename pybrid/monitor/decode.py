@@ -1,20 +1,23 @@
 """Monitor datagram → decoded event: a chunk of samples, a run state change, or other.
 
 ``decode_datagram`` is the one place that turns bytes from a monitor group into Python
-objects; it raises :class:`~pybrid.monitor.header.MalformedDatagram` (with a reason code) for
+objects; it raises :class:`~pybrid.wire.monitor_header.MalformedDatagram` (with a reason code) for
 anything a tap would not have sent, so a listener can count and skip it.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import attrs
 import numpy as np
 from google.protobuf.message import DecodeError
 
 from pybrid import samples as _samples
-from pybrid.monitor.header import MalformedDatagram, MonitorHeader, split_datagram
 from pybrid.proto import pb
 from pybrid.wire.messages import kind_of
+from pybrid.wire.monitor_header import MalformedDatagram, MonitorHeader, split_datagram
 
 #: Run states after which a carrier's run is over.
 FINAL_STATES = frozenset({pb.RunState.DONE, pb.RunState.ERROR})
@@ -95,6 +98,29 @@ class MonitorOther:
     tap_sequence: int
     timestamp_ns: int
     flags: int = 0
+
+
+@attrs.frozen
+class MonitorRun:
+    """A run record (``FLAG_RUN_RECORD``): a run started (``event`` "run-start") or ended
+    ("run-end"); ``record`` is the whole JSON object (``run_id`` the client's id,
+    ``proxy_run_id``, ``carriers``, ``sample_rate`` … see :mod:`pybrid.wire.monitor_header`)."""
+
+    event: str
+    run_id: str
+    record: dict[str, Any]
+    tap_sequence: int
+
+
+def decode_run_record(header: MonitorHeader, payload: bytes) -> MonitorRun:
+    """The run record after a ``FLAG_RUN_RECORD`` header; raises :class:`MalformedDatagram`."""
+    try:
+        record = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise MalformedDatagram("record", f"a run record that is not JSON: {e}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("run_id"), str):
+        raise MalformedDatagram("record", "a run record without a run_id")
+    return MonitorRun(str(record.get("event", "")), record["run_id"], record, header.sequence)
 
 
 MonitorEvent = MonitorChunk | MonitorStateChange | MonitorOther

@@ -31,13 +31,20 @@ from twisted.logger import Logger
 
 from pybrid.monitor.decode import (
     MonitorChunk,
+    MonitorRun,
     MonitorStateChange,
     decode_envelope,
+    decode_run_record,
     parse_envelope,
 )
-from pybrid.monitor.header import HEADER_SIZE, MalformedDatagram, decode_header
 from pybrid.monitor.options import DEFAULT_INTERFACE
 from pybrid.monitor.stats import ListenerStats
+from pybrid.wire.monitor_header import (
+    FLAG_RUN_RECORD,
+    HEADER_SIZE,
+    MalformedDatagram,
+    decode_header,
+)
 
 #: Largest datagram read (datagrams up to 65 507 bytes must not be truncated).
 MAX_PACKET = 65_536
@@ -106,6 +113,8 @@ class MonitorListener:
     interface: str | None = DEFAULT_INTERFACE
     on_chunk: Callable[[MonitorChunk], object] | None = None
     on_state: Callable[[MonitorStateChange], object] | None = None
+    #: Called with every run record (a run's start and end: its client id, sample rate …).
+    on_run: Callable[[MonitorRun], object] | None = None
     receive_buffer: int = RECEIVE_BUFFER
     stats: ListenerStats = attrs.field(init=False, factory=ListenerStats)
     _log: Logger = attrs.field(init=False, factory=Logger)
@@ -116,6 +125,8 @@ class MonitorListener:
         init=False, factory=OrderedDict
     )
     _logged: set[str] = attrs.field(init=False, factory=set)
+    #: The start records of the last runs, by the client's run id.
+    _runs: OrderedDict[str, dict[str, Any]] = attrs.field(init=False, factory=OrderedDict)
 
     @property
     def joined(self) -> bool:
@@ -216,6 +227,9 @@ class MonitorListener:
         stats = self.stats
         header = decode_header(data)
         stats.sequence(source, header.sequence)
+        if header.flags & FLAG_RUN_RECORD:
+            self._run_record(decode_run_record(header, data[HEADER_SIZE:]))
+            return
         event = decode_envelope(header, parse_envelope(data[HEADER_SIZE:]))
         if isinstance(event, MonitorChunk):
             carrier = stats.carrier(event.carrier_index, event.carrier_path)
@@ -236,6 +250,18 @@ class MonitorListener:
             self._call(self.on_state, event)
         else:
             stats.other += 1
+
+    def _run_record(self, run: MonitorRun) -> None:
+        self.stats.run_records += 1
+        if run.event == "run-start":
+            self._runs[run.run_id] = run.record
+            while len(self._runs) > REMEMBERED_RUNS:
+                self._runs.popitem(last=False)
+        self._call(self.on_run, run)
+
+    def run_info(self, run_id: str) -> dict[str, Any] | None:
+        """The start record of run ``run_id`` (the client's id), if this listener saw it."""
+        return self._runs.get(run_id)
 
     def _remember(self, change: MonitorStateChange) -> None:
         runs = self._finished

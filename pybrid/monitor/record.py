@@ -8,8 +8,9 @@ memory) or an :class:`~pybrid.recording.npz.NpzRecorder` otherwise (held in RAM,
 the end).  The first run goes to the path as given, the k-th to ``<stem>-<k><ext>``.  A run's
 file is finished when a later run starts after all its carriers reached DONE/ERROR, or by
 :meth:`Recorder.close`.  Carriers are named by the MAC of their entity path (``carrier-<index>``
-without one).  A monitor sees no run configuration, so ``sample_rate`` is what the user said
-(0 = unknown) and lost chunks after the last one received cannot be told.
+without one).  The sample rate is the one the proxy's run record gave (:meth:`Recorder.run`,
+the client's start command), else ``sample_rate`` (what the user said; 0 = unknown); lost
+chunks after the last one received cannot be told.
 """
 
 from __future__ import annotations
@@ -69,6 +70,16 @@ class Recorder:
     runs: dict[str, _Run] = attrs.field(factory=dict)
     written: list[tuple[str, dict[str, CarrierSummary]]] = attrs.field(factory=list)
     samples: int = 0  # samples placed (data chunks only, not final values)
+    #: Sample rates the proxy's run records named, by run id (the last few).
+    rates: dict[str, int] = attrs.field(factory=dict)
+
+    def run(self, run_id: str, record: dict[str, Any]) -> None:
+        """A run record from the proxy (:class:`~pybrid.monitor.decode.MonitorRun`)."""
+        rate = record.get("sample_rate")
+        if isinstance(rate, int) and rate > 0:
+            if len(self.rates) >= 256:
+                del self.rates[next(iter(self.rates))]
+            self.rates[run_id] = rate
 
     @property
     def empty(self) -> bool:
@@ -91,7 +102,8 @@ class Recorder:
                          if is_h5(path) else NpzRecorder(path))
             sink.begin(RunMeta(
                 run_id=chunk.run_id, start_time=self.clock.seconds(),
-                sample_rate=self.sample_rate, channels=chunk.samples.shape[1], carriers=(),
+                sample_rate=self.sample_rate or self.rates.get(chunk.run_id, 0),
+                channels=chunk.samples.shape[1], carriers=(),
                 extra={"source": "pybrid-monitor"},
             ))
             run = self.runs[chunk.run_id] = _Run(chunk.run_id, path, sink)

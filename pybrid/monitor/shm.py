@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 import attrs
 import numpy as np
 
-from pybrid.shm import frames as F
+from pybrid.wire import shm_frames as F
 
 RELEASE_EVERY = 64
 _HEADER = F.HEADER.unpack_from
@@ -69,9 +69,11 @@ class ShmChunk(NamedTuple):
 @attrs.frozen
 class ShmRunStart:
     run: int
-    run_id: str
+    run_id: str  # the client's id
     carriers: tuple[str, ...]
     seq: int
+    #: The whole RUN_START record: ``proxy_run_id``, ``sample_rate``, ``channels`` where known.
+    record: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -182,14 +184,12 @@ class ShmReader:
 
     def _writer_gone(self) -> bool:
         """True if the writer we saw died without detaching (raises nothing)."""
-        from pybrid.shm.ring import process_exists
-
         pid = _U64.unpack_from(self._mm, _WRITER_PID)[0]
         if pid:
             if pid != self._writer_pid:
                 self._writer_pid = pid
                 self.stats.writer_attaches += 1
-            return not process_exists(pid)
+            return not F.process_exists(pid)
         return False
 
     # -- frames -----------------------------------------------------------------------------
@@ -310,14 +310,15 @@ class ShmReader:
         body = F.json_body(frame)
         if kind == F.RUN_START:
             self._runs[run] = body["run_id"]
-            return ShmRunStart(run, body["run_id"], tuple(body.get("carriers", ())), seq)
+            return ShmRunStart(run, body["run_id"], tuple(body.get("carriers", ())), seq, body)
         if kind == F.LAYOUT:
             self._layouts[(run, carrier)] = body
             self._formats.clear()
             return None
         if kind == F.CARRIER_END:
             return ShmCarrierEnd(run, self._runs.get(run, ""), carrier, body.get("path", ""),
-                                 body.get("state", ""), body.get("reason", ""), seq)
+                                 F.END_STATE_NAMES.get(flags, body.get("state", "")),
+                                 body.get("reason", ""), seq)
         return None
 
     def _format(self, key: tuple[Any, ...]) -> tuple[Any, ...]:

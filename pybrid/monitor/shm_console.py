@@ -83,6 +83,8 @@ def run(name: str, *, interval: float = 1.0, duration: float | None = None,
                 if recorder is not None:
                     recorder.add(as_monitor_chunk(event))
             elif isinstance(event, ShmRunStart):
+                if recorder is not None:
+                    recorder.run(event.run_id, event.record)
                 print(f"[{now - start:7.1f}s] run {event.run} ({event.run_id[:8]}) started on "
                       f"{', '.join(event.carriers)}", file=out, flush=True)
             elif isinstance(event, ShmCarrierEnd):

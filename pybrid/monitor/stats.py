@@ -72,6 +72,8 @@ class ListenerStats:
     samples: int = 0
     state_changes: int = 0
     other: int = 0
+    #: Run records (a run's start and end, ``FLAG_RUN_RECORD``).
+    run_records: int = 0
     callback_errors: int = 0
     carriers: dict[tuple[int, str], CarrierStats] = attrs.Factory(dict)
     _next_sequence: dict[object, int] = attrs.Factory(dict)

@@ -113,7 +113,7 @@ class ProxyConfig:
     #: ``--status-interface``: IP address the status page binds to.
     status_interface: str = "127.0.0.1"
     #: ``--shm-tap NAME`` (repeatable) and ``--shm-write-timeout``: shared-memory taps
-    #: (:mod:`pybrid.shm`).
+    #: (:mod:`pybrid.proxy.taps.shm`).
     shm_taps: tuple[str, ...] = ()
     shm_write_timeout: float = 5.0
     shm_writer: str = "inline"

@@ -31,7 +31,6 @@ from twisted.logger import Logger
 from pybrid.discovery.advertise import AdvertiseService
 from pybrid.discovery.options import default_name
 from pybrid.discovery.records import Advert
-from pybrid.monitor.emitter import MulticastTap, make_tap
 from pybrid.proto import pb
 from pybrid.proxy.backend.cache import compose_extract
 from pybrid.proxy.backend.health import ClusterHealth, degraded_text
@@ -48,7 +47,9 @@ from pybrid.proxy.data.router import RunRouter
 from pybrid.proxy.runs.dispatch import Dispatcher
 from pybrid.proxy.status.model import ServiceStatus
 from pybrid.proxy.status.web import StatusService
-from pybrid.shm.options import make_shm_taps
+from pybrid.proxy.taps.base import fan
+from pybrid.proxy.taps.multicast import MulticastTap, make_tap
+from pybrid.proxy.taps.shm.options import make_shm_taps
 from pybrid.version import version
 from pybrid.wire.interfaces import INetworkReactor, host_port
 
@@ -73,14 +74,13 @@ class ProxyService(service.MultiService):
         timing = config.timing
         #: The multicast monitor tap (``--monitor``), or None; the router feeds it.
         self.tap: MulticastTap | None = make_tap(reactor, config.monitor)
+        #: ``--shm-tap`` shared-memory taps (pybrid.proxy.taps.shm), or None.
+        self.shm = make_shm_taps(config, reactor, lambda: self.lanes)
         #: A run being registered releases the intakes' source latches
-        #: (pybrid.proxy.backend.intake).
-        self.router = RunRouter(debug=config.debug, tap=self.tap,
-                                on_register=self._unlatch_intakes)
-        #: ``--shm-tap`` shared-memory taps (pybrid.shm), fed where the multicast tap is.
-        self.shm = make_shm_taps(config, reactor, self.router, lambda: self.lanes)
-        if self.shm is not None:
-            self.router.feed = self.shm.feed
+        #: (pybrid.proxy.backend.intake).  The router is the one way out to the taps.
+        self.router = RunRouter(
+            debug=config.debug, on_register=self._unlatch_intakes,
+            tap=fan([None if self.shm is None else self.shm.feed, self.tap]))
         self.lanes = [
             BackendLane(backend, reactor, self, self.router, timing, config.udp_rcvbuf,
                         config.debug, index)

@@ -198,10 +198,10 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
 
 
 def _shm_taps(names: list[str]) -> tuple[str, ...]:
-    """``--shm-tap`` names, validated (pybrid.shm.options)."""
+    """``--shm-tap`` names, validated (pybrid.proxy.taps.shm.options)."""
     if not names:
         return ()
-    from pybrid.shm.options import ShmOptionError, parse_shm_taps
+    from pybrid.proxy.taps.shm.options import ShmOptionError, parse_shm_taps
 
     try:
         return parse_shm_taps(names)

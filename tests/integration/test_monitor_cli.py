@@ -14,7 +14,7 @@ import pytest_twisted
 from support import monitor_sim as sim
 from twisted.internet import defer, error, protocol
 
-from pybrid.monitor import MulticastTap
+from pybrid.proxy.taps.multicast import MulticastTap
 
 TOOL = pathlib.Path(sys.executable).parent / "pybrid-monitor"
 IFACE = "127.0.0.1"

@@ -13,8 +13,9 @@ import pytest_twisted
 from support import monitor_sim as sim
 from twisted.internet import task
 
-from pybrid.monitor import MonitorChunk, MonitorListener, MulticastTap
-from pybrid.monitor.header import MAX_ENVELOPE, encode_datagram
+from pybrid.monitor import MonitorChunk, MonitorListener
+from pybrid.proxy.taps.multicast import MulticastTap
+from pybrid.wire.monitor_header import MAX_ENVELOPE, encode_datagram
 
 IFACE = "127.0.0.1"
 TIMEOUT = 10.0

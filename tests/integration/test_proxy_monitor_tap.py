@@ -73,14 +73,15 @@ async def test_two_monitors_see_every_datagram_and_one_leaves_mid_run(reactor, r
         run_id = str(uuid.uuid4())
         reply = await client.request("start_run_command", start_run(run_id))
         assert messages.kind_of(reply) == "start_run_response", reply
-        # monitors see what the device sent: the proxy's own id for the run (issue 15)
+        # monitors name the run as the client does (issue 21.4), the proxy's id beside it
         device_run = service.router.runs[run_id].run_id
+        assert device_run != run_id
         await second.wait_for(50, timeout=10)
         await second.leave()  # mid-run
         left_with = second.stats.chunks
         assert left_with < 2 * CHUNKS
 
-        changes = await first.when_run_done(device_run, carriers=2, timeout=10)
+        changes = await first.when_run_done(run_id, carriers=2, timeout=10)
         assert {c.new for c in changes} == {pb.DONE}
         for path in device.carrier_paths:
             await client.expect(
@@ -92,10 +93,15 @@ async def test_two_monitors_see_every_datagram_and_one_leaves_mid_run(reactor, r
         # the client got the whole run
         data = [f for f in client.frames if kind_is("run_data_message")(f)]
         assert len(data) == 2 * CHUNKS
-        # every datagram of the run reached the remaining monitor, in tap order, none lost
-        expected = 2 * (CHUNKS + 1 + STATES)
+        # every datagram of the run reached the remaining monitor, in tap order, none lost:
+        # the run's start and end records, and what the client got
+        expected = 2 * (CHUNKS + 1 + STATES) + 2
         await first.wait_for_datagrams(expected, timeout=10)
         stats = first.stats
+        assert stats.run_records == 2
+        info = first.run_info(run_id)
+        assert info is not None and info["proxy_run_id"] == device_run
+        assert info["sample_rate"] == start_run(run_id).daq_config.sample_rate
         assert stats.chunks == 2 * CHUNKS and stats.end_chunks == 2
         assert stats.state_changes == 2 * STATES
         assert stats.tap_gaps == 0 and stats.chunk_gaps == 0 and stats.malformed == 0

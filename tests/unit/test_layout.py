@@ -114,3 +114,57 @@ def test_no_module_is_over_420_lines():
 def test_the_proxy_top_level_holds_at_most_8_modules():
     top = sorted(p.name for p in (PACKAGE / "proxy").glob("*.py"))
     assert len(top) <= 8, top
+
+
+def test_nothing_outside_the_proxy_imports_it():
+    """The proxy is an application: libraries (client, monitor, wire …) never import it."""
+    outside = {name: sorted(d for d in deps if d.startswith("pybrid.proxy"))
+               for name, deps in import_graph().items() if not name.startswith("pybrid.proxy")}
+    assert {name: deps for name, deps in outside.items() if deps} == {}
+
+
+#: (writer, reader, the byte format both use): formats shared by two ends live in pybrid.wire.
+SHARED_FORMATS = [
+    ("pybrid.proxy.taps.multicast", "pybrid.monitor.listener", "pybrid.wire.monitor_header"),
+    ("pybrid.proxy.taps.shm.feed", "pybrid.monitor.shm", "pybrid.wire.shm_frames"),
+    ("pybrid.proxy.data.router", "pybrid.client.fastdata", "pybrid.wire.layout"),
+]
+
+
+def test_formats_shared_by_writer_and_reader_live_in_pybrid_wire():
+    graph = import_graph()
+    for writer, reader, fmt in SHARED_FORMATS:
+        assert fmt.startswith("pybrid.wire.") and fmt in graph
+        assert fmt in graph[writer] and fmt in graph[reader], (writer, reader, fmt)
+    stray = sorted(n for n in graph if n.rpartition(".")[2] in {"header", "frames", "layout"}
+                   and not n.startswith("pybrid.wire."))
+    assert stray == [], "a byte format outside pybrid.wire"
+
+
+#: Who may reach into a tap's own modules: the proxy's wiring, its options, its status record.
+TAP_USERS = {"pybrid.proxy.service", "pybrid.proxy.tap", "pybrid.proxy.status.model"}
+
+
+def test_taps_live_in_pybrid_proxy_taps_behind_one_interface():
+    """Every way out besides the clients is a module under pybrid/proxy/taps/ that the router
+    reaches only through pybrid.proxy.taps.base (its RunTap events)."""
+    graph = import_graph()
+    tap_modules = {n for n in graph if n.startswith("pybrid.proxy.taps.")}
+    assert {"pybrid.proxy.taps.base", "pybrid.proxy.taps.multicast",
+            "pybrid.proxy.taps.shm.feed"} <= tap_modules
+    reaching = {name: sorted(d for d in deps
+                             if d in tap_modules and d != "pybrid.proxy.taps.base")
+                for name, deps in graph.items()
+                if name not in tap_modules and name not in TAP_USERS}
+    assert {name: deps for name, deps in reaching.items() if deps} == {}
+    # a class with the tap events (run_started and chunk) is a tap: it lives there
+    stray = []
+    for name, path in modules().items():
+        if name in tap_modules:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                methods = {f.name for f in node.body if isinstance(f, ast.FunctionDef)}
+                if {"run_started", "chunk"} <= methods:
+                    stray.append(f"{name}.{node.name}")
+    assert stray == []

@@ -9,6 +9,7 @@ from typing import Protocol
 import attrs
 
 from pybrid.proxy.data.sequence import RunChunks
+from pybrid.proxy.taps.base import RunInfo
 
 
 class RunTarget(Protocol):
@@ -44,12 +45,6 @@ class Source(Protocol):
     def index(self) -> int: ...
 
 
-class Tap(Protocol):
-    """What the router needs of a :class:`pybrid.monitor.MulticastTap`."""
-
-    def emit(self, payload: bytes, carrier_index: int, flags: int = 0) -> None: ...
-
-
 @attrs.define
 class RunTrack:
     """One registered run: who gets its traffic, which carriers have finished, and its chunk
@@ -69,6 +64,11 @@ class RunTrack:
     observer: StateObserver | None = None
     #: Lost, reordered and late chunks (set by :meth:`RunRouter.register_run`).
     chunks: RunChunks | None = None
+    #: What the taps are told of the run (:mod:`pybrid.proxy.taps.base`); told of its end.
+    info: RunInfo = attrs.field(default=attrs.Factory(
+        lambda t: RunInfo(t.client_id or t.run_id, t.run_id, tuple(sorted(t.carriers)), 0),
+        takes_self=True))
+    tap_ended: bool = False
 
 
 @attrs.define
@@ -113,4 +113,4 @@ class RouterStatus:
 
 
 __all__ = ["RouterCounters", "RouterStatus", "RunProgress", "RunTarget", "RunTrack", "Source",
-           "StateObserver", "Tap"]
+           "StateObserver"]

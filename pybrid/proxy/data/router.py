@@ -23,7 +23,7 @@ refused UDP, as frames on their control connection: ``run_data_message``,
   ERROR, the target's ``run_ended`` is called (the session timeout restarts then).
 
 State changes are rare (a handful per run and carrier), so stamping parses and re-serializes.
-Data messages are the hot path (:mod:`pybrid.proxy.data.layout`): a datagram is matched against
+Data messages are the hot path (:mod:`pybrid.wire.layout`): a datagram is matched against
 the layouts learned from datagrams protobuf parsed — per backend and datagram length, every
 byte but the ids, the chunk varint and the samples must be the same — and its run id, chunk
 and carrier path are read at known offsets, without building any protobuf object.  A datagram
@@ -39,7 +39,7 @@ see :mod:`pybrid.proxy.runs.dispatch`) together with the id the client named
 (``client_id``).  Only the proxy's id routes: a client cannot name, join or end another
 session's run, and a local process cannot forge datagrams for a run it cannot name.  Every
 message to the client carries the client's id again: on the fast path by replacing the 36
-bytes in place (:func:`~pybrid.proxy.data.layout.with_run_id`); a client id of another length,
+bytes in place (:func:`~pybrid.wire.layout.with_run_id`); a client id of another length,
 and state changes, by a parse and re-serialization with the client's id.
 
 **Logging is bounded.**  A backend's address can send anything at any rate: drops are counted
@@ -47,28 +47,24 @@ exactly but logged for the first three and every 1000th of each kind (unparseabl
 kind, new unknown run ids) since the last run was registered, with the totals; chunk gaps are
 summed up per run (:class:`~pybrid.proxy.data.sequence.RunChunks`).
 
-**Monitor tap.**  When the service gives the router a tap (``--monitor``), every datagram
-from a backend's intake (:meth:`RunRouter.route_datagram`) and every run message a backend
-sent on its TCP lane (:meth:`RunRouter.route_message`, flagged ``FLAG_TCP_LANE``) is handed to
-``tap.emit`` first, as the bytes in hand, with the backend's lane index as carrier index — one
-``sendto`` per group, before and independent of routing (a run nobody registered is still
-monitored).  Messages the proxy writes itself (:meth:`RunRouter.route`) are not copied:
-monitors see what the backends sent; so does the ``--shm-tap`` ``feed``, but a fast-path datagram
-of a registered run comes with what the router knows of it (``feed.chunk``)."""
+**Taps.**  The router is the proxy's one way out besides the clients: when the service gives
+it a tap (``--monitor``, ``--shm-tap``: :mod:`pybrid.proxy.taps`), it tells the tap, through
+:class:`~pybrid.proxy.taps.base.RunTap`, of every registered run's start (the client's run id
+and what the start command said), every chunk and state change *as delivered to the client*
+(the client's run id in place; a fast-path chunk with its layout and chunk number) and its
+end with the accounting.  Runs nobody registered and messages the proxy writes itself
+(:meth:`RunRouter.route`) are not copied.  No tap: one ``is None`` test per message."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import Any
 
 import attrs
 from google.protobuf.message import DecodeError
 from twisted.logger import Logger
 
-from pybrid.monitor.header import FLAG_TCP_LANE
 from pybrid.proto import pb
-from pybrid.proxy.data import layout
-from pybrid.proxy.data.layout import DATA_HEAD, DATA_TAG, Layout, chunk_number, layout_of
 from pybrid.proxy.data.model import (
     RouterCounters,
     RouterStatus,
@@ -77,14 +73,14 @@ from pybrid.proxy.data.model import (
     RunTrack,
     Source,
     StateObserver,
-    Tap,
 )
 from pybrid.proxy.data.sequence import RunChunks
+from pybrid.proxy.taps.base import TCP_LANE, RunEnd, RunInfo, RunTap
+from pybrid.wire import layout
+from pybrid.wire.layout import DATA_HEAD, DATA_TAG, Layout, LayoutTable, layout_of
+from pybrid.wire.monitor_header import FLAG_TCP_LANE
 from pybrid.wire.noise import worth_logging
 from pybrid.wire.paths import carrier_of
-
-if TYPE_CHECKING:
-    from pybrid.shm.feed import ShmFeed
 
 _FINAL_STATES = frozenset((pb.DONE, pb.ERROR))
 _REPORT_LIMIT = 1024  # foreign run ids remembered for log-once
@@ -99,9 +95,8 @@ class RunRouter:
     """Routes backend run traffic to the session that started the run; see the module note."""
 
     debug: bool = False
-    #: The monitor tap (``--monitor``), or None.
-    tap: Tap | None = None
-    feed: ShmFeed | None = None  #: The ``--shm-tap`` feed, or None (see the module note).
+    #: The taps (``--monitor``, ``--shm-tap``: :mod:`pybrid.proxy.taps`), or None.
+    tap: RunTap | None = None
     #: Called whenever a run is registered (the service unlatches the intakes).
     on_register: Callable[[], None] | None = None
     #: Registered runs by the id the client named (what logs and the status page show).
@@ -117,7 +112,9 @@ class RunRouter:
     #: Drops of each kind since the last registration, for bounded logging.
     _noise: dict[str, int] = attrs.field(factory=dict)
     #: Layouts of data datagrams protobuf accepted, per backend name and datagram length.
-    _layouts: dict[str, dict[int, list[Layout]]] = attrs.field(factory=dict)
+    _layouts: dict[str, LayoutTable[Layout]] = attrs.field(factory=dict)
+    #: Runs registered since start (:attr:`RunInfo.number`).
+    _numbered: int = 0
 
     log = Logger()
 
@@ -137,11 +134,16 @@ class RunRouter:
     def register_run(
         self, run_id: str, target: RunTarget, carriers: Iterable[str],
         observer: StateObserver | None = None, client_id: str | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> None:
-        """Route run ``run_id`` (the backends' id) to ``target``, as ``client_id``."""
+        """Route run ``run_id`` (the backends' id) to ``target``, as ``client_id``; ``meta``
+        (sample rate …) is what the taps are told of the run besides its ids and carriers."""
         client = run_id if client_id is None else client_id
-        track = RunTrack(run_id, target, frozenset(carriers), client, client.encode(),
-                         observer=observer,
+        self._numbered += 1
+        paths = frozenset(carriers)
+        info = RunInfo(client, run_id, tuple(sorted(paths)), self._numbered, meta or {})
+        track = RunTrack(run_id, target, paths, client, client.encode(),
+                         observer=observer, info=info,
                          chunks=RunChunks(client, self.counters, self.gaps_by_carrier))
         for old in (self.runs.get(client), self._by_bytes.get(run_id.encode())):
             if old is not None:  # a reused client id, or (never) a reused proxy id
@@ -149,6 +151,8 @@ class RunRouter:
         self.runs[client] = track
         self._by_bytes[run_id.encode()] = track
         self._noise.clear()
+        if self.tap is not None:
+            self.tap.run_started(info)
         if self.on_register is not None:
             self.on_register()
 
@@ -179,31 +183,13 @@ class RunRouter:
     def route_datagram(self, source: Source, payload: bytes) -> bool:
         """A datagram from a backend's intake socket (the hot path; see the module note).
         True if it was traffic of a registered run."""
-        tap = self.tap
-        if tap is not None:
-            tap.emit(payload, source.index)
-        layouts = self._layouts.get(source.name)
-        if layouts is None:
+        table = self._layouts.get(source.name)
+        found = None if table is None else table.match(payload)
+        if found is None:
             return self._new_layout(source, payload)
-        for lay in layouts.get(len(payload), ()):
-            if (  # the middle first: it holds the carrier path
-                payload.startswith(lay.middle, lay.middle_at)
-                and payload.startswith(lay.head)
-                and payload.endswith(lay.tail)
-                and (lay.id_at < 0 or (payload.startswith(lay.between, lay.id_at + 36)
-                                       and payload[lay.id_at : lay.id_at + 36].isascii()))
-            ):
-                break
-        else:
-            return self._new_layout(source, payload)
-        k = lay.chunk_len
-        if k == 0:
-            number = 0
-        else:  # the chunk varint and its tag (0x10) are not among the fixed bytes
-            at = lay.chunk_at
-            number = payload[at] if k == 1 else chunk_number(payload[at : at + k])
-            if payload[at - 1] != 0x10 or not 0 <= number < 0x80 ** k:
-                return self._parse_and_route(source, payload)
+        lay, _, number = found
+        if number < 0:  # the chunk varint and its tag (0x10) are not among the fixed bytes
+            return self._parse_and_route(source, payload)
         rid = payload[lay.run_at : lay.run_at + 36]
         track = self._by_bytes.get(rid)
         if track is None:
@@ -221,16 +207,15 @@ class RunRouter:
                 next_chunk[path] = number + 1
             else:
                 self._sequence(track, path, number)
-        if self.feed is not None:
-            self.feed.chunk(track, lay, number, payload, source.index)
-        self.counters.forwarded += 1
         client = track.client_bytes
-        if client == rid:
-            track.target.deliver(payload)
-        elif len(client) == 36:
-            track.target.deliver(layout.with_run_id(payload, lay.run_at, client))
-        else:
-            return self._parse_and_route(source, payload)
+        if client != rid:
+            if len(client) != 36:
+                return self._parse_and_route(source, payload)
+            payload = layout.with_run_id(payload, lay.run_at, client)
+        self.counters.forwarded += 1
+        track.target.deliver(payload)
+        if self.tap is not None:
+            self.tap.chunk(track.info, source.index, lay, number, payload, 0)
         return True
 
     def _new_layout(self, source: Source, payload: bytes) -> bool:
@@ -242,13 +227,11 @@ class RunRouter:
             return False
         lay = layout_of(payload)
         if lay is not None:
-            layouts = self._layouts.get(source.name)
-            if layouts is None or len(layouts) >= _LAYOUT_LENGTHS:
-                layouts = self._layouts[source.name] = {}
-            same = layouts.setdefault(lay.length, [])
-            if len(same) >= _LAYOUTS_PER_LENGTH:
-                del same[0]
-            same.append(lay)
+            table = self._layouts.get(source.name)
+            if table is None:
+                table = self._layouts[source.name] = LayoutTable(_LAYOUT_LENGTHS,
+                                                                 _LAYOUTS_PER_LENGTH)
+            table.learn(lay, lay)
         return self._route(source, env, payload)
 
     def _parse(self, source: Source, payload: bytes) -> pb.Envelope | None:
@@ -263,8 +246,6 @@ class RunRouter:
                               "{count} unparseable so far)", backend=source.name,
                               length=len(payload), count=self.counters.unparseable)
             return None
-        if self.feed is not None:
-            self.feed.emit(payload, source.index)
         return env
 
     def _parse_and_route(self, source: Source, payload: bytes) -> bool:
@@ -272,21 +253,17 @@ class RunRouter:
         return False if env is None else self._route(source, env, payload)
 
     def route_message(self, source: Source, env: pb.Envelope, payload: bytes) -> None:
-        """One run message ``source`` sent on its TCP lane, parsed (``env``) and raw: to the
-        monitor tap (flagged ``FLAG_TCP_LANE``), then :meth:`route`."""
-        tap = self.tap
-        if tap is not None:
-            tap.emit(payload, source.index, FLAG_TCP_LANE)
-        if self.feed is not None:
-            self.feed.emit(payload, source.index, FLAG_TCP_LANE)
-        self._route(source, env, payload)
+        """One run message ``source`` sent on its TCP lane, parsed (``env``) and raw: routed
+        like a datagram, the taps told with :data:`~pybrid.proxy.taps.base.TCP_LANE`."""
+        self._route(source, env, payload, TCP_LANE)
 
     def route(self, source: Source, env: pb.Envelope, payload: bytes) -> None:
-        """Route one run message as if ``source`` had sent it (no monitor copy: also used for
+        """Route one run message as if ``source`` had sent it (no tap copy: also used for
         state changes the proxy writes itself)."""
-        self._route(source, env, payload)
+        self._route(source, env, payload, -1)
 
-    def _route(self, source: Source, env: pb.Envelope, payload: bytes) -> bool:
+    def _route(self, source: Source, env: pb.Envelope, payload: bytes, flags: int = 0) -> bool:
+        """``flags`` for the taps: 0 a datagram, ``TCP_LANE``, -1 the proxy's own (no copy)."""
         msg = env.message_v1
         kind = msg.WhichOneof("kind")
         body: pb.RunDataMessage | pb.RunDataEndMessage
@@ -295,7 +272,7 @@ class RunRouter:
         elif kind == "run_data_end_message":
             body = msg.run_data_end_message
         elif kind == "run_state_change_message":
-            return self._state(source, msg.run_state_change_message, env, payload)
+            return self._state(source, msg.run_state_change_message, env, payload, flags)
         else:
             self.counters.unexpected_kind += 1
             noise = self._noise["unexpected"] = self._noise.get("unexpected", 0) + 1
@@ -319,7 +296,10 @@ class RunRouter:
             else:
                 self._sequence(track, path, run.chunk)
         self.counters.forwarded += 1
-        track.target.deliver(_as_client(track, run.id, env, body, payload))
+        data = _as_client(track, run.id, env, body, payload)
+        track.target.deliver(data)
+        if self.tap is not None and flags >= 0:
+            self.tap.chunk(track.info, source.index, None, run.chunk, data, flags)
         return True
 
     # -- chunk accounting -----------------------------------------------------------------
@@ -342,11 +322,16 @@ class RunRouter:
             if track.chunks is not None and track.chunks.holes:
                 track.chunks.settle(track.next_chunk)
 
-    @staticmethod
-    def _close(track: RunTrack) -> None:
-        """The run is over (or no longer ours): chunks still missing are lost; summed up."""
+    def _close(self, track: RunTrack, state: int = 0) -> None:
+        """The run is over (or no longer ours): chunks still missing are lost; summed up; the
+        taps are told once (``state`` 0: released unfinished)."""
         if track.chunks is not None:
             track.chunks.close()
+        if self.tap is not None and not track.tap_ended:
+            track.tap_ended = True
+            lost = sum(track.chunks.lost.values()) if track.chunks is not None else 0
+            self.tap.run_ended(track.info, RunEnd(state, dict(track.finished),
+                                                  sum(track.next_chunk.values()), lost))
 
     # -- drops and state changes ------------------------------------------------------------
 
@@ -367,7 +352,8 @@ class RunRouter:
                 )
 
     def _state(
-        self, source: Source, change: pb.RunStateChangeMessage, env: pb.Envelope, payload: bytes
+        self, source: Source, change: pb.RunStateChangeMessage, env: pb.Envelope, payload: bytes,
+        flags: int = 0,
     ) -> bool:
         run_id = change.run.id
         track = self._by_bytes.get(run_id.encode())
@@ -381,14 +367,19 @@ class RunRouter:
             payload = b""  # re-serialized below, with the client's id
         if change.HasField("entity") and change.entity.path:
             paths: tuple[str, ...] = (carrier_of(change.entity.path),)
-            track.target.deliver(payload or env.SerializeToString())
+            sent = [(paths[0], payload or env.SerializeToString())]
         else:
             paths = source.carriers
-            if not paths:  # carriers unknown: the client applies it to all of them
-                track.target.deliver(payload or env.SerializeToString())
-            for path in paths:
+            sent = [] if paths else [("", payload or env.SerializeToString())]
+            for path in paths:  # carriers unknown (none): the client applies it to all
                 change.entity.path = path
-                track.target.deliver(env.SerializeToString())
+                sent.append((path, env.SerializeToString()))
+        tap = self.tap if flags >= 0 else None
+        for path, data in sent:
+            track.target.deliver(data)
+            if tap is not None:
+                tap.state_changed(track.info, source.index, path, new_state, change.reason,
+                                  data, flags)
         if self.debug:
             self.log.debug("run {run}: state {state} for {carriers} from {backend}",
                            run=run_id, state=pb.RunState.Name(new_state), carriers=paths,
@@ -398,8 +389,8 @@ class RunRouter:
                 track.finished[path] = new_state
             if track.carriers <= track.finished.keys():
                 track.ended = True
-                self._close(track)
                 final = pb.ERROR if pb.ERROR in track.finished.values() else pb.DONE
+                self._close(track, final)
                 track.target.run_ended(track.client_id, final)
         if track.observer is not None:
             track.observer.state_changed(source.name, paths, new_state, change.reason)

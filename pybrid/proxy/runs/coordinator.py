@@ -46,6 +46,7 @@ Replies to ``stop_run_command`` are only logged; a backend that does not answer 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -119,7 +120,8 @@ class RunCoordinator:
         self.counters.runs += 1
         session.runs.add(client)
         self.barriers[run_id] = (session, barrier)
-        self.router.register_run(run_id, session, owners, observer=barrier, client_id=client)
+        self.router.register_run(run_id, session, owners, observer=barrier, client_id=client,
+                                 meta=run_meta(command))
         self._begun[run_id] = (self.clock.seconds(), self.router.track_of(run_id))
         barrier.when_finished().addCallback(self._finished, session, barrier)
         self.log.info("session {session} starts run {client} (backends: {run}) on {n} "
@@ -303,3 +305,15 @@ class RunCoordinator:
         self.log.info("backend {backend}: stop_run unanswered ({error})", backend=backend,
                       error=failure.getErrorMessage())
 
+
+def run_meta(command: pb.StartRunCommand) -> dict[str, Any]:
+    """What the taps are told of a run from its start command: the sample rate (Hz) and the
+    channels per carrier the client asked for, when it said."""
+    meta: dict[str, Any] = {}
+    if command.HasField("daq_config"):
+        daq = command.daq_config
+        if daq.sample_rate:
+            meta["sample_rate"] = daq.sample_rate
+        if daq.num_channels:
+            meta["channels"] = daq.num_channels
+    return meta

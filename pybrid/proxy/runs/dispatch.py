@@ -60,13 +60,13 @@ from pybrid.proto import pb
 from pybrid.proxy.backend.lane import BackendLane
 from pybrid.proxy.clients.session import Session
 from pybrid.proxy.config import Timing
-from pybrid.proxy.data.layout import new_run_id
 from pybrid.proxy.data.router import RunRouter
 from pybrid.proxy.runs.barrier import RunBarrier
 from pybrid.proxy.runs.coordinator import DispatchCounters, RunCoordinator
 from pybrid.proxy.runs.merge import NoBackend, copies, merge_replies, split_config, target_lanes
 from pybrid.wire import messages
 from pybrid.wire.correlate import RequestTimeout
+from pybrid.wire.layout import new_run_id
 
 UDP_REFUSAL = "the proxy delivers run data as TCP frames on this connection"
 #: A held start forwarded late still gets at least this long for the backends' replies.

@@ -224,7 +224,7 @@ def _monitor(status: ProxyStatus) -> str:
 
 
 def _shm(status: ProxyStatus) -> str:
-    """``--shm-tap`` taps (pybrid.shm.tap.ShmTapStatus); nothing without one."""
+    """``--shm-tap`` taps (pybrid.proxy.taps.shm.tap.ShmTapStatus); nothing without one."""
     if not status.shm_taps:
         return ""
     rows = [(f"<code>{e(t.name)}</code>", e(t.state), count(t.frames_written),

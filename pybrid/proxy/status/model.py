@@ -11,13 +11,13 @@ from typing import Any
 
 import attrs
 
-from pybrid.monitor.emitter import TapCounters
 from pybrid.proxy.backend.model import LaneStatus, Readiness
 from pybrid.proxy.clients.front import FrontCounters
 from pybrid.proxy.clients.scheduler import SchedulerStatus
 from pybrid.proxy.data.model import RouterStatus
 from pybrid.proxy.runs.coordinator import DispatchCounters
 from pybrid.proxy.runs.history import RunRecord
+from pybrid.proxy.taps.multicast import TapCounters
 
 
 @attrs.frozen
@@ -36,7 +36,7 @@ class ServiceStatus:
     dispatch: DispatchCounters
     #: The multicast monitor tap's counters (``--monitor``), or None without a tap.
     monitor: TapCounters | None
-    #: ``--shm-tap``: one :class:`pybrid.shm.tap.ShmTapStatus` per tap.
+    #: ``--shm-tap``: one :class:`pybrid.proxy.taps.shm.tap.ShmTapStatus` per tap.
     shm_taps: tuple[Any, ...] = ()
     #: May a session be promoted (the scheduler's own verdict, pybrid.proxy.backend.health).
     readiness: Readiness = attrs.field(kw_only=True)
@@ -142,7 +142,7 @@ class ProxyStatus:
     log_counts: dict[str, int]
     #: The multicast monitor tap's counters, or None without ``--monitor``.
     monitor: TapCounters | None = None
-    #: ``--shm-tap``: one :class:`pybrid.shm.tap.ShmTapStatus` per tap.
+    #: ``--shm-tap``: one :class:`pybrid.proxy.taps.shm.tap.ShmTapStatus` per tap.
     shm_taps: tuple[Any, ...] = ()
     #: The scheduler's verdict on the cluster: ``healthy`` and the page's pill show it (a
     #: snapshot built without one is not ready).

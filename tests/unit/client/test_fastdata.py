@@ -182,7 +182,7 @@ def test_layouts_are_bounded():
     for rows in range(1, 80):
         env = envelope(1, rows=rows)
         fp.learn(env, env.SerializeToString())
-    assert sum(len(v) for v in fp._by_length.values()) <= 64
+    assert len(fp._table) <= 64
 
 
 # -- through the client protocol into a run ---------------------------------------------------

@@ -12,8 +12,8 @@ from support import monitor_sim as sim
 from twisted.internet import task
 
 from pybrid.monitor import cli
-from pybrid.monitor.header import encode_datagram
 from pybrid.monitor.record import Recorder
+from pybrid.wire.monitor_header import encode_datagram
 
 PATH = "/00-00-00-00-00-01"
 

@@ -10,10 +10,10 @@ from support import monitor_sim as sim
 from twisted.internet import defer, error, task
 
 from pybrid.monitor.decode import MonitorChunk, MonitorStateChange, decode_datagram
-from pybrid.monitor.header import MalformedDatagram, encode_datagram, encode_header
 from pybrid.monitor.listener import ListenerSetupError, ListenerStopped, MonitorListener
 from pybrid.monitor.stats import advance
 from pybrid.proto import pb
+from pybrid.wire.monitor_header import MalformedDatagram, encode_datagram, encode_header
 
 TAP = ("127.0.0.1", 40000)
 PATH = "/00-00-00-00-00-01"
@@ -271,3 +271,33 @@ def test_join_failure_closes_the_port_and_reports() -> None:
     assert failures[0].check(ListenerSetupError)
     assert "192.0.2.77" in failures[0].getErrorMessage()
     assert reactor.stopped and not listener.listening
+
+
+def test_a_run_record_that_is_not_json_is_malformed_not_raised() -> None:
+    from pybrid.wire.monitor_header import FLAG_RUN_RECORD
+
+    listener, _chunks, _states = make()
+    listener.datagram(encode_datagram(b"{not json", 0xFFFF, 0, 5, flags=FLAG_RUN_RECORD),
+                      TAP)
+    listener.datagram(encode_datagram(b'{"event": "run-start"}', 0xFFFF, 1, 5,
+                                      flags=FLAG_RUN_RECORD), TAP)
+    assert listener.stats.malformed_by_reason == {"record": 2}
+    assert listener.stats.run_records == 0
+
+
+def test_the_recorder_takes_the_sample_rate_from_the_run_record(tmp_path) -> None:
+    import json
+
+    from pybrid.monitor.record import Recorder
+
+    rates = {}
+    for name, given in (("record", 0), ("user", 1000)):
+        rec = Recorder(str(tmp_path / f"{name}.npz"), task.Clock(), sample_rate=given)
+        rec.run("r1", {"sample_rate": 50_000})
+        listener = MonitorListener(task.Clock(), "239.255.0.1", 5007, on_chunk=rec.add)
+        Feeder(listener).send(sim.data_envelope("r1", "/00-00-00-00-00-01", 0,
+                                                np.ones((4, 2), dtype="<f4")))
+        [(path, _summary)] = rec.close()
+        with np.load(path) as npz:
+            rates[name] = json.loads(str(npz["meta"]))["sample_rate"]
+    assert rates == {"record": 50_000, "user": 1000}  # what the user said wins

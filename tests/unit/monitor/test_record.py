@@ -10,8 +10,8 @@ from support.optional import require
 from twisted.internet import task
 
 from pybrid.monitor.decode import decode_datagram
-from pybrid.monitor.header import encode_datagram
 from pybrid.monitor.record import Recorder, carrier_name
+from pybrid.wire.monitor_header import encode_datagram
 
 h5py = require("h5py", "hdf5")
 

@@ -15,8 +15,8 @@ require_shm()
 import zerobuffer  # noqa: E402
 
 from pybrid.monitor.shm import ShmCarrierEnd, ShmChunk, ShmReader, ShmRunStart  # noqa: E402
-from pybrid.shm import frames as F  # noqa: E402
-from pybrid.shm.ring import Ring  # noqa: E402
+from pybrid.proxy.taps.shm.ring import Ring  # noqa: E402
+from pybrid.wire import shm_frames as F  # noqa: E402
 
 
 def opening(run_id: str) -> list[F.Frame]:

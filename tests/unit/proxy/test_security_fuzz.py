@@ -24,12 +24,12 @@ from support.fuzz_inputs import random_envelope
 from support.fuzz_proxy import claim, proxy, run_traffic, send_run_traffic, start_run_command
 from support.proxy_fakes import FakeReactor, connect_client
 
-from pybrid.monitor.emitter import MulticastTap
 from pybrid.monitor.options import DEFAULT_TTL, MonitorConfig
 from pybrid.proto import pb
 from pybrid.proxy.clients import auth as auth_module
 from pybrid.proxy.clients.auth import FAILED, REQUIRED, too_many_text
 from pybrid.proxy.config import ProxyConfig
+from pybrid.proxy.taps.multicast import MulticastTap
 from pybrid.wire import messages
 from pybrid.wire.framing import frame
 

@@ -29,9 +29,9 @@ from support.fuzz_proxy import (
 )
 from support.proxy_fakes import FakeReactor, device_bytes
 
-from pybrid.proxy.data.layout import layout_of
 from pybrid.wire import messages
 from pybrid.wire.framing import MAX_DATAGRAM
+from pybrid.wire.layout import layout_of
 
 
 def fuzz(examples: int) -> settings:
@@ -115,7 +115,7 @@ def test_run_traffic_of_an_unknown_run_never_reaches_the_active_client():
 
 def test_run_data_damaged_after_its_head_is_not_forwarded():
     """The router's fast path accepts only the layout of datagrams protobuf parsed
-    (pybrid.proxy.data.layout): a cut or damaged datagram takes the full parse and is counted
+    (pybrid.wire.layout): a cut or damaged datagram takes the full parse and is counted
     unparseable, never forwarded."""
     reactor = FakeReactor()
     service, backends = proxy(reactor)

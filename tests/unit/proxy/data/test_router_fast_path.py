@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from pybrid.device.encoding import ChunkEncoder, WireChannel
-from pybrid.monitor.header import FLAG_TCP_LANE as MONITOR_FLAG_TCP_LANE
 from pybrid.proto import pb
 from pybrid.proxy.data import router as router_module
-from pybrid.proxy.data.layout import DATA_HEAD, chunk_number, layout_of
 from pybrid.proxy.data.router import FLAG_TCP_LANE, RunRouter
 from pybrid.proxy.data.sequence import REORDER_WINDOW
 from pybrid.wire import messages
+from pybrid.wire.layout import DATA_HEAD, chunk_number, layout_of
+from pybrid.wire.monitor_header import FLAG_TCP_LANE as MONITOR_FLAG_TCP_LANE
 
 C0, C1 = "/00-00-00-00-00-0a", "/00-00-00-00-00-0b"
 
@@ -42,10 +42,22 @@ class Lane:
 
 @attrs.define
 class FakeTap:
-    emitted: list = attrs.field(factory=list)
+    """A RunTap that records its events."""
 
-    def emit(self, payload, carrier_index, flags=0):
-        self.emitted.append((payload, carrier_index, flags))
+    events: list = attrs.field(factory=list)
+
+    def run_started(self, run):
+        self.events.append(("start", run))
+
+    def chunk(self, run, lane, lay, number, payload, flags):
+        self.events.append(("chunk", run.client_id, lane, lay is not None, number, payload,
+                            flags))
+
+    def state_changed(self, run, lane, path, state, reason, payload, flags):
+        self.events.append(("state", run.client_id, lane, path, state, payload, flags))
+
+    def run_ended(self, run, end):
+        self.events.append(("end", run.client_id, end.state))
 
 
 def data(run_id, chunk, path=C0, end=False, msg_id=None, samples=b"\x01" * 64):
@@ -267,36 +279,65 @@ def test_a_run_registered_again_starts_a_fresh_sequence():
     assert router.counters.reordered == 0 and len(target.delivered) == 1
 
 
-def test_the_tap_gets_every_datagram_with_the_lane_index_before_routing():
+@pytest.mark.parametrize("same_id", [True, False])
+def test_the_tap_gets_a_registered_runs_events_as_the_client_gets_them(same_id):
     tap = FakeTap()
     run_id = str(uuid.uuid4())
+    client = run_id if same_id else str(uuid.uuid4())
     router = RunRouter(tap=tap)
     target = Target()
-    router.register_run(run_id, target, [C0, C1])
-    sent = traffic(run_id)
-    for raw in sent:
+    router.register_run(run_id, target, [C0, C1], client_id=client,
+                        meta={"sample_rate": 1000})
+    for raw in traffic(run_id):
         router.route_datagram(Lane(index=3), raw)
-    # everything, also other runs and garbage, exactly as received
-    assert tap.emitted == [(raw, 3, 0) for raw in sent]
+    start = tap.events[0]
+    assert start[0] == "start" and start[1].client_id == client and start[1].proxy_id == run_id
+    assert start[1].carriers == (C0, C1) and start[1].meta == {"sample_rate": 1000}
+    # every chunk and state the client got, in order, with the client's id; nothing else
+    told = [e[-2] for e in tap.events if e[0] in ("chunk", "state")]
+    assert told == target.delivered
+    chunks = [e for e in tap.events if e[0] == "chunk"]
+    assert all(e[1] == client and e[2] == 3 and e[6] == 0 for e in chunks)
+    assert [e[4] for e in chunks[:4]] == [CHUNKS[0], CHUNKS[0], CHUNKS[1], CHUNKS[1]]
+    assert any(e[3] for e in chunks)  # the fast path says where the samples are
+    states = [e for e in tap.events if e[0] == "state"]
+    assert [(e[3], e[4]) for e in states] == [(C0, pb.TAKE_OFF), (C1, pb.TAKE_OFF),
+                                              (C0, pb.DONE), (C1, pb.DONE)]
+    assert tap.events[-1] == ("end", client, pb.DONE)
 
 
 def test_tcp_lane_messages_reach_the_tap_flagged():
     assert FLAG_TCP_LANE == MONITOR_FLAG_TCP_LANE
     tap = FakeTap()
     router = RunRouter(tap=tap)
-    raw = state("r1", pb.NEW, pb.TAKE_OFF)
+    router.register_run("r1", Target(), [C0])
+    raw = state("r1", pb.NEW, pb.TAKE_OFF, entity=C0)
     router.route_message(Lane(index=1), pb.Envelope.FromString(raw), raw)
-    assert tap.emitted == [(raw, 1, FLAG_TCP_LANE)]
+    chunk = data("r1", 0)
+    router.route_message(Lane(index=1), pb.Envelope.FromString(chunk), chunk)
+    assert tap.events[1:] == [("state", "r1", 1, C0, pb.TAKE_OFF, raw, FLAG_TCP_LANE),
+                              ("chunk", "r1", 1, False, 0, chunk, FLAG_TCP_LANE)]
 
 
-def test_messages_the_proxy_writes_itself_are_not_copied_to_the_tap():
+def test_messages_the_proxy_writes_itself_and_foreign_runs_are_not_copied_to_the_tap():
     tap = FakeTap()
     router = RunRouter(tap=tap)
     target = Target()
     router.register_run("r1", target, [C0])
     raw = state("r1", pb.OP, pb.ERROR, entity=C0)
     router.route(Lane(), pb.Envelope.FromString(raw), raw)
-    assert tap.emitted == [] and target.delivered == [raw]
+    router.route_datagram(Lane(), data(str(uuid.uuid4()), 0))
+    assert [e[0] for e in tap.events] == ["start", "end"] and target.delivered == [raw]
+
+
+def test_a_run_released_unfinished_is_ended_for_the_tap_once():
+    tap = FakeTap()
+    router = RunRouter(tap=tap)
+    target = Target()
+    router.register_run("r1", target, [C0])
+    router.release(target)
+    router.release(target)
+    assert tap.events[-1] == ("end", "r1", 0) and len(tap.events) == 2
 
 
 def test_no_tap_no_emission():

@@ -10,8 +10,8 @@ from support.proxy_fakes import FakeReactor, connect_client, make_proxy
 from support.proxy_multi import active_client, start_command
 
 from pybrid.proto import pb
-from pybrid.proxy.data.layout import new_run_id
 from pybrid.wire import messages
+from pybrid.wire.layout import new_run_id
 
 C0 = "/00-00-00-00-00-00"
 VICTIM = "5e1f0000-0000-4000-8000-000000000001"

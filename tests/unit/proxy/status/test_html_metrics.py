@@ -7,10 +7,10 @@ import json
 from prometheus_client.parser import text_string_to_metric_families
 from support import ops_fakes
 
-from pybrid.monitor.emitter import GroupCounters, TapCounters
 from pybrid.proxy.backend.model import Readiness
 from pybrid.proxy.status import html as status_html
 from pybrid.proxy.status import metrics as status_metrics
+from pybrid.proxy.taps.multicast import GroupCounters, TapCounters
 
 
 def parse_metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:

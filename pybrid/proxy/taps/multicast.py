@@ -2,9 +2,12 @@
 
 Design note
 -----------
-The proxy calls :meth:`MulticastTap.emit` with every data and state Envelope a backend sends,
-on the reactor thread, as it receives them.  ``emit`` therefore does only this: one
-``struct.pack`` of the fixed header (:mod:`pybrid.monitor.header`), one bytes concatenation
+The run router tells the tap of its runs (:class:`~pybrid.proxy.taps.base.RunTap`): every data
+and state Envelope as the client got it (the client's run id) goes out with
+:meth:`MulticastTap.emit`, on the reactor thread; a run's start and end as a JSON run record
+(``FLAG_RUN_RECORD``: the client's run id, carriers, sample rate …), so a listener knows what it
+records without being told.  ``emit`` does only this: one
+``struct.pack`` of the fixed header (:mod:`pybrid.wire.monitor_header`), one bytes concatenation
 and one ``sendto`` per group on a non-blocking socket.  It never parses protobuf, never looks
 at samples, never blocks and never raises into the caller:
 
@@ -22,6 +25,7 @@ the time stamp comes from the injected reactor's ``seconds()``.
 from __future__ import annotations
 
 import errno
+import json
 import socket
 from collections.abc import Iterable
 from typing import Any, cast
@@ -30,7 +34,6 @@ import attrs
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
 
-from pybrid.monitor.header import HEADER, MAGIC, MAX_ENVELOPE, VERSION
 from pybrid.monitor.options import (
     DEFAULT_INTERFACE,
     DEFAULT_TTL,
@@ -39,7 +42,17 @@ from pybrid.monitor.options import (
     parse_interface,
     parse_ttl,
 )
+from pybrid.proxy.taps.base import RunEnd, RunInfo
 from pybrid.wire.interfaces import INetworkReactor
+from pybrid.wire.layout import Layout
+from pybrid.wire.monitor_header import (
+    FLAG_RUN_RECORD,
+    HEADER,
+    MAGIC,
+    MAX_ENVELOPE,
+    RUN_WIDE,
+    VERSION,
+)
 
 #: Send buffer the tap asks for (the kernel may cap it).
 SEND_BUFFER = 1 << 20
@@ -191,9 +204,20 @@ class MulticastTap:
         """Send ``payload`` (a serialized Envelope) to every group, prefixed by the header.
 
         ``carrier_index`` (0..65535) says which carrier/backend it came from; ``flags`` may
-        hold :data:`~pybrid.monitor.header.FLAG_TCP_LANE`; ``timestamp_ns`` defaults to the
+        hold :data:`~pybrid.wire.monitor_header.FLAG_TCP_LANE`; ``timestamp_ns`` defaults to the
         reactor's clock.  Never raises; see the module's design note for what is counted.
         """
+        self.chunk(None, carrier_index, None, 0, payload, flags, timestamp_ns)
+
+    # -- the router's events (pybrid.proxy.taps.base.RunTap) --------------------------------
+
+    def run_started(self, run: RunInfo) -> None:
+        self._record({"event": "run-start", **run.as_record()})
+
+    def chunk(self, run: RunInfo | None, lane: int, lay: Layout | None, number: int,
+              payload: bytes, flags: int, timestamp_ns: int | None = None) -> None:
+        """One message to every group (what :meth:`emit` does; the router calls this)."""
+        carrier_index = lane
         counters = self.counters
         counters.emitted += 1
         sequence = self._sequence
@@ -230,6 +254,20 @@ class MulticastTap:
                 continue
             group.sent += 1
             group.bytes += size
+
+    def state_changed(self, run: RunInfo, lane: int, path: str, state: int, reason: str,
+                      payload: bytes, flags: int) -> None:
+        self.chunk(run, lane, None, 0, payload, flags)
+
+    def run_ended(self, run: RunInfo, end: RunEnd) -> None:
+        state = {1: "ERROR", 2: "DONE"}.get(end.state, "")  # protobuf RunState numbers
+        self._record({"event": "run-end", "run_id": run.client_id, "proxy_run_id": run.proxy_id,
+                      "run": run.number, "state": state, "chunks": end.chunks,
+                      "lost": end.lost})
+
+    def _record(self, body: dict[str, Any]) -> None:
+        self.emit(json.dumps(body, separators=(",", ":"), sort_keys=True).encode(), RUN_WIDE,
+                  FLAG_RUN_RECORD)
 
     def _first(self, what: str, code: int, **fields: Any) -> None:
         """Log the first drop of each kind; later ones are only counted."""

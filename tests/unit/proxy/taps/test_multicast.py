@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from twisted.internet import task
 
-from pybrid.monitor.emitter import MulticastTap, TapSetupError, make_tap
-from pybrid.monitor.header import FLAG_TCP_LANE, HEADER_SIZE, MAX_ENVELOPE, decode_header
 from pybrid.monitor.options import monitor_config
+from pybrid.proxy.taps.multicast import MulticastTap, TapSetupError, make_tap
+from pybrid.wire.monitor_header import FLAG_TCP_LANE, HEADER_SIZE, MAX_ENVELOPE, decode_header
 
 
 class FakeSocket:
@@ -200,3 +200,39 @@ def test_make_tap_from_config(reactor: FakeReactor) -> None:
     tap = make_tap(reactor, monitor_config(["239.255.0.9:6000"], 0, "any"))
     assert tap is not None
     assert (tap.groups, tap.ttl, tap.interface) == ([("239.255.0.9", 6000)], 0, None)
+
+
+def test_run_events_reach_a_listener_with_the_clients_id_and_sample_rate(
+        reactor: FakeReactor) -> None:
+    from pybrid.monitor.listener import MonitorListener
+    from pybrid.proto import pb
+    from pybrid.proxy.taps.base import RunEnd, RunInfo
+    from pybrid.wire.monitor_header import FLAG_RUN_RECORD, RUN_WIDE
+
+    tap, sock = started(reactor)
+    runs: list[Any] = []
+    listener = MonitorListener(task.Clock(), "239.255.0.1", 5007, on_run=runs.append)
+    info = RunInfo("client-id", "proxy-id", ("/00-00-00-00-00-01",), 7,
+                   {"sample_rate": 125_000, "channels": 4})
+    tap.run_started(info)
+    change = pb.Envelope()
+    change.message_v1.run_state_change_message.run.id = "client-id"
+    change.message_v1.run_state_change_message.new_ = pb.DONE
+    raw = change.SerializeToString()
+    tap.state_changed(info, 2, "/00-00-00-00-00-01", pb.DONE, "", raw, FLAG_TCP_LANE)
+    tap.run_ended(info, RunEnd(pb.DONE, {}, 10, 1))
+    first = [data for data, addr in sock.sent if addr == GROUPS[0]]
+    assert len(first) == 3
+    head = decode_header(first[0])
+    assert head.flags == FLAG_RUN_RECORD and head.carrier_index == RUN_WIDE
+    assert first[1][HEADER_SIZE:] == raw and decode_header(first[1]).carrier_index == 2
+    for data in first:
+        listener.datagram(data, ("127.0.0.1", 1))
+    assert [r.event for r in runs] == ["run-start", "run-end"]
+    assert all(r.run_id == "client-id" for r in runs)
+    start = listener.run_info("client-id")
+    assert start is not None and start["sample_rate"] == 125_000
+    assert start["proxy_run_id"] == "proxy-id" and start["carriers"] == ["/00-00-00-00-00-01"]
+    assert runs[1].record["state"] == "DONE" and runs[1].record["lost"] == 1
+    assert listener.stats.run_records == 2 and listener.stats.malformed == 0
+    assert listener.stats.state_changes == 1

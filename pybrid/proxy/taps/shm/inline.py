@@ -2,11 +2,11 @@
 
 Design note
 -----------
-:meth:`pybrid.shm.ring.Ring.write_batch` and :meth:`~pybrid.shm.ring.Ring.write_chunks` never
+:meth:`.ring.Ring.write_batch` and :meth:`.ring.Ring.write_chunks` never
 wait: they write the frames that fit and say how many.  :class:`InlineWriter` uses them on the
 reactor thread itself.  The feed's fast path calls :meth:`InlineWriter.put` once per chunk:
 the datagram and its chunk number are appended to the open
-:class:`~pybrid.shm.chunks.Chunks` (two list appends; a new run starts when the template
+:class:`~pybrid.proxy.taps.shm.chunks.Chunks` (two list appends; a new run starts when the template
 changes, the tap sequence jumps, or another frame came in between); :meth:`submit` queues
 any other frame behind it.  The first frame of a burst schedules one flush with
 ``clock.callLater(0, …)``, so all the datagrams the reactor read in one pass over its sockets
@@ -16,7 +16,7 @@ retried every :data:`RETRY` seconds of the injected clock; what waits beyond ``m
 or ``max_bytes`` is dropped at the next flush and counted (``refused``).  The reader dead, or
 no space for ``write_timeout`` seconds, fails the writer exactly as the writer thread would
 (``report(error, lost)``).  No thread, no lock and no GIL hand-off per frame: the cheapest
-way from the hot path into shared memory.  The writer thread (:mod:`pybrid.shm.writer`)
+way from the hot path into shared memory.  The writer thread (:mod:`pybrid.proxy.taps.shm.writer`)
 remains for a ring whose writes should not share the reactor's core time
 (``--shm-writer thread``).
 """
@@ -28,16 +28,16 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from pybrid.shm.chunks import Chunks
-from pybrid.shm.frames import Frame, Template
-from pybrid.shm.ring import BufferFullException, ReaderDeadException
+from pybrid.proxy.taps.shm.chunks import Chunks
+from pybrid.proxy.taps.shm.ring import BufferFullException, ReaderDeadException
+from pybrid.wire.shm_frames import Frame, Template
 
 #: Seconds between retries while the ring is full.
 RETRY = 0.002
 
 
 class InlineWriter:
-    """Writes one :class:`~pybrid.shm.ring.Ring` from the reactor thread; see the note."""
+    """Writes one :class:`~.ring.Ring` from the reactor thread; see the note."""
 
     log = Logger()
 

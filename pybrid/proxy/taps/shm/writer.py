@@ -9,7 +9,7 @@ The reactor thread must never wait on a semaphore, so each attached tap owns one
 amortises the ring's bookkeeping and the thread switch.  The deque is bounded by frames and by
 bytes; a frame that does not fit is refused (``submit`` returns False) and the tap counts it.
 
-The thread writes with :meth:`pybrid.shm.ring.Ring.write_batch`; when the ring is full it
+The thread writes with :meth:`pybrid.proxy.taps.shm.ring.Ring.write_batch`; when the ring is full it
 waits on the reader's semaphore in short slices (checking that the reader is alive and that
 it was not told to stop) for at most ``write_timeout`` seconds of wall time — a semaphore
 wait is real time, not reactor time.  It ends on the first failure: ``BufferFullException``
@@ -32,8 +32,8 @@ from typing import Any, Protocol
 
 from twisted.logger import Logger
 
-from pybrid.shm.frames import Frame
-from pybrid.shm.ring import BufferFullException, ReaderDeadException
+from pybrid.proxy.taps.shm.ring import BufferFullException, ReaderDeadException
+from pybrid.wire.shm_frames import Frame
 
 #: Frames per batch handed to the ring.
 BATCH = 512
@@ -55,7 +55,7 @@ class RingLike(Protocol):
 
 
 class WriterThread:
-    """Owns one :class:`~pybrid.shm.ring.Ring` on its own thread; see the module note."""
+    """Owns one :class:`~pybrid.proxy.taps.shm.ring.Ring` on its own thread; see the module note."""
 
     log = Logger()
 

@@ -1,4 +1,6 @@
-"""Backend datagrams → pybrid-shm frames (the feed), and the frame format itself."""
+"""The router's run events → pybrid-shm frames (the feed), and the frame format itself.
+
+The feed is driven the way the proxy drives it: datagrams through a real RunRouter."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ require_shm()
 
 from pybrid import samples as S  # noqa: E402
 from pybrid.proto import pb  # noqa: E402
-from pybrid.shm import frames as F  # noqa: E402
-from pybrid.shm.feed import ShmFeed  # noqa: E402
+from pybrid.proxy.data.router import RunRouter  # noqa: E402
+from pybrid.proxy.taps.shm.feed import ShmFeed  # noqa: E402
+from pybrid.wire import shm_frames as F  # noqa: E402
 
 PATH = "/00-00-00-00-00-01"
 
@@ -41,17 +44,59 @@ def state_message(run_id: str, new: int) -> bytes:
 
 
 class Sink:
+    """A tap: what it is handed, as frames (a fast-path ``put`` as the frame it writes)."""
+
     def __init__(self) -> None:
         self.frames: list[F.Frame] = []
         self.sink = self.frames.append
+        self.puts = 0
+
+    def put(self, seq: int, chunk: int, src: bytes, t: F.Template) -> None:
+        self.puts += 1
+        self.frames.append((t[1], seq, chunk, memoryview(src)[t[4] : t[5]], t[6], t[7]))
 
 
-def feed_for(active: set[str]) -> tuple[ShmFeed, Sink]:
+class Lane:
+    name = "dev"
+    carriers = (PATH,)
+    index = 0
+
+
+class Target:
+    session_id = "s"
+
+    def __init__(self) -> None:
+        self.got: list[bytes] = []
+
+    def deliver(self, payload: bytes) -> None:
+        self.got.append(payload)
+
+    def run_ended(self, run_id: str, state: int) -> None:
+        pass
+
+
+class Fed:
+    """A feed behind a router that registered the runs ``active`` (proxy id → client id)."""
+
+    def __init__(self, active: dict[str, str], sink: Sink) -> None:
+        self.feed = ShmFeed(lambda: [{"index": 0, "lane": 0, "path": PATH}])
+        self.feed.taps.append(sink)
+        self.router = RunRouter(tap=self.feed)
+        self.target = Target()
+        for run_id, client in active.items():
+            self.router.register_run(run_id, self.target, [PATH], client_id=client)
+
+    def emit(self, payload: bytes, lane: int = 0) -> None:
+        self.router.route_datagram(Lane(), payload)
+
+    def replay(self) -> list[F.Frame]:
+        return self.feed.replay()
+
+
+def feed_for(active: set[str] | dict[str, str]) -> tuple[Fed, Sink]:
     sink = Sink()
-    feed = ShmFeed(lambda rid: [PATH] if rid in active else None,
-                   lambda: [{"index": 0, "lane": 0, "path": PATH}])
-    feed.taps.append(sink)
-    return feed, sink
+    fed = Fed(active if isinstance(active, dict) else {r: r for r in active}, sink)
+    return fed, sink
 
 
 def whole(frame: F.Frame) -> bytes:
@@ -63,7 +108,7 @@ def whole(frame: F.Frame) -> bytes:
 def test_messages_of_runs_that_are_not_active_make_no_frames():
     feed, sink = feed_for(set())
     feed.emit(data_message(str(uuid.uuid4()), 0, np.ones((100, 8))), 0)
-    assert sink.frames == [] and feed.inactive == 1
+    assert sink.frames == [] and feed.router.counters.foreign_run == 1
 
 
 def test_a_run_yields_start_layout_chunks_and_end_with_zero_copy_samples():
@@ -121,7 +166,7 @@ def test_end_messages_are_flagged():
 def test_garbage_is_counted_and_ignored():
     feed, sink = feed_for({"x"})
     feed.emit(b"\xff\xff\xff garbage", 0)
-    assert sink.frames == [] and feed.unusable == 1
+    assert len(sink.frames) == 1 and feed.router.counters.unparseable == 1  # RUN_START
 
 
 def test_samples_view_is_a_view_and_checks_sizes():
@@ -144,62 +189,50 @@ def test_metadata_round_trip_and_foreign_metadata():
         F.parse_metadata(b"")
 
 
-class PutSink(Sink):
-    """A tap with the fast path's ``put``: the frames it would write, as frames."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.puts = 0
-
-    def put(self, seq: int, chunk: int, src: bytes, t: F.Template) -> None:
-        self.puts += 1
-        self.frames.append((t[1], seq, chunk, src[t[4] : t[5]], t[6], t[7]))
-
-
-class Lane:
-    name = "dev"
-    carriers = (PATH,)
-    index = 0
-
-
-class Target:
-    session_id = "s"
-
-    def __init__(self) -> None:
-        self.got: list[bytes] = []
-
-    def deliver(self, payload: bytes) -> None:
-        self.got.append(payload)
-
-    def run_ended(self, run_id: str, state: int) -> None:
-        pass
-
-
-def test_fed_from_the_router_fast_path_the_frames_equal_those_of_the_feed_alone():
-    from pybrid.proxy.data.router import RunRouter
-
-    run_id = str(uuid.uuid4())
+def test_frames_name_the_run_by_the_clients_id_fast_path_or_parsed():
+    run_id, client = str(uuid.uuid4()), str(uuid.uuid4())
     rng = np.random.default_rng(2)
     raws = [rng.standard_normal((100, 8)).astype("<f4") for _ in range(6)]
     payloads = [data_message(run_id, n, raw) for n, raw in enumerate(raws)]
     payloads.append(data_message(run_id, 6, raws[0], end=True))
-    payloads.append(data_message(str(uuid.uuid4()), 7, raws[0]))  # a run nobody registered
     payloads.append(state_message(run_id, pb.DONE))
-    alone, expected = feed_for({run_id})
+    fed, sink = feed_for({run_id: client})
     for payload in payloads:
-        alone.emit(payload, 0)
+        fed.emit(payload)
+    assert sink.puts >= 4  # most chunks came through the router's fast path
+    start = F.json_body(whole(sink.frames[0]))
+    assert start["run_id"] == client and start["proxy_run_id"] == run_id
+    chunks = [whole(f) for f in sink.frames if F.parse_header(whole(f))[0] == F.CHUNK]
+    assert [F.parse_header(c)[5] for c in chunks] == list(range(7))
+    for frame, raw in zip(chunks, raws, strict=False):
+        np.testing.assert_array_equal(F.samples_view(frame, 100, 8, 1), raw)
+    assert F.parse_header(chunks[-1])[1] & F.FLAG_END_MESSAGE
+    assert F.parse_header(whole(sink.frames[-1]))[0] == F.CARRIER_END
+    assert len(fed.target.got) == 8 and all(client.encode() in g for g in fed.target.got)
 
-    router = RunRouter()
-    target = Target()
-    router.register_run(run_id, target, [PATH])
-    routed = PutSink()
-    router.feed = ShmFeed(lambda rid: router.runs[rid].carriers if rid in router.runs else None,
-                          lambda: [{"index": 0, "lane": 0, "path": PATH}])
-    router.feed.taps.append(routed)
-    for payload in payloads:
-        router.route_datagram(Lane(), payload)
-    assert routed.puts >= 4  # most chunks came through the router's fast path
-    assert [whole(f) for f in routed.frames] == [whole(f) for f in expected.frames]
-    flags = [F.parse_header(whole(f))[1] for f in routed.frames]
-    assert flags[-2] & F.FLAG_END_MESSAGE  # the end message, fast path or not
-    assert target.got[:7] == payloads[:7] and len(target.got) == 8  # + the stamped DONE
+
+def _documented_end_states() -> dict[str, int]:
+    """The CARRIER_END flags values docs/monitors.md's frame table gives (not the code's)."""
+    import pathlib
+    import re
+
+    docs = pathlib.Path(__file__).parents[5] / "docs" / "monitors.md"
+    row = next(line for line in docs.read_text().splitlines()
+               if line.startswith("| 1 | u8 | flags") and "CARRIER_END" in line)
+    m = re.search(r"\((\d+) DONE, (\d+) ERROR", row)
+    assert m is not None, row
+    return {"DONE": int(m.group(1)), "ERROR": int(m.group(2))}
+
+
+@pytest.mark.parametrize("state", ["DONE", "ERROR"])
+def test_the_end_frame_says_the_final_state_as_documented(state):
+    """Issue 21.3: a reader written from the docs' table decodes the final state right."""
+    documented = _documented_end_states()
+    run_id = str(uuid.uuid4())
+    feed, sink = feed_for({run_id})
+    feed.emit(data_message(run_id, 0, np.ones((10, 8))), 0)
+    feed.emit(state_message(run_id, pb.RunState.Value(state)), 0)
+    end = whole(sink.frames[-1])
+    assert end[0] == 4  # CARRIER_END, as documented
+    assert end[1] == documented[state]
+    assert {v: k for k, v in documented.items()}[end[1]] == state

@@ -7,7 +7,7 @@ import json
 from pybrid.proxy.status import html as status_html
 from pybrid.proxy.status import metrics as status_metrics
 from pybrid.proxy.status.model import ProxyStatus
-from pybrid.shm.tap import ShmTapStatus
+from pybrid.proxy.taps.shm.tap import ShmTapStatus
 
 
 def snapshot() -> ProxyStatus:

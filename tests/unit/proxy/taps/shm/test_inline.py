@@ -9,10 +9,10 @@ from twisted.internet import task
 
 require_shm()
 
-from pybrid.shm import frames as F  # noqa: E402
-from pybrid.shm.chunks import Chunks  # noqa: E402
-from pybrid.shm.inline import RETRY, InlineWriter  # noqa: E402
-from pybrid.shm.ring import BufferFullException, ReaderDeadException  # noqa: E402
+from pybrid.proxy.taps.shm.chunks import Chunks  # noqa: E402
+from pybrid.proxy.taps.shm.inline import RETRY, InlineWriter  # noqa: E402
+from pybrid.proxy.taps.shm.ring import BufferFullException, ReaderDeadException  # noqa: E402
+from pybrid.wire import shm_frames as F  # noqa: E402
 
 
 class FakeRing:

@@ -10,7 +10,8 @@ offset type    field
 ====== ======= ==========================================================================
 0      u8      kind: :data:`CHUNK`, :data:`RUN_START`, :data:`LAYOUT`, :data:`CARRIER_END`
 1      u8      flags: :data:`FLAG_END_MESSAGE`, :data:`FLAG_PER_CHANNEL` (chunks); the final
-               run state (``CARRIER_END``: 4 DONE, 5 ERROR as in docs/protocol.md)
+               run state (``CARRIER_END``: :data:`END_DONE` 2, :data:`END_ERROR` 1, the
+               protobuf ``RunState`` numbers of docs/protocol.md)
 2      u16     carrier index (the proxy's backend lane; 0xFFFF for run-wide frames)
 4      u32     run number (counts the runs this proxy wrote, from 1)
 8      u64     tap sequence: every frame the proxy *produced*, written or not (gap detection)
@@ -35,6 +36,7 @@ the C++ and C# ZeroBuffer readers can decode the same bytes.
 from __future__ import annotations
 
 import json
+import os
 import struct
 from typing import Any
 
@@ -57,6 +59,11 @@ FLAG_END_MESSAGE = 0x01  # the chunk came as run_data_end_message
 FLAG_PER_CHANNEL = 0x02  # gain/offset differ per channel: use the LAYOUT frame's lists
 
 RUN_WIDE = 0xFFFF
+
+#: A CARRIER_END frame's flags byte: the final run state (protobuf ``RunState`` numbers).
+END_DONE = 2
+END_ERROR = 1
+END_STATE_NAMES = {END_DONE: "DONE", END_ERROR: "ERROR"}
 
 #: dtype code -> numpy dtype string (code 0 is "unknown").
 DTYPE_CODES: dict[int, str] = {1: "<f4", 2: "<f8", 3: "<i2", 4: "<u2", 5: "<i1", 6: "<u1",
@@ -166,3 +173,16 @@ def samples_view(frame: memoryview | bytes, samples: int, channels: int,
                                f"samples x {channels} channels of {dt}")
     view = np.frombuffer(frame, dtype=dt, count=n, offset=HEADER_SIZE)
     return view.reshape(samples, channels)
+
+
+def process_exists(pid: int) -> bool:
+    """Whether the ZeroBuffer peer ``pid`` (from the OIEB) is alive: both ends' rule."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pybrid.monitor import header as h
+from pybrid.wire import monitor_header as h
 
 
 def test_layout_is_24_big_endian_bytes() -> None:

@@ -18,10 +18,10 @@ of the whole segment and several struct round trips per field: about 12 000 fram
 frames as fit, subtracts their space with one atomic operation, and then posts the semaphore
 once per frame (what the reader expects).  There is no msync: both processes map the same
 pages and the semaphore post is a full barrier.  Waiting for space (:meth:`Ring.wait_space`)
-blocks on ``sem-r``: only the writer thread (:mod:`pybrid.shm.writer`) calls it.  The inline
-writer (:mod:`pybrid.shm.inline`, reactor thread) uses the non-blocking calls, once per
+blocks on ``sem-r``: only the writer thread (:mod:`.writer`) calls it.  The inline
+writer (:mod:`pybrid.proxy.taps.shm.inline`, reactor thread) uses the non-blocking calls, once per
 reactor pass: :meth:`Ring.write_chunks` writes a run of the feed's fast-path chunks
-(:class:`pybrid.shm.chunks.Chunks`, with numpy when it is long enough) and
+(:class:`pybrid.proxy.taps.shm.chunks.Chunks`, with numpy when it is long enough) and
 :meth:`Ring.write_batch` any other frames.
 
 Errors are the library's own classes (``zerobuffer.BufferFullException`` …) so readers and
@@ -48,12 +48,13 @@ from zerobuffer import (
     ZeroBufferException,
 )
 
-from pybrid.shm.chunks import Chunks, write_rows
-from pybrid.shm.frames import SEQ_CHUNK, Frame
+from pybrid.proxy.taps.shm.chunks import Chunks, write_rows
+from pybrid.wire.shm_frames import SEQ_CHUNK, Frame, process_exists
 
 __all__ = [
     "BufferFullException",
     "BufferNotFound",
+    "BufferNotReady",
     "FrameTooLargeException",
     "ReaderDeadException",
     "Ring",
@@ -92,20 +93,12 @@ class BufferNotFound(ZeroBufferException):
     """No ZeroBuffer of that name exists (no reader has created it)."""
 
 
-def process_exists(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _segment(name: str) -> str:
     return name if name.startswith("/") else "/" + name
+
+
+class BufferNotReady(ZeroBufferException):
+    """The segment exists but its reader has not finished setting it up (OIEB still zero)."""
 
 
 class Ring:
@@ -123,13 +116,16 @@ class Ring:
             raise BufferNotFound(f"no ZeroBuffer named {name!r} (no reader created it)") from None
         try:
             if shm.size < OIEB_SIZE:
-                raise ZeroBufferException(f"{name!r} is too small for a ZeroBuffer")
+                raise BufferNotReady(f"{name!r} is still being created (no OIEB yet)")
             # MAP_POPULATE: fault the whole ring in now, not one page per frame on the hot path
             self._mm = mmap.mmap(shm.fd, shm.size, flags=mmap.MAP_SHARED | _POPULATE)
         finally:
             shm.close_fd()
         mm = self._mm
         fields = _OIEB.unpack_from(mm, 0)
+        if fields[0] == 0:  # the reader has sized the segment but not yet written the OIEB
+            mm.close()
+            raise BufferNotReady(f"{name!r} is still being created (OIEB not yet written)")
         if fields[0] != OIEB_SIZE or fields[1] != 1:
             mm.close()
             raise ZeroBufferException(f"{name!r} is not a ZeroBuffer v1 segment "
@@ -196,9 +192,9 @@ class Ring:
 
     def write_batch(self, frames: Sequence[Frame | Chunks], start: int = 0) -> tuple[int, int]:
         """Write the frames ``frames[start:]`` that fit now, up to the first
-        :class:`~pybrid.shm.chunks.Chunks`; return ``(count, bytes)``.
+        :class:`~pybrid.proxy.taps.shm.chunks.Chunks`; return ``(count, bytes)``.
 
-        A frame is :data:`pybrid.shm.frames.Frame`.  Raises ``FrameTooLargeException`` for a
+        A frame is :data:`pybrid.wire.shm_frames.Frame`.  Raises ``FrameTooLargeException`` for a
         frame the ring can never hold and ``ReaderDeadException`` when the reader closed.
         """
         mm = self._mm
@@ -263,7 +259,7 @@ class Ring:
     def write_chunks(self, item: Chunks) -> tuple[int, int]:
         """Write the frames of ``item`` not yet written that fit now (advancing
         ``item.done``); return ``(count, bytes)``.  The frames go in blocks between wraps
-        (:func:`pybrid.shm.chunks.write_rows`); the bookkeeping is done once, as in
+        (:func:`pybrid.proxy.taps.shm.chunks.write_rows`); the bookkeeping is done once, as in
         :meth:`write_batch`, whose errors it raises."""
         mm = self._mm
         if _U64.unpack_from(mm, _READER_PID)[0] == 0:

@@ -10,14 +10,14 @@ from twisted.internet import task
 
 require_shm()
 
-from pybrid.shm import frames as F  # noqa: E402
-from pybrid.shm.ring import (  # noqa: E402
+from pybrid.proxy.taps.shm.ring import (  # noqa: E402
     BufferFullException,
     BufferNotFound,
     ReaderDeadException,
     WriterAlreadyConnectedException,
 )
-from pybrid.shm.tap import ShmTap  # noqa: E402
+from pybrid.proxy.taps.shm.tap import ShmTap  # noqa: E402
+from pybrid.wire import shm_frames as F  # noqa: E402
 
 
 @attrs.define
@@ -216,3 +216,35 @@ def test_stop_ends_the_writer_and_the_polls():
     assert rig.tap.status().frames_written == 1
     rig.clock.advance(10)
     assert len(rig.connects) == 1
+
+
+def test_a_buffer_still_being_created_is_retried_quietly_and_warned_of_only_late():
+    """Issue 21.9: the reader has made the segment but not yet its OIEB (all zeros)."""
+    import posix_ipc
+    from support.shm import buffer_name
+    from twisted.logger import LogLevel, globalLogPublisher
+
+    name = buffer_name()
+    seg = posix_ipc.SharedMemory("/" + name, posix_ipc.O_CREX, size=4096)
+    seg.close_fd()
+    clock = task.Clock()
+    tap = ShmTap(name, clock, lambda f, *a: f(*a), lambda: b"META", poll_interval=0.25)
+    logged: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        tap.start()
+        for _ in range(12):  # 3 s of polls: the reader is just slow to set up
+            clock.advance(0.25)
+        loud = [e for e in logged if e.get("log_namespace", "").startswith("pybrid.proxy.taps.shm")
+                and (e["log_level"] >= LogLevel.warn or "log_failure" in e)]
+        assert loud == [] and tap.state == "waiting"
+        for _ in range(12):  # beyond the deadline: one warning, no traceback
+            clock.advance(0.25)
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+        tap.stop()
+        seg.unlink()
+    loud = [e for e in logged if e.get("log_namespace", "").startswith("pybrid.proxy.taps.shm")
+            and (e["log_level"] >= LogLevel.warn or "log_failure" in e)]
+    assert len(loud) == 1 and "log_failure" not in loud[0]
+    assert loud[0]["log_level"] == LogLevel.warn and "still not set up" in loud[0]["log_format"]

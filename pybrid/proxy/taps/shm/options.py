@@ -35,22 +35,13 @@ def parse_shm_taps(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def make_shm_taps(config: Any, reactor: Any, router: Any,
-                  lanes: Callable[[], Iterable[Any]]) -> Any:
-    """The proxy's :class:`~pybrid.shm.service.ShmTaps`, or None without ``--shm-tap``."""
+def make_shm_taps(config: Any, reactor: Any, lanes: Callable[[], Iterable[Any]]) -> Any:
+    """The proxy's :class:`~.service.ShmTaps`, or None without ``--shm-tap``."""
     if not config.shm_taps:
         return None
-    from pybrid.shm.service import ShmTaps, lane_carriers
+    from pybrid.proxy.taps.shm.service import ShmTaps, lane_carriers
     from pybrid.version import version
 
-    def lookup(run_id: str) -> Any:  # run_id: the backend-facing (proxy's) id
-        track = router.track_of(run_id)
-        return None if track is None else track.carriers
-
-    def name_of(run_id: str) -> str:
-        track = router.track_of(run_id)
-        return run_id if track is None else track.client_id
-
-    return ShmTaps(config.shm_taps, reactor, lookup, lambda: lane_carriers(lanes()),
-                   name_of=name_of, proxy_version=version(), write_timeout=config.shm_write_timeout,
+    return ShmTaps(config.shm_taps, reactor, lambda: lane_carriers(lanes()),
+                   proxy_version=version(), write_timeout=config.shm_write_timeout,
                    writer=config.shm_writer)

@@ -40,6 +40,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import attrs
 
@@ -61,9 +62,10 @@ DAQ_HEAD = re.compile(rb"\x1a(" + _VARINT + rb")\x0a(" + _VARINT + rb")")
 DATA_TAG = 0x92
 
 
-@attrs.frozen
+@attrs.frozen(eq=False)
 class Layout:
-    """Where the variable parts of one kind of data datagram are, and its fixed bytes."""
+    """Where the variable parts of one kind of data datagram are, and its fixed bytes.
+    Compared and hashed by identity: a learned layout is one object, a cheap dict key."""
 
     #: Datagram length.
     length: int
@@ -86,6 +88,11 @@ class Layout:
     middle: bytes
     #: DaqData after the samples: type, channels, sample count, stride.
     tail: bytes
+
+    @property
+    def samples_at(self) -> int:
+        """Offset of the sample bytes (``DaqData.data``); they end where ``tail`` starts."""
+        return self.middle_at + len(self.middle)
 
 
 def layout_of(payload: bytes) -> Layout | None:
@@ -127,6 +134,78 @@ def layout_of(payload: bytes) -> Layout | None:
         run_at=run_at, chunk_at=chunk_at, chunk_len=chunk_len, middle_at=chunk_at + chunk_len,
         middle=payload[chunk_at + chunk_len : d.end()], tail=payload[tail:],
     )
+
+
+E = TypeVar("E")
+
+
+@attrs.define(eq=False)
+class LayoutTable(Generic[E]):
+    """Layouts learned from datagrams protobuf parsed, each with an entry ``E`` (the layout
+    itself, or what a reader keeps with it), per datagram length: at most ``per_length`` per
+    length (the oldest goes) and ``lengths`` lengths (then all are forgotten).  The one
+    learn/match rule of the router, the client's fast path and the taps."""
+
+    lengths: int = 64
+    per_length: int = 16
+    _by_length: dict[int, list[tuple[Layout, E]]] = attrs.field(factory=dict)
+
+    def __len__(self) -> int:
+        return sum(len(same) for same in self._by_length.values())
+
+    def learn(self, lay: Layout, entry: E) -> None:
+        same = self._by_length.get(lay.length)
+        if same is None:
+            if len(self._by_length) >= self.lengths:
+                self._by_length.clear()
+            same = self._by_length[lay.length] = []
+        if len(same) >= self.per_length:
+            del same[0]
+        same.append((lay, entry))
+
+    def match(self, payload: bytes) -> tuple[Layout, E, int] | None:
+        """The learned layout whose fixed bytes ``payload`` has (the message id ASCII), its
+        entry and the chunk number (:func:`read_chunk`, inline: the hot path), or None: then
+        the full parse decides.  A chunk number of -1: not a varint protobuf reads the same."""
+        for lay, entry in self._by_length.get(len(payload), ()):  # noqa: B007
+            if (  # the middle first: it holds the carrier path
+                payload.startswith(lay.middle, lay.middle_at)
+                and payload.startswith(lay.head)
+                and payload.endswith(lay.tail)
+                and (lay.id_at < 0 or (payload.startswith(lay.between, lay.id_at + 36)
+                                       and payload[lay.id_at : lay.id_at + 36].isascii()))
+            ):
+                break
+        else:
+            return None
+        k = lay.chunk_len
+        if k == 0:
+            return lay, entry, 0
+        at = lay.chunk_at
+        if payload[at - 1] != 0x10:  # the tag is not among the fixed bytes
+            return lay, entry, -1
+        if k == 1:
+            number = payload[at]
+            return lay, entry, number if number < 0x80 else -1
+        if k == 2:  # chunks 128 .. 16383
+            b0 = payload[at]
+            b1 = payload[at + 1]
+            return lay, entry, (b0 & 0x7F) | b1 << 7 if b0 >= 0x80 > b1 else -1
+        number = chunk_number(payload[at : at + k])
+        return lay, entry, number if 0 <= number < 0x80**k else -1
+
+
+def read_chunk(lay: Layout, payload: bytes) -> int:
+    """The chunk number of a matched datagram; -1 if its varint is not one protobuf reads the
+    same (the tag byte 0x10 is not among the fixed bytes, so it is checked here too)."""
+    k = lay.chunk_len
+    if k == 0:
+        return 0
+    at = lay.chunk_at
+    if payload[at - 1] != 0x10:
+        return -1
+    number = payload[at] if k == 1 else chunk_number(payload[at : at + k])
+    return number if 0 <= number < 0x80**k else -1
 
 
 def chunk_number(data: bytes) -> int:

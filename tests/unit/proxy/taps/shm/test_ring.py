@@ -11,9 +11,8 @@ require_shm()
 
 import zerobuffer  # noqa: E402
 
-from pybrid.shm import frames as F  # noqa: E402
-from pybrid.shm.chunks import VECTOR_MIN, Chunks  # noqa: E402
-from pybrid.shm.ring import (  # noqa: E402
+from pybrid.proxy.taps.shm.chunks import VECTOR_MIN, Chunks  # noqa: E402
+from pybrid.proxy.taps.shm.ring import (  # noqa: E402
     BufferNotFound,
     FrameTooLargeException,
     ReaderDeadException,
@@ -22,6 +21,7 @@ from pybrid.shm.ring import (  # noqa: E402
     remove_orphan,
     segment_reader_pid,
 )
+from pybrid.wire import shm_frames as F  # noqa: E402
 
 
 @pytest.fixture

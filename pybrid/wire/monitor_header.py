@@ -9,12 +9,19 @@ unchanged (no protobuf work in the proxy).  All header fields are big-endian (ne
     offset size field
     0      4    magic          b"PBM1"
     4      1    version        1
-    5      1    flags          bit 0 = FLAG_TCP_LANE; other bits reserved (senders send 0,
-                               listeners ignore them)
+    5      1    flags          bit 0 = FLAG_TCP_LANE; bit 1 = FLAG_RUN_RECORD; other bits
+                               reserved (senders send 0, listeners ignore them)
     6      2    carrier index  u16, the proxy's index of the carrier/backend
     8      8    tap sequence   u64, +1 per datagram the tap was asked to emit (dropped ones too)
     16     8    timestamp      u64 nanoseconds on the proxy's clock when the tap emitted it
-    24     n    Envelope       the bare serialized Envelope exactly as the backend sent it
+    24     n    Envelope       the serialized Envelope as the client got it (the client's
+                               run id); with FLAG_RUN_RECORD a UTF-8 JSON run record instead
+
+A run record (carrier index :data:`RUN_WIDE`) names a run when it starts and ends:
+``{"event": "run-start", "run_id": <the client's id>, "proxy_run_id": …, "carriers": […],
+"run": n, "sample_rate": Hz, "channels": n}`` (the last two where the client said) and
+``{"event": "run-end", "run_id": …, "state": "DONE"|"ERROR"|"", "chunks": n, "lost": n}``.
+Listeners that predate the flag count it as an unparseable Envelope and go on.
 
 The whole datagram must fit one UDP datagram (65 507 bytes), so the largest Envelope a tap can
 carry is :data:`MAX_ENVELOPE` = 65 483 bytes.  See ``docs/monitors.md``.
@@ -41,6 +48,10 @@ MAX_ENVELOPE = MAX_DATAGRAM - HEADER_SIZE
 
 #: Flag bit: the backend delivered this Envelope on its TCP control lane (UDP fallback).
 FLAG_TCP_LANE = 0x01
+#: Flag bit: the body is a JSON run record, not an Envelope (see the module note).
+FLAG_RUN_RECORD = 0x02
+#: Carrier index of run records (the whole run).
+RUN_WIDE = 0xFFFF
 
 _U16 = 0xFFFF
 _U64 = 0xFFFF_FFFF_FFFF_FFFF

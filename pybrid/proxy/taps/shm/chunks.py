@@ -3,7 +3,7 @@
 Design note
 -----------
 The feed's fast path hands a writer one CHUNK frame at a time as ``(seq, chunk, datagram,
-template)`` (:data:`~pybrid.shm.frames.Template`).  Copying each into the ring on arrival costs
+template)`` (:data:`~pybrid.wire.shm_frames.Template`).  Copying each into the ring on arrival costs
 a handful of Python operations per frame; instead the inline writer appends the datagram and
 the chunk number to a :class:`Chunks` — consecutive frames of one template, tap sequence
 numbers ``seq0``, ``seq0 + 1`` … — and writes the whole run once per reactor pass.  For
@@ -14,7 +14,7 @@ header, the samples, the padding), and one assignment per field — the ZeroBuff
 sequence numbers as ``arange``, the chunk numbers from their list, the samples as one 2-D
 copy.  Fewer frames are written one by one (a ``pack_into`` and a slice each), where the
 numpy calls would cost more than they save.  Either way the bytes are exactly those of
-:func:`pybrid.shm.frames.frame_bytes`; the tests check the two against each other and
+:func:`pybrid.wire.shm_frames.frame_bytes`; the tests check the two against each other and
 against the real library's reader.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from pybrid.shm.frames import Template
+from pybrid.wire.shm_frames import Template
 
 #: Frames from which a run is written with numpy rather than one by one.
 VECTOR_MIN = 8

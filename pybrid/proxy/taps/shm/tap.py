@@ -5,18 +5,18 @@ Design note
 :class:`ShmTap` is a small state machine on the reactor thread, driven by the injected clock:
 
 * **waiting** — every ``poll_interval`` seconds it tries to connect (``connect(name,
-  sequence)``, by default :class:`pybrid.shm.ring.Ring`): no buffer yet (``BufferNotFound``)
+  sequence)``, by default :class:`.ring.Ring`): no buffer yet (``BufferNotFound``)
   keeps waiting quietly; a buffer whose reader was killed (``ReaderDeadException`` while
-  connecting) is removed (:func:`~pybrid.shm.ring.remove_orphan`) so that a new reader can
+  connecting) is removed (:func:`~.ring.remove_orphan`) so that a new reader can
   create it again; another writer on the name (``WriterAlreadyConnectedException``) is
   logged once as an error and retried.  After a ``BufferFull`` detach the same reader is only
   re-attached once it has returned at least half of the ring (it is reading again); the
   ZeroBuffer sequence then continues where the last connection left off, as the reader
   expects.
 * **attached** — it wrote the metadata (once per buffer) and hands every frame to its
-  :class:`~pybrid.shm.writer.WriterThread`; a frame the hand-off refuses is counted
+  :class:`~pybrid.proxy.taps.shm.writer.WriterThread`; a frame the hand-off refuses is counted
   (``dropped_queue``).  On attach it first hands over the current run's RUN_START and LAYOUT
-  frames (:meth:`pybrid.shm.feed.ShmFeed.replay`) so a reader joining mid-run can decode.
+  frames (:meth:`pybrid.proxy.taps.shm.feed.ShmFeed.replay`) so a reader joining mid-run can decode.
 * a failure the writer thread reports (``BufferFull``, ``ReaderDead``, other) detaches it:
   one log line, a counter, the frames it held counted in ``dropped_lost``, back to waiting.
 
@@ -35,21 +35,24 @@ import attrs
 from twisted.internet import task
 from twisted.logger import Logger
 
-from pybrid.shm import frames as F
-from pybrid.shm.inline import InlineWriter
-from pybrid.shm.ring import (
+from pybrid.proxy.taps.shm.inline import InlineWriter
+from pybrid.proxy.taps.shm.ring import (
     BufferFullException,
     BufferNotFound,
+    BufferNotReady,
     ReaderDeadException,
     Ring,
     WriterAlreadyConnectedException,
     remove_orphan,
     segment_reader_pid,
 )
-from pybrid.shm.writer import WriterThread
+from pybrid.proxy.taps.shm.writer import WriterThread
+from pybrid.wire import shm_frames as F
 
 DEFAULT_POLL = 0.25
 DEFAULT_WRITE_TIMEOUT = 5.0
+#: Seconds a reader may take to set up its buffer before the tap warns (it retries quietly).
+NOT_READY_WARN = 5.0
 
 
 @attrs.frozen
@@ -85,7 +88,7 @@ def _thread_writer(ring: Any, report: Callable[[BaseException, int], None],
 
 
 def inline_writer(clock: Any) -> Callable[..., InlineWriter]:
-    """A ``make_writer`` for :class:`~pybrid.shm.inline.InlineWriter` on ``clock``."""
+    """A ``make_writer`` for :class:`~pybrid.proxy.taps.shm.inline.InlineWriter` on ``clock``."""
 
     def make(ring: Any, report: Callable[[BaseException, int], None], write_timeout: float,
              name: str) -> InlineWriter:
@@ -123,6 +126,8 @@ class ShmTap:
         ("attaches", "detaches", "buffer_full", "reader_dead", "refused", "dropped_detached",
          "dropped_queue", "dropped_lost"), 0))
     _last_error: str = ""
+    #: When the buffer was first seen half set up (None: not now).
+    _not_ready_since: float | None = None
     _reactor_thread: int = 0
     #: Where the feed puts frames: the writer thread's ``submit`` while attached (a refused
     #: frame is counted there), else a counter of frames dropped while detached.
@@ -199,6 +204,10 @@ class ShmTap:
         try:
             ring = self.connect(self.name)
         except BufferNotFound:
+            self._not_ready_since = None
+            return
+        except BufferNotReady as e:
+            self._not_ready(e)
             return
         except WriterAlreadyConnectedException as e:
             self._counts["refused"] += 1
@@ -210,6 +219,7 @@ class ShmTap:
         except ReaderDeadException as e:
             self._orphan(e)
             return
+        self._not_ready_since = None
         pid = ring.reader_pid
         if left is not None and left[0] == pid:
             if ring.free_bytes < ring.payload_size // 2:
@@ -219,6 +229,7 @@ class ShmTap:
         ring.sequence = sequence
         self._left = None
         self._logged.discard("refused")
+        self._logged.discard("not-ready")
         try:
             if not ring.metadata_written:
                 ring.set_metadata(self.metadata())
@@ -239,6 +250,20 @@ class ShmTap:
                       name=self.name, pid=pid, size=ring.payload_size)
         for frame in self.replay():
             self.submit(frame)
+
+    def _not_ready(self, error: Exception) -> None:
+        """The reader is still creating its buffer: an expected race, retried quietly; a
+        warning only if it stays half made for :data:`NOT_READY_WARN` seconds."""
+        now = self.clock.seconds()
+        if self._not_ready_since is None:
+            self._not_ready_since = now
+        self.log.debug("shm tap {name}: the reader is still setting up its buffer ({error})",
+                       name=self.name, error=error)
+        if now - self._not_ready_since >= NOT_READY_WARN:
+            self._last_error = str(error)
+            self._once("not-ready", "shm tap {name}: the buffer is still not set up after "
+                       "{seconds:g} s ({error}); still waiting", name=self.name,
+                       seconds=NOT_READY_WARN, error=error)
 
     def _orphan(self, error: Exception) -> None:
         """The buffer's reader is dead: remove its leftovers so a new reader can create it."""

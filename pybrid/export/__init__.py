@@ -1,0 +1,1 @@
+"""Exporters: run traffic leaving the proxy's host (``pybrid.export.nats``: NATS JetStream)."""

@@ -1,0 +1,124 @@
+"""The NATS export end to end on loopback, with real ``nats-server`` processes: the proxy's shm
+tap → ``python -m pybrid.export.nats`` → JetStream → a consumer started after the run ended,
+whose samples equal the client's (NaN rows at the same missing chunks with ``drop``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from typing import Any
+
+import numpy as np
+import pytest_twisted
+from support.nats import NatsServer, require_nats
+from support.reference import spawn
+from support.shm import require_shm
+from support.waiting import until
+from twisted.internet import threads
+
+from pybrid.client import connect
+from pybrid.device import DeviceConfig, SimulatedDevice
+from pybrid.device.config import Faults
+from pybrid.proxy.config import ProxyConfig
+from pybrid.proxy.service import ProxyService
+from pybrid.proxy.spec import Backend
+
+require_shm()
+require_nats()
+
+T = 60.0
+
+
+def bridge(reactor: Any, name: str, *urls: str, stream: str = "PYBRIDTEST",
+           extra: tuple[str, ...] = ()) -> Any:
+    argv = [sys.executable, "-m", "pybrid.export.nats", "--shm", name, "--shm-size", "16MiB",
+            "--proxy-name", "t", "--nats-stream", stream, "--max-bytes", "256MiB", *extra]
+    for url in urls:
+        argv += ["--nats", url]
+    return spawn(reactor, "nats-bridge", argv, ready_pattern=rb'"shm_ready": true')
+
+
+def status(proc: Any) -> dict[str, Any]:
+    lines = [x for x in bytes(proc.stdout).decode(errors="replace").splitlines()
+             if x.startswith("{")]
+    return json.loads(lines[-1])["nats_bridge"] if lines else {}
+
+
+async def stack(reactor: Any, name: str, **faults: Any) -> tuple[Any, Any]:
+    dev = SimulatedDevice(reactor=reactor,
+                          config=DeviceConfig(carriers=1, faults=Faults(**faults)))
+    dev.listen(0, interface="127.0.0.1")
+    service = ProxyService(ProxyConfig(backends=(Backend("127.0.0.1", dev.port),),
+                                       interface="127.0.0.1", port=0, shm_taps=(name,)),
+                           reactor)
+    service.startService()
+    await service.when_healthy().addTimeout(10, reactor)
+    return dev, service
+
+
+def fetch(url: str, run_id: str | None, stream_timeout: float = 20.0) -> Any:
+    from pybrid.monitor.nats_replay import fetch_run
+
+    return fetch_run(url, run_id, idle_timeout=stream_timeout)
+
+
+def same_samples(mine: Any, theirs: Any) -> None:
+    """Equal rows (NaN where NaN); rows the stream cannot tell (lost at the end) are NaN."""
+    assert list(mine.carriers) == list(theirs.carriers)
+    for mac, c in theirs.carriers.items():
+        m = mine[mac]
+        rows = m.samples.shape[0]
+        assert m.samples.dtype == c.samples.dtype
+        np.testing.assert_array_equal(m.samples, c.samples[:rows])
+        assert np.isnan(c.samples[rows:]).all()
+        assert m.missing_chunks == tuple(x for x in c.missing_chunks if x * m.chunk_size < rows)
+        assert m.probes == c.probes
+        if c.final is not None:
+            np.testing.assert_array_equal(m.final, c.final)
+
+
+async def run_and_replay(reactor: Any, tmp_path: Any, **device: Any) -> tuple[Any, Any, Any]:
+    server = await NatsServer(reactor, tmp_path / "js").start()
+    name = f"pybrid-n-{uuid.uuid4().hex[:10]}"
+    proc = bridge(reactor, name, server.url)
+    dev = service = client = None
+    try:
+        await proc.ready.addTimeout(T, reactor)
+        dev, service = await stack(reactor, name, **device)
+        await until(reactor, lambda: service.shm.taps[0].state == "attached", "tap attached")
+        client = await connect("127.0.0.1", service.address[1], reactor=reactor)
+        result = await client.run(0.2, channels=4, sample_rate=10_000).addTimeout(T, reactor)
+        await until(reactor, lambda: status(proc).get("runs_ended", 0) >= 1, "the run's end")
+        replayed = await threads.deferToThread(fetch, server.url, result.run_id)
+        return result, replayed, status(proc)
+    finally:
+        if client is not None:
+            await client.close()
+        if service is not None:
+            await service.stopService()
+        if dev is not None:
+            await dev.stop()
+        await proc.stop()
+        await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_run_replayed_after_it_ended_equals_the_clients(reactor, tmp_path):
+    result, replayed, st = await run_and_replay(reactor, tmp_path)
+    assert result.complete
+    same_samples(replayed, result)
+    assert replayed[next(iter(result.carriers))].samples.shape == result.samples.shape
+    assert replayed.meta.extra["condition"] == "complete"
+    assert st["dropped"] == 0 and st["failed"] == 0 and st["incomplete"] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_dropped_chunks_are_nan_rows_and_the_run_is_marked_incomplete(reactor, tmp_path):
+    result, replayed, st = await run_and_replay(reactor, tmp_path, drop=0.2, seed=7)
+    assert not result.complete
+    same_samples(replayed, result)
+    mac = next(iter(result.carriers))
+    assert replayed[mac].missing_chunks  # chunks lost by the device are missing here too
+    assert replayed.meta.extra["condition"] == "incomplete"
+    assert st["incomplete"] == 1

@@ -6,6 +6,8 @@ the values it needs from these frozen records.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from pybrid.monitor.options import MonitorConfig
@@ -106,3 +108,6 @@ class ProxyConfig:
     shm_taps: tuple[str, ...] = ()
     shm_write_timeout: float = 5.0
     shm_writer: str = "inline"
+    #: ``--nats URL`` and ``--nats-*``: the JetStream export's bridge child
+    #: (:class:`pybrid.export.nats.child.NatsExportConfig`; its shm tap is in ``shm_taps``).
+    nats: Any = None

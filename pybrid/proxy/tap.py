@@ -5,6 +5,7 @@
            [--session-timeout 10] [--auth|--no-auth] [--max-sessions 8] [--debug] [--no-nudges]
            [--client-buffer 64MiB] [--udp-rcvbuf 64MiB]
            [--monitor GROUP:PORT …] [--monitor-ttl 1] [--monitor-interface 127.0.0.1]
+           [--shm-tap NAME …] [--nats URL … --nats-stream PYBRID --nats-replicas 1 …]
 
 ``-b`` takes a backend (``HOST[:PORT]``), comma-separated backends, or a backend file
 (see :mod:`pybrid.proxy.spec`).  With ``--auth`` the bearer token clients must present is
@@ -25,6 +26,7 @@ from typing import Any, cast
 from twisted.logger import Logger
 from twisted.python import usage
 
+from pybrid.export.nats.options import NatsOptionsMixin
 from pybrid.logs import tag_syslog_priorities
 from pybrid.monitor.options import MonitorOptionsMixin
 from pybrid.proxy.clients.auth import weak_token_text
@@ -43,7 +45,7 @@ AUTH_ENV = "PYBRID_AUTHENTICATION"
 log = Logger()
 
 
-class Options(MonitorOptionsMixin, usage.Options):
+class Options(MonitorOptionsMixin, NatsOptionsMixin, usage.Options):
     """Options of ``twistd pybrid-proxy``; ``postOptions`` validates and builds ``config``."""
 
     synopsis = "-b HOST[:PORT] [-b ...] [options]"
@@ -130,7 +132,8 @@ class Options(MonitorOptionsMixin, usage.Options):
             monitor = self.monitor_config()
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
-        shm_taps = _shm_taps(self["shm-taps"])
+        nats = self.nats_config()
+        shm_taps = _shm_taps(self["shm-taps"] + ([nats.shm_name] if nats else []))
         shm_timeout = _number("--shm-write-timeout", self["shm-write-timeout"], float, 0.01, 3600)
         token = None
         if self["auth"]:
@@ -162,6 +165,7 @@ class Options(MonitorOptionsMixin, usage.Options):
             shm_taps=shm_taps,
             shm_write_timeout=float(shm_timeout),
             shm_writer=_choice("--shm-writer", self["shm-writer"], ("inline", "thread")),
+            nats=nats,
             timing=Timing(nudge_delays=()) if self["no-nudges"] else Timing(),
         )
 

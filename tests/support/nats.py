@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 import pytest
+
 from support.reference import ChildProcess, spawn
 
 BIN = pathlib.Path(sys.executable).with_name("nats-server")

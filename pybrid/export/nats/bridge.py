@@ -7,10 +7,12 @@ One asyncio loop, no threads.  :meth:`Bridge._read` takes every frame the proxy'
 a message (:class:`~pybrid.export.nats.runs.RunTracker`) and appends it to a bounded queue:
 when ``queue`` chunk messages wait, a new chunk is dropped and counted (start, layout, state
 and end messages are never dropped).  :meth:`Bridge._publish` sends them with JetStream's
-asynchronous publish: at most ``window`` acknowledgements pending; an acknowledgement that does
-not come within ``ack_timeout`` (server gone, cluster without a leader) counts the chunk as
-failed; a run's ``end`` message waits until its chunks settled, so it says exactly which chunk
-numbers the stream lacks.  The proxy is never slowed: it writes into shared memory and a full
+asynchronous publish: at most ``window`` acknowledgements pending.  A message whose
+acknowledgement does not come within ``ack_timeout``, or comes as an error (server gone, a
+stream without a leader), is published again after ``retry_delay`` (its message id makes
+JetStream store it once) for up to ``give_up`` seconds; then a chunk counts as failed.  A run's
+``end`` message waits until its chunks settled, so it says exactly which chunk numbers the
+stream lacks.  The proxy is never slowed: it writes into shared memory and a full
 ring drops and counts there (a tap-sequence gap the ``end`` message counts too).
 
 Connecting: the first connect is retried with backoff (``backoff`` doubling up to
@@ -48,6 +50,8 @@ class BridgeOptions:
     queue: int = 10_000
     window: int = 1024
     ack_timeout: float = 5.0
+    give_up: float = 30.0  # seconds a chunk is published again before it counts as failed
+    retry_delay: float = 0.25
     backoff: float = 0.5
     backoff_max: float = 10.0
     status_interval: float = 1.0
@@ -72,7 +76,8 @@ class BridgeStats:
     published: int = 0
     stored: int = 0
     dropped: int = 0  # chunks dropped from the full export queue
-    failed: int = 0  # chunks published but never acknowledged
+    failed: int = 0  # chunks not acknowledged within ``give_up`` seconds
+    retried: int = 0
     runs: int = 0
     runs_ended: int = 0
     incomplete: int = 0
@@ -117,6 +122,8 @@ class Bridge:
     _wake: asyncio.Event = attrs.field(init=False, factory=asyncio.Event)
     _pending: dict[asyncio.Future[Any], tuple[Outgoing, float]] = attrs.field(
         init=False, factory=dict)
+    _first: dict[int, float] = attrs.field(init=False, factory=dict)
+    _retrying: int = attrs.field(init=False, default=0)
     _nc: Any = attrs.field(init=False, default=None)
     _js: Any = attrs.field(init=False, default=None)
     _stop: asyncio.Event = attrs.field(init=False, factory=asyncio.Event)
@@ -239,7 +246,7 @@ class Bridge:
                 continue
             item = self._queue[0]
             if isinstance(item, int):
-                if self._pending:  # the run's chunks first
+                if self._pending or self._retrying:  # the run's chunks first
                     await asyncio.sleep(0.005)
                     continue
                 self._queue.popleft()
@@ -255,6 +262,7 @@ class Bridge:
                     headers={"Nats-Msg-Id": item.msg_id} if item.msg_id else None)
             except Exception as e:  # stalled (window full) or disconnected: try again
                 self.stats.last_error = f"{type(e).__name__}: {e}"
+                self._forget_unsent()
                 await asyncio.sleep(0.01)
                 continue
             self._queue.popleft()
@@ -264,18 +272,40 @@ class Bridge:
             self._pending[future] = (item, asyncio.get_running_loop().time())
             future.add_done_callback(self._acked)
 
+    def _forget_unsent(self) -> None:
+        """nats-py registers an async publish's future before it sends; one whose send raised
+        is never resolved and holds a window slot: cancel those (ours are in ``_pending``)."""
+        futures = getattr(self._js, "_publish_async_futures", {})
+        for future in list(futures.values()):
+            if future not in self._pending and not future.done():
+                future.cancel()
+
     def _acked(self, future: asyncio.Future[Any]) -> None:
         item, _at = self._pending.pop(future, (None, 0.0))
         if item is None:
             return
         if not future.cancelled() and future.exception() is None:
             self.stats.stored += 1
+            self._first.pop(id(item), None)
             self.tracker.stored(item)
-        elif item.kind == "chunk":
+            return
+        loop = asyncio.get_running_loop()
+        first = self._first.setdefault(id(item), _at)
+        if item.kind == "chunk" and loop.time() - first >= self.options.give_up:
+            self._first.pop(id(item), None)
             self.stats.failed += 1
-        else:  # start, layout, state and end messages are published again
-            self._queue.appendleft(item)
-            self._wake.set()
+            return
+        # published again after a pause (the stream's duplicate window stores a chunk once)
+        self.stats.retried += 1
+        self._retrying += 1
+        loop.call_later(self.options.retry_delay, self._again, item)
+
+    def _again(self, item: Outgoing) -> None:
+        self._retrying -= 1
+        if item.kind == "chunk":
+            self._chunks_queued += 1
+        self._queue.appendleft(item)
+        self._wake.set()
 
     async def _sweep(self) -> None:
         """Time out acknowledgements that will never come; emit the status."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import socket
 import sys
@@ -65,9 +66,11 @@ def add_nats_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nats", required=True, metavar="URL", action="append",
                         help="NATS server URL, e.g. nats://nats.lab:4222 (repeat for a "
                         "cluster's seed servers)")
-    parser.add_argument("--nats-token", help="authentication token")
+    parser.add_argument("--nats-token", default=os.environ.get("PYBRID_NATS_TOKEN"),
+                        help="authentication token (default: $PYBRID_NATS_TOKEN)")
     parser.add_argument("--nats-user", help="user name")
-    parser.add_argument("--nats-password", help="password of --nats-user")
+    parser.add_argument("--nats-password", default=os.environ.get("PYBRID_NATS_PASSWORD"),
+                        help="password of --nats-user (default: $PYBRID_NATS_PASSWORD)")
     parser.add_argument("--nats-creds", metavar="FILE", help="NATS credentials file (JWT+NKey)")
     parser.add_argument("--nats-nkey", metavar="FILE", help="NKey seed file")
     parser.add_argument("--nats-tls-ca", metavar="FILE",
@@ -107,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from(args: argparse.Namespace) -> BridgeOptions:
-    proxy = args.proxy_name or _host_token()
+    proxy = args.proxy_name or host_token()
     return BridgeOptions(
         servers=tuple(args.nats), shm=args.shm, proxy=proxy, shm_size=args.shm_size,
         prefix=args.nats_prefix, stream=args.nats_stream, max_bytes=args.max_bytes,
@@ -117,7 +120,7 @@ def options_from(args: argparse.Namespace) -> BridgeOptions:
         tls_ca=args.nats_tls_ca, tls_cert=args.nats_tls_cert, tls_key=args.nats_tls_key)
 
 
-def _host_token() -> str:
+def host_token() -> str:
     name = "".join(ch if ch.isalnum() or ch in "_-" else "-" for ch in socket.gethostname())
     return name or "proxy"
 

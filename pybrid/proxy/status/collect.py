@@ -189,6 +189,7 @@ class StatusCollector:
             log_counts=dict(self.events.counts),
             monitor=status.monitor,
             shm_taps=status.shm_taps,
+            nats=status.nats,
         )
 
     def _backend(self, lane: LaneStatus) -> BackendStatus:

@@ -37,6 +37,8 @@ class ServiceStatus:
     monitor: TapCounters | None
     #: ``--shm-tap``: one :class:`pybrid.shm.tap.ShmTapStatus` per tap.
     shm_taps: tuple[Any, ...] = ()
+    #: ``--nats``: :class:`pybrid.export.nats.child.NatsExportStatus`, or None.
+    nats: Any = None
 
 
 @attrs.frozen
@@ -139,6 +141,8 @@ class ProxyStatus:
     monitor: TapCounters | None = None
     #: ``--shm-tap``: one :class:`pybrid.shm.tap.ShmTapStatus` per tap.
     shm_taps: tuple[Any, ...] = ()
+    #: ``--nats``: :class:`pybrid.export.nats.child.NatsExportStatus`, or None.
+    nats: Any = None
 
     @property
     def uptime(self) -> float | None:

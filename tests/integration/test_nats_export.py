@@ -5,13 +5,14 @@ whose samples equal the client's (NaN rows at the same missing chunks with ``dro
 from __future__ import annotations
 
 import json
+import pathlib
 import sys
 import uuid
 from typing import Any
 
 import numpy as np
 import pytest_twisted
-from support.nats import NatsServer, require_nats
+from support.nats_servers import NatsServer, require_nats
 from support.reference import spawn
 from support.shm import require_shm
 from support.waiting import until
@@ -78,6 +79,26 @@ def same_samples(mine: Any, theirs: Any) -> None:
             np.testing.assert_array_equal(m.final, c.final)
 
 
+SUPPORT = pathlib.Path(__file__).resolve().parents[1] / "support"
+
+
+async def consumers(reactor: Any, url: str, run_id: str, tmp_path: Any) -> tuple[Any, Any]:
+    """The run read by a script with nats-py and numpy only, and recorded by
+    ``pybrid-monitor --nats URL --last --record FILE.h5``."""
+    plain = tmp_path / "plain.npz"
+    reader = spawn(reactor, "plain reader", [sys.executable, str(SUPPORT / "nats_plain_reader.py"),
+                                             url, run_id, str(plain)])
+    h5 = tmp_path / "run.h5"
+    monitor = spawn(reactor, "pybrid-monitor", [
+        str(pathlib.Path(sys.executable).with_name("pybrid-monitor")), "--nats", url, "--last",
+        "--record", str(h5)])
+    for proc in (reader, monitor):
+        code = await proc.ended.addTimeout(T, reactor)
+        assert code == 0, proc.tail()
+    assert f"run {run_id}: " in monitor.stdout.decode(), monitor.tail()
+    return np.load(plain), h5
+
+
 async def run_and_replay(reactor: Any, tmp_path: Any, **device: Any) -> tuple[Any, Any, Any]:
     server = await NatsServer(reactor, tmp_path / "js").start()
     name = f"pybrid-n-{uuid.uuid4().hex[:10]}"
@@ -91,7 +112,9 @@ async def run_and_replay(reactor: Any, tmp_path: Any, **device: Any) -> tuple[An
         result = await client.run(0.2, channels=4, sample_rate=10_000).addTimeout(T, reactor)
         await until(reactor, lambda: status(proc).get("runs_ended", 0) >= 1, "the run's end")
         replayed = await threads.deferToThread(fetch, server.url, result.run_id)
-        return result, replayed, status(proc)
+        st = status(proc)
+        st["consumers"] = await consumers(reactor, server.url, result.run_id, tmp_path)
+        return result, replayed, st
     finally:
         if client is not None:
             await client.close()
@@ -110,6 +133,14 @@ async def test_a_run_replayed_after_it_ended_equals_the_clients(reactor, tmp_pat
     same_samples(replayed, result)
     assert replayed[next(iter(result.carriers))].samples.shape == result.samples.shape
     assert replayed.meta.extra["condition"] == "complete"
+    plain, h5 = st["consumers"]
+    mac = next(iter(result.carriers))
+    np.testing.assert_array_equal(plain[f"{mac}/samples"], result.samples.astype(np.float64))
+    assert str(plain["condition"]) == "complete"
+    import h5py
+
+    with h5py.File(h5) as f:
+        np.testing.assert_array_equal(f[mac]["samples"][()], result.samples)
     assert st["dropped"] == 0 and st["failed"] == 0 and st["incomplete"] == 0
 
 
@@ -122,3 +153,8 @@ async def test_dropped_chunks_are_nan_rows_and_the_run_is_marked_incomplete(reac
     assert replayed[mac].missing_chunks  # chunks lost by the device are missing here too
     assert replayed.meta.extra["condition"] == "incomplete"
     assert st["incomplete"] == 1
+    plain, _h5 = st["consumers"]
+    rows = plain[f"{mac}/samples"].shape[0]
+    np.testing.assert_array_equal(plain[f"{mac}/samples"],
+                                  result[mac].samples[:rows].astype(np.float64))
+    assert str(plain["condition"]) == "incomplete"

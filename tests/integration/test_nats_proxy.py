@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest_twisted
-from support.nats import NatsServer, cluster, free_port, require_nats
+from support.nats_servers import NatsServer, cluster, free_port, require_nats
 from support.ops_http import fetch
 from support.shm import require_shm
 from support.waiting import until

@@ -61,7 +61,7 @@ DTYPE_CODES: dict[int, str] = {1: "<f4", 2: "<f8", 3: "<i2", 4: "<u2", 5: "<i1",
 
 CONDITIONS = ("complete", "incomplete", "error")
 _SAFE = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_TOKEN = re.compile(r"[A-Za-z0-9_=-]{1,300}")
+_TOKEN = re.compile(r"[A-Za-z0-9_=-]+")
 
 
 class NatsFormatError(ValueError):

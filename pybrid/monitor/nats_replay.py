@@ -100,10 +100,15 @@ class RunAssembler:
     def _chunk(self, data: bytes) -> None:
         self._begin()
         try:
-            flags, carrier, number, _n, channels, gain, offset, raw = N.parse_chunk(data)
+            records = list(N.iter_chunks(data))
         except N.NatsFormatError:
             self.malformed += 1
             return
+        for flags, carrier, number, _n, channels, gain, offset, raw, _end in records:
+            self._record(flags, carrier, number, channels, gain, offset, raw)
+
+    def _record(self, flags: int, carrier: int, number: int, channels: int, gain: float,
+                offset: float, raw: np.ndarray) -> None:
         layout = self.layouts.get(carrier, {})
         mac = mac_of(layout.get("path", "")) or f"carrier-{carrier}"
         if flags & N.FLAG_PER_CHANNEL and layout:

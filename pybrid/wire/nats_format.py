@@ -10,7 +10,9 @@ bytes in hex (:func:`run_token`), and ``kind`` is one of :data:`KINDS`.  One str
 order, or finds the newest run with ``<prefix>.*.*.start`` (deliver last).
 
 ``start``, ``layout``, ``state`` and ``end`` carry a UTF-8 JSON object (:func:`encode_json`);
-``chunk`` carries :data:`CHUNK_HEADER` (40 bytes, little-endian) and then the device's raw
+``chunk`` carries one or more chunk records back to back (:func:`iter_chunks`; the exporter
+puts what waits for NATS together, up to 64 records, so acknowledgements do not limit the
+rate): each is :data:`CHUNK_HEADER` (40 bytes, little-endian) and then the device's raw
 samples, sample-major, ``samples × channels`` of the layout's dtype:
 
 ====== ==== ===========================================================================
@@ -39,6 +41,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -143,26 +146,39 @@ def chunk_header(carrier: int, chunk: int, samples: int, channels: int, dtype_co
                              gain, offset)
 
 
-def parse_chunk(data: bytes | memoryview) -> tuple[int, int, int, int, int, float, float,
-                                                   np.ndarray]:
-    """``(flags, carrier, chunk, samples, channels, gain, offset, raw)`` of a ``chunk``
-    message; ``raw`` is a read-only ``(samples, channels)`` view of ``data``."""
-    if len(data) < CHUNK_HEADER_SIZE:
-        raise NatsFormatError(f"chunk message of {len(data)} bytes is shorter than its header")
+def parse_chunk(data: bytes | memoryview, at: int = 0) -> tuple[int, int, int, int, int, float,
+                                                                float, np.ndarray, int]:
+    """``(flags, carrier, chunk, samples, channels, gain, offset, raw, end)`` of the chunk
+    record at byte ``at`` of a ``chunk`` message; ``raw`` is a read-only ``(samples,
+    channels)`` view of ``data`` and the next record (if any) starts at ``end``."""
+    if len(data) - at < CHUNK_HEADER_SIZE:
+        raise NatsFormatError(f"chunk record of {len(data) - at} bytes is shorter than its "
+                              "header")
     magic, flags, code, carrier, chunk, samples, channels, gain, offset = \
-        CHUNK_HEADER.unpack_from(data)
+        CHUNK_HEADER.unpack_from(data, at)
     if magic != MAGIC:
-        raise NatsFormatError(f"chunk message magic {magic!r} is not {MAGIC!r}")
+        raise NatsFormatError(f"chunk record magic {magic!r} is not {MAGIC!r}")
     name = DTYPE_CODES.get(code)
     if name is None:
         raise NatsFormatError(f"unknown dtype code {code}")
     dt = np.dtype(name)
-    if CHUNK_HEADER_SIZE + samples * channels * dt.itemsize > len(data):
-        raise NatsFormatError(f"chunk message of {len(data)} bytes is too short for {samples} "
-                              f"samples x {channels} channels of {dt}")
-    raw = np.frombuffer(data, dt, samples * channels, CHUNK_HEADER_SIZE)
-    return flags, carrier, chunk, samples, channels, gain, offset, raw.reshape(samples,
-                                                                              channels)
+    end = at + CHUNK_HEADER_SIZE + samples * channels * dt.itemsize
+    if end > len(data):
+        raise NatsFormatError(f"chunk record of {len(data) - at} bytes is too short for "
+                              f"{samples} samples x {channels} channels of {dt}")
+    raw = np.frombuffer(data, dt, samples * channels, at + CHUNK_HEADER_SIZE)
+    return (flags, carrier, chunk, samples, channels, gain, offset,
+            raw.reshape(samples, channels), end)
+
+
+def iter_chunks(data: bytes | memoryview) -> Iterator[tuple[int, int, int, int, int, float,
+                                                            float, np.ndarray, int]]:
+    """Every chunk record of a ``chunk`` message (:func:`parse_chunk` of each)."""
+    at = 0
+    while at < len(data):
+        record = parse_chunk(data, at)
+        yield record
+        at = record[-1]
 
 
 def condition(states: dict[str, str], reasons: dict[str, str],

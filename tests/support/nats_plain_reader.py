@@ -32,19 +32,22 @@ async def main(url: str, run_id: str, out: str) -> None:
         if kind == "layout":
             body = json.loads(msg.data)
             layouts[body["carrier"]] = body
-        elif kind == "chunk":
-            magic, flags, code, carrier, number, n, channels, gain, offset = \
-                HEADER.unpack_from(msg.data)
-            assert magic == b"PBC1"
-            if flags & 0x01:
-                continue  # the final values
-            raw = np.frombuffer(msg.data, DTYPES[code], n * channels, HEADER.size)
-            raw = raw.reshape(n, channels)
-            layout = layouts[carrier]
-            if flags & 0x02:
-                gain, offset = np.array(layout["gains"]), np.array(layout["offsets"])
-            mac = layout["path"].strip("/").split("/")[0]
-            chunks.setdefault(mac, {})[number] = raw * gain + offset
+        elif kind == "chunk":  # one or more records back to back
+            at = 0
+            while at < len(msg.data):
+                magic, flags, code, carrier, number, n, channels, gain, offset = \
+                    HEADER.unpack_from(msg.data, at)
+                assert magic == b"PBC1"
+                dtype = np.dtype(DTYPES[code])
+                raw = np.frombuffer(msg.data, dtype, n * channels, at + HEADER.size)
+                at += HEADER.size + n * channels * dtype.itemsize
+                if flags & 0x01:
+                    continue  # the final values
+                layout = layouts[carrier]
+                if flags & 0x02:
+                    gain, offset = np.array(layout["gains"]), np.array(layout["offsets"])
+                mac = layout["path"].strip("/").split("/")[0]
+                chunks.setdefault(mac, {})[number] = raw.reshape(n, channels) * gain + offset
         elif kind == "end":
             end = json.loads(msg.data)
     await nc.close()

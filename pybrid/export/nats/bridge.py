@@ -7,12 +7,13 @@ One asyncio loop, no threads.  :meth:`Bridge._read` takes every frame the proxy'
 a message (:class:`~pybrid.export.nats.runs.RunTracker`) and appends it to a bounded queue:
 when ``queue`` chunk messages wait, a new chunk is dropped and counted (start, layout, state
 and end messages are never dropped).  :meth:`Bridge._publish` sends them with JetStream's
-asynchronous publish: at most ``window`` acknowledgements pending.  A message whose
-acknowledgement does not come within ``ack_timeout``, or comes as an error (server gone, a
-stream without a leader), is published again after ``retry_delay`` (its message id makes
-JetStream store it once) for up to ``give_up`` seconds; then a chunk counts as failed.  A run's
-``end`` message waits until its chunks settled, so it says exactly which chunk numbers the
-stream lacks.  The proxy is never slowed: it writes into shared memory and a full
+asynchronous publish: at most ``window`` acknowledgements pending; chunks waiting together go
+out as one message of up to :data:`BATCH` records (one acknowledgement each, not per chunk).
+A message whose acknowledgement does not come within ``ack_timeout``, or comes as an error
+(server gone, a stream without a leader), is published again after ``retry_delay`` (its
+message id makes JetStream store it once) for up to ``give_up`` seconds; then its chunks count
+as failed.  A run's ``end`` message waits until its chunks settled, so it says exactly which
+chunk numbers the stream lacks.  The proxy is never slowed: it writes into shared memory and a full
 ring drops and counts there (a tap-sequence gap the ``end`` message counts too).
 
 Connecting: the first connect is retried with backoff (``backoff`` doubling up to
@@ -24,16 +25,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 from twisted.logger import Logger
 
-from pybrid.export.nats.runs import Outgoing, RunTracker
+from pybrid.export.nats.runs import Outgoing, RunTracker, merge
 from pybrid.wire import nats_format as N
 
 _log = Logger()
+#: Chunk records per message at most, and their bytes (NATS' default max_payload is 1 MiB).
+BATCH = 64
+BATCH_BYTES = 256 << 10
 
 
 @attrs.frozen
@@ -74,7 +79,7 @@ class BridgeStats:
     frames: int = 0
     queued: int = 0
     published: int = 0
-    stored: int = 0
+    stored: int = 0  # chunks (and other messages) acknowledged by JetStream
     dropped: int = 0  # chunks dropped from the full export queue
     failed: int = 0  # chunks not acknowledged within ``give_up`` seconds
     retried: int = 0
@@ -256,21 +261,41 @@ class Bridge:
                     self.stats.incomplete += 1
                 self._queue.appendleft(end)
                 continue
+            count = 1
+            if item.kind == "chunk" and id(item) not in self._first:
+                item, count = self._batch()
             try:
+                # no wait_stall: asyncio.wait_for would make a task (and a socket write) per
+                # message; a full window waits here until acknowledgements (or the sweep) free it
                 future = await self._js.publish_async(
-                    item.subject, item.payload, wait_stall=0.05,
+                    item.subject, item.payload,
                     headers={"Nats-Msg-Id": item.msg_id} if item.msg_id else None)
-            except Exception as e:  # stalled (window full) or disconnected: try again
+            except Exception as e:  # disconnected: try again
                 self.stats.last_error = f"{type(e).__name__}: {e}"
                 self._forget_unsent()
                 await asyncio.sleep(0.01)
                 continue
-            self._queue.popleft()
+            for _ in range(count):
+                self._queue.popleft()
             if item.kind == "chunk":
-                self._chunks_queued -= 1
+                self._chunks_queued -= count
             self.stats.published += 1
             self._pending[future] = (item, asyncio.get_running_loop().time())
             future.add_done_callback(self._acked)
+
+    def _batch(self) -> tuple[Outgoing, int]:
+        """The chunk messages at the head of the queue as one (never a retried one: its
+        message id must keep naming the same bytes)."""
+        first = self._queue[0]
+        assert isinstance(first, Outgoing)
+        items, size = [first], len(first.payload)
+        for item in itertools.islice(self._queue, 1, BATCH):
+            if (not isinstance(item, Outgoing) or item.kind != "chunk" or item.run != first.run
+                    or size + len(item.payload) > BATCH_BYTES or id(item) in self._first):
+                break
+            items.append(item)
+            size += len(item.payload)
+        return merge(items), len(items)
 
     def _forget_unsent(self) -> None:
         """nats-py registers an async publish's future before it sends; one whose send raised
@@ -285,7 +310,7 @@ class Bridge:
         if item is None:
             return
         if not future.cancelled() and future.exception() is None:
-            self.stats.stored += 1
+            self.stats.stored += max(1, len(item.members))
             self._first.pop(id(item), None)
             self.tracker.stored(item)
             return
@@ -293,7 +318,7 @@ class Bridge:
         first = self._first.setdefault(id(item), _at)
         if item.kind == "chunk" and loop.time() - first >= self.options.give_up:
             self._first.pop(id(item), None)
-            self.stats.failed += 1
+            self.stats.failed += len(item.members)
             return
         # published again after a pause (the stream's duplicate window stores a chunk once)
         self.stats.retried += 1

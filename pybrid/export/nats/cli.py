@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="publishes awaiting their JetStream acknowledgement")
     parser.add_argument("--ack-timeout", type=float, default=5.0, metavar="S",
                         help="seconds after which an unacknowledged chunk counts as failed")
+    parser.add_argument("--status-interval", type=float, default=1.0, metavar="S",
+                        help="seconds between status lines (default: %(default)s)")
     return parser
 
 
@@ -115,7 +117,8 @@ def options_from(args: argparse.Namespace) -> BridgeOptions:
         servers=tuple(args.nats), shm=args.shm, proxy=proxy, shm_size=args.shm_size,
         prefix=args.nats_prefix, stream=args.nats_stream, max_bytes=args.max_bytes,
         max_age=args.max_age, replicas=args.replicas, queue=args.queue, window=args.window,
-        ack_timeout=args.ack_timeout, token=args.nats_token, user=args.nats_user,
+        ack_timeout=args.ack_timeout, status_interval=args.status_interval,
+        token=args.nats_token, user=args.nats_user,
         password=args.nats_password, creds=args.nats_creds, nkey_seed=args.nats_nkey,
         tls_ca=args.nats_tls_ca, tls_cert=args.nats_tls_cert, tls_key=args.nats_tls_key)
 

@@ -33,12 +33,23 @@ class Outgoing:
     payload: bytes
     run: int  # the tap's run number
     carrier: int = 0
-    chunk: int = -1  # data chunks only
+    #: ``(carrier, chunk number)`` of the numbered chunk records in ``payload``.
+    members: tuple[tuple[int, int], ...] = ()
+    seq: int = 0  # the tap sequence of the (first) frame
 
     @property
     def msg_id(self) -> str:
         """JetStream de-duplication id (a retried publish is stored once)."""
-        return f"{self.subject}:{self.chunk}" if self.kind == "chunk" else ""
+        return f"{self.subject}:{self.seq}" if self.kind == "chunk" else ""
+
+
+def merge(items: list[Outgoing]) -> Outgoing:
+    """Chunk messages of one run as one message of back-to-back chunk records."""
+    if len(items) == 1:
+        return items[0]
+    first = items[0]
+    return Outgoing("chunk", first.subject, b"".join(i.payload for i in items), first.run,
+                    first.carrier, tuple(m for i in items for m in i.members), first.seq)
 
 
 @attrs.define(eq=False)
@@ -58,6 +69,7 @@ class _Run:
     carriers: dict[int, _Carrier] = attrs.Factory(dict)
     ended: dict[str, str] = attrs.Factory(dict)
     reasons: dict[str, str] = attrs.Factory(dict)
+    chunk_subject: str = ""
     wide_end: bool = False
     export_dropped: int = 0
     tap_gaps: int = 0
@@ -108,8 +120,8 @@ class RunTracker:
             head = N.chunk_header(carrier, chunk, samples, channels, dtype, gain, offset,
                                   flags & (F.FLAG_END_MESSAGE | F.FLAG_PER_CHANNEL))
             payload = head + bytes(data[F.HEADER_SIZE:F.HEADER_SIZE + n])
-            return Outgoing("chunk", N.subject(self.prefix, self.proxy, r.run_id, "chunk"),
-                            payload, run, carrier, -1 if end else chunk)
+            return Outgoing("chunk", r.chunk_subject, payload, run, carrier,
+                            () if end else ((carrier, chunk),), seq)
         body = F.json_body(data)
         if kind == F.LAYOUT:
             c = r.carriers.setdefault(carrier, _Carrier(body.get("path", "")))
@@ -139,7 +151,9 @@ class RunTracker:
         return None
 
     def _start(self, run: int, body: dict[str, Any]) -> Outgoing:
-        r = _Run(run, str(body.get("run_id", "")), tuple(body.get("carriers", ())))
+        run_id = str(body.get("run_id", ""))
+        r = _Run(run, run_id, tuple(body.get("carriers", ())),
+                 chunk_subject=N.subject(self.prefix, self.proxy, run_id, "chunk"))
         self.runs[run] = r
         while len(self.runs) > RUNS_KEPT:
             del self.runs[next(iter(self.runs))]
@@ -156,16 +170,17 @@ class RunTracker:
     def stored(self, out: Outgoing) -> None:
         """JetStream acknowledged ``out``."""
         r = self.runs.get(out.run)
-        if r is not None and out.kind == "chunk" and out.chunk >= 0:
-            c = r.carriers.get(out.carrier)
-            if c is not None:
-                c.stored.add(out.chunk)
+        if r is not None:
+            for carrier, chunk in out.members:
+                c = r.carriers.get(carrier)
+                if c is not None:
+                    c.stored.add(chunk)
 
     def dropped(self, out: Outgoing) -> None:
         """``out`` was dropped from the export queue (it is missing unless stored later)."""
         r = self.runs.get(out.run)
         if r is not None:
-            r.export_dropped += 1
+            r.export_dropped += max(1, len(out.members))
 
     def over(self, run: int) -> bool:
         r = self.runs.get(run)

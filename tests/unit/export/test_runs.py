@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from pybrid.export.nats.bridge import Bridge, BridgeOptions
-from pybrid.export.nats.runs import RunTracker
+from pybrid.export.nats.runs import RunTracker, merge
 from pybrid.shm import frames as F
 from pybrid.wire import nats_format as N
 
@@ -54,11 +54,11 @@ def test_frames_become_messages_of_the_documented_format():
     body = N.decode_json(layout.payload)
     assert body["path"] == PATH and body["gains"] == [1.0, 2.0] and body["run_id"] == "r1"
     chunk = t.frame(f.chunk(5))
-    assert chunk is not None and chunk.kind == "chunk" and chunk.chunk == 5
-    flags, carrier, number, n, channels, _g, _o, raw = N.parse_chunk(chunk.payload)
+    assert chunk is not None and chunk.kind == "chunk" and chunk.members == ((0, 5),)
+    flags, carrier, number, n, channels, _g, _o, raw, _e = N.parse_chunk(chunk.payload)
     assert (flags, carrier, number, n, channels) == (N.FLAG_PER_CHANNEL, 0, 5, 3, 2)
     assert len(chunk.payload) == N.CHUNK_HEADER_SIZE + raw.nbytes  # the ring's padding is cut
-    assert chunk.msg_id == "pybrid.lab.r1.chunk:5"
+    assert chunk.msg_id == f"pybrid.lab.r1.chunk:{f.seq}"  # the tap sequence: stable
 
 
 def test_the_end_lists_chunks_not_stored_up_to_the_highest_seen():
@@ -106,3 +106,33 @@ def test_the_bridge_drops_chunks_beyond_its_queue_and_never_a_run_boundary():
     assert kinds == ["start", "layout", "chunk", "chunk", "state", 1]  # 1: the end marker
     end = N.decode_json(b.tracker.end(1).payload)
     assert end["export_dropped"] == 2 and end["missing"] == {PATH: [0, 1, 2, 3]}
+
+
+def test_merged_chunks_are_stored_together():
+    t, f = RunTracker("pybrid", "lab"), Frames()
+    t.frame(f.start())
+    t.frame(f.layout())
+    batch = merge([t.frame(f.chunk(n)) for n in range(3)])
+    assert batch.members == ((0, 0), (0, 1), (0, 2))
+    assert [r[2] for r in N.iter_chunks(batch.payload)] == [0, 1, 2]
+    t.stored(batch)
+    t.frame(f.end())
+    assert N.decode_json(t.end(1).payload)["condition"] == "complete"
+
+
+def test_the_bridge_batches_fresh_chunks_of_one_run_and_never_a_retried_one():
+    b = Bridge(BridgeOptions(servers=("nats://127.0.0.1:1",), shm="x", proxy="lab"),
+               lambda s: None)
+    f = Frames()
+    for frame in (f.start(), f.layout(), f.chunk(0), f.chunk(1), f.chunk(2)):
+        b.take(frame)
+    b._queue.popleft()
+    b._queue.popleft()
+    retried = b._queue[1]
+    b._first[id(retried)] = 0.0  # chunk 1 was published before
+    batch, count = b._batch()
+    assert count == 1 and batch.members == ((0, 0),)
+    b._queue.popleft()
+    b._first.clear()
+    batch, count = b._batch()
+    assert count == 2 and batch.members == ((0, 1), (0, 2))

@@ -78,3 +78,12 @@ def test_a_recorder_sink_gets_the_run(tmp_path):
     a.finish()
     with np.load(path) as f:
         np.testing.assert_array_equal(f[f"{MAC}/samples"], np.arange(8).reshape(4, 2) * 0.5)
+
+
+def test_a_message_of_several_chunk_records_places_each():
+    a = RunAssembler("r")
+    a.add("start", start())
+    a.add("layout", layout())
+    a.add("chunk", chunk(1) + chunk(0))
+    np.testing.assert_array_equal(a.result()[MAC].samples[4:],
+                                  (np.arange(8).reshape(4, 2) + 10) * 0.5)

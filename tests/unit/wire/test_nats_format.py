@@ -48,10 +48,21 @@ def test_a_chunk_message_round_trips_with_a_zero_copy_view():
     raw = np.arange(12, dtype="<i2").reshape(4, 3)
     data = N.chunk_header(2, 17, 4, 3, 3, 0.5, -1.0, N.FLAG_END_MESSAGE) + raw.tobytes()
     assert len(data) == N.CHUNK_HEADER_SIZE + raw.nbytes == 40 + 24
-    flags, carrier, chunk, n, channels, gain, offset, got = N.parse_chunk(data)
+    flags, carrier, chunk, n, channels, gain, offset, got, end = N.parse_chunk(data)
+    assert end == len(data)
     assert (flags, carrier, chunk, n, channels, gain, offset) == (1, 2, 17, 4, 3, 0.5, -1.0)
     np.testing.assert_array_equal(got, raw)
     assert got.base is not None and not got.flags.writeable
+
+
+def test_a_chunk_message_may_hold_several_records():
+    one = N.chunk_header(0, 3, 2, 1, 2, 1.0, 0.0) + np.array([1.0, 2.0]).tobytes()
+    two = N.chunk_header(1, 4, 1, 2, 1, 1.0, 0.0) + np.array([5, 6], "<f4").tobytes()
+    records = list(N.iter_chunks(one + two))
+    assert [(r[1], r[2]) for r in records] == [(0, 3), (1, 4)]
+    np.testing.assert_array_equal(records[1][7], [[5, 6]])
+    with pytest.raises(N.NatsFormatError):
+        list(N.iter_chunks(one + two[:-1]))
 
 
 def test_bad_chunk_messages_raise_format_errors():

@@ -175,3 +175,50 @@ async def _start_all(nodes: list[NatsServer]) -> None:
     from twisted.internet import defer
 
     await defer.gatherResults([defer.ensureDeferred(n.start(60)) for n in nodes])
+
+
+@pytest_twisted.ensureDeferred
+async def test_twistd_proxy_with_nats_starts_its_bridge_and_exports_a_run(reactor, tmp_path):
+    from test_proxy_twistd import twistd
+
+    server = await NatsServer(reactor, tmp_path / "js").start()
+    dev = SimulatedDevice(reactor=reactor, config=DeviceConfig(carriers=1))
+    dev.listen(0, interface="127.0.0.1")
+    proc = twistd(reactor, "-b", f"127.0.0.1:{dev.port}", "--listen", "127.0.0.1", "--port",
+                  "0", "--nats", server.url, "--nats-name", "tw", "--nats-stream", "TW",
+                  "--nats-max-bytes", "64MiB")
+    client = None
+    try:
+        await proc.ready.addTimeout(30, reactor)
+        await proc.wait_for_output(b"nats export: connected", 60)
+        await proc.wait_for_output(b"attached to the reader", 15)
+        await proc.wait_for_output(b"run data by udp", 15)
+        client = await connect("127.0.0.1", proc.port, reactor=reactor)
+        result = await client.run(0.1, channels=2, sample_rate=10_000).addTimeout(T, reactor)
+        replayed = await replay(reactor, server.url, result.run_id)
+    finally:
+        if client is not None:
+            await client.close()
+        await proc.stop()
+        await dev.stop()
+        await server.stop()
+    same_samples(replayed, result)
+    assert replayed.meta.extra["condition"] == "complete"
+    assert b"nats export: bridge started" in proc.stdout
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_killed_bridge_is_restarted_and_exports_the_next_run(reactor, tmp_path):
+    server = await NatsServer(reactor, tmp_path / "js").start()
+    try:
+        async with proxy(reactor, (server.url,)) as (service, client):
+            await until(reactor, lambda: export(service).state == "connected", "connected")
+            service.nats._transport.signalProcess("KILL")
+            await until(reactor, lambda: export(service).restarts == 1, "a restart")
+            await until(reactor, lambda: export(service).state == "connected"
+                        and service.shm.taps[0].state == "attached", "reattached", seconds=T)
+            result = await client.run(0.1, channels=2, sample_rate=10_000).addTimeout(T, reactor)
+            replayed = await replay(reactor, server.url, result.run_id)
+    finally:
+        await server.stop()
+    same_samples(replayed, result)

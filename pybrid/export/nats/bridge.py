@@ -163,7 +163,13 @@ class Bridge:
 
         o = self.options
         while not self._stop.is_set():
-            reader = ShmReader(o.shm, payload_size=o.shm_size)
+            try:
+                reader = ShmReader(o.shm, payload_size=o.shm_size)
+            except Exception as e:  # e.g. a killed bridge's segment the proxy has not removed
+                self.stats.last_error = f"shm: {type(e).__name__}: {e}"
+                _log.warn("nats bridge: cannot create {name}: {error}", name=o.shm, error=str(e))
+                await asyncio.sleep(o.backoff)
+                continue
             self.stats.shm_ready = True
             self._status()
             try:

@@ -32,12 +32,12 @@ T = 60.0
 
 
 def bridge(reactor: Any, name: str, *urls: str, stream: str = "PYBRIDTEST",
-           extra: tuple[str, ...] = ()) -> Any:
+           extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Any:
     argv = [sys.executable, "-m", "pybrid.export.nats", "--shm", name, "--shm-size", "16MiB",
             "--proxy-name", "t", "--nats-stream", stream, "--max-bytes", "256MiB", *extra]
     for url in urls:
         argv += ["--nats", url]
-    return spawn(reactor, "nats-bridge", argv, ready_pattern=rb'"shm_ready": true')
+    return spawn(reactor, "nats-bridge", argv, ready_pattern=rb'"shm_ready": true', env=env)
 
 
 def status(proc: Any) -> dict[str, Any]:
@@ -99,10 +99,13 @@ async def consumers(reactor: Any, url: str, run_id: str, tmp_path: Any) -> tuple
     return np.load(plain), h5
 
 
-async def run_and_replay(reactor: Any, tmp_path: Any, **device: Any) -> tuple[Any, Any, Any]:
-    server = await NatsServer(reactor, tmp_path / "js").start()
+async def run_and_replay(reactor: Any, tmp_path: Any, token: str | None = None,
+                         **device: Any) -> tuple[Any, Any, Any]:
+    auth = ("--auth", token) if token else ()
+    server = await NatsServer(reactor, tmp_path / "js", extra=auth).start()
     name = f"pybrid-n-{uuid.uuid4().hex[:10]}"
-    proc = bridge(reactor, name, server.url)
+    proc = bridge(reactor, name, server.url, env={"PYBRID_NATS_TOKEN": token} if token else None)
+    url = server.url.replace("nats://", f"nats://{token}@") if token else server.url
     dev = service = client = None
     try:
         await proc.ready.addTimeout(T, reactor)
@@ -111,9 +114,10 @@ async def run_and_replay(reactor: Any, tmp_path: Any, **device: Any) -> tuple[An
         client = await connect("127.0.0.1", service.address[1], reactor=reactor)
         result = await client.run(0.2, channels=4, sample_rate=10_000).addTimeout(T, reactor)
         await until(reactor, lambda: status(proc).get("runs_ended", 0) >= 1, "the run's end")
-        replayed = await threads.deferToThread(fetch, server.url, result.run_id)
+        replayed = await threads.deferToThread(fetch, url, result.run_id)
         st = status(proc)
-        st["consumers"] = await consumers(reactor, server.url, result.run_id, tmp_path)
+        if not token:
+            st["consumers"] = await consumers(reactor, server.url, result.run_id, tmp_path)
         return result, replayed, st
     finally:
         if client is not None:
@@ -158,3 +162,11 @@ async def test_dropped_chunks_are_nan_rows_and_the_run_is_marked_incomplete(reac
     np.testing.assert_array_equal(plain[f"{mac}/samples"],
                                   result[mac].samples[:rows].astype(np.float64))
     assert str(plain["condition"]) == "incomplete"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_token_from_the_environment_authenticates_the_export(reactor, tmp_path):
+    token = uuid.uuid4().hex
+    result, replayed, st = await run_and_replay(reactor, tmp_path, token=token)
+    same_samples(replayed, result)
+    assert st["connected"] and st["stored"] > 0

@@ -41,13 +41,14 @@ class NatsServer:
 
     def __init__(self, reactor: Any, store: pathlib.Path, *, name: str = "n1",
                  port: int | None = None, cluster_port: int | None = None,
-                 routes: tuple[int, ...] = ()) -> None:
+                 routes: tuple[int, ...] = (), extra: tuple[str, ...] = ()) -> None:
         self.reactor = reactor
         self.store = store
         self.name = name
         self.port = port or free_port()
         self.cluster_port = cluster_port
         self.routes = routes
+        self.extra = extra
         self.proc: ChildProcess | None = None
 
     @property
@@ -56,7 +57,7 @@ class NatsServer:
 
     def argv(self) -> list[str]:
         args = [server_bin(), "-js", "-a", "127.0.0.1", "-p", str(self.port),
-                "-sd", str(self.store), "-n", self.name]
+                "-sd", str(self.store), "-n", self.name, *self.extra]
         if self.cluster_port:
             args += ["--cluster_name", "pybrid-test",
                      "--cluster", f"nats://127.0.0.1:{self.cluster_port}",

@@ -170,3 +170,37 @@ async def test_a_token_from_the_environment_authenticates_the_export(reactor, tm
     result, replayed, st = await run_and_replay(reactor, tmp_path, token=token)
     same_samples(replayed, result)
     assert st["connected"] and st["stored"] > 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_pybrid_monitor_follows_a_live_run_and_records_it(reactor, tmp_path):
+    server = await NatsServer(reactor, tmp_path / "js").start()
+    name = f"pybrid-n-{uuid.uuid4().hex[:10]}"
+    proc = bridge(reactor, name, server.url)
+    record = tmp_path / "live.npz"
+    monitor = spawn(reactor, "pybrid-monitor", [
+        str(pathlib.Path(sys.executable).with_name("pybrid-monitor")), "--nats", server.url,
+        "--record", str(record)], ready_pattern=rb"following pybrid")
+    dev = service = client = None
+    try:
+        await proc.ready.addTimeout(T, reactor)
+        await monitor.ready.addTimeout(T, reactor)
+        dev, service = await stack(reactor, name)
+        await until(reactor, lambda: service.shm.taps[0].state == "attached", "tap attached")
+        client = await connect("127.0.0.1", service.address[1], reactor=reactor)
+        result = await client.run(0.2, channels=3, sample_rate=10_000).addTimeout(T, reactor)
+        await monitor.wait_for_output(f"run {result.run_id}: complete".encode(), T)
+        assert await monitor.stop() == 0
+    finally:
+        await monitor.stop()
+        if client is not None:
+            await client.close()
+        if service is not None:
+            await service.stopService()
+        if dev is not None:
+            await dev.stop()
+        await proc.stop()
+        await server.stop()
+    mac = next(iter(result.carriers))
+    with np.load(record) as f:
+        np.testing.assert_array_equal(f[f"{mac}/samples"], result.samples)

@@ -48,6 +48,8 @@ from pybrid.proxy.clients.session import Session, SessionState
 from pybrid.proxy.data.router import RunRouter
 
 NATS_SERVER = str(pathlib.Path(sys.executable).with_name("nats-server"))
+#: The bridge's ``--nice`` (``--nice``; 10 as ``twistd pybrid-proxy --nats`` starts it).
+NICE = 10
 
 
 def free_port() -> int:
@@ -87,7 +89,7 @@ class BridgeProc:
     def __init__(self, name: str, urls: list[str], replicas: int) -> None:
         argv = [sys.executable, "-m", "pybrid.export.nats", "--shm", name, "--shm-size",
                 "64MiB", "--proxy-name", "bench", "--replicas", str(replicas), "--queue",
-                "100000", "--max-bytes", "4GiB", "--status-interval", "0.1"]
+                "100000", "--max-bytes", "4GiB", "--status-interval", "0.1", "--nice", str(NICE)]
         tag = uuid.uuid4().hex[:6]  # a stream and prefix per bridge: streams may not overlap
         argv += ["--nats-stream", f"B{tag}", "--nats-prefix", f"b{tag}"]
         for url in urls:
@@ -227,7 +229,10 @@ def main() -> None:
     ap.add_argument("--replicas", default="1,3")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--nice", type=int, default=10, help="the bridge's --nice (default: 10)")
     args = ap.parse_args()
+    global NICE
+    NICE = args.nice
     print(json.dumps({"load_average": [round(x, 2) for x in os.getloadavg()],
                       "cpus": os.cpu_count()}), flush=True)
     summary: dict[str, Any] = {}

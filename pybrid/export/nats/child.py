@@ -45,6 +45,7 @@ class NatsExportConfig:
     replicas: int = 1
     queue: int = 10_000
     shm_size: int = 64 << 20
+    nice: int = 10  # the bridge yields the CPU to the proxy
     user: str | None = None
     creds: str | None = None
     nkey: str | None = None
@@ -57,7 +58,8 @@ class NatsExportConfig:
                 "--shm-size", str(self.shm_size), "--proxy-name", self.proxy_name,
                 "--nats-stream", self.stream, "--nats-prefix", self.prefix,
                 "--max-bytes", str(self.max_bytes), "--max-age", f"{self.max_age:g}",
-                "--replicas", str(self.replicas), "--queue", str(self.queue)]
+                "--replicas", str(self.replicas), "--queue", str(self.queue),
+                "--nice", str(self.nice)]
         for url in self.servers:
             args += ["--nats", url]
         for flag, value in (("--nats-user", self.user), ("--nats-creds", self.creds),

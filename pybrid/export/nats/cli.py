@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="publishes awaiting their JetStream acknowledgement")
     parser.add_argument("--ack-timeout", type=float, default=5.0, metavar="S",
                         help="seconds after which an unacknowledged chunk counts as failed")
+    parser.add_argument("--nice", type=int, default=0, metavar="N",
+                        help="lower this process's CPU priority by N (the proxy starts it with "
+                        "10: on a busy host acquisition wins, the export's queue absorbs)")
     parser.add_argument("--status-interval", type=float, default=1.0, metavar="S",
                         help="seconds between status lines (default: %(default)s)")
     return parser
@@ -131,6 +134,8 @@ def host_token() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = options_from(args)
+    if args.nice > 0:
+        os.nice(args.nice)
 
     def emit(status: dict[str, Any]) -> None:
         try:

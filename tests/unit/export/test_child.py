@@ -55,7 +55,7 @@ def test_the_bridge_is_spawned_with_every_setting_and_no_secret():
     assert argv[:3] == ["/py", "-m", "pybrid.export.nats"]
     pairs = dict(zip(argv[3::2], argv[4::2], strict=False))
     assert pairs["--shm"] == "pybrid-nats-1" and pairs["--replicas"] == "3"
-    assert pairs["--nats-creds"] == "/etc/x.creds"
+    assert pairs["--nats-creds"] == "/etc/x.creds" and pairs["--nice"] == "10"
     assert argv.count("--nats") == 2 and "--nats-token" not in argv
     assert service.status().state == "starting"
 

@@ -13,7 +13,13 @@ from typing import Any, TextIO
 
 from twisted.internet import task
 
-from pybrid.monitor.nats_replay import RunAssembler, RunNotFound, last_run_id, replay
+from pybrid.monitor.nats_replay import (
+    RunAssembler,
+    RunNotFound,
+    last_run_id,
+    replay,
+    subscribe,
+)
 from pybrid.monitor.record import is_h5
 from pybrid.recording.hdf5 import H5Recorder
 from pybrid.recording.npz import NpzRecorder
@@ -89,8 +95,7 @@ async def _follow(js: Any, prefix: str, args: Any, out: TextIO) -> int:
         loop.call_later(args.duration, stop.set)
     runs: dict[str, RunAssembler] = {}
     k = 0
-    sub = await js.subscribe(f"{prefix}.>", ordered_consumer=True,
-                             deliver_policy=DeliverPolicy.NEW)
+    sub = await subscribe(js, f"{prefix}.>", DeliverPolicy.NEW)
     print(f"following {prefix}.> on {', '.join(args.nats)}", file=out, flush=True)
     try:
         while not stop.is_set():

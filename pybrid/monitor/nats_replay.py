@@ -184,12 +184,27 @@ class RunAssembler:
                          meta=meta)
 
 
+async def subscribe(js: Any, subject: str, policy: Any, patience: float = 30.0) -> Any:
+    """An ordered consumer on ``subject``; JetStream's API does not answer while a cluster
+    elects a leader (a node just died), so timeouts are retried for ``patience`` seconds."""
+    import nats.errors
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while True:
+        try:
+            return await js.subscribe(subject, ordered_consumer=True, deliver_policy=policy)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 async def last_run_id(js: Any, prefix: str = N.DEFAULT_PREFIX, timeout: float = 5.0) -> str:
     """The run id of the newest ``start`` in the stream; :class:`RunNotFound` if none."""
     from nats.js.api import DeliverPolicy
 
-    sub = await js.subscribe(N.starts_filter(prefix), ordered_consumer=True,
-                             deliver_policy=DeliverPolicy.LAST)
+    sub = await subscribe(js, N.starts_filter(prefix), DeliverPolicy.LAST)
     try:
         msg = await sub.next_msg(timeout=timeout)
     except Exception:
@@ -208,8 +223,7 @@ async def replay(js: Any, run_id: str, *, prefix: str = N.DEFAULT_PREFIX,
     from nats.js.api import DeliverPolicy
 
     assembler = RunAssembler(run_id, sink if sink is not None else MemorySink())
-    sub = await js.subscribe(N.run_filter(prefix, run_id), ordered_consumer=True,
-                             deliver_policy=DeliverPolicy.ALL)
+    sub = await subscribe(js, N.run_filter(prefix, run_id), DeliverPolicy.ALL)
     seen = 0
     try:
         while True:

@@ -87,3 +87,28 @@ def test_a_message_of_several_chunk_records_places_each():
     a.add("chunk", chunk(1) + chunk(0))
     np.testing.assert_array_equal(a.result()[MAC].samples[4:],
                                   (np.arange(8).reshape(4, 2) + 10) * 0.5)
+
+
+def test_subscribing_retries_while_the_cluster_elects_a_leader():
+    import asyncio
+
+    import nats.errors
+    import pytest
+
+    from pybrid.monitor.nats_replay import subscribe
+
+    class Js:
+        calls = 0
+
+        async def subscribe(self, subject, **kw):
+            self.calls += 1
+            if self.calls < 3:
+                raise nats.errors.TimeoutError
+            return ("sub", subject, kw["deliver_policy"])
+
+    js = Js()
+    assert asyncio.run(subscribe(js, "pybrid.>", "all", patience=5)) == ("sub", "pybrid.>",
+                                                                          "all")
+    assert js.calls == 3
+    with pytest.raises(nats.errors.TimeoutError):
+        asyncio.run(subscribe(Js(), "pybrid.>", "all", patience=0))

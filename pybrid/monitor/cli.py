@@ -64,6 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "--shm-tap NAME) instead of a multicast group")
     parser.add_argument("--shm-size", type=_positive, default=64, metavar="MiB",
                         help="ring size of the --shm buffer (default: %(default)s)")
+    parser.add_argument("--nats", metavar="URL", action="append",
+                        help="follow the runs a proxy exports to NATS JetStream (twistd "
+                        "pybrid-proxy --nats URL), or replay one with --run/--last")
+    parser.add_argument("--run", metavar="ID", help="--nats: replay the run ID from the stream")
+    parser.add_argument("--last", action="store_true",
+                        help="--nats: replay the newest run in the stream")
+    parser.add_argument("--nats-prefix", default="pybrid",
+                        help="--nats: subject prefix (default: %(default)s)")
+    parser.add_argument("--nats-creds", metavar="FILE", help="--nats: credentials file")
+    parser.add_argument("--nats-token", default=os.environ.get("PYBRID_NATS_TOKEN"),
+                        help="--nats: token (default: $PYBRID_NATS_TOKEN)")
+    parser.add_argument("--idle-timeout", type=_positive, default=10.0, metavar="S",
+                        help="--run/--last: give up on a run silent for S seconds")
     parser.add_argument(
         "--interface",
         default=DEFAULT_INTERFACE,
@@ -97,11 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.shm is not None:
+    if (args.run or args.last) and not args.nats:
+        parser.error("--run and --last replay from NATS: give --nats URL")
+    if args.run and args.last:
+        parser.error("--run ID and --last exclude each other")
+    if args.nats:
+        if args.group is not None or args.port is not None or args.shm is not None:
+            parser.error("--nats reads NATS: leave out --group, --port and --shm")
+    elif args.shm is not None:
         if args.group is not None or args.port is not None:
             parser.error("--shm reads shared memory: leave out --group and --port")
     elif args.group is None or args.port is None:
-        parser.error("the following arguments are required: --group, --port (or --shm NAME)")
+        parser.error("the following arguments are required: --group, --port (or --shm NAME, "
+                     "or --nats URL)")
     else:
         try:
             args.group = parse_group(f"{args.group}:{args.port}")[0]
@@ -295,6 +316,10 @@ class ConsoleMonitor:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: ``pybrid-monitor --group G --port P [...]``."""
     args = parse_args(argv)
+    if args.nats:
+        from pybrid.monitor import nats_console
+
+        return nats_console.run(args)
     if args.shm is not None:
         from pybrid.monitor import shm_console
 

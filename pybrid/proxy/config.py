@@ -6,6 +6,8 @@ the values it needs from these frozen records.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from pybrid.discovery.options import AdvertiseConfig
@@ -119,3 +121,6 @@ class ProxyConfig:
     shm_writer: str = "inline"
     #: ``--advertise`` (pybrid.discovery): announce the proxy by mDNS; None: do not.
     advertise: AdvertiseConfig | None = None
+    #: ``--nats URL`` and ``--nats-*``: the JetStream export's bridge child
+    #: (:class:`pybrid.proxy.taps.nats.child.NatsExportConfig`; its shm tap is in ``shm_taps``).
+    nats: Any = None

@@ -108,6 +108,13 @@ class ProxyService(service.MultiService):
         self.port: IListeningPort | None = None
         self._health_waiters: list[defer.Deferred[None]] = []
         self.status_page: StatusService | None = None
+        #: ``--nats URL``: the JetStream export bridge, a child process (pybrid.proxy.taps.nats).
+        self.nats: Any = None
+        if config.nats is not None:
+            from pybrid.proxy.taps.nats.child import NatsBridgeService
+
+            self.nats = NatsBridgeService(config.nats, reactor)
+            self.nats.setServiceParent(self)
         if config.status_port is not None:  # --status-port: child service (proxy.status.web)
             self.status_page = StatusService(self, reactor, config.status_port,
                                              config.status_interface)
@@ -226,6 +233,7 @@ class ProxyService(service.MultiService):
             scheduler=self.scheduler.status(), front=self.front.status(),
             dispatch=self.dispatcher.status(), monitor=monitor,
             shm_taps=() if self.shm is None else self.shm.status(),
+            nats=None if self.nats is None else self.nats.status(),
             readiness=self.health.verdict(),
             recent_runs=self.dispatcher.coordinator.history.records(),
         )

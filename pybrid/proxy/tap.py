@@ -6,6 +6,7 @@
            [--max-pending 1024] [--accepts-per-pass 100]
            [--client-buffer 64MiB] [--udp-rcvbuf 64MiB]
            [--monitor GROUP:PORT …] [--monitor-ttl 1] [--monitor-interface 127.0.0.1]
+           [--shm-tap NAME …] [--nats URL … --nats-stream PYBRID --nats-replicas 1 …]
            [--advertise [--advertise-interface all|IP,…] [--advertise-name NAME]]
 
 ``-b`` takes a backend (``HOST[:PORT]``), comma-separated backends, or a backend file
@@ -39,6 +40,7 @@ from pybrid.proxy.service import ProxyService
 from pybrid.proxy.sizes import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF, format_size, parse_size
 from pybrid.proxy.spec.model import BackendSpecError
 from pybrid.proxy.spec.parse import parse_backend_args
+from pybrid.proxy.taps.nats.options import NatsOptionsMixin
 from pybrid.version import version
 from pybrid.wire.framing import DEFAULT_PORT
 from pybrid.wire.interfaces import INetworkReactor
@@ -48,7 +50,7 @@ AUTH_ENV = "PYBRID_AUTHENTICATION"
 log = Logger()
 
 
-class Options(AdvertiseOptionsMixin, MonitorOptionsMixin, TwistdOptions):
+class Options(AdvertiseOptionsMixin, MonitorOptionsMixin, NatsOptionsMixin, TwistdOptions):
     """Options of ``twistd pybrid-proxy``; ``postOptions`` validates and builds ``config``."""
 
     program = "pybrid-proxy"
@@ -140,7 +142,8 @@ class Options(AdvertiseOptionsMixin, MonitorOptionsMixin, TwistdOptions):
             monitor = self.monitor_config()
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
-        shm_taps = _shm_taps(self["shm-taps"])
+        nats = self.nats_config()
+        shm_taps = _shm_taps(self["shm-taps"] + ([nats.shm_name] if nats else []))
         advertise = self.advertise_config(interface if listen is None else listen)
         shm_timeout = _number("--shm-write-timeout", self["shm-write-timeout"], float, 0.01, 3600)
         token = None
@@ -175,6 +178,7 @@ class Options(AdvertiseOptionsMixin, MonitorOptionsMixin, TwistdOptions):
             shm_taps=shm_taps,
             shm_write_timeout=float(shm_timeout),
             shm_writer=_choice("--shm-writer", self["shm-writer"], ("inline", "thread")),
+            nats=nats,
             timing=Timing(nudge_delays=()) if self["no-nudges"] else Timing(),
             advertise=advertise,
         )

@@ -192,6 +192,7 @@ class StatusCollector:
             shm_taps=status.shm_taps,
             readiness=status.readiness,
             recent_runs=status.recent_runs,
+            nats=status.nats,
         )
 
     def _backend(self, lane: LaneStatus) -> BackendStatus:

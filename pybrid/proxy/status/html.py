@@ -235,6 +235,20 @@ def _shm(status: ProxyStatus) -> str:
     return f'<section class="wide"><h2>Shared-memory taps</h2>{table}</section>'
 
 
+def _nats(status: ProxyStatus) -> str:
+    """``--nats`` export (pybrid.proxy.taps.nats.child.NatsExportStatus); nothing without it."""
+    n = status.nats
+    if n is None:
+        return ""
+    rows = [(e(", ".join(n.servers)), e(n.stream), e(n.state), count(n.stored),
+             count(n.dropped), count(n.failed), count(n.queue), count(n.runs_ended),
+             count(n.incomplete), count(n.restarts), e(n.last_error))]
+    table = _table(("servers", "stream", "state", "stored", "dropped", "failed", "queued",
+                    "runs ended", "incomplete", "restarts", "last error"), rows,
+                   {3, 4, 5, 6, 7, 8, 9}, "")
+    return f'<section class="wide"><h2>NATS export</h2>{table}</section>'
+
+
 def _counters(status: ProxyStatus) -> str:
     if not status.counters:
         return ""
@@ -308,8 +322,8 @@ def render(status: ProxyStatus, refresh: float = 2.0) -> str:
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>"
         f"<header><h1>pybrid-proxy</h1>{badge}<span class=\"meta\">{meta}</span></header>"
         f"{_banner(status)}<main>{_backends(status)}{_carriers(status)}{_session(status)}"
-        f"{_recent_runs(status)}{_monitor(status)}{_shm(status)}{_counters(status)}"
-        f"{_errors(status)}</main>"
+        f"{_recent_runs(status)}{_monitor(status)}{_shm(status)}{_nats(status)}"
+        f"{_counters(status)}{_errors(status)}</main>"
         f"<footer>Snapshot {clock_time(status.now)} UTC, refreshed every {refresh:g} s \u00b7 "
         '<a href="status.json">status.json</a> \u00b7 <a href="metrics">metrics</a></footer>'
         "</body></html>\n"

@@ -223,6 +223,25 @@ def families(status: ProxyStatus) -> Iterator[Metric]:
                       for reason, value in (("buffer_full", t.buffer_full),
                                             ("reader_dead", t.reader_dead))]),
         ]
+    n = status.nats
+    if n is not None:
+        candidates += [
+            _gauge("pybrid_proxy_nats_connected", "1 while the NATS export is connected.", [],
+                   [([], int(n.state == "connected"))]),
+            _counter("pybrid_proxy_nats_messages_total",
+                     "NATS export messages, by outcome (stored: acknowledged by JetStream; "
+                     "dropped: export queue full; failed: never acknowledged).", ["outcome"],
+                     [([k], getattr(n, k)) for k in ("published", "stored", "dropped",
+                                                     "failed")]),
+            _gauge("pybrid_proxy_nats_queued", "Messages waiting for NATS.", [],
+                   [([], n.queue)]),
+            _counter("pybrid_proxy_nats_runs_total",
+                     "Runs exported, by end condition (incomplete: also error).",
+                     ["condition"], [(["complete"], n.runs_ended - n.incomplete),
+                                     (["incomplete"], n.incomplete)]),
+            _counter("pybrid_proxy_nats_bridge_restarts_total",
+                     "Times the NATS bridge process was restarted.", [], [([], n.restarts)]),
+        ]
     yield from (family for family in candidates if family is not None)
 
 

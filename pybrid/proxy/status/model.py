@@ -38,6 +38,8 @@ class ServiceStatus:
     monitor: TapCounters | None
     #: ``--shm-tap``: one :class:`pybrid.proxy.taps.shm.tap.ShmTapStatus` per tap.
     shm_taps: tuple[Any, ...] = ()
+    #: ``--nats``: :class:`pybrid.proxy.taps.nats.child.NatsExportStatus`, or None.
+    nats: Any = None
     #: May a session be promoted (the scheduler's own verdict, pybrid.proxy.backend.health).
     readiness: Readiness = attrs.field(kw_only=True)
     #: The last runs that ended, oldest first (pybrid.proxy.runs.history).
@@ -144,6 +146,8 @@ class ProxyStatus:
     monitor: TapCounters | None = None
     #: ``--shm-tap``: one :class:`pybrid.proxy.taps.shm.tap.ShmTapStatus` per tap.
     shm_taps: tuple[Any, ...] = ()
+    #: ``--nats``: :class:`pybrid.proxy.taps.nats.child.NatsExportStatus`, or None.
+    nats: Any = None
     #: The scheduler's verdict on the cluster: ``healthy`` and the page's pill show it (a
     #: snapshot built without one is not ready).
     readiness: Readiness = attrs.field(factory=lambda: Readiness(empty=True), kw_only=True)

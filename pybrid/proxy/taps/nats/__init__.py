@@ -1,0 +1,1 @@
+"""The NATS JetStream export: a bridge process reading the proxy's shared-memory tap."""

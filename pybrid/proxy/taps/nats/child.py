@@ -1,0 +1,230 @@
+"""``twistd pybrid-proxy --nats URL``: the proxy starts the NATS bridge as its child process.
+
+Design note
+-----------
+The bridge (:mod:`pybrid.proxy.taps.nats.bridge`) runs in its own process, fed by a shared-memory
+tap the proxy adds for it, so nothing NATS does — slow, full, down — can delay the proxy's
+reactor: the tap only ever writes into shared memory (a full ring drops and counts).
+:class:`NatsBridgeService` spawns it with ``reactor.spawnProcess``, reads its one-JSON-object
+status lines from stdout (connected or not, published, stored, dropped, failed …) for the
+status page and ``/metrics``, and restarts it with backoff (``backoff`` doubling up to
+``backoff_max``) when it exits.  Secrets stay out of the command line: the bridge reads
+``PYBRID_NATS_TOKEN`` and ``PYBRID_NATS_PASSWORD`` from the environment it inherits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet import defer, error, protocol
+from twisted.logger import Logger
+
+from pybrid.wire import nats_format as N
+
+_log = Logger()
+_COUNTS = ("published", "stored", "dropped", "failed", "tap_gaps", "runs", "runs_ended",
+           "incomplete")
+
+
+@attrs.frozen
+class NatsExportConfig:
+    """The proxy's ``--nats*`` options (validated by the proxy's option parser)."""
+
+    servers: tuple[str, ...]
+    shm_name: str
+    proxy_name: str
+    stream: str = N.DEFAULT_STREAM
+    prefix: str = N.DEFAULT_PREFIX
+    max_bytes: int = 1 << 30
+    max_age: float = 7 * 86400.0
+    replicas: int = 1
+    queue: int = 10_000
+    shm_size: int = 64 << 20
+    nice: int = 10  # the bridge yields the CPU to the proxy
+    user: str | None = None
+    creds: str | None = None
+    nkey: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    def argv(self, python: str = sys.executable) -> list[str]:
+        args = [python, "-m", "pybrid.proxy.taps.nats", "--shm", self.shm_name,
+                "--shm-size", str(self.shm_size), "--proxy-name", self.proxy_name,
+                "--nats-stream", self.stream, "--nats-prefix", self.prefix,
+                "--max-bytes", str(self.max_bytes), "--max-age", f"{self.max_age:g}",
+                "--replicas", str(self.replicas), "--queue", str(self.queue),
+                "--nice", str(self.nice)]
+        for url in self.servers:
+            args += ["--nats", url]
+        for flag, value in (("--nats-user", self.user), ("--nats-creds", self.creds),
+                            ("--nats-nkey", self.nkey), ("--nats-tls-ca", self.tls_ca),
+                            ("--nats-tls-cert", self.tls_cert),
+                            ("--nats-tls-key", self.tls_key)):
+            if value:
+                args += [flag, value]
+        return args
+
+
+@attrs.frozen
+class NatsExportStatus:
+    """What the status page and ``/metrics`` show of the export."""
+
+    servers: tuple[str, ...]
+    stream: str
+    state: str  # starting, connecting, connected, disconnected, restarting, stopped
+    pid: int | None
+    restarts: int
+    published: int = 0
+    stored: int = 0
+    dropped: int = 0
+    failed: int = 0
+    queue: int = 0
+    pending: int = 0
+    tap_gaps: int = 0
+    runs: int = 0
+    runs_ended: int = 0
+    incomplete: int = 0
+    last_error: str = ""
+
+
+class _BridgeProcess(protocol.ProcessProtocol):
+    def __init__(self, owner: NatsBridgeService) -> None:
+        self.owner = owner
+        self.buffer = b""
+        self.ended: defer.Deferred[None] = defer.Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            self.owner.line(line)
+        if len(self.buffer) > 1 << 16:  # a line this long is not ours
+            self.buffer = b""
+
+    def errReceived(self, data: bytes) -> None:
+        text = data.decode(errors="replace").strip()
+        if text:
+            _log.warn("nats bridge: {text}", text=text[-2000:])
+
+    def processEnded(self, reason: Any) -> None:
+        self.ended.callback(None)
+        self.owner.exited(self, reason.value)
+
+
+@attrs.define(eq=False)
+class NatsBridgeService(Service):
+    """Runs and watches the bridge child; see the module note."""
+
+    config: NatsExportConfig
+    reactor: Any
+    backoff: float = 1.0
+    backoff_max: float = 30.0
+    python: str = sys.executable
+    restarts: int = 0
+    last: dict[str, Any] = attrs.Factory(dict)
+    #: Counts of bridges that exited (a restarted bridge counts from 0 again).
+    _base: dict[str, int] = attrs.Factory(dict)
+    _proc: _BridgeProcess | None = None
+    _transport: Any = None
+    _delay: float = 0.0
+    _retry: Any = None
+    _stopping: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        self._delay = self.backoff
+
+    def startService(self) -> None:
+        super().startService()
+        self._stopping = False
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self._retry = None
+        self._proc = _BridgeProcess(self)
+        argv = self.config.argv(self.python)
+        self._transport = self.reactor.spawnProcess(self._proc, argv[0], argv,
+                                                    env=dict(os.environ))
+        _log.info("nats export: bridge started (pid {pid}) for {servers}, stream {stream}",
+                  pid=self._transport.pid, servers=",".join(self.config.servers),
+                  stream=self.config.stream)
+
+    def line(self, raw: bytes) -> None:
+        try:
+            status = json.loads(raw)["nats_bridge"]
+        except (ValueError, KeyError, TypeError):
+            _log.info("nats bridge: {line}", line=raw.decode(errors="replace")[:500])
+            return
+        if status.get("connected") and not self.last.get("connected"):
+            _log.info("nats export: connected to {servers}", servers=",".join(
+                self.config.servers))
+            self._delay = self.backoff
+        self.last = status
+
+    def exited(self, proc: _BridgeProcess, reason: Any) -> None:
+        if proc is not self._proc:
+            return
+        self._transport = None
+        for key in _COUNTS:
+            self._base[key] = self._base.get(key, 0) + int(self.last.get(key, 0))
+        self.last = {}
+        if self._stopping:
+            return
+        self.restarts += 1
+        _log.warn("nats export: bridge exited ({reason}); restarting in {delay:g} s",
+                  reason=str(reason), delay=self._delay)
+        self._retry = self.reactor.callLater(self._delay, self._spawn)
+        self._delay = min(self._delay * 2, self.backoff_max)
+
+    def stopService(self) -> defer.Deferred[None]:
+        super().stopService()
+        self._stopping = True
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        proc, transport = self._proc, self._transport
+        if proc is None or transport is None:
+            return defer.succeed(None)
+        try:
+            transport.signalProcess("TERM")
+        except error.ProcessExitedAlready:
+            return defer.succeed(None)
+        killer = self.reactor.callLater(5.0, self._kill, transport)
+        d = proc.ended
+
+        def done(_: Any) -> None:
+            if killer.active():
+                killer.cancel()
+
+        d.addBoth(done)
+        return d
+
+    @staticmethod
+    def _kill(transport: Any) -> None:
+        try:
+            transport.signalProcess("KILL")
+        except error.ProcessExitedAlready:
+            pass
+
+    def status(self) -> NatsExportStatus:
+        s = self.last
+        if self._stopping:
+            state = "stopped"
+        elif self._transport is None:
+            state = "restarting"
+        elif not s:
+            state = "starting"
+        elif s.get("connected"):
+            state = "connected"
+        else:
+            state = "disconnected" if s.get("connects") else "connecting"
+        counts = {k: self._base.get(k, 0) + int(s.get(k, 0)) for k in _COUNTS}
+        counts.update(queue=int(s.get("queue", 0)), pending=int(s.get("pending", 0)))
+        return NatsExportStatus(
+            servers=self.config.servers, stream=self.config.stream, state=state,
+            pid=None if self._transport is None else self._transport.pid,
+            restarts=self.restarts, last_error=str(s.get("last_error", "")), **counts)

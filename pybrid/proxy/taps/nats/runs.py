@@ -1,0 +1,205 @@
+"""Shared-memory tap frames to NATS messages, and what each run's stream lacks (no nats import).
+
+Design note
+-----------
+:class:`RunTracker` turns each frame the proxy's ``--shm-tap`` wrote (:mod:`pybrid.wire.shm_frames`)
+into at most one :class:`Outgoing` message of :mod:`pybrid.wire.nats_format`, and keeps per
+run and carrier the highest chunk number the tap showed and the chunk numbers the stream
+*has* (acknowledged by JetStream: :meth:`stored`).  A run is over when every carrier named in
+its ``RUN_START`` reached DONE or ERROR (or a run-wide end came); its ``end`` message then says
+what the stream lacks: every chunk number up to the highest seen that was not stored — lost
+by the tap (a full ring), dropped from the export queue, or not acknowledged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import numpy as np
+
+from pybrid.wire import nats_format as N
+from pybrid.wire import shm_frames as F
+
+#: Runs remembered after their end (a late ack finds nothing and is ignored).
+RUNS_KEPT = 16
+_ITEMSIZE = {code: np.dtype(name).itemsize for code, name in F.DTYPE_CODES.items()}
+
+
+@attrs.frozen
+class Outgoing:
+    kind: str
+    subject: str
+    payload: bytes
+    run: int  # the tap's run number
+    carrier: int = 0
+    #: ``(carrier, chunk number)`` of the numbered chunk records in ``payload``.
+    members: tuple[tuple[int, int], ...] = ()
+    seq: int = 0  # the tap sequence of the (first) frame
+
+    @property
+    def msg_id(self) -> str:
+        """JetStream de-duplication id (a retried publish is stored once)."""
+        return f"{self.subject}:{self.seq}" if self.kind == "chunk" else ""
+
+
+def merge(items: list[Outgoing]) -> Outgoing:
+    """Chunk messages of one run as one message of back-to-back chunk records."""
+    if len(items) == 1:
+        return items[0]
+    first = items[0]
+    return Outgoing("chunk", first.subject, b"".join(i.payload for i in items), first.run,
+                    first.carrier, tuple(m for i in items for m in i.members), first.seq)
+
+
+@attrs.define(eq=False)
+class _Carrier:
+    path: str
+    top: int = -1
+    stored: set[int] = attrs.Factory(set)
+    state: str = ""
+    reason: str = ""
+
+
+@attrs.define(eq=False)
+class _Run:
+    number: int
+    run_id: str
+    paths: tuple[str, ...]
+    carriers: dict[int, _Carrier] = attrs.Factory(dict)
+    ended: dict[str, str] = attrs.Factory(dict)
+    reasons: dict[str, str] = attrs.Factory(dict)
+    chunk_subject: str = ""
+    wide_end: bool = False
+    export_dropped: int = 0
+    tap_gaps: int = 0
+    finished: bool = False
+
+    @property
+    def over(self) -> bool:
+        return self.wide_end or (bool(self.paths) and all(p in self.ended for p in self.paths))
+
+
+@attrs.define(eq=False)
+class RunTracker:
+    """See the module note.  ``proxy`` names the exporting proxy in every subject."""
+
+    prefix: str
+    proxy: str
+    runs: dict[int, _Run] = attrs.Factory(dict)
+    last_seq: int = 0
+    tap_gaps: int = 0
+    unknown: int = 0  # frames of runs whose RUN_START this bridge never saw
+
+    def frame(self, data: memoryview | bytes) -> Outgoing | None:
+        """The message for one tap frame (None for frames that carry nothing to export)."""
+        (kind, flags, carrier, run, seq, chunk, samples, channels, dtype, gain,
+         offset) = F.parse_header(data)
+        if self.last_seq and seq > self.last_seq + 1:
+            gap = seq - self.last_seq - 1
+            self.tap_gaps += gap
+            current = self.runs.get(run)
+            if current is not None:
+                current.tap_gaps += gap
+        self.last_seq = max(self.last_seq, seq)
+        if kind == F.RUN_START:
+            body = F.json_body(data)
+            return self._start(run, body)
+        r = self.runs.get(run)
+        if r is None:
+            self.unknown += 1
+            return None
+        if kind == F.CHUNK:
+            end = bool(flags & F.FLAG_END_MESSAGE)
+            c = r.carriers.get(carrier)
+            if c is None:
+                c = r.carriers[carrier] = _Carrier("")
+            if not end:
+                c.top = max(c.top, chunk)
+            n = samples * channels * _ITEMSIZE.get(dtype, 0)
+            head = N.chunk_header(carrier, chunk, samples, channels, dtype, gain, offset,
+                                  flags & (F.FLAG_END_MESSAGE | F.FLAG_PER_CHANNEL))
+            payload = head + bytes(data[F.HEADER_SIZE:F.HEADER_SIZE + n])
+            return Outgoing("chunk", r.chunk_subject, payload, run, carrier,
+                            () if end else ((carrier, chunk),), seq)
+        body = F.json_body(data)
+        if kind == F.LAYOUT:
+            c = r.carriers.setdefault(carrier, _Carrier(body.get("path", "")))
+            c.path = body.get("path", "") or c.path
+            keys = ("carrier", "path", "dtype", "channels", "gains", "offsets", "probes")
+            out: dict[str, Any] = {k: body[k] for k in keys if k in body}
+            return self._json(r, "layout", dict(out, run_id=r.run_id), carrier)
+        if kind == F.CARRIER_END:
+            path = body.get("path", "")
+            state, reason = body.get("state", ""), body.get("reason", "")
+            if path:
+                r.ended[path] = state
+                if reason:
+                    r.reasons[path] = reason
+                for c in r.carriers.values():
+                    if c.path == path:
+                        c.state, c.reason = state, reason
+            else:
+                r.wide_end = True
+                for p in r.paths:
+                    r.ended.setdefault(p, state)
+                    if reason:
+                        r.reasons.setdefault(p, reason)
+            return self._json(r, "state", {"run_id": r.run_id, "carrier": carrier,
+                                           "path": path, "state": state, "reason": reason},
+                              carrier)
+        return None
+
+    def _start(self, run: int, body: dict[str, Any]) -> Outgoing:
+        run_id = str(body.get("run_id", ""))
+        r = _Run(run, run_id, tuple(body.get("carriers", ())),
+                 chunk_subject=N.subject(self.prefix, self.proxy, run_id, "chunk"))
+        self.runs[run] = r
+        while len(self.runs) > RUNS_KEPT:
+            del self.runs[next(iter(self.runs))]
+        return self._json(r, "start", {"format": N.FORMAT, "version": N.VERSION,
+                                       "run_id": r.run_id, "proxy": self.proxy,
+                                       "carriers": list(r.paths)}, F.RUN_WIDE)
+
+    def _json(self, r: _Run, kind: str, body: dict[str, Any], carrier: int) -> Outgoing:
+        return Outgoing(kind, N.subject(self.prefix, self.proxy, r.run_id, kind),
+                        N.encode_json(body), r.number, carrier)
+
+    # -- what the stream has ----------------------------------------------------------------
+
+    def stored(self, out: Outgoing) -> None:
+        """JetStream acknowledged ``out``."""
+        r = self.runs.get(out.run)
+        if r is not None:
+            for carrier, chunk in out.members:
+                c = r.carriers.get(carrier)
+                if c is not None:
+                    c.stored.add(chunk)
+
+    def dropped(self, out: Outgoing) -> None:
+        """``out`` was dropped from the export queue (it is missing unless stored later)."""
+        r = self.runs.get(out.run)
+        if r is not None:
+            r.export_dropped += max(1, len(out.members))
+
+    def over(self, run: int) -> bool:
+        r = self.runs.get(run)
+        return r is not None and r.over and not r.finished
+
+    def end(self, run: int) -> Outgoing:
+        """The run's ``end`` message (call once, after its publishes settled)."""
+        r = self.runs[run]
+        r.finished = True
+        missing: dict[str, list[int]] = {}
+        chunks: dict[str, int] = {}
+        for index, c in sorted(r.carriers.items()):
+            path = c.path or f"carrier-{index}"
+            missing[path] = sorted(set(range(c.top + 1)) - c.stored)
+            chunks[path] = len(c.stored)
+        cond, reason = N.condition(r.ended, r.reasons, missing)
+        body = {"run_id": r.run_id, "condition": cond, "reason": reason, "missing": missing,
+                "chunks": chunks, "states": dict(sorted(r.ended.items())),
+                "export_dropped": r.export_dropped, "tap_gaps": r.tap_gaps}
+        return self._json(r, "end", body, F.RUN_WIDE)
+
+

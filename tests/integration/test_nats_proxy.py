@@ -1,0 +1,224 @@
+"""The proxy with ``--nats`` (in process: ProxyService with a NatsExportConfig) against real
+``nats-server`` processes: the export shows on the status page and ``/metrics``; a server
+down at start, killed mid-run, and a three-node cluster losing a node mid-run."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from typing import Any
+
+import numpy as np
+import pytest_twisted
+from support.nats_servers import NatsServer, cluster, free_port, require_nats
+from support.ops_http import fetch
+from support.shm import require_shm
+from support.waiting import until
+from test_nats_export import fetch as fetch_replay
+from test_nats_export import same_samples
+from twisted.internet import threads
+
+from pybrid.client import connect
+from pybrid.device import DeviceConfig, SimulatedDevice
+from pybrid.proxy.config import ProxyConfig
+from pybrid.proxy.service import ProxyService
+from pybrid.proxy.spec import Backend
+from pybrid.proxy.taps.nats.child import NatsExportConfig
+
+require_shm()
+require_nats()
+
+T = 90.0
+
+
+@contextlib.asynccontextmanager
+async def proxy(reactor: Any, servers: tuple[str, ...], replicas: int = 1):
+    dev = SimulatedDevice(reactor=reactor, config=DeviceConfig(carriers=1))
+    dev.listen(0, interface="127.0.0.1")
+    nats = NatsExportConfig(servers=servers, shm_name=f"pybrid-n-{uuid.uuid4().hex[:10]}",
+                            proxy_name="lab1", stream="PYBRIDT", max_bytes=256 << 20,
+                            replicas=replicas, shm_size=16 << 20)
+    service = ProxyService(ProxyConfig(backends=(Backend("127.0.0.1", dev.port),),
+                                       interface="127.0.0.1", port=0, status_port=0,
+                                       shm_taps=(nats.shm_name,), nats=nats), reactor)
+    service.startService()
+    client = None
+    try:
+        await service.when_healthy().addTimeout(10, reactor)
+        await until(reactor, lambda: service.shm.taps[0].state == "attached", "tap attached")
+        client = await connect("127.0.0.1", service.address[1], reactor=reactor)
+        yield service, client
+    finally:
+        if client is not None:
+            await client.close()
+        await service.stopService()
+        await dev.stop()
+
+
+def export(service: Any) -> Any:
+    return service.nats.status()
+
+
+async def replay(reactor: Any, url: str, run_id: str) -> Any:
+    return await threads.deferToThread(fetch_replay, url, run_id)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_export_shows_on_the_status_page_and_metrics(reactor, tmp_path):
+    server = await NatsServer(reactor, tmp_path / "js").start()
+    try:
+        async with proxy(reactor, (server.url,)) as (service, client):
+            await until(reactor, lambda: export(service).state == "connected", "connected")
+            result = await client.run(0.1, channels=2, sample_rate=10_000).addTimeout(T, reactor)
+            await until(reactor, lambda: export(service).runs_ended >= 1, "the run's end")
+            _c, _h, page = await fetch(reactor, service.status_page.url)
+            _c, _h, metrics = await fetch(reactor, service.status_page.url + "metrics")
+            replayed = await replay(reactor, server.url, result.run_id)
+    finally:
+        await server.stop()
+    assert b"NATS export" in page and b"connected" in page
+    text = metrics.decode()
+    assert "pybrid_proxy_nats_connected 1.0" in text
+    assert 'pybrid_proxy_nats_messages_total{outcome="dropped"} 0.0' in text
+    assert 'pybrid_proxy_nats_runs_total{condition="complete"} 1.0' in text
+    same_samples(replayed, result)
+    assert replayed.meta.extra["condition"] == "complete"
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_down_at_start_the_proxy_serves_and_the_export_catches_up(reactor,
+                                                                               tmp_path):
+    server = NatsServer(reactor, tmp_path / "js", port=free_port())
+    try:
+        async with proxy(reactor, (server.url,)) as (service, client):
+            await until(reactor, lambda: export(service).last_error, "a connect error")
+            assert export(service).state == "connecting"
+            first = await client.run(0.1, channels=2, sample_rate=10_000).addTimeout(T, reactor)
+            assert first.complete  # the client's run does not wait for NATS
+            await server.start()
+            await until(reactor, lambda: export(service).state == "connected", "reconnected",
+                        seconds=T)
+            second = await client.run(0.1, channels=2, sample_rate=10_000).addTimeout(T, reactor)
+            await until(reactor, lambda: export(service).runs_ended >= 2, "both runs' ends",
+                        seconds=T)
+            for result in (first, second):  # the first waited in the bounded queue
+                same_samples(await replay(reactor, server.url, result.run_id), result)
+    finally:
+        await server.stop()
+
+
+def lacks_only_what_it_says(replayed: Any, result: Any) -> None:
+    """Every chunk the replay lacks is named missing by the run's end, and every row it has
+    equals the client's."""
+    for mac, c in result.carriers.items():
+        m = replayed[mac]
+        rows = m.samples.shape[0]
+        have = ~np.isnan(m.samples).all(axis=1)
+        np.testing.assert_array_equal(m.samples[have], c.samples[:rows][have])
+        size = m.chunk_size
+        absent = {int(i) // size for i in np.flatnonzero(~have)}
+        assert absent <= set(m.missing_chunks)
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_killed_mid_run_the_run_goes_on_and_its_end_says_what_is_lacking(
+        reactor, tmp_path):
+    server = await NatsServer(reactor, tmp_path / "js", port=free_port()).start()
+    try:
+        async with proxy(reactor, (server.url,)) as (service, client):
+            await until(reactor, lambda: export(service).state == "connected", "connected")
+            running = client.run(3.0, channels=2, sample_rate=10_000)
+            await until(reactor, lambda: export(service).stored > 30, "chunks stored")
+            await server.kill()
+            result = await running.addTimeout(T, reactor)
+            assert result.complete  # the run went on without NATS
+            await server.start()
+            await until(reactor, lambda: export(service).runs_ended >= 1, "the run's end",
+                        seconds=T)
+            replayed = await replay(reactor, server.url, result.run_id)
+    finally:
+        await server.stop()
+    lacks_only_what_it_says(replayed, result)
+    end_missing = set(replayed.carriers[next(iter(result.carriers))].missing_chunks)
+    assert (replayed.meta.extra["condition"] == "complete") == (not end_missing)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_three_node_cluster_losing_a_node_mid_run_replays_every_chunk(reactor,
+                                                                             tmp_path):
+    nodes = cluster(reactor, tmp_path)
+    try:
+        await _start_all(nodes)
+        urls = tuple(n.url for n in nodes)
+        async with proxy(reactor, urls, replicas=3) as (service, client):
+            await until(reactor, lambda: export(service).state == "connected", "connected",
+                        seconds=T)
+            running = client.run(3.0, channels=2, sample_rate=10_000)
+            await until(reactor, lambda: export(service).stored > 30, "chunks stored")
+            await nodes[0].kill()
+            result = await running.addTimeout(T, reactor)
+            await until(reactor, lambda: export(service).runs_ended >= 1, "the run's end",
+                        seconds=T)
+            replayed = await replay(reactor, nodes[1].url, result.run_id)
+    finally:
+        for node in nodes:
+            await node.stop()
+    assert result.complete
+    same_samples(replayed, result)
+    mac = next(iter(result.carriers))
+    assert replayed[mac].missing_chunks == ()
+    assert replayed[mac].samples.shape == result[mac].samples.shape
+    assert replayed.meta.extra["condition"] == "complete"
+
+
+async def _start_all(nodes: list[NatsServer]) -> None:
+    from twisted.internet import defer
+
+    await defer.gatherResults([defer.ensureDeferred(n.start(60)) for n in nodes])
+
+
+@pytest_twisted.ensureDeferred
+async def test_twistd_proxy_with_nats_starts_its_bridge_and_exports_a_run(reactor, tmp_path):
+    from test_proxy_twistd import twistd
+
+    server = await NatsServer(reactor, tmp_path / "js").start()
+    dev = SimulatedDevice(reactor=reactor, config=DeviceConfig(carriers=1))
+    dev.listen(0, interface="127.0.0.1")
+    proc = twistd(reactor, "-b", f"127.0.0.1:{dev.port}", "--listen", "127.0.0.1", "--port",
+                  "0", "--nats", server.url, "--nats-name", "tw", "--nats-stream", "TW",
+                  "--nats-max-bytes", "64MiB")
+    client = None
+    try:
+        await proc.ready.addTimeout(30, reactor)
+        await proc.wait_for_output(b"nats export: connected", 60)
+        await proc.wait_for_output(b"attached to the reader", 15)
+        await proc.wait_for_output(b"run data by udp", 15)
+        client = await connect("127.0.0.1", proc.port, reactor=reactor)
+        result = await client.run(0.1, channels=2, sample_rate=10_000).addTimeout(T, reactor)
+        replayed = await replay(reactor, server.url, result.run_id)
+    finally:
+        if client is not None:
+            await client.close()
+        await proc.stop()
+        await dev.stop()
+        await server.stop()
+    same_samples(replayed, result)
+    assert replayed.meta.extra["condition"] == "complete"
+    assert b"nats export: bridge started" in proc.stdout
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_killed_bridge_is_restarted_and_exports_the_next_run(reactor, tmp_path):
+    server = await NatsServer(reactor, tmp_path / "js").start()
+    try:
+        async with proxy(reactor, (server.url,)) as (service, client):
+            await until(reactor, lambda: export(service).state == "connected", "connected")
+            service.nats._transport.signalProcess("KILL")
+            await until(reactor, lambda: export(service).restarts == 1, "a restart")
+            await until(reactor, lambda: export(service).state == "connected"
+                        and service.shm.taps[0].state == "attached", "reattached", seconds=T)
+            result = await client.run(0.1, channels=2, sample_rate=10_000).addTimeout(T, reactor)
+            replayed = await replay(reactor, server.url, result.run_id)
+    finally:
+        await server.stop()
+    same_samples(replayed, result)

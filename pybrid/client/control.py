@@ -53,11 +53,9 @@ from pybrid.proto import pb
 from pybrid.wire import messages
 from pybrid.wire.correlate import RequestTracker
 from pybrid.wire.framing import EnvelopeReceiver
+from pybrid.wire.observer import OneShotObserver
 
 log = Logger()
-
-#: Kinds that are run notifications, never replies.
-RUN_KINDS = frozenset({"run_state_change_message", "run_data_message", "run_data_end_message"})
 
 
 class ClientProtocol(EnvelopeReceiver):
@@ -242,7 +240,7 @@ class ControlChannel:
     active: set[_BusyRetryingRequest] = attrs.field(factory=set)
     pings: list[_Ping] = attrs.field(factory=list)
     lost: Failure | None = None
-    _close_waiters: list[defer.Deferred[None]] = attrs.field(factory=list)
+    _closed: OneShotObserver[None] = attrs.field(factory=OneShotObserver)
 
     def __attrs_post_init__(self) -> None:
         self.tracker = RequestTracker(self.clock, self.request_timeout, self.peer)
@@ -258,9 +256,7 @@ class ControlChannel:
         self.lost = reason
         self.protocol = None
         self._fail_everything(ConnectionLost(f"connection to {self.peer} closed"))
-        waiters, self._close_waiters = self._close_waiters, []
-        for d in waiters:
-            d.callback(None)
+        self._closed.fire(None)
         self.on_lost(reason)
 
     def _fail_everything(self, exc: Exception) -> None:
@@ -281,8 +277,7 @@ class ControlChannel:
         """Close the connection; the Deferred fires once it is closed."""
         if self.lost is not None or self.protocol is None:
             return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self._close_waiters.append(d)
+        d = self._closed.when_fired()
         transport = self.protocol.transport
         if transport is not None:
             transport.loseConnection()
@@ -300,7 +295,7 @@ class ControlChannel:
             log.warn("ignored an Envelope without a kind from {peer}", peer=self.peer)
             return
         kind = env.message_v1.WhichOneof("kind")
-        if kind in RUN_KINDS:
+        if kind in messages.RUN_KINDS:  # run notifications, never replies
             self.counters.notifications += 1
             self.on_notification(env)
             return

@@ -103,10 +103,6 @@ class FrontCounters:
     generic_dropped: int = 0
 
 
-#: Run traffic flows from devices to clients only; a client sending it is refused.
-RUN_TRAFFIC = frozenset(("run_data_message", "run_data_end_message", "run_state_change_message"))
-
-
 def servable_from_cache(command: pb.ExtractCommand) -> bool:
     """A specification-only extract of the whole tree."""
     whole = not command.HasField("entity") or not command.entity.path.strip("/")
@@ -367,7 +363,7 @@ class Front:
             self._authenticate(session, msg.auth_request, rid)
         elif self.auth.required and not session.authenticated:
             session.reply(messages.error(REQUIRED, id=rid))
-        elif kind in RUN_TRAFFIC:
+        elif kind in messages.RUN_KINDS:  # devices to clients only: refused
             self.counters.client_run_traffic += 1
             self._dropped(session, f"client-sent {kind} (refused)",
                           self.counters.client_run_traffic)

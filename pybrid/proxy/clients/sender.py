@@ -68,6 +68,7 @@ from pybrid.proxy.sizes import (
 from pybrid.wire import messages
 from pybrid.wire.framing import encode_varint
 from pybrid.wire.interfaces import IStreamTransport
+from pybrid.wire.observer import OneShotObserver
 
 _OPEN, _PAUSED, _CLOSING, _CLOSING_PAUSED, _LINGERING, _RELEASED, _ABORTED, _GONE = SenderState
 _SENDER = SENDER.transitions
@@ -154,7 +155,7 @@ class ClientSender:
     _linger: float = 0.0
     _grace: float = CLOSE_GRACE
     _linger_timer: IDelayedCall | None = None
-    _gone_waiters: list[defer.Deferred[None]] = attrs.field(factory=list)
+    _gone: OneShotObserver[None] = attrs.field(factory=OneShotObserver)
     #: Bytes handed to the transport per write while draining (its buffer size).
     _batch: int = TRANSPORT_BUFFER
 
@@ -329,9 +330,7 @@ class ClientSender:
         """Fires once the connection is gone (at once if it is)."""
         if self.state is _GONE:
             return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self._gone_waiters.append(d)
-        return d
+        return self._gone.when_fired()
 
     def _drained(self) -> None:
         """The queue is written: let go, after the linger if there is one."""
@@ -383,9 +382,7 @@ class ClientSender:
         self._abort_timer = self._linger_timer = None
         if _producer_of(self.transport) is self:
             self.transport.unregisterProducer()
-        waiters, self._gone_waiters = self._gone_waiters, []
-        for d in waiters:
-            d.callback(None)
+        self._gone.fire(None)
 
     def _discard(self) -> None:
         if self.queue:

@@ -36,7 +36,7 @@ from pybrid.client.control import ControlChannel, reply_body
 from pybrid.client.datalane import UdpDataLane, listen_data_lane
 from pybrid.client.errors import ConnectionLost, DeviceBusyError, RequestFailed
 from pybrid.client.fastdata import FastData
-from pybrid.client.results import Chunk, RunResult, RunSpec
+from pybrid.client.results import IC_TIME, Chunk, RunResult, RunSpec
 from pybrid.client.run import DEFAULT_SETTLE, RunCollector
 from pybrid.client.topology import Carrier
 from pybrid.proto import pb
@@ -271,7 +271,7 @@ class Computer:
         self,
         op_time: float,
         *,
-        ic_time: float = 100e-6,
+        ic_time: float = IC_TIME,
         channels: int = 8,
         sample_rate: int = 10_000,
         sample_op: bool = True,

@@ -68,6 +68,7 @@ from pybrid.proxy.backend.cache import CacheNotReady
 from pybrid.proxy.clients.auth import FAILED, REQUIRED, Authenticator, AuthThrottle, too_many_text
 from pybrid.proxy.clients.budget import WaitingBudget
 from pybrid.proxy.clients.gate import FrameSource, ReadGate
+from pybrid.proxy.clients.inflight import InFlight
 from pybrid.proxy.clients.pending import PendingLimit
 from pybrid.proxy.clients.scheduler import Scheduler
 from pybrid.proxy.clients.sender import ClientSender
@@ -132,8 +133,8 @@ class Front:
     auth_deadline: float = 5.0
     #: Requests of one session forwarded and unanswered before the proxy stops reading it.
     max_outstanding: int = 16
-    #: Forwarded, unanswered requests of a session (the dispatcher's count).
-    in_flight: Callable[[Session], int] = lambda session: 0
+    #: Forwarded, unanswered requests per session (the dispatcher counts; given to both).
+    in_flight: InFlight[Session] = attrs.field(factory=InFlight)
     #: (frames per second, burst) for the active session and for every other connection.
     frame_rates: tuple[tuple[float, float], tuple[float, float]] = ((1000.0, 200.0),
                                                                     (100.0, 20.0))
@@ -153,6 +154,9 @@ class Front:
     error_linger: float = 0.0
 
     log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        self.in_flight.subscribe(self.settled)
 
     def status(self) -> FrontCounters:
         """A copy of the front's counters."""
@@ -272,7 +276,7 @@ class Front:
     def settled(self, session: Session) -> None:
         """A forwarded request of ``session`` was answered (the dispatcher calls this)."""
         gate = self.gates.get(session)
-        if gate is not None and self.in_flight(session) < self.max_outstanding:
+        if gate is not None and self.in_flight.count(session) < self.max_outstanding:
             gate.release("outstanding")
 
     def _standalone_pong(self, session: Session) -> None:
@@ -308,7 +312,7 @@ class Front:
             self._meter(session, gate)
             if session.sender.paused:
                 gate.hold("output")  # its replies are not being read: stop reading it
-            if self.in_flight(session) >= self.max_outstanding:
+            if self.in_flight.count(session) >= self.max_outstanding:
                 gate.hold("outstanding")
 
     def _frame(self, session: Session, env: pb.Envelope, payload: bytes) -> None:

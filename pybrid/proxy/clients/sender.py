@@ -66,6 +66,7 @@ from pybrid.proxy.sizes import (
     Overflow,
 )
 from pybrid.wire import messages
+from pybrid.wire.counters import snapshot
 from pybrid.wire.framing import encode_varint
 from pybrid.wire.interfaces import IStreamTransport
 from pybrid.wire.observer import OneShotObserver
@@ -115,13 +116,10 @@ class SenderCounters:
     aborted: int = 0
 
 
-@attrs.frozen
-class SenderStatus:
+@attrs.frozen(kw_only=True)
+class SenderStatus(SenderCounters):
     """What one sender wrote to its client and holds now (:meth:`ClientSender.status`)."""
 
-    frames: int
-    bytes: int
-    dropped: int
     #: Bytes waiting in the sender's queue, and the most it may hold (``--client-buffer``).
     buffered: int
     limit: int
@@ -212,9 +210,7 @@ class ClientSender:
         return self.queued
 
     def status(self) -> SenderStatus:
-        c = self.counters
-        return SenderStatus(frames=c.frames, bytes=c.bytes, dropped=c.dropped,
-                            buffered=self.queued, limit=self.limit)
+        return snapshot(SenderStatus, self.counters, buffered=self.queued, limit=self.limit)
 
     # -- writing --------------------------------------------------------------------------
 

@@ -187,14 +187,20 @@ class _BusyRetryingRequest:
         self.finish(failure)
         return None
 
-    def finish(self, result: pb.Envelope | Failure) -> None:
+    def _end(self) -> bool:
+        """Finished now (False: it was already): leave the channel, stop retrying."""
         if self.finished:
-            return
+            return False
         self.finished = True
         self.channel.active.discard(self)
-        if self.retry_timer is not None and self.retry_timer.active():
-            self.retry_timer.cancel()
-        self.retry_timer = None
+        timer, self.retry_timer = self.retry_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        return True
+
+    def finish(self, result: pb.Envelope | Failure) -> None:
+        if not self._end():
+            return
         if isinstance(result, Failure):
             self.deferred.errback(result)
         else:
@@ -202,12 +208,8 @@ class _BusyRetryingRequest:
 
     def cancel(self) -> None:
         """The caller cancelled: stop retrying and forget the outstanding attempt."""
-        if self.finished:
+        if not self._end():
             return
-        self.finished = True
-        self.channel.active.discard(self)
-        if self.retry_timer is not None and self.retry_timer.active():
-            self.retry_timer.cancel()
         if self.waiting is not None:
             waiting, self.waiting = self.waiting, None
             waiting.cancel()

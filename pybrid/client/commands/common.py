@@ -22,26 +22,12 @@ from pybrid.client.commands.exits import (
     exit_code_for,
     start_logging,
 )
-from pybrid.client.commands.options import TOKEN_ENVS, token_from_env
+from pybrid.client.commands.options import TOKEN_ENVS, positive, token_from_env
 from pybrid.client.computer import Computer
 from pybrid.client.connect import BUSY_TIMEOUT, CONNECT_TIMEOUT, DEFAULT_PORT, connect
 from pybrid.client.errors import ClientError, RequestTimeout
 from pybrid.commandline import Parser
 from pybrid.discovery.browse import resolve_host
-
-
-def positive(kind: type) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-        return value
-
-    return parse
-
 
 EPILOG = (
     "exit codes: 0 done, 1 other failure, 2 cannot connect, 3 device busy, 5 timeout,\n"

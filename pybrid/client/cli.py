@@ -20,12 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from typing import Any, NoReturn
 
 import numpy as np
-from twisted.internet import defer, task
 
 from pybrid.client.apb import load_apb
 from pybrid.client.commands import common
@@ -243,15 +241,7 @@ def _report(result: RunResult, say: Any) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (``pybrid-run``)."""
-    args = sys.argv[1:] if argv is None else argv
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-
-    async def _main(reactor: Any) -> None:
-        code = await run_command(reactor, args)
-        if code:
-            raise SystemExit(code)
-
-    task.react(lambda reactor: defer.ensureDeferred(_main(reactor)))
+    common.main_for(PROG, run_command, argv)
 
 
 if __name__ == "__main__":

@@ -17,28 +17,26 @@ import socket
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 
+def _raise_buffer(sock: socket.socket, forced: int, plain: int, wanted: int) -> int:
+    """Ask for ``wanted`` bytes past the limit (``forced``, needs CAP_NET_ADMIN), else within
+    it (``plain``); return the size the kernel granted."""
+    for option in (forced, plain):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, wanted)
+            break
+        except OSError:
+            continue
+    return int(sock.getsockopt(socket.SOL_SOCKET, plain))
+
+
 def raise_rcvbuf(sock: socket.socket, wanted: int) -> int:
     """Request a receive buffer of ``wanted`` bytes; return the size the kernel granted."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, wanted)
-    except OSError:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wanted)
-        except OSError:
-            pass
-    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    return _raise_buffer(sock, _SO_RCVBUFFORCE, socket.SO_RCVBUF, wanted)
 
 
 def raise_sndbuf(sock: socket.socket, wanted: int) -> int:
     """Request a send buffer of ``wanted`` bytes; return the size the kernel granted."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_SNDBUFFORCE", 32), wanted)
-    except OSError:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, wanted)
-        except OSError:
-            pass
-    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+    return _raise_buffer(sock, getattr(socket, "SO_SNDBUFFORCE", 32), socket.SO_SNDBUF, wanted)
 
 
 def socket_drops(sock: socket.socket, proc_root: str = "/proc") -> int | None:

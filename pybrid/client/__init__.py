@@ -13,43 +13,22 @@ Every operation returns a Deferred; the reactor is passed in::
 See ``docs/client.md`` for the whole API and ``pybrid-run --help`` for the command.
 """
 
+from pybrid.client import errors
 from pybrid.client.apb import apb_bytes, load_apb, parse_apb, save_apb
 from pybrid.client.computer import Computer
 from pybrid.client.connect import DEFAULT_PORT, connect
-from pybrid.client.errors import (
-    ApbError,
-    AuthenticationError,
-    ClientError,
-    ConnectError,
-    ConnectionLost,
-    DeviceBusyError,
-    PingTimeout,
-    RequestFailed,
-    RequestTimeout,
-    RunError,
-    RunTimeout,
-)
+from pybrid.client.errors import *  # noqa: F403
 from pybrid.client.results import CarrierRun, Chunk, RunResult, StateChange, expected_samples
 from pybrid.client.topology import Carrier
 
 __all__ = [
+    *errors.__all__,
     "DEFAULT_PORT",
-    "ApbError",
-    "AuthenticationError",
     "Carrier",
     "CarrierRun",
     "Chunk",
-    "ClientError",
     "Computer",
-    "ConnectError",
-    "ConnectionLost",
-    "DeviceBusyError",
-    "PingTimeout",
-    "RequestFailed",
-    "RequestTimeout",
-    "RunError",
     "RunResult",
-    "RunTimeout",
     "StateChange",
     "apb_bytes",
     "connect",

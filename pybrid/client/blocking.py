@@ -43,10 +43,10 @@ from typing import Any
 import attrs
 
 from pybrid.client.computer import Computer
-from pybrid.client.connect import DEFAULT_PORT
+from pybrid.client.connect import BUSY_TIMEOUT, CONNECT_TIMEOUT, DEFAULT_PORT
 from pybrid.client.connect import connect as _connect
 from pybrid.client.errors import ClientError, ConnectionLost
-from pybrid.client.results import RunResult
+from pybrid.client.results import IC_TIME, RUN_TIMEOUT_HEADROOM, RunResult
 from pybrid.client.topology import Carrier
 from pybrid.proto import pb
 
@@ -112,6 +112,19 @@ def _cancel(crochet: Any, eventual: Any) -> None:
         pass  # the cancellation itself is the outcome; the caller gets its own exception
 
 
+def connect_bound(options: dict[str, Any], *, discover: bool = False) -> float:
+    """Seconds :func:`connect` waits for :func:`pybrid.client.connect` with ``options``."""
+    own = options.get("connect_timeout", CONNECT_TIMEOUT) + options.get("busy_timeout",
+                                                                          BUSY_TIMEOUT)
+    return own + MARGIN + (10.0 if discover else 0.0)  # the browse window and resolving
+
+
+def run_own_timeout(op_time: float, options: dict[str, Any]) -> float:
+    """The run's own deadline as :meth:`Computer.run` sets it from ``options``."""
+    return options.get("timeout") or (options.get("ic_time", IC_TIME) + op_time
+                                      + RUN_TIMEOUT_HEADROOM)
+
+
 def connect(
     host: str | None = None,
     port: int = DEFAULT_PORT,
@@ -136,9 +149,7 @@ def connect(
         previous = _open.pop(key, None) if replace else None
     if previous is not None:
         previous.close()
-    timeout = options.get("connect_timeout", 5.0) + options.get("busy_timeout", 60.0) + MARGIN
-    if host is None:
-        timeout += 10.0  # the browse window and resolving what answered
+    timeout = connect_bound(options, discover=host is None)
 
     def open_(r: Any) -> Any:
         return _connect(host, port, reactor=r, auth_token=auth_token, **options)
@@ -215,9 +226,7 @@ class BlockingComputer:
 
     def run(self, op_time: float, **options: Any) -> RunResult:
         """Run and return the :class:`RunResult`; an interrupt stops the run on the device."""
-        ic = options.get("ic_time", 100e-6)
-        own = options.get("timeout") or (ic + op_time + 10.0)
-        bound = own + self._request_bound()
+        bound = run_own_timeout(op_time, options) + self._request_bound()
         result: RunResult = self._do("run", op_time, bound=bound, **options)
         return result
 

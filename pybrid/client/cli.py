@@ -20,48 +20,36 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from typing import Any, NoReturn
 
 import numpy as np
-from twisted.internet import defer, task
-from twisted.logger import (
-    FilteringLogObserver,
-    ILogObserver,
-    LogLevel,
-    LogLevelFilterPredicate,
-    formatEvent,
-    globalLogBeginner,
-)
-from zope.interface import implementer
 
 from pybrid.client.apb import load_apb
-from pybrid.client.commands.options import (
-    IC_TIME_RANGE,
-    OP_TIME_RANGE,
-    seconds_in,
-    token_from_env,
+from pybrid.client.commands import common
+from pybrid.client.commands.exits import (
+    EXIT_BUSY,
+    EXIT_CONNECT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RUN,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    exit_code_for,
 )
-from pybrid.client.connect import DEFAULT_PORT, connect
-from pybrid.client.errors import (
-    ClientError,
-    ConnectError,
-    DeviceBusyError,
-    PingTimeout,
-    RequestTimeout,
-    RunError,
-    RunTimeout,
-)
+from pybrid.client.commands.options import IC_TIME_RANGE, OP_TIME_RANGE, seconds_in
+from pybrid.client.computer import Computer
+from pybrid.client.errors import ClientError
 from pybrid.client.plot import plot_h5, save_plot
 from pybrid.client.progress import make_progress
-from pybrid.client.results import Chunk, RunResult, expected_samples
-from pybrid.commandline import Parser
+from pybrid.client.results import IC_TIME, Chunk, RunResult, expected_samples
 from pybrid.recording.envelope import parse_window
 from pybrid.recording.hdf5 import H5Recorder
 
-EXIT_OK, EXIT_FAILED, EXIT_CONNECT, EXIT_BUSY, EXIT_RUN, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
-EXIT_USAGE, EXIT_INTERRUPTED = 64, 130
+__all__ = ["EXIT_BUSY", "EXIT_CONNECT", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK",
+           "EXIT_RUN", "EXIT_TIMEOUT", "EXIT_USAGE", "exit_code_for", "main", "run_command"]
+
 TOKEN_ENV = "PYBRID_AUTH_TOKEN"
 PROG = "pybrid-run"
 
@@ -72,19 +60,6 @@ The bearer token may also come from $PYBRID_AUTH_TOKEN or $PYBRID_AUTHENTICATION
 """
 
 
-def _positive(kind: type) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-        return value
-
-    return parse
-
-
 def _window(text: str) -> tuple[float, float | None]:
     try:
         return parse_window(text)
@@ -93,20 +68,8 @@ def _window(text: str) -> tuple[float, float | None]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(
-        prog=PROG,
-        usage_status=EXIT_USAGE,
-        description="Run a computation on a LUCIDAC/REDAC (or through a proxy) and save the "
-        "samples.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("host", nargs="?", default=None,
-                   help="device or proxy: NAME, NAME:PORT, a Twisted endpoint "
-                   "string such as tcp:host=10.0.0.5:port=5732, or tls:NAME:PORT[:ca=FILE]; "
-                   "none: discover it (mDNS, the [discovery] extra)")
-    p.add_argument("-p", "--port", type=int, default=DEFAULT_PORT,
-                   help=f"TCP port (default {DEFAULT_PORT})")
+    p = common.parser(PROG, "Run a computation on a LUCIDAC/REDAC (or through a proxy) and "
+                      "save the samples.", EPILOG)
     p.add_argument("-c", "--config", metavar="FILE.apb",
                    help="configure the circuit from this .apb file before the run")
     p.add_argument("--reset", action="store_true",
@@ -114,11 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate", action="store_true", help="calibrate before the run")
     p.add_argument("-t", "--op-time", type=seconds_in(*OP_TIME_RANGE, "--op-time"), default=0.01,
                    metavar="SECONDS", help="OP time in seconds (default 0.01)")
-    p.add_argument("--ic-time", type=seconds_in(*IC_TIME_RANGE, "--ic-time"), default=100e-6,
+    p.add_argument("--ic-time", type=seconds_in(*IC_TIME_RANGE, "--ic-time"), default=IC_TIME,
                    metavar="SECONDS", help="IC time in seconds, not nanoseconds (default 0.0001)")
-    p.add_argument("-n", "--channels", type=_positive(int), default=8,
+    p.add_argument("-n", "--channels", type=common.positive(int), default=8,
                    help="ADC channels to sample (default 8)")
-    p.add_argument("-r", "--sample-rate", type=_positive(int), default=10_000, metavar="HZ",
+    p.add_argument("-r", "--sample-rate", type=common.positive(int), default=10_000, metavar="HZ",
                    help="samples per second (default 10000)")
     p.add_argument("-o", "--output", metavar="FILE.npz|FILE.h5",
                    help="where to save the samples (default run-<run id>.npz); a .h5 file is "
@@ -129,28 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot-window", type=_window, metavar="START:END",
                    help="plot only these seconds after OP began, e.g. 2:2.5 (START: or :END "
                    "leave one side open)")
-    p.add_argument("--tls", action="store_true",
-                   help="connect with TLS; the server's certificate and name are verified")
-    p.add_argument("--ca-cert", metavar="FILE.pem",
-                   help="trust this CA (PEM) for TLS instead of the system's CAs (implies --tls)")
-    p.add_argument("--token", help="bearer token for a proxy that requires one "
-                   "(or $PYBRID_AUTH_TOKEN, $PYBRID_AUTHENTICATION)")
     p.add_argument("--data-lane", choices=("auto", "udp", "tcp"), default="auto",
                    help="auto: UDP with TCP fallback (default); udp: require UDP; tcp: never UDP")
-    p.add_argument("--connect-timeout", type=_positive(float), default=5.0, metavar="SECONDS")
-    p.add_argument("--busy-timeout", type=_positive(float), default=60.0, metavar="SECONDS",
-                   help="how long to wait for a busy device (default 60)")
-    p.add_argument("--busy-retry", type=_positive(float), default=0.2, metavar="SECONDS",
-                   help="retry interval while busy (default 0.2)")
-    p.add_argument("--timeout", type=_positive(float), metavar="SECONDS",
+    p.add_argument("--timeout", type=common.positive(float), metavar="SECONDS",
                    help="give up on the run after this long (default ic + op + 10 s)")
     bar = p.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_const", const=True,
                      help="always show the progress line")
     bar.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                      help="never show it (default: only on a terminal)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-    p.add_argument("-v", "--verbose", action="store_true", help="log protocol details")
     return p
 
 
@@ -163,37 +113,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _start_logging(verbose: bool, prog: str = PROG) -> None:
-    level = LogLevel.debug if verbose else LogLevel.warn
-
-    @implementer(ILogObserver)
-    def write(event: dict[str, Any]) -> None:
-        text = formatEvent(event)
-        if event.get("log_failure") is not None and verbose:
-            text += "\n" + event["log_failure"].getTraceback()
-        sys.stderr.write(f"{prog}: {event['log_level'].name}: {text}\n")
-
-    predicate = LogLevelFilterPredicate(defaultLogLevel=level)
-    globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(write, [predicate])], redirectStandardIO=False
-    )
-
-
 def _fail(code: int, message: str) -> NoReturn:
-    sys.stderr.write(f"{PROG}: {message}\n")
-    raise SystemExit(code)
-
-
-def exit_code_for(exc: BaseException) -> int:
-    if isinstance(exc, ConnectError):
-        return EXIT_CONNECT
-    if isinstance(exc, DeviceBusyError):
-        return EXIT_BUSY
-    if isinstance(exc, RunError):
-        return EXIT_RUN
-    if isinstance(exc, (RunTimeout, RequestTimeout, PingTimeout, defer.TimeoutError)):
-        return EXIT_TIMEOUT
-    return EXIT_FAILED
+    common.fail(PROG, code, message)
 
 
 def _save(result: RunResult, path: str, meta: dict[str, Any]) -> None:
@@ -220,8 +141,6 @@ def _check_writable(path: str) -> None:
 async def run_command(reactor: Any, argv: list[str]) -> int:
     """The body of ``pybrid-run``; returns the exit code (raises SystemExit on errors)."""
     args = parse_args(argv)
-    _start_logging(args.verbose)
-    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -241,41 +160,9 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
             module = load_apb(args.config)
         except ClientError as e:
             _fail(EXIT_FAILED, str(e))
-    token = args.token if args.token is not None else token_from_env()
+    done: list[tuple[RunResult, str, int]] = []
 
-    current: list[defer.Deferred[Any]] = []
-    computer: list[Any] = []
-    interrupted = [False]
-
-    def on_shutdown() -> defer.Deferred[Any] | None:
-        interrupted[0] = True
-        for d in current:
-            d.cancel()
-        if computer and computer[0].connected:
-            return computer[0].close().addTimeout(2.0, reactor).addErrback(lambda _f: None)
-        return None
-
-    reactor.addSystemEventTrigger("before", "shutdown", on_shutdown)
-
-    async def step(d: defer.Deferred[Any]) -> Any:
-        current[:] = [d]
-        try:
-            return await d
-        finally:
-            current.clear()
-
-    try:
-        from pybrid.discovery.browse import resolve_host  # pybrid.discovery imports client
-
-        host, port, tls = await step(defer.ensureDeferred(resolve_host(
-            reactor, args.host, args.port, sys.stdin.isatty(), say)))
-        c = await step(connect(
-            host, port, reactor=reactor, auth_token=token,
-            connect_timeout=args.connect_timeout, busy_retry=args.busy_retry,
-            busy_timeout=args.busy_timeout, data_lane=args.data_lane, tls=args.tls or tls,
-            ca_cert=args.ca_cert,
-        ))
-        computer.append(c)
+    async def body(c: Computer, step: common.Step, say: Any) -> int:
         say(f"connected to {c.target}: {c.topology}, carrier(s) "
             f"{', '.join(x.mac for x in c.carriers)}")
         if args.reset:
@@ -299,25 +186,22 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
                 sample_rate=args.sample_rate, timeout=args.timeout, on_chunk=on_chunk,
                 sink=recorder,
             ))
+        except OSError as e:  # the recording could not be written
+            if c.connected:
+                await c.close()
+            _fail(EXIT_FAILED, f"cannot write {e.filename or args.output}: {e.strerror or e}")
         finally:
             bar.close()
-        await c.close()
-    except defer.CancelledError:
-        if interrupted[0]:
-            _fail(EXIT_INTERRUPTED, "interrupted; the run was stopped")
-        raise
-    except (ClientError, RequestTimeout, defer.TimeoutError) as e:
-        if computer and computer[0].connected:
-            await computer[0].close()
-        _fail(exit_code_for(e), str(e))
-    except OSError as e:  # the recording could not be written
-        if computer and computer[0].connected:
-            await computer[0].close()
-        _fail(EXIT_FAILED, f"cannot write {e.filename or args.output}: {e.strerror or e}")
+        done.append((result, c.target, per_carrier))
+        return EXIT_OK
 
+    await common.session(reactor, PROG, args, body, data_lane=args.data_lane,
+                         interrupted_text="interrupted; the run was stopped")
+    result, target, per_carrier = done[0]
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     _report(result, say)
     output = args.output or f"run-{result.run_id[:8]}.npz"
-    meta = {"target": c.target, "op_time": args.op_time, "ic_time": args.ic_time,
+    meta = {"target": target, "op_time": args.op_time, "ic_time": args.ic_time,
             "channels": args.channels, "sample_rate": args.sample_rate,
             "expected_samples": per_carrier}
     try:
@@ -357,15 +241,7 @@ def _report(result: RunResult, say: Any) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (``pybrid-run``)."""
-    args = sys.argv[1:] if argv is None else argv
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-
-    async def _main(reactor: Any) -> None:
-        code = await run_command(reactor, args)
-        if code:
-            raise SystemExit(code)
-
-    task.react(lambda reactor: defer.ensureDeferred(_main(reactor)))
+    common.main_for(PROG, run_command, argv)
 
 
 if __name__ == "__main__":

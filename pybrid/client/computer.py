@@ -36,12 +36,13 @@ from pybrid.client.control import ControlChannel, reply_body
 from pybrid.client.datalane import UdpDataLane, listen_data_lane
 from pybrid.client.errors import ConnectionLost, DeviceBusyError, RequestFailed
 from pybrid.client.fastdata import FastData
-from pybrid.client.results import Chunk, RunResult, RunSpec
+from pybrid.client.results import IC_TIME, Chunk, RunResult, RunSpec
 from pybrid.client.run import DEFAULT_SETTLE, RunCollector
 from pybrid.client.topology import Carrier
 from pybrid.proto import pb
 from pybrid.recording.sinks import MemorySink, Sink
 from pybrid.wire import messages
+from pybrid.wire.observer import OneShotObserver
 
 log = Logger()
 
@@ -67,7 +68,7 @@ class Computer:
     stale_notifications: int = 0
     _udp_port: Any = None
     _negotiating: defer.Deferred[str] | None = None
-    _negotiation_waiters: list[defer.Deferred[str]] = attrs.field(factory=list)
+    _negotiation: OneShotObserver[str] = attrs.field(factory=OneShotObserver)
     _runs: dict[str, RunCollector] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
@@ -213,8 +214,7 @@ class Computer:
         """Set up the data lane once; fires with ``"udp"`` or ``"tcp"``."""
         if self.data_lane is not None:
             return defer.succeed(self.data_lane)
-        out: defer.Deferred[str] = defer.Deferred()
-        self._negotiation_waiters.append(out)
+        out = self._negotiation.when_fired()
         if self._negotiating is None:
             self._negotiating = defer.ensureDeferred(self._negotiate())
             self._negotiating.addBoth(self._negotiated)
@@ -222,14 +222,7 @@ class Computer:
 
     def _negotiated(self, result: Any) -> None:
         self._negotiating = None
-        waiters, self._negotiation_waiters = self._negotiation_waiters, []
-        for w in waiters:
-            if w.called:  # cancelled by its caller
-                continue
-            if isinstance(result, Failure):
-                w.errback(result)
-            else:
-                w.callback(result)
+        self._negotiation.fire_waiting(result)  # a failed negotiation may be tried again
 
     async def _negotiate(self) -> str:
         if self.data_lane_mode == "tcp" or self.peer_host is None or self.local_host is None:
@@ -278,7 +271,7 @@ class Computer:
         self,
         op_time: float,
         *,
-        ic_time: float = 100e-6,
+        ic_time: float = IC_TIME,
         channels: int = 8,
         sample_rate: int = 10_000,
         sample_op: bool = True,

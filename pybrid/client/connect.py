@@ -34,6 +34,9 @@ from pybrid.wire import messages
 from pybrid.wire.framing import DEFAULT_PORT
 
 DATA_LANES = ("auto", "udp", "tcp")
+#: Defaults of :func:`connect` (pybrid.client.blocking bounds its wait with them).
+CONNECT_TIMEOUT = 5.0
+BUSY_TIMEOUT = 60.0
 
 
 def connect(
@@ -42,10 +45,10 @@ def connect(
     *,
     reactor: Any,
     auth_token: str | None = None,
-    connect_timeout: float = 5.0,
+    connect_timeout: float = CONNECT_TIMEOUT,
     request_timeout: float = 5.0,
     busy_retry: float = 0.2,
-    busy_timeout: float = 60.0,
+    busy_timeout: float = BUSY_TIMEOUT,
     data_lane: str = "auto",
     tls: bool = False,
     ca_cert: str | None = None,

@@ -53,11 +53,9 @@ from pybrid.proto import pb
 from pybrid.wire import messages
 from pybrid.wire.correlate import RequestTracker
 from pybrid.wire.framing import EnvelopeReceiver
+from pybrid.wire.observer import OneShotObserver
 
 log = Logger()
-
-#: Kinds that are run notifications, never replies.
-RUN_KINDS = frozenset({"run_state_change_message", "run_data_message", "run_data_end_message"})
 
 
 class ClientProtocol(EnvelopeReceiver):
@@ -189,14 +187,20 @@ class _BusyRetryingRequest:
         self.finish(failure)
         return None
 
-    def finish(self, result: pb.Envelope | Failure) -> None:
+    def _end(self) -> bool:
+        """Finished now (False: it was already): leave the channel, stop retrying."""
         if self.finished:
-            return
+            return False
         self.finished = True
         self.channel.active.discard(self)
-        if self.retry_timer is not None and self.retry_timer.active():
-            self.retry_timer.cancel()
-        self.retry_timer = None
+        timer, self.retry_timer = self.retry_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        return True
+
+    def finish(self, result: pb.Envelope | Failure) -> None:
+        if not self._end():
+            return
         if isinstance(result, Failure):
             self.deferred.errback(result)
         else:
@@ -204,12 +208,8 @@ class _BusyRetryingRequest:
 
     def cancel(self) -> None:
         """The caller cancelled: stop retrying and forget the outstanding attempt."""
-        if self.finished:
+        if not self._end():
             return
-        self.finished = True
-        self.channel.active.discard(self)
-        if self.retry_timer is not None and self.retry_timer.active():
-            self.retry_timer.cancel()
         if self.waiting is not None:
             waiting, self.waiting = self.waiting, None
             waiting.cancel()
@@ -242,7 +242,7 @@ class ControlChannel:
     active: set[_BusyRetryingRequest] = attrs.field(factory=set)
     pings: list[_Ping] = attrs.field(factory=list)
     lost: Failure | None = None
-    _close_waiters: list[defer.Deferred[None]] = attrs.field(factory=list)
+    _closed: OneShotObserver[None] = attrs.field(factory=OneShotObserver)
 
     def __attrs_post_init__(self) -> None:
         self.tracker = RequestTracker(self.clock, self.request_timeout, self.peer)
@@ -258,9 +258,7 @@ class ControlChannel:
         self.lost = reason
         self.protocol = None
         self._fail_everything(ConnectionLost(f"connection to {self.peer} closed"))
-        waiters, self._close_waiters = self._close_waiters, []
-        for d in waiters:
-            d.callback(None)
+        self._closed.fire(None)
         self.on_lost(reason)
 
     def _fail_everything(self, exc: Exception) -> None:
@@ -281,8 +279,7 @@ class ControlChannel:
         """Close the connection; the Deferred fires once it is closed."""
         if self.lost is not None or self.protocol is None:
             return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self._close_waiters.append(d)
+        d = self._closed.when_fired()
         transport = self.protocol.transport
         if transport is not None:
             transport.loseConnection()
@@ -300,7 +297,7 @@ class ControlChannel:
             log.warn("ignored an Envelope without a kind from {peer}", peer=self.peer)
             return
         kind = env.message_v1.WhichOneof("kind")
-        if kind in RUN_KINDS:
+        if kind in messages.RUN_KINDS:  # run notifications, never replies
             self.counters.notifications += 1
             self.on_notification(env)
             return

@@ -21,9 +21,9 @@ from google.protobuf.message import DecodeError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from pybrid.client.control import RUN_KINDS
 from pybrid.proto import pb
 from pybrid.wire.framing import parse_datagram
+from pybrid.wire.messages import RUN_KINDS
 
 log = Logger()
 

@@ -15,6 +15,8 @@ from pybrid.recording.npz import carrier_arrays
 
 #: Seconds added to ic_time + op_time for the default run deadline (the reference uses 10 s).
 RUN_TIMEOUT_HEADROOM = 10.0
+#: Default initial-condition time, seconds (RunSpec, Computer.run, the blocking wait).
+IC_TIME = 100e-6
 
 
 def expected_samples(op_time_ns: int, sample_rate: int) -> int:
@@ -30,7 +32,7 @@ class RunSpec:
     """The parameters of a run, validated; times in seconds, rate in Hz."""
 
     op_time: float
-    ic_time: float = 100e-6
+    ic_time: float = IC_TIME
     channels: int = 8
     sample_rate: int = 10_000
     sample_op: bool = True

@@ -12,10 +12,15 @@ from a :class:`~pybrid.proxy.config.ProxyConfig` and the reactor, and is the lan
     backend UDP ─ DatagramIntake ─┐                 │ (run traffic on TCP, if UDP refused)
                                   └── RunRouter ────┘ ─ Session.deliver ─ ClientSender ─ client
 
-The TCP port is bound in ``privilegedStartService`` (so a port already in use stops twistd at
-start-up with a clear error) and its address logged as
-``pybrid-proxy listening on HOST:PORT``; ``startService`` then starts the lanes, which connect
-to their backends in the background — the proxy serves without waiting for them.
+Its parts that run are child services, started in this order and stopped together: the
+lanes and the intake watch (:class:`~pybrid.wire.services.PartService`), the status page, the
+client listener (:class:`~pybrid.proxy.clients.listen.ListeningService`, an endpoint service)
+and the discovery advertiser (it needs the bound port).  The client port is bound in
+``privilegedStartService`` (so a port already in use stops twistd at start-up with a clear
+error) and its address logged as ``pybrid-proxy listening on HOST:PORT``; the lanes connect to
+their backends in the background — the proxy serves without waiting for them.  Every object is
+complete when built: the front and the dispatcher share one
+:class:`~pybrid.proxy.clients.inflight.InFlight` count.
 """
 
 from __future__ import annotations
@@ -38,10 +43,12 @@ from pybrid.proxy.backend.intake import IntakeWatch
 from pybrid.proxy.backend.lane import BackendLane
 from pybrid.proxy.clients.auth import Authenticator
 from pybrid.proxy.clients.front import Front
-from pybrid.proxy.clients.listen import bounded_accepts, listen_now, scheme_of, with_backlog
+from pybrid.proxy.clients.inflight import InFlight
+from pybrid.proxy.clients.listen import client_listener, scheme_of
 from pybrid.proxy.clients.pending import PendingLimit
 from pybrid.proxy.clients.protocol import ClientFactory
 from pybrid.proxy.clients.scheduler import Scheduler
+from pybrid.proxy.clients.session import Session
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.data.router import RunRouter
 from pybrid.proxy.runs.dispatch import Dispatcher
@@ -52,6 +59,8 @@ from pybrid.proxy.taps.multicast import MulticastTap, make_tap
 from pybrid.proxy.taps.shm.options import make_shm_taps
 from pybrid.version import version
 from pybrid.wire.interfaces import INetworkReactor, host_port
+from pybrid.wire.observer import OneShotObserver
+from pybrid.wire.services import PartService, Startable
 
 #: Pending client connections the kernel queues for ``accept`` (Twisted's default is 50; the
 #: kernel caps it at ``net.core.somaxconn``).  With 50, a burst of 1 000 clients overflows the
@@ -89,24 +98,27 @@ class ProxyService(service.MultiService):
         #: Kernel drops on the intake sockets, polled every second (pybrid.proxy.backend.intake).
         self.intake_watch = IntakeWatch(reactor, self.lanes, self.router)
         self.health = ClusterHealth(self.lanes)
+        self._healthy: OneShotObserver[None] = OneShotObserver()
+        in_flight: InFlight[Session] = InFlight()
         self.dispatcher = Dispatcher(self.lanes, self.router, config.debug,
-                                     clock=reactor, timing=timing)
+                                     clock=reactor, timing=timing, in_flight=in_flight)
         self.scheduler = Scheduler(
             reactor, self.all_healthy, self.dispatcher.session_ended,
             config.max_sessions, config.session_timeout, queued_grace=timing.queued_grace,
         )
         self.front = Front(
             reactor, self.scheduler, self.dispatcher.handle, self.extract,
-            Authenticator(config.auth_token), timing.ping_window, config.debug,
-            timing.nudge_delays, config.client_buffer, ping_linger=timing.ping_linger,
+            auth=Authenticator(config.auth_token), ping_window=timing.ping_window,
+            debug=config.debug, nudge_delays=timing.nudge_delays,
+            client_buffer=config.client_buffer, ping_linger=timing.ping_linger,
             fail_runs=self.dispatcher.fail_runs, overflow_close=timing.overflow_close,
             error_linger=timing.degrade_grace, pending=PendingLimit(config.max_pending),
+            in_flight=in_flight,
         )
-        self.front.in_flight = self.dispatcher.outstanding
-        self.dispatcher.on_settled = self.front.settled
         self.factory = ClientFactory(self.front)
-        self.port: IListeningPort | None = None
-        self._health_waiters: list[defer.Deferred[None]] = []
+        parts: list[Startable] = [*self.lanes, self.intake_watch]
+        for part in parts:
+            PartService(part).setServiceParent(self)
         self.status_page: StatusService | None = None
         #: ``--nats URL``: the JetStream export bridge, a child process (pybrid.proxy.taps.nats).
         self.nats: Any = None
@@ -115,40 +127,36 @@ class ProxyService(service.MultiService):
 
             self.nats = NatsBridgeService(config.nats, reactor)
             self.nats.setServiceParent(self)
-        if config.status_port is not None:  # --status-port: child service (proxy.status.web)
+        if config.status_port is not None:  # --status-port (proxy.status.web)
             self.status_page = StatusService(self, reactor, config.status_port,
                                              config.status_interface)
             self.status_page.setServiceParent(self)
-        if config.advertise is not None:  # --advertise: child service (pybrid.discovery)
+        #: The client port (``--listen``, or ``--interface``/``--port``), bound at start-up.
+        self.listener = client_listener(reactor, self.factory, config.listen, config.port,
+                                        config.interface, LISTEN_BACKLOG,
+                                        config.accepts_per_pass)
+        self.listener.setServiceParent(self)
+        if config.advertise is not None:  # --advertise (pybrid.discovery): after the listener
             AdvertiseService(reactor, self.advert, config.advertise.interfaces).setServiceParent(
                 self)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def privilegedStartService(self) -> None:
-        super().privilegedStartService()
-        if self.port is None:
-            listen = self.config.listen
-            reactor = bounded_accepts(self.reactor, self.config.accepts_per_pass)
-            if listen is None:
-                self.port = reactor.listenTCP(self.config.port, self.factory,
-                                              interface=self.config.interface,
-                                              backlog=LISTEN_BACKLOG)
-            else:  # pybrid.proxy.clients.listen
-                self.port = listen_now(reactor, with_backlog(listen, LISTEN_BACKLOG),
-                                       self.factory)
-            host, port = host_port(self.port.getHost())
-            self.log.info("pybrid-proxy listening on {host}:{port}", host=host, port=port)
-            if listen is not None:
-                self.log.info("client lane: {scheme} endpoint {listen}",
-                              scheme=scheme_of(listen), listen=listen)
+        super().privilegedStartService()  # binds the status page, then the client port
+        host, port = self.address
+        self.log.info("pybrid-proxy listening on {host}:{port}", host=host, port=port)
+        listen = self.config.listen
+        if listen is not None:
+            self.log.info("client lane: {scheme} endpoint {listen}",
+                          scheme=scheme_of(listen), listen=listen)
         if self.tap is not None:
             self.tap.start()  # TapSetupError stops start-up with a clear message
 
     def startService(self) -> None:
         if self.port is None:
             self.privilegedStartService()
-        super().startService()
+        super().startService()  # the lanes connect in the background
         names = ", ".join(lane.name for lane in self.lanes)
         self.log.info(
             "pybrid-proxy backends: {backends}; session timeout {timeout:g} s, "
@@ -156,20 +164,16 @@ class ProxyService(service.MultiService):
             backends=names, timeout=self.config.session_timeout, max=self.config.max_sessions,
             auth="on" if self.config.auth_token is not None else "off",
         )
-        for lane in self.lanes:
-            lane.start()
-        self.intake_watch.start()
         if self.shm is not None:
             self.shm.start()
 
     def stopService(self) -> defer.Deferred[Any]:
         """Stop listening; fail the active session's runs (ERROR per carrier), then tell
         every session and close it; wait (bounded) for those closes; then stop the lanes."""
-        port, self.port = self.port, None
-        stopped = defer.maybeDeferred(port.stopListening) if port is not None else None
+        stopped = self.listener.stopService()  # no new clients (its second stop just waits)
         return defer.ensureDeferred(self._stop(stopped))
 
-    async def _stop(self, listening: defer.Deferred[Any] | None) -> None:
+    async def _stop(self, listening: defer.Deferred[Any]) -> None:
         timing = self.config.timing
         active = self.scheduler.active
         if active is not None and self.dispatcher.fail_runs(active, SHUTTING_DOWN):
@@ -180,16 +184,17 @@ class ProxyService(service.MultiService):
             self.scheduler.close(session, SHUTTING_DOWN, "proxy stopping")
         gone = defer.DeferredList([s.sender.when_gone() for s in sessions])
         await gone.addTimeout(timing.shutdown_flush, self.reactor).addErrback(lambda _f: None)
-        stops: list[defer.Deferred[Any]] = [defer.maybeDeferred(super().stopService)]
-        if listening is not None:
-            stops.append(listening)
-        stops.extend(lane.stop() for lane in self.lanes)
-        self.intake_watch.stop()
+        stops: list[defer.Deferred[Any]] = [defer.maybeDeferred(super().stopService), listening]
         if self.tap is not None:
             stops.append(self.tap.stop())
         if self.shm is not None:
             self.shm.stop()
         await defer.gatherResults(stops)
+
+    @property
+    def port(self) -> IListeningPort | None:
+        """The client port while listening."""
+        return self.listener.port
 
     @property
     def address(self) -> tuple[str, int]:
@@ -208,9 +213,7 @@ class ProxyService(service.MultiService):
         """Fires once every backend is ready (at once if they are)."""
         if self.all_healthy():
             return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self._health_waiters.append(d)
-        return d
+        return self._healthy.when_fired()
 
     def extract(self) -> pb.ExtractResponse:
         return compose_extract(self.lanes, self.config.wires)
@@ -259,10 +262,8 @@ class ProxyService(service.MultiService):
     def lane_ready(self, lane: BackendLane) -> None:
         self.health.check()
         self.scheduler.promote()
-        if self._health_waiters and self.all_healthy():
-            waiters, self._health_waiters = self._health_waiters, []
-            for d in waiters:
-                d.callback(None)
+        if self._healthy.waiting and self.all_healthy():
+            self._healthy.fire_waiting(None)  # healthy can end and come back
 
     def lane_lost(self, lane: BackendLane, reason: str) -> None:
         text = degraded_text(lane, reason)

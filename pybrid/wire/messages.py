@@ -8,6 +8,11 @@ from google.protobuf.message import Message
 
 from pybrid.proto import pb
 
+#: The v1 kinds that carry run traffic (devices to clients only).
+RUN_KINDS = frozenset(("run_data_message", "run_data_end_message", "run_state_change_message"))
+#: The run states after which a run's carrier sends nothing more.
+FINAL_STATES = frozenset((pb.DONE, pb.ERROR))
+
 
 def new_id() -> str:
     """A fresh request id: a UUID4 string, as the reference uses."""

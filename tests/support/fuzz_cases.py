@@ -28,7 +28,7 @@ import attrs
 
 from pybrid.proto import pb
 from pybrid.proxy.clients.auth import FAILED, REQUIRED
-from pybrid.proxy.clients.front import RUN_TRAFFIC, servable_from_cache
+from pybrid.proxy.clients.front import servable_from_cache
 from pybrid.wire import messages
 from pybrid.wire.framing import MAX_FRAME_LENGTH, frame
 from support.fuzz_inputs import (
@@ -227,7 +227,7 @@ def _check_replies(envelopes: list[pb.Envelope], received: list[pb.Envelope], mo
             continue
         rid = msg.id
         wanted[rid] += 1
-        if kind in RUN_TRAFFIC and (mode != "auth" or authenticated):
+        if kind in messages.RUN_KINDS and (mode != "auth" or authenticated):
             must_be.setdefault(rid, set()).add("error_message")  # refused, never forwarded
         elif mode == "queued":
             allowed = {"busy_response", "success_message"}

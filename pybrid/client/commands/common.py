@@ -16,32 +16,18 @@ from typing import Any, NoReturn
 
 from twisted.internet import defer, task
 
-from pybrid.client.cli import (
+from pybrid.client.commands.exits import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
-    _start_logging,
     exit_code_for,
+    start_logging,
 )
-from pybrid.client.commands.options import TOKEN_ENVS, token_from_env
+from pybrid.client.commands.options import TOKEN_ENVS, positive, token_from_env
 from pybrid.client.computer import Computer
-from pybrid.client.connect import DEFAULT_PORT, connect
+from pybrid.client.connect import BUSY_TIMEOUT, CONNECT_TIMEOUT, DEFAULT_PORT, connect
 from pybrid.client.errors import ClientError, RequestTimeout
 from pybrid.commandline import Parser
 from pybrid.discovery.browse import resolve_host
-
-
-def positive(kind: type) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-        return value
-
-    return parse
-
 
 EPILOG = (
     "exit codes: 0 done, 1 other failure, 2 cannot connect, 3 device busy, 5 timeout,\n"
@@ -50,8 +36,9 @@ EPILOG = (
 )
 
 
-def parser(prog: str, description: str) -> Parser:
-    p = Parser(prog=prog, description=description, epilog=EPILOG, usage_status=EXIT_USAGE,
+def parser(prog: str, description: str, epilog: str = EPILOG) -> Parser:
+    """The options every client command shares (host, port, token, TLS, timeouts, -q, -v)."""
+    p = Parser(prog=prog, description=description, epilog=epilog, usage_status=EXIT_USAGE,
                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("host", nargs="?", default=None,
                    help="device or proxy: NAME, NAME:PORT, or a Twisted endpoint "
@@ -60,12 +47,13 @@ def parser(prog: str, description: str) -> Parser:
     p.add_argument("-p", "--port", type=int, default=DEFAULT_PORT,
                    help=f"TCP port (default {DEFAULT_PORT})")
     p.add_argument("--token", help="bearer token for a proxy that requires one")
-    p.add_argument("--connect-timeout", type=positive(float), default=5.0, metavar="SECONDS")
+    p.add_argument("--connect-timeout", type=positive(float), default=CONNECT_TIMEOUT,
+                   metavar="SECONDS")
     p.add_argument("--tls", action="store_true",
                    help="connect with TLS, verifying the proxy's certificate (system CAs)")
     p.add_argument("--ca-cert", metavar="FILE.pem",
                    help="trust this CA (PEM) for TLS instead of the system's CAs (implies --tls)")
-    p.add_argument("--busy-timeout", type=positive(float), default=60.0, metavar="SECONDS",
+    p.add_argument("--busy-timeout", type=positive(float), default=BUSY_TIMEOUT, metavar="SECONDS",
                    help="how long to wait for a busy device (default 60)")
     p.add_argument("--busy-retry", type=positive(float), default=0.2, metavar="SECONDS",
                    help="retry interval while busy (default 0.2)")
@@ -83,12 +71,13 @@ def fail(prog: str, code: int, message: str) -> NoReturn:
     raise SystemExit(code)
 
 
-async def session(reactor: Any, prog: str, args: argparse.Namespace, body: Body) -> int:
+async def session(reactor: Any, prog: str, args: argparse.Namespace, body: Body, *,
+                  data_lane: str = "auto", interrupted_text: str = "interrupted") -> int:
     """Connect, run ``body(computer, step, say)``, close; map errors and Ctrl-C to exit codes.
 
     ``step(d)`` awaits one Deferred that Ctrl-C (reactor shutdown) cancels.
     """
-    _start_logging(args.verbose, prog)
+    start_logging(args.verbose, prog)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     current: list[defer.Deferred[Any]] = []
     computer: list[Computer] = []
@@ -118,7 +107,8 @@ async def session(reactor: Any, prog: str, args: argparse.Namespace, body: Body)
         c = await step(connect(
             host, port, reactor=reactor, auth_token=token,
             connect_timeout=args.connect_timeout, busy_retry=args.busy_retry,
-            busy_timeout=args.busy_timeout, tls=args.tls or tls, ca_cert=args.ca_cert,
+            busy_timeout=args.busy_timeout, data_lane=data_lane, tls=args.tls or tls,
+            ca_cert=args.ca_cert,
         ))
         computer.append(c)
         code = await body(c, step, say)
@@ -126,7 +116,7 @@ async def session(reactor: Any, prog: str, args: argparse.Namespace, body: Body)
         return code
     except defer.CancelledError:
         if interrupted[0]:
-            fail(prog, EXIT_INTERRUPTED, "interrupted")
+            fail(prog, EXIT_INTERRUPTED, interrupted_text)
         raise
     except (ClientError, RequestTimeout, defer.TimeoutError) as e:
         if computer and computer[0].connected:

@@ -14,8 +14,8 @@ from collections import Counter
 from typing import Any
 
 from pybrid.client.apb import save_apb
-from pybrid.client.cli import EXIT_FAILED, EXIT_OK
 from pybrid.client.commands.common import fail, main_for, parser, session
+from pybrid.client.commands.exits import EXIT_FAILED, EXIT_OK
 from pybrid.client.computer import Computer
 from pybrid.client.errors import ApbError
 from pybrid.client.topology import find_carriers

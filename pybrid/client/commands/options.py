@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
+from typing import Any
 
 #: The token variables, in the order they are read: ours, then the reference's name.
 TOKEN_ENVS = ("PYBRID_AUTH_TOKEN", "PYBRID_AUTHENTICATION")
@@ -26,16 +27,28 @@ def token_from_env() -> str | None:
     return None
 
 
+def positive(kind: type, unit: str = "") -> Callable[[str], Any]:
+    """An argparse type: a positive ``kind`` (``unit`` named in the errors)."""
+    noun, suffix = (f"a number of {unit}", f" ({unit})") if unit else ("a number", "")
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}{suffix}")
+        return value
+
+    return parse
+
+
 def seconds_in(lo: float, hi: float, what: str) -> Callable[[str], float]:
     """An argparse type: a number of seconds in ``[lo, hi]``, saying the unit when it is not."""
+    positive_seconds = positive(float, "seconds")
 
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive: {text!r} (seconds)")
+        value: float = positive_seconds(text)
         if not lo <= value <= hi:
             raise argparse.ArgumentTypeError(
                 f"{what} is in seconds and must be between {lo:g} and {hi:g} s, not {text} s"

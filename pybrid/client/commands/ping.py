@@ -17,8 +17,8 @@ from typing import Any
 
 from twisted.internet import task
 
-from pybrid.client.cli import EXIT_CONNECT, EXIT_OK, EXIT_TIMEOUT
 from pybrid.client.commands.common import fail, main_for, parser, positive, session
+from pybrid.client.commands.exits import EXIT_CONNECT, EXIT_OK, EXIT_TIMEOUT
 from pybrid.client.computer import Computer
 from pybrid.client.errors import PingTimeout
 from pybrid.discovery.browse import BROWSE_TIMEOUT, DiscoveryError, browse

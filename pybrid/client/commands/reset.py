@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pybrid.client.cli import EXIT_OK
 from pybrid.client.commands.common import main_for, parser, session
+from pybrid.client.commands.exits import EXIT_OK
 from pybrid.client.computer import Computer
 
 PROG = "pybrid-reset"

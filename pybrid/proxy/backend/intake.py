@@ -55,6 +55,7 @@ from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUD
 from twisted.logger import Logger
 
 from pybrid import netstats
+from pybrid.wire.counters import snapshot
 from pybrid.wire.interfaces import host_port
 from pybrid.wire.noise import worth_logging
 from pybrid.wire.periodic import Periodic
@@ -77,21 +78,15 @@ class IntakeCounters:
     kernel_drops: int = 0
 
 
-@attrs.frozen
-class IntakeStatus:
-    """One intake socket as the status page shows it (:meth:`DatagramIntake.status`)."""
+@attrs.frozen(kw_only=True)
+class IntakeStatus(IntakeCounters):
+    """One intake socket as the status page shows it (:meth:`DatagramIntake.status`): its
+    counters, then where it listens."""
 
     #: ``HOST:PORT`` the socket is bound to; None while it is not listening.
     address: str | None
     #: Receive buffer the kernel granted; None while not known.
     rcvbuf: int | None
-    datagrams: int
-    bytes: int
-    foreign: int
-    #: Datagrams the kernel dropped on it (buffer full), as of the watch's last poll.
-    kernel_drops: int
-    #: Times it was connect()-ed to its latched device (the kernel filters the rest then).
-    connects: int = 0
 
 
 def _socket_of(port: object) -> socket.socket | None:
@@ -231,9 +226,7 @@ class DatagramIntake(protocol.DatagramProtocol):
         if self.port is not None:
             host, port = host_port(self.port.getHost())
             address = f"{host}:{port}"
-        return IntakeStatus(address=address, rcvbuf=self.rcvbuf or None, datagrams=c.datagrams,
-                            bytes=c.bytes, foreign=c.foreign, kernel_drops=c.kernel_drops,
-                            connects=c.connects)
+        return snapshot(IntakeStatus, c, address=address, rcvbuf=self.rcvbuf or None)
 
     @property
     def interface(self) -> str | None:

@@ -75,8 +75,6 @@ from pybrid.wire.interfaces import INetworkReactor, host_port
 from pybrid.wire.paths import carrier_of
 from pybrid.wire.periodic import Periodic
 
-RUN_KINDS = frozenset(("run_data_message", "run_data_end_message", "run_state_change_message"))
-
 
 class LaneEvents(Protocol):
     """What the service is told of a lane: it became ready, or a ready lane went away."""
@@ -357,7 +355,7 @@ class BackendLane:
         if self._tracker.resolve(env):
             return
         kind = env.message_v1.WhichOneof("kind")
-        if kind in RUN_KINDS:
+        if kind in messages.RUN_KINDS:
             self.router.route_message(self, env, payload)  # monitor tap, then route
             return
         self.counters.unsolicited += 1

@@ -68,6 +68,7 @@ from pybrid.proxy.backend.cache import CacheNotReady
 from pybrid.proxy.clients.auth import FAILED, REQUIRED, Authenticator, AuthThrottle, too_many_text
 from pybrid.proxy.clients.budget import WaitingBudget
 from pybrid.proxy.clients.gate import FrameSource, ReadGate
+from pybrid.proxy.clients.inflight import InFlight
 from pybrid.proxy.clients.pending import PendingLimit
 from pybrid.proxy.clients.scheduler import Scheduler
 from pybrid.proxy.clients.sender import ClientSender
@@ -103,10 +104,6 @@ class FrontCounters:
     generic_dropped: int = 0
 
 
-#: Run traffic flows from devices to clients only; a client sending it is refused.
-RUN_TRAFFIC = frozenset(("run_data_message", "run_data_end_message", "run_state_change_message"))
-
-
 def servable_from_cache(command: pb.ExtractCommand) -> bool:
     """A specification-only extract of the whole tree."""
     whole = not command.HasField("entity") or not command.entity.path.strip("/")
@@ -136,8 +133,8 @@ class Front:
     auth_deadline: float = 5.0
     #: Requests of one session forwarded and unanswered before the proxy stops reading it.
     max_outstanding: int = 16
-    #: Forwarded, unanswered requests of a session (the dispatcher's count).
-    in_flight: Callable[[Session], int] = lambda session: 0
+    #: Forwarded, unanswered requests per session (the dispatcher counts; given to both).
+    in_flight: InFlight[Session] = attrs.field(factory=InFlight)
     #: (frames per second, burst) for the active session and for every other connection.
     frame_rates: tuple[tuple[float, float], tuple[float, float]] = ((1000.0, 200.0),
                                                                     (100.0, 20.0))
@@ -157,6 +154,9 @@ class Front:
     error_linger: float = 0.0
 
     log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        self.in_flight.subscribe(self.settled)
 
     def status(self) -> FrontCounters:
         """A copy of the front's counters."""
@@ -276,7 +276,7 @@ class Front:
     def settled(self, session: Session) -> None:
         """A forwarded request of ``session`` was answered (the dispatcher calls this)."""
         gate = self.gates.get(session)
-        if gate is not None and self.in_flight(session) < self.max_outstanding:
+        if gate is not None and self.in_flight.count(session) < self.max_outstanding:
             gate.release("outstanding")
 
     def _standalone_pong(self, session: Session) -> None:
@@ -312,7 +312,7 @@ class Front:
             self._meter(session, gate)
             if session.sender.paused:
                 gate.hold("output")  # its replies are not being read: stop reading it
-            if self.in_flight(session) >= self.max_outstanding:
+            if self.in_flight.count(session) >= self.max_outstanding:
                 gate.hold("outstanding")
 
     def _frame(self, session: Session, env: pb.Envelope, payload: bytes) -> None:
@@ -367,7 +367,7 @@ class Front:
             self._authenticate(session, msg.auth_request, rid)
         elif self.auth.required and not session.authenticated:
             session.reply(messages.error(REQUIRED, id=rid))
-        elif kind in RUN_TRAFFIC:
+        elif kind in messages.RUN_KINDS:  # devices to clients only: refused
             self.counters.client_run_traffic += 1
             self._dropped(session, f"client-sent {kind} (refused)",
                           self.counters.client_run_traffic)

@@ -15,9 +15,10 @@ Twisted server endpoint description, parsed by
 :func:`check_listen` validates a description when the options are parsed, with no reactor in
 use, so a missing key file, a plugin that does not exist or an inherited descriptor that is
 not there stops ``twistd`` with a clear message instead of a traceback at start-up.  TCP and
-SSL descriptions without ``backlog=`` get the proxy's listen backlog.  :func:`listen_now`
-binds synchronously (every endpoint above listens at once), so a port in use still stops
-``twistd`` in ``privilegedStartService``.
+SSL descriptions without ``backlog=`` get the proxy's listen backlog.
+:class:`ListeningService` (a ``StreamServerEndpointService``) binds in
+``privilegedStartService`` (every endpoint above listens at once), so a port in use still stops
+``twistd`` there.
 
 **Accepts per reactor pass.**  Twisted's ``tcp.Port`` accepts up to ``numberAccepts``
 connections each time its socket is readable and adds 20 whenever a pass took that many, with
@@ -35,10 +36,12 @@ import ipaddress
 import socket
 from typing import Any
 
-from twisted.internet import defer, endpoints, protocol, tcp
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import defer, endpoints, tcp
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.posixbase import PosixReactorBase
-from twisted.python.failure import Failure
+
+from pybrid.wire.observer import OneShotObserver
 
 #: Connections accepted per reactor pass at most (Twisted starts at 100 and grows without bound).
 DEFAULT_ACCEPTS_PER_PASS = 100
@@ -98,21 +101,61 @@ def check_listen(description: str) -> str:
     return description
 
 
-def listen_now(reactor: Any, description: str,
-               factory: protocol.ServerFactory) -> IListeningPort:
-    """Listen on ``description`` and return the port (raises what listening raised)."""
-    endpoint = endpoints.serverFromString(reactor, description)
-    outcome: list[Any] = []
-    d: defer.Deferred[Any] = endpoint.listen(factory)
-    d.addBoth(outcome.append)
-    if not outcome:
-        d.cancel()
-        raise RuntimeError(f"--listen {description!r} did not listen at once")
-    result = outcome[0]
-    if isinstance(result, Failure):
-        result.raiseException()
-    port: IListeningPort = result
-    return port
+class ListeningService(StreamServerEndpointService):
+    """The client lane's endpoint as a child service: it binds in ``privilegedStartService``
+    (every endpoint above listens at once, so a port in use stops start-up there), knows its
+    :attr:`port` from then on (the discovery advertiser needs it), and stopping it a second time
+    waits for the first stop (the proxy stops listening before it closes its sessions)."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory,
+                 what: str = "the client port") -> None:
+        super().__init__(endpoint, factory)
+        self.what = what
+        #: The bound port while listening, else None.
+        self.port: IListeningPort | None = None
+        self._stopping: OneShotObserver[Any] | None = None
+
+    def privilegedStartService(self) -> None:
+        self._raiseSynchronously = True
+        self._stopping = None
+        super().privilegedStartService()
+        self._waitingForPort.addCallback(self._bound)
+        if self.port is None:
+            self._waitingForPort.cancel()
+            raise RuntimeError(f"{self.what} did not listen at once")
+
+    def _bound(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        return port
+
+    def stopService(self) -> defer.Deferred[Any]:
+        if self._stopping is None:
+            self._stopping = OneShotObserver()
+            self.port = None
+            if self._waitingForPort is None:
+                self.running = False
+                self._stopping.fire(None)
+            else:
+                super().stopService().addBoth(self._stopped)
+        return self._stopping.when_fired()
+
+    def _stopped(self, result: Any) -> None:
+        self._waitingForPort = None
+        if self._stopping is not None:
+            self._stopping.fire(result)
+
+
+def client_listener(reactor: Any, factory: IProtocolFactory, listen: str | None, port: int,
+                    interface: str, backlog: int, per_pass: int) -> ListeningService:
+    """``--listen`` (a description) or ``--interface``/``--port`` as a :class:`ListeningService`
+    with accepts capped at ``per_pass`` (see the note) and ``backlog`` unless it names one."""
+    bounded = bounded_accepts(reactor, per_pass)
+    if listen is None:
+        endpoint: IStreamServerEndpoint = endpoints.TCP4ServerEndpoint(
+            bounded, port, backlog=backlog, interface=interface)
+        return ListeningService(endpoint, factory, f"port {port}")
+    endpoint = endpoints.serverFromString(bounded, with_backlog(listen, backlog))
+    return ListeningService(endpoint, factory, f"--listen {listen!r}")
 
 
 class BoundedPort(tcp.Port):
@@ -170,7 +213,7 @@ class _BoundedAccepts:
 
 
 def bounded_accepts(reactor: Any, per_pass: int) -> Any:
-    """``reactor`` for :func:`listen_now` / ``listenTCP`` with accepts capped at ``per_pass``
+    """``reactor`` for the endpoints / ``listenTCP`` with accepts capped at ``per_pass``
     (a reactor without Twisted's POSIX ports, such as a test's memory reactor, unchanged)."""
     if isinstance(reactor, PosixReactorBase):
         return _BoundedAccepts(reactor, per_pass)

@@ -66,8 +66,10 @@ from pybrid.proxy.sizes import (
     Overflow,
 )
 from pybrid.wire import messages
+from pybrid.wire.counters import snapshot
 from pybrid.wire.framing import encode_varint
 from pybrid.wire.interfaces import IStreamTransport
+from pybrid.wire.observer import OneShotObserver
 
 _OPEN, _PAUSED, _CLOSING, _CLOSING_PAUSED, _LINGERING, _RELEASED, _ABORTED, _GONE = SenderState
 _SENDER = SENDER.transitions
@@ -114,13 +116,10 @@ class SenderCounters:
     aborted: int = 0
 
 
-@attrs.frozen
-class SenderStatus:
+@attrs.frozen(kw_only=True)
+class SenderStatus(SenderCounters):
     """What one sender wrote to its client and holds now (:meth:`ClientSender.status`)."""
 
-    frames: int
-    bytes: int
-    dropped: int
     #: Bytes waiting in the sender's queue, and the most it may hold (``--client-buffer``).
     buffered: int
     limit: int
@@ -154,7 +153,7 @@ class ClientSender:
     _linger: float = 0.0
     _grace: float = CLOSE_GRACE
     _linger_timer: IDelayedCall | None = None
-    _gone_waiters: list[defer.Deferred[None]] = attrs.field(factory=list)
+    _gone: OneShotObserver[None] = attrs.field(factory=OneShotObserver)
     #: Bytes handed to the transport per write while draining (its buffer size).
     _batch: int = TRANSPORT_BUFFER
 
@@ -211,9 +210,7 @@ class ClientSender:
         return self.queued
 
     def status(self) -> SenderStatus:
-        c = self.counters
-        return SenderStatus(frames=c.frames, bytes=c.bytes, dropped=c.dropped,
-                            buffered=self.queued, limit=self.limit)
+        return snapshot(SenderStatus, self.counters, buffered=self.queued, limit=self.limit)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -329,9 +326,7 @@ class ClientSender:
         """Fires once the connection is gone (at once if it is)."""
         if self.state is _GONE:
             return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self._gone_waiters.append(d)
-        return d
+        return self._gone.when_fired()
 
     def _drained(self) -> None:
         """The queue is written: let go, after the linger if there is one."""
@@ -383,9 +378,7 @@ class ClientSender:
         self._abort_timer = self._linger_timer = None
         if _producer_of(self.transport) is self:
             self.transport.unregisterProducer()
-        waiters, self._gone_waiters = self._gone_waiters, []
-        for d in waiters:
-            d.callback(None)
+        self._gone.fire(None)
 
     def _discard(self) -> None:
         if self.queue:

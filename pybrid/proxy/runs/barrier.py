@@ -38,8 +38,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from pybrid.proto import pb
+from pybrid.wire.messages import FINAL_STATES
+from pybrid.wire.observer import OneShotObserver
 
-FINAL = frozenset((pb.DONE, pb.ERROR))
 NOT_STARTED = frozenset((pb.NEW, pb.QUEUED))
 
 ErrorHook = Callable[["RunBarrier", str, str, str], None]
@@ -94,8 +95,8 @@ class RunBarrier:
     #: Why the run was cancelled (:meth:`cancel`); None while it was not.
     cancelled: str | None = None
     _took_off: set[str] = attrs.field(factory=set)
-    _took_off_waiters: list[defer.Deferred[None]] = attrs.field(factory=list)
-    _finished_waiters: list[defer.Deferred[int]] = attrs.field(factory=list)
+    _took_off_seen: OneShotObserver[None] = attrs.field(factory=OneShotObserver)
+    _finished_seen: OneShotObserver[int] = attrs.field(factory=OneShotObserver)
     _deadline: IDelayedCall | None = None
     #: None (not armed), "take_off" or "run": which deadline is running.
     _phase: str | None = None
@@ -115,7 +116,7 @@ class RunBarrier:
     def unfinished(self, backend: str | None = None) -> list[str]:
         """Carriers (of ``backend``, or all) not yet DONE or ERROR, in owner order."""
         return [c for c, b in self.owners.items()
-                if (backend is None or b == backend) and self.states.get(c) not in FINAL]
+                if (backend is None or b == backend) and self.states.get(c) not in FINAL_STATES]
 
     def pending_backends(self) -> list[str]:
         """Backends with a carrier not yet DONE or ERROR, in owner order."""
@@ -124,22 +125,15 @@ class RunBarrier:
     def when_took_off(self) -> defer.Deferred[None]:
         if self.took_off:
             return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self._took_off_waiters.append(d)
-        return d
+        return self._took_off_seen.when_fired()
 
     def when_finished(self) -> defer.Deferred[int]:
         """Fires with ``pb.DONE`` or ``pb.ERROR`` once every carrier finished."""
-        if self.outcome is not None:
-            return defer.succeed(self.outcome)
-        d: defer.Deferred[int] = defer.Deferred()
-        self._finished_waiters.append(d)
-        return d
+        return self._finished_seen.when_fired()
 
     def forget_waiter(self, d: defer.Deferred[Any]) -> None:
         """Drop a :meth:`when_finished` Deferred nobody waits for any more (never fired)."""
-        if d in self._finished_waiters:
-            self._finished_waiters.remove(d)
+        self._finished_seen.forget(d)
 
     # -- events ----------------------------------------------------------------------------
 
@@ -162,7 +156,7 @@ class RunBarrier:
                 self.log.debug("run {run}: state for unknown carrier {carrier} ignored",
                                run=self.run_id, carrier=carrier)
                 continue
-            if self.states.get(carrier) in FINAL:
+            if self.states.get(carrier) in FINAL_STATES:
                 continue
             self.states[carrier] = state
             if state not in NOT_STARTED:
@@ -193,15 +187,11 @@ class RunBarrier:
                 self._phase = "run"
                 if self.run_seconds is not None:
                     self._deadline = self.clock.callLater(self.run_seconds, self._expired)
-            waiters, self._took_off_waiters = self._took_off_waiters, []
-            for d in waiters:
-                d.callback(None)
+            self._took_off_seen.fire_waiting(None)
         if not self.unfinished():
             self._cancel_deadline()
             self.outcome = pb.ERROR if pb.ERROR in self.states.values() else pb.DONE
-            finished, self._finished_waiters = self._finished_waiters, []
-            for f in finished:
-                f.callback(self.outcome)
+            self._finished_seen.fire(self.outcome)
 
     def _cancel_deadline(self) -> None:
         deadline, self._deadline = self._deadline, None
@@ -228,7 +218,7 @@ class RunBarrier:
         except Exception:
             self.log.failure("run {run}: deadline handler failed", run=self.run_id)
         for backend, carriers in missing.items():
-            still = [c for c in carriers if self.states.get(c) not in FINAL]
+            still = [c for c in carriers if self.states.get(c) not in FINAL_STATES]
             if still:
                 self.state_changed(backend, tuple(still), pb.ERROR, f"backend {backend}: {what}")
         self._progress()

@@ -58,6 +58,7 @@ from twisted.python.failure import Failure
 
 from pybrid.proto import pb
 from pybrid.proxy.backend.lane import BackendLane
+from pybrid.proxy.clients.inflight import InFlight
 from pybrid.proxy.clients.session import Session
 from pybrid.proxy.config import Timing
 from pybrid.proxy.data.router import RunRouter
@@ -95,10 +96,8 @@ class Dispatcher:
     timing: Timing = attrs.field(factory=Timing)
     #: Fresh run ids towards the backends (unpredictable; tests inject a deterministic one).
     new_run_id: Callable[[], str] = new_run_id
-    #: Requests forwarded (or held) per session and not yet answered; ``on_settled(session)``
-    #: after each answer (the front reads a session again below its bound).
-    in_flight: dict[Session, int] = attrs.field(factory=dict)
-    on_settled: Callable[[Session], None] = lambda session: None
+    #: Requests forwarded (or held) per session and not yet answered (shared with the front).
+    in_flight: InFlight[Session] = attrs.field(factory=InFlight)
     coordinator: RunCoordinator = attrs.field(init=False)
 
     log = Logger()
@@ -190,21 +189,13 @@ class Dispatcher:
         d.addBoth(self._settled, session)
 
     def outstanding(self, session: Session) -> int:
-        return self.in_flight.get(session, 0)
+        return self.in_flight.count(session)
 
     def _began(self, session: Session) -> None:
-        self.in_flight[session] = self.in_flight.get(session, 0) + 1
+        self.in_flight.began(session)
 
     def _settled(self, result: object, session: Session) -> None:
-        n = self.in_flight.get(session, 0) - 1
-        if n > 0:
-            self.in_flight[session] = n
-        else:
-            self.in_flight.pop(session, None)
-        try:
-            self.on_settled(session)
-        except Exception:
-            self.log.failure("session {session}: on_settled failed", session=session.id)
+        self.in_flight.settled(session)
 
     def _replied(
         self, replies: list[pb.Envelope], session: Session, kind: str, rid: str | None,

@@ -5,64 +5,9 @@ This package re-exports the public names, so ``from pybrid.proxy.spec import Bac
 modules inside pybrid import the submodule that defines a name.
 """
 
-from pybrid.proxy.spec.model import (
-    COMMAND_LINE,
-    DEFAULT_PORT,
-    FORM_CARRIER,
-    FORM_NONE,
-    FORM_STACK,
-    MAX_INDEX,
-    NAMED_PINS,
-    NO_LOCATION_WARNING,
-    PIN_COUNT,
-    Backend,
-    BackendSpec,
-    BackendSpecError,
-    Location,
-    Pin,
-    SpecError,
-    Wire,
-    render,
-)
-from pybrid.proxy.spec.parse import (
-    parse_address,
-    parse_backend_args,
-    parse_endpoint,
-    parse_location,
-    parse_text,
-)
-from pybrid.proxy.spec.wiring import (
-    carrier_location_v0,
-    wiring_items,
-    wiring_pin,
-    wiring_specification,
-)
+from pybrid.proxy.spec import model, parse, wiring
+from pybrid.proxy.spec.model import *  # noqa: F403
+from pybrid.proxy.spec.parse import *  # noqa: F403
+from pybrid.proxy.spec.wiring import *  # noqa: F403
 
-__all__ = [
-    "COMMAND_LINE",
-    "DEFAULT_PORT",
-    "FORM_CARRIER",
-    "FORM_NONE",
-    "FORM_STACK",
-    "MAX_INDEX",
-    "NAMED_PINS",
-    "NO_LOCATION_WARNING",
-    "PIN_COUNT",
-    "Backend",
-    "BackendSpec",
-    "BackendSpecError",
-    "Location",
-    "Pin",
-    "SpecError",
-    "Wire",
-    "carrier_location_v0",
-    "parse_address",
-    "parse_backend_args",
-    "parse_endpoint",
-    "parse_location",
-    "parse_text",
-    "render",
-    "wiring_items",
-    "wiring_pin",
-    "wiring_specification",
-]
+__all__ = [*model.__all__, *parse.__all__, *wiring.__all__]

@@ -371,3 +371,7 @@ def parse_text(text: str, source: str = "<text>") -> BackendSpec:
     errors: list[SpecError] = []
     carrier_failed = parse_lines(text.splitlines(), source, backends, wires, errors)
     return finish(backends, wires, errors, need_backend=False, check_wires=not carrier_failed)
+
+
+__all__ = ["parse_address", "parse_backend_args", "parse_endpoint", "parse_location",
+           "parse_text"]

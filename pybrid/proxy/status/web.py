@@ -27,7 +27,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 from twisted.application import service
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger, LogPublisher, globalLogPublisher
@@ -49,18 +49,18 @@ _SECURITY_HEADERS = {
 }
 
 
-class SnapshotResource(resource.Resource):
-    """One view of a fresh snapshot: ``render(status) -> str`` served as ``content_type``."""
+class RenderedResource(resource.Resource):
+    """A view rendered fresh on each GET by ``render() -> bytes``, served as ``content_type``;
+    a rendering that fails is a 500 naming ``what`` (and logged), any subpath a 404."""
 
     isLeaf = True
     log = Logger()
 
-    def __init__(self, collector: StatusCollector, render: Callable[[ProxyStatus], str],
-                 content_type: str) -> None:
+    def __init__(self, render: Callable[[], bytes], content_type: str, what: str) -> None:
         super().__init__()
-        self.collector = collector
-        self.render_status = render
+        self.render_body = render
         self.content_type = content_type
+        self.what = what
 
     def render_GET(self, request: server.Request) -> bytes:
         if request.postpath not in ([], [b""]):
@@ -68,44 +68,23 @@ class SnapshotResource(resource.Resource):
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
             return b"not found\n"
         try:
-            body = self.render_status(self.collector.snapshot()).encode("utf-8")
+            body = self.render_body()
         except Exception:
             self.log.failure("status page: rendering {path} failed", path=request.path)
             request.setResponseCode(500)
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-            return b"the status snapshot could not be rendered; see the proxy log\n"
+            return f"{self.what} could not be rendered; see the proxy log\n".encode()
         request.setHeader(b"Content-Type", self.content_type.encode("ascii"))
         for name, value in _SECURITY_HEADERS.items():
             request.setHeader(name, value)
         return body
 
 
-class MetricsResource(resource.Resource):
-    """``/metrics``: a ``prometheus_client`` registry rendered on the reactor thread."""
-
-    isLeaf = True
-    log = Logger()
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        super().__init__()
-        self.registry = registry
-
-    def render_GET(self, request: server.Request) -> bytes:
-        if request.postpath not in ([], [b""]):
-            request.setResponseCode(404)
-            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-            return b"not found\n"
-        try:
-            body = generate_latest(self.registry)
-        except Exception:
-            self.log.failure("status page: rendering the metrics failed")
-            request.setResponseCode(500)
-            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-            return b"the metrics could not be rendered; see the proxy log\n"
-        request.setHeader(b"Content-Type", status_metrics.CONTENT_TYPE.encode("ascii"))
-        for name, value in _SECURITY_HEADERS.items():
-            request.setHeader(name, value)
-        return body
+def snapshot_view(collector: StatusCollector, render: Callable[[ProxyStatus], str],
+                  content_type: str) -> RenderedResource:
+    """One view of a fresh snapshot: ``render(status) -> str``."""
+    return RenderedResource(lambda: render(collector.snapshot()).encode("utf-8"), content_type,
+                            "the status snapshot")
 
 
 def _json(status: ProxyStatus) -> str:
@@ -120,14 +99,15 @@ class _Root(resource.Resource):
 def status_resource(collector: StatusCollector, refresh: float = 2.0) -> resource.Resource:
     """``/``, ``/status.json`` and ``/metrics`` (anything else is 404)."""
     root = _Root()
-    page = SnapshotResource(collector, lambda s: status_html.render(s, refresh),
-                            status_html.CONTENT_TYPE)
+    page = snapshot_view(collector, lambda s: status_html.render(s, refresh),
+                         status_html.CONTENT_TYPE)
     root.putChild(b"", page)
     root.putChild(b"index.html", page)
     root.putChild(b"status.json",
-                  SnapshotResource(collector, _json, "application/json; charset=utf-8"))
-    root.putChild(b"metrics",
-                  MetricsResource(status_metrics.metrics_registry(collector.snapshot)))
+                  snapshot_view(collector, _json, "application/json; charset=utf-8"))
+    registry = status_metrics.metrics_registry(collector.snapshot)
+    root.putChild(b"metrics", RenderedResource(lambda: generate_latest(registry),
+                                               status_metrics.CONTENT_TYPE, "the metrics"))
     return root
 
 

@@ -113,3 +113,9 @@ def test_tracker_cancel_forgets_the_request() -> None:
     d.cancel()
     assert tracker.outstanding() == 0
     assert not clock.getDelayedCalls()
+
+
+def test_run_kinds_and_final_states_are_the_protocol_s():
+    run_fields = {f.name for f in pb.MessageV1.DESCRIPTOR.fields if f.name.startswith("run_")}
+    assert m.RUN_KINDS == run_fields and len(m.RUN_KINDS) == 3
+    assert m.FINAL_STATES == {pb.DONE, pb.ERROR}

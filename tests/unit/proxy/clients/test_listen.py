@@ -136,3 +136,46 @@ def test_the_bounded_reactor_wraps_the_tls_factory_like_twisted(posix_reactor):
 def test_a_memory_reactor_is_left_as_it_is():
     reactor = MemoryReactor()
     assert bounded_accepts(reactor, 5) is reactor
+
+
+def test_the_listening_service_binds_at_privileged_start_and_knows_its_port(posix_reactor):
+    from twisted.internet.error import CannotListenError
+
+    from pybrid.proxy.clients.listen import client_listener
+
+    listener = client_listener(posix_reactor, protocol.ServerFactory(), None, 0, "127.0.0.1",
+                               7, per_pass=9)
+    listener.privilegedStartService()
+    port = listener.port
+    assert type(port) is BoundedPort and port.max_accepts == 9 and port.backlog == 7
+    taken = port.getHost().port
+    other = client_listener(posix_reactor, protocol.ServerFactory(), f"tcp:{taken}:"
+                            "interface=127.0.0.1", 0, "", 7, per_pass=9)
+    with pytest.raises(CannotListenError):  # a port in use stops start-up there
+        other.privilegedStartService()
+    assert other.port is None
+    listener.startService()  # does not bind a second time
+    assert listener.port is port
+    first, second = [], []
+    listener.stopService().addBoth(first.append)
+    listener.stopService().addBoth(second.append)  # the parent's stop after the proxy's own
+    assert listener.port is None and first == second == []
+    posix_reactor.runUntilCurrent()  # the port's connectionLost (callLater 0)
+    assert first == [None] and second == [None]
+    assert listener.port is None and not listener.running
+    listener.privilegedStartService()  # started again: a new port
+    assert listener.port is not None and listener.port is not port
+    listener.stopService()
+    posix_reactor.runUntilCurrent()
+
+
+def test_a_listen_description_gets_the_backlog_and_the_cap(posix_reactor):
+    from pybrid.proxy.clients.listen import client_listener
+
+    listener = client_listener(posix_reactor, protocol.ServerFactory(),
+                               "tcp:0:interface=127.0.0.1", 0, "", 33, per_pass=4)
+    listener.privilegedStartService()
+    port = listener.port
+    assert type(port) is BoundedPort and port.max_accepts == 4 and port.backlog == 33
+    listener.stopService()
+    posix_reactor.runUntilCurrent()

@@ -82,9 +82,9 @@ def test_a_start_held_too_long_is_refused_naming_the_run_and_backend(reactor, pr
     service, (a, b), client = proxy
     a_failed_run_still_going_on_a(service, a, b, client)
     barrier = own_barrier(service, "run-1")
-    waiting = len(barrier._finished_waiters)
+    waiting = barrier._finished_seen.waiting
     client.request("start_run_command", start_command("run-2"), id="start-2")
-    assert len(barrier._finished_waiters) == waiting + 1
+    assert barrier._finished_seen.waiting == waiting + 1
     reactor.advance(1.99)
     assert replies(client) == []
     reactor.advance(0.02)
@@ -92,7 +92,7 @@ def test_a_start_held_too_long_is_refused_naming_the_run_and_backend(reactor, pr
                                 "previous run run-1 still running on backend 127.0.0.1:6000 "
                                 "after 2 s; start_run not forwarded (a device runs one run at "
                                 "a time)")]
-    assert len(barrier._finished_waiters) == waiting  # nothing left waiting for run-1
+    assert barrier._finished_seen.waiting == waiting  # nothing left waiting for run-1
     assert service.dispatcher.counters.held_starts_refused == 1
     udp(service, state("run-1", pb.DONE), lane=0)  # run-1 ends later: nothing more happens
     assert kinds(a) == kinds(b) == [] and replies(client) == []

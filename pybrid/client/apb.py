@@ -22,11 +22,10 @@ from twisted.logger import Logger
 
 from pybrid.client.errors import ApbError
 from pybrid.proto import pb
+from pybrid.wire.messages import SPECIFICATION_KINDS
 
 #: The ``File.version`` this module writes and the newest it reads.
 APB_VERSION = (0, 1, 0)
-#: Item kinds that describe the computer rather than configure it.
-SPECIFICATION_KINDS = frozenset(("entity_specification", "wiring_specification"))
 
 log = Logger()
 

@@ -16,11 +16,10 @@ from google.protobuf.message import DecodeError
 
 from pybrid import samples as _samples
 from pybrid.proto import pb
-from pybrid.wire.messages import kind_of
+from pybrid.wire.messages import FINAL_STATES, kind_of
 from pybrid.wire.monitor_header import MalformedDatagram, MonitorHeader, split_datagram
 
 #: Run states after which a carrier's run is over.
-FINAL_STATES = frozenset({pb.RunState.DONE, pb.RunState.ERROR})
 
 
 @attrs.frozen(eq=False)

@@ -12,6 +12,8 @@ from pybrid.proto import pb
 RUN_KINDS = frozenset(("run_data_message", "run_data_end_message", "run_state_change_message"))
 #: The run states after which a run's carrier sends nothing more.
 FINAL_STATES = frozenset((pb.DONE, pb.ERROR))
+#: The kinds of an entity tree's items that describe the device (not its configuration).
+SPECIFICATION_KINDS = frozenset(("entity_specification", "wiring_specification"))
 
 
 def new_id() -> str:

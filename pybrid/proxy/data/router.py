@@ -78,11 +78,11 @@ from pybrid.proxy.data.sequence import RunChunks
 from pybrid.proxy.taps.base import TCP_LANE, RunEnd, RunInfo, RunTap
 from pybrid.wire import layout
 from pybrid.wire.layout import DATA_HEAD, DATA_TAG, Layout, LayoutTable, layout_of
+from pybrid.wire.messages import FINAL_STATES
 from pybrid.wire.monitor_header import FLAG_TCP_LANE
 from pybrid.wire.noise import worth_logging
 from pybrid.wire.paths import carrier_of
 
-_FINAL_STATES = frozenset((pb.DONE, pb.ERROR))
 _REPORT_LIMIT = 1024  # foreign run ids remembered for log-once
 _LAYOUT_LENGTHS = 64  # datagram lengths with layouts remembered per backend
 _LAYOUTS_PER_LENGTH = 16  # layouts (carriers, id or not) remembered per length
@@ -384,7 +384,7 @@ class RunRouter:
             self.log.debug("run {run}: state {state} for {carriers} from {backend}",
                            run=run_id, state=pb.RunState.Name(new_state), carriers=paths,
                            backend=source.name)
-        if new_state in _FINAL_STATES and not track.ended:
+        if new_state in FINAL_STATES and not track.ended:
             for path in paths:
                 track.finished[path] = new_state
             if track.carriers <= track.finished.keys():

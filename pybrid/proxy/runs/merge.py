@@ -28,11 +28,10 @@ from twisted.logger import Logger
 
 from pybrid.proto import pb
 from pybrid.wire import messages
+from pybrid.wire.messages import SPECIFICATION_KINDS
 from pybrid.wire.paths import carrier_of
 
 _log = Logger(namespace="pybrid.proxy.runs.merge")
-#: Item kinds that describe rather than configure.
-SPECIFICATION_KINDS = frozenset(("entity_specification", "wiring_specification"))
 
 
 def is_description(item: pb.Item) -> bool:

@@ -190,6 +190,16 @@ class Ring:
 
     # -- frames ---------------------------------------------------------------------------
 
+    def _publish(self, mm: mmap.mmap, pos: int, n: int, markers: int, used: int, seq: int) -> None:
+        """Make ``n`` written frames (and ``markers`` wrap markers) visible to the reader."""
+        _U64.pack_into(mm, _WRITE_POS, pos)
+        _U64.pack_into(mm, _WRITTEN_COUNT, _U64.unpack_from(mm, _WRITTEN_COUNT)[0] + n + markers)
+        _ATOMIC_SUB(self._free_addr, used, _RELEASE)
+        self.sequence = seq
+        release = self._sem_w.release
+        for _ in range(n):
+            release()
+
     def write_batch(self, frames: Sequence[Frame | Chunks], start: int = 0) -> tuple[int, int]:
         """Write the frames ``frames[start:]`` that fit now, up to the first
         :class:`~pybrid.proxy.taps.shm.chunks.Chunks`; return ``(count, bytes)``.
@@ -247,13 +257,7 @@ class Ring:
         n = seq - seq0
         if n == 0:
             return 0, 0
-        _U64.pack_into(mm, _WRITE_POS, pos)
-        _U64.pack_into(mm, _WRITTEN_COUNT, _U64.unpack_from(mm, _WRITTEN_COUNT)[0] + n + markers)
-        _ATOMIC_SUB(self._free_addr, used, _RELEASE)
-        self.sequence = seq
-        release = self._sem_w.release
-        for _ in range(n):
-            release()
+        self._publish(mm, pos, n, markers, used, seq)
         return n, nbytes
 
     def write_chunks(self, item: Chunks) -> tuple[int, int]:
@@ -300,13 +304,7 @@ class Ring:
         if n == 0:
             return 0, 0
         item.done = done
-        _U64.pack_into(mm, _WRITE_POS, pos)
-        _U64.pack_into(mm, _WRITTEN_COUNT, _U64.unpack_from(mm, _WRITTEN_COUNT)[0] + n + markers)
-        _ATOMIC_SUB(self._free_addr, used, _RELEASE)
-        self.sequence = seq
-        release = self._sem_w.release
-        for _ in range(n):
-            release()
+        self._publish(mm, pos, n, markers, used, seq)
         return n, n * length
 
     def wait_space(self, timeout: float) -> bool:

@@ -125,7 +125,10 @@ async def metric(proxy, name: str) -> int:
 
 @pytest_twisted.ensureDeferred
 async def test_a_connect_and_close_flood_stays_bounded_and_a_client_still_runs(reactor):
-    async with flooded_proxy(reactor, "cycle", "--batch", "2000") as (proxy, flooder, peak):
+    # the flood lasts until the test stops it (bounded by time, not by a count that a loaded
+    # machine may reach before the client is through)
+    async with flooded_proxy(reactor, "cycle", "--batch", "2000", "--max", "1000000000",
+                             "--seconds", "900") as (proxy, flooder, peak):
         await legitimate_client(reactor, proxy.port)
         await reference_ping(reactor, proxy.port)
         assert flooder.running, flooder.tail()  # the client was served during the flood
@@ -141,7 +144,8 @@ async def test_a_connect_and_close_flood_stays_bounded_and_a_client_still_runs(r
 
 @pytest_twisted.ensureDeferred
 async def test_a_silent_hold_flood_closes_the_oldest_and_a_client_still_runs(reactor):
-    async with flooded_proxy(reactor, "hold", "--batch", "500", "--max", "3000") as (
+    async with flooded_proxy(reactor, "hold", "--batch", "500", "--max", "3000",
+                             "--seconds", "900") as (
             proxy, flooder, peak):
         await flooder.wait_for_output(b"full", T)
         await legitimate_client(reactor, proxy.port)

@@ -56,8 +56,9 @@ from pybrid.client.errors import (
 from pybrid.client.plot import plot_h5, save_plot
 from pybrid.client.progress import make_progress
 from pybrid.client.results import Chunk, RunResult, expected_samples
+from pybrid.client.topology import describe_carriers, describe_data_lane
 from pybrid.recording.hdf5 import H5Recorder
-from pybrid.version import version_line
+from pybrid.version import install_hint, version_line
 
 EXIT_OK, EXIT_FAILED, EXIT_CONNECT, EXIT_BUSY, EXIT_RUN, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 EXIT_USAGE, EXIT_INTERRUPTED = 64, 130
@@ -209,13 +210,13 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            _fail(EXIT_FAILED, "--plot needs matplotlib: pip install 'pybrid-twisted[plot]'")
+            _fail(EXIT_FAILED, "--plot needs matplotlib: " + install_hint("plot", "matplotlib"))
     recorder: H5Recorder | None = None
     if _is_h5(args.output):
         try:
             import h5py  # noqa: F401
         except ImportError:
-            _fail(EXIT_FAILED, "-o FILE.h5 needs h5py: pip install 'pybrid-twisted[hdf5]'")
+            _fail(EXIT_FAILED, "-o FILE.h5 needs h5py: " + install_hint("hdf5", "h5py"))
         _check_writable(args.output)
         recorder = H5Recorder(args.output, clock=reactor)
     module = None
@@ -255,8 +256,7 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
             ca_cert=args.ca_cert,
         ))
         computer.append(c)
-        say(f"connected to {c.target}: {c.topology}, carrier(s) "
-            f"{', '.join(x.mac for x in c.carriers)}")
+        say(f"connected to {c.target}: {describe_carriers(c.carriers)}")
         if args.reset:
             await step(c.reset())
         if module is not None:
@@ -294,7 +294,7 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
             await computer[0].close()
         _fail(EXIT_FAILED, f"cannot write {e.filename or args.output}: {e.strerror or e}")
 
-    _report(result, say)
+    _report(result, say, c.udp_refusal)
     output = args.output or f"run-{result.run_id[:8]}.npz"
     meta = {"target": c.target, "op_time": args.op_time, "ic_time": args.ic_time,
             "channels": args.channels, "sample_rate": args.sample_rate,
@@ -316,8 +316,9 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
     return EXIT_OK
 
 
-def _report(result: RunResult, say: Any) -> None:
-    say(f"run {result.run_id} done in {result.elapsed:.3f} s, data by {result.data_lane}")
+def _report(result: RunResult, say: Any, udp_refusal: str | None = None) -> None:
+    lane = describe_data_lane(result.data_lane, udp_refusal)
+    say(f"run {result.run_id} done in {result.elapsed:.3f} s, {lane}")
     for mac, c in result.carriers.items():
         say(f"  {mac}: {c.received_samples} samples x {c.samples.shape[1]} channels "
             f"in {c.chunks} chunks, {len(c.missing_chunks)} missing")

@@ -64,7 +64,8 @@ async def test_run_saves_npz_and_reports(reactor, tmp_path):
     finally:
         await dev.stop()
     assert code == 0, err
-    assert f"connected to 127.0.0.1:{port}: direct, carrier(s) {MAC}" in out
+    assert f"connected to 127.0.0.1:{port}: 1 carrier {MAC} (topology 'direct': one" in out
+    assert "done in" in out and "data by UDP (sent straight to this client)" in out
     assert f"{MAC}: 200 samples x 3 channels in 2 chunks, 0 missing" in out
     assert f"saved {out_file}" in out
     assert "samples 200/200 100%" in err  # the progress line

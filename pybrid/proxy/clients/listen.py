@@ -29,6 +29,8 @@ from twisted.internet import defer, endpoints, protocol
 from twisted.internet.interfaces import IListeningPort
 from twisted.python.failure import Failure
 
+from pybrid.version import install_hint
+
 #: Schemes whose descriptions take ``backlog=``.
 _BACKLOG_SCHEMES = ("tcp", "ssl", "tcp6")
 
@@ -70,7 +72,7 @@ def check_listen(description: str) -> str:
         except ImportError:
             raise ValueError(
                 "--listen ssl:… needs pyOpenSSL and service_identity: "
-                "pip install 'pybrid-twisted[tls]'") from None
+                + install_hint("tls", "pyOpenSSL service_identity")) from None
     try:
         endpoints.serverFromString(_NoReactor(), description)
     except ValueError as e:

@@ -157,8 +157,12 @@ class ProxyService(service.MultiService):
         timing = self.config.timing
         active = self.scheduler.active
         if active is not None and self.dispatcher.fail_runs(active, SHUTTING_DOWN):
-            # the reference client drops run states that arrive right before the close
+            # the reference client drops run states that arrive right before the close: give
+            # it until it closes itself (at least degrade_grace, at most shutdown_grace)
+            closed = active.sender.when_gone()
             await task.deferLater(self.reactor, timing.degrade_grace, lambda: None)
+            await closed.addTimeout(max(0.0, timing.shutdown_grace - timing.degrade_grace),
+                                    self.reactor).addErrback(lambda _f: None)
         sessions = list(self.scheduler.sessions)
         for session in sessions:
             self.scheduler.close(session, SHUTTING_DOWN, "proxy stopping")

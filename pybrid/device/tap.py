@@ -9,12 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application import service
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 
 from pybrid.device.config import DeviceConfig, Faults
 from pybrid.device.signals import SAMPLE_DTYPES
 from pybrid.logs import tag_syslog_priorities
+from pybrid.startup import listen_failed
 from pybrid.version import print_version_and_exit, version
 from pybrid.wire.framing import DEFAULT_PORT
 
@@ -158,7 +160,11 @@ class DeviceService(service.Service):
 
             reactor = global_reactor
         self.device = SimulatedDevice(reactor=reactor, config=self.config)
-        self.device.listen(self.port_number, interface=self.interface)
+        try:
+            self.device.listen(self.port_number, interface=self.interface)
+        except CannotListenError as e:
+            Logger().error("pybrid-device cannot listen: {error}", error=e)
+            raise listen_failed("--interface/--port", e) from None
         super().startService()
 
     def stopService(self) -> Any:

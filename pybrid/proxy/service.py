@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 from twisted.application import service
 from twisted.internet import defer, task
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
@@ -45,6 +46,7 @@ from pybrid.proxy.runs.dispatch import Dispatcher
 from pybrid.proxy.status.model import ServiceStatus
 from pybrid.proxy.status.web import StatusService
 from pybrid.shm.options import make_shm_taps
+from pybrid.startup import listen_failed
 from pybrid.wire.interfaces import INetworkReactor, host_port
 
 #: Pending client connections the kernel queues for ``accept`` (Twisted's default is 50; the
@@ -114,13 +116,17 @@ class ProxyService(service.MultiService):
         super().privilegedStartService()
         if self.port is None:
             listen = self.config.listen
-            if listen is None:
-                self.port = self.reactor.listenTCP(self.config.port, self.factory,
-                                                   interface=self.config.interface,
-                                                   backlog=LISTEN_BACKLOG)
-            else:  # pybrid.proxy.clients.listen
-                self.port = listen_now(self.reactor, with_backlog(listen, LISTEN_BACKLOG),
-                                       self.factory)
+            try:
+                if listen is None:
+                    self.port = self.reactor.listenTCP(self.config.port, self.factory,
+                                                       interface=self.config.interface,
+                                                       backlog=LISTEN_BACKLOG)
+                else:  # pybrid.proxy.clients.listen
+                    self.port = listen_now(self.reactor, with_backlog(listen, LISTEN_BACKLOG),
+                                           self.factory)
+            except CannotListenError as e:
+                self.log.error("pybrid-proxy cannot listen for clients: {error}", error=e)
+                raise listen_failed("--listen/--port", e) from None
             host, port = host_port(self.port.getHost())
             self.log.info("pybrid-proxy listening on {host}:{port}", host=host, port=port)
             if listen is not None:

@@ -133,7 +133,7 @@ async def test_busy_timeout_exits_3(reactor, tmp_path):
     service.startService()
     holder = None
     try:
-        await service.when_healthy().addTimeout(10, reactor)
+        await service.when_healthy().addTimeout(30, reactor)
         holder = await connect("127.0.0.1", service.address[1], reactor=reactor)
         await holder.run(0.01, channels=1)  # holds the proxy's session
         code, _out, err = await run_cli(reactor, "127.0.0.1", "-p", service.address[1],

@@ -38,7 +38,7 @@ async def proxy_with(reactor, backends=1, refuse_udp=False, **config):
     )
     service.startService()
     try:
-        await service.when_healthy().addTimeout(10, reactor)
+        await service.when_healthy().addTimeout(30, reactor)
         yield devices, service
     finally:
         await service.stopService()

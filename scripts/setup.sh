@@ -23,7 +23,10 @@ if ! .venv/bin/python -c "import pybrid.proto, pytest_twisted, ruff, build, croc
   quiet .venv/bin/pip install -q --upgrade pip
   # the default editable mode (no editable_mode=compat: setuptools will remove it); the .pth
   # below is what lets twistd find twisted/plugins/pybrid_plugins.py
-  quiet .venv/bin/pip install -q -e '.[test,dev,notebook,hdf5,plot,tls,shm]'
+  # (and without setuptools' box warning that a checkout folder named like the package may
+  # shadow it on imports: that folder is the package here)
+  PYTHONWARNINGS="ignore::UserWarning:setuptools.command.editable_wheel" \
+    quiet .venv/bin/pip install -q -e '.[test,dev,notebook,hdf5,plot,tls,shm]'
 fi
 # twistd looks for plugins in every twisted/plugins/ directory on sys.path
 # (twisted.plugins.__path__); an editable install's import hook does not put the checkout there.

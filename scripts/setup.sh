@@ -21,7 +21,7 @@ if ! .venv/bin/python -c "import pybrid.proto, pytest_twisted, ruff, build, croc
   say "installing pip, then pybrid-twisted from this checkout (editable) with its dependencies"
   say "  and the extras test, dev, notebook, hdf5, plot, tls, shm (a minute or two the first time)"
   quiet .venv/bin/pip install -q --upgrade pip
-  # the default editable mode (no editable_mode=compat: setuptools will remove it); the .pth
+  # the default editable mode (not "compat": setuptools will remove it); the .pth
   # below is what lets twistd find twisted/plugins/pybrid_plugins.py
   # (and without setuptools' box warning that a checkout folder named like the package may
   # shadow it on imports: that folder is the package here)

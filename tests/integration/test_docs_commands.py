@@ -108,6 +108,10 @@ def test_marked_blocks_run(key, tmp_path):
     if "scripts/demo.sh" in script:  # the quick start's client printed chunks and a summary
         assert "connected to 127.0.0.1:" in done.stdout, done.stdout
         assert re.search(r"chunk +\d+ +\d+ samples", done.stdout), done.stdout
+        # through the proxy the client says what its lane means (issue 21)
+        assert "2 carriers" in done.stdout and "(topology 'proxy'" in done.stdout, done.stdout
+        assert "data over this TCP connection (UDP refused: " in done.stdout, done.stdout
+        assert "clients of a proxy always get run data over TCP" in done.stdout, done.stdout
 
 
 # -- links ---------------------------------------------------------------------------------

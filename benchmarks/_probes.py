@@ -177,8 +177,16 @@ def handover(port: int, rounds: int, limit: float = 10.0) -> dict[str, Any]:
     return {"seconds": times, "busy_retries": retries, "notes": sorted(notes)}
 
 
+#: P5's pings in a session are sent at this rate (a client checking its link), not flat out.
+PING_RATE = 50.0
+
+
 def pings(port: int, count: int, standalone: int) -> dict[str, Any]:
-    """P5: generic ping round trips in a session, standalone pings, forwarded requests."""
+    """P5: generic ping round trips in a session that holds the device (the client owns it:
+    after a request that made it active) at :data:`PING_RATE`; the same number back to back on
+    a connection that holds no device yet ("idle": a proxy meters those frames, ours with a
+    100/s token bucket of 20, so this shows the bucket, not the path); standalone pings;
+    forwarded requests."""
     conn = Raw(port)
     try:
         extract = conn.ask("extract_command", pb.ExtractCommand(recursive=True,
@@ -186,10 +194,15 @@ def pings(port: int, count: int, standalone: int) -> dict[str, Any]:
         if kind(extract) != "extract_response":
             raise RuntimeError(f"extract answered with {kind(extract)}")
         conn.drain(0.1)  # a proxy may send unsolicited pongs ("nudges") after an extract
-        session = [conn.ping() for _ in range(count)]
+        idle = [conn.ping() for _ in range(count)]
+        session: list[float] = []
         forwarded: list[float] = []
         reply, _ = ask_until_served(conn, OVERLOAD, 10)
-        if kind(reply) == "get_overload_status_response":
+        if kind(reply) == "get_overload_status_response":  # this session holds the device
+            conn.drain(0.2)
+            for _ in range(count):
+                session.append(conn.ping())
+                time.sleep(1.0 / PING_RATE)
             for _ in range(count):
                 t0 = time.perf_counter()
                 reply = conn.ask(OVERLOAD)
@@ -208,7 +221,7 @@ def pings(port: int, count: int, standalone: int) -> dict[str, Any]:
             lost += 1  # the reference proxy closes racing its own pong
         finally:
             c.close()
-    return {"session": session, "standalone": alone, "standalone_lost": lost,
+    return {"session": session, "idle": idle, "standalone": alone, "standalone_lost": lost,
             "forwarded": forwarded}
 
 

@@ -45,6 +45,7 @@ def figures(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     per("p3", lambda t: _ms(_med(results[t].get("p3"))))
     per("p4", lambda t: _ms(_med(_get(results, t, "p4", "seconds"))))
     per("p5_session", lambda t: _ms(_med(_get(results, t, "p5", "session"))))
+    per("p5_idle", lambda t: _ms(_med(_get(results, t, "p5", "idle"))))
     per("p5_standalone", lambda t: _ms(_med(_get(results, t, "p5", "standalone"))))
     per("p5_forwarded", lambda t: _ms(_med(_get(results, t, "p5", "forwarded"))))
     direct = rows["p5_session"].get("direct")
@@ -110,6 +111,7 @@ def table(results: dict[str, Any], cpu_rate: int, clients: int, cycles: int) -> 
         ("p4", "P4 session handover (ms, median)", "{:.2f}"),
         ("p5_session", "P5 ping in session (ms, median)", "{:.3f}"),
         ("p5_delta", "P5 ping minus direct (ms)", "{:+.3f}"),
+        ("p5_idle", "   no device held, back to back (ms)", "{:.3f}"),
         ("p5_standalone", "   standalone ping incl. connect (ms)", "{:.3f}"),
         ("p5_forwarded", "   forwarded request RTT (ms)", "{:.3f}"),
         ("p5_fw_delta", "   forwarded minus direct (ms)", "{:+.3f}"),

@@ -14,7 +14,9 @@ pybrid-device``, 1 carrier), each in its own process, it measures:
       ``--cpu-rate`` and at the highest loss-free rate;
 * P3  the unmodified reference client's connect time (``add_device``), median;
 * P4  session handover: A's close → B's first non-busy reply, B resending at once on busy;
-* P5  generic ping round trip in a session (through the proxy minus direct), a standalone
+* P5  generic ping round trip in a session that holds the device, at 50 pings/s (through the
+      proxy minus direct); the same back to back on a connection holding no device (what a
+      proxy's metering of such connections costs: ours, a 100/s token bucket); a standalone
       ping (connect + ping) and a forwarded request (``get_overload_status``), medians;
 * P6  proxy RSS with 1 000 clients queued behind an active one, and its growth over 200
       connect / request / close cycles (both before P1), and RSS and its peak after P1.

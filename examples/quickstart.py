@@ -16,6 +16,7 @@ import numpy as np
 from twisted.internet import defer, task
 
 from pybrid.client import Chunk, ClientError, connect
+from pybrid.client.topology import describe_carriers, describe_data_lane
 
 
 def show(chunk: Chunk) -> None:
@@ -36,15 +37,15 @@ async def main(reactor, argv: list[str]) -> None:
 
     computer = await connect(args.host, args.port, reactor=reactor)
     try:
-        macs = ", ".join(c.mac for c in computer.carriers)
-        print(f"connected to {args.host}:{args.port}: {computer.topology}, carriers {macs}")
+        print(f"connected to {args.host}:{args.port}: {describe_carriers(computer.carriers)}")
         result = await computer.run(
             args.op_time, channels=args.channels, sample_rate=args.sample_rate, on_chunk=show
         )
         for mac, carrier in result.carriers.items():
             print(f"{mac}: {carrier.samples.shape[0]} samples × {carrier.samples.shape[1]} "
                   f"channels, complete={carrier.complete}, chunk gaps={carrier.chunk_gaps}")
-        print(f"run done over {result.data_lane} in {result.elapsed:.3f} s")
+        lane = describe_data_lane(result.data_lane, computer.udp_refusal)
+        print(f"run done in {result.elapsed:.3f} s, {lane}")
     finally:
         await computer.close()
 

@@ -3,7 +3,8 @@
     python examples/run_and_plot.py HOST [PORT] [--op-time 0.01] [--out run.png]
 
 HOST may be a LUCIDAC, a pybrid-proxy, or a simulated device (``twistd -n pybrid-device``).
-Without matplotlib (``pip install 'pybrid-twisted[plot]'``) it prints a summary instead.
+Without matplotlib (``pip install matplotlib``, or the ``plot`` extra: docs/deployment.md) it
+prints a summary instead.
 """
 
 from __future__ import annotations

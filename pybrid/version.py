@@ -33,3 +33,11 @@ def print_version_and_exit(program: str) -> NoReturn:
 
 
 __version__ = version()
+
+
+def install_hint(extra: str, packages: str) -> str:
+    """How to add an optional dependency: the package itself, or the install's ``extra``
+    (there is no release on a package index: the extra goes onto the wheel or the checkout)."""
+    return (f"pip install {packages} (or the '{extra}' extra: pip install -e '.[{extra}]' in "
+            f"the checkout, pip install 'pybrid_twisted-{version()}-py3-none-any.whl[{extra}]' "
+            "from the wheel)")

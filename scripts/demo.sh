@@ -4,6 +4,7 @@
 # that prints samples as they arrive.  Everything is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+echo "demo: setting up .venv/ (scripts/setup.sh; a minute or two the first time)"
 SKIP_REFERENCE=1 bash scripts/setup.sh
 BIN=.venv/bin
 work=$(mktemp -d)
@@ -21,6 +22,7 @@ wait_port() {
   echo "demo: no listening port in $1:" >&2; cat "$1" >&2; return 1
 }
 
+echo "demo: starting two simulated devices (twistd pybrid-device)"
 for i in 1 2; do
   $BIN/twistd -n --pidfile= --logfile="$work/device$i.log" pybrid-device \
     --interface 127.0.0.1 --port 0 --mac "00-00-5e-00-53-0$i" &
@@ -36,10 +38,12 @@ carrier 127.0.0.1:$dev1 0
 carrier 127.0.0.1:$dev2 1
 wire 0/0 1/0
 EOT
+echo "demo: starting the proxy in front of them (twistd pybrid-proxy)"
 $BIN/twistd -n --pidfile= --logfile="$work/proxy.log" pybrid-proxy \
   -b "$work/backends.txt" --listen 127.0.0.1 --port 0 &
 pids+=($!)
 proxy=$(wait_port "$work/proxy.log" 'pybrid-proxy listening on 127\.0\.0\.1:[0-9]+')
 echo "pybrid-proxy on port $proxy (log: $work/proxy.log)"
 
+echo "demo: a client run through the proxy (examples/quickstart.py), samples as they arrive"
 $BIN/python examples/quickstart.py 127.0.0.1 "$proxy" "$@"

@@ -49,6 +49,7 @@ from pybrid.client.errors import ClientError, ConnectionLost
 from pybrid.client.results import IC_TIME, RUN_TIMEOUT_HEADROOM, RunResult
 from pybrid.client.topology import Carrier
 from pybrid.proto import pb
+from pybrid.version import install_hint
 
 #: Seconds a cancelled operation gets to finish its cancellation (send ``stop_run_command``).
 CANCEL_GRACE = 5.0
@@ -69,7 +70,7 @@ def _crochet() -> Any:
         import crochet
     except ImportError:
         raise ClientError(
-            "pybrid.client.blocking needs crochet: pip install 'pybrid-twisted[notebook]'"
+            "pybrid.client.blocking needs crochet: " + install_hint("notebook", "crochet")
         ) from None
     return crochet
 

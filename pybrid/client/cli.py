@@ -44,8 +44,10 @@ from pybrid.client.errors import ClientError
 from pybrid.client.plot import plot_h5, save_plot
 from pybrid.client.progress import make_progress
 from pybrid.client.results import IC_TIME, Chunk, RunResult, expected_samples
+from pybrid.client.topology import describe_carriers, describe_data_lane
 from pybrid.recording.envelope import parse_window
 from pybrid.recording.hdf5 import H5Recorder
+from pybrid.version import install_hint
 
 __all__ = ["EXIT_BUSY", "EXIT_CONNECT", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK",
            "EXIT_RUN", "EXIT_TIMEOUT", "EXIT_USAGE", "exit_code_for", "main", "run_command"]
@@ -145,13 +147,13 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            _fail(EXIT_FAILED, "--plot needs matplotlib: pip install 'pybrid-twisted[plot]'")
+            _fail(EXIT_FAILED, "--plot needs matplotlib: " + install_hint("plot", "matplotlib"))
     recorder: H5Recorder | None = None
     if _is_h5(args.output):
         try:
             import h5py  # noqa: F401
         except ImportError:
-            _fail(EXIT_FAILED, "-o FILE.h5 needs h5py: pip install 'pybrid-twisted[hdf5]'")
+            _fail(EXIT_FAILED, "-o FILE.h5 needs h5py: " + install_hint("hdf5", "h5py"))
         _check_writable(args.output)
         recorder = H5Recorder(args.output, clock=reactor)
     module = None
@@ -160,11 +162,10 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
             module = load_apb(args.config)
         except ClientError as e:
             _fail(EXIT_FAILED, str(e))
-    done: list[tuple[RunResult, str, int]] = []
+    done: list[tuple[RunResult, str, int, str | None]] = []
 
     async def body(c: Computer, step: common.Step, say: Any) -> int:
-        say(f"connected to {c.target}: {c.topology}, carrier(s) "
-            f"{', '.join(x.mac for x in c.carriers)}")
+        say(f"connected to {c.target}: {describe_carriers(c.carriers)}")
         if args.reset:
             await step(c.reset())
         if module is not None:
@@ -192,14 +193,14 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
             _fail(EXIT_FAILED, f"cannot write {e.filename or args.output}: {e.strerror or e}")
         finally:
             bar.close()
-        done.append((result, c.target, per_carrier))
+        done.append((result, c.target, per_carrier, c.udp_refusal))
         return EXIT_OK
 
     await common.session(reactor, PROG, args, body, data_lane=args.data_lane,
                          interrupted_text="interrupted; the run was stopped")
-    result, target, per_carrier = done[0]
+    result, target, per_carrier, udp_refusal = done[0]
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
-    _report(result, say)
+    _report(result, say, udp_refusal)
     output = args.output or f"run-{result.run_id[:8]}.npz"
     meta = {"target": target, "op_time": args.op_time, "ic_time": args.ic_time,
             "channels": args.channels, "sample_rate": args.sample_rate,
@@ -222,8 +223,9 @@ async def run_command(reactor: Any, argv: list[str]) -> int:
     return EXIT_OK
 
 
-def _report(result: RunResult, say: Any) -> None:
-    say(f"run {result.run_id} done in {result.elapsed:.3f} s, data by {result.data_lane}")
+def _report(result: RunResult, say: Any, udp_refusal: str | None = None) -> None:
+    lane = describe_data_lane(result.data_lane, udp_refusal)
+    say(f"run {result.run_id} done in {result.elapsed:.3f} s, {lane}")
     for mac, c in result.carriers.items():
         say(f"  {mac}: {c.received_samples} samples x {c.samples.shape[1]} channels "
             f"in {c.chunks} chunks, {len(c.missing_chunks)} missing")

@@ -35,6 +35,7 @@ from zope.interface import implementer
 
 from pybrid.client.control import ClientFactory, ClientProtocol, ControlChannel
 from pybrid.client.errors import ConnectError
+from pybrid.version import install_hint
 
 TLS_SCHEMES = ("ssl", "tls")
 _KEYS = ("host", "port", "ca")
@@ -123,13 +124,14 @@ def tls_endpoint(reactor: Any, target: TlsTarget, timeout: float) -> Any:
     try:
         from twisted.internet import ssl
     except ImportError:  # pragma: no cover - Twisted always has the module
-        raise ValueError("TLS needs pyOpenSSL: pip install 'pybrid-twisted[tls]'") from None
+        raise ValueError("TLS needs pyOpenSSL: "
+                         + install_hint("tls", "pyOpenSSL service_identity")) from None
     try:
         import OpenSSL  # noqa: F401
         import service_identity  # noqa: F401
     except ImportError:
         raise ValueError("TLS needs pyOpenSSL and service_identity: "
-                         "pip install 'pybrid-twisted[tls]'") from None
+                         + install_hint("tls", "pyOpenSSL service_identity")) from None
     options = ssl.optionsForClientTLS(target.host, trustRoot=_trust_root(target.ca_cert))
     tcp = endpoints.HostnameEndpoint(reactor, target.host, target.port, timeout=timeout)
     return endpoints.wrapClientTLS(options, tcp)

@@ -85,3 +85,22 @@ def parse_target(host: str, port: int) -> tuple[str | None, str, int]:
     if _SCHEME.match(host) and host.count(":") >= 1 and "::" not in host:
         return host, "", 0
     return None, host, port
+
+
+def describe_carriers(carriers: tuple[Carrier, ...]) -> str:
+    """The carriers and what the reference's topology name means, for a status line."""
+    macs = ", ".join(c.mac for c in carriers)
+    if len(carriers) == 1:
+        return (f"1 carrier {macs} (topology 'direct': one carrier, as a device or a proxy with "
+                "one backend presents it)")
+    return f"{len(carriers)} carriers {macs} (topology 'proxy': several carriers)"
+
+
+def describe_data_lane(lane: str | None, udp_refusal: str | None = None) -> str:
+    """Where a run's data came from: ``"udp"`` or ``"tcp"`` (and why), for a status line."""
+    if lane == "udp":
+        return "data by UDP (sent straight to this client)"
+    if udp_refusal is not None:
+        return (f"data over this TCP connection (UDP refused: {udp_refusal}; clients of a proxy "
+                "always get run data over TCP)")
+    return "data over this TCP connection"

@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -20,6 +21,7 @@ from pybrid.discovery.advertise import AdvertiseService
 from pybrid.discovery.options import AdvertiseConfig, AdvertiseOptionsMixin, default_name
 from pybrid.discovery.records import Advert
 from pybrid.logs import tag_syslog_priorities
+from pybrid.startup import listen_failed
 from pybrid.version import version
 from pybrid.wire.framing import DEFAULT_PORT
 
@@ -164,7 +166,11 @@ class DeviceService(service.MultiService):
 
             reactor = global_reactor
         self.device = SimulatedDevice(reactor=reactor, config=self.config)
-        self.device.listen(self.port_number, interface=self.interface)
+        try:
+            self.device.listen(self.port_number, interface=self.interface)
+        except CannotListenError as e:
+            Logger().error("pybrid-device cannot listen: {error}", error=e)
+            raise listen_failed("--interface/--port", e) from None
         if self.advertise is not None and not self.services:
             AdvertiseService(reactor, self.advert, self.advertise.interfaces).setServiceParent(
                 self)

@@ -18,11 +18,13 @@ from typing import Any
 
 import attrs
 
+from pybrid.version import install_hint
+
 SERVICE_TYPE = "_lucijsonl._tcp.local."
 KINDS = ("proxy", "device")
 #: One TXT string is at most 255 bytes ("key=value").
 TXT_MAX = 255
-INSTALL_HINT = "pip install 'pybrid-twisted[discovery]' (python-zeroconf)"
+INSTALL_HINT = install_hint("discovery", "zeroconf")
 
 
 class ZeroconfMissing(RuntimeError):

@@ -24,6 +24,7 @@ from pybrid.monitor.decode import MonitorChunk, MonitorRun, MonitorStateChange
 from pybrid.monitor.listener import MonitorListener
 from pybrid.monitor.options import DEFAULT_INTERFACE, parse_group, parse_interface, parse_port
 from pybrid.monitor.record import Recorder, is_h5
+from pybrid.version import install_hint
 
 PROG = "pybrid-monitor"
 
@@ -138,7 +139,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             try:
                 import h5py  # noqa: F401
             except ImportError:
-                parser.error("--record FILE.h5 needs h5py: pip install 'pybrid-twisted[hdf5]'")
+                parser.error("--record FILE.h5 needs h5py: " + install_hint("hdf5", "h5py"))
     if args.sample_rate < 0:
         parser.error("--sample-rate must not be negative")
     return args

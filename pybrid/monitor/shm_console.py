@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from pybrid.monitor.decode import MonitorChunk
 from pybrid.monitor.record import Recorder, is_h5
+from pybrid.version import install_hint
 
 PROG = "pybrid-monitor"
 
@@ -49,7 +50,8 @@ def run(name: str, *, interval: float = 1.0, duration: float | None = None,
 
         from pybrid.monitor.shm import ShmCarrierEnd, ShmChunk, ShmReader, ShmRunStart
     except ImportError as e:
-        print(f"{PROG}: error: --shm needs pybrid-twisted[shm] ({e})", file=err)
+        print(f"{PROG}: error: --shm needs zerobuffer-ipc and posix-ipc ({e}): "
+              + install_hint("shm", "zerobuffer-ipc posix-ipc"), file=err)
         return 1
     try:
         clock = task.Clock()  # the recorder's flush timer, advanced below

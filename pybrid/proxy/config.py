@@ -53,6 +53,10 @@ class Timing:
     #: At shutdown, the wait for the sessions' last bytes (error states, the message) to be
     #: taken before the lanes stop and the reactor drops what is left.
     shutdown_flush: float = 1.0
+    #: At shutdown mid-run, the wait for the active client to close after its ERROR states
+    #: (the reference client drops states that arrive right before a close; on a busy host it
+    #: took more than ``degrade_grace`` and then waited for its run forever).
+    shutdown_grace: float = 5.0
     #: Wait for a backend's reply to the stop_run sent when a session ends mid-run.
     stop_timeout: float = 2.0
     #: After a cached extract to an idle session and after the UDP refusal, generic pongs go

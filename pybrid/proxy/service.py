@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 from twisted.application import service
 from twisted.internet import defer, task
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
@@ -57,6 +58,7 @@ from pybrid.proxy.status.web import StatusService
 from pybrid.proxy.taps.base import fan
 from pybrid.proxy.taps.multicast import MulticastTap, make_tap
 from pybrid.proxy.taps.shm.options import make_shm_taps
+from pybrid.startup import listen_failed
 from pybrid.version import version
 from pybrid.wire.interfaces import INetworkReactor, host_port
 from pybrid.wire.observer import OneShotObserver
@@ -143,7 +145,11 @@ class ProxyService(service.MultiService):
     # -- lifecycle ------------------------------------------------------------------------
 
     def privilegedStartService(self) -> None:
-        super().privilegedStartService()  # binds the status page, then the client port
+        try:
+            super().privilegedStartService()  # binds the status page, then the client port
+        except CannotListenError as e:
+            self.log.error("pybrid-proxy cannot listen for clients: {error}", error=e)
+            raise listen_failed("--listen/--port", e) from None
         host, port = self.address
         self.log.info("pybrid-proxy listening on {host}:{port}", host=host, port=port)
         listen = self.config.listen
@@ -177,8 +183,12 @@ class ProxyService(service.MultiService):
         timing = self.config.timing
         active = self.scheduler.active
         if active is not None and self.dispatcher.fail_runs(active, SHUTTING_DOWN):
-            # the reference client drops run states that arrive right before the close
+            # the reference client drops run states that arrive right before the close: give
+            # it until it closes itself (at least degrade_grace, at most shutdown_grace)
+            closed = active.sender.when_gone()
             await task.deferLater(self.reactor, timing.degrade_grace, lambda: None)
+            await closed.addTimeout(max(0.0, timing.shutdown_grace - timing.degrade_grace),
+                                    self.reactor).addErrback(lambda _f: None)
         sessions = list(self.scheduler.sessions)
         for session in sessions:
             self.scheduler.close(session, SHUTTING_DOWN, "proxy stopping")

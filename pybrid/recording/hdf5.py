@@ -30,6 +30,7 @@ import numpy as np
 from twisted.internet.interfaces import IReactorTime
 
 from pybrid.recording.meta import UNIT, CarrierSummary, RunMeta
+from pybrid.version import install_hint
 
 #: Rows per HDF5 chunk of ``samples`` (× 8 channels × 4 B = 256 KiB).
 H5_CHUNK_ROWS = 8192
@@ -40,7 +41,7 @@ def _h5py() -> Any:
         import h5py
     except ImportError:
         raise RuntimeError(
-            "HDF5 recordings need h5py: pip install 'pybrid-twisted[hdf5]'"
+            "HDF5 recordings need h5py: " + install_hint("hdf5", "h5py")
         ) from None
     return h5py
 

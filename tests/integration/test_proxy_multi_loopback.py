@@ -46,7 +46,7 @@ async def run(client: FrameClient, run_id, paths, **kw):
     reply = await client.request("start_run_command", start_command(run_id, **kw))
     assert messages.kind_of(reply) == "start_run_response", reply
     for path in paths:
-        await client.expect(is_state(run_id, path, pb.DONE), timeout=10)
+        await client.expect(is_state(run_id, path, pb.DONE), timeout=30)
     return per_carrier(client, run_id)
 
 
@@ -120,10 +120,10 @@ async def test_an_error_on_one_backend_stops_the_others_and_the_next_run_succeed
             reply = await client.request("start_run_command",
                                          start_command("bad", rate=1_000, op_ns=2_000_000_000))
             assert messages.kind_of(reply) == "start_run_response"
-            error = await client.expect(is_state("bad", pb_, pb.ERROR), timeout=10)
+            error = await client.expect(is_state("bad", pb_, pb.ERROR), timeout=30)
             assert error.message_v1.run_state_change_message.reason
             # a was stopped: its run ends long before its 2 s of op time
-            await client.expect(is_state("bad", pa, pb.DONE), timeout=10)
+            await client.expect(is_state("bad", pa, pb.DONE), timeout=30)
             assert service.dispatcher.counters.stop_runs == 1
             assert a.counters.chunks_sent < 20
             b.config = attrs.evolve(b.config, faults=Faults())
@@ -146,12 +146,12 @@ async def test_a_backend_killed_mid_run_fails_the_run_and_a_later_run_succeeds(r
                     [pa], [pv] = a.carrier_paths, victim.carrier_paths
                     await client.request("start_run_command",
                                          start_command("doomed", rate=1_000, op_ns=3_000_000_000))
-                    await client.expect(kind_is("run_data_message"), timeout=10)
+                    await client.expect(kind_is("run_data_message"), timeout=30)
                     await victim.stop()  # listening socket and connections gone
-                    error = await client.expect(is_state("doomed", pv, pb.ERROR), timeout=10)
+                    error = await client.expect(is_state("doomed", pv, pb.ERROR), timeout=30)
                     reason = error.message_v1.run_state_change_message.reason
                     assert reason.startswith(f"Cluster degraded: backend 127.0.0.1:{port} lost")
-                    await client.closed.addTimeout(10, reactor)
+                    await client.closed.addTimeout(30, reactor)
                     last = client.frames[-1].message_v1
                     assert last.error_message.description.startswith(
                         f"Cluster degraded: backend 127.0.0.1:{port} lost")

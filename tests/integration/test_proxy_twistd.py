@@ -51,7 +51,7 @@ async def test_twistd_proxy_serves_a_run(reactor):
                 lambda e, p=path: kind_is("run_state_change_message")(e)
                 and e.message_v1.run_state_change_message.entity.path == p
                 and e.message_v1.run_state_change_message.new_ == pb.DONE,
-                timeout=10,
+                timeout=30,
             )
         data = [f for f in client.frames if messages.kind_of(f) == "run_data_message"]
         assert len(data) == 2  # 100 samples per carrier, one chunk each

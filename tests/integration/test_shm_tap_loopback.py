@@ -88,7 +88,7 @@ async def stack(reactor: Any, name: str, **config: Any) -> tuple[Any, Any, Any]:
                                        interface="127.0.0.1", port=0, shm_taps=(name,),
                                        **config), reactor)
     service.startService()
-    await service.when_healthy().addTimeout(10, reactor)
+    await service.when_healthy().addTimeout(30, reactor)
     client = await connect(reactor, service.address[1])
     return device, service, client
 
@@ -245,7 +245,7 @@ async def test_reference_client_run_reaches_the_real_reader_samples_equal(reacto
                            reactor)
     try:
         service.startService()
-        await service.when_healthy().addTimeout(10, reactor)
+        await service.when_healthy().addTimeout(30, reactor)
         tap = service.shm.taps[0]
         await until(reactor, lambda: tap.state == "attached")
         result = await run_ref_client(reactor, service.address[1], channels=8,

@@ -43,7 +43,7 @@ async def test_reader_sees_writer_dead_when_the_proxy_is_killed(reactor, tmp_pat
         assert messages.kind_of(reply) == "start_run_response"
         await until(reactor, lambda: len(reader.lines()) > 20)
         proc.signal("KILL")
-        await proc.ended.addTimeout(10, reactor)
+        await proc.ended.addTimeout(30, reactor)
         await until(reactor, lambda: reader.proc.poll() is not None)
         assert reader.proc.returncode == 3  # WriterDeadException from zerobuffer.Reader
         assert reader.lines()[-1] == {"event": "writer-dead"}

@@ -16,7 +16,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.ops_http import fetch, header
 from support.ops_stack import MACS, status_stack
 from support.waiting import until
-from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from pybrid.client import connect
@@ -24,6 +23,7 @@ from pybrid.monitor.options import MonitorConfig
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
 from pybrid.proxy.spec import Backend
+from pybrid.startup import ListenFailed
 
 T = 30.0
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
@@ -209,9 +209,10 @@ def test_a_status_port_in_use_stops_the_start_with_a_clear_error(reactor):
         service = ProxyService(ProxyConfig(backends=(Backend("127.0.0.1", 1),),
                                            interface="127.0.0.1", port=0, status_port=port),
                                reactor)
-        with pytest.raises(CannotListenError) as err:
+        with pytest.raises(ListenFailed) as err:
             service.privilegedStartService()
-        assert str(port) in str(err.value)
+        assert str(err.value) == (f"cannot listen on 127.0.0.1:{port} (--status-port): "
+                                  "address already in use")
     assert service.port is None  # the client port was not bound either
     assert service.status_page is not None and not service.status_page._observing
 

@@ -67,5 +67,6 @@ def reference_and_editable(package_base, dists) -> tuple[Venv, pathlib.Path]:
     run(["cp", "-a", dists.source, tree], cwd=package_base)
     venv = make_venv(package_base / "beside-editable", sys.executable)
     venv.pip_install(*REFERENCE, cwd=package_base)
-    venv.pip_install("-e", ".", "--config-settings", "editable_mode=compat", cwd=tree)
+    venv.pip_install("-e", ".", cwd=tree)  # the default mode, then the README's .pth for twistd
+    (venv.site_packages(tree) / "pybrid_twisted_checkout.pth").write_text(f"{tree}\n")
     return venv, tree

@@ -34,7 +34,7 @@ class _Datagrams(protocol.DatagramProtocol):
 class MiniClient(EnvelopeReceiver):
     """Requests with timeouts, notifications by lane, DONE/ERROR tracking per carrier."""
 
-    def __init__(self, reactor: Any, timeout: float = 5.0) -> None:
+    def __init__(self, reactor: Any, timeout: float = 30.0) -> None:
         self.reactor = reactor
         self.tracker = RequestTracker(reactor, timeout=timeout)
         self.notifications: list[tuple[str, pb.Envelope]] = []
@@ -46,7 +46,7 @@ class MiniClient(EnvelopeReceiver):
         self._ended: set[str] = set()
 
     @classmethod
-    async def connect(cls, reactor: Any, port: int, timeout: float = 5.0) -> MiniClient:
+    async def connect(cls, reactor: Any, port: int, timeout: float = 30.0) -> MiniClient:
         client = cls(reactor, timeout)
         await protocol.ClientCreator(reactor, lambda: client).connectTCP(
             "127.0.0.1", port, timeout=timeout

@@ -28,7 +28,7 @@ def kind_is(*kinds: str) -> Predicate:
 class FrameClient(EnvelopeReceiver):
     """Records received Envelopes; see the module note."""
 
-    def __init__(self, reactor: Any, timeout: float = 5.0) -> None:
+    def __init__(self, reactor: Any, timeout: float = 30.0) -> None:
         self.reactor = reactor
         self.timeout = timeout
         self.frames: list[pb.Envelope] = []

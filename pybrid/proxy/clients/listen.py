@@ -41,6 +41,7 @@ from twisted.internet import defer, endpoints, tcp
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.posixbase import PosixReactorBase
 
+from pybrid.version import install_hint
 from pybrid.wire.observer import OneShotObserver
 
 #: Connections accepted per reactor pass at most (Twisted starts at 100 and grows without bound).
@@ -86,7 +87,7 @@ def check_listen(description: str) -> str:
         except ImportError:
             raise ValueError(
                 "--listen ssl:… needs pyOpenSSL and service_identity: "
-                "pip install 'pybrid-twisted[tls]'") from None
+                + install_hint("tls", "pyOpenSSL service_identity")) from None
     try:
         endpoints.serverFromString(_NoReactor(), description)
     except ValueError as e:

@@ -29,6 +29,7 @@ from typing import Any
 
 from prometheus_client import generate_latest
 from twisted.application import service
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger, LogPublisher, globalLogPublisher
 from twisted.web import http, pages, resource, server
@@ -38,6 +39,7 @@ from pybrid.proxy.status import metrics as status_metrics
 from pybrid.proxy.status.collect import StatusCollector, StatusSource
 from pybrid.proxy.status.events import RecentEvents
 from pybrid.proxy.status.model import ProxyStatus
+from pybrid.startup import listen_failed
 from pybrid.wire.interfaces import INetworkReactor, host_port
 
 _SECURITY_HEADERS = {
@@ -150,8 +152,13 @@ class StatusService(service.Service):
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
         if self.port is None:
-            self.port = self.reactor.listenTCP(self.port_number, self.site,  # type: ignore[arg-type]
-                                               interface=self.interface)
+            try:
+                self.port = self.reactor.listenTCP(self.port_number,
+                                                   self.site,  # type: ignore[arg-type]
+                                                   interface=self.interface)
+            except CannotListenError as e:
+                self.log.error("pybrid-proxy status page cannot listen: {error}", error=e)
+                raise listen_failed("--status-port", e) from None
             self.log.info("pybrid-proxy status page on {url}", url=self.url)
         if not self._observing:
             self.publisher.addObserver(self.events)

@@ -94,3 +94,20 @@ def test_apb_rejects_newer_versions_garbage_and_other_suffixes(tmp_path):
     # an unset version (0.0.0) is older, and accepted
     assert parse_apb(pb.File(module=module()).SerializeToString()) == module()
     assert parse_apb(apb_bytes(module())) == module()
+
+
+def test_the_status_lines_say_what_direct_and_the_tcp_lane_mean():
+    from pybrid.client.topology import Carrier, describe_carriers, describe_data_lane
+    from pybrid.proxy.runs.dispatch import UDP_REFUSAL
+
+    one = (Carrier("00-00-5e-00-53-01", pb.Entity()),)
+    assert describe_carriers(one).startswith("1 carrier 00-00-5e-00-53-01 (topology 'direct': ")
+    assert "a proxy with one backend" in describe_carriers(one)
+    two = (*one, Carrier("00-00-5e-00-53-02", pb.Entity()))
+    assert describe_carriers(two) == ("2 carriers 00-00-5e-00-53-01, 00-00-5e-00-53-02 "
+                                      "(topology 'proxy': several carriers)")
+    through_proxy = describe_data_lane("tcp", UDP_REFUSAL)
+    assert through_proxy.startswith("data over this TCP connection (UDP refused: ")
+    assert "clients of a proxy always get run data over TCP" in through_proxy
+    assert describe_data_lane("udp") == "data by UDP (sent straight to this client)"
+    assert describe_data_lane("tcp") == "data over this TCP connection"

@@ -101,7 +101,7 @@ def test_without_zeroconf_connect_says_what_to_install(monkeypatch):
     failures = []
     d.addErrback(failures.append)
     assert failures and failures[0].check(DiscoveryError)
-    assert "pip install 'pybrid-twisted[discovery]'" in str(failures[0].value)
+    assert "pip install -e '.[discovery]'" in str(failures[0].value)
     assert "or give the host" in str(failures[0].value)
 
 

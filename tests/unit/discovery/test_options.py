@@ -73,7 +73,7 @@ def test_bad_values_are_usage_errors(argv, needle):
 
 def test_without_zeroconf_advertise_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "zeroconf", None)
-    with pytest.raises(usage.UsageError, match=r"pybrid-twisted\[discovery\]"):
+    with pytest.raises(usage.UsageError, match=r"pip install -e '\.\[discovery\]'"):
         proxy("--advertise")
     assert proxy("--no-advertise").advertise is None
 

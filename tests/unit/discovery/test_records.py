@@ -74,5 +74,5 @@ def test_proxies_first_and_the_bypass_said():
 
 def test_without_zeroconf_the_message_says_what_to_install(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "zeroconf", None)
-    with pytest.raises(ZeroconfMissing, match=r"pip install 'pybrid-twisted\[discovery\]'"):
+    with pytest.raises(ZeroconfMissing, match=r"pip install -e '\.\[discovery\]'"):
         need_zeroconf()

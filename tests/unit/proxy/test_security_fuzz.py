@@ -5,9 +5,9 @@
   interleaved with the active session's run traffic).  The fake devices record everything
   the proxy sent them after the handshake; it must stay empty.
 * Wrong-token floods: every wrong token is answered "Authentication failed" and counted,
-  nothing is forwarded; after five wrong tokens the address is locked out (tokens refused
-  unchecked, pybrid.proxy.clients.auth.AuthThrottle), and once the lockout has passed the right
-  token works; tokens are compared with ``hmac.compare_digest`` (constant time).
+  nothing is forwarded; each wrong token delays its own connection and the third closes it
+  (pybrid.proxy.clients.auth.AuthThrottle: per connection, never per address); tokens are
+  compared with ``hmac.compare_digest`` (constant time).
 * The monitor tap keeps samples on the local network by default: TTL 1 (and loopback as the
   default interface), both in the proxy's options and in the tap itself.
 """

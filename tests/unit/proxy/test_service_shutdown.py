@@ -48,6 +48,8 @@ def test_stop_mid_run_sends_error_states_per_carrier_then_the_message_then_close
     backend.take("stop_run_command")  # the device stops the run too
     assert not client.closing  # the states get a moment before the close
     reactor.advance(service.config.timing.degrade_grace + 0.01)
+    assert not client.closing  # … until the client closes, or shutdown_grace
+    reactor.advance(service.config.timing.shutdown_grace)
     [error] = client.frames()
     assert error.message_v1.error_message.description == SHUTTING_DOWN
     assert client.closing
@@ -61,11 +63,27 @@ def test_stop_mid_run_sends_error_states_per_carrier_then_the_message_then_close
     assert stopped.called
 
 
+def test_a_client_slow_to_handle_its_error_states_is_not_closed_on_them(reactor):
+    """A busy host: the reference client handles the ERROR states seconds late (and drops
+    them if the close comes first); the proxy waits for it to close, up to shutdown_grace."""
+    service, _backend, client, _run_id = running(reactor)
+    stopped = service.stopService()
+    timing = service.config.timing
+    assert timing.shutdown_grace >= 5.0
+    reactor.advance(3.0)
+    assert not client.closing and not stopped.called
+    client.close()  # it handled the states and closed, as the reference client does
+    reactor.advance(0)
+    reactor.advance(timing.shutdown_flush)
+    assert stopped.called
+
+
 def test_stop_is_bounded_when_a_client_never_takes_its_last_bytes(reactor):
     service, _backend, client, _run_id = running(reactor)
     stopped = service.stopService()
     timing = service.config.timing
     reactor.advance(timing.degrade_grace + 0.01)
+    reactor.advance(timing.shutdown_grace)
     assert client.closing and not stopped.called
     reactor.advance(timing.shutdown_flush)
     assert stopped.called

@@ -7,6 +7,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pybrid.version import install_hint
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
@@ -30,8 +32,8 @@ def parse_shm_taps(names: Iterable[str]) -> tuple[str, ...]:
         import zerobuffer  # noqa: F401
     except ImportError as e:
         raise ShmOptionError(
-            f"--shm-tap needs the zerobuffer-ipc and posix-ipc packages ({e}); install "
-            "pybrid-twisted[shm]") from None
+            f"--shm-tap needs the zerobuffer-ipc and posix-ipc packages ({e}): "
+            + install_hint("shm", "zerobuffer-ipc posix-ipc")) from None
     return tuple(out)
 
 

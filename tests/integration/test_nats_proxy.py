@@ -222,3 +222,69 @@ async def test_a_killed_bridge_is_restarted_and_exports_the_next_run(reactor, tm
     finally:
         await server.stop()
     same_samples(replayed, result)
+
+
+async def end_message(url: str, run_id: str) -> dict[str, Any]:
+    """The run's ``end`` message, read with nats-py alone."""
+    import json
+
+    import nats
+    from nats.js.api import DeliverPolicy
+
+    nc = await nats.connect(url)
+    try:
+        sub = await nc.jetstream().subscribe(f"pybrid.*.{run_id}.end", ordered_consumer=True,
+                                             deliver_policy=DeliverPolicy.ALL)
+        msg = await sub.next_msg(timeout=20)
+        return dict(json.loads(msg.data))
+    finally:
+        await nc.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_twistd_device_dropping_chunks_through_twistd_proxy_replays_the_same_gaps(
+        reactor, tmp_path):
+    import asyncio
+    import pathlib
+    import sys
+
+    from support.reference import spawn
+    from test_proxy_twistd import twistd
+
+    server = await NatsServer(reactor, tmp_path / "js").start()
+    # seed 0, drop 0.3: of the 10 chunks of 0.1 s at 10 kHz, chunks 1 and 9 (the last) are lost
+    device = spawn(reactor, "twistd-pybrid-device", [
+        str(pathlib.Path(sys.executable).with_name("twistd")), "--pidfile=", "-n",
+        "pybrid-device", "--port", "0", "--drop", "0.3", "--seed", "0"],
+        ready_pattern=rb"listening on 127\.0\.0\.1:(\d+)")
+    proc = client = None
+    try:
+        await device.ready.addTimeout(30, reactor)
+        proc = twistd(reactor, "-b", f"127.0.0.1:{device.port}", "--listen", "127.0.0.1",
+                      "--port", "0", "--nats", server.url, "--nats-name", "tw",
+                      "--nats-stream", "TW", "--nats-max-bytes", "64MiB")
+        await proc.ready.addTimeout(30, reactor)
+        await proc.wait_for_output(b"nats export: connected", 60)
+        await proc.wait_for_output(b"attached to the reader", 15)
+        await proc.wait_for_output(b"run data by udp", 15)
+        client = await connect("127.0.0.1", proc.port, reactor=reactor)
+        result = await client.run(0.1, channels=2, sample_rate=10_000).addTimeout(T, reactor)
+        replayed = await replay(reactor, server.url, result.run_id)
+        end = await threads.deferToThread(asyncio.run, end_message(server.url, result.run_id))
+    finally:
+        if client is not None:
+            await client.close()
+        if proc is not None:
+            await proc.stop()
+        await device.stop()
+        await server.stop()
+    (mac, mine), = result.carriers.items()
+    assert mine.missing_chunks == (1, 9)  # what the client saw: the device's drops
+    same_samples(replayed, result)
+    assert replayed[mac].missing_chunks == (1, 9)
+    assert np.isnan(replayed[mac].samples[100:200]).all()
+    assert np.isnan(replayed[mac].samples[900:]).all()
+    assert replayed.sample_rate == 10_000 and replayed[mac].expected_samples == 1000
+    assert replayed.meta.extra["condition"] == "incomplete"
+    assert end["condition"] == "incomplete"
+    assert list(end["missing"].values()) == [[1, 9]]

@@ -209,3 +209,4 @@ async def test_pybrid_monitor_follows_a_live_run_and_records_it(reactor, tmp_pat
     mac = next(iter(result.carriers))
     with np.load(record) as f:
         np.testing.assert_array_equal(f[f"{mac}/samples"], result.samples)
+

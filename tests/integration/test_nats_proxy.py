@@ -32,12 +32,12 @@ T = 90.0
 
 
 @contextlib.asynccontextmanager
-async def proxy(reactor: Any, servers: tuple[str, ...], replicas: int = 1):
+async def proxy(reactor: Any, servers: tuple[str, ...], replicas: int = 1, **options: Any):
     dev = SimulatedDevice(reactor=reactor, config=DeviceConfig(carriers=1))
     dev.listen(0, interface="127.0.0.1")
     nats = NatsExportConfig(servers=servers, shm_name=f"pybrid-n-{uuid.uuid4().hex[:10]}",
                             proxy_name="lab1", stream="PYBRIDT", max_bytes=256 << 20,
-                            replicas=replicas, shm_size=16 << 20)
+                            replicas=replicas, shm_size=16 << 20, **options)
     service = ProxyService(ProxyConfig(backends=(Backend("127.0.0.1", dev.port),),
                                        interface="127.0.0.1", port=0, status_port=0,
                                        shm_taps=(nats.shm_name,), nats=nats), reactor)
@@ -288,3 +288,42 @@ async def test_twistd_device_dropping_chunks_through_twistd_proxy_replays_the_sa
     assert replayed.meta.extra["condition"] == "incomplete"
     assert end["condition"] == "incomplete"
     assert list(end["missing"].values()) == [[1, 9]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_tls_with_the_servers_ca_exports_and_a_wrong_ca_is_on_the_status_page(
+        reactor, tmp_path):
+    """A JetStream server that requires TLS: the export verifying it with ``--nats-tls-ca``
+    stores a run a TLS consumer replays; trusting another CA, the status page says the
+    certificate failed, nothing is stored, and the proxy serves the client's run as ever."""
+    import ssl
+
+    from support.tls import make_pki
+
+    from pybrid.monitor.nats_replay import fetch_run
+
+    pki = make_pki(tmp_path / "pki")
+    server = await NatsServer(reactor, tmp_path / "js", extra=(
+        "--tls", "--tlscert", str(pki.cert), "--tlskey", str(pki.key))).start()
+    url = server.url.replace("nats://", "tls://")
+    try:
+        async with proxy(reactor, (url,), tls_ca=str(pki.other_ca)) as (service, client):
+            await until(reactor, lambda: "CERTIFICATE_VERIFY_FAILED"
+                        in export(service).last_error, "the certificate error")
+            wrong = await client.run(0.1, channels=2, sample_rate=10_000).addTimeout(T, reactor)
+            _c, _h, page = await fetch(reactor, service.status_page.url)
+            refused = export(service)
+        async with proxy(reactor, (url,), tls_ca=str(pki.ca)) as (service, client):
+            await until(reactor, lambda: export(service).state == "connected", "connected")
+            good = await client.run(0.1, channels=2, sample_rate=10_000).addTimeout(T, reactor)
+            await until(reactor, lambda: export(service).runs_ended >= 1, "the run's end")
+        context = ssl.create_default_context(cafile=str(pki.ca))
+        replayed = await threads.deferToThread(lambda: fetch_run(
+            url, good.run_id, idle_timeout=20.0, tls=context))
+    finally:
+        await server.stop()
+    assert wrong.complete  # served while the export could not connect
+    assert refused.state == "connecting" and refused.stored == 0
+    assert b"CERTIFICATE_VERIFY_FAILED" in page
+    assert good.complete
+    same_samples(replayed, good)

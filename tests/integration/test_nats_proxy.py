@@ -327,3 +327,45 @@ async def test_tls_with_the_servers_ca_exports_and_a_wrong_ca_is_on_the_status_p
     assert b"CERTIFICATE_VERIFY_FAILED" in page
     assert good.complete
     same_samples(replayed, good)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_user_password_and_an_nkey_authenticate_the_export(reactor, tmp_path,
+                                                                   monkeypatch):
+    """``--nats-user`` with ``$PYBRID_NATS_PASSWORD``, and ``--nats-nkey`` (a seed file),
+    against a server that knows only these users: each exports a run a consumer replays."""
+    import os
+
+    import nkeys
+
+    from pybrid.monitor.nats_replay import fetch_run
+
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    public = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    seed_file = tmp_path / "user.nk"
+    seed_file.write_bytes(seed)
+    password = uuid.uuid4().hex
+    conf = tmp_path / "auth.conf"
+    users = f'{{user: "lab", password: "{password}"}}, {{nkey: "{public}"}}'
+    conf.write_text(f"authorization {{ users = [ {users} ] }}\n")
+    monkeypatch.setenv("PYBRID_NATS_PASSWORD", password)
+    server = await NatsServer(reactor, tmp_path / "js", extra=("-c", str(conf))).start()
+    results = []
+    try:
+        for options, connect_kw in (({"user": "lab"}, {"user": "lab", "password": password}),
+                                    ({"nkey": str(seed_file)},
+                                     {"nkeys_seed": str(seed_file)})):
+            async with proxy(reactor, (server.url,), **options) as (service, client):
+                await until(reactor, lambda s=service: export(s).state == "connected",
+                            "connected")
+                result = await client.run(0.1, channels=2,
+                                          sample_rate=10_000).addTimeout(T, reactor)
+                await until(reactor, lambda s=service: export(s).runs_ended >= 1, "the end")
+            kw = dict(connect_kw)
+            replayed = await threads.deferToThread(
+                lambda r=result, k=kw: fetch_run(server.url, r.run_id, idle_timeout=20.0, **k))
+            results.append((result, replayed))
+    finally:
+        await server.stop()
+    for result, replayed in results:
+        same_samples(replayed, result)

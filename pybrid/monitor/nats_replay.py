@@ -50,7 +50,6 @@ class _Carrier:
     placer: ChunkPlacer
     received: int = 0
     final: np.ndarray | None = None
-    states: list[str] = attrs.Factory(list)
 
 
 @attrs.define(eq=False)
@@ -83,9 +82,6 @@ class RunAssembler:
             mac = mac_of(body.get("path", ""))
             self.states.append(StateChange(0.0, mac or None, "", body.get("state", ""),
                                            body.get("reason", "")))
-            for c in self.carriers.values():
-                if not mac or c.mac == mac:
-                    c.states.append(body.get("state", ""))
         elif kind == "end":
             self.end = N.decode_json(data)
             return True
@@ -183,7 +179,8 @@ class RunAssembler:
                 values = np.full((0, c.columns), np.nan, dtype=c.dtype)
             out[mac] = CarrierRun(
                 carrier=mac, samples=values, final=c.final, probes=c.probes,
-                states=tuple(c.states), chunks=c.placer.chunks,
+                states=tuple(x.new for x in self.states if x.carrier in (None, mac)),
+                chunks=c.placer.chunks,
                 chunk_gaps=c.placer.gaps(), missing_chunks=s.missing_chunks,
                 duplicate_chunks=s.duplicate_chunks, expected_samples=self.expected_samples,
                 chunk_size=s.chunk_size, received_samples=c.received)

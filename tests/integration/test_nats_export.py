@@ -136,14 +136,15 @@ async def test_a_run_replayed_after_it_ended_equals_the_clients(reactor, tmp_pat
     result, replayed, st = await run_and_replay(reactor, tmp_path)
     assert result.complete
     same_samples(replayed, result)
-    assert replayed[next(iter(result.carriers))].samples.shape == result.samples.shape
+    mac = next(iter(result.carriers))
+    assert replayed[mac].samples.shape == result.samples.shape
     assert replayed.meta.extra["condition"] == "complete"
     # every state change the client saw (IC, OP … DONE), not only the final ones
     assert [(s.carrier, s.new) for s in replayed.states] == \
         [(s.carrier, s.new) for s in result.states]
     assert "OP" in [s.new for s in replayed.states]
+    assert replayed[mac].states == result[mac].states
     plain, h5 = st["consumers"]
-    mac = next(iter(result.carriers))
     np.testing.assert_array_equal(plain[f"{mac}/samples"], result.samples.astype(np.float64))
     assert str(plain["condition"]) == "complete"
     import h5py

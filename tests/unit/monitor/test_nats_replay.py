@@ -129,3 +129,17 @@ def test_the_start_configuration_gives_the_rate_and_trailing_nan_rows():
     assert c.samples.shape == (20, 2) and np.isnan(c.samples[8:]).all()
     assert c.missing_chunks == (2, 3, 4) and not c.complete
     assert r.meta.extra["op_time_ns"] == 20_000_000 and r.meta.extra["proxy_run_id"] == "p1"
+
+
+def test_state_changes_before_the_first_chunk_are_the_carriers_too():
+    a = RunAssembler("r")
+    a.add("start", start())
+    a.add("layout", layout())
+    for state in ("IC", "OP"):
+        a.add("state", N.encode_json({"path": "/" + MAC, "state": state, "reason": ""}))
+    a.add("chunk", chunk(0))
+    a.add("state", N.encode_json({"path": "/" + MAC, "state": "DONE", "reason": ""}))
+    a.add("end", end())
+    r = a.result()
+    assert r[MAC].states == ("IC", "OP", "DONE")
+    assert [(s.carrier, s.new) for s in r.states] == [(MAC, "IC"), (MAC, "OP"), (MAC, "DONE")]

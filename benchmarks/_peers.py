@@ -143,11 +143,12 @@ class Child:
         return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
 
     def memory_kib(self) -> dict[str, int]:
-        """``VmRSS`` and ``VmHWM`` (peak) in KiB."""
+        """``VmRSS``, ``VmHWM`` (peak), ``RssAnon`` (heap) and ``RssShmem`` (shared memory, the
+        shm taps' rings) in KiB."""
         out: dict[str, int] = {}
         with open(f"/proc/{self.pid}/status") as f:
             for line in f:
-                if line.startswith(("VmRSS:", "VmHWM:")):
+                if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:", "RssShmem:")):
                     out[line.split(":")[0]] = int(line.split()[1])
         return out
 

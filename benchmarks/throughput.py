@@ -224,7 +224,9 @@ def search(args: argparse.Namespace) -> dict[str, Any]:
             d.stop()
     log(f"  highest loss-free rate: {best} datagrams/s"
         + (f" (first failing step: {failed})" if failed else " (every step passed)")
-        + f"; proxy VmHWM {memory.get('VmHWM', 0) / 1024:.0f} MiB")
+        + f"; proxy VmHWM {memory.get('VmHWM', 0) / 1024:.0f} MiB (now RssAnon "
+        f"{memory.get('RssAnon', 0) / 1024:.0f} MiB, RssShmem "
+        f"{memory.get('RssShmem', 0) / 1024:.0f} MiB)")
     return {"best": best, "first_failed": failed, "steps": steps, "proxy_memory_kib": memory}
 
 

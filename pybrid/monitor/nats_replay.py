@@ -8,8 +8,10 @@ chunk by its number (:class:`~pybrid.recording.placement.ChunkPlacer`) into a si
 :class:`~pybrid.recording.sinks.MemorySink` for :meth:`RunAssembler.result`, or any recorder —
 exactly as the client does (``raw × gain + offset``, float32 storage for float32 and 16-bit
 samples), so a replayed run equals the client's result, NaN rows at the same missing chunks.
-The stream does not carry the run's configuration: trailing chunks lost before the last one
-received cannot be told (the ``end`` message's ``missing`` lists what the stream lacks).
+The ``start`` message carries the run's configuration where the start command said it: the
+result's ``sample_rate`` and ``expected_samples`` are the client's, so chunks lost after the
+last one received are missing (NaN rows) too; without it they cannot be told (the ``end``
+message's ``missing`` lists what the stream lacks).
 
 :func:`replay` reads one run with an ordered push consumer (``deliver all``, filter
 ``<prefix>.*.<run>.>``) until its ``end`` message, so a late joiner gets the whole run and a
@@ -48,7 +50,6 @@ class _Carrier:
     placer: ChunkPlacer
     received: int = 0
     final: np.ndarray | None = None
-    states: list[str] = attrs.Factory(list)
 
 
 @attrs.define(eq=False)
@@ -81,9 +82,6 @@ class RunAssembler:
             mac = mac_of(body.get("path", ""))
             self.states.append(StateChange(0.0, mac or None, "", body.get("state", ""),
                                            body.get("reason", "")))
-            for c in self.carriers.values():
-                if not mac or c.mac == mac:
-                    c.states.append(body.get("state", ""))
         elif kind == "end":
             self.end = N.decode_json(data)
             return True
@@ -92,10 +90,22 @@ class RunAssembler:
     def _begin(self) -> None:
         if not self._begun:
             self._begun = True
-            paths = tuple((self.start or {}).get("carriers", ()))
+            start = self.start or {}
+            paths = tuple(start.get("carriers", ()))
+            extra: dict[str, Any] = {"source": "pybrid-nats"}
+            extra.update({k: start[k] for k in ("op_time_ns", "ic_time_ns", "proxy_run_id")
+                          if k in start})
             self.sink.begin(RunMeta(
-                run_id=self.run_id, start_time=self.start_time, sample_rate=0, channels=0,
-                carriers=tuple(mac_of(p) for p in paths), extra={"source": "pybrid-nats"}))
+                run_id=self.run_id, start_time=self.start_time,
+                sample_rate=int(start.get("sample_rate", 0)),
+                channels=int(start.get("channels", 0)),
+                carriers=tuple(mac_of(p) for p in paths),
+                expected_samples=self.expected_samples, extra=extra))
+
+    @property
+    def expected_samples(self) -> int:
+        """Samples per carrier the run's start command asked for (0: not known)."""
+        return int((self.start or {}).get("expected_samples", 0))
 
     def _chunk(self, data: bytes) -> None:
         self._begin()
@@ -141,7 +151,8 @@ class RunAssembler:
 
     def summaries(self) -> dict[str, CarrierSummary]:
         return {mac: CarrierSummary(probes=c.probes, chunks=c.placer.chunks,
-                                    missing_chunks=tuple(int(x) for x in c.placer.missing(0)),
+                                    missing_chunks=tuple(int(x) for x in
+                                                     c.placer.missing(self.expected_samples)),
                                     duplicate_chunks=c.placer.duplicates, rows=c.placer.rows,
                                     chunk_size=c.placer.size)
                 for mac, c in self.carriers.items()}
@@ -168,9 +179,10 @@ class RunAssembler:
                 values = np.full((0, c.columns), np.nan, dtype=c.dtype)
             out[mac] = CarrierRun(
                 carrier=mac, samples=values, final=c.final, probes=c.probes,
-                states=tuple(c.states), chunks=c.placer.chunks,
+                states=tuple(x.new for x in self.states if x.carrier in (None, mac)),
+                chunks=c.placer.chunks,
                 chunk_gaps=c.placer.gaps(), missing_chunks=s.missing_chunks,
-                duplicate_chunks=s.duplicate_chunks, expected_samples=0,
+                duplicate_chunks=s.duplicate_chunks, expected_samples=self.expected_samples,
                 chunk_size=s.chunk_size, received_samples=c.received)
         meta = getattr(self.sink, "meta", None)
         if meta is not None:  # what the end message says the stream lacks

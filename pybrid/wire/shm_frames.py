@@ -8,10 +8,11 @@ by our payload.  Our payload always starts with :data:`HEADER` (48 bytes, little
 ====== ======= ==========================================================================
 offset type    field
 ====== ======= ==========================================================================
-0      u8      kind: :data:`CHUNK`, :data:`RUN_START`, :data:`LAYOUT`, :data:`CARRIER_END`
+0      u8      kind: :data:`CHUNK`, :data:`RUN_START`, :data:`LAYOUT`, :data:`CARRIER_END`,
+               :data:`STATE`
 1      u8      flags: :data:`FLAG_END_MESSAGE`, :data:`FLAG_PER_CHANNEL` (chunks); the final
                run state (``CARRIER_END``: :data:`END_DONE` 2, :data:`END_ERROR` 1, the
-               protobuf ``RunState`` numbers of docs/protocol.md)
+               protobuf ``RunState`` numbers of docs/protocol.md); the new state (``STATE``)
 2      u16     carrier index (the proxy's backend lane; 0xFFFF for run-wide frames)
 4      u32     run number (counts the runs this proxy wrote, from 1)
 8      u64     tap sequence: every frame the proxy *produced*, written or not (gap detection)
@@ -27,8 +28,8 @@ offset type    field
 A ``CHUNK`` frame continues with the device's raw sample bytes (sample-major, little-endian,
 ``sample count × channels × itemsize``), zero-padded to a multiple of 16 so every frame and
 every sample array stays 16-byte aligned in the ring: ``numpy.frombuffer`` on the frame gives a
-zero-copy ``(samples, channels)`` view.  ``RUN_START``, ``LAYOUT`` and ``CARRIER_END`` frames
-continue with a UTF-8 JSON object (:func:`encode_json`).  The buffer's metadata (written once
+zero-copy ``(samples, channels)`` view.  ``RUN_START``, ``LAYOUT``, ``CARRIER_END`` and ``STATE``
+frames continue with a UTF-8 JSON object (:func:`encode_json`).  The buffer's metadata (written once
 per writer connection) is a JSON object too: :func:`metadata`.  Every value is plain data so
 the C++ and C# ZeroBuffer readers can decode the same bytes.
 """
@@ -53,7 +54,10 @@ CHUNK = 1
 RUN_START = 2
 LAYOUT = 3
 CARRIER_END = 4
-KIND_NAMES = {CHUNK: "chunk", RUN_START: "run-start", LAYOUT: "layout", CARRIER_END: "end"}
+#: A run state change that is not final (IC, OP …); readers that do not know it skip it.
+STATE = 5
+KIND_NAMES = {CHUNK: "chunk", RUN_START: "run-start", LAYOUT: "layout", CARRIER_END: "end",
+              STATE: "state"}
 
 FLAG_END_MESSAGE = 0x01  # the chunk came as run_data_end_message
 FLAG_PER_CHANNEL = 0x02  # gain/offset differ per channel: use the LAYOUT frame's lists
@@ -116,7 +120,7 @@ def chunk_header(carrier: int, run: int, seq: int, chunk: int, samples: int, cha
 
 def encode_json(kind: int, carrier: int, run: int, seq: int, body: dict[str, Any],
                 flags: int = 0) -> bytes:
-    """A RUN_START, LAYOUT or CARRIER_END frame."""
+    """A RUN_START, LAYOUT, CARRIER_END or STATE frame."""
     data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
     head = HEADER.pack(kind, flags, carrier, run, seq, 0, 0, 0, 0, 0.0, 0.0)
     return head + data + _PAD[: pad_length(len(data))]

@@ -65,15 +65,16 @@ def fetch(url: str, run_id: str | None, stream_timeout: float = 20.0) -> Any:
 
 
 def same_samples(mine: Any, theirs: Any) -> None:
-    """Equal rows (NaN where NaN); rows the stream cannot tell (lost at the end) are NaN."""
+    """The replayed run ``mine`` is the client's ``theirs``: equal rows (NaN where NaN, lost
+    chunks at the end too), the same missing chunks, sample rate and expected samples."""
     assert list(mine.carriers) == list(theirs.carriers)
+    assert mine.sample_rate == theirs.sample_rate > 0
     for mac, c in theirs.carriers.items():
         m = mine[mac]
-        rows = m.samples.shape[0]
         assert m.samples.dtype == c.samples.dtype
-        np.testing.assert_array_equal(m.samples, c.samples[:rows])
-        assert np.isnan(c.samples[rows:]).all()
-        assert m.missing_chunks == tuple(x for x in c.missing_chunks if x * m.chunk_size < rows)
+        np.testing.assert_array_equal(m.samples, c.samples)
+        assert m.missing_chunks == c.missing_chunks
+        assert m.expected_samples == c.expected_samples
         assert m.probes == c.probes
         if c.final is not None:
             np.testing.assert_array_equal(m.final, c.final)
@@ -135,10 +136,15 @@ async def test_a_run_replayed_after_it_ended_equals_the_clients(reactor, tmp_pat
     result, replayed, st = await run_and_replay(reactor, tmp_path)
     assert result.complete
     same_samples(replayed, result)
-    assert replayed[next(iter(result.carriers))].samples.shape == result.samples.shape
-    assert replayed.meta.extra["condition"] == "complete"
-    plain, h5 = st["consumers"]
     mac = next(iter(result.carriers))
+    assert replayed[mac].samples.shape == result.samples.shape
+    assert replayed.meta.extra["condition"] == "complete"
+    # every state change the client saw (IC, OP … DONE), not only the final ones
+    assert [(s.carrier, s.new) for s in replayed.states] == \
+        [(s.carrier, s.new) for s in result.states]
+    assert "OP" in [s.new for s in replayed.states]
+    assert replayed[mac].states == result[mac].states
+    plain, h5 = st["consumers"]
     np.testing.assert_array_equal(plain[f"{mac}/samples"], result.samples.astype(np.float64))
     assert str(plain["condition"]) == "complete"
     import h5py
@@ -204,3 +210,4 @@ async def test_pybrid_monitor_follows_a_live_run_and_records_it(reactor, tmp_pat
     mac = next(iter(result.carriers))
     with np.load(record) as f:
         np.testing.assert_array_equal(f[f"{mac}/samples"], result.samples)
+

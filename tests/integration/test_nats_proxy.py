@@ -32,12 +32,12 @@ T = 90.0
 
 
 @contextlib.asynccontextmanager
-async def proxy(reactor: Any, servers: tuple[str, ...], replicas: int = 1):
+async def proxy(reactor: Any, servers: tuple[str, ...], replicas: int = 1, **options: Any):
     dev = SimulatedDevice(reactor=reactor, config=DeviceConfig(carriers=1))
     dev.listen(0, interface="127.0.0.1")
     nats = NatsExportConfig(servers=servers, shm_name=f"pybrid-n-{uuid.uuid4().hex[:10]}",
                             proxy_name="lab1", stream="PYBRIDT", max_bytes=256 << 20,
-                            replicas=replicas, shm_size=16 << 20)
+                            replicas=replicas, shm_size=16 << 20, **options)
     service = ProxyService(ProxyConfig(backends=(Backend("127.0.0.1", dev.port),),
                                        interface="127.0.0.1", port=0, status_port=0,
                                        shm_taps=(nats.shm_name,), nats=nats), reactor)
@@ -222,3 +222,150 @@ async def test_a_killed_bridge_is_restarted_and_exports_the_next_run(reactor, tm
     finally:
         await server.stop()
     same_samples(replayed, result)
+
+
+async def end_message(url: str, run_id: str) -> dict[str, Any]:
+    """The run's ``end`` message, read with nats-py alone."""
+    import json
+
+    import nats
+    from nats.js.api import DeliverPolicy
+
+    nc = await nats.connect(url)
+    try:
+        sub = await nc.jetstream().subscribe(f"pybrid.*.{run_id}.end", ordered_consumer=True,
+                                             deliver_policy=DeliverPolicy.ALL)
+        msg = await sub.next_msg(timeout=20)
+        return dict(json.loads(msg.data))
+    finally:
+        await nc.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_twistd_device_dropping_chunks_through_twistd_proxy_replays_the_same_gaps(
+        reactor, tmp_path):
+    import asyncio
+    import pathlib
+    import sys
+
+    from support.reference import spawn
+    from test_proxy_twistd import twistd
+
+    server = await NatsServer(reactor, tmp_path / "js").start()
+    # seed 0, drop 0.3: of the 10 chunks of 0.1 s at 10 kHz, chunks 1 and 9 (the last) are lost
+    device = spawn(reactor, "twistd-pybrid-device", [
+        str(pathlib.Path(sys.executable).with_name("twistd")), "--pidfile=", "-n",
+        "pybrid-device", "--port", "0", "--drop", "0.3", "--seed", "0"],
+        ready_pattern=rb"listening on 127\.0\.0\.1:(\d+)")
+    proc = client = None
+    try:
+        await device.ready.addTimeout(30, reactor)
+        proc = twistd(reactor, "-b", f"127.0.0.1:{device.port}", "--listen", "127.0.0.1",
+                      "--port", "0", "--nats", server.url, "--nats-name", "tw",
+                      "--nats-stream", "TW", "--nats-max-bytes", "64MiB")
+        await proc.ready.addTimeout(30, reactor)
+        await proc.wait_for_output(b"nats export: connected", 60)
+        await proc.wait_for_output(b"attached to the reader", 15)
+        await proc.wait_for_output(b"run data by udp", 15)
+        client = await connect("127.0.0.1", proc.port, reactor=reactor)
+        result = await client.run(0.1, channels=2, sample_rate=10_000).addTimeout(T, reactor)
+        replayed = await replay(reactor, server.url, result.run_id)
+        end = await threads.deferToThread(asyncio.run, end_message(server.url, result.run_id))
+    finally:
+        if client is not None:
+            await client.close()
+        if proc is not None:
+            await proc.stop()
+        await device.stop()
+        await server.stop()
+    (mac, mine), = result.carriers.items()
+    assert mine.missing_chunks == (1, 9)  # what the client saw: the device's drops
+    same_samples(replayed, result)
+    assert replayed[mac].missing_chunks == (1, 9)
+    assert np.isnan(replayed[mac].samples[100:200]).all()
+    assert np.isnan(replayed[mac].samples[900:]).all()
+    assert replayed.sample_rate == 10_000 and replayed[mac].expected_samples == 1000
+    assert replayed.meta.extra["condition"] == "incomplete"
+    assert end["condition"] == "incomplete"
+    assert list(end["missing"].values()) == [[1, 9]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_tls_with_the_servers_ca_exports_and_a_wrong_ca_is_on_the_status_page(
+        reactor, tmp_path):
+    """A JetStream server that requires TLS: the export verifying it with ``--nats-tls-ca``
+    stores a run a TLS consumer replays; trusting another CA, the status page says the
+    certificate failed, nothing is stored, and the proxy serves the client's run as ever."""
+    import ssl
+
+    from support.tls import make_pki
+
+    from pybrid.monitor.nats_replay import fetch_run
+
+    pki = make_pki(tmp_path / "pki")
+    server = await NatsServer(reactor, tmp_path / "js", extra=(
+        "--tls", "--tlscert", str(pki.cert), "--tlskey", str(pki.key))).start()
+    url = server.url.replace("nats://", "tls://")
+    try:
+        async with proxy(reactor, (url,), tls_ca=str(pki.other_ca)) as (service, client):
+            await until(reactor, lambda: "CERTIFICATE_VERIFY_FAILED"
+                        in export(service).last_error, "the certificate error")
+            wrong = await client.run(0.1, channels=2, sample_rate=10_000).addTimeout(T, reactor)
+            _c, _h, page = await fetch(reactor, service.status_page.url)
+            refused = export(service)
+        async with proxy(reactor, (url,), tls_ca=str(pki.ca)) as (service, client):
+            await until(reactor, lambda: export(service).state == "connected", "connected")
+            good = await client.run(0.1, channels=2, sample_rate=10_000).addTimeout(T, reactor)
+            await until(reactor, lambda: export(service).runs_ended >= 1, "the run's end")
+        context = ssl.create_default_context(cafile=str(pki.ca))
+        replayed = await threads.deferToThread(lambda: fetch_run(
+            url, good.run_id, idle_timeout=20.0, tls=context))
+    finally:
+        await server.stop()
+    assert wrong.complete  # served while the export could not connect
+    assert refused.state == "connecting" and refused.stored == 0
+    assert b"CERTIFICATE_VERIFY_FAILED" in page
+    assert good.complete
+    same_samples(replayed, good)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_user_password_and_an_nkey_authenticate_the_export(reactor, tmp_path,
+                                                                   monkeypatch):
+    """``--nats-user`` with ``$PYBRID_NATS_PASSWORD``, and ``--nats-nkey`` (a seed file),
+    against a server that knows only these users: each exports a run a consumer replays."""
+    import os
+
+    import nkeys
+
+    from pybrid.monitor.nats_replay import fetch_run
+
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    public = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    seed_file = tmp_path / "user.nk"
+    seed_file.write_bytes(seed)
+    password = uuid.uuid4().hex
+    conf = tmp_path / "auth.conf"
+    users = f'{{user: "lab", password: "{password}"}}, {{nkey: "{public}"}}'
+    conf.write_text(f"authorization {{ users = [ {users} ] }}\n")
+    monkeypatch.setenv("PYBRID_NATS_PASSWORD", password)
+    server = await NatsServer(reactor, tmp_path / "js", extra=("-c", str(conf))).start()
+    results = []
+    try:
+        for options, connect_kw in (({"user": "lab"}, {"user": "lab", "password": password}),
+                                    ({"nkey": str(seed_file)},
+                                     {"nkeys_seed": str(seed_file)})):
+            async with proxy(reactor, (server.url,), **options) as (service, client):
+                await until(reactor, lambda s=service: export(s).state == "connected",
+                            "connected")
+                result = await client.run(0.1, channels=2,
+                                          sample_rate=10_000).addTimeout(T, reactor)
+                await until(reactor, lambda s=service: export(s).runs_ended >= 1, "the end")
+            kw = dict(connect_kw)
+            replayed = await threads.deferToThread(
+                lambda r=result, k=kw: fetch_run(server.url, r.run_id, idle_timeout=20.0, **k))
+            results.append((result, replayed))
+    finally:
+        await server.stop()
+    for result, replayed in results:
+        same_samples(replayed, result)

@@ -306,9 +306,14 @@ class RunCoordinator:
                       error=failure.getErrorMessage())
 
 
+#: ``Time.prefix`` -> nanoseconds per unit (docs/protocol.md).
+_PREFIX_NS = {pb.NONE: 1_000_000_000, pb.MILLI: 1_000_000, pb.MICRO: 1_000, pb.NANO: 1}
+
+
 def run_meta(command: pb.StartRunCommand) -> dict[str, Any]:
-    """What the taps are told of a run from its start command: the sample rate (Hz) and the
-    channels per carrier the client asked for, when it said."""
+    """What the taps are told of a run from its start command, when it said: the sample rate
+    (Hz), the channels per carrier, ``sample_op`` / ``sample_op_end``, and the IC and OP
+    times in nanoseconds."""
     meta: dict[str, Any] = {}
     if command.HasField("daq_config"):
         daq = command.daq_config
@@ -316,4 +321,13 @@ def run_meta(command: pb.StartRunCommand) -> dict[str, Any]:
             meta["sample_rate"] = daq.sample_rate
         if daq.num_channels:
             meta["channels"] = daq.num_channels
+        meta["sample_op"] = daq.sample_op
+        meta["sample_op_end"] = daq.sample_op_end
+    if command.HasField("run_config"):
+        rc = command.run_config
+        for name in ("ic_time", "op_time"):
+            t = getattr(rc, name)
+            factor = _PREFIX_NS.get(t.prefix)
+            if rc.HasField(name) and factor is not None:
+                meta[f"{name}_ns"] = int(t.value) * factor
     return meta

@@ -112,3 +112,34 @@ def test_subscribing_retries_while_the_cluster_elects_a_leader():
     assert js.calls == 3
     with pytest.raises(nats.errors.TimeoutError):
         asyncio.run(subscribe(Js(), "pybrid.>", "all", patience=0))
+
+
+def test_the_start_configuration_gives_the_rate_and_trailing_nan_rows():
+    a = RunAssembler("r")
+    body = dict(N.decode_json(start()), sample_rate=1000, channels=2, op_time_ns=20_000_000,
+                expected_samples=20, proxy_run_id="p1")
+    a.add("start", N.encode_json(body))
+    a.add("layout", layout())
+    a.add("chunk", chunk(0))
+    a.add("chunk", chunk(1))  # chunks 2 … 4 (20 samples of 4) never came
+    a.add("end", end("incomplete"))
+    r = a.result()
+    c = r[MAC]
+    assert r.sample_rate == 1000 and c.expected_samples == 20
+    assert c.samples.shape == (20, 2) and np.isnan(c.samples[8:]).all()
+    assert c.missing_chunks == (2, 3, 4) and not c.complete
+    assert r.meta.extra["op_time_ns"] == 20_000_000 and r.meta.extra["proxy_run_id"] == "p1"
+
+
+def test_state_changes_before_the_first_chunk_are_the_carriers_too():
+    a = RunAssembler("r")
+    a.add("start", start())
+    a.add("layout", layout())
+    for state in ("IC", "OP"):
+        a.add("state", N.encode_json({"path": "/" + MAC, "state": state, "reason": ""}))
+    a.add("chunk", chunk(0))
+    a.add("state", N.encode_json({"path": "/" + MAC, "state": "DONE", "reason": ""}))
+    a.add("end", end())
+    r = a.result()
+    assert r[MAC].states == ("IC", "OP", "DONE")
+    assert [(s.carrier, s.new) for s in r.states] == [(MAC, "IC"), (MAC, "OP"), (MAC, "DONE")]

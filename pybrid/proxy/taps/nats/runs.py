@@ -7,8 +7,12 @@ into at most one :class:`Outgoing` message of :mod:`pybrid.wire.nats_format`, an
 run and carrier the highest chunk number the tap showed and the chunk numbers the stream
 *has* (acknowledged by JetStream: :meth:`stored`).  A run is over when every carrier named in
 its ``RUN_START`` reached DONE or ERROR (or a run-wide end came); its ``end`` message then says
-what the stream lacks: every chunk number up to the highest seen that was not stored — lost
-by the tap (a full ring), dropped from the export queue, or not acknowledged.
+what the stream lacks: every chunk number up to the highest seen — or up to the run's
+expected count, when the start command's OP time and sample rate give it — that was not
+stored: lost by the device, by the tap (a full ring), dropped from the export queue, or not
+acknowledged.  ``RUN_START``'s run configuration goes into the ``start`` message
+(:data:`CONFIG_KEYS`); ``STATE`` frames (IC, OP …) become ``state`` messages like the final
+states.
 """
 
 from __future__ import annotations
@@ -52,10 +56,26 @@ def merge(items: list[Outgoing]) -> Outgoing:
                     first.carrier, tuple(m for i in items for m in i.members), first.seq)
 
 
+#: What of a RUN_START record the ``start`` message carries (where the start command said it).
+CONFIG_KEYS = ("proxy_run_id", "sample_rate", "channels", "op_time_ns", "ic_time_ns",
+               "sample_op", "sample_op_end")
+
+
+def expected_samples(config: dict[str, Any]) -> int:
+    """Samples per channel and carrier the start command asks for (0: not known), as
+    :func:`pybrid.client.results.expected_samples` counts them."""
+    op, rate = int(config.get("op_time_ns", 0) or 0), int(config.get("sample_rate", 0) or 0)
+    if op <= 0 or rate <= 0 or not config.get("sample_op", True) or \
+            config.get("channels", 1) == 0:
+        return 0
+    return max(1, int(op * rate / 1e9))
+
+
 @attrs.define(eq=False)
 class _Carrier:
     path: str
     top: int = -1
+    size: int = 0  # samples of its full chunks (the largest seen)
     stored: set[int] = attrs.Factory(set)
     state: str = ""
     reason: str = ""
@@ -66,6 +86,7 @@ class _Run:
     number: int
     run_id: str
     paths: tuple[str, ...]
+    expected: int = 0  # samples per carrier, 0: not known
     carriers: dict[int, _Carrier] = attrs.Factory(dict)
     ended: dict[str, str] = attrs.Factory(dict)
     reasons: dict[str, str] = attrs.Factory(dict)
@@ -116,6 +137,7 @@ class RunTracker:
                 c = r.carriers[carrier] = _Carrier("")
             if not end:
                 c.top = max(c.top, chunk)
+                c.size = max(c.size, samples)
             n = samples * channels * _ITEMSIZE.get(dtype, 0)
             head = N.chunk_header(carrier, chunk, samples, channels, dtype, gain, offset,
                                   flags & (F.FLAG_END_MESSAGE | F.FLAG_PER_CHANNEL))
@@ -129,6 +151,11 @@ class RunTracker:
             keys = ("carrier", "path", "dtype", "channels", "gains", "offsets", "probes")
             out: dict[str, Any] = {k: body[k] for k in keys if k in body}
             return self._json(r, "layout", dict(out, run_id=r.run_id), carrier)
+        if kind == F.STATE:
+            return self._json(r, "state", {"run_id": r.run_id, "carrier": carrier,
+                                           "path": body.get("path", ""),
+                                           "state": body.get("state", ""),
+                                           "reason": body.get("reason", "")}, carrier)
         if kind == F.CARRIER_END:
             path = body.get("path", "")
             state, reason = body.get("state", ""), body.get("reason", "")
@@ -152,14 +179,18 @@ class RunTracker:
 
     def _start(self, run: int, body: dict[str, Any]) -> Outgoing:
         run_id = str(body.get("run_id", ""))
-        r = _Run(run, run_id, tuple(body.get("carriers", ())),
+        config = {k: body[k] for k in CONFIG_KEYS if k in body}
+        expected = expected_samples(config)
+        if expected:
+            config["expected_samples"] = expected
+        r = _Run(run, run_id, tuple(body.get("carriers", ())), expected,
                  chunk_subject=N.subject(self.prefix, self.proxy, run_id, "chunk"))
         self.runs[run] = r
         while len(self.runs) > RUNS_KEPT:
             del self.runs[next(iter(self.runs))]
         return self._json(r, "start", {"format": N.FORMAT, "version": N.VERSION,
                                        "run_id": r.run_id, "proxy": self.proxy,
-                                       "carriers": list(r.paths)}, F.RUN_WIDE)
+                                       "carriers": list(r.paths), **config}, F.RUN_WIDE)
 
     def _json(self, r: _Run, kind: str, body: dict[str, Any], carrier: int) -> Outgoing:
         return Outgoing(kind, N.subject(self.prefix, self.proxy, r.run_id, kind),
@@ -194,7 +225,10 @@ class RunTracker:
         chunks: dict[str, int] = {}
         for index, c in sorted(r.carriers.items()):
             path = c.path or f"carrier-{index}"
-            missing[path] = sorted(set(range(c.top + 1)) - c.stored)
+            total = c.top + 1
+            if r.expected and c.size:  # chunks lost after the last one seen count too
+                total = max(total, -(-r.expected // c.size))
+            missing[path] = sorted(set(range(total)) - c.stored)
             chunks[path] = len(c.stored)
         cond, reason = N.condition(r.ended, r.reasons, missing)
         body = {"run_id": r.run_id, "condition": cond, "reason": reason, "missing": missing,

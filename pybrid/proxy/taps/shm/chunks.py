@@ -54,6 +54,17 @@ class Chunks:
     def left(self) -> int:
         return len(self.srcs) - self.done
 
+    def release(self) -> None:
+        """Forget the datagrams of the frames written (``left`` stays as it is)."""
+        if self.done == len(self.srcs):
+            self.srcs = []
+            self.chunks = []
+        else:
+            del self.srcs[: self.done]
+            del self.chunks[: self.done]
+        self.seq0 += self.done
+        self.done = 0
+
     def truncate(self, keep: int) -> int:
         """Forget all but the first ``keep`` frames not yet written; how many were forgotten."""
         end = self.done + keep

@@ -19,7 +19,8 @@ it writes the run as frames (:mod:`pybrid.wire.shm_frames`) for each of its taps
   layout, by parsing that layout's first datagram;
 * ``chunk`` without a layout (a message protobuf parsed) → parsed here, one frame;
 * ``state_changed`` to DONE or ERROR → a ``CARRIER_END`` frame for its carrier (flags
-  :data:`~pybrid.wire.shm_frames.END_DONE` / ``END_ERROR``).
+  :data:`~pybrid.wire.shm_frames.END_DONE` / ``END_ERROR``); to any other state → a
+  ``STATE`` frame (flags: the protobuf ``RunState`` number).
 
 Every frame carries the feed's sequence number, so a reader sees every frame a tap could not
 write as a gap.
@@ -158,13 +159,16 @@ class ShmFeed:
 
     def state_changed(self, run: RunInfo, lane: int, path: str, state: int, reason: str,
                       payload: bytes, flags: int) -> None:
-        end = _FINAL.get(state)
-        if end is None:
-            return
         if run is not self._info:
             self._switch(run)
         carrier = self._carrier(lane, path) if path else F.RUN_WIDE
         self._seq += 1
+        end = _FINAL.get(state)
+        if end is None:
+            self._send(_json(F.STATE, carrier, run.number, self._seq,
+                             {"state": _state_name(state), "reason": reason, "path": path,
+                              "lane": lane}, flags=state & 0xFF))
+            return
         self._send(_json(F.CARRIER_END, carrier, run.number, self._seq,
                          {"state": F.END_STATE_NAMES[end], "reason": reason, "path": path,
                           "lane": lane}, flags=end))
@@ -285,6 +289,13 @@ def _data_message(payload: bytes) -> Any:
 def _json(kind: int, carrier: int, run: int, seq: int, body: dict[str, Any],
           flags: int = 0) -> F.Frame:
     return F.whole_frame(F.encode_json(kind, carrier, run, seq, body, flags))
+
+
+def _state_name(state: int) -> str:
+    try:
+        return str(pb.RunState.Name(state))
+    except ValueError:
+        return str(state)
 
 
 def _carrier_path(path: str) -> str:

@@ -13,7 +13,9 @@ any other frame behind it.  The first frame of a burst schedules one flush with
 are written at once — a run of chunks as one numpy block, with one ring bookkeeping update
 and one atomic operation.  When the ring is full, the frames stay queued and the flush is
 retried every :data:`RETRY` seconds of the injected clock; what waits beyond ``max_frames``
-or ``max_bytes`` is dropped at the next flush and counted (``refused``).  The reader dead, or
+or ``max_bytes`` (:data:`MAX_FRAMES`, :data:`MAX_BYTES`) is dropped at the next flush and
+counted (``refused``); a written datagram is let go at once, so what the writer holds stays
+within the bound while a reader stays behind.  The reader dead, or
 no space for ``write_timeout`` seconds, fails the writer exactly as the writer thread would
 (``report(error, lost)``).  No thread, no lock and no GIL hand-off per frame: the cheapest
 way from the hot path into shared memory.  The writer thread (:mod:`pybrid.proxy.taps.shm.writer`)
@@ -34,6 +36,9 @@ from pybrid.wire.shm_frames import Frame, Template
 
 #: Seconds between retries while the ring is full.
 RETRY = 0.002
+#: What may wait for ring space by default (the ring is the buffer; this only evens out bursts).
+MAX_FRAMES = 16384
+MAX_BYTES = 16 << 20
 
 
 class InlineWriter:
@@ -42,8 +47,8 @@ class InlineWriter:
     log = Logger()
 
     def __init__(self, ring: Any, report: Callable[[BaseException, int], None], clock: Any, *,
-                 write_timeout: float = 5.0, max_frames: int = 65536,
-                 max_bytes: int = 64 << 20, name: str = "shm") -> None:
+                 write_timeout: float = 5.0, max_frames: int = MAX_FRAMES,
+                 max_bytes: int = MAX_BYTES, name: str = "shm") -> None:
         self.ring = ring
         self.report = report
         self.clock = clock
@@ -80,6 +85,12 @@ class InlineWriter:
     def queued_bytes(self) -> int:
         return sum(item.left * item.t[7] if isinstance(item, Chunks) else item[5]
                    for item in self._queue[self._head :])
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of the datagrams the writer still references (written ones included)."""
+        return sum(sum(map(len, item.srcs)) if isinstance(item, Chunks) else item[5]
+                   for item in self._queue)
 
     def put(self, seq: int, chunk: int, src: bytes, t: Template) -> None:
         """One CHUNK frame from the feed's fast path (the hot path: two appends)."""
@@ -148,6 +159,8 @@ class InlineWriter:
                 done = item.done == len(item.srcs)
                 if done:
                     self._head += 1
+                if item.done:
+                    item.release()  # written datagrams go now, not when the queue is cut
             else:
                 k, nbytes = ring.write_batch(queue, self._head)
                 self._head += k

@@ -194,3 +194,15 @@ def test_after_a_lost_backend_no_session_is_promoted_until_it_is_back(reactor, p
     reactor.advance(0.5)  # the lane reconnects: connectTCP number 3 (after the first two)
     connect_backend(reactor, index=2, macs=CARRIERS[0]).handshake()
     assert service.scheduler.active is waiting.proto.session
+
+
+def test_run_meta_tells_the_taps_the_rate_channels_and_times_of_the_start_command():
+    from pybrid.client.results import RunSpec
+    from pybrid.proxy.runs.coordinator import run_meta
+
+    cmd = RunSpec(0.25, ic_time=1e-3, channels=3, sample_rate=20_000).command("r", None)
+    cmd.run_config.ic_time.value, cmd.run_config.ic_time.prefix = 1, pb.MILLI
+    assert run_meta(cmd) == {"sample_rate": 20_000, "channels": 3, "sample_op": True,
+                             "sample_op_end": True, "op_time_ns": 250_000_000,
+                             "ic_time_ns": 1_000_000}
+    assert run_meta(pb.StartRunCommand()) == {}

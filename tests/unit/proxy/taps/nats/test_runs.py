@@ -21,9 +21,13 @@ class Frames:
         self.seq += 1 + skip
         return self.seq
 
-    def start(self, run: int = 1, run_id: str = "r1") -> bytes:
+    def start(self, run: int = 1, run_id: str = "r1", **config: object) -> bytes:
         return F.encode_json(F.RUN_START, F.RUN_WIDE, run, self._next(),
-                             {"run_id": run_id, "run": run, "carriers": [PATH]})
+                             {"run_id": run_id, "run": run, "carriers": [PATH], **config})
+
+    def state(self, state: str, run: int = 1) -> bytes:
+        return F.encode_json(F.STATE, 0, run, self._next(),
+                             {"state": state, "reason": "", "path": PATH, "lane": 0}, flags=6)
 
     def layout(self, run: int = 1) -> bytes:
         return F.encode_json(F.LAYOUT, 0, run, self._next(),
@@ -136,3 +140,53 @@ def test_the_bridge_batches_fresh_chunks_of_one_run_and_never_a_retried_one():
     b._first.clear()
     batch, count = b._batch()
     assert count == 2 and batch.members == ((0, 1), (0, 2))
+
+
+CONFIG = {"proxy_run_id": "p1", "sample_rate": 10_000, "channels": 2, "op_time_ns": 1_500_000,
+          "ic_time_ns": 100_000, "sample_op": True, "sample_op_end": True}
+
+
+def test_the_start_carries_the_run_configuration_and_its_expected_samples():
+    t, f = RunTracker("pybrid", "lab"), Frames()
+    start = t.frame(f.start(**CONFIG, other="not exported"))
+    assert start is not None
+    body = N.decode_json(start.payload)
+    assert {k: body[k] for k in CONFIG} == CONFIG
+    assert body["expected_samples"] == 15  # 1.5 ms at 10 kHz
+    assert "other" not in body
+
+
+def test_chunks_lost_after_the_last_one_seen_are_missing_when_the_count_is_known():
+    t, f = RunTracker("pybrid", "lab"), Frames()
+    t.frame(f.start(**CONFIG))  # 15 samples of 3 per chunk: chunks 0 … 4
+    t.frame(f.layout())
+    for n in (0, 1, 2):  # 3 and 4 never came
+        out = t.frame(f.chunk(n))
+        assert out is not None
+        t.stored(out)
+    t.frame(f.end())
+    body = N.decode_json(t.end(1).payload)
+    assert body["missing"] == {PATH: [3, 4]} and body["condition"] == "incomplete"
+
+
+def test_without_the_configuration_only_gaps_below_the_highest_chunk_count():
+    t, f = RunTracker("pybrid", "lab"), Frames()
+    t.frame(f.start())
+    t.frame(f.layout())
+    for n in (0, 1, 2):
+        out = t.frame(f.chunk(n))
+        assert out is not None
+        t.stored(out)
+    t.frame(f.end())
+    assert N.decode_json(t.end(1).payload)["condition"] == "complete"
+
+
+def test_state_frames_become_state_messages_and_do_not_end_the_run():
+    t, f = RunTracker("pybrid", "lab"), Frames()
+    t.frame(f.start())
+    t.frame(f.layout())
+    out = t.frame(f.state("OP"))
+    assert out is not None and out.subject == "pybrid.lab.r1.state"
+    assert N.decode_json(out.payload) == {"run_id": "r1", "carrier": 0, "path": PATH,
+                                          "state": "OP", "reason": ""}
+    assert not t.over(1)

@@ -236,3 +236,14 @@ def test_the_end_frame_says_the_final_state_as_documented(state):
     assert end[0] == 4  # CARRIER_END, as documented
     assert end[1] == documented[state]
     assert {v: k for k, v in documented.items()}[end[1]] == state
+
+
+def test_a_state_change_that_is_not_final_is_a_state_frame():
+    run_id = str(uuid.uuid4())
+    feed, sink = feed_for({run_id})
+    feed.emit(data_message(run_id, 0, np.ones((10, 8))), 0)
+    feed.emit(state_message(run_id, pb.OP), 0)
+    frame = whole(sink.frames[-1])
+    kind, flags = F.parse_header(frame)[:2]
+    assert kind == F.STATE == 5 and flags == pb.OP
+    assert F.json_body(frame)["state"] == "OP" and F.json_body(frame)["path"] == PATH

@@ -207,3 +207,21 @@ def test_stop_writes_what_fits_then_discards():
     writer.stop()
     assert [f[1] for f in ring.written] == [1, 2] and ring.closed
     assert writer.queued == 0 and not clock.getDelayedCalls()
+
+
+def test_a_ring_that_stays_behind_holds_no_more_than_the_bound():
+    """Issue 24.5: written runs of chunks kept their datagrams until 4096 of them were cut from
+    the queue, so a reader that stayed behind made the proxy hold far beyond ``max_bytes``."""
+    writer, ring, clock, _ = rig(max_bytes=50 * 64)
+    t = template()
+    seq = 0
+    peak = 0
+    for _ in range(2000):  # each reactor pass reads 10 datagrams, the reader frees room for 9
+        for _ in range(10):
+            seq += 1
+            writer.put(seq, seq, bytes(100), t)
+        ring.room = 9
+        clock.advance(RETRY)
+        peak = max(peak, writer.held_bytes)
+    assert writer.refused > 0 and writer.queued_bytes <= 50 * 64
+    assert peak <= (50 + 10) * 100  # the bound, and one pass's datagrams before its flush

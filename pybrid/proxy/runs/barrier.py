@@ -29,6 +29,7 @@ carrier itself; the barrier decides only what the proxy does.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,11 +38,35 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from pybrid.machine import Table
 from pybrid.proto import pb
 from pybrid.wire.messages import FINAL_STATES
 from pybrid.wire.observer import OneShotObserver
 
 NOT_STARTED = frozenset((pb.NEW, pb.QUEUED))
+
+
+class BarrierPhase(enum.Enum):
+    #: Created; the start is not yet accepted by every backend (no deadline runs).
+    UNARMED = "unarmed"
+    #: The take-off deadline runs until every carrier has left NEW/QUEUED.
+    TAKE_OFF = "take-off"
+    #: The run deadline (``run_seconds``, if any) runs until every carrier finished.
+    RUNNING = "running"
+    #: Every carrier is DONE or ERROR: ``outcome`` is set, waiters fired.
+    FINISHED = "finished"
+
+
+_UNARMED, _TAKE_OFF, _RUNNING, _FINISHED = BarrierPhase
+
+#: Every run barrier transition (docs/architecture.md lists the machines).
+BARRIER: Table[BarrierPhase] = Table("run barrier", {
+    (_UNARMED, "arm"): _TAKE_OFF,  # coordinator: every backend accepted the start
+    (_TAKE_OFF, "took_off"): _RUNNING,  # every carrier left NEW/QUEUED
+    (_UNARMED, "finish"): _FINISHED,  # every carrier DONE/ERROR (or cancelled) before arming
+    (_TAKE_OFF, "finish"): _FINISHED,
+    (_RUNNING, "finish"): _FINISHED,
+})
 
 ErrorHook = Callable[["RunBarrier", str, str, str], None]
 DeadlineHook = Callable[["RunBarrier", dict[str, list[str]], str], None]
@@ -98,8 +123,8 @@ class RunBarrier:
     _took_off_seen: OneShotObserver[None] = attrs.field(factory=OneShotObserver)
     _finished_seen: OneShotObserver[int] = attrs.field(factory=OneShotObserver)
     _deadline: IDelayedCall | None = None
-    #: None (not armed), "take_off" or "run": which deadline is running.
-    _phase: str | None = None
+    #: Which deadline runs (:data:`BARRIER`).
+    phase: BarrierPhase = BarrierPhase.UNARMED
 
     log = Logger()
 
@@ -139,8 +164,8 @@ class RunBarrier:
 
     def arm(self) -> None:
         """The start was accepted by every backend: the take-off deadline runs from now."""
-        if self.outcome is None and self._phase is None:
-            self._phase = "take_off"
+        if self.phase is _UNARMED:
+            self._to("arm")
             self._deadline = self.clock.callLater(self.take_off_timeout, self._expired)
             self._progress()
 
@@ -178,18 +203,22 @@ class RunBarrier:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _to(self, event: str) -> None:
+        self.phase = BARRIER.next(self.phase, event)
+
     def _progress(self) -> None:
         if self.outcome is not None:
             return
         if self.took_off:
-            if self._phase == "take_off":
+            if self.phase is _TAKE_OFF:
                 self._cancel_deadline()
-                self._phase = "run"
+                self._to("took_off")
                 if self.run_seconds is not None:
                     self._deadline = self.clock.callLater(self.run_seconds, self._expired)
             self._took_off_seen.fire_waiting(None)
         if not self.unfinished():
             self._cancel_deadline()
+            self._to("finish")
             self.outcome = pb.ERROR if pb.ERROR in self.states.values() else pb.DONE
             self._finished_seen.fire(self.outcome)
 
@@ -202,7 +231,7 @@ class RunBarrier:
         self._deadline = None
         if self.outcome is not None:
             return
-        if self._phase == "run":
+        if self.phase is _RUNNING:
             waiting = self.unfinished()
             what = f"run not finished within {self.run_seconds:g} s after TAKE_OFF"
         else:

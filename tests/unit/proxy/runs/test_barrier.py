@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from support.machines import walk
 from twisted.internet import task
 
 from pybrid.proto import pb
-from pybrid.proxy.runs.barrier import RunBarrier, run_seconds
+from pybrid.proxy.runs.barrier import BARRIER, BarrierPhase, RunBarrier, run_seconds
 
 A0, A1, B0 = "/aa-00", "/aa-01", "/bb-00"
 OWNERS = {A0: "a:1", A1: "a:1", B0: "b:2"}
@@ -168,3 +169,28 @@ def test_run_seconds_adds_ic_op_and_grace_in_any_prefix():
     assert run_seconds(command, 1.0) == pytest.approx(1.0305)
     command.run_config.repetitive = True
     assert run_seconds(command, 1.0) is None
+
+
+def test_barrier_table_walk():
+    refused = walk(
+        BARRIER, BarrierPhase,
+        make=lambda phase: RunBarrier("run-1", task.Clock(), OWNERS, phase=phase),
+        fire=lambda barrier, event: barrier._to(event),
+        read=lambda barrier: barrier.phase,
+    )
+    assert refused == 4 * (3 + 1) - 5  # e.g. no second arm, nothing after FINISHED
+
+
+def test_barrier_phases_follow_a_run(clock, hooks):
+    b = make(clock, hooks)
+    assert b.phase is BarrierPhase.UNARMED
+    b.arm()
+    assert b.phase is BarrierPhase.TAKE_OFF
+    b.state_changed("a:1", (A0, A1), pb.TAKE_OFF, "")
+    b.state_changed("b:2", (B0,), pb.TAKE_OFF, "")
+    assert b.phase is BarrierPhase.RUNNING
+    b.state_changed("a:1", (A0, A1), pb.DONE, "")
+    b.state_changed("b:2", (B0,), pb.DONE, "")
+    assert b.phase is BarrierPhase.FINISHED and b.outcome == pb.DONE
+    b.arm()  # a late arm changes nothing (the coordinator may arm after a fast run)
+    assert b.phase is BarrierPhase.FINISHED and not clock.getDelayedCalls()

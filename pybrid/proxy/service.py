@@ -118,6 +118,10 @@ class ProxyService(service.MultiService):
             in_flight=in_flight,
         )
         self.factory = ClientFactory(self.front)
+        if self.tap is not None:  # binds its socket: a TapSetupError stops start-up
+            PartService(self.tap, privileged=True).setServiceParent(self)
+        if self.shm is not None:  # the taps start before and stop after the lanes
+            PartService(self.shm).setServiceParent(self)
         parts: list[Startable] = [*self.lanes, self.intake_watch]
         for part in parts:
             PartService(part).setServiceParent(self)
@@ -156,8 +160,6 @@ class ProxyService(service.MultiService):
         if listen is not None:
             self.log.info("client lane: {scheme} endpoint {listen}",
                           scheme=scheme_of(listen), listen=listen)
-        if self.tap is not None:
-            self.tap.start()  # TapSetupError stops start-up with a clear message
 
     def startService(self) -> None:
         if self.port is None:
@@ -170,8 +172,6 @@ class ProxyService(service.MultiService):
             backends=names, timeout=self.config.session_timeout, max=self.config.max_sessions,
             auth="on" if self.config.auth_token is not None else "off",
         )
-        if self.shm is not None:
-            self.shm.start()
 
     def stopService(self) -> defer.Deferred[Any]:
         """Stop listening; fail the active session's runs (ERROR per carrier), then tell
@@ -194,12 +194,7 @@ class ProxyService(service.MultiService):
             self.scheduler.close(session, SHUTTING_DOWN, "proxy stopping")
         gone = defer.DeferredList([s.sender.when_gone() for s in sessions])
         await gone.addTimeout(timing.shutdown_flush, self.reactor).addErrback(lambda _f: None)
-        stops: list[defer.Deferred[Any]] = [defer.maybeDeferred(super().stopService), listening]
-        if self.tap is not None:
-            stops.append(self.tap.stop())
-        if self.shm is not None:
-            self.shm.stop()
-        await defer.gatherResults(stops)
+        await defer.gatherResults([defer.maybeDeferred(super().stopService), listening])
 
     @property
     def port(self) -> IListeningPort | None:

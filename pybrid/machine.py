@@ -4,12 +4,13 @@ Design note
 -----------
 A machine is a :class:`Table` — a dict ``{(state, event): new_state}`` in the style of h11 —
 kept next to its states (``SESSION``, ``LANE``, ``SENDER``, ``RUN``, ``BARRIER``;
-docs/architecture.md lists them).  The object that owns the state calls :meth:`Table.next`
+docs/architecture.md lists them). The object that owns the state calls :meth:`Table.next`
 (``state = TABLE.next(state, event)``) and does the work that goes with the event itself; a
-pair that is not in the table raises :class:`InvalidTransition` naming the machine, the state and the event, so a transition
-nobody planned for fails loudly where it happens instead of leaving a state nobody can explain.
-Events that are legitimately ignored in some states (a second ``close``, a pause after the
-connection is gone) are listed as self-loops, so the table stays the whole story.
+pair that is not in the table raises :class:`InvalidTransition` naming the machine, the state
+and the event, so a transition nobody planned for fails loudly where it happens instead of
+leaving a state nobody can explain. Events that are legitimately ignored in some states (a
+second ``close``, a pause after the connection is gone) are listed as self-loops, so the table
+stays the whole story.
 
 Why a dict rather than :mod:`automat` (which Twisted uses for ``ClientService``): a transition
 here is one dict lookup (0.25–0.35 µs per input on the team's machine, automat's

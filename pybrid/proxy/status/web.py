@@ -15,7 +15,9 @@ Three read-only resources render one fresh :class:`~pybrid.proxy.status.model.Pr
   a Content-Security-Policy forbids anything else);
 * ``/status.json`` — the same snapshot as JSON;
 * ``/metrics`` — Prometheus text format, through ``prometheus_client`` (the proxy's families
-  plus ``process_*``/``python_*``; see :mod:`pybrid.proxy.status.metrics`).
+  plus ``process_*``/``python_*``; see :mod:`pybrid.proxy.status.metrics`);
+* ``children`` given by the proxy: ``/live``, the live oscilloscope view and its WebSocket
+  (:mod:`pybrid.proxy.taps.live`).
 
 Requests are not written to the log (the page refreshes every few seconds).
 """
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -117,9 +119,13 @@ class _Root(resource.Resource):
         return pages.notFound()
 
 
-def status_resource(collector: StatusCollector, refresh: float = 2.0) -> resource.Resource:
-    """``/``, ``/status.json`` and ``/metrics`` (anything else is 404)."""
+def status_resource(collector: StatusCollector, refresh: float = 2.0,
+                    children: Mapping[bytes, resource.IResource] | None = None
+                    ) -> resource.Resource:
+    """``/``, ``/status.json``, ``/metrics`` and ``children`` (``/live``); else 404."""
     root = _Root()
+    for name, child in (children or {}).items():
+        root.putChild(name, child)
     page = SnapshotResource(collector, lambda s: status_html.render(s, refresh),
                             status_html.CONTENT_TYPE)
     root.putChild(b"", page)
@@ -156,14 +162,15 @@ class StatusService(service.Service):
     def __init__(self, source: StatusSource, reactor: INetworkReactor, port: int,
                  interface: str = "127.0.0.1", refresh: float = 2.0,
                  publisher: LogPublisher | None = None,
-                 events: RecentEvents | None = None) -> None:
+                 events: RecentEvents | None = None,
+                 children: Mapping[bytes, resource.IResource] | None = None) -> None:
         self.reactor = reactor
         self.port_number = port
         self.interface = interface
         self.events = RecentEvents() if events is None else events
         self.publisher = globalLogPublisher if publisher is None else publisher
         self.collector = StatusCollector(source, reactor, self.events)
-        self.site = QuietSite(status_resource(self.collector, refresh))
+        self.site = QuietSite(status_resource(self.collector, refresh, children))
         self.port: IListeningPort | None = None
         self._observing = False
 

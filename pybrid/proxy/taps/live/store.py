@@ -1,0 +1,214 @@
+"""What the live view keeps of recent runs: per carrier a ring of recent rows and an overview.
+
+Design note
+-----------
+:class:`LiveStore` is fed decoded chunks (``add``: run, carrier path, chunk number, a
+``rows × channels`` array) by the proxy's live tap (:mod:`pybrid.proxy.taps.live.tap`) or a
+monitor.  A chunk's first row is ``chunk × rows per chunk`` (the device numbers its chunks
+from 0 and sends equal chunks), so a missing chunk leaves rows that were never written: NaN,
+a gap, where its samples would have been.
+
+Per carrier (:class:`Trace`) two bounded things are kept:
+
+* a ring of the last ``ring_rows`` rows (float32, NaN where nothing arrived): a window of the
+  last 10 ms … as far back as it reaches is drawn from it by
+  :func:`pybrid.recording.envelope.envelope` — the same code ``pybrid-run --plot`` uses;
+* the whole run's overview: ``OVERVIEW`` columns of min/max with ``per`` rows each; when the
+  run outgrows them, pairs of columns merge and ``per`` doubles (no spike is lost, the memory
+  stays fixed).  A column that no row reached stays NaN: a gap.
+
+The last ``runs_kept`` runs stay (their rings are freed when a run ends, their overviews stay
+for the page's list of last runs).  Everything is whole-array numpy.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import attrs
+import numpy as np
+
+from pybrid.recording.envelope import Envelope, envelope
+
+#: Columns of a run's overview (per carrier): 2 × 4 bytes × channels each, twice.
+OVERVIEW = 4096
+#: Bytes of float32 rows a carrier's ring may hold (its row count follows from the channels).
+RING_BYTES = 8 << 20
+#: Runs whose overviews stay after they ended.
+RUNS_KEPT = 8
+
+
+@attrs.define(eq=False)
+class Trace:
+    """One carrier of one run: a ring of recent rows and the whole run's overview."""
+
+    channels: int
+    ring_rows: int
+    ring: np.ndarray | None = None  # ring_rows × channels, float32; None once the run ended
+    rows: int = 0  # rows of the run so far (the next row after the last one received)
+    chunks: int = 0
+    missing: int = 0  # chunk numbers skipped
+    next_chunk: int = 0
+    per: int = 1  # rows per overview column
+    lo: np.ndarray = attrs.field(init=False)
+    hi: np.ndarray = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.ring = np.full((self.ring_rows, self.channels), np.nan, np.float32)
+        self.lo = np.full((OVERVIEW, self.channels), np.nan)
+        self.hi = np.full((OVERVIEW, self.channels), np.nan)
+
+    def add(self, number: int, values: np.ndarray) -> None:
+        count = values.shape[0]
+        if count == 0 or values.shape[1] != self.channels:
+            return
+        first = number * count
+        stop = first + count
+        if number > self.next_chunk:
+            self.missing += number - self.next_chunk
+        self.next_chunk = max(self.next_chunk, number + 1)
+        self.chunks += 1
+        if self.ring is not None:
+            self._ring_write(first, stop, values)
+        while stop > OVERVIEW * self.per:
+            self._merge()
+        self._fold(first, values)
+        self.rows = max(self.rows, stop)
+
+    def _ring_write(self, first: int, stop: int, values: np.ndarray) -> None:
+        ring, n = self.ring, self.ring_rows
+        assert ring is not None
+        if stop <= self.rows - n:  # a late chunk older than the ring holds
+            return
+        if first > self.rows:  # rows skipped (lost chunks): NaN in the ring, a gap
+            gap = np.arange(self.rows, min(first, self.rows + n)) % n
+            ring[gap] = np.nan
+        if first < stop - n:  # a chunk larger than the ring: keep its end
+            values, first = values[-n:], stop - n
+        at = first % n
+        head = min(n - at, len(values))
+        ring[at : at + head] = values[:head]
+        ring[: len(values) - head] = values[head:]
+
+    def _merge(self) -> None:
+        """Pairs of overview columns become one: ``per`` doubles, the memory stays."""
+        for arr, op in ((self.lo, np.fmin), (self.hi, np.fmax)):
+            half = op(arr[0::2], arr[1::2])
+            arr[: OVERVIEW // 2] = half
+            arr[OVERVIEW // 2 :] = np.nan
+        self.per *= 2
+
+    def _fold(self, first: int, values: np.ndarray) -> None:
+        """The rows ``first …`` into the overview columns they fall in."""
+        per = self.per
+        c0 = first // per
+        c1 = (first + len(values) - 1) // per
+        starts = np.arange(c0 + 1, c1 + 1) * per - first
+        cuts = np.concatenate([[0], starts]).astype(np.intp)
+        data = np.asarray(values, np.float64)
+        lo = np.fmin.reduceat(data, cuts, axis=0)
+        hi = np.fmax.reduceat(data, cuts, axis=0)
+        np.fmin(self.lo[c0 : c1 + 1], lo, out=self.lo[c0 : c1 + 1])
+        np.fmax(self.hi[c0 : c1 + 1], hi, out=self.hi[c0 : c1 + 1])
+
+    def window(self, first: int, stop: int, columns: int) -> Envelope:
+        """The envelope of rows ``first … stop-1`` in at most ``columns`` columns: from the ring
+        where it still holds them, else from the overview (coarser, never finer than ``per``)."""
+        first, stop = max(0, first), max(first, stop)
+        ring = self.ring
+        n = self.ring_rows
+        if ring is not None and first >= stop - n and first >= self.rows - n:
+            idx = np.arange(first, stop) % self.ring_rows
+            data = ring[idx]
+            data[np.arange(first, stop) >= self.rows] = np.nan
+            return envelope(data, columns, first)
+        c0, c1 = first // self.per, -(-stop // self.per)
+        lo, hi = self.lo[c0:c1], self.hi[c0:c1]
+        group = max(1, -(-len(lo) // columns))
+        a, b = envelope(lo, columns, 0, group), envelope(hi, columns, 0, group)
+        start = c0 * self.per + a.start * self.per
+        return Envelope(start, np.minimum(start + group * self.per, stop), a.lo, b.hi,
+                        group * self.per)
+
+    def ended(self) -> None:
+        self.ring = None
+
+
+@attrs.define(eq=False)
+class LiveRun:
+    """A run the live view knows: what the tap said of it, its carriers, how it ended."""
+
+    run_id: str
+    number: int
+    sample_rate: int
+    started: float  # reactor seconds
+    traces: dict[str, Trace] = attrs.field(factory=dict)
+    ended_at: float | None = None
+    result: str = ""
+    chunks: int = 0
+    missing: int = 0
+    arrived: float = 0.0  # reactor seconds of the newest chunk
+    version: int = 0  # bumped with every change: a viewer frames only what changed
+
+    def summary(self, now: float) -> dict[str, Any]:
+        end = now if self.ended_at is None else self.ended_at
+        return {"id": self.run_id, "run": self.number, "sample_rate": self.sample_rate,
+                "carriers": {p: t.channels for p, t in self.traces.items()},
+                "duration": end - self.started, "active": self.ended_at is None,
+                "chunks": self.chunks or sum(t.chunks for t in self.traces.values()),
+                "missing": self.missing or sum(t.missing for t in self.traces.values()),
+                "result": self.result}
+
+
+@attrs.define(eq=False)
+class LiveStore:
+    """The runs the live view shows; see the module note."""
+
+    ring_bytes: int = RING_BYTES
+    runs_kept: int = RUNS_KEPT
+    runs: OrderedDict[str, LiveRun] = attrs.field(factory=OrderedDict)
+    #: Chunks dropped: unknown run, a carrier's channel count changed.
+    dropped: int = 0
+
+    def start(self, run_id: str, number: int, sample_rate: int, now: float) -> LiveRun:
+        run = self.runs.pop(run_id, None) or LiveRun(run_id, number, sample_rate, now)
+        self.runs[run_id] = run
+        while len(self.runs) > self.runs_kept:
+            self.runs.popitem(last=False)
+        return run
+
+    def add(self, run_id: str, path: str, number: int, values: np.ndarray, now: float) -> None:
+        run = self.runs.get(run_id)
+        if run is None or values.ndim != 2:
+            self.dropped += 1
+            return
+        trace = run.traces.get(path)
+        if trace is None:
+            channels = values.shape[1]
+            rows = max(1024, self.ring_bytes // (4 * max(1, channels)))
+            trace = run.traces[path] = Trace(channels, rows)
+            if run.ended_at is not None:
+                trace.ended()
+        if values.shape[1] != trace.channels:
+            self.dropped += 1
+            return
+        trace.add(number, values)
+        run.arrived = now
+        run.version += 1
+
+    def end(self, run_id: str, result: str, chunks: int, missing: int, now: float) -> None:
+        run = self.runs.get(run_id)
+        if run is None:
+            return
+        run.ended_at, run.result, run.chunks, run.missing = now, result, chunks, missing
+        run.version += 1
+        for trace in run.traces.values():
+            trace.ended()
+
+    def current(self) -> LiveRun | None:
+        """The newest run still going, else the newest run."""
+        for run in reversed(self.runs.values()):
+            if run.ended_at is None:
+                return run
+        return next(reversed(self.runs.values()), None)

@@ -1,0 +1,119 @@
+"""The live view's tap: the router's run events into a :class:`~.store.LiveStore`.
+
+Design note
+-----------
+A :class:`LiveTap` is one more :class:`~pybrid.proxy.taps.base.RunTap` in the router's fan.
+Runs starting and ending are always recorded (cheap: a few fields); samples are decoded only
+while ``watchers`` is above zero (a viewer is connected), so a proxy nobody watches pays one
+attribute test per chunk.  A fast-path chunk (``lay`` given) is decoded with the
+:class:`~pybrid.samples.ChunkFormat` learned once per (lane, layout) from one protobuf parse:
+``format.values(payload, lay.samples_at)`` is a numpy view, no per-sample loop; a chunk
+without a layout is parsed and decoded by :func:`pybrid.samples.decode`.  Nothing here raises
+into the router: what cannot be decoded is counted in ``unusable``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from google.protobuf.message import DecodeError
+from twisted.internet.interfaces import IReactorTime
+
+from pybrid import samples
+from pybrid.proto import pb
+from pybrid.proxy.taps.base import RunEnd, RunInfo
+from pybrid.proxy.taps.live.store import LiveStore
+from pybrid.wire.layout import Layout
+
+#: Formats remembered (per lane and layout) before all are forgotten.
+MAX_FORMATS = 256
+
+
+def result_name(state: int) -> str:
+    """DONE, ERROR or "released" (the run was released unfinished)."""
+    if state == 0:
+        return "released"
+    try:
+        return pb.RunState.Name(state)  # type: ignore[arg-type]
+    except ValueError:
+        return str(state)
+
+
+@attrs.define(eq=False)
+class LiveTap:
+    """Feeds a :class:`LiveStore` from the router; see the module note."""
+
+    clock: IReactorTime
+    store: LiveStore = attrs.field(factory=LiveStore)
+    #: Viewers connected (the WebSocket side counts them); 0: samples are not decoded.
+    watchers: int = 0
+    unusable: int = 0
+    _formats: dict[tuple[int, Layout], samples.ChunkFormat | None] = attrs.field(factory=dict)
+
+    def run_started(self, run: RunInfo) -> None:
+        rate = run.meta.get("sample_rate", 0)
+        self.store.start(run.client_id, run.number, int(rate) if rate else 0,
+                         self.clock.seconds())
+
+    def chunk(self, run: RunInfo, lane: int, lay: Layout | None, number: int,
+              payload: bytes, flags: int) -> None:
+        if not self.watchers:
+            return
+        try:
+            if lay is not None:
+                fmt = self._format(lane, lay, payload)
+                if fmt is None:
+                    self.unusable += 1
+                    return
+                values = fmt.values(payload, lay.samples_at)
+                path = lay.path.decode("ascii")
+            else:
+                body = _data_message(payload)
+                if body is None:
+                    self.unusable += 1
+                    return
+                values, path = samples.decode(body.data), body.entity.path
+        except (samples.SampleFormatError, ValueError, TypeError):
+            self.unusable += 1
+            return
+        self.store.add(run.client_id, path, number, values, self.clock.seconds())
+
+    def state_changed(self, run: RunInfo, lane: int, path: str, state: int, reason: str,
+                      payload: bytes, flags: int) -> None:
+        pass  # the end of the run is what the view marks
+
+    def run_ended(self, run: RunInfo, end: RunEnd) -> None:
+        self.store.end(run.client_id, result_name(end.state), end.chunks, end.lost,
+                       self.clock.seconds())
+
+    def _format(self, lane: int, lay: Layout, payload: bytes) -> samples.ChunkFormat | None:
+        key = (lane, lay)
+        if key in self._formats:
+            return self._formats[key]
+        if len(self._formats) >= MAX_FORMATS:
+            self._formats.clear()
+        fmt: samples.ChunkFormat | None = None
+        body = _data_message(payload)
+        if body is not None:
+            try:
+                fmt = samples.format_of(body.data)
+            except samples.SampleFormatError:
+                fmt = None
+            if fmt is not None and lay.length - len(lay.tail) - lay.samples_at != fmt.nbytes:
+                fmt = None  # the sample bytes are not where the layout says
+        self._formats[key] = fmt
+        return fmt
+
+
+def _data_message(payload: bytes) -> Any:
+    """The run_data(_end)_message of ``payload``, or None."""
+    env = pb.Envelope()
+    try:
+        env.ParseFromString(payload)
+    except DecodeError:
+        return None
+    kind = env.message_v1.WhichOneof("kind")
+    if kind not in ("run_data_message", "run_data_end_message"):
+        return None
+    return getattr(env.message_v1, kind)

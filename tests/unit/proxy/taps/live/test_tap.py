@@ -1,0 +1,84 @@
+"""The live tap: decodes only while watched, fast path (layout) and parsed path alike."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+from twisted.internet.task import Clock
+
+from pybrid import samples as S
+from pybrid.proto import pb
+from pybrid.proxy.taps.base import RunEnd, RunInfo
+from pybrid.proxy.taps.live.tap import LiveTap
+from pybrid.wire.layout import layout_of
+
+PATH = "/00-00-00-00-00-01"
+RID = str(uuid.UUID(int=7))
+
+
+def data_message(chunk: int, raw: np.ndarray, dtype: str = "i16", gains=None) -> bytes:
+    env = pb.Envelope()
+    env.message_v1.id = str(uuid.uuid4())
+    body = env.message_v1.run_data_message
+    body.run.id = RID
+    body.run.chunk = chunk
+    body.entity.path = PATH
+    body.data.CopyFrom(S.encode(raw, dtype, gains=gains))
+    return env.SerializeToString()
+
+
+def info() -> RunInfo:
+    return RunInfo("client-run", RID, (PATH,), 1, {"sample_rate": 1000, "channels": 2})
+
+
+def raw(chunk: int) -> np.ndarray:
+    return (np.arange(200).reshape(100, 2) + chunk * 1000).astype(np.int16)
+
+
+def test_nobody_watching_nothing_is_decoded_but_the_run_is_known():
+    tap = LiveTap(Clock())
+    tap.run_started(info())
+    payload = data_message(0, raw(0))
+    tap.chunk(info(), 0, layout_of(payload), 0, payload, 0)
+    run = tap.store.runs["client-run"]
+    assert run.traces == {} and run.sample_rate == 1000
+
+
+def test_fast_and_parsed_paths_give_the_decoded_values_with_gains_at_their_rows():
+    clock = Clock()
+    tap = LiveTap(clock)
+    tap.watchers = 1
+    run = info()
+    tap.run_started(run)
+    gains = [0.5, 2.0]
+    p0, p1, p3 = (data_message(k, raw(k), gains=gains) for k in (0, 1, 3))
+    lay = layout_of(p0)
+    assert lay is not None
+    tap.chunk(run, 0, lay, 0, p0, 0)
+    clock.advance(1.5)
+    tap.chunk(run, 0, None, 1, p1, 0)  # no layout: parsed
+    tap.chunk(run, 0, layout_of(p3), 3, p3, 0)
+    trace = tap.store.runs["client-run"].traces[PATH]
+    assert trace.rows == 400 and trace.missing == 1
+    env = trace.window(0, 400, 400)
+    want = np.concatenate([raw(0), raw(1)]) * np.array(gains)
+    np.testing.assert_array_equal(env.lo[:200], want)
+    assert np.isnan(env.lo[200:300]).all()
+    np.testing.assert_array_equal(env.hi[300:], raw(3) * np.array(gains))
+    assert tap.store.runs["client-run"].arrived == 1.5
+    tap.run_ended(run, RunEnd(pb.RunState.DONE, {}, 4, 1))
+    live = tap.store.runs["client-run"]
+    assert (live.result, live.chunks, live.missing, live.ended_at) == ("DONE", 4, 1, 1.5)
+
+
+def test_garbage_is_counted_not_raised():
+    tap = LiveTap(Clock())
+    tap.watchers = 1
+    tap.run_started(info())
+    tap.chunk(info(), 0, None, 0, b"\xff\x00garbage", 0)
+    good = data_message(0, raw(0))
+    lay = layout_of(good)
+    assert lay is not None
+    tap.chunk(info(), 0, lay, 0, good[:-3] + b"\x00\x00\x00", 0)  # same layout, parses oddly
+    assert tap.unusable >= 1

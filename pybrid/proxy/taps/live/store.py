@@ -5,8 +5,8 @@ Design note
 :class:`LiveStore` is fed decoded chunks (``add``: run, carrier path, chunk number, a
 ``rows × channels`` array) by the proxy's live tap (:mod:`pybrid.proxy.taps.live.tap`) or a
 monitor.  A chunk's first row is ``chunk × rows per chunk`` (the device numbers its chunks
-from 0 and sends equal chunks), so a missing chunk leaves rows that were never written: NaN,
-a gap, where its samples would have been.
+from 0 and sends equal chunks, the last one maybe shorter), so a missing chunk leaves rows
+that were never written: NaN, a gap, where its samples would have been.
 
 Per carrier (:class:`Trace`) two bounded things are kept:
 
@@ -50,6 +50,7 @@ class Trace:
     chunks: int = 0
     missing: int = 0  # chunk numbers skipped
     next_chunk: int = 0
+    per_chunk: int = 0  # rows of a whole chunk (the largest seen: the last may be short)
     per: int = 1  # rows per overview column
     lo: np.ndarray = attrs.field(init=False)
     hi: np.ndarray = attrs.field(init=False)
@@ -63,7 +64,8 @@ class Trace:
         count = values.shape[0]
         if count == 0 or values.shape[1] != self.channels:
             return
-        first = number * count
+        self.per_chunk = max(self.per_chunk, count)
+        first = number * self.per_chunk
         stop = first + count
         if number > self.next_chunk:
             self.missing += number - self.next_chunk

@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 import numpy as np
 from twisted.internet import task
-from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.interfaces import IConsumer, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
@@ -94,7 +94,12 @@ class Viewer:
     # WebSocketProtocol
     def negotiationStarted(self, transport: WebSocketTransport) -> None:
         self.transport = transport
-        transport.attachProducer(self)
+        tcp = IConsumer(getattr(transport, "transport", None), None)
+        if tcp is not None:  # the HTTP channel that upgraded is still the producer: replace it
+            tcp.unregisterProducer()
+            tcp.registerProducer(self, True)
+        else:
+            transport.attachProducer(self)
 
     def negotiationFinished(self) -> None:
         self.hub.joined(self)

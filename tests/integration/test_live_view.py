@@ -101,3 +101,43 @@ async def test_a_lost_chunk_is_a_gap_on_its_chunk_boundaries_and_the_end_is_mark
         assert in_lost.sum() >= len(lost) * (per_chunk // per - 1)
         viewer.transport.loseConnection()
         await viewer.closed
+
+
+def buffered(tcp) -> int:
+    """Bytes a Twisted TCP transport holds unsent."""
+    return len(tcp.dataBuffer) - tcp.offset + tcp._tempDataLen
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_viewer_that_stops_reading_is_dropped_with_bounded_memory_and_no_loss(reactor):
+    async with status_stack(reactor, 1, session_timeout=120.0) as (_devices, service):
+        hub = service.live_hub
+        hub.deadline = 3.0
+        viewer = await view(reactor, ws_url(service), window=0.01, columns=4000, channels=[0, 1])
+        await until(reactor, lambda: hub.viewers, "the viewer counted")
+        server_side = hub.viewers[0].transport.transport
+        client = await connect("127.0.0.1", service.address[1], reactor=reactor)
+        running = client.run(12.0, channels=2, sample_rate=RATE, timeout=120)
+        try:
+            await viewer.wait(lambda f: (f.meta.get("rows") or 0) > 1000)
+            viewer.transport.transport.pauseProducing()  # the viewer stops reading
+            most = 0
+
+            def dropped() -> bool:
+                nonlocal most
+                most = max(most, buffered(server_side))
+                return hub.dropped == 1
+
+            await until(reactor, dropped, "the stalled viewer dropped", seconds=30.0, step=0.05)
+            assert hub.viewers == [] and service.live.watchers == 0
+            frame_bytes = 2 * 2 * 4000 * 4 + 4096
+            assert most < 64 * 1024 + 2 * frame_bytes, most  # one frame past the high-water mark
+            result = await running
+        finally:
+            if not running.called:
+                running.cancel()
+                running.addErrback(lambda f: f.trap(defer.CancelledError))
+            await client.close()
+            viewer.transport.transport.resumeProducing()
+        carrier = result.carriers[MACS[0]]
+        assert carrier.missing_chunks == () and carrier.complete, "the run lost data"

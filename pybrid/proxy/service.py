@@ -31,6 +31,8 @@ from twisted.logger import Logger
 from pybrid.discovery.advertise import AdvertiseService
 from pybrid.discovery.options import default_name
 from pybrid.discovery.records import Advert
+from pybrid.live.web import live_resource
+from pybrid.live.ws import LiveHub
 from pybrid.proto import pb
 from pybrid.proxy.backend.cache import compose_extract
 from pybrid.proxy.backend.health import ClusterHealth, degraded_text
@@ -49,8 +51,6 @@ from pybrid.proxy.status.model import ServiceStatus
 from pybrid.proxy.status.web import StatusService
 from pybrid.proxy.taps.base import fan
 from pybrid.proxy.taps.live.tap import LiveTap
-from pybrid.proxy.taps.live.web import live_resource
-from pybrid.proxy.taps.live.ws import LiveHub
 from pybrid.proxy.taps.multicast import MulticastTap, make_tap
 from pybrid.proxy.taps.shm.options import make_shm_taps
 from pybrid.version import version
@@ -79,7 +79,7 @@ class ProxyService(service.MultiService):
         self.tap: MulticastTap | None = make_tap(reactor, config.monitor)
         #: ``--shm-tap`` shared-memory taps (pybrid.proxy.taps.shm), or None.
         self.shm = make_shm_taps(config, reactor, lambda: self.lanes)
-        #: The live view (``/live`` on the status page; pybrid.proxy.taps.live), or None.
+        #: The live view (``/live`` on the status page; pybrid.live), or None.
         self.live: LiveTap | None = None
         self.live_hub: LiveHub | None = None
         children = {}
@@ -129,7 +129,7 @@ class ProxyService(service.MultiService):
         if config.status_port is not None:  # --status-port: child service (proxy.status.web)
             self.status_page = StatusService(self, reactor, config.status_port,
                                              config.status_interface,
-                                             children=children)
+                                             children=children, token=config.auth_token)
             self.status_page.setServiceParent(self)
         if config.advertise is not None:  # --advertise: child service (pybrid.discovery)
             AdvertiseService(reactor, self.advert, config.advertise.interfaces).setServiceParent(

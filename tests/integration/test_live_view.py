@@ -72,7 +72,8 @@ async def test_frames_show_the_simulated_signal_during_a_run_and_the_page_is_ser
 @pytest_twisted.ensureDeferred
 async def test_a_lost_chunk_is_a_gap_on_its_chunk_boundaries_and_the_end_is_marked(reactor):
     async with status_stack(reactor, 1, session_timeout=120.0,
-                            device={"faults": Faults(drop=0.05, seed=7)}) as (devices, service):
+                            device_options={"faults": Faults(drop=0.05, seed=7)}
+                            ) as (devices, service):
         viewer = await view(reactor, ws_url(service), window=0.0, columns=4000, channels=[0])
         await until(reactor, lambda: service.live.watchers == 1, "the viewer counted")
         client = await connect("127.0.0.1", service.address[1], reactor=reactor)
@@ -91,10 +92,10 @@ async def test_a_lost_chunk_is_a_gap_on_its_chunk_boundaries_and_the_end_is_mark
         assert frame.end_t == frame.t1 == 0.2 and frame.t0 == 0.0  # the end is marked
         # the NaN columns are exactly those whose rows all lie in lost chunks
         viewer.ask(window=0, columns=4000, channels=[0])
-        frame = await viewer.wait(lambda f: f.lo.shape == (1, 2500))
+        frame = await viewer.wait(lambda f: f.lo.shape == (1, 4000))
         per = frame.meta["per"]
-        assert per == 8
-        start = np.arange(2500) * per
+        assert per == 5
+        start = np.arange(4000) * per
         stop = np.minimum(start + per, 20_000)
         in_lost = np.isin(start // per_chunk, lost) & np.isin((stop - 1) // per_chunk, lost)
         np.testing.assert_array_equal(np.isnan(frame.lo[0]), in_lost)

@@ -17,9 +17,11 @@ Three read-only resources render one fresh :class:`~pybrid.proxy.status.model.Pr
 * ``/metrics`` — Prometheus text format, through ``prometheus_client`` (the proxy's families
   plus ``process_*``/``python_*``; see :mod:`pybrid.proxy.status.metrics`);
 * ``children`` given by the proxy: ``/live``, the live oscilloscope view and its WebSocket
-  (:mod:`pybrid.proxy.taps.live`).
+  (:mod:`pybrid.live`).
 
-Requests are not written to the log (the page refreshes every few seconds).
+With ``--auth`` every page needs the token (:mod:`pybrid.proxy.status.gate`: a login that
+sets a cookie for people, ``Authorization: Bearer`` for scripts).  Requests are not written to
+the log (the page refreshes every few seconds).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from pybrid.proxy.status import html as status_html
 from pybrid.proxy.status import metrics as status_metrics
 from pybrid.proxy.status.collect import StatusCollector, StatusSource
 from pybrid.proxy.status.events import RecentEvents
+from pybrid.proxy.status.gate import Gate
 from pybrid.proxy.status.model import ProxyStatus
 from pybrid.wire.interfaces import INetworkReactor, host_port
 
@@ -163,14 +166,18 @@ class StatusService(service.Service):
                  interface: str = "127.0.0.1", refresh: float = 2.0,
                  publisher: LogPublisher | None = None,
                  events: RecentEvents | None = None,
-                 children: Mapping[bytes, resource.IResource] | None = None) -> None:
+                 children: Mapping[bytes, resource.IResource] | None = None,
+                 token: str | None = None) -> None:
         self.reactor = reactor
         self.port_number = port
         self.interface = interface
         self.events = RecentEvents() if events is None else events
         self.publisher = globalLogPublisher if publisher is None else publisher
         self.collector = StatusCollector(source, reactor, self.events)
-        self.site = QuietSite(status_resource(self.collector, refresh, children))
+        root = status_resource(self.collector, refresh, children)
+        if token is not None:  # --auth: the token (bearer or login cookie) for every page
+            root = Gate(root, token)
+        self.site = QuietSite(root)
         self.port: IListeningPort | None = None
         self._observing = False
 

@@ -21,9 +21,9 @@ from google.protobuf.message import DecodeError
 from twisted.internet.interfaces import IReactorTime
 
 from pybrid import samples
+from pybrid.live.store import LiveStore
 from pybrid.proto import pb
 from pybrid.proxy.taps.base import RunEnd, RunInfo
-from pybrid.proxy.taps.live.store import LiveStore
 from pybrid.wire.layout import Layout
 
 #: Formats remembered (per lane and layout) before all are forgotten.

@@ -17,8 +17,9 @@ Per carrier (:class:`Trace`) two bounded things are kept:
   run outgrows them, pairs of columns merge and ``per`` doubles (no spike is lost, the memory
   stays fixed).  A column that no row reached stays NaN: a gap.
 
-The last ``runs_kept`` runs stay (their rings are freed when a run ends, their overviews stay
-for the page's list of last runs).  Everything is whole-array numpy.
+The last ``runs_kept`` runs stay: the newest keeps its ring after it ended (its last seconds at
+full resolution), older ones only their overviews (rings are freed when the next run starts).
+Everything is whole-array numpy.
 """
 
 from __future__ import annotations
@@ -174,6 +175,10 @@ class LiveStore:
     dropped: int = 0
 
     def start(self, run_id: str, number: int, sample_rate: int, now: float) -> LiveRun:
+        for old in self.runs.values():  # ended runs keep their overviews, not their rings
+            if old.ended_at is not None:
+                for trace in old.traces.values():
+                    trace.ended()
         run = self.runs.pop(run_id, None) or LiveRun(run_id, number, sample_rate, now)
         self.runs[run_id] = run
         while len(self.runs) > self.runs_kept:
@@ -190,8 +195,6 @@ class LiveStore:
             channels = values.shape[1]
             rows = max(1024, self.ring_bytes // (4 * max(1, channels)))
             trace = run.traces[path] = Trace(channels, rows)
-            if run.ended_at is not None:
-                trace.ended()
         if values.shape[1] != trace.channels:
             self.dropped += 1
             return
@@ -205,8 +208,6 @@ class LiveStore:
             return
         run.ended_at, run.result, run.chunks, run.missing = now, result, chunks, missing
         run.version += 1
-        for trace in run.traces.values():
-            trace.ended()
 
     def current(self) -> LiveRun | None:
         """The newest run still going, else the newest run."""

@@ -31,7 +31,7 @@ from twisted.web import server
 from twisted.web.websocket import WebSocketResource, WebSocketTransport
 from zope.interface import implementer
 
-from pybrid.proxy.taps.live.store import LiveStore
+from pybrid.live.store import LiveStore
 from pybrid.recording.envelope import Envelope
 from pybrid.wire import live_frames as frames
 

@@ -6,8 +6,8 @@ import numpy as np
 from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyRequest
 
+from pybrid.live.ws import LiveHub, OriginCheckedResource
 from pybrid.proxy.taps.live.tap import LiveTap
-from pybrid.proxy.taps.live.ws import LiveHub, OriginCheckedResource
 from pybrid.wire import live_frames as frames
 
 

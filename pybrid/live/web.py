@@ -12,7 +12,7 @@ from importlib import resources
 
 from twisted.web import pages, resource, server
 
-from pybrid.proxy.taps.live.ws import LiveHub, OriginCheckedResource
+from pybrid.live.ws import LiveHub, OriginCheckedResource
 
 _CSP = (b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
         b"img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -22,7 +22,7 @@ _TYPES = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=ut
 
 def static(name: str) -> bytes:
     """A file of the page, from the package."""
-    return (resources.files("pybrid.proxy.taps.live") / "static" / name).read_bytes()
+    return (resources.files("pybrid.live") / "static" / name).read_bytes()
 
 
 class StaticFile(resource.Resource):

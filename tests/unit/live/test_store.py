@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pybrid.proxy.taps.live.store import OVERVIEW, LiveStore, Trace
+from pybrid.live.store import OVERVIEW, LiveStore, Trace
 
 
 def chunk(number: int, rows: int = 100, channels: int = 2) -> np.ndarray:
@@ -69,7 +69,7 @@ def test_the_overview_stays_bounded_and_keeps_every_spike():
     assert whole.hi[col, 0] == 5.0
 
 
-def test_runs_are_kept_bounded_and_end_with_their_rings_freed():
+def test_runs_are_kept_bounded_and_the_next_run_frees_the_ended_rings():
     store = LiveStore(runs_kept=2)
     for i in range(3):
         store.start(f"r{i}", i + 1, 1000, float(i))
@@ -79,8 +79,10 @@ def test_runs_are_kept_bounded_and_end_with_their_rings_freed():
     assert store.dropped == 1
     store.end("r2", "DONE", 1, 0, 9.0)
     run = store.runs["r2"]
-    assert run.traces["/c"].ring is None and run.summary(10.0)["duration"] == 7.0
+    assert run.traces["/c"].ring is not None and run.summary(10.0)["duration"] == 7.0
     assert store.current() is store.runs["r1"]  # the run still going
     store.end("r1", "ERROR", 1, 0, 9.5)
     assert store.current() is run  # no run going: the newest
+    store.start("r3", 4, 1000, 11.0)  # the next run frees the ended runs' rings
+    assert run.traces["/c"].ring is None
     assert run.traces["/c"].window(0, 100, 10).lo.shape == (10, 2)  # the overview stays

@@ -61,17 +61,18 @@ class Trace:
         self.lo = np.full((OVERVIEW, self.channels), np.nan)
         self.hi = np.full((OVERVIEW, self.channels), np.nan)
 
-    def add(self, number: int, values: np.ndarray) -> None:
+    def add(self, number: int, values: np.ndarray, chunks: int = 1) -> None:
+        """Chunks ``number … number+chunks-1`` (consecutive, equal but the last) as rows."""
         count = values.shape[0]
         if count == 0 or values.shape[1] != self.channels:
             return
-        self.per_chunk = max(self.per_chunk, count)
+        self.per_chunk = max(self.per_chunk, -(-count // chunks))
         first = number * self.per_chunk
         stop = first + count
         if number > self.next_chunk:
             self.missing += number - self.next_chunk
-        self.next_chunk = max(self.next_chunk, number + 1)
-        self.chunks += 1
+        self.next_chunk = max(self.next_chunk, number + chunks)
+        self.chunks += chunks
         if self.ring is not None:
             self._ring_write(first, stop, values)
         while stop > OVERVIEW * self.per:
@@ -122,16 +123,19 @@ class Trace:
         ring = self.ring
         n = self.ring_rows
         if ring is not None and first >= stop - n and first >= self.rows - n:
-            idx = np.arange(first, stop) % self.ring_rows
-            data = ring[idx]
-            data[np.arange(first, stop) >= self.rows] = np.nan
+            stop = min(stop, max(first, self.rows))
+            a, b = first % n, (stop - 1) % n + 1
+            if stop > first and a < b:  # one piece: a view of the ring, no copy
+                data = ring[a:b]
+            else:
+                data = np.concatenate([ring[a:], ring[:b]]) if stop > first else ring[:0]
             return envelope(data, columns, first)
         c0, c1 = first // self.per, -(-stop // self.per)
         lo, hi = self.lo[c0:c1], self.hi[c0:c1]
         group = max(1, -(-len(lo) // columns))
-        a, b = envelope(lo, columns, 0, group), envelope(hi, columns, 0, group)
-        start = c0 * self.per + a.start * self.per
-        return Envelope(start, np.minimum(start + group * self.per, stop), a.lo, b.hi,
+        low, high = envelope(lo, columns, 0, group), envelope(hi, columns, 0, group)
+        start = c0 * self.per + low.start * self.per
+        return Envelope(start, np.minimum(start + group * self.per, stop), low.lo, high.hi,
                         group * self.per)
 
     def ended(self) -> None:
@@ -185,7 +189,9 @@ class LiveStore:
             self.runs.popitem(last=False)
         return run
 
-    def add(self, run_id: str, path: str, number: int, values: np.ndarray, now: float) -> None:
+    def add(self, run_id: str, path: str, number: int, values: np.ndarray, now: float,
+            chunks: int = 1) -> None:
+        """``chunks`` consecutive chunks from ``number`` as one block of rows."""
         run = self.runs.get(run_id)
         if run is None or values.ndim != 2:
             self.dropped += 1
@@ -198,7 +204,7 @@ class LiveStore:
         if values.shape[1] != trace.channels:
             self.dropped += 1
             return
-        trace.add(number, values)
+        trace.add(number, values, chunks)
         run.arrived = now
         run.version += 1
 

@@ -33,20 +33,20 @@ from zope.interface import implementer
 
 from pybrid.live.store import LiveStore
 from pybrid.recording.envelope import Envelope
-from pybrid.wire import live_frames as frames
+from pybrid.wire import live_frames
 
 #: Seconds a viewer may leave its connection unread (paused) before it is dropped.
 DEADLINE = 10.0
 
 
-def build_frame(store: LiveStore, req: frames.ViewRequest, now: float) -> tuple[Any, bytes]:
+def build_frame(store: LiveStore, req: live_frames.ViewRequest, now: float) -> tuple[Any, bytes]:
     """The frame ``req`` asks for now and the key that says whether it changed."""
     run = store.runs.get(req.run) if req.run else store.current()
     runs = [r.summary(now) for r in reversed(store.runs.values())]
     if run is None:
         empty = Envelope(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0)),
                          np.zeros((0, 0)), 1)
-        return (None, req), frames.encode(empty, 0, {"runs": runs, "run": None}, now, now,
+        return (None, req), live_frames.encode(empty, 0, {"runs": runs, "run": None}, now, now,
                                           float("nan"), 0)
     paths = sorted(run.traces)
     path = req.carrier if req.carrier in run.traces else (paths[0] if paths else "")
@@ -56,23 +56,23 @@ def build_frame(store: LiveStore, req: frames.ViewRequest, now: float) -> tuple[
                             "carriers": paths, "window": req.window}
     end_t = (float("nan") if run.ended_at is None or trace is None
              else trace.rows / rate if rate else float(trace.rows))
-    flags = frames.FLAG_ENDED if run.ended_at is not None else 0
+    flags = live_frames.FLAG_ENDED if run.ended_at is not None else 0
     if trace is None:
         empty = Envelope(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0)),
                          np.zeros((0, 0)), 1)
-        return (run.run_id, run.version, req), frames.encode(empty, rate, meta, now,
+        return (run.run_id, run.version, req), live_frames.encode(empty, rate, meta, now,
                                                              run.arrived, end_t, flags)
     channels = [c for c in req.channels if c < trace.channels] or [0]
     stop = trace.rows
     if req.window <= 0:
         first = 0
-        flags |= frames.FLAG_OVERVIEW
+        flags |= live_frames.FLAG_OVERVIEW
     else:
         first = stop - max(1, round(req.window * (rate or 1)))
     env = trace.window(first, stop, req.columns)
     env = Envelope(env.start, env.stop, env.lo[:, channels], env.hi[:, channels], env.per)
     meta.update(channels=channels, per=env.per, rows=trace.rows, channel_count=trace.channels)
-    frame = frames.encode(env, rate, meta, now, run.arrived, end_t, flags)
+    frame = live_frames.encode(env, rate, meta, now, run.arrived, end_t, flags)
     return (run.run_id, run.version, req), frame
 
 
@@ -85,7 +85,7 @@ class Viewer:
     def __init__(self, hub: LiveHub) -> None:
         self.hub = hub
         self.transport: WebSocketTransport | None = None
-        self.request = frames.ViewRequest()
+        self.request = live_frames.ViewRequest()
         self.sent_key: Any = None
         self.paused_since: float | None = None
         self.frames = 0
@@ -109,8 +109,8 @@ class Viewer:
 
     def textMessageReceived(self, message: str) -> None:
         try:
-            self.request = frames.ViewRequest.parse(message)
-        except frames.BadRequest as e:
+            self.request = live_frames.ViewRequest.parse(message)
+        except live_frames.BadRequest as e:
             self.hub.bad_requests += 1
             if self.transport is not None:
                 self.transport.sendTextMessage(f'{{"error": "{e}"}}')
@@ -142,7 +142,7 @@ class Viewer:
             return
         if self.request.paused:
             return
-        key, frame = build_frame(self.hub.store, self.request, now)
+        key, frame = self.hub.frame(self.request, now)
         if key == self.sent_key and key[0] is not None:
             return
         self.sent_key = key
@@ -181,6 +181,7 @@ class LiveHub:
     refused: int = 0
     bad_requests: int = 0
     _loop: task.LoopingCall | None = None
+    _made: dict[live_frames.ViewRequest, tuple[Any, bytes]] = attrs.field(factory=dict)
 
     def buildProtocol(self, request: server.Request) -> Viewer:
         return Viewer(self)
@@ -210,12 +211,23 @@ class LiveHub:
 
     def tick(self) -> None:
         now = self.clock.seconds()
+        flush = getattr(self.tap, "flush", None)
+        if flush is not None:  # the proxy's tap decodes what came since the last tick
+            flush()
+        self._made.clear()
         for viewer in list(self.viewers):
             try:
                 viewer.tick(now)
             except Exception:
                 Viewer.log.failure("live view: a frame could not be made")
                 viewer.drop()
+
+    def frame(self, req: live_frames.ViewRequest, now: float) -> tuple[Any, bytes]:
+        """The frame for ``req`` this tick: made once for every viewer that asks the same."""
+        made = self._made.get(req)
+        if made is None:
+            made = self._made[req] = build_frame(self.store, req, now)
+        return made
 
     def stop(self) -> None:
         for viewer in list(self.viewers):

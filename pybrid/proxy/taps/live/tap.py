@@ -5,10 +5,12 @@ Design note
 A :class:`LiveTap` is one more :class:`~pybrid.proxy.taps.base.RunTap` in the router's fan.
 Runs starting and ending are always recorded (cheap: a few fields); samples are decoded only
 while ``watchers`` is above zero (a viewer is connected), so a proxy nobody watches pays one
-attribute test per chunk.  A fast-path chunk (``lay`` given) is decoded with the
-:class:`~pybrid.samples.ChunkFormat` learned once per (lane, layout) from one protobuf parse:
-``format.values(payload, lay.samples_at)`` is a numpy view, no per-sample loop; a chunk
-without a layout is parsed and decoded by :func:`pybrid.samples.decode`.  Nothing here raises
+attribute test per chunk.  A fast-path chunk (``lay`` given) is only kept — its sample bytes,
+one slice — with the :class:`~pybrid.samples.ChunkFormat` learned once per (lane, layout) from
+one protobuf parse; :meth:`LiveTap.flush` (before each frame, at the run's end, or after
+``MAX_PENDING`` chunks) decodes runs of consecutive chunks as one numpy array each, so the
+numpy calls are paid per frame, not per datagram.  A chunk without a layout is parsed and
+decoded by :func:`pybrid.samples.decode`.  Nothing here raises
 into the router: what cannot be decoded is counted in ``unusable``.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import numpy as np
 from google.protobuf.message import DecodeError
 from twisted.internet.interfaces import IReactorTime
 
@@ -28,6 +31,8 @@ from pybrid.wire.layout import Layout
 
 #: Formats remembered (per lane and layout) before all are forgotten.
 MAX_FORMATS = 256
+#: Chunks kept undecoded until the next frame at most (then decoded at once).
+MAX_PENDING = 4096
 
 
 def result_name(state: int) -> str:
@@ -49,6 +54,10 @@ class LiveTap:
     #: Viewers connected (the WebSocket side counts them); 0: samples are not decoded.
     watchers: int = 0
     unusable: int = 0
+    #: Reactor seconds the newest pending chunk arrived.
+    arrived: float = 0.0
+    _pending: list[tuple[RunInfo, bytes, samples.ChunkFormat, int, bytes]] = attrs.field(
+        factory=list)
     _formats: dict[tuple[int, Layout], samples.ChunkFormat | None] = attrs.field(factory=dict)
 
     def run_started(self, run: RunInfo) -> None:
@@ -60,30 +69,58 @@ class LiveTap:
               payload: bytes, flags: int) -> None:
         if not self.watchers:
             return
-        try:
-            if lay is not None:
-                fmt = self._format(lane, lay, payload)
-                if fmt is None:
-                    self.unusable += 1
-                    return
-                values = fmt.values(payload, lay.samples_at)
-                path = lay.path.decode("ascii")
-            else:
-                body = _data_message(payload)
-                if body is None:
-                    self.unusable += 1
-                    return
-                values, path = samples.decode(body.data), body.entity.path
-        except (samples.SampleFormatError, ValueError, TypeError):
+        if lay is None:
+            self._parsed(run, number, payload)
+            return
+        fmt = self._format(lane, lay, payload)
+        if fmt is None:
             self.unusable += 1
             return
-        self.store.add(run.client_id, path, number, values, self.clock.seconds())
+        # kept as bytes until the next frame: one numpy pass per batch, not per datagram
+        self._pending.append((run, lay.path, fmt, number,
+                              payload[lay.samples_at : lay.length - len(lay.tail)]))
+        self.arrived = self.clock.seconds()
+        if len(self._pending) >= MAX_PENDING:
+            self.flush()
+
+    def flush(self) -> None:
+        """Decode what came since the last frame: runs of consecutive chunks of one carrier and
+        format as one array each."""
+        pending, self._pending = self._pending, []
+        i, n = 0, len(pending)
+        while i < n:
+            run, path, fmt, first = pending[i][:4]
+            j = i + 1
+            while (j < n and pending[j][0] is run and pending[j][1] == path
+                   and pending[j][2] is fmt and pending[j][3] == first + j - i):
+                j += 1
+            raw = np.frombuffer(b"".join(p[4] for p in pending[i:j]), fmt.dtype)
+            values = raw.reshape(-1, fmt.stride)
+            if not fmt.identity:
+                values = values * fmt.gain + fmt.offset
+            self.store.add(run.client_id, path.decode("ascii"), first, values, self.arrived,
+                           j - i)
+            i = j
+
+    def _parsed(self, run: RunInfo, number: int, payload: bytes) -> None:
+        body = _data_message(payload)
+        if body is None:
+            self.unusable += 1
+            return
+        try:
+            values = samples.decode(body.data)
+        except samples.SampleFormatError:
+            self.unusable += 1
+            return
+        self.flush()  # keep the order
+        self.store.add(run.client_id, body.entity.path, number, values, self.clock.seconds())
 
     def state_changed(self, run: RunInfo, lane: int, path: str, state: int, reason: str,
                       payload: bytes, flags: int) -> None:
         pass  # the end of the run is what the view marks
 
     def run_ended(self, run: RunInfo, end: RunEnd) -> None:
+        self.flush()
         self.store.end(run.client_id, result_name(end.state), end.chunks, end.lost,
                        self.clock.seconds())
 

@@ -10,7 +10,7 @@ from twisted.internet.task import Clock
 from pybrid import samples as S
 from pybrid.proto import pb
 from pybrid.proxy.taps.base import RunEnd, RunInfo
-from pybrid.proxy.taps.live.tap import LiveTap
+from pybrid.proxy.taps.live.tap import MAX_PENDING, LiveTap
 from pybrid.wire.layout import layout_of
 
 PATH = "/00-00-00-00-00-01"
@@ -59,6 +59,8 @@ def test_fast_and_parsed_paths_give_the_decoded_values_with_gains_at_their_rows(
     clock.advance(1.5)
     tap.chunk(run, 0, None, 1, p1, 0)  # no layout: parsed
     tap.chunk(run, 0, layout_of(p3), 3, p3, 0)
+    assert tap.store.runs["client-run"].traces[PATH].rows == 200  # chunk 3 waits for a frame
+    tap.flush()
     trace = tap.store.runs["client-run"].traces[PATH]
     assert trace.rows == 400 and trace.missing == 1
     env = trace.window(0, 400, 400)
@@ -70,6 +72,25 @@ def test_fast_and_parsed_paths_give_the_decoded_values_with_gains_at_their_rows(
     tap.run_ended(run, RunEnd(pb.RunState.DONE, {}, 4, 1))
     live = tap.store.runs["client-run"]
     assert (live.result, live.chunks, live.missing, live.ended_at) == ("DONE", 4, 1, 1.5)
+
+
+def test_consecutive_chunks_are_decoded_as_one_block_and_the_pending_stay_bounded():
+    tap = LiveTap(Clock())
+    tap.watchers = 1
+    run = info()
+    tap.run_started(run)
+    for k in range(MAX_PENDING + 10):
+        if k == 7:
+            continue  # lost
+        p = data_message(k, raw(k % 30))
+        tap.chunk(run, 0, layout_of(p), k, p, 0)
+    assert len(tap._pending) < MAX_PENDING  # flushed once on the way
+    tap.run_ended(run, RunEnd(pb.RunState.DONE, {}, MAX_PENDING + 10, 1))
+    trace = tap.store.runs["client-run"].traces[PATH]
+    assert trace.rows == (MAX_PENDING + 10) * 100 and trace.missing == 1
+    env = trace.window(600, 900, 300)
+    assert np.isnan(env.lo[100:200]).all()
+    np.testing.assert_array_equal(env.lo[200:], raw(8))
 
 
 def test_garbage_is_counted_not_raised():

@@ -58,8 +58,8 @@ class Trace:
 
     def __attrs_post_init__(self) -> None:
         self.ring = np.full((self.ring_rows, self.channels), np.nan, np.float32)
-        self.lo = np.full((OVERVIEW, self.channels), np.nan)
-        self.hi = np.full((OVERVIEW, self.channels), np.nan)
+        self.lo = np.full((OVERVIEW, self.channels), np.nan, np.float32)
+        self.hi = np.full((OVERVIEW, self.channels), np.nan, np.float32)
 
     def add(self, number: int, values: np.ndarray, chunks: int = 1) -> None:
         """Chunks ``number … number+chunks-1`` (consecutive, equal but the last) as rows."""
@@ -110,7 +110,7 @@ class Trace:
         c1 = (first + len(values) - 1) // per
         starts = np.arange(c0 + 1, c1 + 1) * per - first
         cuts = np.concatenate([[0], starts]).astype(np.intp)
-        data = np.asarray(values, np.float64)
+        data = np.asarray(values, np.float32)  # the ring's precision: no widening copy
         lo = np.fmin.reduceat(data, cuts, axis=0)
         hi = np.fmax.reduceat(data, cuts, axis=0)
         np.fmin(self.lo[c0 : c1 + 1], lo, out=self.lo[c0 : c1 + 1])

@@ -14,16 +14,23 @@ ratio with/without, and the latency from a datagram's arrival at the proxy to it
 (``sent_at - arrived_at``, stamped in the frame) and received by a viewer.
 
     .venv/bin/python benchmarks/live_view.py [--rounds 3] [--rate 10000] [--seconds 4]
-        [--viewers 10] [--json FILE]
+        [--viewers 10] [--chromium] [--json FILE]
+
+``--chromium`` also opens the page in headless Chromium during each watched run (10 viewers
+plus the browser): the page's median latency from a datagram's arrival to its paint.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 from typing import Any
 
@@ -44,9 +51,38 @@ def status_port(proxy: _peers.Child) -> int:
     raise RuntimeError(f"no status page:\n{proxy.tail()}")
 
 
+CHROMIUM = "/usr/bin/chromium"
+
+
+def chromium_paint(url: str, seconds: float, out: dict[str, Any]) -> None:
+    """Headless Chromium on the page (``log=1``: it logs its median arrival → paint latency
+    each second) for ``seconds``; the last figures it logged."""
+    with tempfile.TemporaryDirectory(prefix="pybrid-chromium-") as profile:
+        proc = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                                 "--no-first-run", "--disable-background-networking",
+                                 f"--user-data-dir={profile}", "--enable-logging=stderr",
+                                 "--v=0", url + "&log=1"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            _o, err = proc.communicate(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            _o, err = proc.communicate(timeout=30)
+    found = re.findall(r"pybrid-live painted (\d+) latency-ms ([\d.]+|nan)", err)
+    if found:
+        out["painted"] = int(found[-1][0])
+        out["paint_median_ms"] = None if found[-1][1] == "nan" else float(found[-1][1])
+
+
 def one_mode(args: argparse.Namespace, client: _peers.Child, proxy: _peers.Child,
              devices: list[_peers.Child], port: int, watched: bool) -> dict[str, Any]:
     viewers = None
+    browser: dict[str, Any] = {}
+    thread = None
+    if watched and args.chromium and os.path.exists(CHROMIUM):
+        page = f"http://127.0.0.1:{port}/live?window=0.1&channels=0,1,2,3,4,5,6,7"
+        thread = threading.Thread(target=chromium_paint,
+                                  args=(page, args.seconds + 1.0, browser))
     if watched:
         viewers = _peers.Child("viewers", [sys.executable, str(HERE / "_live_viewers.py"),
                                            "--url", f"ws://127.0.0.1:{port}/live/ws",
@@ -54,7 +90,12 @@ def one_mode(args: argparse.Namespace, client: _peers.Child, proxy: _peers.Child
         if viewers.next_json(60).get("event") != "ready":
             raise RuntimeError(f"viewers not ready:\n{viewers.tail()}")
     try:
+        if thread is not None:
+            thread.start()
         step = throughput.one_run(client, proxy, devices, args.rate, args.seconds, 8)
+        if thread is not None:
+            thread.join(120)
+            step["chromium"] = browser
         if viewers is not None:
             viewers.send_line("report")
             step["viewers"] = viewers.next_json(30)
@@ -70,6 +111,8 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--viewers", type=int, default=10)
+    ap.add_argument("--chromium", action="store_true",
+                    help="also one headless Chromium on /live per watched run: paint latency")
     ap.add_argument("--json")
     args = ap.parse_args()
     devices = throughput.start_devices(1, "f32")
@@ -90,7 +133,8 @@ def main() -> int:
                     f"round {r + 1} viewers {'on ' if watched else 'off'}: ok={step['ok']} "
                     f"{step['why'] or ''} proxy {step['proxy_us_per_datagram']} µs/datagram"
                     + (f", {v.get('frames')} frames, made {v.get('made')}, "
-                       f"received {v.get('wire')}" if watched else ""))
+                       f"received {v.get('wire')}" if watched else "")
+                    + (f", chromium {step['chromium']}" if "chromium" in step else ""))
             rounds.append(result)
     finally:
         client.stop()

@@ -113,9 +113,13 @@
       " Hz · " + (m.rows || 0) + " rows · " + r.chunks + " chunks · " + r.missing + " missing · " +
       (m.per || 1) + " rows per column" : "no run yet");
     stats.painted++; stats.last = { t0: fr.t0, t1: fr.t1, flags: fr.flags, columns: fr.columns, rows: m.rows, per: m.per };
-    stats.latencies.push(Date.now() / 1000 - fr.arrivedAt);
+    if (r && r.active) stats.latencies.push(Date.now() / 1000 - fr.arrivedAt);
     if (stats.latencies.length > 1000) stats.latencies.shift();
     document.body.dataset.painted = String(stats.painted);
+    if (r && r.active) {  // arrival of the newest datagram at the server → painted here (ms)
+      const l = stats.latencies.slice(-200).sort((a, b) => a - b);
+      document.body.dataset.latencyMs = (1000 * l[l.length >> 1]).toFixed(1);
+    }
   }
 
   function connect() {
@@ -158,4 +162,7 @@
     } catch (e) { /* the next poll retries */ }
   }
   connect(); status(); setInterval(status, 2000);
+  if (q.get("log") === "1")  // benchmarks/live_view.py reads this from the browser's log
+    setInterval(() => console.log("pybrid-live painted " + stats.painted + " latency-ms " +
+                                  (document.body.dataset.latencyMs || "nan")), 1000);
 })();

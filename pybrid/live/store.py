@@ -10,8 +10,9 @@ that were never written: NaN, a gap, where its samples would have been.
 
 Per carrier (:class:`Trace`) two bounded things are kept:
 
-* a ring of the last ``ring_rows`` rows (float32, NaN where nothing arrived): a window of the
-  last 10 ms … as far back as it reaches is drawn from it by
+* a ring of the last ``ring_rows`` rows (float32, NaN where nothing arrived) and its min/max
+  per ``BIN`` rows: a window of the last 10 ms … as far back as it reaches is drawn from the
+  rows (or, with many rows a column, from the bins) by
   :func:`pybrid.recording.envelope.envelope` — the same code ``pybrid-run --plot`` uses;
 * the whole run's overview: ``OVERVIEW`` columns of min/max with ``per`` rows each; when the
   run outgrows them, pairs of columns merge and ``per`` doubles (no spike is lost, the memory
@@ -38,6 +39,8 @@ OVERVIEW = 4096
 RING_BYTES = 8 << 20
 #: Runs whose overviews stay after they ended.
 RUNS_KEPT = 8
+#: Rows per bin of a ring's min/max level: a window of many rows per column reads bins.
+BIN = 16
 
 
 @attrs.define(eq=False)
@@ -55,9 +58,15 @@ class Trace:
     per: int = 1  # rows per overview column
     lo: np.ndarray = attrs.field(init=False)
     hi: np.ndarray = attrs.field(init=False)
+    #: The ring's min/max level: bin ``b`` of the ring holds its rows ``b*BIN …``.
+    blo: np.ndarray = attrs.field(init=False)
+    bhi: np.ndarray = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        self.ring_rows = max(BIN, self.ring_rows - self.ring_rows % BIN)
         self.ring = np.full((self.ring_rows, self.channels), np.nan, np.float32)
+        self.blo = np.full((self.ring_rows // BIN, self.channels), np.nan, np.float32)
+        self.bhi = np.full((self.ring_rows // BIN, self.channels), np.nan, np.float32)
         self.lo = np.full((OVERVIEW, self.channels), np.nan, np.float32)
         self.hi = np.full((OVERVIEW, self.channels), np.nan, np.float32)
 
@@ -90,10 +99,22 @@ class Trace:
             ring[gap] = np.nan
         if first < stop - n:  # a chunk larger than the ring: keep its end
             values, first = values[-n:], stop - n
+        low = min(first, self.rows)
         at = first % n
         head = min(n - at, len(values))
         ring[at : at + head] = values[:head]
         ring[: len(values) - head] = values[head:]
+        if stop >= self.rows and stop % BIN:  # the last bin's later rows: not yet written
+            ring[np.arange(stop, stop + BIN - stop % BIN) % n] = np.nan
+        self._rebin(max(low, stop - n), stop)
+
+    def _rebin(self, first: int, stop: int) -> None:
+        """The bins of rows ``first … stop-1`` again from the ring."""
+        assert self.ring is not None
+        for a, b in _pieces(first // BIN, -(-stop // BIN), self.ring_rows // BIN):
+            block = self.ring[a * BIN : b * BIN].reshape(b - a, BIN, self.channels)
+            self.blo[a:b] = _halve(np.fmin, block)
+            self.bhi[a:b] = _halve(np.fmax, block)
 
     def _merge(self) -> None:
         """Pairs of overview columns become one: ``per`` doubles, the memory stays."""
@@ -124,6 +145,8 @@ class Trace:
         n = self.ring_rows
         if ring is not None and first >= stop - n and first >= self.rows - n:
             stop = min(stop, max(first, self.rows))
+            if stop - first >= 2 * BIN * columns:  # many rows a column: from the bins
+                return self._from_bins(first, stop, columns)
             a, b = first % n, (stop - 1) % n + 1
             if stop > first and a < b:  # one piece: a view of the ring, no copy
                 data = ring[a:b]
@@ -138,8 +161,37 @@ class Trace:
         return Envelope(start, np.minimum(start + group * self.per, stop), low.lo, high.hi,
                         group * self.per)
 
+    def _from_bins(self, first: int, stop: int, columns: int) -> Envelope:
+        b0 = max(first // BIN, -(-(self.rows - self.ring_rows) // BIN))
+        b1 = -(-stop // BIN)
+        parts = _pieces(b0, b1, self.ring_rows // BIN)
+        lo = np.concatenate([self.blo[a:b] for a, b in parts])
+        hi = np.concatenate([self.bhi[a:b] for a, b in parts])
+        group = max(1, -(-len(lo) // columns))
+        low, high = envelope(lo, columns, 0, group), envelope(hi, columns, 0, group)
+        start = b0 * BIN + low.start * BIN
+        return Envelope(start, np.minimum(start + group * BIN, stop), low.lo, high.hi,
+                        group * BIN)
+
     def ended(self) -> None:
         self.ring = None
+
+
+def _halve(op: np.ufunc, block: np.ndarray) -> np.ndarray:
+    """``op`` over axis 1 by halving (BIN is a power of two): elementwise, faster than
+    ``op.reduce(axis=1)`` on a strided axis."""
+    while block.shape[1] > 1:
+        half = block.shape[1] // 2
+        block = op(block[:, :half], block[:, half:])
+    return block[:, 0]
+
+
+def _pieces(b0: int, b1: int, count: int) -> list[tuple[int, int]]:
+    """Positions ``b0 … b1-1`` of a ring of ``count`` as at most two slices."""
+    if b1 - b0 >= count:
+        return [(b1 % count, count), (0, b1 % count)] if b1 % count else [(0, count)]
+    a, b = b0 % count, b1 % count or count
+    return [(a, b)] if a < b else [(a, count), (0, b)]
 
 
 @attrs.define(eq=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pybrid.live.store import OVERVIEW, LiveStore, Trace
+from pybrid.live.store import BIN, OVERVIEW, LiveStore, Trace
 
 
 def chunk(number: int, rows: int = 100, channels: int = 2) -> np.ndarray:
@@ -51,6 +51,25 @@ def test_the_ring_forgets_old_rows_and_the_overview_takes_over():
         a, b = whole.start[i], whole.stop[i]
         assert np.isclose(whole.lo[i, 0], rows[a:b].min())
         assert np.isclose(whole.hi[i, 0], rows[a:b].max())
+
+
+def test_a_window_of_many_rows_a_column_comes_from_the_bins_exactly_across_the_wrap():
+    t = Trace(2, 4096)
+    for k in (*range(0, 60), *range(61, 100)):  # chunk 60 lost; 10 000 rows wrap the ring
+        t.add(k, chunk(k))
+    rows = np.concatenate([chunk(k) for k in range(100)])
+    rows[6000:6100] = np.nan
+    env = t.window(6000, 10_000, 50)  # 80 rows a column: from the bins
+    assert env.per % BIN == 0 and env.per >= 80
+    for i in range(len(env.lo)):
+        a, b = env.start[i], env.stop[i]
+        part = rows[a:b]
+        if np.isnan(part).all():
+            assert np.isnan(env.lo[i]).all()
+            continue
+        np.testing.assert_allclose(env.lo[i], np.nanmin(part, axis=0), rtol=1e-6)
+        np.testing.assert_allclose(env.hi[i], np.nanmax(part, axis=0), rtol=1e-6)
+    assert np.isnan(env.lo[:, 0]).any()  # the lost chunk's bins are a gap
 
 
 def test_the_overview_stays_bounded_and_keeps_every_spike():

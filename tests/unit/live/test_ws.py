@@ -61,11 +61,11 @@ def test_a_viewer_gets_a_frame_per_change_at_most_rate_per_second():
     assert fr.t1 == 1.0 and fr.t0 == 0.9  # the last 100 ms
     clock.advance(1 / 30)
     assert len(ws.sent) == 2  # nothing changed: nothing sent
-    viewer.textMessageReceived('{"window": 0, "columns": 10, "channels": [1]}')
+    viewer.textMessageReceived('{"window": 0, "columns": 100, "channels": [1]}')
     clock.advance(1 / 30)
     fr = frames.decode(ws.sent[-1])
-    assert fr.flags & frames.FLAG_OVERVIEW and fr.lo.shape == (1, 10) and fr.t0 == 0.0
-    np.testing.assert_array_equal(fr.hi[0], np.arange(10))
+    assert fr.flags & frames.FLAG_OVERVIEW and fr.lo.shape == (1, 100) and fr.t0 == 0.0
+    np.testing.assert_array_equal(fr.hi[0], np.repeat(np.arange(10), 10))
 
 
 def test_pause_stops_frames_and_resume_brings_the_newest():

@@ -129,7 +129,8 @@ class ProxyService(service.MultiService):
         if config.status_port is not None:  # --status-port: child service (proxy.status.web)
             self.status_page = StatusService(self, reactor, config.status_port,
                                              config.status_interface,
-                                             children=children, token=config.auth_token)
+                                             children=children, token=config.auth_token,
+                                             listen=config.status_listen)
             self.status_page.setServiceParent(self)
         if config.advertise is not None:  # --advertise: child service (pybrid.discovery)
             AdvertiseService(reactor, self.advert, config.advertise.interfaces).setServiceParent(

@@ -68,3 +68,27 @@ async def test_no_token_no_samples_with_the_token_the_view_works(reactor):
         assert b" 403 " in await upgrade(reactor, port, cookie + b"Origin: http://evil.example\r\n")
         assert b" 101 " in await upgrade(
             reactor, port, cookie + b"Origin: http://127.0.0.1:%d\r\n" % port)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_status_site_serves_the_live_view_over_tls(reactor, tmp_path):
+    from support.tls import make_pki
+    from twisted.internet import ssl
+    from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, readBody
+
+    pki = make_pki(tmp_path)
+    async with status_stack(reactor, 1, auth_token=TOKEN,
+                            status_listen=pki.listen()) as (_d, service):
+        url = service.status_page.url
+        assert url.startswith("https://127.0.0.1:")
+        trust = ssl.Certificate.loadPEM(pki.ca.read_bytes())
+        agent = Agent(reactor, BrowserLikePolicyForHTTPS(trustRoot=trust))
+        from twisted.web.http_headers import Headers
+
+        response = await agent.request(b"GET", (url + "live").encode(),
+                                       Headers({b"authorization": [b"Bearer " + TOKEN.encode()]}))
+        body = await readBody(response)
+        assert response.code == 200 and b"<canvas" in body
+        response = await agent.request(b"GET", (url + "status.json").encode())
+        await readBody(response)
+        assert response.code == 401

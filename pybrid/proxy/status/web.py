@@ -37,6 +37,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger, LogPublisher, globalLogPublisher
 from twisted.web import http, pages, resource, server
 
+from pybrid.proxy.clients.listen import listen_now
 from pybrid.proxy.status import html as status_html
 from pybrid.proxy.status import metrics as status_metrics
 from pybrid.proxy.status.collect import StatusCollector, StatusSource
@@ -167,8 +168,10 @@ class StatusService(service.Service):
                  publisher: LogPublisher | None = None,
                  events: RecentEvents | None = None,
                  children: Mapping[bytes, resource.IResource] | None = None,
-                 token: str | None = None) -> None:
+                 token: str | None = None, listen: str | None = None) -> None:
         self.reactor = reactor
+        #: A server endpoint string (``ssl:…``) to listen on instead of port and interface.
+        self.listen = listen
         self.port_number = port
         self.interface = interface
         self.events = RecentEvents() if events is None else events
@@ -184,8 +187,13 @@ class StatusService(service.Service):
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
         if self.port is None:
-            self.port = self.reactor.listenTCP(self.port_number, self.site,  # type: ignore[arg-type]
-                                               interface=self.interface)
+            if self.listen is not None:  # an endpoint string, like the clients' --listen
+                self.port = listen_now(self.reactor, self.listen,
+                                       self.site)  # type: ignore[arg-type]
+            else:
+                self.port = self.reactor.listenTCP(self.port_number,
+                                                   self.site,  # type: ignore[arg-type]
+                                                   interface=self.interface)
             self.log.info("pybrid-proxy status page on {url}", url=self.url)
         if not self._observing:
             self.publisher.addObserver(self.events)
@@ -213,4 +221,6 @@ class StatusService(service.Service):
 
     @property
     def url(self) -> str:
-        return url(*self.address)
+        link = url(*self.address)
+        return link.replace("http://", "https://", 1) if self.listen and \
+            self.listen.lower().startswith("ssl:") else link

@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--web", metavar="PORT|ENDPOINT",
         help="serve the live view (/live, as on the proxy's status port) on PORT of 127.0.0.1 "
-             "or a server endpoint string (tcp:8080:interface=0.0.0.0, ssl:…); multicast only",
+             "or a server endpoint string (tcp:8080:interface=0.0.0.0, ssl:…); multicast or --shm",
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log the library's messages to stderr"
@@ -120,8 +120,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.run and args.last:
         parser.error("--run ID and --last exclude each other")
     if args.web is not None:
-        if args.nats or args.shm is not None:
-            parser.error("--web serves a multicast monitor's runs: --shm and --nats not yet")
+        if args.nats:
+            parser.error("--web serves a multicast or --shm monitor's runs: --nats not yet")
         try:
             from pybrid.monitor.web import endpoint_string
 
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return shm_console.run(args.shm, interval=args.interval, duration=args.duration,
                                record=args.record, payload_size=int(args.shm_size * (1 << 20)),
-                               sample_rate=args.sample_rate)
+                               sample_rate=args.sample_rate, web=args.web)
     if args.verbose:
         from twisted.logger import globalLogBeginner, textFileLogObserver
 

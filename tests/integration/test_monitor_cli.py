@@ -216,9 +216,9 @@ async def test_web_serves_the_live_view_page_and_its_socket(reactor: Any) -> Non
         await finish(reactor, tool, process)
 
 
-def test_web_with_shm_is_refused() -> None:
+def test_web_with_nats_is_refused() -> None:
     import subprocess
 
-    run = subprocess.run([str(TOOL), "--shm", "x", "--web", "0"], capture_output=True,
-                         text=True, timeout=60)
-    assert run.returncode == 2 and "--web serves a multicast monitor" in run.stderr
+    run = subprocess.run([str(TOOL), "--nats", "nats://127.0.0.1:1", "--web", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "--nats not yet" in run.stderr

@@ -91,8 +91,10 @@ class LiveTap:
         while i < n:
             run, path, fmt, first = pending[i][:4]
             j = i + 1
+            size = len(pending[i][4])
             while (j < n and pending[j][0] is run and pending[j][1] == path
-                   and pending[j][2] is fmt and pending[j][3] == first + j - i):
+                   and pending[j][2] is fmt and pending[j][3] == first + j - i
+                   and len(pending[j][4]) == size):  # a short last chunk: a block of its own
                 j += 1
             raw = np.frombuffer(b"".join(p[4] for p in pending[i:j]), fmt.dtype)
             values = raw.reshape(-1, fmt.stride)

@@ -103,3 +103,18 @@ def test_garbage_is_counted_not_raised():
     assert lay is not None
     tap.chunk(info(), 0, lay, 0, good[:-3] + b"\x00\x00\x00", 0)  # same layout, parses oddly
     assert tap.unusable >= 1
+
+
+def test_a_short_last_chunk_lands_after_the_whole_ones():
+    tap = LiveTap(Clock())
+    tap.watchers = 1
+    run = info()
+    tap.run_started(run)
+    for k in range(4):
+        p = data_message(k, raw(k)[: 100 if k < 3 else 50])
+        tap.chunk(run, 0, layout_of(p), k, p, 0)
+    tap.flush()
+    trace = tap.store.runs["client-run"].traces[PATH]
+    assert trace.rows == 350 and trace.per_chunk == 100 and trace.missing == 0
+    env = trace.window(0, 350, 350)
+    np.testing.assert_array_equal(env.lo[300:], raw(3)[:50])

@@ -55,6 +55,8 @@ class Trace:
     missing: int = 0  # chunk numbers skipped
     next_chunk: int = 0
     per_chunk: int = 0  # rows of a whole chunk (the largest seen: the last may be short)
+    #: The first chunk seen (rows before it were not watched: not counted missing); -1 none.
+    first_chunk: int = -1
     per: int = 1  # rows per overview column
     lo: np.ndarray = attrs.field(init=False)
     hi: np.ndarray = attrs.field(init=False)
@@ -78,6 +80,8 @@ class Trace:
         self.per_chunk = max(self.per_chunk, -(-count // chunks))
         first = number * self.per_chunk
         stop = first + count
+        if self.first_chunk < 0:  # the first chunk watched: earlier ones are not missing
+            self.first_chunk = self.next_chunk = number
         if number > self.next_chunk:
             self.missing += number - self.next_chunk
         self.next_chunk = max(self.next_chunk, number + chunks)

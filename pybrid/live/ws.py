@@ -71,7 +71,8 @@ def build_frame(store: LiveStore, req: live_frames.ViewRequest, now: float) -> t
         first = stop - max(1, round(req.window * (rate or 1)))
     env = trace.window(first, stop, req.columns)
     env = Envelope(env.start, env.stop, env.lo[:, channels], env.hi[:, channels], env.per)
-    meta.update(channels=channels, per=env.per, rows=trace.rows, channel_count=trace.channels)
+    meta.update(channels=channels, per=env.per, rows=trace.rows, channel_count=trace.channels,
+                watched_from=trace.first_chunk * trace.per_chunk / (rate or 1))
     frame = live_frames.encode(env, rate, meta, now, run.arrived, end_t, flags)
     return (run.run_id, run.version, req), frame
 

@@ -72,7 +72,7 @@
       if (fr.lo[i] < ymin) ymin = fr.lo[i]; if (fr.hi[i] > ymax) ymax = fr.hi[i];
     }
     const y = (val) => T + (ymax - val) / (ymax - ymin) * ph;
-    const span = fr.t1 - fr.t0 || 1, x = (t) => L + (t - fr.t0) / span * fr.columns;
+    const span = fr.t1 - fr.t0 || 1, x = (t) => L + (t - fr.t0) / span * pw;
     ctx.strokeStyle = "#333"; ctx.fillStyle = "#aaa"; ctx.font = "11px sans-serif";
     for (const v of [-1, -0.5, 0, 0.5, 1]) {
       ctx.fillRect(L - 4, Math.round(y(v)), 3, 1); ctx.fillText(v.toFixed(1), 20, y(v) + 4);
@@ -80,14 +80,18 @@
     }
     for (let k = 0; k <= 4; k++) {
       const t = fr.t0 + span * k / 4;
-      ctx.fillText(t.toPrecision(4) + " s", L + fr.columns * k / 4 - (k ? 30 : 0), H - 10);
+      ctx.fillText(t.toPrecision(4) + " s", L + pw * k / 4 - (k ? 30 : 0), H - 10);
     }
     const n = fr.columns, chans = fr.meta.channels || [];
+    // column i spans whole pixels x0(i) … x0(i+1)-1: no antialiased edges, no overlap
+    const x0 = (i) => L + Math.floor(i * pw / n), w = (i) => Math.max(1, x0(i + 1) - x0(i));
+    const from = fr.meta.watched_from || 0;  // rows before the first one watched: not a gap
     const rows = fr.meta.rows || 0, rate = (fr.meta.run && fr.meta.run.sample_rate) || 1;
     for (let i = 0; i < n; i++) {  // gaps: columns where no channel has a value (before the newest row)
       let gap = true;
       for (let c = 0; c < fr.channels && gap; c++) gap = Number.isNaN(fr.lo[c * n + i]);
-      if (gap && fr.t0 + span * (i + 0.5) / n < rows / rate) { ctx.fillStyle = "#5a1020"; ctx.fillRect(L + i, T, 1, ph); }
+      const t = fr.t0 + span * (i + 0.5) / n;
+      if (gap && t < rows / rate && t >= from) { ctx.fillStyle = "#5a1020"; ctx.fillRect(x0(i), T, w(i), ph); }
     }
     for (let c = 0; c < fr.channels; c++) {
       ctx.fillStyle = COLORS[chans[c] % COLORS.length];
@@ -95,7 +99,7 @@
         const lo = fr.lo[c * n + i], hi = fr.hi[c * n + i];
         if (Number.isNaN(lo)) continue;
         const top = Math.round(y(hi)), bottom = Math.round(y(lo));
-        ctx.fillRect(L + i, top, 1, Math.max(1, bottom - top + 1));
+        ctx.fillRect(x0(i), top, w(i), Math.max(1, bottom - top + 1));
       }
     }
     if (fr.t0 <= 0) { ctx.fillStyle = "#00c853"; ctx.fillRect(Math.round(x(0)), T, 2, ph); }

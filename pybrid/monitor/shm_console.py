@@ -41,9 +41,50 @@ def as_monitor_chunk(chunk: Any) -> MonitorChunk:
                         timestamp_ns=0)
 
 
+class WebThread:
+    """``--web`` beside the blocking loop: a reactor in a thread serving the live view
+    (:class:`~pybrid.monitor.web.MonitorLive`); the loop hands it events by
+    ``callFromThread`` — chunks only while a viewer watches."""
+
+    def __init__(self, description: str) -> None:
+        import threading
+
+        from twisted.internet import reactor, threads
+
+        from pybrid.monitor.web import MonitorLive
+
+        self.reactor: Any = reactor
+        self.live = MonitorLive(reactor)
+        self.thread = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False},
+                                       name="pybrid-monitor-web", daemon=True)
+        self.thread.start()
+        port = threads.blockingCallFromThread(
+            self.reactor, self.live.listen, description)  # type: ignore[arg-type]
+        self.url = f"http://{port.getHost().host}:{port.getHost().port}/live"
+
+    def event(self, event: Any) -> None:
+        from pybrid.monitor.decode import MonitorRun
+        from pybrid.monitor.shm import ShmCarrierEnd, ShmChunk, ShmRunStart
+
+        if isinstance(event, ShmChunk):
+            if self.live.watchers and not event.end:
+                self.reactor.callFromThread(self.live.chunk, as_monitor_chunk(event))
+        elif isinstance(event, ShmRunStart):
+            self.reactor.callFromThread(self.live.run, MonitorRun(
+                "run-start", event.run_id, {"run": event.run, **event.record}, event.seq))
+        elif isinstance(event, ShmCarrierEnd):
+            self.reactor.callFromThread(self.live.run, MonitorRun(
+                "run-end", event.run_id, {"state": event.state}, event.seq))
+
+    def stop(self) -> None:
+        self.reactor.callFromThread(self.live.hub.stop)
+        self.reactor.callFromThread(self.reactor.stop)
+        self.thread.join(10)
+
+
 def run(name: str, *, interval: float = 1.0, duration: float | None = None,
         record: str | None = None, payload_size: int = 64 << 20, sample_rate: int = 0,
-        out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+        out: TextIO = sys.stdout, err: TextIO = sys.stderr, web: str | None = None) -> int:
     """The console loop; the process exit status."""
     try:
         from zerobuffer import WriterDeadException
@@ -73,9 +114,15 @@ def run(name: str, *, interval: float = 1.0, duration: float | None = None,
     shown: dict[tuple[int, str], list[int]] = {}
     print(f"reading ZeroBuffer {name!r} ({payload_size} bytes); waiting for a proxy"
           + (f", recording to {record}" if record else ""), file=out, flush=True)
+    viewer = None
     try:
+        if web is not None:
+            viewer = WebThread(web)
+            print(f"live view on {viewer.url}", file=out, flush=True)
         for event in reader.events(timeout=min(interval, 0.25)):
             now = time.monotonic()
+            if viewer is not None and event is not None:
+                viewer.event(event)
             clock.advance(now - start - clock.seconds())
             if isinstance(event, ShmChunk):
                 key = (event.carrier, event.carrier_path)
@@ -104,6 +151,8 @@ def run(name: str, *, interval: float = 1.0, duration: float | None = None,
     finally:
         stats = reader.stats
         reader.close()
+        if viewer is not None:
+            viewer.stop()
     print(f"summary: {stats.frames} frames, {stats.chunks} chunks, {stats.samples} samples, "
           f"tap gaps {stats.gaps}, chunk gaps {stats.chunk_gaps}", file=out, flush=True)
     if recorder is not None and record:

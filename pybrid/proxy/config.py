@@ -118,6 +118,9 @@ class ProxyConfig:
     status_port: int | None = None
     #: ``--status-interface``: IP address the status page binds to.
     status_interface: str = "127.0.0.1"
+    #: ``--status-port ENDPOINT``: a server endpoint string (``ssl:…``) instead of the port
+    #: and interface, or None.
+    status_listen: str | None = None
     #: ``--shm-tap NAME`` (repeatable) and ``--shm-write-timeout``: shared-memory taps
     #: (:mod:`pybrid.proxy.taps.shm`).
     shm_taps: tuple[str, ...] = ()

@@ -37,6 +37,8 @@ from twisted.logger import Logger
 from pybrid.discovery.advertise import AdvertiseService
 from pybrid.discovery.options import default_name
 from pybrid.discovery.records import Advert
+from pybrid.live.web import live_resource
+from pybrid.live.ws import LiveHub
 from pybrid.proto import pb
 from pybrid.proxy.backend.cache import compose_extract
 from pybrid.proxy.backend.health import ClusterHealth, degraded_text
@@ -56,6 +58,7 @@ from pybrid.proxy.runs.dispatch import Dispatcher
 from pybrid.proxy.status.model import ServiceStatus
 from pybrid.proxy.status.web import StatusService
 from pybrid.proxy.taps.base import fan
+from pybrid.proxy.taps.live.tap import LiveTap
 from pybrid.proxy.taps.multicast import MulticastTap, make_tap
 from pybrid.proxy.taps.shm.options import make_shm_taps
 from pybrid.startup import listen_failed
@@ -87,11 +90,19 @@ class ProxyService(service.MultiService):
         self.tap: MulticastTap | None = make_tap(reactor, config.monitor)
         #: ``--shm-tap`` shared-memory taps (pybrid.proxy.taps.shm), or None.
         self.shm = make_shm_taps(config, reactor, lambda: self.lanes)
+        #: The live view (``/live`` on the status page; pybrid.live), or None.
+        self.live: LiveTap | None = None
+        self.live_hub: LiveHub | None = None
+        children = {}
+        if config.status_port is not None:
+            self.live = LiveTap(reactor)
+            self.live_hub = LiveHub(self.live.store, reactor, tap=self.live)
+            children[b"live"] = live_resource(self.live_hub)
         #: A run being registered releases the intakes' source latches
         #: (pybrid.proxy.backend.intake).  The router is the one way out to the taps.
         self.router = RunRouter(
             debug=config.debug, on_register=self._unlatch_intakes,
-            tap=fan([None if self.shm is None else self.shm.feed, self.tap]))
+            tap=fan([None if self.shm is None else self.shm.feed, self.tap, self.live]))
         self.lanes = [
             BackendLane(backend, reactor, self, self.router, timing, config.udp_rcvbuf,
                         config.debug, index)
@@ -135,7 +146,9 @@ class ProxyService(service.MultiService):
             self.nats.setServiceParent(self)
         if config.status_port is not None:  # --status-port (proxy.status.web)
             self.status_page = StatusService(self, reactor, config.status_port,
-                                             config.status_interface)
+                                             config.status_interface,
+                                             children=children, token=config.auth_token,
+                                             listen=config.status_listen)
             self.status_page.setServiceParent(self)
         #: The client port (``--listen``, or ``--interface``/``--port``), bound at start-up.
         self.listener = client_listener(reactor, self.factory, config.listen, config.port,
@@ -194,6 +207,8 @@ class ProxyService(service.MultiService):
             self.scheduler.close(session, SHUTTING_DOWN, "proxy stopping")
         gone = defer.DeferredList([s.sender.when_gone() for s in sessions])
         await gone.addTimeout(timing.shutdown_flush, self.reactor).addErrback(lambda _f: None)
+        if self.live_hub is not None:
+            self.live_hub.stop()
         await defer.gatherResults([defer.maybeDeferred(super().stopService), listening])
 
     @property

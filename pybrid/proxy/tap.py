@@ -75,8 +75,9 @@ class Options(AdvertiseOptionsMixin, MonitorOptionsMixin, NatsOptionsMixin, Twis
          "Most connections accepted per reactor pass; the rest of a burst waits in the "
          "kernel's listen queue."],
         ["status-port", None, None,
-         "Serve a status page (HTML, /status.json, /metrics) on this TCP port "
-         "(0: any free port). Default: no status page."],
+         "Serve a status page (HTML, /status.json, /metrics, /live) on this TCP port "
+         "(0: any free port) or a Twisted server endpoint string (ssl:8733:privateKey=…:"
+         "certKey=… for TLS). Default: no status page."],
         ["status-interface", None, "127.0.0.1", "Interface (IP address) of the status page."],
         ["client-buffer", None, format_size(DEFAULT_CLIENT_BUFFER).replace(" ", ""),
          "Bytes of run data queued for a client that reads too slowly before its run is failed "
@@ -135,7 +136,7 @@ class Options(AdvertiseOptionsMixin, MonitorOptionsMixin, NatsOptionsMixin, Twis
         max_sessions = _number("--max-sessions", self["max-sessions"], int, 1, 100_000)
         max_pending = _number("--max-pending", self["max-pending"], int, 1, 1_000_000)
         accepts = _number("--accepts-per-pass", self["accepts-per-pass"], int, 1, 100_000)
-        status_port, status_interface = _status_options(self)
+        status_port, status_interface, status_listen = _status_options(self)
         client_buffer = _size("--client-buffer", self["client-buffer"], 4096)
         udp_rcvbuf = _size("--udp-rcvbuf", self["udp-rcvbuf"], 4096)
         try:
@@ -172,6 +173,7 @@ class Options(AdvertiseOptionsMixin, MonitorOptionsMixin, NatsOptionsMixin, Twis
             debug=bool(self["debug"]),
             status_port=status_port,
             status_interface=status_interface,
+            status_listen=status_listen,
             client_buffer=client_buffer,
             udp_rcvbuf=udp_rcvbuf,
             monitor=monitor,
@@ -241,17 +243,25 @@ def _listen_options(options: Options) -> tuple[str, int, str | None]:
     return text, int(_number("--port", port, int, 0, 65535)), None
 
 
-def _status_options(options: Options) -> tuple[int | None, str]:
-    """``--status-port`` (None: off) and ``--status-interface``, validated."""
+def _status_options(options: Options) -> tuple[int | None, str, str | None]:
+    """``--status-port`` (None: off), ``--status-interface`` and the endpoint string
+    ``--status-port`` gave instead of a number (None), validated."""
     interface = options["status-interface"]
+    text = (options["status-port"] or "").strip()
+    if is_endpoint(text):
+        try:
+            return 0, interface, check_listen(text)
+        except ValueError as e:
+            raise usage.UsageError(str(e).replace("--listen", "--status-port")) from None
     try:
         ipaddress.ip_address(interface)
     except ValueError:
         raise usage.UsageError(
             f"--status-interface must be an IP address, not {interface!r}") from None
     if options["status-port"] is None:
-        return None, interface
-    return int(_number("--status-port", options["status-port"], int, 0, 65535)), interface
+        return None, interface, None
+    return (int(_number("--status-port", options["status-port"], int, 0, 65535)), interface,
+            None)
 
 
 def makeService(options: Options) -> ProxyService:

@@ -21,7 +21,7 @@ class Envelope(NamedTuple):
 
     start: np.ndarray  # first row of each column (int64; rows of the whole run)
     stop: np.ndarray  # row after its last
-    lo: np.ndarray  # columns × channels, float64; NaN where the column is all gap
+    lo: np.ndarray  # columns × channels, float64 (float32 for float32 rows); NaN: all gap
     hi: np.ndarray
     per: int  # rows per column (the last column may have fewer)
 
@@ -40,7 +40,9 @@ def envelope(values: np.ndarray, columns: int, first_row: int = 0,
     ``first_row`` is the run's row number of ``values[0]`` (for a window); ``per`` forces the
     rows per column (blocks of one long record, :func:`envelope_blocks`).
     """
-    data = np.asarray(values, dtype=np.float64)
+    data = np.asarray(values)
+    if data.dtype != np.float32:  # float32 (the live view's rings) stays: no copy to widen
+        data = data.astype(np.float64, copy=False)
     if data.ndim == 1:
         data = data[:, None]
     rows, channels = data.shape
@@ -48,7 +50,7 @@ def envelope(values: np.ndarray, columns: int, first_row: int = 0,
     count = -(-rows // per)
     padded = count * per
     if padded != rows:  # the last column is short: pad it with gap rows
-        data = np.concatenate([data, np.full((padded - rows, channels), np.nan)])
+        data = np.concatenate([data, np.full((padded - rows, channels), np.nan, data.dtype)])
     blocks = data.reshape(count, per, channels)
     start = first_row + np.arange(count, dtype=np.int64) * per
     stop = np.minimum(start + per, first_row + rows)

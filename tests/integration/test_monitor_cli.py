@@ -186,3 +186,39 @@ async def test_usage_error_exits_2(reactor: Any) -> None:
         await finish(reactor, tool, process)
     assert code == 2
     assert "pybrid-monitor: error: monitor group 10.1.2.3 is not a multicast address" in tool.err
+
+
+@pytest_twisted.ensureDeferred
+async def test_web_serves_the_live_view_page_and_its_socket(reactor: Any) -> None:
+    import re
+
+    from support.live_ws import view
+    from support.ops_http import fetch
+
+    group, port = group_and_port()
+    tool, process = await run_tool(reactor, [
+        "--group", group, "--port", str(port), "--interface", IFACE, "--web", "0",
+        "--duration", "20",
+    ])
+    try:
+        await tool.wait_for(reactor, "live view on http://", START_TIMEOUT)
+        url = re.search(r"live view on (http://\S+)", tool.out).group(1)
+        code, _h, body = await fetch(reactor, url)
+        assert code == 200 and b"<canvas" in body
+        viewer = await view(reactor, url.replace("http://", "ws://") + "/ws", window=0)
+        frame = await viewer.wait(lambda f: True, TIMEOUT)
+        assert frame.meta["run"] is None  # nothing received yet
+        viewer.transport.loseConnection()
+        await viewer.closed
+        process.signalProcess("TERM")
+        assert await tool.ended.addTimeout(TIMEOUT, reactor) == 0
+    finally:
+        await finish(reactor, tool, process)
+
+
+def test_web_with_nats_is_refused() -> None:
+    import subprocess
+
+    run = subprocess.run([str(TOOL), "--nats", "nats://127.0.0.1:1", "--web", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "--nats not yet" in run.stderr

@@ -181,3 +181,59 @@ async def test_pybrid_monitor_shm_records_a_run_and_reports_writer_dead(reactor,
         if proc is not None:
             await proc.stop()
         await device.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_pybrid_monitor_shm_web_serves_the_live_view_of_the_run(reactor, tmp_path):
+    """``pybrid-monitor --shm NAME --web 0`` beside a twistd proxy: a WebSocket viewer of the
+    monitor (not the proxy) sees the client's run with the simulator's samples."""
+    import re
+
+    import numpy as np
+    from support.live_ws import view
+    from support.reference import spawn
+
+    from pybrid.device.signals import default_mac, expected_decoded
+
+    name = f"pybrid-t-{uuid.uuid4().hex[:10]}"
+    monitor_bin = str(pathlib.Path(sys.executable).with_name("pybrid-monitor"))
+    monitor = spawn(reactor, "monitor", [monitor_bin, "--shm", name, "--shm-size", "16",
+                                         "--web", "0"], ready_pattern=rb"live view on http")
+    device = SimulatedDevice(reactor=reactor, config=DeviceConfig(carriers=1))
+    device.listen(0, interface="127.0.0.1")
+    client = proc = viewer = None
+    try:
+        await monitor.ready.addTimeout(30, reactor)
+        url = re.search(rb"live view on (http://\S+)", monitor.stdout).group(1).decode()
+        viewer = await view(reactor, url.replace("http://", "ws://") + "/ws", window=0.01,
+                            columns=1000, channels=[0, 5])
+        proc = proxy(reactor, device, name)
+        await proc.ready.addTimeout(30, reactor)
+        await proc.wait_for_output(b"attached to the reader", 15)
+        await proc.wait_for_output(b"run data by udp", 15)
+        client = await connect(reactor, proc.port)
+        run_id = str(uuid.uuid4())
+        reply = await client.request("start_run_command", start_run(run_id, 200_000_000))
+        assert messages.kind_of(reply) == "start_run_response"
+        frame = await viewer.wait(lambda f: f.meta.get("run") and f.meta["run"]["id"] == run_id
+                                  and f.meta.get("rows", 0) >= 20_000
+                                  and not f.meta["run"]["active"], 30)
+        assert frame.meta["per"] == 1 and frame.meta["run"]["sample_rate"] == 100_000
+        want = expected_decoded(0, 8, 19_000, 1000, "f32", default_mac(0))
+        for i, ch in enumerate((0, 5)):
+            np.testing.assert_array_equal(frame.lo[i], want[:, ch].astype(np.float32))
+        assert frame.end_t == 0.2
+        viewer.transport.loseConnection()
+        await viewer.closed
+        viewer = None
+        monitor.signal("TERM")
+        assert await monitor.ended.addTimeout(30, reactor) == 0, monitor.tail()
+    finally:
+        if viewer is not None:
+            viewer.transport.loseConnection()
+        if client is not None:
+            client.close()
+        if proc is not None:
+            await proc.stop()
+        await monitor.stop()
+        await device.stop()

@@ -42,7 +42,7 @@ def test_the_wheel_carries_the_generated_code_and_the_plugin_stub(dists):
     assert not [n for n in names if "__pycache__" in n or n.endswith("dropin.cache")]
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     requires = metadata.get_all("Requires-Dist")
-    assert "protobuf<8,>=6.31.1" in requires and "twisted>=24.3" in requires, requires
+    assert "protobuf<8,>=6.31.1" in requires and "twisted[websocket]>=25.5" in requires, requires
     assert metadata["License"] == "MIT"
 
 

@@ -36,9 +36,13 @@ class _Body(protocol.Protocol):
             self.done.errback(reason)
 
 
-async def fetch(reactor: Any, url: str, timeout: float = 10.0) -> tuple[int, Headers, bytes]:
+async def fetch(reactor: Any, url: str, timeout: float = 10.0,
+                headers: dict[bytes, bytes] | None = None) -> tuple[int, Headers, bytes]:
     agent = Agent(reactor)
-    d = agent.request(b"GET", url.encode("ascii"), Headers({b"User-Agent": [b"pybrid-tests"]}))
+    sent = Headers({b"User-Agent": [b"pybrid-tests"]})
+    for name, value in (headers or {}).items():
+        sent.setRawHeaders(name, [value])
+    d = agent.request(b"GET", url.encode("ascii"), sent)
     response = await d.addTimeout(timeout, reactor)
     reader = _Body()
     response.deliverBody(reader)

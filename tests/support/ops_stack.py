@@ -4,7 +4,8 @@
 :class:`~pybrid.proxy.service.ProxyService` in front of them (LUCIStack locations 0, 1, …, one
 wire ``0/0 → 1/0`` when there are two) with ``--status-port 0``, waits until every backend is
 ready (unless ``extra`` names backends that are down, or ``wait`` is false) and stops
-everything afterwards.  ``macs`` gives device ``i`` the MAC ``macs[i]``.
+everything afterwards.  ``macs`` gives device ``i`` the MAC ``macs[i]``; ``device_options`` more
+:class:`~pybrid.device.DeviceConfig` fields (``drop`` …).
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ MACS = ("00-00-5E-00-53-0A", "00-00-5E-00-53-0B", "00-00-5E-00-53-0C")
 @contextlib.asynccontextmanager
 async def status_stack(
     reactor: Any, n: int = 2, extra: tuple[str, ...] = (), *, macs: tuple[str, ...] = MACS,
-    wait: bool = True, **config: Any
+    wait: bool = True, device_options: dict[str, Any] | None = None, **config: Any
 ) -> AsyncIterator[tuple[list[SimulatedDevice], ProxyService]]:
     devices = []
     service = None
     try:
         for i in range(n):
-            device = SimulatedDevice(reactor=reactor, config=DeviceConfig(first_mac=macs[i]))
+            device = SimulatedDevice(reactor=reactor, config=DeviceConfig(first_mac=macs[i],
+                                                                  **(device_options or {})))
             device.listen(0, interface="127.0.0.1")
             devices.append(device)
         lines = [f"carrier 127.0.0.1:{d.port} {i}" for i, d in enumerate(devices)]

@@ -146,6 +146,16 @@ class ListeningService(StreamServerEndpointService):
             self._stopping.fire(result)
 
 
+def listen_now(reactor: Any, description: str, factory: IProtocolFactory) -> IListeningPort:
+    """Listen on an endpoint description at once, outside a service tree (the status page);
+    raises what listening raised."""
+    listener = ListeningService(endpoints.serverFromString(reactor, description), factory,
+                                f"{description!r}")
+    listener.privilegedStartService()
+    assert listener.port is not None
+    return listener.port
+
+
 def client_listener(reactor: Any, factory: IProtocolFactory, listen: str | None, port: int,
                     interface: str, backlog: int, per_pass: int) -> ListeningService:
     """``--listen`` (a description) or ``--interface``/``--port`` as a :class:`ListeningService`

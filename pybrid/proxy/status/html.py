@@ -325,6 +325,7 @@ def render(status: ProxyStatus, refresh: float = 2.0) -> str:
         f"{_recent_runs(status)}{_monitor(status)}{_shm(status)}{_nats(status)}"
         f"{_counters(status)}{_errors(status)}</main>"
         f"<footer>Snapshot {clock_time(status.now)} UTC, refreshed every {refresh:g} s \u00b7 "
-        '<a href="status.json">status.json</a> \u00b7 <a href="metrics">metrics</a></footer>'
+        '<a href="status.json">status.json</a> \u00b7 <a href="metrics">metrics</a> \u00b7 '
+        '<a href="live">live view</a></footer>'
         "</body></html>\n"
     )

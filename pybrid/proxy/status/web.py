@@ -15,16 +15,20 @@ Three read-only resources render one fresh :class:`~pybrid.proxy.status.model.Pr
   a Content-Security-Policy forbids anything else);
 * ``/status.json`` — the same snapshot as JSON;
 * ``/metrics`` — Prometheus text format, through ``prometheus_client`` (the proxy's families
-  plus ``process_*``/``python_*``; see :mod:`pybrid.proxy.status.metrics`).
+  plus ``process_*``/``python_*``; see :mod:`pybrid.proxy.status.metrics`);
+* ``children`` given by the proxy: ``/live``, the live oscilloscope view and its WebSocket
+  (:mod:`pybrid.live`).
 
-Requests are not written to the log (the page refreshes every few seconds).
+With ``--auth`` every page needs the token (:mod:`pybrid.proxy.status.gate`: a login that
+sets a cookie for people, ``Authorization: Bearer`` for scripts).  Requests are not written to
+the log (the page refreshes every few seconds).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import generate_latest
@@ -34,10 +38,12 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger, LogPublisher, globalLogPublisher
 from twisted.web import http, pages, resource, server
 
+from pybrid.proxy.clients.listen import listen_now
 from pybrid.proxy.status import html as status_html
 from pybrid.proxy.status import metrics as status_metrics
 from pybrid.proxy.status.collect import StatusCollector, StatusSource
 from pybrid.proxy.status.events import RecentEvents
+from pybrid.proxy.status.gate import Gate
 from pybrid.proxy.status.model import ProxyStatus
 from pybrid.startup import listen_failed
 from pybrid.wire.interfaces import INetworkReactor, host_port
@@ -98,9 +104,13 @@ class _Root(resource.Resource):
         return pages.notFound()
 
 
-def status_resource(collector: StatusCollector, refresh: float = 2.0) -> resource.Resource:
-    """``/``, ``/status.json`` and ``/metrics`` (anything else is 404)."""
+def status_resource(collector: StatusCollector, refresh: float = 2.0,
+                    children: Mapping[bytes, resource.IResource] | None = None
+                    ) -> resource.Resource:
+    """``/``, ``/status.json``, ``/metrics`` and ``children`` (``/live``); else 404."""
     root = _Root()
+    for name, child in (children or {}).items():
+        root.putChild(name, child)
     page = snapshot_view(collector, lambda s: status_html.render(s, refresh),
                          status_html.CONTENT_TYPE)
     root.putChild(b"", page)
@@ -138,14 +148,21 @@ class StatusService(service.Service):
     def __init__(self, source: StatusSource, reactor: INetworkReactor, port: int,
                  interface: str = "127.0.0.1", refresh: float = 2.0,
                  publisher: LogPublisher | None = None,
-                 events: RecentEvents | None = None) -> None:
+                 events: RecentEvents | None = None,
+                 children: Mapping[bytes, resource.IResource] | None = None,
+                 token: str | None = None, listen: str | None = None) -> None:
         self.reactor = reactor
+        #: A server endpoint string (``ssl:…``) to listen on instead of port and interface.
+        self.listen = listen
         self.port_number = port
         self.interface = interface
         self.events = RecentEvents() if events is None else events
         self.publisher = globalLogPublisher if publisher is None else publisher
         self.collector = StatusCollector(source, reactor, self.events)
-        self.site = QuietSite(status_resource(self.collector, refresh))
+        root = status_resource(self.collector, refresh, children)
+        if token is not None:  # --auth: the token (bearer or login cookie) for every page
+            root = Gate(root, token)
+        self.site = QuietSite(root)
         self.port: IListeningPort | None = None
         self._observing = False
 
@@ -153,9 +170,13 @@ class StatusService(service.Service):
         super().privilegedStartService()
         if self.port is None:
             try:
-                self.port = self.reactor.listenTCP(self.port_number,
-                                                   self.site,  # type: ignore[arg-type]
-                                                   interface=self.interface)
+                if self.listen is not None:  # an endpoint string, like the clients' --listen
+                    self.port = listen_now(self.reactor, self.listen,
+                                           self.site)  # type: ignore[arg-type]
+                else:
+                    self.port = self.reactor.listenTCP(self.port_number,
+                                                       self.site,  # type: ignore[arg-type]
+                                                       interface=self.interface)
             except CannotListenError as e:
                 self.log.error("pybrid-proxy status page cannot listen: {error}", error=e)
                 raise listen_failed("--status-port", e) from None
@@ -186,4 +207,6 @@ class StatusService(service.Service):
 
     @property
     def url(self) -> str:
-        return url(*self.address)
+        link = url(*self.address)
+        return link.replace("http://", "https://", 1) if self.listen and \
+            self.listen.lower().startswith("ssl:") else link

@@ -152,8 +152,15 @@ def test_status_page_is_off_by_default_and_bound_to_localhost():
     assert (config.status_port, config.status_interface) == (0, "::1")
 
 
+def test_the_status_port_takes_an_endpoint_string_too():
+    config = parse("--status-port", "tcp:8733:interface=127.0.0.1")
+    assert config.status_listen == "tcp:8733:interface=127.0.0.1"
+    assert parse("--status-port", "8733").status_listen is None
+
+
 @pytest.mark.parametrize("args, message", [
     (("--status-port", "web"), "--status-port must be an integer"),
+    (("--status-port", "nope:1"), "--status-port 'nope:1'"),
     (("--status-port", "70000"), "--status-port must be between 0 and 65535"),
     (("--status-port", "1", "--status-interface", "localhost"),
      "--status-interface must be an IP address"),

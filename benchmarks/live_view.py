@@ -1,0 +1,163 @@
+"""What the live view costs the proxy: 10 viewers at 30 frames/s vs none, in one run.
+
+The peers of ``benchmarks/throughput.py`` (simulated device → ``twistd -n pybrid-proxy
+--status-port 0`` → counting client, each its own process, loopback).  Per round, in
+alternating order, one run at ``--rate`` datagrams/s (8 f32 channels × 100 samples each) for
+``--seconds``:
+
+* without viewers (the live tap decodes nothing), and
+* with ``--viewers`` WebSocket viewers (``benchmarks/_live_viewers.py``, another process), each
+  watching the last 100 ms of 8 channels on 1000 columns at up to 30 frames/s.
+
+Reported: whether the client's run was loss-free, the proxy's CPU µs per datagram and the
+ratio with/without, and the latency from a datagram's arrival at the proxy to its frame made
+(``sent_at - arrived_at``, stamped in the frame) and received by a viewer.
+
+    .venv/bin/python benchmarks/live_view.py [--rounds 3] [--rate 10000] [--seconds 4]
+        [--viewers 10] [--chromium] [--json FILE]
+
+``--chromium`` also opens the page in headless Chromium during each watched run (10 viewers
+plus the browser): the page's median latency from a datagram's arrival to its paint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+import _peers
+import throughput
+
+HERE = _peers.ROOT / "benchmarks"
+
+
+def status_port(proxy: _peers.Child) -> int:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for line in list(proxy.lines):
+            m = re.search(r"status page on http://[^\s:]+:(\d+)/", line)
+            if m:
+                return int(m.group(1))
+        time.sleep(0.1)
+    raise RuntimeError(f"no status page:\n{proxy.tail()}")
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def chromium_paint(url: str, seconds: float, out: dict[str, Any]) -> None:
+    """Headless Chromium on the page (``log=1``: it logs its median arrival → paint latency
+    each second) for ``seconds``; the last figures it logged."""
+    with tempfile.TemporaryDirectory(prefix="pybrid-chromium-") as profile:
+        proc = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                                 "--no-first-run", "--disable-background-networking",
+                                 f"--user-data-dir={profile}", "--enable-logging=stderr",
+                                 "--v=0", url + "&log=1"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            _o, err = proc.communicate(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            _o, err = proc.communicate(timeout=30)
+    found = re.findall(r"pybrid-live painted (\d+) latency-ms ([\d.]+|nan)", err)
+    if found:
+        out["painted"] = int(found[-1][0])
+        out["paint_median_ms"] = None if found[-1][1] == "nan" else float(found[-1][1])
+
+
+def one_mode(args: argparse.Namespace, client: _peers.Child, proxy: _peers.Child,
+             devices: list[_peers.Child], port: int, watched: bool) -> dict[str, Any]:
+    viewers = None
+    browser: dict[str, Any] = {}
+    thread = None
+    if watched and args.chromium and os.path.exists(CHROMIUM):
+        page = f"http://127.0.0.1:{port}/live?window=0.1&channels=0,1,2,3,4,5,6,7"
+        thread = threading.Thread(target=chromium_paint,
+                                  args=(page, args.seconds + 1.0, browser))
+    if watched:
+        viewers = _peers.Child("viewers", [sys.executable, str(HERE / "_live_viewers.py"),
+                                           "--url", f"ws://127.0.0.1:{port}/live/ws",
+                                           "--viewers", str(args.viewers)], stdin=True)
+        if viewers.next_json(60).get("event") != "ready":
+            raise RuntimeError(f"viewers not ready:\n{viewers.tail()}")
+    try:
+        if thread is not None:
+            thread.start()
+        step = throughput.one_run(client, proxy, devices, args.rate, args.seconds, 8)
+        if thread is not None:
+            thread.join(120)
+            step["chromium"] = browser
+        if viewers is not None:
+            viewers.send_line("report")
+            step["viewers"] = viewers.next_json(30)
+    finally:
+        if viewers is not None:
+            viewers.stop()
+    return step
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rate", type=int, default=10_000)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--viewers", type=int, default=10)
+    ap.add_argument("--chromium", action="store_true",
+                    help="also one headless Chromium on /live per watched run: paint latency")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    devices = throughput.start_devices(1, "f32")
+    proxy, cport = throughput.start_proxy([p for _c, p in devices], ["--status-port", "0"], None)
+    port = status_port(proxy)
+    client = throughput.start_client(cport)
+    children = [c for c, _p in devices]
+    rounds: list[dict[str, Any]] = []
+    try:
+        for r in range(args.rounds):
+            order = [False, True] if r % 2 == 0 else [True, False]
+            result = {}
+            for watched in order:
+                step = one_mode(args, client, proxy, children, port, watched)
+                result["on" if watched else "off"] = step
+                v = step.get("viewers", {})
+                throughput.log(
+                    f"round {r + 1} viewers {'on ' if watched else 'off'}: ok={step['ok']} "
+                    f"{step['why'] or ''} proxy {step['proxy_us_per_datagram']} µs/datagram"
+                    + (f", {v.get('frames')} frames, made {v.get('made')}, "
+                       f"received {v.get('wire')}" if watched else "")
+                    + (f", chromium {step['chromium']}" if "chromium" in step else ""))
+            rounds.append(result)
+    finally:
+        client.stop()
+        proxy.stop()
+        for c in children:
+            c.stop()
+
+    def med(mode: str) -> float:
+        return statistics.median(r[mode]["proxy_us_per_datagram"] or 0 for r in rounds)
+
+    made = [r["on"]["viewers"]["made"].get("median_ms") for r in rounds]
+    wire = [r["on"]["viewers"]["wire"].get("median_ms") for r in rounds]
+    out = {"rate": args.rate, "viewers": args.viewers, "rounds": rounds,
+           "all_loss_free": all(r[m]["ok"] for r in rounds for m in ("on", "off")),
+           "us_per_datagram_off": med("off"), "us_per_datagram_on": med("on"),
+           "ratio": round(med("on") / med("off"), 3) if med("off") else None,
+           "made_median_ms": made, "received_median_ms": wire}
+    throughput.log(json.dumps({k: v for k, v in out.items() if k != "rounds"}))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""What the live view keeps of recent runs: per carrier a ring of recent rows and an overview.
+
+Design note
+-----------
+:class:`LiveStore` is fed decoded chunks (``add``: run, carrier path, chunk number, a
+``rows × channels`` array) by the proxy's live tap (:mod:`pybrid.proxy.taps.live.tap`) or a
+monitor.  A chunk's first row is ``chunk × rows per chunk`` (the device numbers its chunks
+from 0 and sends equal chunks, the last one maybe shorter), so a missing chunk leaves rows
+that were never written: NaN, a gap, where its samples would have been.
+
+Per carrier (:class:`Trace`) two bounded things are kept:
+
+* a ring of the last ``ring_rows`` rows (float32, NaN where nothing arrived) and its min/max
+  per ``BIN`` rows: a window of the last 10 ms … as far back as it reaches is drawn from the
+  rows (or, with many rows a column, from the bins) by
+  :func:`pybrid.recording.envelope.envelope` — the same code ``pybrid-run --plot`` uses;
+* the whole run's overview: ``OVERVIEW`` columns of min/max with ``per`` rows each; when the
+  run outgrows them, pairs of columns merge and ``per`` doubles (no spike is lost, the memory
+  stays fixed).  A column that no row reached stays NaN: a gap.
+
+The last ``runs_kept`` runs stay: the newest keeps its ring after it ended (its last seconds at
+full resolution), older ones only their overviews (rings are freed when the next run starts).
+Everything is whole-array numpy.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import attrs
+import numpy as np
+
+from pybrid.recording.envelope import Envelope, envelope
+
+#: Columns of a run's overview (per carrier): 2 × 4 bytes × channels each, twice.
+OVERVIEW = 4096
+#: Bytes of float32 rows a carrier's ring may hold (its row count follows from the channels).
+RING_BYTES = 8 << 20
+#: Runs whose overviews stay after they ended.
+RUNS_KEPT = 8
+#: Rows per bin of a ring's min/max level: a window of many rows per column reads bins.
+BIN = 16
+
+
+@attrs.define(eq=False)
+class Trace:
+    """One carrier of one run: a ring of recent rows and the whole run's overview."""
+
+    channels: int
+    ring_rows: int
+    ring: np.ndarray | None = None  # ring_rows × channels, float32; None once the run ended
+    rows: int = 0  # rows of the run so far (the next row after the last one received)
+    chunks: int = 0
+    missing: int = 0  # chunk numbers skipped
+    next_chunk: int = 0
+    per_chunk: int = 0  # rows of a whole chunk (the largest seen: the last may be short)
+    #: The first chunk seen (rows before it were not watched: not counted missing); -1 none.
+    first_chunk: int = -1
+    per: int = 1  # rows per overview column
+    lo: np.ndarray = attrs.field(init=False)
+    hi: np.ndarray = attrs.field(init=False)
+    #: The ring's min/max level: bin ``b`` of the ring holds its rows ``b*BIN …``.
+    blo: np.ndarray = attrs.field(init=False)
+    bhi: np.ndarray = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.ring_rows = max(BIN, self.ring_rows - self.ring_rows % BIN)
+        self.ring = np.full((self.ring_rows, self.channels), np.nan, np.float32)
+        self.blo = np.full((self.ring_rows // BIN, self.channels), np.nan, np.float32)
+        self.bhi = np.full((self.ring_rows // BIN, self.channels), np.nan, np.float32)
+        self.lo = np.full((OVERVIEW, self.channels), np.nan, np.float32)
+        self.hi = np.full((OVERVIEW, self.channels), np.nan, np.float32)
+
+    def add(self, number: int, values: np.ndarray, chunks: int = 1) -> None:
+        """Chunks ``number … number+chunks-1`` (consecutive, equal but the last) as rows."""
+        count = values.shape[0]
+        if count == 0 or values.shape[1] != self.channels:
+            return
+        self.per_chunk = max(self.per_chunk, -(-count // chunks))
+        first = number * self.per_chunk
+        stop = first + count
+        if self.first_chunk < 0:  # the first chunk watched: earlier ones are not missing
+            self.first_chunk = self.next_chunk = number
+        if number > self.next_chunk:
+            self.missing += number - self.next_chunk
+        self.next_chunk = max(self.next_chunk, number + chunks)
+        self.chunks += chunks
+        if self.ring is not None:
+            self._ring_write(first, stop, values)
+        while stop > OVERVIEW * self.per:
+            self._merge()
+        self._fold(first, values)
+        self.rows = max(self.rows, stop)
+
+    def _ring_write(self, first: int, stop: int, values: np.ndarray) -> None:
+        ring, n = self.ring, self.ring_rows
+        assert ring is not None
+        if stop <= self.rows - n:  # a late chunk older than the ring holds
+            return
+        if first > self.rows:  # rows skipped (lost chunks): NaN in the ring, a gap
+            gap = np.arange(self.rows, min(first, self.rows + n)) % n
+            ring[gap] = np.nan
+        if first < stop - n:  # a chunk larger than the ring: keep its end
+            values, first = values[-n:], stop - n
+        low = min(first, self.rows)
+        at = first % n
+        head = min(n - at, len(values))
+        ring[at : at + head] = values[:head]
+        ring[: len(values) - head] = values[head:]
+        if stop >= self.rows and stop % BIN:  # the last bin's later rows: not yet written
+            ring[np.arange(stop, stop + BIN - stop % BIN) % n] = np.nan
+        self._rebin(max(low, stop - n), stop)
+
+    def _rebin(self, first: int, stop: int) -> None:
+        """The bins of rows ``first … stop-1`` again from the ring."""
+        assert self.ring is not None
+        for a, b in _pieces(first // BIN, -(-stop // BIN), self.ring_rows // BIN):
+            block = self.ring[a * BIN : b * BIN].reshape(b - a, BIN, self.channels)
+            self.blo[a:b] = _halve(np.fmin, block)
+            self.bhi[a:b] = _halve(np.fmax, block)
+
+    def _merge(self) -> None:
+        """Pairs of overview columns become one: ``per`` doubles, the memory stays."""
+        for arr, op in ((self.lo, np.fmin), (self.hi, np.fmax)):
+            half = op(arr[0::2], arr[1::2])
+            arr[: OVERVIEW // 2] = half
+            arr[OVERVIEW // 2 :] = np.nan
+        self.per *= 2
+
+    def _fold(self, first: int, values: np.ndarray) -> None:
+        """The rows ``first …`` into the overview columns they fall in."""
+        per = self.per
+        c0 = first // per
+        c1 = (first + len(values) - 1) // per
+        starts = np.arange(c0 + 1, c1 + 1) * per - first
+        cuts = np.concatenate([[0], starts]).astype(np.intp)
+        data = np.asarray(values, np.float32)  # the ring's precision: no widening copy
+        lo = np.fmin.reduceat(data, cuts, axis=0)
+        hi = np.fmax.reduceat(data, cuts, axis=0)
+        np.fmin(self.lo[c0 : c1 + 1], lo, out=self.lo[c0 : c1 + 1])
+        np.fmax(self.hi[c0 : c1 + 1], hi, out=self.hi[c0 : c1 + 1])
+
+    def window(self, first: int, stop: int, columns: int) -> Envelope:
+        """The envelope of rows ``first … stop-1`` in at most ``columns`` columns: from the ring
+        where it still holds them, else from the overview (coarser, never finer than ``per``)."""
+        first, stop = max(0, first), max(first, stop)
+        ring = self.ring
+        n = self.ring_rows
+        if ring is not None and first >= stop - n and first >= self.rows - n:
+            stop = min(stop, max(first, self.rows))
+            if stop - first >= 2 * BIN * columns:  # many rows a column: from the bins
+                return self._from_bins(first, stop, columns)
+            a, b = first % n, (stop - 1) % n + 1
+            if stop > first and a < b:  # one piece: a view of the ring, no copy
+                data = ring[a:b]
+            else:
+                data = np.concatenate([ring[a:], ring[:b]]) if stop > first else ring[:0]
+            return envelope(data, columns, first)
+        c0, c1 = first // self.per, -(-stop // self.per)
+        lo, hi = self.lo[c0:c1], self.hi[c0:c1]
+        group = max(1, -(-len(lo) // columns))
+        low, high = envelope(lo, columns, 0, group), envelope(hi, columns, 0, group)
+        start = c0 * self.per + low.start * self.per
+        return Envelope(start, np.minimum(start + group * self.per, stop), low.lo, high.hi,
+                        group * self.per)
+
+    def _from_bins(self, first: int, stop: int, columns: int) -> Envelope:
+        b0 = max(first // BIN, -(-(self.rows - self.ring_rows) // BIN))
+        b1 = -(-stop // BIN)
+        parts = _pieces(b0, b1, self.ring_rows // BIN)
+        lo = np.concatenate([self.blo[a:b] for a, b in parts])
+        hi = np.concatenate([self.bhi[a:b] for a, b in parts])
+        group = max(1, -(-len(lo) // columns))
+        low, high = envelope(lo, columns, 0, group), envelope(hi, columns, 0, group)
+        start = b0 * BIN + low.start * BIN
+        return Envelope(start, np.minimum(start + group * BIN, stop), low.lo, high.hi,
+                        group * BIN)
+
+    def ended(self) -> None:
+        self.ring = None
+
+
+def _halve(op: np.ufunc, block: np.ndarray) -> np.ndarray:
+    """``op`` over axis 1 by halving (BIN is a power of two): elementwise, faster than
+    ``op.reduce(axis=1)`` on a strided axis."""
+    while block.shape[1] > 1:
+        half = block.shape[1] // 2
+        block = op(block[:, :half], block[:, half:])
+    return block[:, 0]
+
+
+def _pieces(b0: int, b1: int, count: int) -> list[tuple[int, int]]:
+    """Positions ``b0 … b1-1`` of a ring of ``count`` as at most two slices."""
+    if b1 - b0 >= count:
+        return [(b1 % count, count), (0, b1 % count)] if b1 % count else [(0, count)]
+    a, b = b0 % count, b1 % count or count
+    return [(a, b)] if a < b else [(a, count), (0, b)]
+
+
+@attrs.define(eq=False)
+class LiveRun:
+    """A run the live view knows: what the tap said of it, its carriers, how it ended."""
+
+    run_id: str
+    number: int
+    sample_rate: int
+    started: float  # reactor seconds
+    traces: dict[str, Trace] = attrs.field(factory=dict)
+    ended_at: float | None = None
+    result: str = ""
+    chunks: int = 0
+    missing: int = 0
+    arrived: float = 0.0  # reactor seconds of the newest chunk
+    version: int = 0  # bumped with every change: a viewer frames only what changed
+
+    def summary(self, now: float) -> dict[str, Any]:
+        end = now if self.ended_at is None else self.ended_at
+        return {"id": self.run_id, "run": self.number, "sample_rate": self.sample_rate,
+                "carriers": {p: t.channels for p, t in self.traces.items()},
+                "duration": end - self.started, "active": self.ended_at is None,
+                "chunks": self.chunks or sum(t.chunks for t in self.traces.values()),
+                "missing": self.missing or sum(t.missing for t in self.traces.values()),
+                "result": self.result}
+
+
+@attrs.define(eq=False)
+class LiveStore:
+    """The runs the live view shows; see the module note."""
+
+    ring_bytes: int = RING_BYTES
+    runs_kept: int = RUNS_KEPT
+    runs: OrderedDict[str, LiveRun] = attrs.field(factory=OrderedDict)
+    #: Chunks dropped: unknown run, a carrier's channel count changed.
+    dropped: int = 0
+
+    def start(self, run_id: str, number: int, sample_rate: int, now: float) -> LiveRun:
+        for old in self.runs.values():  # ended runs keep their overviews, not their rings
+            if old.ended_at is not None:
+                for trace in old.traces.values():
+                    trace.ended()
+        run = self.runs.pop(run_id, None) or LiveRun(run_id, number, sample_rate, now)
+        self.runs[run_id] = run
+        while len(self.runs) > self.runs_kept:
+            self.runs.popitem(last=False)
+        return run
+
+    def add(self, run_id: str, path: str, number: int, values: np.ndarray, now: float,
+            chunks: int = 1) -> None:
+        """``chunks`` consecutive chunks from ``number`` as one block of rows."""
+        run = self.runs.get(run_id)
+        if run is None or values.ndim != 2:
+            self.dropped += 1
+            return
+        trace = run.traces.get(path)
+        if trace is None:
+            channels = values.shape[1]
+            rows = max(1024, self.ring_bytes // (4 * max(1, channels)))
+            trace = run.traces[path] = Trace(channels, rows)
+        if values.shape[1] != trace.channels:
+            self.dropped += 1
+            return
+        trace.add(number, values, chunks)
+        run.arrived = now
+        run.version += 1
+
+    def end(self, run_id: str, result: str, chunks: int, missing: int, now: float) -> None:
+        run = self.runs.get(run_id)
+        if run is None:
+            return
+        run.ended_at, run.result, run.chunks, run.missing = now, result, chunks, missing
+        run.version += 1
+
+    def current(self) -> LiveRun | None:
+        """The newest run still going, else the newest run."""
+        for run in reversed(self.runs.values()):
+            if run.ended_at is None:
+                return run
+        return next(reversed(self.runs.values()), None)

@@ -1,0 +1,158 @@
+"""The live view's tap: the router's run events into a :class:`~.store.LiveStore`.
+
+Design note
+-----------
+A :class:`LiveTap` is one more :class:`~pybrid.proxy.taps.base.RunTap` in the router's fan.
+Runs starting and ending are always recorded (cheap: a few fields); samples are decoded only
+while ``watchers`` is above zero (a viewer is connected), so a proxy nobody watches pays one
+attribute test per chunk.  A fast-path chunk (``lay`` given) is only kept — its sample bytes,
+one slice — with the :class:`~pybrid.samples.ChunkFormat` learned once per (lane, layout) from
+one protobuf parse; :meth:`LiveTap.flush` (before each frame, at the run's end, or after
+``MAX_PENDING`` chunks) decodes runs of consecutive chunks as one numpy array each, so the
+numpy calls are paid per frame, not per datagram.  A chunk without a layout is parsed and
+decoded by :func:`pybrid.samples.decode`.  Nothing here raises
+into the router: what cannot be decoded is counted in ``unusable``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import numpy as np
+from google.protobuf.message import DecodeError
+from twisted.internet.interfaces import IReactorTime
+
+from pybrid import samples
+from pybrid.live.store import LiveStore
+from pybrid.proto import pb
+from pybrid.proxy.taps.base import RunEnd, RunInfo
+from pybrid.wire.layout import Layout
+
+#: Formats remembered (per lane and layout) before all are forgotten.
+MAX_FORMATS = 256
+#: Chunks kept undecoded until the next frame at most (then decoded at once).
+MAX_PENDING = 4096
+
+
+def result_name(state: int) -> str:
+    """DONE, ERROR or "released" (the run was released unfinished)."""
+    if state == 0:
+        return "released"
+    try:
+        return pb.RunState.Name(state)  # type: ignore[arg-type]
+    except ValueError:
+        return str(state)
+
+
+@attrs.define(eq=False)
+class LiveTap:
+    """Feeds a :class:`LiveStore` from the router; see the module note."""
+
+    clock: IReactorTime
+    store: LiveStore = attrs.field(factory=LiveStore)
+    #: Viewers connected (the WebSocket side counts them); 0: samples are not decoded.
+    watchers: int = 0
+    unusable: int = 0
+    #: Reactor seconds the newest pending chunk arrived.
+    arrived: float = 0.0
+    _pending: list[tuple[RunInfo, bytes, samples.ChunkFormat, int, bytes]] = attrs.field(
+        factory=list)
+    _formats: dict[tuple[int, Layout], samples.ChunkFormat | None] = attrs.field(factory=dict)
+
+    def run_started(self, run: RunInfo) -> None:
+        rate = run.meta.get("sample_rate", 0)
+        self.store.start(run.client_id, run.number, int(rate) if rate else 0,
+                         self.clock.seconds())
+
+    def chunk(self, run: RunInfo, lane: int, lay: Layout | None, number: int,
+              payload: bytes, flags: int) -> None:
+        if not self.watchers:
+            return
+        if lay is None:
+            self._parsed(run, number, payload)
+            return
+        fmt = self._format(lane, lay, payload)
+        if fmt is None:
+            self.unusable += 1
+            return
+        # kept as bytes until the next frame: one numpy pass per batch, not per datagram
+        self._pending.append((run, lay.path, fmt, number,
+                              payload[lay.samples_at : lay.length - len(lay.tail)]))
+        self.arrived = self.clock.seconds()
+        if len(self._pending) >= MAX_PENDING:
+            self.flush()
+
+    def flush(self) -> None:
+        """Decode what came since the last frame: runs of consecutive chunks of one carrier and
+        format as one array each."""
+        pending, self._pending = self._pending, []
+        i, n = 0, len(pending)
+        while i < n:
+            run, path, fmt, first = pending[i][:4]
+            j = i + 1
+            size = len(pending[i][4])
+            while (j < n and pending[j][0] is run and pending[j][1] == path
+                   and pending[j][2] is fmt and pending[j][3] == first + j - i
+                   and len(pending[j][4]) == size):  # a short last chunk: a block of its own
+                j += 1
+            raw = np.frombuffer(b"".join(p[4] for p in pending[i:j]), fmt.dtype)
+            values = raw.reshape(-1, fmt.stride)
+            if not fmt.identity:
+                values = values * fmt.gain + fmt.offset
+            self.store.add(run.client_id, path.decode("ascii"), first, values, self.arrived,
+                           j - i)
+            i = j
+
+    def _parsed(self, run: RunInfo, number: int, payload: bytes) -> None:
+        body = _data_message(payload)
+        if body is None:
+            self.unusable += 1
+            return
+        try:
+            values = samples.decode(body.data)
+        except samples.SampleFormatError:
+            self.unusable += 1
+            return
+        self.flush()  # keep the order
+        self.store.add(run.client_id, body.entity.path, number, values, self.clock.seconds())
+
+    def state_changed(self, run: RunInfo, lane: int, path: str, state: int, reason: str,
+                      payload: bytes, flags: int) -> None:
+        pass  # the end of the run is what the view marks
+
+    def run_ended(self, run: RunInfo, end: RunEnd) -> None:
+        self.flush()
+        self.store.end(run.client_id, result_name(end.state), end.chunks, end.lost,
+                       self.clock.seconds())
+
+    def _format(self, lane: int, lay: Layout, payload: bytes) -> samples.ChunkFormat | None:
+        key = (lane, lay)
+        if key in self._formats:
+            return self._formats[key]
+        if len(self._formats) >= MAX_FORMATS:
+            self._formats.clear()
+        fmt: samples.ChunkFormat | None = None
+        body = _data_message(payload)
+        if body is not None:
+            try:
+                fmt = samples.format_of(body.data)
+            except samples.SampleFormatError:
+                fmt = None
+            if fmt is not None and lay.length - len(lay.tail) - lay.samples_at != fmt.nbytes:
+                fmt = None  # the sample bytes are not where the layout says
+        self._formats[key] = fmt
+        return fmt
+
+
+def _data_message(payload: bytes) -> Any:
+    """The run_data(_end)_message of ``payload``, or None."""
+    env = pb.Envelope()
+    try:
+        env.ParseFromString(payload)
+    except DecodeError:
+        return None
+    kind = env.message_v1.WhichOneof("kind")
+    if kind not in ("run_data_message", "run_data_end_message"):
+        return None
+    return getattr(env.message_v1, kind)

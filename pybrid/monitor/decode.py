@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 
 from pybrid import samples as _samples
 from pybrid.proto import pb
-from pybrid.wire.messages import FINAL_STATES, kind_of
+from pybrid.wire.messages import DATA_KINDS, FINAL_STATES, kind_of
 from pybrid.wire.monitor_header import MalformedDatagram, MonitorHeader, split_datagram
 
 #: Run states after which a carrier's run is over.
@@ -154,7 +154,7 @@ def decode_envelope(header: MonitorHeader, envelope: pb.Envelope) -> MonitorEven
     """The event an Envelope describes; raises :class:`MalformedDatagram` for bad samples."""
     kind = kind_of(envelope)
     msg = envelope.message_v1
-    if kind in ("run_data_message", "run_data_end_message"):
+    if kind in DATA_KINDS:
         data = getattr(msg, kind)
         try:
             values = _samples.decode(data.data)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from pybrid.proto import pb
 
@@ -14,6 +15,19 @@ RUN_KINDS = frozenset(("run_data_message", "run_data_end_message", "run_state_ch
 FINAL_STATES = frozenset((pb.DONE, pb.ERROR))
 #: The kinds of an entity tree's items that describe the device (not its configuration).
 SPECIFICATION_KINDS = frozenset(("entity_specification", "wiring_specification"))
+#: The v1 kinds that carry samples.
+DATA_KINDS = frozenset(("run_data_message", "run_data_end_message"))
+
+
+def data_message(payload: bytes) -> Any:
+    """The ``run_data(_end)_message`` of a serialized Envelope, or None (not one, or garbage)."""
+    env = pb.Envelope()
+    try:
+        env.ParseFromString(payload)
+    except DecodeError:
+        return None
+    kind = env.message_v1.WhichOneof("kind")
+    return getattr(env.message_v1, kind) if kind in DATA_KINDS else None
 
 
 def new_id() -> str:

@@ -16,11 +16,8 @@ into the router: what cannot be decoded is counted in ``unusable``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 import numpy as np
-from google.protobuf.message import DecodeError
 from twisted.internet.interfaces import IReactorTime
 
 from pybrid import samples
@@ -28,6 +25,7 @@ from pybrid.live.store import LiveStore
 from pybrid.proto import pb
 from pybrid.proxy.taps.base import RunEnd, RunInfo
 from pybrid.wire.layout import Layout
+from pybrid.wire.messages import data_message
 
 #: Formats remembered (per lane and layout) before all are forgotten.
 MAX_FORMATS = 256
@@ -105,7 +103,7 @@ class LiveTap:
             i = j
 
     def _parsed(self, run: RunInfo, number: int, payload: bytes) -> None:
-        body = _data_message(payload)
+        body = data_message(payload)
         if body is None:
             self.unusable += 1
             return
@@ -133,7 +131,7 @@ class LiveTap:
         if len(self._formats) >= MAX_FORMATS:
             self._formats.clear()
         fmt: samples.ChunkFormat | None = None
-        body = _data_message(payload)
+        body = data_message(payload)
         if body is not None:
             try:
                 fmt = samples.format_of(body.data)
@@ -144,15 +142,3 @@ class LiveTap:
         self._formats[key] = fmt
         return fmt
 
-
-def _data_message(payload: bytes) -> Any:
-    """The run_data(_end)_message of ``payload``, or None."""
-    env = pb.Envelope()
-    try:
-        env.ParseFromString(payload)
-    except DecodeError:
-        return None
-    kind = env.message_v1.WhichOneof("kind")
-    if kind not in ("run_data_message", "run_data_end_message"):
-        return None
-    return getattr(env.message_v1, kind)

@@ -33,12 +33,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import attrs
-from google.protobuf.message import DecodeError
 
 from pybrid.proto import pb
 from pybrid.proxy.taps.base import RunEnd, RunInfo
 from pybrid.wire import shm_frames as F
 from pybrid.wire.layout import DATA_TAG, Layout
+from pybrid.wire.messages import data_message
 
 #: Runs remembered (their frames to replay); the oldest is forgotten first.
 RUNS_KEPT = 4
@@ -218,7 +218,7 @@ class ShmFeed:
         return t
 
     def _format_of(self, payload: bytes, lane: int) -> ChunkFormat | None:
-        body = _data_message(payload)
+        body = data_message(payload)
         if body is None:
             return None
         return chunk_format(body.data, lane, body.entity.path,
@@ -226,7 +226,7 @@ class ShmFeed:
 
     def _parsed(self, payload: bytes, lane: int, number: int) -> None:
         """A data message without a layout: parsed, written as one frame."""
-        body = _data_message(payload)
+        body = data_message(payload)
         run = self._current
         if body is None or run is None:
             self.unusable += 1
@@ -272,18 +272,6 @@ class ShmFeed:
         for tap in self.taps:
             tap.sink(frame)
 
-
-def _data_message(payload: bytes) -> Any:
-    """The run_data(_end)_message of ``payload``, or None."""
-    env = pb.Envelope()
-    try:
-        env.ParseFromString(payload)
-    except DecodeError:
-        return None
-    kind = env.message_v1.WhichOneof("kind")
-    if kind not in ("run_data_message", "run_data_end_message"):
-        return None
-    return getattr(env.message_v1, kind)
 
 
 def _json(kind: int, carrier: int, run: int, seq: int, body: dict[str, Any],

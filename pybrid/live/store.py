@@ -31,7 +31,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from pybrid.recording.envelope import Envelope, envelope
+from pybrid.recording.envelope import Envelope, envelope, rows_per_column
 
 #: Columns of a run's overview (per carrier): 2 × 4 bytes × channels each, twice.
 OVERVIEW = 4096
@@ -86,18 +86,23 @@ class Trace:
             self.missing += number - self.next_chunk
         self.next_chunk = max(self.next_chunk, number + chunks)
         self.chunks += chunks
-        if self.ring is not None:
-            self._ring_write(first, stop, values)
+        binned = self.ring is not None and self._ring_write(first, stop, values)
         while stop > OVERVIEW * self.per:
             self._merge()
-        self._fold(first, values)
+        if binned and self.per % BIN == 0:  # whole bins a column: fold the bins, not the rows
+            self._fold_bins(first, stop)
+        else:
+            self._fold(first, values)
         self.rows = max(self.rows, stop)
 
-    def _ring_write(self, first: int, stop: int, values: np.ndarray) -> None:
+    def _ring_write(self, first: int, stop: int, values: np.ndarray) -> bool:
+        """Rows ``first … stop-1`` into the ring and its bins; False: not all of them binned."""
         ring, n = self.ring, self.ring_rows
         assert ring is not None
         if stop <= self.rows - n:  # a late chunk older than the ring holds
-            return
+            return False
+        # the first row's whole bin stays in the ring: its bins can be folded into the overview
+        whole = first - first % BIN >= stop - n and first >= self.rows - n
         if first > self.rows:  # rows skipped (lost chunks): NaN in the ring, a gap
             gap = np.arange(self.rows, min(first, self.rows + n)) % n
             ring[gap] = np.nan
@@ -111,6 +116,7 @@ class Trace:
         if stop >= self.rows and stop % BIN:  # the last bin's later rows: not yet written
             ring[np.arange(stop, stop + BIN - stop % BIN) % n] = np.nan
         self._rebin(max(low, stop - n), stop)
+        return whole
 
     def _rebin(self, first: int, stop: int) -> None:
         """The bins of rows ``first … stop-1`` again from the ring."""
@@ -127,6 +133,21 @@ class Trace:
             arr[: OVERVIEW // 2] = half
             arr[OVERVIEW // 2 :] = np.nan
         self.per *= 2
+
+    def _fold_bins(self, first: int, stop: int) -> None:
+        """The bins of rows ``first … stop-1`` into the overview (a bin lies in one column;
+        its rows outside ``first … stop`` were folded already or are NaN: min/max repeat)."""
+        group = self.per // BIN
+        c0 = first // self.per
+        b0, b1 = first // BIN, -(-stop // BIN)
+        parts = _pieces(b0, b1, self.ring_rows // BIN)
+        lead = b0 - c0 * group  # the column's bins before: folded already, NaN here
+        for arr, bins, op in ((self.lo, self.blo, np.fmin), (self.hi, self.bhi, np.fmax)):
+            data = np.concatenate([bins[a:b] for a, b in parts])
+            if lead:
+                data = np.concatenate([np.full((lead, self.channels), np.nan, np.float32), data])
+            cols = _groups(op, data, group)
+            op(arr[c0 : c0 + len(cols)], cols, out=arr[c0 : c0 + len(cols)])
 
     def _fold(self, first: int, values: np.ndarray) -> None:
         """The rows ``first …`` into the overview columns they fall in."""
@@ -156,7 +177,7 @@ class Trace:
                 data = ring[a:b]
             else:
                 data = np.concatenate([ring[a:], ring[:b]]) if stop > first else ring[:0]
-            return envelope(data, columns, first)
+            return _envelope(data, columns, first)
         c0, c1 = first // self.per, -(-stop // self.per)
         lo, hi = self.lo[c0:c1], self.hi[c0:c1]
         group = max(1, -(-len(lo) // columns))
@@ -172,13 +193,39 @@ class Trace:
         lo = np.concatenate([self.blo[a:b] for a, b in parts])
         hi = np.concatenate([self.bhi[a:b] for a, b in parts])
         group = max(1, -(-len(lo) // columns))
-        low, high = envelope(lo, columns, 0, group), envelope(hi, columns, 0, group)
-        start = b0 * BIN + low.start * BIN
-        return Envelope(start, np.minimum(start + group * BIN, stop), low.lo, high.hi,
-                        group * BIN)
+        start = b0 * BIN + np.arange(-(-len(lo) // group), dtype=np.int64) * group * BIN
+        return Envelope(start, np.minimum(start + group * BIN, stop), _groups(np.fmin, lo, group),
+                        _groups(np.fmax, hi, group), group * BIN)
 
     def ended(self) -> None:
         self.ring = None
+
+
+def _groups(op: np.ufunc, data: np.ndarray, group: int) -> np.ndarray:
+    """``op`` over each ``group`` consecutive rows (the last group padded with NaN): one
+    elementwise pass per row of a group, several times faster than ``op.reduce(axis=1)``."""
+    count = -(-len(data) // group)
+    if count * group != len(data):
+        pad = np.full((count * group - len(data), *data.shape[1:]), np.nan, data.dtype)
+        data = np.concatenate([data, pad])
+    blocks = data.reshape((count, group, *data.shape[1:]))
+    if group > 64:  # power of two (bins per overview column): halving, else numpy's reduce
+        return _halve(op, blocks) if group & (group - 1) == 0 else op.reduce(blocks, axis=1)
+    out = blocks[:, 0].copy()
+    for k in range(1, group):  # per row of a group, not per sample
+        op(out, blocks[:, k], out=out)
+    return out
+
+
+def _envelope(values: np.ndarray, columns: int, first_row: int) -> Envelope:
+    """:func:`~pybrid.recording.envelope.envelope` of float32 rows, by :func:`_groups`."""
+    rows = len(values)
+    if rows == 0:
+        return envelope(values, columns, first_row)
+    per = rows_per_column(rows, columns)
+    start = first_row + np.arange(-(-rows // per), dtype=np.int64) * per
+    return Envelope(start, np.minimum(start + per, first_row + rows),
+                    _groups(np.fmin, values, per), _groups(np.fmax, values, per), per)
 
 
 def _halve(op: np.ufunc, block: np.ndarray) -> np.ndarray:

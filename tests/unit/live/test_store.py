@@ -113,3 +113,30 @@ def test_runs_are_kept_bounded_and_the_next_run_frees_the_ended_rings():
     store.start("r3", 4, 1000, 11.0)  # the next run frees the ended runs' rings
     assert run.traces["/c"].ring is None
     assert run.traces["/c"].window(0, 100, 10).lo.shape == (10, 2)  # the overview stays
+
+
+def test_the_overview_folded_from_the_bins_equals_the_overview_of_the_rows():
+    # blocks of uneven size (several chunks at once), lost chunks, columns longer than the
+    # ring: every column must be the exact min/max of its rows, NaN only where no row came
+    rng = np.random.default_rng(7)
+    size = 16
+    t = Trace(2, 128)
+    kept: dict[int, np.ndarray] = {}
+    number = 0
+    for step in range(12_000):
+        count = int(rng.integers(1, 7))
+        block = rng.standard_normal((count * size, 2)).astype(np.float32)
+        if step % 997 != 5:  # else chunks number … number+count-1 lost
+            t.add(number, block, count)
+            kept.update({number + i: block[i * size : (i + 1) * size] for i in range(count)})
+        number += count
+    assert t.per > t.ring_rows  # columns reach back beyond the ring's bins
+    rows = np.full((number * size, 2), np.nan, np.float32)
+    for k, v in kept.items():
+        rows[k * size : (k + 1) * size] = v
+    cols = -(-len(rows) // t.per)
+    pad = np.full((cols * t.per - len(rows), 2), np.nan, np.float32)
+    blocks = np.concatenate([rows, pad]).reshape(cols, t.per, 2)
+    np.testing.assert_array_equal(t.lo[:cols], np.fmin.reduce(blocks, axis=1))
+    np.testing.assert_array_equal(t.hi[:cols], np.fmax.reduce(blocks, axis=1))
+    assert np.isnan(t.lo[cols:]).all()

@@ -16,7 +16,8 @@ Per carrier (:class:`Trace`) two bounded things are kept:
   :func:`pybrid.recording.envelope.envelope` — the same code ``pybrid-run --plot`` uses;
 * the whole run's overview: ``OVERVIEW`` columns of min/max with ``per`` rows each; when the
   run outgrows them, pairs of columns merge and ``per`` doubles (no spike is lost, the memory
-  stays fixed).  A column that no row reached stays NaN: a gap.
+  stays fixed); once a column spans whole bins it is folded from the bins just written, not
+  from the rows.  A column that no row reached stays NaN: a gap.
 
 The last ``runs_kept`` runs stay: the newest keeps its ring after it ended (its last seconds at
 full resolution), older ones only their overviews (rings are freed when the next run starts).

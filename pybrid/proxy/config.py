@@ -1,6 +1,6 @@
-"""The proxy's validated configuration: what :mod:`pybrid.proxy.tap` hands to the service.
+"""The proxy's validated configuration: what :mod:`pybrid.proxy.plugin` hands to the service.
 
-Nothing below :func:`pybrid.proxy.tap.makeService` reads the options dict; every object gets
+Nothing below :func:`pybrid.proxy.plugin.makeService` reads the options dict; every object gets
 the values it needs from these frozen records.
 """
 

@@ -14,11 +14,11 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from pybrid.proto import pb
 from pybrid.proxy.config import ProxyConfig
+from pybrid.proxy.plugin import Options
 from pybrid.proxy.service import ProxyService
 from pybrid.proxy.spec import Backend
 from pybrid.proxy.status.collect import StatusCollector
 from pybrid.proxy.status.web import StatusService, status_resource, url
-from pybrid.proxy.tap import Options
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ import attrs
 
 from pybrid.discovery.options import AdvertiseConfig
 from pybrid.monitor.options import MonitorConfig
+from pybrid.proxy.backendfile.model import Backend, Wire
 from pybrid.proxy.clients.listen import DEFAULT_ACCEPTS_PER_PASS
 from pybrid.proxy.clients.pending import DEFAULT_MAX_PENDING
 from pybrid.proxy.sizes import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF
-from pybrid.proxy.spec.model import Backend, Wire
 from pybrid.wire.framing import DEFAULT_PORT
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from pybrid.proxy.spec import (
+from pybrid.proxy.backendfile import (
     COMMAND_LINE,
     Backend,
     BackendSpecError,

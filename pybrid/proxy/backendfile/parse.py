@@ -1,8 +1,8 @@
-"""The two passes of the backend-spec parser (public API: :mod:`pybrid.proxy.spec`).
+"""The two passes of the backend-spec parser (public API: :mod:`pybrid.proxy.backendfile`).
 
-Line pass (:func:`parse_lines`): each line becomes a :class:`~pybrid.proxy.spec.Backend`, a
-:class:`~pybrid.proxy.spec.Wire`, nothing (blank or comment), or one
-:class:`~pybrid.proxy.spec.SpecError`.
+Line pass (:func:`parse_lines`): each line becomes a :class:`~pybrid.proxy.backendfile.Backend`, a
+:class:`~pybrid.proxy.backendfile.Wire`, nothing (blank or comment), or one
+:class:`~pybrid.proxy.backendfile.SpecError`.
 
 Setup pass (:func:`finish`): rules that need every carrier and wire of all ``-b`` values at once;
 then either raise every error collected, sorted by source and line, or return the spec with its
@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from pybrid.proxy.spec.model import (
+from pybrid.proxy.backendfile.model import (
     COMMAND_LINE,
     DEFAULT_PORT,
     FORM_NONE,

@@ -7,7 +7,7 @@ import pathlib
 import pytest
 
 from pybrid.proto import pb
-from pybrid.proxy.spec import (
+from pybrid.proxy.backendfile import (
     FORM_CARRIER,
     FORM_NONE,
     FORM_STACK,
@@ -161,7 +161,7 @@ def test_wiring_with_unknown_location_path() -> None:
 
 
 def test_render_of_an_example_parses_back_equal() -> None:
-    from pybrid.proxy.spec import parse_text
+    from pybrid.proxy.backendfile import parse_text
 
     for name in ("lucidac.txt", "lucistack.txt", "iredac.txt", "redac.txt"):
         spec = example(name)

@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from pybrid.proxy.spec import (
+from pybrid.proxy.backendfile import (
     FORM_CARRIER,
     FORM_NONE,
     FORM_STACK,

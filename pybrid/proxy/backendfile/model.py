@@ -125,7 +125,7 @@ class Backend:
     host: str
     port: int = DEFAULT_PORT
     location: Location | None = None
-    source: str = attrs.field(default="", eq=False)
+    origin: str = attrs.field(default="", eq=False)
     line: int = attrs.field(default=0, eq=False)
     text: str = attrs.field(default="", eq=False, repr=False)
 
@@ -174,13 +174,13 @@ class BackendSpec:
 class SpecError:
     """One problem in a backend specification: where, the offending text, and the rule broken."""
 
-    source: str
+    origin: str
     line: int
     text: str
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.source}:{self.line}" if self.line else self.source
+        where = f"{self.origin}:{self.line}" if self.line else self.origin
         return f"{where}: {self.text}: {self.message}" if self.text else f"{where}: {self.message}"
 
 

@@ -41,7 +41,7 @@ def test_every_example_parses_without_errors_or_warnings(path: pathlib.Path) -> 
     spec = parse_backend_args([str(path)])
     assert spec.backends
     assert spec.warnings == ()
-    assert all(b.source == str(path) for b in spec.backends)
+    assert all(b.origin == str(path) for b in spec.backends)
     for address in (b.host for b in spec.backends):
         assert address.startswith(("192.0.2.", "10.0.")), "use documentation/private addresses"
 

@@ -1,7 +1,7 @@
 """A simulated LUCIDAC/REDAC device speaking the device side of the protocol.
 
 See ``docs/simulator.md``.  ``SimulatedDevice`` is the in-process API, ``twistd pybrid-device``
-the command line (``pybrid.device.tap``), and :func:`expected` recomputes every sample value.
+the command line (``pybrid.device.plugin``), and :func:`expected` recomputes every sample value.
 """
 
 from pybrid.device.config import DeviceConfig, Faults

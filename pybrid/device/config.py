@@ -1,7 +1,7 @@
 """Configuration values of the simulated device: what it is, and which faults it injects.
 
 Both classes are frozen attrs values validated on construction (``ValueError`` with a clear
-message); ``pybrid.device.tap`` builds them from command-line options, tests build them
+message); ``pybrid.device.plugin`` builds them from command-line options, tests build them
 directly.
 """
 

@@ -1,6 +1,6 @@
-"""The proxy's validated configuration: what :mod:`pybrid.proxy.tap` hands to the service.
+"""The proxy's validated configuration: what :mod:`pybrid.proxy.plugin` hands to the service.
 
-Nothing below :func:`pybrid.proxy.tap.makeService` reads the options dict; every object gets
+Nothing below :func:`pybrid.proxy.plugin.makeService` reads the options dict; every object gets
 the values it needs from these frozen records.
 """
 
@@ -12,10 +12,10 @@ import attrs
 
 from pybrid.discovery.options import AdvertiseConfig
 from pybrid.monitor.options import MonitorConfig
+from pybrid.proxy.backendfile.model import Backend, Wire
 from pybrid.proxy.clients.listen import DEFAULT_ACCEPTS_PER_PASS
 from pybrid.proxy.clients.pending import DEFAULT_MAX_PENDING
 from pybrid.proxy.sizes import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF
-from pybrid.proxy.spec.model import Backend, Wire
 from pybrid.wire.framing import DEFAULT_PORT
 
 

@@ -11,13 +11,13 @@ unchanged (no protobuf work in the proxy).  All header fields are big-endian (ne
     4      1    version        1
     5      1    flags          bit 0 = FLAG_TCP_LANE; bit 1 = FLAG_RUN_RECORD; other bits
                                reserved (senders send 0, listeners ignore them)
-    6      2    carrier index  u16, the proxy's index of the carrier/backend
+    6      2    lane index     u16, the proxy's index of the lane (backend); ``carrier_index`` here
     8      8    tap sequence   u64, +1 per datagram the tap was asked to emit (dropped ones too)
     16     8    timestamp      u64 nanoseconds on the proxy's clock when the tap emitted it
     24     n    Envelope       the serialized Envelope as the client got it (the client's
                                run id); with FLAG_RUN_RECORD a UTF-8 JSON run record instead
 
-A run record (carrier index :data:`RUN_WIDE`) names a run when it starts and ends:
+A run record (lane index :data:`RUN_WIDE`) names a run when it starts and ends:
 ``{"event": "run-start", "run_id": <the client's id>, "proxy_run_id": …, "carriers": […],
 "run": n, "sample_rate": Hz, "channels": n}`` (the last two where the client said) and
 ``{"event": "run-end", "run_id": …, "state": "DONE"|"ERROR"|"", "chunks": n, "lost": n}``.
@@ -37,7 +37,7 @@ import attrs
 MAGIC = b"PBM1"
 #: Header version this module writes and reads.
 VERSION = 1
-#: ``struct`` layout of the header: magic, version, flags, carrier index, sequence, timestamp.
+#: ``struct`` layout of the header: magic, version, flags, lane index, sequence, timestamp.
 HEADER = struct.Struct("!4sBBHQQ")
 #: Size of the fixed header in bytes (24).
 HEADER_SIZE = HEADER.size

@@ -17,9 +17,9 @@ from twisted.internet import task
 from pybrid.client import connect, save_apb
 from pybrid.device import DeviceConfig, Faults, SimulatedDevice, expected_decoded
 from pybrid.proto import pb
+from pybrid.proxy.backendfile import Backend
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.spec import Backend
 
 PYBRID_RUN = str(pathlib.Path(sys.executable).parent / "pybrid-run")
 MAC = "00-00-00-00-00-01"

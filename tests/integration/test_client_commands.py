@@ -14,9 +14,9 @@ from pybrid.client import connect, load_apb
 from pybrid.client.topology import find_carriers
 from pybrid.device import DeviceConfig, SimulatedDevice
 from pybrid.proto import pb
+from pybrid.proxy.backendfile import Backend
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.spec import Backend
 
 BIN = pathlib.Path(sys.executable).parent
 MACS = ["00-00-00-00-00-01", "00-00-00-00-00-02"]

@@ -13,9 +13,9 @@ from twisted.internet import defer
 
 from pybrid.client import AuthenticationError, DeviceBusyError, RequestFailed, connect
 from pybrid.device import DeviceConfig, SimulatedDevice, expected_decoded
+from pybrid.proxy.backendfile import Backend, Location
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.spec import Backend, Location
 
 T = 30.0
 MACS = ("00-00-00-00-00-11", "00-00-00-00-00-12", "00-00-00-00-00-13")

@@ -19,7 +19,7 @@ import pytest
 from support import docs_check
 from support.docs_check import ROOT, Command
 
-from pybrid.proxy.spec import parse_backend_args
+from pybrid.proxy.backendfile import parse_backend_args
 
 COMMANDS = docs_check.all_commands()
 RUN_BLOCKS: dict[tuple[Path, int], list[Command]] = {}

@@ -22,9 +22,9 @@ from pybrid.device.signals import default_mac, expected_decoded
 from pybrid.monitor import MonitorListener
 from pybrid.monitor.options import MonitorConfig
 from pybrid.monitor.web import MonitorLive, endpoint_string
+from pybrid.proxy.backendfile import Backend
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.spec import Backend
 
 RATE = 100_000
 T = 30.0

@@ -21,9 +21,9 @@ from twisted.internet import threads
 from pybrid.client import connect
 from pybrid.device import DeviceConfig, SimulatedDevice
 from pybrid.device.config import Faults
+from pybrid.proxy.backendfile import Backend
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.spec import Backend
 
 require_shm()
 require_nats()

@@ -20,9 +20,9 @@ from twisted.internet import threads
 
 from pybrid.client import connect
 from pybrid.device import DeviceConfig, SimulatedDevice
+from pybrid.proxy.backendfile import Backend
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.spec import Backend
 from pybrid.proxy.taps.nats.child import NatsExportConfig
 
 require_shm()

@@ -21,9 +21,9 @@ from support.reference import spawn
 from twisted.internet import defer, task
 
 from pybrid.device import DeviceConfig, SimulatedDevice
+from pybrid.proxy.backendfile import Backend
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.spec import Backend
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "examples" / "notebooks").glob("*.ipynb"))

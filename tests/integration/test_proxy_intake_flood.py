@@ -49,8 +49,8 @@ async def test_forged_datagrams_from_other_local_ports_never_reach_the_router(re
     device, forger = udp_socket(), udp_socket()
     try:
         device.sendto(DEVICE_DATA + b"0", ("127.0.0.1", port))
-        await until(reactor, lambda: intake.source is not None, "the latch", seconds=10)
-        assert intake.source == device.getsockname()
+        await until(reactor, lambda: intake.latched is not None, "the latch", seconds=10)
+        assert intake.latched == device.getsockname()
         assert intake.counters.connects == 1
         offered = sink.offered
         for i in range(100):
@@ -64,7 +64,7 @@ async def test_forged_datagrams_from_other_local_ports_never_reach_the_router(re
         # released (a new run or negotiation): another source may latch again
         intake.unlatch()
         forger.sendto(DEVICE_DATA + b"new source", ("127.0.0.1", port))
-        await until(reactor, lambda: intake.source == forger.getsockname(), "the new latch",
+        await until(reactor, lambda: intake.latched == forger.getsockname(), "the new latch",
                     seconds=10)
         assert intake.counters.connects == 2
     finally:
@@ -84,7 +84,7 @@ async def test_a_garbage_flood_on_the_intake_port_costs_the_real_stream_nothing(
     stream = 2000
     try:
         device.sendto(DEVICE_DATA + b"first", ("127.0.0.1", port))
-        await until(reactor, lambda: intake.source is not None, "the latch", seconds=10)
+        await until(reactor, lambda: intake.latched is not None, "the latch", seconds=10)
         garbage = b"\xff" * 1400
         deadline = time.monotonic() + 5.0
         sent = 0

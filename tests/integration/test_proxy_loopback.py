@@ -13,9 +13,9 @@ from twisted.internet import defer
 from pybrid.device import DeviceConfig, SimulatedDevice
 from pybrid.device.signals import chunk_bytes
 from pybrid.proto import pb
+from pybrid.proxy.backendfile import Backend
 from pybrid.proxy.config import ProxyConfig, Timing
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.spec import Backend
 from pybrid.wire import messages
 
 SPEC = pb.ExtractCommand(recursive=True, specification=True)

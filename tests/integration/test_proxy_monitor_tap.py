@@ -19,9 +19,9 @@ from pybrid.device import DeviceConfig, SimulatedDevice
 from pybrid.monitor import FLAG_TCP_LANE, MonitorListener
 from pybrid.monitor.options import MonitorConfig
 from pybrid.proto import pb
+from pybrid.proxy.backendfile import Backend
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.spec import Backend
 from pybrid.wire import messages
 
 CHUNKS = 400  # per carrier: 0.4 s at 1 000 chunks/s

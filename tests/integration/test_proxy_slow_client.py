@@ -19,10 +19,10 @@ from twisted.internet import defer
 from pybrid import netstats
 from pybrid.device import DeviceConfig, SimulatedDevice
 from pybrid.proto import pb
+from pybrid.proxy.backendfile import Backend
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
 from pybrid.proxy.sizes import Overflow
-from pybrid.proxy.spec import Backend
 from pybrid.wire import messages
 
 LIMIT = 256 * 1024

@@ -25,9 +25,9 @@ from pybrid.device import DeviceConfig, SimulatedDevice
 from pybrid.monitor import MonitorListener
 from pybrid.monitor.options import MonitorConfig
 from pybrid.monitor.record import Recorder
+from pybrid.proxy.backendfile import Backend
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.spec import Backend
 
 require_shm()
 

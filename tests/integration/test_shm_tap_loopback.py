@@ -24,9 +24,9 @@ from twisted.internet import task
 
 from pybrid.device import DeviceConfig, SimulatedDevice
 from pybrid.proto import pb
+from pybrid.proxy.backendfile import Backend
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.spec import Backend
 from pybrid.wire import messages
 
 require_shm()

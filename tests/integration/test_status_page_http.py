@@ -20,9 +20,9 @@ from twisted.logger import Logger
 
 from pybrid.client import connect
 from pybrid.monitor.options import MonitorConfig
+from pybrid.proxy.backendfile import Backend
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.spec import Backend
 from pybrid.startup import ListenFailed
 
 T = 30.0

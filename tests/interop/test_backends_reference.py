@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from pybrid.proxy.spec import parse_backend_args
+from pybrid.proxy.backendfile import parse_backend_args
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "proxy"
 

@@ -13,9 +13,9 @@ from support.waiting import until
 
 from pybrid.device import DeviceConfig, SimulatedDevice
 from pybrid.device.signals import expected_decoded
+from pybrid.proxy.backendfile import Backend
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.spec import Backend
 
 pytestmark = pytest.mark.interop
 

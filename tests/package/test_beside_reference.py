@@ -12,8 +12,9 @@ from support.packaging import run
 
 pytestmark = [pytest.mark.package, pytest.mark.timeout(900)]
 
-BOTH = ("import pybrid.redac.controller, pybrid.proxy.tap, pybrid.client, pybrid.proto.pybrid_pb2,"
-        " pybrid.cli, pybrid.monitor; import pybrid; print(sorted(set(pybrid.__path__)))")
+BOTH = ("import pybrid.redac.controller, pybrid.proxy.plugin, pybrid.client,"
+        " pybrid.proto.pybrid_pb2, pybrid.cli, pybrid.monitor; import pybrid;"
+        " print(sorted(set(pybrid.__path__)))")
 
 
 def check_both_work(venv, cwd):
@@ -50,6 +51,6 @@ def test_the_readme_editable_install_beside_the_reference(reference_and_editable
     # the default editable mode adds its finder's path-hook entry beside them
     found = [p for p in portions if not p.startswith("__editable__.")]
     assert found == sorted([str(site / "pybrid"), str(tree / "pybrid")])
-    where = run([venv.python, "-c", "import pybrid.proxy.tap as t; print(t.__file__)"],
+    where = run([venv.python, "-c", "import pybrid.proxy.plugin as t; print(t.__file__)"],
                 cwd=package_base).stdout.strip()
-    assert where == str(tree / "pybrid" / "proxy" / "tap.py")
+    assert where == str(tree / "pybrid" / "proxy" / "plugin.py")

@@ -22,7 +22,7 @@ def test_the_sdist_carries_sources_plugins_license_docs_examples_and_tests(dists
                    "docs/deployment.md", "examples/systemd/pybrid-proxy.service",
                    "examples/proxy/lucidac.txt", "tests/conftest.py",
                    "tests/support/ref_scripts/ref_client.py", "scripts/test.sh",
-                   "pybrid/version.py", "pybrid/proxy/tap.py"):
+                   "pybrid/version.py", "pybrid/proxy/plugin.py"):
         assert needed in names, needed
     # build products and the regular-package marker that would shadow the reference
     assert not [n for n in names if n.endswith(("_pb2.py", "_pb2.pyi", ".pyc", "dropin.cache"))]

@@ -20,12 +20,12 @@ T = 30.0
 def test_the_generated_code_imports_from_the_installed_venv(installed, package_base, dists):
     site = installed.site_packages(package_base)
     done = run([installed.python, "-c",
-                "import pybrid.proto.pybrid_pb2 as pb, pybrid.proxy.tap as tap, pybrid, "
+                "import pybrid.proto.pybrid_pb2 as pb, pybrid.proxy.plugin as tap, pybrid, "
                 "pybrid.version as v; print(pb.__file__); print(tap.__file__); "
                 "print(list(pybrid.__path__)); print(v.version())"], cwd=package_base)
     pb_file, tap_file, paths, version = done.stdout.splitlines()
     assert pb_file == str(site / "pybrid" / "proto" / "pybrid_pb2.py")
-    assert tap_file == str(site / "pybrid" / "proxy" / "tap.py")
+    assert tap_file == str(site / "pybrid" / "proxy" / "plugin.py")
     assert paths == repr([str(site / "pybrid")])  # a namespace package, one portion here
     assert version == dists.version
 

@@ -308,7 +308,7 @@ def importable(name: str) -> list[str]:
 
 
 def backend_file(path: str) -> list[str]:
-    from pybrid.proxy.spec import BackendSpecError, parse_backend_args
+    from pybrid.proxy.backendfile import BackendSpecError, parse_backend_args
 
     if not (ROOT / path).is_file():
         return []  # reported by check_word

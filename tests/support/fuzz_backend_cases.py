@@ -292,9 +292,9 @@ def handshake_case(rnd: random.Random, full: bool = True) -> Outcome:
     """Random answers to the lane's start-up handshake; then a good device reconnects."""
     out = Outcome()
     reactor = FakeReactor()
+    from pybrid.proxy.backendfile import Backend
     from pybrid.proxy.config import ProxyConfig
     from pybrid.proxy.service import ProxyService
-    from pybrid.proxy.spec import Backend
 
     service = ProxyService(ProxyConfig(backends=(Backend("127.0.0.1", 6000),),
                                        interface="127.0.0.1", port=0), reactor)

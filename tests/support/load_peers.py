@@ -208,9 +208,9 @@ class InProcessProxy:
 
     def __init__(self, reactor: Any, ports: list[int], wait: bool = True,
                  **config: Any) -> None:
+        from pybrid.proxy.backendfile import Backend, Location
         from pybrid.proxy.config import ProxyConfig
         from pybrid.proxy.service import ProxyService
-        from pybrid.proxy.spec import Backend, Location
 
         backends = tuple(Backend("127.0.0.1", p, Location(0, i)) for i, p in enumerate(ports))
         config.setdefault("interface", "127.0.0.1")

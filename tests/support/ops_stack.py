@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from pybrid.device import DeviceConfig, SimulatedDevice
+from pybrid.proxy.backendfile import parse_text
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.spec import parse_text
 
 MACS = ("00-00-5E-00-53-0A", "00-00-5E-00-53-0B", "00-00-5E-00-53-0C")
 

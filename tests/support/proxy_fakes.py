@@ -183,9 +183,9 @@ def make_proxy(
     **config: Any,
 ) -> tuple[Any, list[FakeBackend]]:
     """A started ProxyService with one healthy FakeBackend per entry of ``carriers``."""
+    from pybrid.proxy.backendfile import Backend
     from pybrid.proxy.config import ProxyConfig
     from pybrid.proxy.service import ProxyService
-    from pybrid.proxy.spec import Backend
 
     carriers = carriers or [["00-00-00-00-00-00"]]
     backends = tuple(Backend("127.0.0.1", 6000 + i) for i in range(len(carriers)))

@@ -109,9 +109,9 @@ async def sim(reactor: Any, port: int = 0, **config: Any) -> Any:
 @contextlib.asynccontextmanager
 async def proxy(reactor: Any, *backend_args: str, healthy: bool = True, **config: Any) -> Any:
     """A ProxyService for ``-b`` values ``backend_args`` on 127.0.0.1, port 0."""
+    from pybrid.proxy.backendfile import parse_backend_args
     from pybrid.proxy.config import ProxyConfig
     from pybrid.proxy.service import ProxyService
-    from pybrid.proxy.spec import parse_backend_args
 
     spec = parse_backend_args(list(backend_args))
     config.setdefault("interface", "127.0.0.1")

@@ -6,8 +6,8 @@ import pytest
 from twisted.python import usage
 
 from pybrid.commandline import Parser, TwistdOptions, one_line, usage_line
-from pybrid.device.tap import Options as DeviceOptions
-from pybrid.proxy.tap import Options as ProxyOptions
+from pybrid.device.plugin import Options as DeviceOptions
+from pybrid.proxy.plugin import Options as ProxyOptions
 from pybrid.version import version
 
 

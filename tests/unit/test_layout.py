@@ -142,7 +142,7 @@ def test_formats_shared_by_writer_and_reader_live_in_pybrid_wire():
 
 
 #: Who may reach into a tap's own modules: the proxy's wiring, its options, its status record.
-TAP_USERS = {"pybrid.proxy.service", "pybrid.proxy.tap", "pybrid.proxy.status.model"}
+TAP_USERS = {"pybrid.proxy.service", "pybrid.proxy.plugin", "pybrid.proxy.status.model"}
 
 
 def test_taps_live_in_pybrid_proxy_taps_behind_one_interface():

@@ -36,7 +36,7 @@ class Refusing(Clock):
 
 def test_the_status_page_and_the_device_raise_it() -> None:
     from pybrid.device.config import DeviceConfig
-    from pybrid.device.tap import DeviceService
+    from pybrid.device.plugin import DeviceService
     from pybrid.proxy.status.web import StatusService
 
     page = StatusService(object(), Refusing(), 8732, "127.0.0.1")

@@ -32,8 +32,8 @@ from typing import Protocol
 from twisted.logger import Logger
 
 from pybrid.proto import pb
-from pybrid.proxy.spec.model import Backend, Location, Wire
-from pybrid.proxy.spec.wiring import carrier_location_v0, wiring_items
+from pybrid.proxy.backendfile.model import Backend, Location, Wire
+from pybrid.proxy.backendfile.wiring import carrier_location_v0, wiring_items
 
 log = Logger()
 

@@ -13,7 +13,7 @@ biggest single fix against kernel drops; :func:`pybrid.netstats.raise_rcvbuf` as
 
 **Source latch.** Datagrams are accepted only from the device's own source address: the first
 datagram from the backend's IP that the router accepts as traffic of a registered run
-(``deliver`` returns true) *latches* its ``(ip, port)`` in ``source``; from then on a datagram
+(``deliver`` returns true) *latches* its ``(ip, port)`` in ``latched``; from then on a datagram
 from any other address — another host, or another port of the backend's host, such as a local
 process forging samples with the active run's id — is dropped and counted in
 ``counters.foreign``. Until the latch is set, datagrams from the backend's IP go to the router
@@ -99,28 +99,28 @@ class DatagramSink(Protocol):
     """Where an intake hands its datagrams: the run router."""
 
     # True: traffic of a registered run (the intake latches the device's source on it)
-    def route_datagram(self, source: Any, data: bytes) -> bool: ...
+    def route_datagram(self, lane: Any, data: bytes) -> bool: ...
 
 
 class DatagramIntake(protocol.DatagramProtocol):
     """One backend's UDP intake socket; see the module note.
 
-    Every datagram from ``peer_host`` goes to ``sink.route_datagram(source, data)``, where
-    ``source`` is the backend lane the socket belongs to.
+    Every datagram from ``peer_host`` goes to ``sink.route_datagram(lane, data)``, where
+    ``lane`` is the backend lane the socket belongs to.
     """
 
     log = Logger()
     noisy = False
 
-    def __init__(self, name: str, source: Any, sink: DatagramSink) -> None:
+    def __init__(self, name: str, lane: Any, sink: DatagramSink) -> None:
         self.name = name
-        self._source_lane = source
+        self._lane = lane
         self._sink = sink
         self._peer_host: str | None = None
         #: The device's latched address as Twisted gives it (``(ip, port)``; IPv6 adds flow
         #: info and scope), or None (see the module note).
-        self.source: tuple[Any, ...] | None = None
-        self._last_source: tuple[Any, ...] | None = None
+        self.latched: tuple[Any, ...] | None = None
+        self._last_latched: tuple[Any, ...] | None = None
         self.counters = IntakeCounters()
         self.port: IListeningPort | None = None
         self.rcvbuf = 0
@@ -139,7 +139,7 @@ class DatagramIntake(protocol.DatagramProtocol):
     def unlatch(self) -> None:
         """Accept the next datagram of a registered run from the backend's IP as the
         device's source (a new run, or a new negotiation)."""
-        self.source = None
+        self.latched = None
         port = self.port
         if port is not None and getattr(port, "_connectedAddr", None):
             sock = getattr(port, "socket", None)
@@ -162,24 +162,24 @@ class DatagramIntake(protocol.DatagramProtocol):
         self.counters.connects += 1
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
-        if addr == self.source:
+        if addr == self.latched:
             counters = self.counters
             counters.datagrams += 1
             counters.bytes += len(data)
-            self._sink.route_datagram(self._source_lane, data)
+            self._sink.route_datagram(self._lane, data)
             return
-        if self.source is not None or addr[0] != self._peer_host:
+        if self.latched is not None or addr[0] != self._peer_host:
             self._foreign(addr, len(data))
             return
         counters = self.counters
         counters.datagrams += 1
         counters.bytes += len(data)
-        if self._sink.route_datagram(self._source_lane, data) and self.source is None:
-            source = self.source = tuple(addr)
-            self._connect(source)
-            if source == self._last_source:
+        if self._sink.route_datagram(self._lane, data) and self.latched is None:
+            latched = self.latched = tuple(addr)
+            self._connect(latched)
+            if latched == self._last_latched:
                 return
-            self._last_source = source
+            self._last_latched = latched
             self.log.info("backend {backend} intake: run data comes from {addr}; datagrams "
                           "from other addresses are dropped", backend=self.name,
                           addr=f"{addr[0]}:{addr[1]}")
@@ -188,9 +188,9 @@ class DatagramIntake(protocol.DatagramProtocol):
         self.counters.foreign += 1
         count = self.counters.foreign
         if worth_logging(count):
-            source = self.source
-            if source is not None and addr[0] == source[0]:
-                why = f"the backend's host, but not the device's port {source[1]}"
+            latched = self.latched
+            if latched is not None and addr[0] == latched[0]:
+                why = f"the backend's host, but not the device's port {latched[1]}"
             else:
                 why = "an address that is not the backend's"
             self.log.warn(

@@ -66,8 +66,8 @@ from pybrid.proxy.backend.model import (
     backoff_delay,
 )
 from pybrid.proxy.backend.protocol import BackendProtocol, LaneFactory
+from pybrid.proxy.backendfile.model import Backend
 from pybrid.proxy.config import Timing
-from pybrid.proxy.spec.model import Backend
 from pybrid.wire import messages
 from pybrid.wire.correlate import ConnectionGone, RequestTracker
 from pybrid.wire.framing import MAX_FRAME_LENGTH

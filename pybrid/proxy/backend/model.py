@@ -78,7 +78,7 @@ class RunSink(DatagramSink, Protocol):
     """Where a lane's run traffic goes, from its intake socket and from its TCP lane: the run
     router (which copies it to the monitor tap first)."""
 
-    def route_message(self, source: Any, env: pb.Envelope, payload: bytes) -> None: ...
+    def route_message(self, lane: Any, env: pb.Envelope, payload: bytes) -> None: ...
 
 
 @attrs.define

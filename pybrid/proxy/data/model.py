@@ -31,9 +31,9 @@ class StateObserver(Protocol):
     ) -> None: ...
 
 
-class Source(Protocol):
+class LaneView(Protocol):
     """A backend as the router sees it: its name for logs, its carrier paths, and its lane's
-    index (the monitor tap's carrier index)."""
+    index (the monitor header's lane index)."""
 
     @property
     def name(self) -> str: ...
@@ -112,5 +112,5 @@ class RouterStatus:
     runs: tuple[RunProgress, ...]
 
 
-__all__ = ["RouterCounters", "RouterStatus", "RunProgress", "RunTarget", "RunTrack", "Source",
+__all__ = ["LaneView", "RouterCounters", "RouterStatus", "RunProgress", "RunTarget", "RunTrack",
            "StateObserver"]

@@ -66,12 +66,12 @@ from twisted.logger import Logger
 
 from pybrid.proto import pb
 from pybrid.proxy.data.model import (
+    LaneView,
     RouterCounters,
     RouterStatus,
     RunProgress,
     RunTarget,
     RunTrack,
-    Source,
     StateObserver,
 )
 from pybrid.proxy.data.sequence import RunChunks
@@ -180,22 +180,22 @@ class RunRouter:
 
     # -- the data path -------------------------------------------------------------------
 
-    def route_datagram(self, source: Source, payload: bytes) -> bool:
+    def route_datagram(self, lane: LaneView, payload: bytes) -> bool:
         """A datagram from a backend's intake socket (the hot path; see the module note).
         True if it was traffic of a registered run."""
-        table = self._layouts.get(source.name)
+        table = self._layouts.get(lane.name)
         found = None if table is None else table.match(payload)
         if found is None:
-            return self._new_layout(source, payload)
+            return self._new_layout(lane, payload)
         lay, _, number = found
         if number < 0:  # the chunk varint and its tag (0x10) are not among the fixed bytes
-            return self._parse_and_route(source, payload)
+            return self._parse_and_route(lane, payload)
         rid = payload[lay.run_at : lay.run_at + 36]
         track = self._by_bytes.get(rid)
         if track is None:
             if not rid.isascii():  # valid UTF-8 or not: protobuf decides
-                return self._parse_and_route(source, payload)
-            self._foreign(source, rid.decode(), "run_data_message" if lay.tag == DATA_TAG
+                return self._parse_and_route(lane, payload)
+            self._foreign(lane, rid.decode(), "run_data_message" if lay.tag == DATA_TAG
                           else "run_data_end_message")
             return False
         if lay.tag == DATA_TAG:
@@ -210,31 +210,31 @@ class RunRouter:
         client = track.client_bytes
         if client != rid:
             if len(client) != 36:
-                return self._parse_and_route(source, payload)
+                return self._parse_and_route(lane, payload)
             payload = layout.with_run_id(payload, lay.run_at, client)
         self.counters.forwarded += 1
         track.target.deliver(payload)
         if self.tap is not None:
-            self.tap.chunk(track.info, source.index, lay, number, payload, 0)
+            self.tap.chunk(track.info, lane.index, lay, number, payload, 0)
         return True
 
-    def _new_layout(self, source: Source, payload: bytes) -> bool:
+    def _new_layout(self, lane: LaneView, payload: bytes) -> bool:
         """A datagram no learned layout matches: the full parse decides; a data message that
         protobuf accepts and whose head is consistent (:func:`layout_of`) teaches its layout
         for this backend (at most ``_LAYOUTS_PER_LENGTH`` per length)."""
-        env = self._parse(source, payload)
+        env = self._parse(lane, payload)
         if env is None:
             return False
         lay = layout_of(payload)
         if lay is not None:
-            table = self._layouts.get(source.name)
+            table = self._layouts.get(lane.name)
             if table is None:
-                table = self._layouts[source.name] = LayoutTable(_LAYOUT_LENGTHS,
+                table = self._layouts[lane.name] = LayoutTable(_LAYOUT_LENGTHS,
                                                                  _LAYOUTS_PER_LENGTH)
             table.learn(lay, lay)
-        return self._route(source, env, payload)
+        return self._route(lane, env, payload)
 
-    def _parse(self, source: Source, payload: bytes) -> pb.Envelope | None:
+    def _parse(self, lane: LaneView, payload: bytes) -> pb.Envelope | None:
         env = pb.Envelope()
         try:
             env.ParseFromString(payload)
@@ -243,26 +243,26 @@ class RunRouter:
             noise = self._noise["unparseable"] = self._noise.get("unparseable", 0) + 1
             if worth_logging(noise):
                 self.log.warn("unparseable datagram from backend {backend} ({length} bytes; "
-                              "{count} unparseable so far)", backend=source.name,
+                              "{count} unparseable so far)", backend=lane.name,
                               length=len(payload), count=self.counters.unparseable)
             return None
         return env
 
-    def _parse_and_route(self, source: Source, payload: bytes) -> bool:
-        env = self._parse(source, payload)
-        return False if env is None else self._route(source, env, payload)
+    def _parse_and_route(self, lane: LaneView, payload: bytes) -> bool:
+        env = self._parse(lane, payload)
+        return False if env is None else self._route(lane, env, payload)
 
-    def route_message(self, source: Source, env: pb.Envelope, payload: bytes) -> None:
-        """One run message ``source`` sent on its TCP lane, parsed (``env``) and raw: routed
+    def route_message(self, lane: LaneView, env: pb.Envelope, payload: bytes) -> None:
+        """One run message ``lane`` sent on its TCP lane, parsed (``env``) and raw: routed
         like a datagram, the taps told with :data:`~pybrid.proxy.taps.base.TCP_LANE`."""
-        self._route(source, env, payload, TCP_LANE)
+        self._route(lane, env, payload, TCP_LANE)
 
-    def route(self, source: Source, env: pb.Envelope, payload: bytes) -> None:
-        """Route one run message as if ``source`` had sent it (no tap copy: also used for
+    def route(self, lane: LaneView, env: pb.Envelope, payload: bytes) -> None:
+        """Route one run message as if ``lane`` had sent it (no tap copy: also used for
         state changes the proxy writes itself)."""
-        self._route(source, env, payload, -1)
+        self._route(lane, env, payload, -1)
 
-    def _route(self, source: Source, env: pb.Envelope, payload: bytes, flags: int = 0) -> bool:
+    def _route(self, lane: LaneView, env: pb.Envelope, payload: bytes, flags: int = 0) -> bool:
         """``flags`` for the taps: 0 a datagram, ``TCP_LANE``, -1 the proxy's own (no copy)."""
         msg = env.message_v1
         kind = msg.WhichOneof("kind")
@@ -272,20 +272,20 @@ class RunRouter:
         elif kind == "run_data_end_message":
             body = msg.run_data_end_message
         elif kind == "run_state_change_message":
-            return self._state(source, msg.run_state_change_message, env, payload, flags)
+            return self._state(lane, msg.run_state_change_message, env, payload, flags)
         else:
             self.counters.unexpected_kind += 1
             noise = self._noise["unexpected"] = self._noise.get("unexpected", 0) + 1
             if worth_logging(noise):
                 self.log.warn("unexpected {kind} on the data lane of backend {backend}, dropped "
                               "({count} unexpected so far)",
-                              kind=kind or env.WhichOneof("kind"), backend=source.name,
+                              kind=kind or env.WhichOneof("kind"), backend=lane.name,
                               count=self.counters.unexpected_kind)
             return False
         run = body.run
         track = self._by_bytes.get(run.id.encode())
         if track is None:
-            self._foreign(source, run.id, kind)
+            self._foreign(lane, run.id, kind)
             return False
         if kind == "run_data_message":
             path = body.entity.path.encode()
@@ -299,7 +299,7 @@ class RunRouter:
         data = _as_client(track, run.id, env, body, payload)
         track.target.deliver(data)
         if self.tap is not None and flags >= 0:
-            self.tap.chunk(track.info, source.index, None, run.chunk, data, flags)
+            self.tap.chunk(track.info, lane.index, None, run.chunk, data, flags)
         return True
 
     # -- chunk accounting -----------------------------------------------------------------
@@ -335,7 +335,7 @@ class RunRouter:
 
     # -- drops and state changes ------------------------------------------------------------
 
-    def _foreign(self, source: Source, run_id: str, kind: str) -> None:
+    def _foreign(self, lane: LaneView, run_id: str, kind: str) -> None:
         self.counters.foreign_run += 1
         if run_id not in self._reported:
             if len(self._reported) >= _REPORT_LIMIT:
@@ -347,18 +347,18 @@ class RunRouter:
                     "dropping {kind} of run {run} from backend {backend}: no active session "
                     "started that run (further ones counted silently; {count} messages of "
                     "unknown runs dropped so far)",
-                    kind=kind, run=run_id, backend=source.name,
+                    kind=kind, run=run_id, backend=lane.name,
                     count=self.counters.foreign_run,
                 )
 
     def _state(
-        self, source: Source, change: pb.RunStateChangeMessage, env: pb.Envelope, payload: bytes,
+        self, lane: LaneView, change: pb.RunStateChangeMessage, env: pb.Envelope, payload: bytes,
         flags: int = 0,
     ) -> bool:
         run_id = change.run.id
         track = self._by_bytes.get(run_id.encode())
         if track is None:
-            self._foreign(source, run_id, "run_state_change_message")
+            self._foreign(lane, run_id, "run_state_change_message")
             return False
         self.counters.states += 1
         new_state = change.new_
@@ -369,7 +369,7 @@ class RunRouter:
             paths: tuple[str, ...] = (carrier_of(change.entity.path),)
             sent = [(paths[0], payload or env.SerializeToString())]
         else:
-            paths = source.carriers
+            paths = lane.carriers
             sent = [] if paths else [("", payload or env.SerializeToString())]
             for path in paths:  # carriers unknown (none): the client applies it to all
                 change.entity.path = path
@@ -378,12 +378,12 @@ class RunRouter:
         for path, data in sent:
             track.target.deliver(data)
             if tap is not None:
-                tap.state_changed(track.info, source.index, path, new_state, change.reason,
+                tap.state_changed(track.info, lane.index, path, new_state, change.reason,
                                   data, flags)
         if self.debug:
             self.log.debug("run {run}: state {state} for {carriers} from {backend}",
                            run=run_id, state=pb.RunState.Name(new_state), carriers=paths,
-                           backend=source.name)
+                           backend=lane.name)
         if new_state in FINAL_STATES and not track.ended:
             for path in paths:
                 track.finished[path] = new_state
@@ -393,7 +393,7 @@ class RunRouter:
                 self._close(track, final)
                 track.target.run_ended(track.client_id, final)
         if track.observer is not None:
-            track.observer.state_changed(source.name, paths, new_state, change.reason)
+            track.observer.state_changed(lane.name, paths, new_state, change.reason)
         return True
 
 

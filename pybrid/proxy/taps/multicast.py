@@ -197,17 +197,17 @@ class MulticastTap:
     def emit(
         self,
         payload: bytes,
-        carrier_index: int,
+        lane_index: int,
         flags: int = 0,
         timestamp_ns: int | None = None,
     ) -> None:
         """Send ``payload`` (a serialized Envelope) to every group, prefixed by the header.
 
-        ``carrier_index`` (0..65535) says which carrier/backend it came from; ``flags`` may
+        ``lane_index`` (0..65535) says which lane (backend) it came from; ``flags`` may
         hold :data:`~pybrid.wire.monitor_header.FLAG_TCP_LANE`; ``timestamp_ns`` defaults to the
         reactor's clock.  Never raises; see the module's design note for what is counted.
         """
-        self.chunk(None, carrier_index, None, 0, payload, flags, timestamp_ns)
+        self.chunk(None, lane_index, None, 0, payload, flags, timestamp_ns)
 
     # -- the router's events (pybrid.proxy.taps.base.RunTap) --------------------------------
 
@@ -217,7 +217,6 @@ class MulticastTap:
     def chunk(self, run: RunInfo | None, lane: int, lay: Layout | None, number: int,
               payload: bytes, flags: int, timestamp_ns: int | None = None) -> None:
         """One message to every group (what :meth:`emit` does; the router calls this)."""
-        carrier_index = lane
         counters = self.counters
         counters.emitted += 1
         sequence = self._sequence
@@ -234,12 +233,12 @@ class MulticastTap:
             timestamp_ns = int(self.reactor.seconds() * 1e9)
         try:
             datagram = (
-                HEADER.pack(MAGIC, VERSION, flags, carrier_index, sequence, timestamp_ns)
+                HEADER.pack(MAGIC, VERSION, flags, lane, sequence, timestamp_ns)
                 + payload
             )
         except Exception:
             counters.invalid += 1
-            self._first("invalid", 0, carrier=carrier_index, flags=flags)
+            self._first("invalid", 0, lane=lane, flags=flags)
             return
         size = len(datagram)
         for target, group in self._targets:

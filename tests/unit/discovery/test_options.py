@@ -8,14 +8,14 @@ import pytest
 from support.optional import require
 from twisted.python import usage
 
-from pybrid.device.tap import Options as DeviceOptions
+from pybrid.device.plugin import Options as DeviceOptions
 from pybrid.discovery.options import (
     AdvertiseConfig,
     default_name,
     interfaces_for,
     parse_interfaces,
 )
-from pybrid.proxy.tap import Options as ProxyOptions
+from pybrid.proxy.plugin import Options as ProxyOptions
 
 
 @pytest.fixture

@@ -209,7 +209,7 @@ def test_monitor_datagrams_stay_on_the_local_network_by_default():
     assert MonitorConfig().ttl == 1 and MonitorConfig().interface == "127.0.0.1"
     config = ProxyConfig(backends=())
     assert config.monitor.ttl == 1 and not config.monitor.groups
-    from pybrid.proxy.tap import Options
+    from pybrid.proxy.plugin import Options
 
     options = Options(environ={})
     options.parseOptions(["-b", "127.0.0.1:5733", "--monitor", "239.255.0.1:5007"])

@@ -162,12 +162,12 @@ def test_the_intake_latches_the_devices_port_per_run(reactor):
     for port, n in ((33333, 0), (44444, 1)):
         run_id = str(uuid.uuid4())
         start_run(client, backend, run_id)
-        assert intake.source is None  # released by the run's registration
+        assert intake.latched is None  # released by the run's registration
         intake.datagramReceived(device_bytes(service.router, chunk(run_id, 0)), ("127.0.0.1", port))
         intake.datagramReceived(device_bytes(service.router, chunk(run_id, 1)),
                                 ("127.0.0.1", 55555))  # forged
         intake.datagramReceived(device_bytes(service.router, chunk(run_id, 1)), ("127.0.0.1", port))
-        assert intake.source == ("127.0.0.1", port)
+        assert intake.latched == ("127.0.0.1", port)
         assert intake.counters.foreign == n + 1
         frames = client.frames()
         chunks = [e.message_v1.run_data_message.run.chunk for e in frames]

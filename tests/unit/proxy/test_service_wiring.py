@@ -46,9 +46,9 @@ def test_stopping_stops_listening_first_and_every_child_once_done(reactor):
 def test_when_healthy_waits_for_the_lanes_and_fires_at_once_after(reactor):
     from support.proxy_fakes import connect_backend
 
+    from pybrid.proxy.backendfile import Backend
     from pybrid.proxy.config import ProxyConfig
     from pybrid.proxy.service import ProxyService
-    from pybrid.proxy.spec import Backend
 
     service = ProxyService(ProxyConfig(backends=(Backend("127.0.0.1", 6000),),
                                        interface="127.0.0.1", port=0), reactor)

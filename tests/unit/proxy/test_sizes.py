@@ -6,8 +6,8 @@ import pytest
 from twisted.python import usage
 
 from pybrid.monitor.options import MonitorConfig
+from pybrid.proxy.plugin import Options
 from pybrid.proxy.sizes import Overflow, format_size, parse_size
-from pybrid.proxy.tap import Options
 
 
 @pytest.mark.parametrize(

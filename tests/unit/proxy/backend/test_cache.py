@@ -8,8 +8,8 @@ from support.proxy_fakes import spec_reply
 
 from pybrid.proto import pb
 from pybrid.proxy.backend.cache import CacheNotReady, compose_extract
+from pybrid.proxy.backendfile import parse_backend_args
 from pybrid.proxy.runs.merge import merge_replies, split_config
-from pybrid.proxy.spec import parse_backend_args
 from pybrid.wire import messages
 
 

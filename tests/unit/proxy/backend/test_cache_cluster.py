@@ -9,7 +9,7 @@ from support.proxy_fakes import carrier_entity, spec_reply
 
 from pybrid.proto import pb
 from pybrid.proxy.backend.cache import ClusterConflict, compose_extract, conflicts
-from pybrid.proxy.spec import parse_backend_args
+from pybrid.proxy.backendfile import parse_backend_args
 
 
 @attrs.define

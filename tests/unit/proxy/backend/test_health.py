@@ -10,9 +10,9 @@ from twisted.internet.error import ConnectionLost, ConnectionRefusedError
 from twisted.logger import LogLevel, capturedLogs
 from twisted.python.failure import Failure
 
+from pybrid.proxy.backendfile import Backend
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.spec import Backend
 from pybrid.wire import messages
 
 ZERO = "00-00-00-00-00-00"

@@ -183,9 +183,9 @@ def test_the_devices_source_port_is_latched_by_its_first_accepted_datagram(captu
     intake = DatagramIntake("dev", None, Sink(deliver))
     intake.peer_host = "127.0.0.1"
     intake.datagramReceived(b"junk", ("127.0.0.1", 7))  # routed (and dropped) but no latch
-    assert intake.source is None
+    assert intake.latched is None
     intake.datagramReceived(b"run 1", ("127.0.0.1", 8))
-    assert intake.source == ("127.0.0.1", 8)
+    assert intake.latched == ("127.0.0.1", 8)
     intake.datagramReceived(b"run forged", ("127.0.0.1", 7))  # the backend's host, other port
     intake.datagramReceived(b"run forged", ("10.0.0.9", 8))  # another host
     intake.datagramReceived(b"anything", ("127.0.0.1", 8))
@@ -198,9 +198,9 @@ def test_the_devices_source_port_is_latched_by_its_first_accepted_datagram(captu
     intake.unlatch()
     intake.datagramReceived(b"run 2", ("127.0.0.1", 9))
     intake.datagramReceived(b"run 1", ("127.0.0.1", 8))
-    assert intake.source == ("127.0.0.1", 9) and intake.counters.foreign == 3
+    assert intake.latched == ("127.0.0.1", 9) and intake.counters.foreign == 3
     intake.peer_host = "127.0.0.1"
-    assert intake.source is None
+    assert intake.latched is None
 
 
 def test_the_watch_unlatches_every_intake():
@@ -208,11 +208,11 @@ def test_the_watch_unlatches_every_intake():
     for intake in intakes:
         intake.peer_host = "127.0.0.1"
         intake.datagramReceived(b"run", ("127.0.0.1", 5))
-        assert intake.source == ("127.0.0.1", 5)
+        assert intake.latched == ("127.0.0.1", 5)
     watch = IntakeWatch(task.Clock(), [Lane("a", intakes[0]), Lane("b", intakes[1]),
                                        Lane("down", None)], Router())
     watch.unlatch()
-    assert [i.source for i in intakes] == [None, None]
+    assert [i.latched for i in intakes] == [None, None]
 
 
 def test_a_flood_of_foreign_datagrams_is_counted_exactly_but_logged_sparingly(captured):

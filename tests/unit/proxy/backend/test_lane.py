@@ -9,8 +9,8 @@ from twisted.python.failure import Failure
 
 from pybrid.proto import pb
 from pybrid.proxy.backend.lane import BackendLane, LaneState, carrier_paths
+from pybrid.proxy.backendfile import Backend
 from pybrid.proxy.config import Timing
-from pybrid.proxy.spec import Backend
 from pybrid.wire import messages
 
 

@@ -8,8 +8,8 @@ from twisted.logger import capturedLogs
 
 from pybrid.proto import pb
 from pybrid.proxy.backend.lane import BackendLane, LaneState
+from pybrid.proxy.backendfile import Backend
 from pybrid.proxy.config import Timing
-from pybrid.proxy.spec import Backend
 from pybrid.wire import messages
 
 

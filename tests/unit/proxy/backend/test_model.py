@@ -8,7 +8,7 @@ from support.machines import walk
 
 from pybrid.proxy.backend.lane import BackendLane
 from pybrid.proxy.backend.model import LANE, LaneState, backoff_delay
-from pybrid.proxy.spec import Backend
+from pybrid.proxy.backendfile import Backend
 
 
 def test_lane_table_walk(reactor, events):

@@ -49,7 +49,7 @@ def test_a_token_under_128_bits_is_refused_with_a_clear_message():
 
 
 def test_the_proxy_refuses_to_start_with_a_weak_token():
-    from pybrid.proxy.tap import Options
+    from pybrid.proxy.plugin import Options
 
     options = Options()
     options.environ = {"PYBRID_AUTHENTICATION": "correct horse"}

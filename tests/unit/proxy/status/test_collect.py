@@ -9,9 +9,9 @@ from twisted.logger import Logger, LogLevel, LogPublisher
 from twisted.python.failure import Failure
 
 from pybrid.proto import pb
+from pybrid.proxy.backendfile import parse_text
 from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.spec import parse_text
 from pybrid.proxy.status.collect import StatusCollector, proxy_counters
 from pybrid.proxy.status.events import RecentEvents
 from pybrid.wire import messages

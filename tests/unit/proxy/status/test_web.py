@@ -13,12 +13,12 @@ from twisted.web.resource import getChildForRequest
 from twisted.web.test.requesthelper import DummyRequest
 
 from pybrid.proto import pb
+from pybrid.proxy.backendfile import Backend
 from pybrid.proxy.config import ProxyConfig
+from pybrid.proxy.plugin import Options
 from pybrid.proxy.service import ProxyService
-from pybrid.proxy.spec import Backend
 from pybrid.proxy.status.collect import StatusCollector
 from pybrid.proxy.status.web import StatusService, status_resource, url
-from pybrid.proxy.tap import Options
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from twisted.internet import error
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import failure, usage
 
-from pybrid.proxy.tap import Options
+from pybrid.proxy.plugin import Options
 from pybrid.proxy.taps.nats.child import NatsBridgeService, NatsExportConfig
 
 

@@ -6,7 +6,7 @@ import pytest
 from support.shm import require_shm
 from twisted.python import usage
 
-from pybrid.proxy.tap import Options
+from pybrid.proxy.plugin import Options
 
 require_shm()
 

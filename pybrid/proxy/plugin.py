@@ -10,7 +10,7 @@
            [--advertise [--advertise-interface all|IP,…] [--advertise-name NAME]]
 
 ``-b`` takes a backend (``HOST[:PORT]``), comma-separated backends, or a backend file
-(see :mod:`pybrid.proxy.spec`).  With ``--auth`` the bearer token clients must present is
+(see :mod:`pybrid.proxy.backendfile`).  With ``--auth`` the bearer token clients must present is
 read from the environment variable ``PYBRID_AUTHENTICATION``; it must be set and non-empty.
 ``--port 0`` binds a free port; the log line ``pybrid-proxy listening on HOST:PORT`` tells which.
 ``--listen`` also takes a Twisted server endpoint string (``tcp:5732``,
@@ -32,14 +32,14 @@ from pybrid.commandline import TwistdOptions
 from pybrid.discovery.options import AdvertiseOptionsMixin
 from pybrid.logs import tag_syslog_priorities
 from pybrid.monitor.options import MonitorOptionsMixin
+from pybrid.proxy.backendfile.model import BackendSpecError
+from pybrid.proxy.backendfile.parse import parse_backend_args
 from pybrid.proxy.clients.auth import weak_token_text
 from pybrid.proxy.clients.listen import DEFAULT_ACCEPTS_PER_PASS, check_listen, is_endpoint
 from pybrid.proxy.clients.pending import DEFAULT_MAX_PENDING
 from pybrid.proxy.config import ProxyConfig, Timing
 from pybrid.proxy.service import ProxyService
 from pybrid.proxy.sizes import DEFAULT_CLIENT_BUFFER, DEFAULT_UDP_RCVBUF, format_size, parse_size
-from pybrid.proxy.spec.model import BackendSpecError
-from pybrid.proxy.spec.parse import parse_backend_args
 from pybrid.proxy.taps.nats.options import NatsOptionsMixin
 from pybrid.version import version
 from pybrid.wire.framing import DEFAULT_PORT

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from pybrid.proxy.spec import (
+from pybrid.proxy.backendfile import (
     COMMAND_LINE,
     Backend,
     BackendSpecError,
@@ -66,9 +66,9 @@ def test_wire_three_part_endpoints() -> None:
 
 def test_provenance_is_recorded_but_not_compared() -> None:
     spec = parse_text("\n# c\ncarrier 10.0.0.1 0\ncarrier 10.0.0.2 1\nwire 0/0 1/0\n", "x.txt")
-    assert [(b.source, b.line) for b in spec.backends] == [("x.txt", 3), ("x.txt", 4)]
+    assert [(b.origin, b.line) for b in spec.backends] == [("x.txt", 3), ("x.txt", 4)]
     assert (spec.wires[0].origin, spec.wires[0].line) == ("x.txt", 5)
-    assert spec.backends[0] == Backend("10.0.0.1", 5732, Location(None, 0), source="y", line=99)
+    assert spec.backends[0] == Backend("10.0.0.1", 5732, Location(None, 0), origin="y", line=99)
 
 
 # --- comments and blank lines -----------------------------------------------------------------
@@ -286,7 +286,7 @@ def test_exception_carries_typed_errors_one_per_line() -> None:
         parse_text("bogus line here\ncarrier 10.0.0.1:0\n", "f.txt")
     exc = info.value
     assert isinstance(exc, ValueError)
-    assert [(e.source, e.line) for e in exc.errors] == [("f.txt", 1), ("f.txt", 2)]
+    assert [(e.origin, e.line) for e in exc.errors] == [("f.txt", 1), ("f.txt", 2)]
     assert exc.errors[1] == SpecError(
         "f.txt", 2, "carrier 10.0.0.1:0", "bad port '0': expected 1..65535"
     )

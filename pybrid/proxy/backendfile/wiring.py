@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from pybrid.proto import pb
-from pybrid.proxy.spec.model import Location, Pin, Wire
+from pybrid.proxy.backendfile.model import Location, Pin, Wire
 
 
 def wiring_pin(pin: Pin, carrier_paths: Mapping[Location, str]) -> pb.WiringPin:

@@ -8,7 +8,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pybrid.proxy.spec import (
+from pybrid.proxy.backendfile import (
     NAMED_PINS,
     NO_LOCATION_WARNING,
     Backend,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from twisted.python import usage
 
-from pybrid.proxy.tap import AUTH_ENV, Options, makeService
+from pybrid.proxy.plugin import AUTH_ENV, Options, makeService
 
 
 def parse(argv, environ=None):

@@ -13,7 +13,7 @@ PIN is 0..7 (ACL_OUT at the source, ACL_IN at the target) or aux0, aux1, gen0, g
 
 HOST is an IPv4 address, a host name or a bracketed IPv6 address (``[::1]:5732``).
 
-Parsing runs in two passes (both in :mod:`pybrid.proxy.spec.parse`).  The line pass turns each
+Parsing runs in two passes (both in :mod:`.parse`).  The line pass turns each
 line into a :class:`Backend` or :class:`Wire`, or a :class:`SpecError`.  The setup pass sees every
 ``-b`` value at once, because a wire in one file may name a carrier given in another: duplicate
 hosts and locations, one location form for all carriers, wires referencing located carriers, no
@@ -29,7 +29,7 @@ STACK/CARRIER locations; for a bare LUCIStack index it stamps nothing and the re
 numbers such carriers ``(0, n)`` in extract order.  :attr:`Location.location_v0` makes that
 explicit: a bare index ``n`` is ``(0, n)``.  Wiring pins name the carrier entity path
 (``/<carrier MAC>``, as the reference proxy sends), see
-:func:`pybrid.proxy.spec.wiring.wiring_items`.
+:func:`pybrid.proxy.backendfile.wiring.wiring_items`.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class Backend:
     host: str
     port: int = DEFAULT_PORT
     location: Location | None = None
-    source: str = attrs.field(default="", eq=False)
+    origin: str = attrs.field(default="", eq=False)
     line: int = attrs.field(default=0, eq=False)
     text: str = attrs.field(default="", eq=False, repr=False)
 
@@ -174,13 +174,13 @@ class BackendSpec:
 class SpecError:
     """One problem in a backend specification: where, the offending text, and the rule broken."""
 
-    source: str
+    origin: str
     line: int
     text: str
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.source}:{self.line}" if self.line else self.source
+        where = f"{self.origin}:{self.line}" if self.line else self.origin
         return f"{where}: {self.text}: {self.message}" if self.text else f"{where}: {self.message}"
 
 

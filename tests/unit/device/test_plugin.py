@@ -7,7 +7,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
 from pybrid.device.config import DeviceConfig, Faults
-from pybrid.device.tap import DeviceService, Options, makeService
+from pybrid.device.plugin import DeviceService, Options, makeService
 
 
 def _parse(*argv: str) -> Options:

@@ -1,11 +1,11 @@
-"""The two passes of the backend-spec parser (public API: :mod:`pybrid.proxy.spec`).
+"""The two passes of the backend-spec parser (public API: :mod:`pybrid.proxy.backendfile`).
 
-Line pass (:func:`parse_lines`): each line becomes a :class:`~pybrid.proxy.spec.Backend`, a
-:class:`~pybrid.proxy.spec.Wire`, nothing (blank or comment), or one
-:class:`~pybrid.proxy.spec.SpecError`.
+Line pass (:func:`parse_lines`): each line becomes a :class:`~pybrid.proxy.backendfile.Backend`, a
+:class:`~pybrid.proxy.backendfile.Wire`, nothing (blank or comment), or one
+:class:`~pybrid.proxy.backendfile.SpecError`.
 
 Setup pass (:func:`finish`): rules that need every carrier and wire of all ``-b`` values at once;
-then either raise every error collected, sorted by source and line, or return the spec with its
+then either raise every error collected, sorted by origin and line, or return the spec with its
 warnings.
 """
 
@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from pybrid.proxy.spec.model import (
+from pybrid.proxy.backendfile.model import (
     COMMAND_LINE,
     DEFAULT_PORT,
     FORM_NONE,
@@ -47,7 +47,7 @@ class _Bad(Exception):
 
 def parse_lines(
     lines: Iterable[str],
-    source: str,
+    origin: str,
     backends: list[Backend],
     wires: list[Wire],
     errors: list[SpecError],
@@ -67,11 +67,11 @@ def parse_lines(
         words = text.split()
         try:
             if words[0] == "wire":
-                wires.append(_wire(words[1:], source, number, text))
+                wires.append(_wire(words[1:], origin, number, text))
             elif words[0] == "carrier":
-                backends.append(_carrier(words[1:], source, number, text))
+                backends.append(_carrier(words[1:], origin, number, text))
             elif len(words) == 1:
-                backends.append(_legacy(text, source, number))
+                backends.append(_legacy(text, origin, number))
             else:
                 raise _Bad(
                     f"unknown directive {words[0]!r} (expected carrier, wire or "
@@ -79,30 +79,30 @@ def parse_lines(
                 )
         except _Bad as e:
             carrier_failed = carrier_failed or words[0] != "wire"
-            errors.append(SpecError(source, number, text, str(e)))
+            errors.append(SpecError(origin, number, text, str(e)))
     return carrier_failed
 
 
-def _carrier(args: list[str], source: str, line: int, text: str) -> Backend:
+def _carrier(args: list[str], origin: str, line: int, text: str) -> Backend:
     if not 1 <= len(args) <= 2:
         raise _Bad(_CARRIER_USAGE)
     if "/" in args[0]:
         raise _Bad(f"the location follows the host after a space; {_CARRIER_USAGE}")
     host, port = parse_address(args[0])
     location = parse_location(args[1]) if len(args) == 2 else None
-    return Backend(host, port, location, source=source, line=line, text=text)
+    return Backend(host, port, location, origin=origin, line=line, text=text)
 
 
-def _legacy(text: str, source: str, line: int) -> Backend:
+def _legacy(text: str, origin: str, line: int) -> Backend:
     if "," in text:
         raise _Bad("commas separate specs only on the command line; use one line each")
     address, slash, where = text.partition("/")
     host, port = parse_address(address)
     location = parse_location(where) if slash else None
-    return Backend(host, port, location, source=source, line=line, text=text)
+    return Backend(host, port, location, origin=origin, line=line, text=text)
 
 
-def _wire(args: list[str], source: str, line: int, text: str) -> Wire:
+def _wire(args: list[str], origin: str, line: int, text: str) -> Wire:
     if len(args) != 2:
         raise _Bad(_WIRE_USAGE)
     src, dst = parse_endpoint(args[0]), parse_endpoint(args[1])
@@ -111,7 +111,7 @@ def _wire(args: list[str], source: str, line: int, text: str) -> Wire:
             f"source {src} and target {dst} use different forms; use CARRIER/PIN for both "
             "or STACK/CARRIER/PIN for both"
         )
-    return Wire(src, dst, origin=source, line=line, text=text)
+    return Wire(src, dst, origin=origin, line=line, text=text)
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -203,7 +203,7 @@ def finish(
     check_wires: bool,
     rank: Mapping[str, int] | None = None,
 ) -> BackendSpec:
-    """Check the whole setup; raise every error (sorted by ``rank`` of source, then line) or
+    """Check the whole setup; raise every error (sorted by ``rank`` of origin, then line) or
     return the spec.  ``check_wires`` is False when a carrier line failed to parse: wires to it
     would all look unknown."""
     errors.extend(_check_setup(backends, wires, check_wires=check_wires))
@@ -211,7 +211,7 @@ def finish(
         errors.append(SpecError(COMMAND_LINE, 0, "", "no carrier defined"))
     if errors:
         order = rank or {}
-        raise BackendSpecError(sorted(errors, key=lambda e: (order.get(e.source, -1), e.line)))
+        raise BackendSpecError(sorted(errors, key=lambda e: (order.get(e.origin, -1), e.line)))
     warnings: list[str] = []
     if len(backends) > 1 and all(b.location is None for b in backends):
         warnings.append(NO_LOCATION_WARNING)
@@ -219,13 +219,13 @@ def finish(
 
 
 def _err(item: Backend | Wire, message: str) -> SpecError:
-    source = item.origin if isinstance(item, Wire) else item.source
-    return SpecError(source, item.line, item.text or str(item), message)
+    origin = item.origin
+    return SpecError(origin, item.line, item.text or str(item), message)
 
 
 def _at(item: Backend | Wire) -> str:
-    source = item.origin if isinstance(item, Wire) else item.source
-    return f"{source}:{item.line}" if item.line else source
+    origin = item.origin
+    return f"{origin}:{item.line}" if item.line else origin
 
 
 def _check_setup(
@@ -330,7 +330,7 @@ def parse_backend_args(
     wires: list[Wire] = []
     errors: list[SpecError] = []
     carrier_failed = False
-    rank: dict[str, int] = {}  # sources in order of appearance, to sort the errors
+    rank: dict[str, int] = {}  # origins in order of appearance, to sort the errors
     inline_items = 0  # inline items are numbered across all inline -b values
     if not values:
         errors.append(SpecError(COMMAND_LINE, 0, "", "no backend given (-b)"))
@@ -364,12 +364,12 @@ def parse_backend_args(
     )
 
 
-def parse_text(text: str, source: str = "<text>") -> BackendSpec:
-    """Parse the text of one backend file (named ``source`` in errors)."""
+def parse_text(text: str, origin: str = "<text>") -> BackendSpec:
+    """Parse the text of one backend file (named ``origin`` in errors)."""
     backends: list[Backend] = []
     wires: list[Wire] = []
     errors: list[SpecError] = []
-    carrier_failed = parse_lines(text.splitlines(), source, backends, wires, errors)
+    carrier_failed = parse_lines(text.splitlines(), origin, backends, wires, errors)
     return finish(backends, wires, errors, need_backend=False, check_wires=not carrier_failed)
 
 

@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from pybrid.proxy.spec import (
+from pybrid.proxy.backendfile import (
     FORM_CARRIER,
     FORM_NONE,
     FORM_STACK,
@@ -195,7 +195,7 @@ def test_inline_legacy_list() -> None:
         ("10.0.0.7", Location(0, 0)),
         ("10.0.0.8", Location(0, 1)),
     ]
-    assert [(b.source, b.line) for b in spec.backends] == [
+    assert [(b.origin, b.line) for b in spec.backends] == [
         ("<command line>", 1),
         ("<command line>", 2),
     ]
@@ -209,7 +209,7 @@ def test_repeated_values_combine_files_and_inline() -> None:
         read=files.__getitem__,
     )
     assert [b.location for b in spec.backends] == [Location(0, 0), Location(0, 1)]
-    assert [b.source for b in spec.backends] == ["stack0.txt", "<command line>"]
+    assert [b.origin for b in spec.backends] == ["stack0.txt", "<command line>"]
     assert spec.wires[0].origin == "wires.txt"
 
 
@@ -266,14 +266,14 @@ def test_undecodable_file(tmp_path: pathlib.Path) -> None:
     with pytest.raises(BackendSpecError) as info:
         parse_backend_args([str(path)])
     (error,) = info.value.errors
-    assert error.source == str(path) and error.message.startswith("cannot read: ")
+    assert error.origin == str(path) and error.message.startswith("cannot read: ")
 
 
 def test_real_file_is_read(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "b.txt"
     path.write_text("carrier 10.0.0.1 0\ncarrier 10.0.0.2 1\nwire 0/0 1/0\n")
     spec = parse_backend_args([str(path)])
-    assert spec.backends[1].source == str(path) and spec.backends[1].line == 2
+    assert spec.backends[1].origin == str(path) and spec.backends[1].line == 2
 
 
 def test_no_values() -> None:

@@ -7,7 +7,7 @@ import pathlib
 import pytest
 
 from pybrid.proto import pb
-from pybrid.proxy.spec import (
+from pybrid.proxy.backendfile import (
     FORM_CARRIER,
     FORM_NONE,
     FORM_STACK,
@@ -41,7 +41,7 @@ def test_every_example_parses_without_errors_or_warnings(path: pathlib.Path) -> 
     spec = parse_backend_args([str(path)])
     assert spec.backends
     assert spec.warnings == ()
-    assert all(b.source == str(path) for b in spec.backends)
+    assert all(b.origin == str(path) for b in spec.backends)
     for address in (b.host for b in spec.backends):
         assert address.startswith(("192.0.2.", "10.0.")), "use documentation/private addresses"
 
@@ -161,7 +161,7 @@ def test_wiring_with_unknown_location_path() -> None:
 
 
 def test_render_of_an_example_parses_back_equal() -> None:
-    from pybrid.proxy.spec import parse_text
+    from pybrid.proxy.backendfile import parse_text
 
     for name in ("lucidac.txt", "lucistack.txt", "iredac.txt", "redac.txt"):
         spec = example(name)

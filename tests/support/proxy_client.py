@@ -103,8 +103,9 @@ class _Factory(protocol.Factory):
 
 
 async def connect(
-    reactor: Any, port: int, on_connect: Callable[[FrameClient], None] | None = None
+    reactor: Any, port: int, on_connect: Callable[[FrameClient], None] | None = None,
+    timeout: float = 5.0,
 ) -> FrameClient:
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5)
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=int(timeout))
     d = endpoint.connect(_Factory(reactor, on_connect))
-    return await d.addTimeout(5, reactor)
+    return await d.addTimeout(timeout, reactor)

@@ -3,12 +3,13 @@
 Twisted's ``tcp.Port.doRead`` takes ``numberAccepts`` connections per pass and adds 20 each time
 a pass was full, with no ceiling (issue 21, point 14).  The port below is driven with a fake
 listening socket that always has another connection waiting (a connect flood), so a pass takes
-exactly as many as the port allows; no descriptor is opened.
+exactly as many as the port allows; each "accepted" socket is /dev/null's descriptor.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import socket
 
 import pytest
@@ -31,6 +32,14 @@ class _Refusing(protocol.ServerFactory):
 
 
 class _Accepted:
+    """An accepted socket; Twisted 25.5 marks its descriptor close-on-exec (any real fd does)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
     def close(self) -> None:
         pass
 
@@ -38,14 +47,15 @@ class _Accepted:
 class _Flood:
     """A listening socket with ``waiting`` connections in its queue."""
 
-    def __init__(self, waiting: int) -> None:
+    def __init__(self, waiting: int, fd: int) -> None:
         self.waiting = waiting
+        self.fd = fd
 
     def accept(self):
         if self.waiting == 0:
             raise BlockingIOError(errno.EAGAIN, "no connection waiting")
         self.waiting -= 1
-        return _Accepted(), ("127.0.0.1", 40000 + self.waiting)
+        return _Accepted(self.fd), ("127.0.0.1", 40000 + self.waiting)
 
 
 def passes(port_class, waiting: int, rounds: int, cap: int | None = None) -> list[int]:
@@ -54,13 +64,14 @@ def passes(port_class, waiting: int, rounds: int, cap: int | None = None) -> lis
     port = port_class(0, factory, reactor=MemoryReactor())
     if cap is not None:
         port.max_accepts = cap
-    port.socket = _Flood(waiting)
-    port.numberAccepts = 100  # what startListening sets
     taken = []
-    for _ in range(rounds):
-        before = factory.built
-        port.doRead()
-        taken.append(factory.built - before)
+    with open(os.devnull, "rb") as null:
+        port.socket = _Flood(waiting, null.fileno())
+        port.numberAccepts = 100  # what startListening sets
+        for _ in range(rounds):
+            before = factory.built
+            port.doRead()
+            taken.append(factory.built - before)
     return taken
 
 

@@ -114,3 +114,51 @@ def test_cross_origin_upgrades_are_refused():
     req.requestHeaders.setRawHeaders(b"origin", [b"http://evil.example"])
     assert res.render_GET(req) == b"cross-origin WebSocket refused\n"
     assert req.responseCode == 403 and hub.refused == 1
+
+
+def _decoded(wire: bytes) -> list[bytes]:
+    """The messages a browser would read from ``wire`` (wsproto as the client)."""
+    from wsproto.connection import Connection, ConnectionType
+    from wsproto.events import BytesMessage
+
+    client = Connection(ConnectionType.CLIENT)
+    client.receive_data(wire)
+    messages: list[bytes] = []
+    part = b""
+    for event in client.events():
+        assert isinstance(event, BytesMessage), event
+        part += event.data
+        if event.message_finished:
+            messages.append(part)
+            part = b""
+    return messages
+
+
+def test_frames_go_out_as_websocket_binary_messages_of_every_length_form():
+    from twisted.internet.testing import StringTransport
+
+    from pybrid.live.ws import send_binary
+
+    class WS:
+        def __init__(self) -> None:
+            self.transport = StringTransport()
+
+    ws = WS()
+    sent = [bytes(range(256))[:n] * (1 + n // 256) for n in (0, 125, 126, 65535, 65536)]
+    sent.append(np.arange(20_000, dtype=np.float32).tobytes())
+    for data in sent:
+        send_binary(ws, data)
+    assert _decoded(ws.transport.value()) == sent
+
+
+def test_nothing_is_sent_after_the_connection_began_to_close():
+    from twisted.internet.testing import StringTransport
+
+    from pybrid.live.ws import send_binary
+
+    class WS:
+        transport = StringTransport()
+
+    WS.transport.loseConnection()
+    send_binary(WS(), b"late")
+    assert WS.transport.value() == b""

@@ -91,9 +91,10 @@ class LaneCounters:
     keepalives: int = 0
 
 
-@attrs.frozen
-class LaneStatus:
-    """One backend lane as the status page shows it (:meth:`BackendLane.status`)."""
+@attrs.frozen(kw_only=True)
+class LaneStatus(LaneCounters):
+    """One backend lane as the status page shows it (:meth:`BackendLane.status`): its
+    counters, then its name, state and intake."""
 
     name: str
     #: A :class:`LaneState` value ("ready", "waiting" …).
@@ -104,7 +105,6 @@ class LaneStatus:
     carriers: tuple[str, ...]
     #: "udp" or "tcp" once negotiated, else None.
     data_mode: str | None
-    connects: int
     intake: IntakeStatus | None
 
 

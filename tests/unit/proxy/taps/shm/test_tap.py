@@ -17,6 +17,7 @@ from pybrid.proxy.taps.shm.ring import (  # noqa: E402
     WriterAlreadyConnectedException,
 )
 from pybrid.proxy.taps.shm.tap import ShmTap  # noqa: E402
+from pybrid.proxy.taps.shm.writer import WriterCounters  # noqa: E402
 from pybrid.wire import shm_frames as F  # noqa: E402
 
 
@@ -45,18 +46,16 @@ class FakeWriter:
     accept: int = 10**9
     frames: list[Any] = attrs.Factory(list)
     stopped: bool = False
-    frames_written: int = 0
-    bytes_written: int = 0
+    counters: WriterCounters = attrs.Factory(WriterCounters)
     queued: int = 0
-    refused: int = 0
 
     def submit(self, frame: Any) -> bool:
         if len(self.frames) >= self.accept:
-            self.refused += 1
+            self.counters.refused += 1
             return False
         self.frames.append(frame)
-        self.frames_written += 1
-        self.bytes_written += len(frame[0])
+        self.counters.frames_written += 1
+        self.counters.bytes_written += len(frame[0])
         self.ring.sequence += 1
         return True
 

@@ -123,7 +123,7 @@ async def test_queued_reference_client_is_not_timed_out_while_it_keeps_asking(
         second = start_ref_client(reactor, port, channels=1, sample_rate=1_000,
                                   op_time_ns=10_000_000)
         results = [await first.result(), await second.result()]
-        busy, timeouts = service.front.counters.busy, service.scheduler.counters.timeouts
+        busy, timeouts = service.front.counters.busy, service.scheduler.timeouts
     print(f"\nqueued reference client: {busy} busy replies, {timeouts} timeouts, connect "
           f"{results[1].report.get('connect_seconds', 0):.2f} s, run "
           f"{results[1].report['runs'][0].get('seconds', 0):.3f} s")

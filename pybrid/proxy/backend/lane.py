@@ -70,7 +70,6 @@ from pybrid.proxy.backendfile.model import Backend
 from pybrid.proxy.config import Timing
 from pybrid.wire import messages
 from pybrid.wire.correlate import ConnectionGone, RequestTracker
-from pybrid.wire.counters import snapshot
 from pybrid.wire.framing import MAX_FRAME_LENGTH
 from pybrid.wire.interfaces import INetworkReactor, host_port
 from pybrid.wire.paths import carrier_of
@@ -138,10 +137,10 @@ class BackendLane:
 
     def status(self) -> LaneStatus:
         location = self.backend.location
-        return snapshot(
-            LaneStatus, self.counters, name=self.name, state=self.state.value,
-            healthy=self.healthy, location=None if location is None else str(location),
-            carriers=self.carriers, data_mode=self.data_mode,
+        return LaneStatus(
+            name=self.name, state=self.state.value, healthy=self.healthy,
+            location=None if location is None else str(location), carriers=self.carriers,
+            data_mode=self.data_mode, connects=self.counters.connects,
             intake=None if self.intake is None else self.intake.status(),
         )
 

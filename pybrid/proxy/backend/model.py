@@ -91,10 +91,9 @@ class LaneCounters:
     keepalives: int = 0
 
 
-@attrs.frozen(kw_only=True)
-class LaneStatus(LaneCounters):
-    """One backend lane as the status page shows it (:meth:`BackendLane.status`): its
-    counters, then its name, state and intake."""
+@attrs.frozen
+class LaneStatus:
+    """One backend lane as the status page shows it (:meth:`BackendLane.status`)."""
 
     name: str
     #: A :class:`LaneState` value ("ready", "waiting" …).
@@ -105,6 +104,7 @@ class LaneStatus(LaneCounters):
     carriers: tuple[str, ...]
     #: "udp" or "tcp" once negotiated, else None.
     data_mode: str | None
+    connects: int
     intake: IntakeStatus | None
 
 

@@ -378,7 +378,7 @@ class Front:
             self._extract(session, rid)
         elif self.scheduler.claim(session) is not SessionState.ACTIVE:
             self.counters.busy += 1
-            session.counters.busy_replies += 1
+            session.busy_replies += 1
             session.reply(messages.busy(id=rid))
         else:
             self.dispatch(session, env, kind, rid)

@@ -43,25 +43,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pybrid.proxy.clients.session import Session, SessionInfo, SessionState
-from pybrid.wire.counters import snapshot
 
 OVERLOADED = "Server overloaded"
 
 
-@attrs.define
-class SchedulerCounters:
-    """What admission did."""
-
-    #: Sessions promoted to active.
-    handovers: int = 0
-    #: Sessions refused because ``max_sessions`` were open.
-    overloaded: int = 0
-    #: Sessions closed by their idle timeout.
-    timeouts: int = 0
-
-
-@attrs.frozen(kw_only=True)
-class SchedulerStatus(SchedulerCounters):
+@attrs.frozen
+class SchedulerStatus:
     """Who owns the backends, who waits, and what admission did (:meth:`Scheduler.status`)."""
 
     #: Every admitted session (idle, queued, active), sorted by id.
@@ -71,6 +58,9 @@ class SchedulerStatus(SchedulerCounters):
     queue: tuple[str, ...]
     max_sessions: int
     session_timeout: float
+    handovers: int
+    overloaded: int
+    timeouts: int
 
 
 @attrs.define(eq=False)
@@ -85,19 +75,21 @@ class Scheduler:
     active: Session | None = None
     queue: deque[Session] = attrs.field(factory=deque)
     sessions: set[Session] = attrs.field(factory=set)
-    counters: SchedulerCounters = attrs.field(factory=SchedulerCounters)
+    handovers: int = 0
+    overloaded: int = 0
+    timeouts: int = 0
     #: Extra idle allowance of queued sessions, and of a session just promoted (see the note).
     queued_grace: float = 0.0
 
     log = Logger()
 
     def status(self) -> SchedulerStatus:
-        return snapshot(
-            SchedulerStatus, self.counters,
+        return SchedulerStatus(
             sessions=tuple(s.status() for s in sorted(self.sessions, key=lambda s: s.id)),
             active=None if self.active is None else self.active.id,
             queue=tuple(s.id for s in self.queue), max_sessions=self.max_sessions,
-            session_timeout=self.session_timeout,
+            session_timeout=self.session_timeout, handovers=self.handovers,
+            overloaded=self.overloaded, timeouts=self.timeouts,
         )
 
     @property
@@ -108,7 +100,7 @@ class Scheduler:
     def open(self, session: Session) -> bool:
         """Admit a new session; False (and the session closed) when the proxy is full."""
         if self.count >= self.max_sessions:
-            self.counters.overloaded += 1
+            self.overloaded += 1
             self.log.warn("session {session} from {peer} refused: {count} sessions open "
                           "(--max-sessions {max})", session=session.id, peer=session.peer,
                           count=self.count, max=self.max_sessions)
@@ -141,7 +133,7 @@ class Scheduler:
             session.transition("promote")
             session.sender.activate()  # --client-buffer, not the waiting sizes
             self.active = session
-            self.counters.handovers += 1
+            self.handovers += 1
             self.touch(session, self.queued_grace)
             self.log.info("session {session} from {peer} active", session=session.id,
                           peer=session.peer)
@@ -213,6 +205,6 @@ class Scheduler:
         if session.runs:
             session.idle_timer = self.clock.callLater(self.session_timeout, self._expire, session)
             return
-        self.counters.timeouts += 1
+        self.timeouts += 1
         text = f"Session timed out after {self.session_timeout:g} s without a request"
         self.close(session, text, "idle timeout")

@@ -20,7 +20,6 @@ from pybrid.proto import pb
 from pybrid.proxy.clients.sender import ClientSender, SenderStatus
 from pybrid.proxy.clients.states import SESSION, SessionState
 from pybrid.wire import messages
-from pybrid.wire.counters import snapshot
 
 
 class IdleTimer(Protocol):
@@ -29,20 +28,8 @@ class IdleTimer(Protocol):
     def touch(self, session: Session) -> None: ...
 
 
-@attrs.define
-class SessionCounters:
-    """What one session asked for and was told."""
-
-    #: Requests forwarded to the backends.
-    forwarded: int = 0
-    #: busy_response replies while it waited.
-    busy_replies: int = 0
-    #: Generic pongs sent to prompt its next frame (:meth:`Session.nudge`).
-    nudges: int = 0
-
-
-@attrs.frozen(kw_only=True)
-class SessionInfo(SessionCounters):
+@attrs.frozen
+class SessionInfo:
     """One session as the status page shows it (:meth:`Session.status`)."""
 
     id: str
@@ -52,6 +39,8 @@ class SessionInfo(SessionCounters):
     authenticated: bool
     #: Runs started and not yet ended, sorted.
     runs: tuple[str, ...]
+    forwarded: int
+    busy_replies: int
     sender: SenderStatus
 
 
@@ -73,7 +62,8 @@ class Session:
     authenticated: bool = False
     #: Runs started by this session and not yet ended on every carrier.
     runs: set[str] = attrs.field(factory=set)
-    counters: SessionCounters = attrs.field(factory=SessionCounters)
+    forwarded: int = 0
+    busy_replies: int = 0
     #: The scheduler that admitted the session (it restarts the idle timeout on activity).
     scheduler: IdleTimer | None = None
     idle_timer: IDelayedCall | None = None
@@ -84,15 +74,17 @@ class Session:
     clock: IReactorTime | None = None
     nudge_delays: tuple[float, ...] = ()
     nudge_timers: list[IDelayedCall] = attrs.field(factory=list)
+    nudges: int = 0
     #: The client's IP address (the auth throttle counts wrong tokens per address).
     host: str = ""
 
     log = Logger()
 
     def status(self) -> SessionInfo:
-        return snapshot(SessionInfo, self.counters, id=self.id, peer=self.peer,
-                        state=self.state.value, authenticated=self.authenticated,
-                        runs=tuple(sorted(self.runs)), sender=self.sender.status())
+        return SessionInfo(id=self.id, peer=self.peer, state=self.state.value,
+                           authenticated=self.authenticated, runs=tuple(sorted(self.runs)),
+                           forwarded=self.forwarded, busy_replies=self.busy_replies,
+                           sender=self.sender.status())
 
     def transition(self, event: str) -> SessionState:
         """Fire ``event`` (:data:`~pybrid.proxy.clients.states.SESSION`); the new state.  Raises
@@ -129,7 +121,7 @@ class Session:
 
     def _nudge(self) -> None:
         if not self.closed:
-            self.counters.nudges += 1
+            self.nudges += 1
             self.sender.send_envelope(messages.generic_pong())
 
     def stop_nudging(self) -> None:

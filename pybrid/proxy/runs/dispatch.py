@@ -175,7 +175,7 @@ class Dispatcher:
                 "the proxy (an entity path in it does not select a backend) and the first "
                 "backend's reply (or the first error) is returned", session=session.id,
                 kind=kind)
-        session.counters.forwarded += 1
+        session.forwarded += 1
         self.counters.forwarded += 1
         self._began(session)
         names = [self.lanes[i].name for i in plan]

@@ -14,7 +14,7 @@ are written at once — a run of chunks as one numpy block, with one ring bookke
 and one atomic operation.  When the ring is full, the frames stay queued and the flush is
 retried every :data:`RETRY` seconds of the injected clock; what waits beyond ``max_frames``
 or ``max_bytes`` (:data:`MAX_FRAMES`, :data:`MAX_BYTES`) is dropped at the next flush and
-counted (``counters.refused``); a written datagram is let go at once, so what the writer holds stays
+counted (``refused``); a written datagram is let go at once, so what the writer holds stays
 within the bound while a reader stays behind.  The reader dead, or
 no space for ``write_timeout`` seconds, fails the writer exactly as the writer thread would
 (``report(error, lost)``).  No thread, no lock and no GIL hand-off per frame: the cheapest
@@ -151,10 +151,9 @@ class InlineWriter(RingWriter):
                 done = k > 0
             if k:
                 written += k
-                counters = self.counters
-                counters.frames_written += k
-                counters.bytes_written += nbytes
-                counters.batches += 1
+                self.frames_written += k
+                self.bytes_written += nbytes
+                self.batches += 1
             if not done:
                 break
         if self._head > 4096:  # drop the written part now and then, not per flush

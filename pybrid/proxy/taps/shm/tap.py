@@ -48,7 +48,6 @@ from pybrid.proxy.taps.shm.ring import (
 )
 from pybrid.proxy.taps.shm.writer import WriterThread
 from pybrid.wire import shm_frames as F
-from pybrid.wire.counters import snapshot
 
 DEFAULT_POLL = 0.25
 DEFAULT_WRITE_TIMEOUT = 5.0
@@ -56,45 +55,29 @@ DEFAULT_WRITE_TIMEOUT = 5.0
 NOT_READY_WARN = 5.0
 
 
-@attrs.define
-class ShmTapCounters:
-    """What one shared-memory tap did; the writers' counts are folded in when they go."""
-
-    attaches: int = 0
-    detaches: int = 0
-    buffer_full: int = 0
-    reader_dead: int = 0
-    #: Attaches refused (another writer on the name).
-    refused: int = 0
-    frames_written: int = 0
-    bytes_written: int = 0
-    #: Frames produced while not attached, refused by the writer, held by a failed writer.
-    dropped_detached: int = 0
-    dropped_queue: int = 0
-    dropped_lost: int = 0
-
-
-@attrs.frozen(kw_only=True)
-class ShmTapStatus(ShmTapCounters):
-    """One shared-memory tap (status page and /metrics): its counters, then its state."""
+@attrs.frozen
+class ShmTapStatus:
+    """Counters of one shared-memory tap (status page and /metrics)."""
 
     name: str
     state: str
     reader_pid: int
+    attaches: int
+    detaches: int
+    buffer_full: int
+    reader_dead: int
+    refused: int
+    frames_written: int
+    bytes_written: int
+    dropped_detached: int
+    dropped_queue: int
+    dropped_lost: int
     queued: int
     last_error: str
 
     @property
     def frames_dropped(self) -> int:
         return self.dropped_detached + self.dropped_queue + self.dropped_lost
-
-
-def _fold(counters: ShmTapCounters, writer: Any) -> None:
-    """Add what ``writer`` wrote and refused to the tap's ``counters``."""
-    w = writer.counters
-    counters.frames_written += w.frames_written
-    counters.bytes_written += w.bytes_written
-    counters.dropped_queue += w.refused
 
 
 def _thread_writer(ring: Any, report: Callable[[BaseException, int], None],
@@ -139,7 +122,9 @@ class ShmTap:
     _left: tuple[int, int] | None = None
     _sequences: dict[int, int] = attrs.Factory(dict)
     _logged: set[str] = attrs.Factory(set)
-    counters: ShmTapCounters = attrs.Factory(ShmTapCounters)
+    _counts: dict[str, int] = attrs.Factory(lambda: dict.fromkeys(
+        ("attaches", "detaches", "buffer_full", "reader_dead", "refused", "dropped_detached",
+         "dropped_queue", "dropped_lost"), 0))
     _last_error: str = ""
     #: When the buffer was first seen half set up (None: not now).
     _not_ready_since: float | None = None
@@ -150,6 +135,9 @@ class ShmTap:
     #: Where the feed's fast path puts CHUNK frames ``(seq, chunk, datagram, template)``: the
     #: inline writer's ``put`` (straight into the ring), else as a frame through :attr:`sink`.
     put: Callable[..., Any] = attrs.field(init=False, default=None)
+    #: Frames and bytes written by writer threads that have ended.
+    _written_before_total: int = 0
+    _bytes_before_total: int = 0
 
     log = Logger()
 
@@ -170,7 +158,7 @@ class ShmTap:
         self.sink = self._drop
         self.put = self._drop_put
         if writer is not None:
-            _fold(self.counters, writer)
+            self._fold(writer)
             writer.stop()
         self.state = "stopped"
 
@@ -181,10 +169,10 @@ class ShmTap:
         self.sink(frame)
 
     def _drop(self, frame: F.Frame) -> None:
-        self.counters.dropped_detached += 1
+        self._counts["dropped_detached"] += 1
 
     def _drop_put(self, *frame: Any) -> None:
-        self.counters.dropped_detached += 1
+        self._counts["dropped_detached"] += 1
 
     def _put_frame(self, seq: int, chunk: int, src: bytes, t: F.Template) -> None:
         self.sink((t[1], seq, chunk, memoryview(src)[t[4] : t[5]], t[6], t[7]))
@@ -222,7 +210,7 @@ class ShmTap:
             self._not_ready(e)
             return
         except WriterAlreadyConnectedException as e:
-            self.counters.refused += 1
+            self._counts["refused"] += 1
             self._last_error = str(e)
             self._once("refused", "shm tap {name}: cannot attach: {error} (one writer per "
                        "ZeroBuffer; is another pybrid-proxy using this name?)",
@@ -257,7 +245,7 @@ class ShmTap:
         self.sink = self._writer.submit
         self.put = getattr(self._writer, "put", None) or self._put_frame
         self.state = "attached"
-        self.counters.attaches += 1
+        self._counts["attaches"] += 1
         self.log.info("shm tap {name}: attached to the reader (pid {pid}, ring {size} bytes)",
                       name=self.name, pid=pid, size=ring.payload_size)
         for frame in self.replay():
@@ -304,19 +292,19 @@ class ShmTap:
         self.sink = self._drop
         self.put = self._drop_put
         lost += writer.discard()
-        _fold(self.counters, writer)
-        self.counters.detaches += 1
-        self.counters.dropped_lost += lost
+        self._fold(writer)
+        self._counts["detaches"] += 1
+        self._counts["dropped_lost"] += lost
         self._last_error = f"{type(error).__name__}: {error}"
         pid = self._reader_pid
         self._sequences[pid] = writer.ring.sequence
         if isinstance(error, BufferFullException):
-            self.counters.buffer_full += 1
+            self._counts["buffer_full"] += 1
             self._left = (pid, writer.ring.sequence)
             what = ("the reader (pid {pid}) did not read for {timeout:g} s (BufferFull): "
                     "detached; re-attaching when it reads again")
         elif isinstance(error, ReaderDeadException):
-            self.counters.reader_dead += 1
+            self._counts["reader_dead"] += 1
             self._sequences.pop(pid, None)
             what = "the reader (pid {pid}) is gone (ReaderDead): detached; waiting for a reader"
             if remove_orphan(self.name, pid):
@@ -328,16 +316,27 @@ class ShmTap:
                       name=self.name, pid=pid, timeout=self.write_timeout, error=error,
                       lost=lost)
 
+    def _fold(self, writer: Any) -> None:
+        self._written_before_total += writer.frames_written
+        self._bytes_before_total += writer.bytes_written
+        self._counts["dropped_queue"] += writer.refused
+
+
     # -- reporting --------------------------------------------------------------------------
 
     def status(self) -> ShmTapStatus:
         writer = self._writer
-        counters = attrs.evolve(self.counters)
-        if writer is not None:
-            _fold(counters, writer)
-        return snapshot(
-            ShmTapStatus, counters, name=self.name, state=self.state,
+        written = self._written_before_total + (writer.frames_written if writer else 0)
+        nbytes = self._bytes_before_total + (writer.bytes_written if writer else 0)
+        c = self._counts
+        return ShmTapStatus(
+            name=self.name, state=self.state,
             reader_pid=self._reader_pid if writer is not None else 0,
+            attaches=c["attaches"], detaches=c["detaches"], buffer_full=c["buffer_full"],
+            reader_dead=c["reader_dead"], refused=c["refused"], frames_written=written,
+            bytes_written=nbytes, dropped_detached=c["dropped_detached"],
+            dropped_queue=c["dropped_queue"] + (writer.refused if writer else 0),
+            dropped_lost=c["dropped_lost"],
             queued=writer.queued if writer is not None else 0, last_error=self._last_error,
         )
 

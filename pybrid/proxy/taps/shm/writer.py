@@ -30,7 +30,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import attrs
 from twisted.logger import Logger
 
 from pybrid.proxy.taps.shm.ring import BufferFullException, ReaderDeadException
@@ -41,17 +40,6 @@ BATCH = 512
 #: Seconds between liveness checks while the ring is full or the thread is idle.
 SLICE = 0.05
 
-
-
-@attrs.define
-class WriterCounters:
-    """What one writer (thread or inline) put into its ring; the tap folds them into its own."""
-
-    frames_written: int = 0
-    bytes_written: int = 0
-    batches: int = 0
-    #: Frames :meth:`submit` refused (the hand-off was full).
-    refused: int = 0
 
 
 class RingLike(Protocol):
@@ -68,7 +56,7 @@ class RingLike(Protocol):
 
 class RingWriter:
     """What both writers (this thread's and :class:`~.inline.InlineWriter`) share: the ring,
-    the failure report, the bounds of what may wait, the counters."""
+    the failure report, the bounds of what may wait, the counts the tap folds into its own."""
 
     log = Logger()
     #: Why a frame is refused (the warning's words).
@@ -82,12 +70,16 @@ class RingWriter:
         self.max_frames = max_frames
         self.max_bytes = max_bytes
         self.name = name
-        self.counters = WriterCounters()
+        self.frames_written = 0
+        self.bytes_written = 0
+        self.batches = 0
+        #: Frames refused (waiting beyond the bounds).
+        self.refused = 0
 
     def _refuse(self, n: int) -> None:
         """Count ``n`` refused frames; warn at the first."""
-        first = not self.counters.refused
-        self.counters.refused += n
+        first = not self.refused
+        self.refused += n
         if first:
             self.log.warn("shm tap {name}: {why}; frames are dropped and counted (logged once)",
                           name=self.name, why=self.FULL)
@@ -191,7 +183,7 @@ class WriterThread(RingWriter):
             self._held = n
             self._write(batch)
             self._held = 0
-            self.counters.batches += 1
+            self.batches += 1
             idle_since = time.monotonic()
 
     def _write(self, batch: list[Frame]) -> None:
@@ -202,8 +194,8 @@ class WriterThread(RingWriter):
             k, nbytes = ring.write_batch(batch, done)
             if k:
                 done += k
-                self.counters.frames_written += k
-                self.counters.bytes_written += nbytes
+                self.frames_written += k
+                self.bytes_written += nbytes
                 self.queued_bytes -= nbytes
                 self._held = len(batch) - done
                 deadline = 0.0

@@ -113,7 +113,7 @@ def test_beyond_max_sessions_gets_server_overloaded_then_close(scheduler):
     assert [messages.kind_of(f) for f in frames] == ["error_message"]
     assert frames[0].message_v1.error_message.description == OVERLOADED
     assert last.sender.transport.disconnecting
-    assert scheduler.counters.overloaded == 1 and scheduler.status().overloaded == 1
+    assert scheduler.overloaded == 1
 
 
 def test_idle_session_times_out_with_a_message(scheduler, clock):

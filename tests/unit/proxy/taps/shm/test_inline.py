@@ -73,7 +73,7 @@ def test_a_burst_is_written_in_one_batch_after_the_reactor_pass():
     assert ring.calls == 0 and writer.queued == 100  # nothing written inside the burst
     clock.advance(0)
     assert ring.calls == 1 and len(ring.written) == 100 and writer.queued == 0
-    assert writer.counters.frames_written == 100 and writer.counters.bytes_written == 100 * 48
+    assert writer.frames_written == 100 and writer.bytes_written == 100 * 48
 
 
 def test_a_full_ring_is_retried_on_the_clock_then_buffer_full():
@@ -113,7 +113,7 @@ def test_the_bound_refuses_and_counts():
     writer, _, _, _ = rig(max_frames=2)
     assert writer.submit(frame(1)) and writer.submit(frame(2))
     assert not writer.submit(frame(3))
-    assert writer.counters.refused == 1
+    assert writer.refused == 1
 
 
 def template(length: int = 64) -> Any:
@@ -131,7 +131,7 @@ def test_puts_are_two_appends_and_one_flush_writes_them_in_order():
     clock.advance(0)
     assert [f[1:3] for f in ring.written] == [(1, 10), (2, 20), (3, 30)]
     assert ring.calls == 1  # one run of chunks, one write
-    assert writer.counters.frames_written == 3 and writer.queued == 0
+    assert writer.frames_written == 3 and writer.queued == 0
 
 
 def test_other_frames_keep_their_place_among_the_chunks():
@@ -172,7 +172,7 @@ def test_what_waits_beyond_the_bound_is_dropped_at_the_next_flush_and_counted():
     for seq in range(1, 9):
         writer.put(seq, seq, bytes(100), t)
     clock.advance(0)  # 1 written, 4 kept, 3 dropped
-    assert len(ring.written) == 1 and writer.queued == 4 and writer.counters.refused == 3
+    assert len(ring.written) == 1 and writer.queued == 4 and writer.refused == 3
     writer.put(9, 9, bytes(100), t)  # its own run: numbered 9, not after the kept ones
     ring.room = 10
     clock.advance(RETRY)
@@ -183,7 +183,7 @@ def test_what_waits_beyond_the_bound_is_dropped_at_the_next_flush_and_counted():
         bytes_bound.put(seq, seq, bytes(100), t)
     bytes_bound.submit(frame(1))
     clock2.advance(0)
-    assert bytes_bound.queued == 3 and bytes_bound.counters.refused == 3
+    assert bytes_bound.queued == 3 and bytes_bound.refused == 3
 
 
 def test_discard_counts_what_was_not_written():
@@ -223,5 +223,5 @@ def test_a_ring_that_stays_behind_holds_no_more_than_the_bound():
         ring.room = 9
         clock.advance(RETRY)
         peak = max(peak, writer.held_bytes)
-    assert writer.counters.refused > 0 and writer.queued_bytes <= 50 * 64
+    assert writer.refused > 0 and writer.queued_bytes <= 50 * 64
     assert peak <= (50 + 10) * 100  # the bound, and one pass's datagrams before its flush

@@ -17,7 +17,6 @@ from pybrid.proxy.taps.shm.ring import (  # noqa: E402
     WriterAlreadyConnectedException,
 )
 from pybrid.proxy.taps.shm.tap import ShmTap  # noqa: E402
-from pybrid.proxy.taps.shm.writer import WriterCounters  # noqa: E402
 from pybrid.wire import shm_frames as F  # noqa: E402
 
 
@@ -46,16 +45,18 @@ class FakeWriter:
     accept: int = 10**9
     frames: list[Any] = attrs.Factory(list)
     stopped: bool = False
-    counters: WriterCounters = attrs.Factory(WriterCounters)
+    frames_written: int = 0
+    bytes_written: int = 0
     queued: int = 0
+    refused: int = 0
 
     def submit(self, frame: Any) -> bool:
         if len(self.frames) >= self.accept:
-            self.counters.refused += 1
+            self.refused += 1
             return False
         self.frames.append(frame)
-        self.counters.frames_written += 1
-        self.counters.bytes_written += len(frame[0])
+        self.frames_written += 1
+        self.bytes_written += len(frame[0])
         self.ring.sequence += 1
         return True
 

@@ -221,11 +221,11 @@ class ConsoleMonitor:
         if self.recorder is not None:
             self.recorder.state(change)
         if change.carrier_path:
-            where = f"carrier {change.carrier_index} {change.carrier_path}"
-        else:  # no entity: name the carriers of this index seen so far
+            where = f"lane {change.lane} {change.carrier_path}"
+        else:  # no entity: name the carriers of this lane seen so far
             known = [c.label for (i, _), c in self.listener.stats.carriers.items()
-                     if i == change.carrier_index]
-            where = ", ".join(known) or f"carrier {change.carrier_index}"
+                     if i == change.lane]
+            where = ", ".join(known) or f"lane {change.lane}"
         self._print(
             f"{self._stamp()} {where}: run {change.run_id[:8]} "
             f"{change.old_name} -> {change.new_name}"

@@ -17,20 +17,36 @@ from google.protobuf.message import DecodeError
 from pybrid import samples as _samples
 from pybrid.proto import pb
 from pybrid.wire.messages import DATA_KINDS, FINAL_STATES, kind_of
-from pybrid.wire.monitor_header import MalformedDatagram, MonitorHeader, split_datagram
+from pybrid.wire.monitor_header import (
+    FromLane,
+    MalformedDatagram,
+    MonitorHeader,
+    split_datagram,
+)
 
 #: Run states after which a carrier's run is over.
 
 
+class _FromCarrier(FromLane):
+    """An event of one carrier: its lane and its entity path."""
+
+    carrier_path: str
+
+    @property
+    def carrier(self) -> tuple[int, str]:
+        """The key listeners count per: ``(lane, carrier_path)``."""
+        return (self.lane, self.carrier_path)
+
+
 @attrs.frozen(eq=False)
-class MonitorChunk:
+class MonitorChunk(_FromCarrier):
     """One ``run_data_message`` (or, with ``end=True``, ``run_data_end_message``) seen on a tap.
 
     ``samples`` is float64 ``(samples, channels)`` with gain and offset applied;
     ``probes[i]`` is the probe of column ``i``.  ``carrier_path`` is the message's entity path.
     """
 
-    carrier_index: int
+    lane: int
     carrier_path: str
     run_id: str
     chunk: int
@@ -42,10 +58,6 @@ class MonitorChunk:
     flags: int = 0
     raw_dtype: str = "<f8"  # numpy dtype of the samples on the wire
 
-    @property
-    def carrier(self) -> tuple[int, str]:
-        """The key listeners count per: ``(carrier_index, carrier_path)``."""
-        return (self.carrier_index, self.carrier_path)
 
     @property
     def sample_count(self) -> int:
@@ -53,14 +65,14 @@ class MonitorChunk:
 
 
 @attrs.frozen
-class MonitorStateChange:
+class MonitorStateChange(_FromCarrier):
     """One ``run_state_change_message`` seen on a tap.
 
     ``carrier_path`` is the message's entity path, or "" when the backend sent none (then the
-    carrier index alone names the carrier).
+    lane index alone names the carrier).
     """
 
-    carrier_index: int
+    lane: int
     carrier_path: str
     run_id: str
     old: int
@@ -70,9 +82,6 @@ class MonitorStateChange:
     timestamp_ns: int
     flags: int = 0
 
-    @property
-    def carrier(self) -> tuple[int, str]:
-        return (self.carrier_index, self.carrier_path)
 
     @property
     def old_name(self) -> str:
@@ -89,10 +98,10 @@ class MonitorStateChange:
 
 
 @attrs.frozen
-class MonitorOther:
+class MonitorOther(FromLane):
     """Any other well-formed Envelope on a tap (``kind`` as :func:`kind_of` names it)."""
 
-    carrier_index: int
+    lane: int
     kind: str
     tap_sequence: int
     timestamp_ns: int
@@ -162,7 +171,7 @@ def decode_envelope(header: MonitorHeader, envelope: pb.Envelope) -> MonitorEven
             raise MalformedDatagram("samples", str(e)) from None
         columns = values.shape[1]
         return MonitorChunk(
-            carrier_index=header.carrier_index,
+            lane=header.lane,
             carrier_path=data.entity.path,
             run_id=data.run.id,
             chunk=data.run.chunk,
@@ -177,7 +186,7 @@ def decode_envelope(header: MonitorHeader, envelope: pb.Envelope) -> MonitorEven
     if kind == "run_state_change_message":
         change = msg.run_state_change_message
         return MonitorStateChange(
-            carrier_index=header.carrier_index,
+            lane=header.lane,
             carrier_path=change.entity.path if change.HasField("entity") else "",
             run_id=change.run.id,
             old=change.old,
@@ -188,5 +197,5 @@ def decode_envelope(header: MonitorHeader, envelope: pb.Envelope) -> MonitorEven
             flags=header.flags,
         )
     return MonitorOther(
-        header.carrier_index, kind, header.sequence, header.timestamp_ns, header.flags
+        header.lane, kind, header.sequence, header.timestamp_ns, header.flags
     )

@@ -210,29 +210,29 @@ class MonitorListener:
 
     # -- receiving -------------------------------------------------------------------------
 
-    def datagram(self, data: bytes, source: Any = None) -> None:
-        """Decode, count and dispatch one datagram from ``source`` (the sender's address)."""
+    def datagram(self, data: bytes, sender: Any = None) -> None:
+        """Decode, count and dispatch one datagram from ``sender`` (the tap's address)."""
         stats = self.stats
         stats.datagrams += 1
         stats.bytes += len(data)
         try:
-            self._dispatch(data, source)
+            self._dispatch(data, sender)
         except MalformedDatagram as e:
             stats.bad(e.reason)
             self._first(e.reason, "monitor listener skipping malformed datagrams: {error}", e)
         if self._waiters:
             self._check_waiters()
 
-    def _dispatch(self, data: bytes, source: Any) -> None:
+    def _dispatch(self, data: bytes, sender: Any) -> None:
         stats = self.stats
         header = decode_header(data)
-        stats.sequence(source, header.sequence)
+        stats.sequence(sender, header.sequence)
         if header.flags & FLAG_RUN_RECORD:
             self._run_record(decode_run_record(header, data[HEADER_SIZE:]))
             return
         event = decode_envelope(header, parse_envelope(data[HEADER_SIZE:]))
         if isinstance(event, MonitorChunk):
-            carrier = stats.carrier(event.carrier_index, event.carrier_path)
+            carrier = stats.carrier(event.lane, event.carrier_path)
             count = event.sample_count
             if event.end:  # final values, not samples of the run
 
@@ -244,7 +244,7 @@ class MonitorListener:
                 carrier.data(event.run_id, event.chunk, count)
             self._call(self.on_chunk, event)
         elif isinstance(event, MonitorStateChange):
-            stats.state(event.carrier_index, event.carrier_path, event.new_name)
+            stats.state(event.lane, event.carrier_path, event.new_name)
             if event.finished:
                 self._remember(event)
             self._call(self.on_state, event)

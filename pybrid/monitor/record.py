@@ -30,10 +30,10 @@ from pybrid.recording.npz import NpzRecorder
 from pybrid.recording.placement import ChunkPlacer
 
 
-def carrier_name(carrier_index: int, carrier_path: str) -> str:
+def carrier_name(lane: int, carrier_path: str) -> str:
     """The carrier's MAC (first path component), or ``carrier-<index>`` without a path."""
     mac = carrier_path.strip("/").split("/", 1)[0]
-    return mac or f"carrier-{carrier_index}"
+    return mac or f"carrier-{lane}"
 
 
 def is_h5(path: str) -> bool:
@@ -111,7 +111,7 @@ class Recorder:
 
     def add(self, chunk: MonitorChunk) -> None:
         run = self._run(chunk)
-        mac = carrier_name(chunk.carrier_index, chunk.carrier_path)
+        mac = carrier_name(chunk.lane, chunk.carrier_path)
         c = run.carriers.get(mac)
         if c is None:
             dtype = storage_dtype(np.dtype(chunk.raw_dtype))
@@ -134,7 +134,7 @@ class Recorder:
         if run is None or not change.finished:
             return
         if change.carrier_path:
-            c = run.carriers.get(carrier_name(change.carrier_index, change.carrier_path))
+            c = run.carriers.get(carrier_name(change.lane, change.carrier_path))
             if c is not None:
                 c.finished = True
         else:

@@ -35,7 +35,7 @@ def recorder_for(path: str, clock: IReactorTime, sample_rate: int = 0) -> Record
 
 def as_monitor_chunk(chunk: Any) -> MonitorChunk:
     """A :class:`~pybrid.monitor.shm.ShmChunk` as the recorder's chunk (values copied)."""
-    return MonitorChunk(carrier_index=chunk.carrier, carrier_path=chunk.carrier_path,
+    return MonitorChunk(lane=chunk.carrier, carrier_path=chunk.carrier_path,
                         run_id=chunk.run_id, chunk=chunk.chunk, samples=chunk.values(),
                         probes=chunk.probes, end=chunk.end, tap_sequence=chunk.seq,
                         timestamp_ns=0)

@@ -24,9 +24,9 @@ def advance(expected: int | None, got: int) -> tuple[int, int, int | None]:
 
 @attrs.define
 class CarrierStats:
-    """Totals for one carrier, keyed by ``(carrier_index, carrier_path)``."""
+    """Totals for one carrier, keyed by ``(lane, carrier_path)``."""
 
-    carrier_index: int
+    lane: int
     carrier_path: str
     chunks: int = 0
     samples: int = 0
@@ -41,7 +41,7 @@ class CarrierStats:
     @property
     def label(self) -> str:
         path = f" {self.carrier_path}" if self.carrier_path else ""
-        return f"carrier {self.carrier_index}{path}"
+        return f"lane {self.lane}{path}"
 
     def data(self, run_id: str, chunk: int, sample_count: int) -> None:
         if run_id != self.run_id:
@@ -82,32 +82,32 @@ class ListenerStats:
     def chunk_gaps(self) -> int:
         return sum(c.gaps for c in self.carriers.values())
 
-    def carrier(self, carrier_index: int, carrier_path: str) -> CarrierStats:
+    def carrier(self, lane: int, carrier_path: str) -> CarrierStats:
         """The stats of one carrier, created on first sight.
 
         State changes often carry no entity path and arrive before any data; they are kept
         under ``(index, "")`` until data names the carrier's path, then merged into it.
         """
-        key = (carrier_index, carrier_path)
+        key = (lane, carrier_path)
         stats = self.carriers.get(key)
         if stats is None:
-            stats = CarrierStats(carrier_index, carrier_path)
-            placeholder = self.carriers.get((carrier_index, "")) if carrier_path else None
+            stats = CarrierStats(lane, carrier_path)
+            placeholder = self.carriers.get((lane, "")) if carrier_path else None
             if placeholder is not None and not placeholder.chunks and not placeholder.end_chunks:
-                del self.carriers[(carrier_index, "")]
+                del self.carriers[(lane, "")]
                 stats.state_changes = placeholder.state_changes
                 stats.last_state = placeholder.last_state
             self.carriers[key] = stats
         return stats
 
-    def state(self, carrier_index: int, carrier_path: str, state: str) -> None:
+    def state(self, lane: int, carrier_path: str, state: str) -> None:
         """Count a state change; one without a path applies to every carrier of its index."""
         self.state_changes += 1
         if carrier_path:
-            targets = [self.carrier(carrier_index, carrier_path)]
+            targets = [self.carrier(lane, carrier_path)]
         else:
-            targets = [c for (i, _), c in self.carriers.items() if i == carrier_index]
-            targets = targets or [self.carrier(carrier_index, "")]
+            targets = [c for (i, _), c in self.carriers.items() if i == lane]
+            targets = targets or [self.carrier(lane, "")]
         for stats in targets:
             stats.state_changes += 1
             stats.last_state = state
@@ -116,10 +116,10 @@ class ListenerStats:
         self.malformed += 1
         self.malformed_by_reason[reason] = self.malformed_by_reason.get(reason, 0) + 1
 
-    def sequence(self, source: object, sequence: int) -> None:
-        """Check one tap's sequence number; ``source`` names the tap (its address)."""
-        gaps, late, nxt = advance(self._next_sequence.get(source), sequence)
+    def sequence(self, sender: object, sequence: int) -> None:
+        """Check one tap's sequence number; ``sender`` names the tap (its address)."""
+        gaps, late, nxt = advance(self._next_sequence.get(sender), sequence)
         self.tap_gaps += gaps
         self.tap_late += late
         if nxt is not None:
-            self._next_sequence[source] = nxt
+            self._next_sequence[sender] = nxt

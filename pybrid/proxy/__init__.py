@@ -1,4 +1,4 @@
 """The proxy daemon (``twistd pybrid-proxy``): one TCP front for several LUCIDAC/REDAC backends.
 
-Backend specifications (the ``-b`` option) are parsed by :mod:`pybrid.proxy.backendfile`.
+The backend file (the ``-b`` option) is parsed by :mod:`pybrid.proxy.backendfile`.
 """

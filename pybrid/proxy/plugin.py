@@ -32,7 +32,7 @@ from pybrid.commandline import TwistdOptions
 from pybrid.discovery.options import AdvertiseOptionsMixin
 from pybrid.logs import tag_syslog_priorities
 from pybrid.monitor.options import MonitorOptionsMixin
-from pybrid.proxy.backendfile.model import BackendSpecError
+from pybrid.proxy.backendfile.model import BackendFileError
 from pybrid.proxy.backendfile.parse import parse_backend_args
 from pybrid.proxy.clients.auth import weak_token_text
 from pybrid.proxy.clients.listen import DEFAULT_ACCEPTS_PER_PASS, check_listen, is_endpoint
@@ -128,9 +128,9 @@ class Options(AdvertiseOptionsMixin, MonitorOptionsMixin, NatsOptionsMixin, Twis
         if not self["backends"]:
             raise usage.UsageError("at least one backend is required: -b HOST[:PORT]")
         try:
-            spec = parse_backend_args(self["backends"])
-        except BackendSpecError as e:
-            raise usage.UsageError(f"bad backend specification:\n{e}") from None
+            backend_file = parse_backend_args(self["backends"])
+        except BackendFileError as e:
+            raise usage.UsageError(f"bad backend file:\n{e}") from None
         interface, port, listen = _listen_options(self)
         timeout = _number("--session-timeout", self["session-timeout"], float, 0.001, 1e6)
         max_sessions = _number("--max-sessions", self["max-sessions"], int, 1, 100_000)
@@ -158,10 +158,10 @@ class Options(AdvertiseOptionsMixin, MonitorOptionsMixin, NatsOptionsMixin, Twis
             weak = weak_token_text(AUTH_ENV, token)
             if weak is not None:
                 raise usage.UsageError(weak)
-        self.warnings = spec.warnings
+        self.warnings = backend_file.warnings
         self.config = ProxyConfig(
-            backends=spec.backends,
-            wires=spec.wires,
+            backends=backend_file.backends,
+            wires=backend_file.wires,
             interface=interface,
             port=port,
             listen=listen,

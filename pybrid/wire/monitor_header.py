@@ -11,7 +11,7 @@ unchanged (no protobuf work in the proxy).  All header fields are big-endian (ne
     4      1    version        1
     5      1    flags          bit 0 = FLAG_TCP_LANE; bit 1 = FLAG_RUN_RECORD; other bits
                                reserved (senders send 0, listeners ignore them)
-    6      2    lane index     u16, the proxy's index of the lane (backend); ``carrier_index`` here
+    6      2    lane index     u16, the proxy's index of the lane (backend): ``lane``
     8      8    tap sequence   u64, +1 per datagram the tap was asked to emit (dropped ones too)
     16     8    timestamp      u64 nanoseconds on the proxy's clock when the tap emitted it
     24     n    Envelope       the serialized Envelope as the client got it (the client's
@@ -71,11 +71,22 @@ class MalformedDatagram(ValueError):
         self.detail = detail
 
 
+class FromLane:
+    """What came from one lane of the proxy (its index: ``lane``, the header's u16)."""
+
+    lane: int
+
+    @property
+    def carrier_index(self) -> int:
+        """The old name of :attr:`lane` (it always held the lane index)."""
+        return self.lane
+
+
 @attrs.frozen
-class MonitorHeader:
+class MonitorHeader(FromLane):
     """The decoded fixed header of one monitor datagram."""
 
-    carrier_index: int
+    lane: int
     sequence: int
     timestamp_ns: int
     flags: int = 0
@@ -86,24 +97,24 @@ class MonitorHeader:
         return bool(self.flags & FLAG_TCP_LANE)
 
 
-def encode_header(carrier_index: int, sequence: int, timestamp_ns: int, flags: int = 0) -> bytes:
+def encode_header(lane: int, sequence: int, timestamp_ns: int, flags: int = 0) -> bytes:
     """The 24 header bytes; raises :class:`ValueError` for a field out of range."""
-    if not 0 <= carrier_index <= _U16:
-        raise ValueError(f"carrier index {carrier_index} is outside 0..65535")
+    if not 0 <= lane <= _U16:
+        raise ValueError(f"lane index {lane} is outside 0..65535")
     if not 0 <= sequence <= _U64 or not 0 <= timestamp_ns <= _U64:
         raise ValueError("sequence and timestamp must fit an unsigned 64-bit integer")
     if not 0 <= flags <= 0xFF:
         raise ValueError(f"flags {flags} do not fit one byte")
-    return HEADER.pack(MAGIC, VERSION, flags, carrier_index, sequence, timestamp_ns)
+    return HEADER.pack(MAGIC, VERSION, flags, lane, sequence, timestamp_ns)
 
 
 def encode_datagram(
-    envelope: bytes, carrier_index: int, sequence: int, timestamp_ns: int, flags: int = 0
+    envelope: bytes, lane: int, sequence: int, timestamp_ns: int, flags: int = 0
 ) -> bytes:
     """Header plus Envelope bytes; raises :class:`ValueError` if it would not fit a datagram."""
     if len(envelope) > MAX_ENVELOPE:
         raise ValueError(f"an Envelope of {len(envelope)} bytes exceeds {MAX_ENVELOPE}")
-    return encode_header(carrier_index, sequence, timestamp_ns, flags) + envelope
+    return encode_header(lane, sequence, timestamp_ns, flags) + envelope
 
 
 def decode_header(data: bytes) -> MonitorHeader:

@@ -126,7 +126,7 @@ async def test_duration_run_prints_rates_and_records(reactor: Any, tmp_path: pat
     assert tool.err == ""
     assert tool.lines[0] == f"listening on {group}:{port} via {IFACE}, recording to {target}"
     status = [line for line in tool.lines if " chunks/s, " in line]
-    assert any(f"carrier 1 {PATHS[1]}: " in line for line in status)
+    assert any(f"lane 1 {PATHS[1]}: " in line for line in status)
     assert any(line.endswith(f"chunks {chunks}, gaps 0, run run-cli, state DONE")
                for line in status)
     total = 2 * (chunks + 6)

@@ -65,7 +65,7 @@ def collector() -> tuple[list[MonitorChunk], Callable[[MonitorChunk], None]]:
 
 
 def samples_of(chunks: list[MonitorChunk], carrier: int) -> np.ndarray:
-    return np.concatenate([c.samples for c in chunks if c.carrier_index == carrier and not c.end])
+    return np.concatenate([c.samples for c in chunks if c.lane == carrier and not c.end])
 
 
 @pytest_twisted.ensureDeferred

@@ -308,13 +308,13 @@ def importable(name: str) -> list[str]:
 
 
 def backend_file(path: str) -> list[str]:
-    from pybrid.proxy.backendfile import BackendSpecError, parse_backend_args
+    from pybrid.proxy.backendfile import BackendFileError, parse_backend_args
 
     if not (ROOT / path).is_file():
         return []  # reported by check_word
     try:
         parse_backend_args([str(ROOT / path)])
-    except BackendSpecError as e:
+    except BackendFileError as e:
         return [f"backend file {path} does not parse: {e}"]
     return []
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import attrs
 
+from pybrid.proxy.backend.intake import IntakeStatus
 from pybrid.proxy.backend.model import Readiness
 from pybrid.proxy.status.model import (
     BackendStatus,
@@ -20,8 +21,10 @@ from pybrid.proxy.status.model import (
 def backend(name: str = "10.0.0.7:5732", **kw: Any) -> BackendStatus:
     values: dict[str, Any] = dict(
         name=name, state="ready", healthy=True, location="0", carriers=("/00-00-5E-00-53-01",),
-        data_mode="udp", connects=1, intake="10.0.0.1:40000", rcvbuf=8 << 20, datagrams=1000,
-        bytes=3_400_000, foreign=0, kernel_drops=2, datagram_rate=1000.0, byte_rate=3.4e6,
+        data_mode="udp", connects=1,
+        intake=IntakeStatus(address="10.0.0.1:40000", rcvbuf=8 << 20, datagrams=1000,
+                            bytes=3_400_000, foreign=0, kernel_drops=2),
+        datagram_rate=1000.0, byte_rate=3.4e6,
     )
     values.update(kw)
     return BackendStatus(**values)

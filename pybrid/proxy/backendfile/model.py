@@ -1,8 +1,8 @@
-"""Backend specifications for the proxy's ``-b`` option: the records, their errors and rendering.
+"""The backend file (the proxy's ``-b`` values): its records, their errors and rendering.
 
 Design note
 -----------
-Each ``-b`` value is a file (if one of that name exists) or inline specs separated by commas.
+Each ``-b`` value is a file (if one of that name exists) or inline items separated by commas.
 Lines hold one directive each; ``#`` starts a comment, blank lines are ignored::
 
     carrier HOST[:PORT] [LOCATION]   LOCATION = CARRIER (LUCIStack) or STACK/CARRIER (REDAC)
@@ -14,15 +14,15 @@ PIN is 0..7 (ACL_OUT at the source, ACL_IN at the target) or aux0, aux1, gen0, g
 HOST is an IPv4 address, a host name or a bracketed IPv6 address (``[::1]:5732``).
 
 Parsing runs in two passes (both in :mod:`.parse`).  The line pass turns each
-line into a :class:`Backend` or :class:`Wire`, or a :class:`SpecError`.  The setup pass sees every
+line into a :class:`Backend` or :class:`Wire`, or a :class:`LineError`.  The setup pass sees every
 ``-b`` value at once, because a wire in one file may name a carrier given in another: duplicate
 hosts and locations, one location form for all carriers, wires referencing located carriers, no
 pin driven by two wires.  A carrier line that failed to parse skips the wire checks (its wires
 would all look unknown).  All errors are collected and raised
-together as one :class:`BackendSpecError`; warnings are returned in :attr:`BackendSpec.warnings`.
+together as one :class:`BackendFileError`; warnings are returned in :attr:`BackendFile.warnings`.
 
-Provenance (file, line) rides on the values but takes no part in equality, so a spec compares
-equal to its re-parsed :func:`render` output.
+Provenance (file, line) rides on the values but takes no part in equality, so a backend file
+compares equal to its re-parsed :func:`render` output.
 
 Mapping to the wire: the reference proxy stamps ``location_v0`` (stack, carrier) only for
 STACK/CARRIER locations; for a bare LUCIStack index it stamps nothing and the reference client
@@ -49,7 +49,7 @@ NO_LOCATION_WARNING = (
     "give every carrier a STACK/CARRIER location so that signals can be routed between them"
 )
 
-# Location forms of a setup (see BackendSpec.location_form).
+# Location forms of a setup (see BackendFile.location_form).
 FORM_NONE = "none"
 FORM_CARRIER = "CARRIER"
 FORM_STACK = "STACK/CARRIER"
@@ -150,7 +150,7 @@ class Backend:
 
 
 @attrs.frozen
-class BackendSpec:
+class BackendFile:
     """The validated backends and wires of a proxy, plus warnings for the operator."""
 
     backends: tuple[Backend, ...]
@@ -171,8 +171,8 @@ class BackendSpec:
 
 
 @attrs.frozen
-class SpecError:
-    """One problem in a backend specification: where, the offending text, and the rule broken."""
+class LineError:
+    """One problem in a line of the backend file: where, the offending text, and the rule broken."""
 
     origin: str
     line: int
@@ -184,19 +184,24 @@ class SpecError:
         return f"{where}: {self.text}: {self.message}" if self.text else f"{where}: {self.message}"
 
 
-class BackendSpecError(ValueError):
+class BackendFileError(ValueError):
     """All problems found in the ``-b`` values, one per line of ``str()``."""
 
-    def __init__(self, errors: Iterable[SpecError]) -> None:
-        self.errors: tuple[SpecError, ...] = tuple(errors)
+    def __init__(self, errors: Iterable[LineError]) -> None:
+        self.errors: tuple[LineError, ...] = tuple(errors)
         super().__init__("\n".join(str(e) for e in self.errors))
 
 
-def render(spec: BackendSpec) -> str:
-    """The spec in keyword syntax; ``parse_text(render(spec)) == spec``."""
-    lines = [str(b) for b in spec.backends] + [str(w) for w in spec.wires]
+def render(backend_file: BackendFile) -> str:
+    """The backend file in keyword syntax; ``parse_text(render(f)) == f``."""
+    lines = [str(b) for b in backend_file.backends] + [str(w) for w in backend_file.wires]
     return "".join(line + "\n" for line in lines)
 
+
+#: The names these had before "spec" was left to the device's entity specification and RunSpec.
+BackendSpec = BackendFile
+SpecError = LineError
+BackendSpecError = BackendFileError
 
 
 __all__ = [
@@ -210,8 +215,11 @@ __all__ = [
     "NO_LOCATION_WARNING",
     "PIN_COUNT",
     "Backend",
+    "BackendFile",
+    "BackendFileError",
     "BackendSpec",
     "BackendSpecError",
+    "LineError",
     "Location",
     "Pin",
     "SpecError",

@@ -1,12 +1,12 @@
-"""The two passes of the backend-spec parser (public API: :mod:`pybrid.proxy.backendfile`).
+"""The two passes of the backend-file parser (public API: :mod:`pybrid.proxy.backendfile`).
 
 Line pass (:func:`parse_lines`): each line becomes a :class:`~pybrid.proxy.backendfile.Backend`, a
 :class:`~pybrid.proxy.backendfile.Wire`, nothing (blank or comment), or one
-:class:`~pybrid.proxy.backendfile.SpecError`.
+:class:`~pybrid.proxy.backendfile.LineError`.
 
 Setup pass (:func:`finish`): rules that need every carrier and wire of all ``-b`` values at once;
-then either raise every error collected, sorted by origin and line, or return the spec with its
-warnings.
+then either raise every error collected, sorted by origin and line, or return the backend file
+with its warnings.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from pybrid.proxy.backendfile.model import (
     NO_LOCATION_WARNING,
     PIN_COUNT,
     Backend,
-    BackendSpec,
-    BackendSpecError,
+    BackendFile,
+    BackendFileError,
+    LineError,
     Location,
     Pin,
-    SpecError,
     Wire,
 )
 
@@ -50,7 +50,7 @@ def parse_lines(
     origin: str,
     backends: list[Backend],
     wires: list[Wire],
-    errors: list[SpecError],
+    errors: list[LineError],
     *,
     start: int = 1,
 ) -> bool:
@@ -79,7 +79,7 @@ def parse_lines(
                 )
         except _Bad as e:
             carrier_failed = carrier_failed or words[0] != "wire"
-            errors.append(SpecError(origin, number, text, str(e)))
+            errors.append(LineError(origin, number, text, str(e)))
     return carrier_failed
 
 
@@ -95,7 +95,7 @@ def _carrier(args: list[str], origin: str, line: int, text: str) -> Backend:
 
 def _legacy(text: str, origin: str, line: int) -> Backend:
     if "," in text:
-        raise _Bad("commas separate specs only on the command line; use one line each")
+        raise _Bad("commas separate items only on the command line; use one line each")
     address, slash, where = text.partition("/")
     host, port = parse_address(address)
     location = parse_location(where) if slash else None
@@ -197,30 +197,30 @@ def parse_endpoint(text: str) -> Pin:
 def finish(
     backends: list[Backend],
     wires: list[Wire],
-    errors: list[SpecError],
+    errors: list[LineError],
     *,
     need_backend: bool,
     check_wires: bool,
     rank: Mapping[str, int] | None = None,
-) -> BackendSpec:
+) -> BackendFile:
     """Check the whole setup; raise every error (sorted by ``rank`` of origin, then line) or
-    return the spec.  ``check_wires`` is False when a carrier line failed to parse: wires to it
-    would all look unknown."""
+    return the backend file.  ``check_wires`` is False when a carrier line failed to parse: wires
+    to it would all look unknown."""
     errors.extend(_check_setup(backends, wires, check_wires=check_wires))
     if need_backend and not backends and not errors:
-        errors.append(SpecError(COMMAND_LINE, 0, "", "no carrier defined"))
+        errors.append(LineError(COMMAND_LINE, 0, "", "no carrier defined"))
     if errors:
         order = rank or {}
-        raise BackendSpecError(sorted(errors, key=lambda e: (order.get(e.origin, -1), e.line)))
+        raise BackendFileError(sorted(errors, key=lambda e: (order.get(e.origin, -1), e.line)))
     warnings: list[str] = []
     if len(backends) > 1 and all(b.location is None for b in backends):
         warnings.append(NO_LOCATION_WARNING)
-    return BackendSpec(tuple(backends), tuple(wires), tuple(warnings))
+    return BackendFile(tuple(backends), tuple(wires), tuple(warnings))
 
 
-def _err(item: Backend | Wire, message: str) -> SpecError:
+def _err(item: Backend | Wire, message: str) -> LineError:
     origin = item.origin
-    return SpecError(origin, item.line, item.text or str(item), message)
+    return LineError(origin, item.line, item.text or str(item), message)
 
 
 def _at(item: Backend | Wire) -> str:
@@ -230,8 +230,8 @@ def _at(item: Backend | Wire) -> str:
 
 def _check_setup(
     backends: Sequence[Backend], wires: Sequence[Wire], *, check_wires: bool = True
-) -> list[SpecError]:
-    errors: list[SpecError] = []
+) -> list[LineError]:
+    errors: list[LineError] = []
     by_address: dict[tuple[str, int], Backend] = {}
     by_location: dict[Location, Backend] = {}
     first = backends[0] if backends else None
@@ -269,8 +269,8 @@ def _form_mismatch(form: str, expected: str, first: Backend) -> str:
 
 def _check_wires(
     wires: Sequence[Wire], by_location: Mapping[Location, Backend], form: str
-) -> list[SpecError]:
-    errors: list[SpecError] = []
+) -> list[LineError]:
+    errors: list[LineError] = []
     driven: dict[Pin, Wire] = {}
     for w in wires:
         if form == FORM_NONE:
@@ -324,29 +324,30 @@ def parse_backend_args(
     *,
     exists: Callable[[str], bool] = os.path.isfile,
     read: Callable[[str], str] = _read_file,
-) -> BackendSpec:
-    """Combine several ``-b`` values into one spec; raise BackendSpecError listing every error."""
+) -> BackendFile:
+    """Combine several ``-b`` values into one backend file; raise BackendFileError listing every
+    error."""
     backends: list[Backend] = []
     wires: list[Wire] = []
-    errors: list[SpecError] = []
+    errors: list[LineError] = []
     carrier_failed = False
     rank: dict[str, int] = {}  # origins in order of appearance, to sort the errors
     inline_items = 0  # inline items are numbered across all inline -b values
     if not values:
-        errors.append(SpecError(COMMAND_LINE, 0, "", "no backend given (-b)"))
+        errors.append(LineError(COMMAND_LINE, 0, "", "no backend given (-b)"))
     for value in values:
         if exists(value):
             rank.setdefault(value, len(rank))
             try:
                 lines = read(value).splitlines()
             except (OSError, UnicodeDecodeError) as e:
-                errors.append(SpecError(value, 0, "", f"cannot read: {e}"))
+                errors.append(LineError(value, 0, "", f"cannot read: {e}"))
                 carrier_failed = True
             else:
                 carrier_failed |= parse_lines(lines, value, backends, wires, errors)
         elif _looks_like_path(value):
             rank.setdefault(COMMAND_LINE, len(rank))
-            errors.append(SpecError(COMMAND_LINE, 0, value, "no such file"))
+            errors.append(LineError(COMMAND_LINE, 0, value, "no such file"))
             carrier_failed = True
         else:
             rank.setdefault(COMMAND_LINE, len(rank))
@@ -364,11 +365,11 @@ def parse_backend_args(
     )
 
 
-def parse_text(text: str, origin: str = "<text>") -> BackendSpec:
+def parse_text(text: str, origin: str = "<text>") -> BackendFile:
     """Parse the text of one backend file (named ``origin`` in errors)."""
     backends: list[Backend] = []
     wires: list[Wire] = []
-    errors: list[SpecError] = []
+    errors: list[LineError] = []
     carrier_failed = parse_lines(text.splitlines(), origin, backends, wires, errors)
     return finish(backends, wires, errors, need_backend=False, check_wires=not carrier_failed)
 

@@ -101,11 +101,11 @@ class RunProgress:
     chunks: int
 
 
-@attrs.frozen
-class RouterStatus:
-    """What the router did and holds (:meth:`~pybrid.proxy.data.router.RunRouter.status`)."""
+@attrs.frozen(kw_only=True)
+class RouterStatus(RouterCounters):
+    """What the router did and holds (:meth:`~pybrid.proxy.data.router.RunRouter.status`): its
+    counters, then per carrier and per run."""
 
-    counters: RouterCounters
     #: Data chunks forwarded, and chunks lost, per carrier path since start.
     chunks_by_carrier: dict[str, int]
     gaps_by_carrier: dict[str, int]

@@ -77,6 +77,7 @@ from pybrid.proxy.data.model import (
 from pybrid.proxy.data.sequence import RunChunks
 from pybrid.proxy.taps.base import TCP_LANE, RunEnd, RunInfo, RunTap
 from pybrid.wire import layout
+from pybrid.wire.counters import snapshot
 from pybrid.wire.layout import DATA_HEAD, DATA_TAG, Layout, LayoutTable, layout_of
 from pybrid.wire.messages import FINAL_STATES
 from pybrid.wire.monitor_header import FLAG_TCP_LANE
@@ -122,8 +123,8 @@ class RunRouter:
         runs = tuple(RunProgress(id=t.client_id, carriers=len(t.carriers), finished=len(t.finished),
                                  chunks=sum(t.next_chunk.values()))
                      for t in sorted(self.runs.values(), key=lambda t: t.client_id))
-        return RouterStatus(
-            counters=attrs.evolve(self.counters),
+        return snapshot(
+            RouterStatus, self.counters,
             chunks_by_carrier={path.decode("utf-8", "replace"): n
                                for path, n in self.chunks_by_carrier.items()},
             gaps_by_carrier=dict(self.gaps_by_carrier), runs=runs,

@@ -2,7 +2,7 @@
 
 Design note
 -----------
-The collector reads nothing but records: its :class:`StatusSource` (the
+The collector reads nothing but records: its :class:`StatusProvider` (the
 :class:`~pybrid.proxy.service.ProxyService`) returns one
 :class:`~pybrid.proxy.status.model.ServiceStatus`, in which every part reports its own typed
 record (``status()`` of lanes, intakes, router, scheduler, sessions, senders, front,
@@ -38,12 +38,13 @@ from pybrid.proxy.status.model import (
     SessionStatus,
 )
 from pybrid.version import version
+from pybrid.wire.counters import snapshot
 from pybrid.wire.periodic import Periodic
 
 Samples = dict[tuple[str, ...], int]
 
 
-class StatusSource(Protocol):
+class StatusProvider(Protocol):
     """What the collector reads: one record of every part (the proxy service)."""
 
     def status(self) -> ServiceStatus: ...
@@ -52,7 +53,7 @@ class StatusSource(Protocol):
 def proxy_counters(status: ServiceStatus) -> dict[str, int]:
     """Proxy-wide cumulative counters by metric-friendly name (``/metrics`` names them)."""
     front, dispatch, scheduler = status.front, status.dispatch, status.scheduler
-    router = status.router.counters
+    router = status.router
     return {
         "connections": front.connections,
         "standalone_pings": front.standalone_pings,
@@ -94,7 +95,7 @@ def proxy_counters(status: ServiceStatus) -> dict[str, int]:
 class StatusCollector:
     """Builds :class:`ProxyStatus` snapshots of one proxy and samples its counters for rates."""
 
-    source: StatusSource
+    provider: StatusProvider
     clock: IReactorTime
     events: RecentEvents = attrs.field(factory=RecentEvents)
     interval: float = 1.0
@@ -124,7 +125,7 @@ class StatusCollector:
     def sample(self) -> None:
         """Record the cumulative counters now (the periodic body; logs and survives errors)."""
         now = self.clock.seconds()
-        status = self.source.status()
+        status = self.provider.status()
         self._observe(now, status)
         self.samples.append((now, self._counters(status)))
 
@@ -162,7 +163,7 @@ class StatusCollector:
 
     def snapshot(self) -> ProxyStatus:
         now = self.clock.seconds()
-        status = self.source.status()
+        status = self.provider.status()
         self._observe(now, status)
         scheduler = status.scheduler
         by_id = {s.id: s for s in scheduler.sessions}
@@ -196,19 +197,9 @@ class StatusCollector:
         )
 
     def _backend(self, lane: LaneStatus) -> BackendStatus:
-        intake = lane.intake
-        return BackendStatus(
-            name=lane.name, state=lane.state, healthy=lane.healthy, location=lane.location,
-            carriers=lane.carriers, data_mode=lane.data_mode, connects=lane.connects,
-            intake=None if intake is None else intake.address,
-            rcvbuf=None if intake is None else intake.rcvbuf,
-            datagrams=None if intake is None else intake.datagrams,
-            bytes=None if intake is None else intake.bytes,
-            foreign=None if intake is None else intake.foreign,
-            kernel_drops=None if intake is None else intake.kernel_drops,
-            datagram_rate=self.rate("backend", lane.name, "datagrams"),
-            byte_rate=self.rate("backend", lane.name, "bytes"),
-        )
+        rate = self.rate
+        return snapshot(BackendStatus, lane, datagram_rate=rate("backend", lane.name, "datagrams"),
+                        byte_rate=rate("backend", lane.name, "bytes"))
 
     def _carriers(self, status: ServiceStatus) -> tuple[CarrierStatus, ...]:
         router = status.router
@@ -242,4 +233,4 @@ class StatusCollector:
         )
 
 
-__all__ = ["StatusCollector", "StatusSource", "proxy_counters"]
+__all__ = ["StatusCollector", "StatusProvider", "proxy_counters"]

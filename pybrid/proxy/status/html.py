@@ -130,6 +130,11 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: set[i
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _wide(title: str, *parts: str) -> str:
+    """A full-width section of the page: its heading, then ``parts``."""
+    return f'<section class="wide"><h2>{e(title)}</h2>{"".join(parts)}</section>'
+
+
 def _state(backend: BackendStatus) -> str:
     css = "ok" if backend.healthy else ("warn" if backend.state == "handshake" else "bad")
     return f'<span class="pill {css}">{e(backend.state)}</span>'
@@ -139,9 +144,10 @@ def _backends(status: ProxyStatus) -> str:
     rows = [
         (f"<code>{e(b.name)}</code>", _state(b), _opt(b.location),
          "<br>".join(f"<code>{e(c)}</code>" for c in b.carriers) or NA, _opt(b.data_mode),
-         per_second(b.datagram_rate), size(b.byte_rate, "/s"), count(b.kernel_drops),
-         count(b.foreign), count(b.connects))
-        for b in status.backends
+         per_second(b.datagram_rate), size(b.byte_rate, "/s"),
+         count(None if i is None else i.kernel_drops), count(None if i is None else i.foreign),
+         count(b.connects))
+        for b, i in ((b, b.intake) for b in status.backends)
     ]
     table = _table(("backend", "state", "location", "carriers", "data lane", "datagrams/s",
                     "rate", "kernel drops", "foreign", "connects"), rows, {5, 6, 7, 8, 9},
@@ -149,11 +155,11 @@ def _backends(status: ProxyStatus) -> str:
     wires = "".join(f"<li><code>{e(s)}</code> \u2192 <code>{e(t)}</code></li>"
                     for s, t in status.wires)
     wiring = f"<ul>{wires}</ul>" if wires else '<p class="empty">no wires between carriers</p>'
-    intakes = ", ".join(f"{e(b.name)} \u2190 <code>{e(b.intake)}</code>"
-                        f" (SO_RCVBUF {size_iec(b.rcvbuf)})" for b in status.backends if b.intake)
+    intakes = ", ".join(f"{e(b.name)} \u2190 <code>{e(i.address)}</code>"
+                        f" (SO_RCVBUF {size_iec(i.rcvbuf)})"
+                        for b, i in ((b, b.intake) for b in status.backends) if i and i.address)
     extra = f'<p class="muted">UDP intakes: {intakes}</p>' if intakes else ""
-    return (f'<section class="wide"><h2>Backends</h2>{table}{extra}<h3>Wiring</h3>{wiring}'
-            "</section>")
+    return _wide("Backends", table, extra, "<h3>Wiring</h3>", wiring)
 
 
 def _session(status: ProxyStatus) -> str:
@@ -206,7 +212,7 @@ def _carriers(status: ProxyStatus) -> str:
     ]
     table = _table(("carrier", "backend", "location", "chunks/s", "chunks", "gaps"), rows,
                    {3, 4, 5}, "no carriers known yet (no backend reached)")
-    return f'<section class="wide"><h2>Carriers</h2>{table}</section>'
+    return _wide("Carriers", table)
 
 
 def _monitor(status: ProxyStatus) -> str:
@@ -220,7 +226,7 @@ def _monitor(status: ProxyStatus) -> str:
     skipped = (f'<p class="muted">{count(tap.emitted)} datagrams emitted; not sent to any '
                f"group: {count(tap.oversize)} oversize, {count(tap.not_running)} while not "
                f"running, {count(tap.invalid)} invalid</p>")
-    return f'<section class="wide"><h2>Monitor tap</h2>{table}{skipped}</section>'
+    return _wide("Monitor tap", table, skipped)
 
 
 def _shm(status: ProxyStatus) -> str:
@@ -232,7 +238,7 @@ def _shm(status: ProxyStatus) -> str:
             for t in status.shm_taps]
     table = _table(("shm tap", "state", "written", "dropped", "detaches", "last error"), rows,
                    {2, 3, 4}, "")
-    return f'<section class="wide"><h2>Shared-memory taps</h2>{table}</section>'
+    return _wide("Shared-memory taps", table)
 
 
 def _nats(status: ProxyStatus) -> str:
@@ -246,7 +252,7 @@ def _nats(status: ProxyStatus) -> str:
     table = _table(("servers", "stream", "state", "stored", "dropped", "failed", "queued",
                     "runs ended", "incomplete", "restarts", "last error"), rows,
                    {3, 4, 5, 6, 7, 8, 9}, "")
-    return f'<section class="wide"><h2>NATS export</h2>{table}</section>'
+    return _wide("NATS export", table)
 
 
 def _counters(status: ProxyStatus) -> str:
@@ -254,7 +260,7 @@ def _counters(status: ProxyStatus) -> str:
         return ""
     items = "".join(f"<div><span>{e(k.replace('_', ' '))}</span><span>{count(v)}</span></div>"
                     for k, v in sorted(status.counters.items()))
-    return f'<section class="wide"><h2>Counters</h2><div class="counters">{items}</div></section>'
+    return _wide("Counters", f'<div class="counters">{items}</div>')
 
 
 def _recent_runs(status: ProxyStatus) -> str:
@@ -273,7 +279,7 @@ def _recent_runs(status: ProxyStatus) -> str:
     body = _table(("ended (UTC)", "run (client's id; proxy's)", "client", "duration",
                    "carriers", "chunks", "missing", "result"), rows, {3, 4, 5, 6},
                   "no run has ended yet", wrap=7)
-    return f'<section class="wide"><h2>Last runs</h2>{body}</section>'
+    return _wide("Last runs", body)
 
 
 def _banner(status: ProxyStatus) -> str:
@@ -295,7 +301,7 @@ def _errors(status: ProxyStatus) -> str:
     ]
     body = _table(("time (UTC)", "level", "module", "message"), rows, set(),
                   "no warnings or errors logged", wrap=3)
-    return f'<section class="wide"><h2>Recent warnings and errors</h2>{body}</section>'
+    return _wide("Recent warnings and errors", body)
 
 
 def render(status: ProxyStatus, refresh: float = 2.0) -> str:

@@ -107,25 +107,28 @@ PER_CARRIER = frozenset({"chunk_gaps"})
 Labelled = list[tuple[list[str], float | int | None]]
 
 
-def _counter(name: str, doc: str, labels: list[str], samples: Labelled) -> Metric | None:
-    family = CounterMetricFamily(name, doc, labels=labels)
+def _family(kind: type[CounterMetricFamily | GaugeMetricFamily], name: str, doc: str,
+            labels: list[str], samples: Labelled) -> Metric | None:
+    """A metric family of ``kind`` with the known samples; None when no sample is known."""
+    family = kind(name, doc, labels=labels)
     for values, value in samples:
         if value is not None:
             family.add_metric(values, value)
     return family if family.samples else None
+
+
+def _counter(name: str, doc: str, labels: list[str], samples: Labelled) -> Metric | None:
+    return _family(CounterMetricFamily, name, doc, labels, samples)
 
 
 def _gauge(name: str, doc: str, labels: list[str], samples: Labelled) -> Metric | None:
-    family = GaugeMetricFamily(name, doc, labels=labels)
-    for values, value in samples:
-        if value is not None:
-            family.add_metric(values, value)
-    return family if family.samples else None
+    return _family(GaugeMetricFamily, name, doc, labels, samples)
 
 
 def families(status: ProxyStatus) -> Iterator[Metric]:
     """Every metric family of one snapshot (families without a known sample are left out)."""
     backends, carriers = status.backends, status.carriers
+    intakes = [(b.name, b.intake) for b in backends if b.intake is not None]
     sessions = ([status.active] if status.active else []) + [*status.queue, *status.idle]
     counters = status.counters
     candidates = [
@@ -146,19 +149,19 @@ def families(status: ProxyStatus) -> Iterator[Metric]:
                  ["backend"], [([b.name], b.connects) for b in backends]),
         _counter("pybrid_proxy_backend_datagrams_total",
                  "Datagrams received from the backend on its UDP intake.", ["backend"],
-                 [([b.name], b.datagrams) for b in backends]),
+                 [([name], i.datagrams) for name, i in intakes]),
         _counter("pybrid_proxy_backend_received_bytes_total",
                  "Bytes received from the backend on its UDP intake.", ["backend"],
-                 [([b.name], b.bytes) for b in backends]),
+                 [([name], i.bytes) for name, i in intakes]),
         _counter("pybrid_proxy_backend_foreign_datagrams_total",
                  "Datagrams on the backend's intake from other addresses (dropped).", ["backend"],
-                 [([b.name], b.foreign) for b in backends]),
+                 [([name], i.foreign) for name, i in intakes]),
         _counter("pybrid_proxy_backend_kernel_drops_total",
                  "Datagrams the kernel dropped on the backend's intake socket (buffer full).",
-                 ["backend"], [([b.name], b.kernel_drops) for b in backends]),
+                 ["backend"], [([name], i.kernel_drops) for name, i in intakes]),
         _gauge("pybrid_proxy_backend_rcvbuf_bytes",
                "Receive buffer the kernel granted the backend's intake socket.", ["backend"],
-               [([b.name], b.rcvbuf) for b in backends]),
+               [([name], i.rcvbuf) for name, i in intakes]),
         _counter("pybrid_proxy_carrier_chunks_total", "Data chunks forwarded per carrier.",
                  ["backend", "carrier"], [([c.backend, c.path], c.chunks) for c in carriers]),
         _counter("pybrid_proxy_carrier_chunk_gaps_total",

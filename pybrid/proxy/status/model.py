@@ -56,23 +56,11 @@ class LogEntry:
     text: str
 
 
-@attrs.frozen
-class BackendStatus:
-    """One backend lane: health, location, carriers and its UDP intake."""
+@attrs.frozen(kw_only=True)
+class BackendStatus(LaneStatus):
+    """One backend lane: its own record (health, location, carriers, counters, UDP intake),
+    plus the intake's rates."""
 
-    name: str
-    state: str
-    healthy: bool
-    location: str | None
-    carriers: tuple[str, ...]
-    data_mode: str | None
-    connects: int | None
-    intake: str | None
-    rcvbuf: int | None
-    datagrams: int | None
-    bytes: int | None
-    foreign: int | None
-    kernel_drops: int | None
     datagram_rate: float | None
     byte_rate: float | None
 

@@ -41,7 +41,7 @@ from twisted.web import http, pages, resource, server
 from pybrid.proxy.clients.listen import listen_now
 from pybrid.proxy.status import html as status_html
 from pybrid.proxy.status import metrics as status_metrics
-from pybrid.proxy.status.collect import StatusCollector, StatusSource
+from pybrid.proxy.status.collect import StatusCollector, StatusProvider
 from pybrid.proxy.status.events import RecentEvents
 from pybrid.proxy.status.gate import Gate
 from pybrid.proxy.status.model import ProxyStatus
@@ -145,7 +145,7 @@ class StatusService(service.Service):
 
     log = Logger()
 
-    def __init__(self, source: StatusSource, reactor: INetworkReactor, port: int,
+    def __init__(self, provider: StatusProvider, reactor: INetworkReactor, port: int,
                  interface: str = "127.0.0.1", refresh: float = 2.0,
                  publisher: LogPublisher | None = None,
                  events: RecentEvents | None = None,
@@ -158,7 +158,7 @@ class StatusService(service.Service):
         self.interface = interface
         self.events = RecentEvents() if events is None else events
         self.publisher = globalLogPublisher if publisher is None else publisher
-        self.collector = StatusCollector(source, reactor, self.events)
+        self.collector = StatusCollector(provider, reactor, self.events)
         root = status_resource(self.collector, refresh, children)
         if token is not None:  # --auth: the token (bearer or login cookie) for every page
             root = Gate(root, token)

@@ -77,12 +77,12 @@ def test_status_lines_show_rates_gaps_and_malformed(tmp_path: pathlib.Path) -> N
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("[    2.0s] total: 27 datagrams (13.5/s), 14 chunks, tap gaps 3, ")
     assert lines[0].endswith("malformed 1")
-    assert "carrier 0 /00-00-00-00-00-01: 5.0 chunks/s, 500.0 samples/s, chunks 10, gaps 0, " \
+    assert "lane 0 /00-00-00-00-00-01: 5.0 chunks/s, 500.0 samples/s, chunks 10, gaps 0, " \
            "run run-a, state DONE" in lines[1]
-    assert "carrier 1 /00-00-00-00-00-02: 2.0 chunks/s" in lines[2]
+    assert "lane 1 /00-00-00-00-00-02: 2.0 chunks/s" in lines[2]
     clock.advance(2.0)
     monitor.report()
-    assert "carrier 0 /00-00-00-00-00-01: 0.0 chunks/s, 0.0 samples/s, chunks 10" in \
+    assert "lane 0 /00-00-00-00-00-01: 0.0 chunks/s, 0.0 samples/s, chunks 10" in \
         out.getvalue().splitlines()[-2]
     assert monitor.finish() == 0
     assert out.getvalue().splitlines()[-1] == (
@@ -99,9 +99,9 @@ def test_state_changes_are_printed() -> None:
     monitor = cli.ConsoleMonitor(clock, "239.255.0.1", 5007, None, out=out)
     feed_run(monitor, 2, PATH, "0123456789", 1)
     lines = out.getvalue().splitlines()
-    assert lines[0] == "[    0.0s] carrier 2: run 01234567 NEW -> TAKE_OFF"
+    assert lines[0] == "[    0.0s] lane 2: run 01234567 NEW -> TAKE_OFF"
     # once data named the carrier's path, path-less state changes are shown under it
-    assert lines[-1] == f"[    0.0s] carrier 2 {PATH}: run 01234567 OP_END -> DONE"
+    assert lines[-1] == f"[    0.0s] lane 2 {PATH}: run 01234567 OP_END -> DONE"
 
 
 def test_record_is_written_on_finish(tmp_path: pathlib.Path) -> None:

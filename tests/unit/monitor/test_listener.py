@@ -22,14 +22,14 @@ PATH = "/00-00-00-00-00-01"
 class Feeder:
     """Wraps envelopes in monitor headers with a running tap sequence, like a tap would."""
 
-    def __init__(self, listener: MonitorListener, source: tuple[str, int] = TAP) -> None:
+    def __init__(self, listener: MonitorListener, sender: tuple[str, int] = TAP) -> None:
         self.listener = listener
-        self.source = source
+        self.sender = sender
         self.sequence = 0
 
     def send(self, envelope: bytes, carrier: int = 0, skip: int = 0) -> None:
         self.sequence += skip
-        self.listener.datagram(encode_datagram(envelope, carrier, self.sequence, 5), self.source)
+        self.listener.datagram(encode_datagram(envelope, carrier, self.sequence, 5), self.sender)
         self.sequence += 1
 
 
@@ -48,7 +48,9 @@ def test_a_run_is_decoded_into_chunks_and_states() -> None:
         feeder.send(envelope, carrier=1)
     data = [c for c in chunks if not c.end]
     assert [c.chunk for c in data] == [0, 1, 2, 3, 4]
-    assert {(c.carrier_index, c.carrier_path, c.run_id) for c in chunks} == {(1, PATH, "run-1")}
+    assert {(c.lane, c.carrier_path, c.run_id) for c in chunks} == {(1, PATH, "run-1")}
+    assert {c.carrier_index for c in chunks} == {1}  # the old name of lane still reads it
+    assert {(s.lane, s.carrier_index) for s in states} == {(1, 1)}
     np.testing.assert_array_equal(np.concatenate([c.samples for c in data]),
                                   sim.expected_samples(1, 5))
     assert data[0].probes == (0, 1) and data[0].samples.dtype == np.float64

@@ -47,7 +47,7 @@ def test_everything_given():
         (["-b", "h", "--accepts-per-pass", "0"], "--accepts-per-pass must be between 1 and"),
         (["-b", "h", "--accepts-per-pass", "1.5"], "--accepts-per-pass must be an integer"),
         (["-b", "h", "--listen", "localhost"], "--listen must be an IP address"),
-        (["-b", "h:notaport"], "bad backend specification"),
+        (["-b", "h:notaport"], "bad backend file"),
     ],
 )
 def test_usage_errors_are_clear(argv, needle):

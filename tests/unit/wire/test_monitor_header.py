@@ -10,7 +10,7 @@ from pybrid.wire import monitor_header as h
 
 
 def test_layout_is_24_big_endian_bytes() -> None:
-    raw = h.encode_header(carrier_index=0x0102, sequence=0x0A0B0C0D0E0F1011, timestamp_ns=7,
+    raw = h.encode_header(lane=0x0102, sequence=0x0A0B0C0D0E0F1011, timestamp_ns=7,
                           flags=h.FLAG_TCP_LANE)
     assert h.HEADER_SIZE == 24
     assert raw == (
@@ -42,7 +42,7 @@ def test_round_trip(
 def test_split_returns_the_envelope_bytes() -> None:
     data = h.encode_datagram(b"\x01\x02\x03", 3, 9, 10)
     header, payload = h.split_datagram(data)
-    assert (header.carrier_index, header.sequence, header.timestamp_ns) == (3, 9, 10)
+    assert (header.lane, header.sequence, header.timestamp_ns) == (3, 9, 10)
     assert payload == b"\x01\x02\x03"
 
 
@@ -70,11 +70,11 @@ def test_header_without_envelope_is_empty() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"carrier_index": 65536, "sequence": 0, "timestamp_ns": 0},
-        {"carrier_index": -1, "sequence": 0, "timestamp_ns": 0},
-        {"carrier_index": 0, "sequence": 2**64, "timestamp_ns": 0},
-        {"carrier_index": 0, "sequence": 0, "timestamp_ns": -1},
-        {"carrier_index": 0, "sequence": 0, "timestamp_ns": 0, "flags": 256},
+        {"lane": 65536, "sequence": 0, "timestamp_ns": 0},
+        {"lane": -1, "sequence": 0, "timestamp_ns": 0},
+        {"lane": 0, "sequence": 2**64, "timestamp_ns": 0},
+        {"lane": 0, "sequence": 0, "timestamp_ns": -1},
+        {"lane": 0, "sequence": 0, "timestamp_ns": 0, "flags": 256},
     ],
 )
 def test_out_of_range_fields_raise(kwargs: dict[str, int]) -> None:
@@ -86,3 +86,10 @@ def test_largest_envelope_fills_exactly_one_udp_datagram() -> None:
     assert len(h.encode_datagram(bytes(h.MAX_ENVELOPE), 0, 0, 0)) == 65_507
     with pytest.raises(ValueError, match="exceeds"):
         h.encode_datagram(bytes(h.MAX_ENVELOPE + 1), 0, 0, 0)
+
+
+def test_the_u16_is_the_lane_and_its_old_name_still_reads_it() -> None:
+    head = h.decode_header(h.encode_header(7, 1, 2))
+    assert head.lane == head.carrier_index == 7
+    with pytest.raises(ValueError, match="lane index 65536"):
+        h.encode_header(65536, 0, 0)

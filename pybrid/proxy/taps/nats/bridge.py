@@ -71,25 +71,33 @@ class BridgeOptions:
 
 
 @attrs.define
-class BridgeStats:
+class ExportCounters:
+    """The bridge's cumulative counts: its status lines carry them; the proxy adds them up over
+    restarts and shows them (:class:`~pybrid.proxy.taps.nats.child.NatsExportStatus`)."""
+
+    published: int = 0
+    stored: int = 0  # chunks (and other messages) acknowledged by JetStream
+    dropped: int = 0  # chunks dropped from the full export queue
+    failed: int = 0  # chunks not acknowledged within ``give_up`` seconds
+    tap_gaps: int = 0  # chunks the shared-memory tap lost before the bridge
+    runs: int = 0
+    runs_ended: int = 0
+    incomplete: int = 0
+
+
+@attrs.define
+class BridgeStats(ExportCounters):
     connected: bool = False
     shm_ready: bool = False  # the ZeroBuffer exists: the proxy's tap can attach
     connects: int = 0
     disconnects: int = 0
     frames: int = 0
     queued: int = 0
-    published: int = 0
-    stored: int = 0  # chunks (and other messages) acknowledged by JetStream
-    dropped: int = 0  # chunks dropped from the full export queue
-    failed: int = 0  # chunks not acknowledged within ``give_up`` seconds
     retried: int = 0
-    runs: int = 0
-    runs_ended: int = 0
-    incomplete: int = 0
     last_error: str = ""
 
-    def status(self, queue: int, pending: int, tap_gaps: int) -> dict[str, Any]:
-        return dict(attrs.asdict(self), queue=queue, pending=pending, tap_gaps=tap_gaps)
+    def status(self, queue: int, pending: int) -> dict[str, Any]:
+        return dict(attrs.asdict(self), queue=queue, pending=pending)
 
 
 def connect_options(o: BridgeOptions) -> dict[str, Any]:
@@ -350,8 +358,8 @@ class Bridge:
             await asyncio.sleep(self.options.status_interval)
 
     def _status(self) -> None:
-        self.emit(self.stats.status(len(self._queue), len(self._pending),
-                                    self.tracker.tap_gaps))
+        self.stats.tap_gaps = self.tracker.tap_gaps
+        self.emit(self.stats.status(len(self._queue), len(self._pending)))
 
     async def run(self) -> None:
         """Read, connect and publish until :meth:`stop`."""

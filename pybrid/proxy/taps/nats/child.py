@@ -24,11 +24,11 @@ from twisted.application.service import Service
 from twisted.internet import defer, error, protocol
 from twisted.logger import Logger
 
+from pybrid.proxy.taps.nats.bridge import ExportCounters
 from pybrid.wire import nats_format as N
 
 _log = Logger()
-_COUNTS = ("published", "stored", "dropped", "failed", "tap_gaps", "runs", "runs_ended",
-           "incomplete")
+_COUNTS = tuple(a.name for a in attrs.fields(ExportCounters))
 
 
 @attrs.frozen
@@ -71,25 +71,18 @@ class NatsExportConfig:
         return args
 
 
-@attrs.frozen
-class NatsExportStatus:
-    """What the status page and ``/metrics`` show of the export."""
+@attrs.frozen(kw_only=True)
+class NatsExportStatus(ExportCounters):
+    """What the status page and ``/metrics`` show of the export: the bridges' counts (summed
+    over restarts), then its state."""
 
     servers: tuple[str, ...]
     stream: str
     state: str  # starting, connecting, connected, disconnected, restarting, stopped
     pid: int | None
     restarts: int
-    published: int = 0
-    stored: int = 0
-    dropped: int = 0
-    failed: int = 0
     queue: int = 0
     pending: int = 0
-    tap_gaps: int = 0
-    runs: int = 0
-    runs_ended: int = 0
-    incomplete: int = 0
     last_error: str = ""
 
 

@@ -28,10 +28,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.logger import Logger
-
 from pybrid.proxy.taps.shm.chunks import Chunks
 from pybrid.proxy.taps.shm.ring import BufferFullException, ReaderDeadException
+from pybrid.proxy.taps.shm.writer import RingWriter
 from pybrid.wire.shm_frames import Frame, Template
 
 #: Seconds between retries while the ring is full.
@@ -41,25 +40,17 @@ MAX_FRAMES = 16384
 MAX_BYTES = 16 << 20
 
 
-class InlineWriter:
+class InlineWriter(RingWriter):
     """Writes one :class:`~.ring.Ring` from the reactor thread; see the note."""
 
-    log = Logger()
+    FULL = "frames waiting for ring space exceed the bound"
 
     def __init__(self, ring: Any, report: Callable[[BaseException, int], None], clock: Any, *,
                  write_timeout: float = 5.0, max_frames: int = MAX_FRAMES,
                  max_bytes: int = MAX_BYTES, name: str = "shm") -> None:
-        self.ring = ring
-        self.report = report
+        super().__init__(ring, report, write_timeout=write_timeout, max_frames=max_frames,
+                         max_bytes=max_bytes, name=name)
         self.clock = clock
-        self.write_timeout = write_timeout
-        self.max_frames = max_frames
-        self.max_bytes = max_bytes
-        self.name = name
-        self.frames_written = 0
-        self.bytes_written = 0
-        self.batches = 0
-        self.refused = 0
         #: Frames and runs of chunks not yet (wholly) written are ``_queue[_head:]``.
         self._queue: list[Frame | Chunks] = []
         self._head = 0
@@ -119,13 +110,6 @@ class InlineWriter:
         if self._call is None:
             self._call = self.clock.callLater(0, self.flush)
         return True
-
-    def _refuse(self, n: int) -> None:
-        first = not self.refused
-        self.refused += n
-        if first:
-            self.log.warn("shm tap {name}: frames waiting for ring space exceed the bound; "
-                          "frames are dropped and counted (logged once)", name=self.name)
 
     def flush(self) -> None:
         """Write what fits (a reactor callback: reports failures, never raises)."""

@@ -54,26 +54,49 @@ class RingLike(Protocol):
     def close(self) -> None: ...
 
 
-class WriterThread:
-    """Owns one :class:`~pybrid.proxy.taps.shm.ring.Ring` on its own thread; see the module note."""
+class RingWriter:
+    """What both writers (this thread's and :class:`~.inline.InlineWriter`) share: the ring,
+    the failure report, the bounds of what may wait, the counts the tap folds into its own."""
 
     log = Logger()
+    #: Why a frame is refused (the warning's words).
+    FULL = "frames wait beyond the bound"
 
-    def __init__(self, ring: RingLike, report: Callable[[BaseException, int], None], *,
-                 write_timeout: float = 5.0, max_frames: int = 65536,
-                 max_bytes: int = 64 << 20, name: str = "shm", batch: int = BATCH) -> None:
+    def __init__(self, ring: Any, report: Callable[[BaseException, int], None], *,
+                 write_timeout: float, max_frames: int, max_bytes: int, name: str) -> None:
         self.ring = ring
         self.report = report
         self.write_timeout = write_timeout
         self.max_frames = max_frames
         self.max_bytes = max_bytes
-        self.batch = batch
+        self.name = name
         self.frames_written = 0
         self.bytes_written = 0
         self.batches = 0
-        #: Frames :meth:`submit` refused (the hand-off was full).
+        #: Frames refused (waiting beyond the bounds).
         self.refused = 0
-        self.name = name
+
+    def _refuse(self, n: int) -> None:
+        """Count ``n`` refused frames; warn at the first."""
+        first = not self.refused
+        self.refused += n
+        if first:
+            self.log.warn("shm tap {name}: {why}; frames are dropped and counted (logged once)",
+                          name=self.name, why=self.FULL)
+
+
+class WriterThread(RingWriter):
+    """Owns one :class:`~pybrid.proxy.taps.shm.ring.Ring` on its own thread; see the module note."""
+
+    FULL = "the hand-off to the writer thread is full"
+
+    def __init__(self, ring: RingLike, report: Callable[[BaseException, int], None], *,
+                 write_timeout: float = 5.0, max_frames: int = 65536,
+                 max_bytes: int = 64 << 20, name: str = "shm", batch: int = BATCH) -> None:
+        super().__init__(ring, report, write_timeout=write_timeout, max_frames=max_frames,
+                         max_bytes=max_bytes, name=name)
+        self.ring: RingLike = ring
+        self.batch = batch
         self.queued_bytes = 0
         self._queue: deque[Frame] = deque()
         self._wake = threading.Event()
@@ -93,10 +116,7 @@ class WriterThread:
         """Hand one frame to the thread (reactor thread); False if the hand-off is full."""
         size = frame[5]
         if len(self._queue) >= self.max_frames or self.queued_bytes + size > self.max_bytes:
-            self.refused += 1
-            if self.refused == 1:
-                self.log.warn("shm tap {name}: the hand-off to the writer thread is full; "
-                              "frames are dropped and counted (logged once)", name=self.name)
+            self._refuse(1)
             return False
         self.queued_bytes += size
         self._queue.append(frame)

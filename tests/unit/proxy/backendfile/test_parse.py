@@ -8,10 +8,10 @@ import pytest
 from pybrid.proxy.backendfile import (
     COMMAND_LINE,
     Backend,
-    BackendSpecError,
+    BackendFileError,
+    LineError,
     Location,
     Pin,
-    SpecError,
     Wire,
     parse_backend_args,
     parse_text,
@@ -19,7 +19,7 @@ from pybrid.proxy.backendfile import (
 
 
 def errors_of(text: str, source: str = "backends.txt") -> list[str]:
-    with pytest.raises(BackendSpecError) as info:
+    with pytest.raises(BackendFileError) as info:
         parse_text(text, source)
     return [str(e) for e in info.value.errors]
 
@@ -129,7 +129,7 @@ def test_mixed_styles_in_one_file() -> None:
 def test_legacy_line_with_comma_in_a_file_is_explained() -> None:
     assert only_error("10.0.0.1,10.0.0.2\n") == (
         "backends.txt:1: 10.0.0.1,10.0.0.2: "
-        "commas separate specs only on the command line; use one line each"
+        "commas separate items only on the command line; use one line each"
     )
 
 
@@ -282,12 +282,12 @@ def test_error_text_is_the_line_without_its_comment() -> None:
 
 
 def test_exception_carries_typed_errors_one_per_line() -> None:
-    with pytest.raises(BackendSpecError) as info:
+    with pytest.raises(BackendFileError) as info:
         parse_text("bogus line here\ncarrier 10.0.0.1:0\n", "f.txt")
     exc = info.value
     assert isinstance(exc, ValueError)
     assert [(e.origin, e.line) for e in exc.errors] == [("f.txt", 1), ("f.txt", 2)]
-    assert exc.errors[1] == SpecError(
+    assert exc.errors[1] == LineError(
         "f.txt", 2, "carrier 10.0.0.1:0", "bad port '0': expected 1..65535"
     )
     assert str(exc).splitlines() == [str(e) for e in exc.errors]
@@ -296,8 +296,8 @@ def test_exception_carries_typed_errors_one_per_line() -> None:
 
 
 def test_spec_error_without_line_or_text() -> None:
-    assert str(SpecError("x.txt", 0, "", "cannot read")) == "x.txt: cannot read"
-    assert str(SpecError(COMMAND_LINE, 0, "a.txt", "no such file")) == (
+    assert str(LineError("x.txt", 0, "", "cannot read")) == "x.txt: cannot read"
+    assert str(LineError(COMMAND_LINE, 0, "a.txt", "no such file")) == (
         "<command line>: a.txt: no such file"
     )
 
@@ -325,3 +325,10 @@ def test_inline_keyword_directives() -> None:
     spec = parse_backend_args(["carrier 10.0.0.1 0,carrier 10.0.0.2 1,wire 0/0 1/aux0"])
     assert len(spec.backends) == 2 and len(spec.wires) == 1
     assert spec.wires[0].origin == COMMAND_LINE and spec.wires[0].line == 3
+
+
+def test_the_old_names_still_import() -> None:
+    from pybrid.proxy.backendfile import BackendFile, BackendSpec, BackendSpecError, SpecError
+
+    assert (BackendSpec, SpecError, BackendSpecError) == (BackendFile, LineError,
+                                                          BackendFileError)

@@ -1,5 +1,5 @@
 """Property tests: valid specs survive render → parse; arbitrary text fails only with
-BackendSpecError."""
+BackendFileError."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pybrid.proxy.backendfile import (
     NAMED_PINS,
     NO_LOCATION_WARNING,
     Backend,
-    BackendSpec,
-    BackendSpecError,
+    BackendFile,
+    BackendFileError,
     Location,
     Pin,
     Wire,
@@ -38,7 +38,7 @@ indices = st.integers(0, 2**32 - 1) | st.integers(0, 15)
 
 
 @st.composite
-def specs(draw: st.DrawFn) -> BackendSpec:
+def specs(draw: st.DrawFn) -> BackendFile:
     form = draw(st.sampled_from(["none", "bare", "stacked"]))
     addresses = draw(
         st.lists(
@@ -68,12 +68,12 @@ def specs(draw: st.DrawFn) -> BackendSpec:
         pins = st.builds(lambda loc, kw: Pin(loc, **kw), st.sampled_from(located), pin_kinds)
         pairs_ = draw(st.lists(st.tuples(pins, pins), max_size=8, unique_by=lambda w: w[1]))
         wires = [Wire(src, dst) for src, dst in pairs_]
-    return BackendSpec(backends, tuple(wires))
+    return BackendFile(backends, tuple(wires))
 
 
 @settings(max_examples=300, deadline=None)
 @given(specs())
-def test_render_then_parse_is_identity(spec: BackendSpec) -> None:
+def test_render_then_parse_is_identity(spec: BackendFile) -> None:
     text = render(spec)
     parsed = parse_text(text, "rendered.txt")
     assert parsed == spec
@@ -84,7 +84,7 @@ def test_render_then_parse_is_identity(spec: BackendSpec) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(specs())
-def test_rendered_lines_also_work_inline_and_split_across_values(spec: BackendSpec) -> None:
+def test_rendered_lines_also_work_inline_and_split_across_values(spec: BackendFile) -> None:
     lines = render(spec).splitlines()
     inline = parse_backend_args([",".join(lines)], exists=lambda _: False)
     assert inline == spec
@@ -103,7 +103,7 @@ _TOKENS = st.sampled_from(
 def test_arbitrary_text_fails_only_with_spec_errors(text: str) -> None:
     try:
         spec = parse_text(text)
-    except BackendSpecError as e:
+    except BackendFileError as e:
         assert e.errors and all(err.message for err in e.errors)
     else:
         assert parse_text(render(spec)) == spec

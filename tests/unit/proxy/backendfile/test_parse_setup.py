@@ -11,8 +11,8 @@ from pybrid.proxy.backendfile import (
     FORM_NONE,
     FORM_STACK,
     NO_LOCATION_WARNING,
-    BackendSpec,
-    BackendSpecError,
+    BackendFile,
+    BackendFileError,
     Location,
     parse_backend_args,
     parse_text,
@@ -20,14 +20,14 @@ from pybrid.proxy.backendfile import (
 
 
 def errors_of(text: str) -> list[str]:
-    with pytest.raises(BackendSpecError) as info:
+    with pytest.raises(BackendFileError) as info:
         parse_text(text, "b.txt")
     return [str(e) for e in info.value.errors]
 
 
 def args_errors(values: list[str], files: dict[str, str] | None = None) -> list[str]:
     files = files or {}
-    with pytest.raises(BackendSpecError) as info:
+    with pytest.raises(BackendFileError) as info:
         parse_backend_args(values, exists=files.__contains__, read=files.__getitem__)
     return [str(e) for e in info.value.errors]
 
@@ -251,7 +251,7 @@ def test_unreadable_file() -> None:
         raise PermissionError(13, "Permission denied")
 
     # the unreadable file may hold the carriers: the wire is not reported as unknown
-    with pytest.raises(BackendSpecError) as info:
+    with pytest.raises(BackendFileError) as info:
         parse_backend_args(
             ["b.txt", "carrier a 0,wire 0/0 1/0"], exists=lambda v: v == "b.txt", read=read
         )
@@ -263,7 +263,7 @@ def test_unreadable_file() -> None:
 def test_undecodable_file(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "b.txt"
     path.write_bytes(b"carrier \xff\n")
-    with pytest.raises(BackendSpecError) as info:
+    with pytest.raises(BackendFileError) as info:
         parse_backend_args([str(path)])
     (error,) = info.value.errors
     assert error.origin == str(path) and error.message.startswith("cannot read: ")
@@ -293,4 +293,4 @@ def test_backend_at() -> None:
 
 def test_spec_value_equality_ignores_warnings() -> None:
     spec = parse_text("carrier a\ncarrier b\n")
-    assert spec == BackendSpec(spec.backends, (), ())
+    assert spec == BackendFile(spec.backends, (), ())

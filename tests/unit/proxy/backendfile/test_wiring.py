@@ -12,7 +12,7 @@ from pybrid.proxy.backendfile import (
     FORM_NONE,
     FORM_STACK,
     Backend,
-    BackendSpec,
+    BackendFile,
     Location,
     Pin,
     Wire,
@@ -46,7 +46,7 @@ def test_every_example_parses_without_errors_or_warnings(path: pathlib.Path) -> 
         assert address.startswith(("192.0.2.", "10.0.")), "use documentation/private addresses"
 
 
-def example(name: str) -> BackendSpec:
+def example(name: str) -> BackendFile:
     return parse_backend_args([str(EXAMPLES / name)])
 
 

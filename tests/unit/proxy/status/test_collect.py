@@ -66,7 +66,7 @@ def test_backends_locations_carriers_and_wiring(proxy, collector):
     assert [b.carriers for b in status.backends] == [("/" + MACS[0],), ("/" + MACS[1],)]
     assert {b.data_mode for b in status.backends} == {"udp"}
     intake_port = proxy.lanes[0].intake.port.getHost().port
-    assert status.backends[0].intake == f"127.0.0.1:{intake_port}"
+    assert status.backends[0].intake.address == f"127.0.0.1:{intake_port}"
     assert status.wires == (("0/0", "1/0"), ("1/aux0", "0/3"))
     assert [(c.path, c.backend, c.location) for c in status.carriers] == [
         ("/" + MACS[0], "127.0.0.1:6000", "0"), ("/" + MACS[1], "127.0.0.1:6001", "1")]
@@ -128,7 +128,7 @@ def test_rates_come_from_counter_differences_over_the_window(reactor, proxy, col
         intake.datagramReceived(b"\x00" * 100, ("127.0.0.1", 7000))
     reactor.advance(1.0)
     backend = collector.snapshot().backends[0]
-    assert backend.datagrams == 40 and backend.bytes == 4000
+    assert backend.intake.datagrams == 40 and backend.intake.bytes == 4000
     assert backend.datagram_rate == pytest.approx(20.0)  # 40 over the 2 s window
     assert backend.byte_rate == pytest.approx(2000.0)
     assert collector.snapshot().backends[1].datagram_rate == 0.0
@@ -147,7 +147,7 @@ def test_client_buffer_is_read_from_the_sender(reactor, proxy, collector):
 
 def test_kernel_drops_come_from_the_intake_watch(reactor, proxy, collector):
     proxy.lanes[1].intake.counters.kernel_drops = 7  # what IntakeWatch.poll adds up
-    assert [b.kernel_drops for b in collector.snapshot().backends] == [0, 7]
+    assert [b.intake.kernel_drops for b in collector.snapshot().backends] == [0, 7]
 
 
 def test_version_is_on_the_snapshot(collector):

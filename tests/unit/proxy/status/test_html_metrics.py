@@ -57,7 +57,7 @@ def test_the_monitor_tap_counters_are_exported():
 
 
 def test_unknown_values_produce_no_samples():
-    status = ops_fakes.status(backends=(ops_fakes.backend(kernel_drops=None, datagrams=None),),
+    status = ops_fakes.status(backends=(ops_fakes.backend(intake=None),),
                               counters={}, active=None, queue=())
     families = parse_metrics(status_metrics.render(status))
     assert "pybrid_proxy_backend_kernel_drops" not in families
@@ -109,7 +109,7 @@ def test_page_escapes_everything_from_outside():
 
 def test_page_says_na_for_unknown_values_and_degraded_backends():
     status = ops_fakes.status(
-        backends=(ops_fakes.backend(healthy=False, state="waiting", kernel_drops=None,
+        backends=(ops_fakes.backend(healthy=False, state="waiting", intake=None,
                                     datagram_rate=None, carriers=()),),
         active=None, queue=(), errors=(), started=None,
         readiness=Readiness(down=("backend 10.0.0.7:5732 is waiting",)),

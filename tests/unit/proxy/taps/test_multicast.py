@@ -102,10 +102,10 @@ def test_emit_sends_header_and_payload_once_per_group(reactor: FakeReactor) -> N
     first, second = sock.sent[0][0], sock.sent[2][0]
     assert sock.sent[1][0] == first
     h1, h2 = decode_header(first), decode_header(second)
-    assert (h1.carrier_index, h1.sequence, h1.flags) == (3, 0, 0)
+    assert (h1.lane, h1.sequence, h1.flags) == (3, 0, 0)
     # reactor.seconds() is a float: its resolution near 1.7e9 s is ~0.24 µs
     assert abs(h1.timestamp_ns - 1_700_000_000_250_000_000) < 1_000
-    assert (h2.carrier_index, h2.sequence, h2.flags, h2.timestamp_ns) == (4, 1, 1, 42)
+    assert (h2.lane, h2.sequence, h2.flags, h2.timestamp_ns) == (4, 1, 1, 42)
     assert first[HEADER_SIZE:] == b"envelope-1"
     assert [(g.sent, g.bytes) for g in tap.counters.groups] == [(2, 2 * HEADER_SIZE + 20)] * 2
     assert tap.counters.emitted == 2 and tap.counters.dropped == 0
@@ -224,8 +224,8 @@ def test_run_events_reach_a_listener_with_the_clients_id_and_sample_rate(
     first = [data for data, addr in sock.sent if addr == GROUPS[0]]
     assert len(first) == 3
     head = decode_header(first[0])
-    assert head.flags == FLAG_RUN_RECORD and head.carrier_index == RUN_WIDE
-    assert first[1][HEADER_SIZE:] == raw and decode_header(first[1]).carrier_index == 2
+    assert head.flags == FLAG_RUN_RECORD and head.lane == RUN_WIDE
+    assert first[1][HEADER_SIZE:] == raw and decode_header(first[1]).lane == 2
     for data in first:
         listener.datagram(data, ("127.0.0.1", 1))
     assert [r.event for r in runs] == ["run-start", "run-end"]

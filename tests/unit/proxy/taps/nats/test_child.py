@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 from twisted.internet import error
 from twisted.internet.testing import MemoryReactorClock
@@ -127,3 +128,21 @@ def test_without_nats_there_is_no_export():
     options = Options(environ={})
     options.parseOptions(["-b", "127.0.0.1:5732"])
     assert options.config.nats is None and options.config.shm_taps == ()
+
+
+def test_every_count_of_the_bridge_reaches_the_status_summed_over_restarts():
+    from pybrid.proxy.taps.nats.bridge import BridgeStats, ExportCounters
+
+    reactor = ProcessReactor()
+    service = NatsBridgeService(config(), reactor, backoff=1.0)
+    service.startService()
+    names = [a.name for a in attrs.fields(ExportCounters)]
+    stats = BridgeStats(connected=True, connects=1, **{n: i + 1 for i, n in enumerate(names)})
+    line = json.dumps({"nats_bridge": stats.status(queue=3, pending=4)}).encode() + b"\n"
+    reactor.spawned[0][0].outReceived(line)
+    ended(reactor.spawned[0][0])
+    reactor.advance(1.0)
+    reactor.spawned[1][0].outReceived(line)
+    s = service.status()
+    assert {n: getattr(s, n) for n in names} == {n: 2 * (i + 1) for i, n in enumerate(names)}
+    assert (s.queue, s.pending, s.restarts) == (3, 4, 1)

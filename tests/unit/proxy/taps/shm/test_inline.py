@@ -10,7 +10,7 @@ from twisted.internet import task
 require_shm()
 
 from pybrid.proxy.taps.shm.chunks import Chunks  # noqa: E402
-from pybrid.proxy.taps.shm.inline import RETRY, InlineWriter  # noqa: E402
+from pybrid.proxy.taps.shm.inline import FLUSH_DELAY, RETRY, InlineWriter  # noqa: E402
 from pybrid.proxy.taps.shm.ring import BufferFullException, ReaderDeadException  # noqa: E402
 from pybrid.wire import shm_frames as F  # noqa: E402
 
@@ -58,6 +58,7 @@ def rig(**kw: Any) -> tuple[InlineWriter, FakeRing, task.Clock, list[Any]]:
     clock = task.Clock()
     ring = FakeRing()
     reports: list[Any] = []
+    kw.setdefault("flush_delay", 0)  # one flush per reactor pass: clock.advance(0)
     writer = InlineWriter(ring, lambda e, n: reports.append((e, n)), clock, **kw)
     return writer, ring, clock, reports
 
@@ -74,6 +75,21 @@ def test_a_burst_is_written_in_one_batch_after_the_reactor_pass():
     clock.advance(0)
     assert ring.calls == 1 and len(ring.written) == 100 and writer.queued == 0
     assert writer.frames_written == 100 and writer.bytes_written == 100 * 48
+
+
+def test_by_default_the_datagrams_of_several_passes_go_in_one_write_a_flush_delay_later():
+    writer, ring, clock, _ = rig(flush_delay=FLUSH_DELAY)
+    t = template()
+    for seq in range(1, 31):  # three reactor passes of ten datagrams
+        writer.put(seq, seq, bytes(100), t)
+        if seq % 10 == 0:
+            clock.advance(0)
+    assert ring.calls == 0 and writer.queued == 30
+    clock.advance(FLUSH_DELAY)
+    assert ring.calls == 1 and [f[1] for f in ring.written] == list(range(1, 31))
+    writer.put(31, 31, bytes(100), t)
+    clock.advance(FLUSH_DELAY)
+    assert ring.calls == 2 and writer.queued == 0 and not clock.getDelayedCalls()
 
 
 def test_a_full_ring_is_retried_on_the_clock_then_buffer_full():

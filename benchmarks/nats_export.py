@@ -28,6 +28,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -259,6 +260,7 @@ def main() -> None:
     ap.add_argument("--proxy-modes", default="off,on",
                     help="3: off, on (bridge at --nice 10), idle (bridge under SCHED_IDLE)")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # the finally blocks stop the servers
     args.proxy_rates = [int(r) for r in args.proxy_rates.split(",")]
     global NICE
     NICE = args.nice

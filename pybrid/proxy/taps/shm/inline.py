@@ -5,9 +5,10 @@ Design note
 :meth:`.ring.Ring.write_batch` and :meth:`.ring.Ring.write_chunks` never
 wait: they write the frames that fit and say how many.  :class:`InlineWriter` uses them on the
 reactor thread itself.  The feed's fast path calls :meth:`InlineWriter.put` once per chunk:
-the datagram and its chunk number are appended to the open
-:class:`~pybrid.proxy.taps.shm.chunks.Chunks` (two list appends; a new run starts when the template
-changes, the tap sequence jumps, or another frame came in between); :meth:`submit` queues
+the datagram, its chunk number and template are appended to the open
+:class:`~pybrid.proxy.taps.shm.chunks.Chunks` (three list appends; a template of another shape, a
+jump in the tap sequence or another frame in between starts a new run; the templates of a
+device's carriers, which take turns, share one run); :meth:`submit` queues
 any other frame behind it.  The first frame after a flush schedules the next one
 ``flush_delay`` (:data:`FLUSH_DELAY`) seconds later, so all the datagrams the reactor read in
 that time — over several passes at a high rate — are written at once: a run of chunks as one
@@ -74,6 +75,8 @@ class InlineWriter:
         self._next = 0
         self._srcs: list[bytes] = []
         self._chunks: list[int] = []
+        self._ts: list[Template] = []
+        self._item: Chunks | None = None
         self._call: Any = None
         self._full_since: float | None = None
         self._stopped = False
@@ -99,18 +102,31 @@ class InlineWriter:
                    for item in self._queue)
 
     def put(self, seq: int, chunk: int, src: bytes, t: Template) -> None:
-        """One CHUNK frame from the feed's fast path (the hot path: two appends)."""
+        """One CHUNK frame from the feed's fast path (the hot path: three appends)."""
         if t is not self._t or seq != self._next:
-            self._open(t, seq)
+            self._switch(t, seq)
         self._next = seq + 1
         self._srcs.append(src)
         self._chunks.append(chunk)
+        self._ts.append(t)
+
+    def _switch(self, t: Template, seq: int) -> None:
+        """Another template, or a jump in the tap sequence: a template of the open run's
+        shape joins it (the carriers of a device take turns), anything else opens a run."""
+        cur, item = self._t, self._item
+        if (cur is not None and item is not None and seq == self._next and t[7] == cur[7]
+                and t[4] == cur[4] and t[5] == cur[5]):
+            item.mixed = True
+            self._t = t
+            return
+        self._open(t, seq)
 
     def _open(self, t: Template, seq: int) -> None:
-        item = Chunks(t, seq)
+        item = self._item = Chunks(t, seq)
         self._t = t
         self._srcs = item.srcs
         self._chunks = item.chunks
+        self._ts = item.ts
         self._queue.append(item)
         if self._call is None:
             self._call = self.clock.callLater(self.flush_delay, self.flush)

@@ -30,6 +30,8 @@ class FakeRing:
         k = min(self.room, item.left)
         self.room -= k
         for i in range(item.done, item.done + k):
+            if item.mixed:
+                t = item.ts[i]
             self.written.append((t[1], item.seq0 + i, item.chunks[i],
                                  item.srcs[i][t[4] : t[5]], t[6], t[7]))
         item.done += k
@@ -148,6 +150,18 @@ def test_puts_are_two_appends_and_one_flush_writes_them_in_order():
     assert [f[1:3] for f in ring.written] == [(1, 10), (2, 20), (3, 30)]
     assert ring.calls == 1  # one run of chunks, one write
     assert writer.frames_written == 3 and writer.queued == 0
+
+
+def test_the_carriers_of_a_device_taking_turns_share_one_run_with_their_own_headers():
+    writer, ring, clock, _ = rig()
+    a = (None, bytes([1]) * 48, bytes([1]) * 8, bytes([1]) * 28, 2, 18, 0, 64)
+    b = (None, bytes([2]) * 48, bytes([2]) * 8, bytes([2]) * 28, 2, 18, 0, 64)
+    for seq in range(1, 11):
+        writer.put(seq, seq, bytes(100), a if seq % 2 else b)
+    clock.advance(0)
+    assert ring.calls == 1  # one run, one write: not ten
+    assert [f[0][0] for f in ring.written] == [1, 2] * 5
+    assert [f[1] for f in ring.written] == list(range(1, 11))
 
 
 def test_other_frames_keep_their_place_among_the_chunks():

@@ -13,14 +13,19 @@ is what the proxy carried (chunks counted / the devices' OP phase): on a busy ho
 may fall behind the pace asked, which is the load source's limit, not a loss.  The loss-free
 rate is the highest rate carried by a passing step; the search ends with "devices behind"
 when a higher step carried no more than the steps before.  Per step: the proxy's CPU per
-datagram and, with the export on, the bridge's (the proxy's child process).
+datagram and, with the export on, the bridge's (the proxy's child process) and the chunks the
+export stored, dropped and failed (the proxy's ``/metrics``, once the bridge settled; up to 5 s
+after the run).  Modes: ``off``, ``on`` (the bridge at nice 10, the default) and ``idle``
+(``--nats-sched-idle``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import time
+import urllib.request
 from typing import Any
 
 import _peers
@@ -60,15 +65,44 @@ def cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _peers.CLK_TCK
 
 
+def export_counts(status_url: str | None) -> dict[str, int]:
+    """The export's message counts by outcome from the proxy's ``/metrics`` ({} without)."""
+    if not status_url:
+        return {}
+    try:
+        with urllib.request.urlopen(status_url + "metrics", timeout=5) as f:
+            text = f.read().decode()
+    except OSError:
+        return {}
+    return {m.group(1): int(float(m.group(2))) for m in re.finditer(
+        r'^pybrid_proxy_nats_messages_total\{outcome="(\w+)"\} (\S+)', text, re.M)}
+
+
+def settled(status_url: str | None) -> dict[str, int]:
+    """The counts once the bridge stopped storing (at most 5 s after the run)."""
+    last = export_counts(status_url)
+    for _ in range(10):
+        time.sleep(0.5)
+        now = export_counts(status_url)
+        if now == last:
+            break
+        last = now
+    return last
+
+
 def step(client: _peers.Child, proxy: _peers.Child, devices: list[_peers.Child], rate: int,
-         per_carrier_div: int, seconds: float) -> dict[str, Any]:
-    """One run of ``rate`` total datagrams/s; what the client and the kernel saw."""
+         per_carrier_div: int, seconds: float, status_url: str | None = None) -> dict[str, Any]:
+    """One run of ``rate`` total datagrams/s; what the client, the kernel and the export saw."""
     per_carrier = max(1, rate // per_carrier_div)
     bridges = child_pids(proxy.pid)
     bridge0 = sum(cpu_of(p) for p in bridges)
+    e0 = export_counts(status_url)
     r = T.one_run(client, proxy, devices, per_carrier, seconds, 8)
     counted = r["counted"]
     bridge = sum(cpu_of(p) for p in bridges) - bridge0
+    e1 = settled(status_url)
+    export = {k: e1.get(k, 0) - e0.get(k, 0) for k in ("stored", "dropped", "failed")} \
+        if status_url else None
     op = r["device_op_seconds"] or seconds
     return {"rate": per_carrier * per_carrier_div, "ok": r["ok"] or r["device_behind_only"],
             "carried": round(counted / max(op, seconds)) if counted else 0,
@@ -77,18 +111,23 @@ def step(client: _peers.Child, proxy: _peers.Child, devices: list[_peers.Child],
             "proxy_us_per_datagram": r["proxy_us_per_datagram"],
             "bridge_us_per_datagram": round(bridge / counted * 1e6, 2) if bridges and counted
             else None, "device_op_seconds": r["device_op_seconds"],
+            "export": export,
             "restart_client": r["result"] is not None and not r["result"].get("finished")}
 
 
 def search(mode: str, nats_url: str, args: Any) -> dict[str, Any]:
     devices = start_devices(args.devices, args.carriers)
-    extra = ["--nats", nats_url, "--nats-queue", "100000"] if mode != "off" else []
+    extra = (["--nats", nats_url, "--nats-queue", "100000", "--status-port", "0"]
+             if mode != "off" else [])
     if mode == "idle":  # the bridge under SCHED_IDLE rather than nice 10
         extra.append("--nats-sched-idle")
     proxy, port = T.start_proxy([d.port for d in devices], extra, None)  # type: ignore[attr-defined]
     client = T.start_client(port)
-    if mode != "off" and not proxy.wait_line(r"nats|NATS", 1):
+    status_url = None
+    if mode != "off":
         time.sleep(2)  # the bridge's start (its own interpreter), not part of the first step
+        found = [re.search(r"status page on (http://\S+/)", line) for line in proxy.lines]
+        status_url = next((m.group(1) for m in found if m), None)
     div = args.devices * args.carriers
     steps: list[dict[str, Any]] = []
     best, failed, limit = 0, 0, ""
@@ -99,12 +138,12 @@ def search(mode: str, nats_url: str, args: Any) -> dict[str, Any]:
     def attempt(rate: int) -> bool:
         nonlocal client, limit
         for _ in range(args.attempts):
-            s = step(client, proxy, devices, rate, div, args.proxy_seconds)
+            s = step(client, proxy, devices, rate, div, args.proxy_seconds, status_url)
             steps.append(s)
             print(f"    export {mode} {s['rate']:>6}/s: carried {s['carried']}/s, "
                   f"{'ok' if s['ok'] else 'LOSS'} {s['why'][:80]} (proxy "
                   f"{s['proxy_us_per_datagram']} µs/datagram, bridge "
-                  f"{s['bridge_us_per_datagram']})", flush=True)
+                  f"{s['bridge_us_per_datagram']}, export {s['export']})", flush=True)
             if s["ok"]:
                 if s["device_behind_only"] and s["carried"] <= carried_best():
                     limit = "devices behind"  # the load source carries no more
@@ -142,6 +181,7 @@ def search(mode: str, nats_url: str, args: Any) -> dict[str, Any]:
             "limit": limit or ("proxy" if failed else "ladder"),
             "proxy_us_per_datagram": at[-1]["proxy_us_per_datagram"] if at else None,
             "bridge_us_per_datagram": at[-1]["bridge_us_per_datagram"] if at else None,
+            "export_at_best": at[-1]["export"] if at else None,
             "steps": steps}
 
 

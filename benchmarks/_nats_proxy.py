@@ -117,8 +117,9 @@ def step(client: _peers.Child, proxy: _peers.Child, devices: list[_peers.Child],
 
 def search(mode: str, nats_url: str, args: Any) -> dict[str, Any]:
     devices = start_devices(args.devices, args.carriers)
-    extra = (["--nats", nats_url, "--nats-queue", "100000", "--status-port", "0"]
-             if mode != "off" else [])
+    extra = ["--status-port", "0"]  # every mode: the same taps (the live view's) but the export
+    if mode != "off":
+        extra += ["--nats", nats_url, "--nats-queue", "100000"]
     if mode == "idle":  # the bridge under SCHED_IDLE rather than nice 10
         extra.append("--nats-sched-idle")
     proxy, port = T.start_proxy([d.port for d in devices], extra, None)  # type: ignore[attr-defined]

@@ -15,10 +15,16 @@ dir): one server for replicas 1, a three-node cluster for replicas 3.
 2. **Proxy with the export on and off**: the router loop flat out (``--count`` datagrams, no
    pacing), ``--repeat`` times interleaved: datagrams/s (the proxy's loss-free maximum: the
    client gets every datagram in both cases; the export's own losses are counted apart) and
-   proxy CPU µs per datagram; the ratio on/off is the issue's goal (≥ 0.9).
+   proxy CPU µs per datagram (on two cores not a stable ratio: the bridge competes).
+3. ``--through-proxy`` (``--only-proxy``: only this): the issue's goal (on ≥ 0.9 × off) through
+   the real ``twistd pybrid-proxy`` — several multi-carrier devices, a step search of the
+   proxy's loss-free rate per mode (off, on, idle: ``--nats-sched-idle``) in interleaved rounds
+   (:mod:`_nats_proxy`).
 
     .venv/bin/python benchmarks/nats_export.py [--rates 5000,10000,20000,40000]
         [--seconds 3] [--count 100000] [--repeat 3] [--replicas 1,3]
+    .venv/bin/python benchmarks/nats_export.py --only-proxy [--proxy-rounds 3]
+        [--proxy-modes off,on,idle] [--proxy-rates 40000,60000,…] [--devices 2] [--carriers 2]
 """
 
 from __future__ import annotations

@@ -15,10 +15,16 @@ dir): one server for replicas 1, a three-node cluster for replicas 3.
 2. **Proxy with the export on and off**: the router loop flat out (``--count`` datagrams, no
    pacing), ``--repeat`` times interleaved: datagrams/s (the proxy's loss-free maximum: the
    client gets every datagram in both cases; the export's own losses are counted apart) and
-   proxy CPU µs per datagram; the ratio on/off is the issue's goal (≥ 0.9).
+   proxy CPU µs per datagram (on two cores not a stable ratio: the bridge competes).
+3. ``--through-proxy`` (``--only-proxy``: only this): the issue's goal (on ≥ 0.9 × off) through
+   the real ``twistd pybrid-proxy`` — several multi-carrier devices, a step search of the
+   proxy's loss-free rate per mode (off, on, idle: ``--nats-sched-idle``) in interleaved rounds
+   (:mod:`_nats_proxy`).
 
     .venv/bin/python benchmarks/nats_export.py [--rates 5000,10000,20000,40000]
         [--seconds 3] [--count 100000] [--repeat 3] [--replicas 1,3]
+    .venv/bin/python benchmarks/nats_export.py --only-proxy [--proxy-rounds 3]
+        [--proxy-modes off,on,idle] [--proxy-rates 40000,60000,…] [--devices 2] [--carriers 2]
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -221,6 +228,23 @@ def export_step(urls: list[str], replicas: int, rate: float, seconds: float) -> 
             "ok": ok}
 
 
+def through_proxy(args: argparse.Namespace) -> dict[str, Any]:
+    """Part 3 (:mod:`_nats_proxy`): one JetStream server, the proxy's searches off and on."""
+    import _nats_proxy
+    import _peers
+
+    store = tempfile.mkdtemp(prefix="pybrid-nats-bench-")
+    procs, urls = start_servers(1, store)
+    try:
+        return _nats_proxy.rounds(urls[0], args)
+    finally:
+        _peers.stop_all()
+        for p in procs:
+            p.kill()
+            p.wait(10)
+        shutil.rmtree(store, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rates", default="5000,10000,20000,40000,80000")
@@ -229,13 +253,30 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--nice", type=int, default=10, help="the bridge's --nice (default: 10)")
+    ap.add_argument("--through-proxy", action="store_true",
+                    help="also 3: the real twistd pybrid-proxy's loss-free rate, export off/on")
+    ap.add_argument("--only-proxy", action="store_true", help="only 3 (implies it)")
+    ap.add_argument("--devices", type=int, default=2, help="3: simulated devices")
+    ap.add_argument("--carriers", type=int, default=2, help="3: carriers per device")
+    ap.add_argument("--proxy-rates", default="20000,30000,40000,50000,60000,80000,100000",
+                    help="3: the ladder of total datagrams/s")
+    ap.add_argument("--proxy-seconds", type=float, default=2.0, help="3: seconds per step")
+    ap.add_argument("--proxy-rounds", type=int, default=3, help="3: interleaved rounds")
+    ap.add_argument("--attempts", type=int, default=2, help="3: tries per step")
+    ap.add_argument("--proxy-modes", default="off,on",
+                    help="3: off, on (bridge at --nice 10), idle (bridge under SCHED_IDLE)")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # the finally blocks stop the servers
+    args.proxy_rates = [int(r) for r in args.proxy_rates.split(",")]
     global NICE
     NICE = args.nice
     print(json.dumps({"load_average": [round(x, 2) for x in os.getloadavg()],
                       "cpus": os.cpu_count()}), flush=True)
     summary: dict[str, Any] = {}
-    for replicas in (int(r) for r in args.replicas.split(",")):
+    if args.through_proxy or args.only_proxy:
+        summary["through_proxy"] = through_proxy(args)
+        print(json.dumps({"through_proxy": summary["through_proxy"]}), flush=True)
+    for replicas in (int(r) for r in args.replicas.split(",") if not args.only_proxy):
         store = tempfile.mkdtemp(prefix="pybrid-nats-bench-")
         procs, urls = start_servers(replicas, store)
         best = 0.0

@@ -11,7 +11,7 @@ may lose with it.
 
     .venv/bin/pip install py-spy     # once; not a project dependency
     .venv/bin/python benchmarks/profile_proxy.py [--rate 30000] [--seconds 4] [--top 25]
-                                                 [--no-spy]
+                                                 [--no-spy] [--proxy-arg=--nats=URL …]
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--sample-rate", type=int, default=250, help="py-spy samples per second")
+    ap.add_argument("--proxy-arg", action="append", default=[],
+                    help="extra pybrid-proxy argument (repeatable), e.g. --proxy-arg=--nats=URL")
     ap.add_argument("--no-spy", action="store_true",
                     help="only the CPU split per process, without py-spy (and its overhead)")
     args = ap.parse_args()
@@ -68,7 +70,7 @@ def main() -> int:
     out = pathlib.Path(tempfile.mkdtemp(prefix="proxy-profile-")) / "proxy.raw"
     try:
         device, device_port = _peers.start_device()
-        proxy, port = _peers.start_our_proxy(device_port, 100)
+        proxy, port = _peers.start_our_proxy(device_port, 100, tuple(args.proxy_arg))
         client = _peers.start_counting_client(port)
         ready = client.next_json(30)
         if ready.get("event") != "ready":

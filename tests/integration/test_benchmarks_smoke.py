@@ -106,3 +106,31 @@ def test_shm_tap_benchmark_runs_every_path_and_loses_nothing() -> None:
         assert cases[name]["shm_lost"] == 0 and cases[name]["shm_chunks_read"] == 3000
     assert cases["tcp"]["tcp_bytes"] > 3000 * 3000
     assert set(lines[-1]["path_cpu_us_per_frame"]) == set(cases) - {"router"}
+
+
+def test_nats_export_through_the_proxy_compares_the_modes_and_leaves_no_child() -> None:
+    """``benchmarks/nats_export.py --only-proxy`` at a tiny rate: the real proxy's search with
+    the export off and on (a JetStream server, the bridge, two devices of two carriers), its
+    summary with both rates and the chunks the export stored; nothing outlives it."""
+    import json
+
+    from support.nats_servers import require_nats
+    from support.shm import require_shm
+
+    require_shm()
+    require_nats()
+    argv = [sys.executable, str(ROOT / "benchmarks" / "nats_export.py"), "--only-proxy",
+            "--proxy-rounds", "1", "--proxy-modes", "off,on", "--proxy-rates", "1000",
+            "--proxy-seconds", "1", "--attempts", "1"]
+    marker = f"smoke-{uuid.uuid4()}"
+    env = dict(os.environ, PYBRID_BENCHMARK_SMOKE=marker)
+    proc = subprocess.run(argv, cwd=str(ROOT), capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])["through_proxy"]
+    off, on = summary["rounds"]["off"][0], summary["rounds"]["on"][0]
+    assert off["loss_free_rate"] > 900 and on["loss_free_rate"] > 900  # 1000/s asked
+    assert on["export_at_best"]["stored"] > 0 and on["export_at_best"]["dropped"] == 0
+    assert off["export_at_best"] is None
+    assert set(summary["ratio_to_off"]) == {"on"}
+    assert _processes_with(marker.encode()) == []

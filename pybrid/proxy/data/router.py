@@ -142,8 +142,9 @@ class RunRouter:
         client = run_id if client_id is None else client_id
         self._numbered += 1
         paths = frozenset(carriers)
-        info = RunInfo(client, run_id, tuple(sorted(paths)), self._numbered, meta or {})
-        track = RunTrack(run_id, target, paths, client, client.encode(),
+        seen: dict[bytes, int] = {}  # the track's count, the taps read it at a carrier's end
+        info = RunInfo(client, run_id, tuple(sorted(paths)), self._numbered, meta or {}, seen)
+        track = RunTrack(run_id, target, paths, client, client.encode(), next_chunk=seen,
                          observer=observer, info=info,
                          chunks=RunChunks(client, self.counters, self.gaps_by_carrier))
         for old in (self.runs.get(client), self._by_bytes.get(run_id.encode())):

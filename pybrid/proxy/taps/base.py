@@ -55,6 +55,8 @@ class RunInfo:
     number: int
     #: What the start command said, where known: ``sample_rate`` (Hz), ``channels`` …
     meta: Mapping[str, Any] = attrs.field(factory=dict)
+    #: The router's live count per data path (bytes): the highest chunk number seen + 1.
+    chunks_seen: Mapping[bytes, int] = attrs.field(factory=dict, repr=False)
 
     def as_record(self) -> dict[str, Any]:
         """Plain data for JSON records (shm RUN_START, the multicast run record)."""

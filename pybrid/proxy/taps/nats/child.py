@@ -46,6 +46,7 @@ class NatsExportConfig:
     queue: int = 10_000
     shm_size: int = 64 << 20
     nice: int = 10  # the bridge yields the CPU to the proxy
+    sched_idle: bool = False  # the bridge only gets CPU time nothing else wants
     user: str | None = None
     creds: str | None = None
     nkey: str | None = None
@@ -60,6 +61,8 @@ class NatsExportConfig:
                 "--max-bytes", str(self.max_bytes), "--max-age", f"{self.max_age:g}",
                 "--replicas", str(self.replicas), "--queue", str(self.queue),
                 "--nice", str(self.nice)]
+        if self.sched_idle:
+            args.append("--sched-idle")
         for url in self.servers:
             args += ["--nats", url]
         for flag, value in (("--nats-user", self.user), ("--nats-creds", self.creds),

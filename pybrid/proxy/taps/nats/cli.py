@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nice", type=int, default=0, metavar="N",
                         help="lower this process's CPU priority by N (the proxy starts it with "
                         "10: on a busy host acquisition wins, the export's queue absorbs)")
+    parser.add_argument("--sched-idle", action="store_true",
+                        help="run under SCHED_IDLE (Linux): only CPU time no other process "
+                        "wants, so the bridge never delays the proxy; on a busy host the "
+                        "export falls behind and drops (counted)")
     parser.add_argument("--status-interval", type=float, default=1.0, metavar="S",
                         help="seconds between status lines (default: %(default)s)")
     return parser
@@ -131,11 +135,24 @@ def host_token() -> str:
     return name or "proxy"
 
 
+def sched_idle() -> bool:
+    """This process under ``SCHED_IDLE``; False (said on stderr) where the OS has none."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return True
+    except (AttributeError, OSError) as e:
+        print(f"nats bridge: cannot use SCHED_IDLE ({e}); running at nice only",
+              file=sys.stderr, flush=True)
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = options_from(args)
     if args.nice > 0:
         os.nice(args.nice)
+    if args.sched_idle:
+        sched_idle()
 
     def emit(status: dict[str, Any]) -> None:
         try:

@@ -16,6 +16,10 @@ class NatsOptionsMixin:
     """Adds ``--nats URL`` (repeatable) and its ``--nats-*`` settings to ``twistd
     pybrid-proxy``.  Mix in before ``usage.Options``; :meth:`nats_config` validates."""
 
+    optFlags: list[Any] = [
+        ["nats-sched-idle", None, "Run the export's bridge under SCHED_IDLE (Linux): it only "
+         "gets CPU time no other process wants (default: nice 10)."],
+    ]
     optParameters: list[Any] = [
         ["nats-stream", None, N.DEFAULT_STREAM, "JetStream stream of the export (created if "
          "missing)."],
@@ -71,6 +75,7 @@ class NatsOptionsMixin:
             stream=check("nats-stream", lambda v: N.check_name(v, "stream")),
             prefix=check("nats-prefix", lambda v: N.check_name(v, "prefix")),
             max_bytes=check("nats-max-bytes", size), max_age=check("nats-max-age", duration),
-            replicas=replicas, queue=queue, user=opts["nats-user"],
+            replicas=replicas, queue=queue, sched_idle=bool(opts["nats-sched-idle"]),
+            user=opts["nats-user"],
             creds=opts["nats-creds"], nkey=opts["nats-nkey"], tls_ca=opts["nats-tls-ca"],
             tls_cert=opts["nats-tls-cert"], tls_key=opts["nats-tls-key"])

@@ -7,9 +7,10 @@ into at most one :class:`Outgoing` message of :mod:`pybrid.wire.nats_format`, an
 run and carrier the highest chunk number the tap showed and the chunk numbers the stream
 *has* (acknowledged by JetStream: :meth:`stored`).  A run is over when every carrier named in
 its ``RUN_START`` reached DONE or ERROR (or a run-wide end came); its ``end`` message then says
-what the stream lacks: every chunk number up to the highest seen — or up to the run's
-expected count, when the start command's OP time and sample rate give it — that was not
-stored: lost by the device, by the tap (a full ring), dropped from the export queue, or not
+what the stream lacks: every chunk number up to the highest seen — or up to the count the
+proxy saw (the ``CARRIER_END`` frame's ``chunks``), or the run's expected count when the
+start command's OP time and sample rate give it, whichever is more — that was not stored:
+lost by the device, by the tap (a full ring), dropped from the export queue, or not
 acknowledged.  ``RUN_START``'s run configuration goes into the ``start`` message
 (:data:`CONFIG_KEYS`); ``STATE`` frames (IC, OP …) become ``state`` messages like the final
 states.
@@ -79,6 +80,7 @@ class _Carrier:
     stored: set[int] = attrs.Factory(set)
     state: str = ""
     reason: str = ""
+    proxy_chunks: int = 0  # chunks the proxy saw (its CARRIER_END's ``chunks``), 0: not said
 
 
 @attrs.define(eq=False)
@@ -163,9 +165,12 @@ class RunTracker:
                 r.ended[path] = state
                 if reason:
                     r.reasons[path] = reason
+                if carrier != F.RUN_WIDE:  # a carrier whose every chunk the tap lost too
+                    r.carriers.setdefault(carrier, _Carrier(path))
                 for c in r.carriers.values():
                     if c.path == path:
                         c.state, c.reason = state, reason
+                        c.proxy_chunks = max(c.proxy_chunks, int(body.get("chunks", 0) or 0))
             else:
                 r.wide_end = True
                 for p in r.paths:
@@ -225,7 +230,7 @@ class RunTracker:
         chunks: dict[str, int] = {}
         for index, c in sorted(r.carriers.items()):
             path = c.path or f"carrier-{index}"
-            total = c.top + 1
+            total = max(c.top + 1, c.proxy_chunks)  # the tap may have lost the last ones
             if r.expected and c.size:  # chunks lost after the last one seen count too
                 total = max(total, -(-r.expected // c.size))
             missing[path] = sorted(set(range(total)) - c.stored)

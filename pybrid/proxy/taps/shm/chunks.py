@@ -20,6 +20,7 @@ against the real library's reader.
 
 from __future__ import annotations
 
+import operator
 import struct
 from typing import Any
 
@@ -33,21 +34,27 @@ VECTOR_MIN = 8
 #: (size, sequence) and ours (bytes 0-7 of the template, tap sequence, chunk, bytes 20-47).
 PUT = struct.Struct("<QQ8sQI28s")
 _ZEROS = bytes(16)
+_HEAD8 = operator.itemgetter(2)
+_HEAD20 = operator.itemgetter(3)
 _RECORDS: dict[tuple[bytes, int], tuple[np.dtype, int, np.ndarray]] = {}
 
 
 class Chunks:
-    """Consecutive CHUNK frames of one template: ``srcs[i]`` is the datagram and
-    ``chunks[i]`` the chunk number of the frame with tap sequence ``seq0 + i``; ``done`` of
-    them are in the ring."""
+    """Consecutive CHUNK frames of one shape: ``srcs[i]`` is the datagram, ``chunks[i]`` the
+    chunk number and ``ts[i]`` the template of the frame with tap sequence ``seq0 + i``;
+    ``done`` of them are in the ring.  Unless ``mixed``, every frame has template ``t``;
+    ``mixed`` runs (the carriers of a device take turns) have templates of ``t``'s shape:
+    the same samples slice and frame length, other header bytes (carrier, gain …)."""
 
-    __slots__ = ("chunks", "done", "seq0", "srcs", "t")
+    __slots__ = ("chunks", "done", "mixed", "seq0", "srcs", "t", "ts")
 
     def __init__(self, t: Template, seq0: int) -> None:
         self.t = t
         self.seq0 = seq0
         self.srcs: list[bytes] = []
         self.chunks: list[int] = []
+        self.ts: list[Template] = []
+        self.mixed = False
         self.done = 0
 
     @property
@@ -59,9 +66,11 @@ class Chunks:
         if self.done == len(self.srcs):
             self.srcs = []
             self.chunks = []
+            self.ts = []
         else:
             del self.srcs[: self.done]
             del self.chunks[: self.done]
+            del self.ts[: self.done]
         self.seq0 += self.done
         self.done = 0
 
@@ -72,6 +81,7 @@ class Chunks:
         if n > 0:
             del self.srcs[end:]
             del self.chunks[end:]
+            del self.ts[end:]
         return max(0, n)
 
 
@@ -108,7 +118,11 @@ def write_rows(mm: Any, at: int, item: Chunks, i: int, m: int, rseq: int) -> Non
         width = len(srcs[i])
         block = b"".join(srcs[i : i + m])
         if len(block) == width * m:  # one layout, hence one length (else one by one)
-            dtype, h0, h1 = _record(t)
+            dtype, h0, h1 = _record(t)  # type: Any, Any, Any
+            if item.mixed:  # each frame's own header bytes
+                block_ts = item.ts[i : i + m]
+                h0 = np.frombuffer(b"".join(map(_HEAD8, block_ts)), "<u8")
+                h1 = np.frombuffer(b"".join(map(_HEAD20, block_ts)), np.uint8).reshape(m, 28)
             rec = np.ndarray((m,), dtype, mm, at)
             rec["size"] = t[7]
             rec["rseq"] = np.arange(rseq, rseq + m, dtype=np.uint64)
@@ -128,9 +142,13 @@ def write_rows(mm: Any, at: int, item: Chunks, i: int, m: int, rseq: int) -> Non
     pad = t[6]
     n = end - start
     chunks = item.chunks
+    ts: list[Template] | None = item.ts if item.mixed else None
     seq = item.seq0 + i
     pack = PUT.pack_into
     for k in range(i, i + m):
+        if ts is not None:
+            head8 = ts[k][2]
+            head20 = ts[k][3]
         pack(mm, at, length, rseq, head8, seq, chunks[k], head20)
         body = at + 64
         mm[body : body + n] = srcs[k][start:end]

@@ -19,8 +19,10 @@ it writes the run as frames (:mod:`pybrid.wire.shm_frames`) for each of its taps
   layout, by parsing that layout's first datagram;
 * ``chunk`` without a layout (a message protobuf parsed) → parsed here, one frame;
 * ``state_changed`` to DONE or ERROR → a ``CARRIER_END`` frame for its carrier (flags
-  :data:`~pybrid.wire.shm_frames.END_DONE` / ``END_ERROR``); to any other state → a
-  ``STATE`` frame (flags: the protobuf ``RunState`` number).
+  :data:`~pybrid.wire.shm_frames.END_DONE` / ``END_ERROR``; its JSON ``chunks``: the router's
+  highest chunk number of the carrier so far + 1, so a reader that lost the last frames knows
+  how many there were); to any other state → a ``STATE`` frame (flags: the protobuf
+  ``RunState`` number).
 
 Every frame carries the feed's sequence number, so a reader sees every frame a tap could not
 write as a gap.
@@ -169,9 +171,13 @@ class ShmFeed:
                              {"state": _state_name(state), "reason": reason, "path": path,
                               "lane": lane}, flags=state & 0xFF))
             return
-        self._send(_json(F.CARRIER_END, carrier, run.number, self._seq,
-                         {"state": F.END_STATE_NAMES[end], "reason": reason, "path": path,
-                          "lane": lane}, flags=end))
+        body = {"state": F.END_STATE_NAMES[end], "reason": reason, "path": path, "lane": lane}
+        if path:  # the chunk numbers the proxy saw of this carrier so far: 0 … chunks - 1
+            key = _carrier_path(path)
+            body["chunks"] = max((n for p, n in run.chunks_seen.items()
+                                  if _carrier_path(p.decode(errors="replace")) == key),
+                                 default=0)
+        self._send(_json(F.CARRIER_END, carrier, run.number, self._seq, body, flags=end))
 
     def run_ended(self, run: RunInfo, end: RunEnd) -> None:
         pass  # the CARRIER_END frames said it; the run's frames stay for replay

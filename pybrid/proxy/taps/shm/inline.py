@@ -5,13 +5,16 @@ Design note
 :meth:`.ring.Ring.write_batch` and :meth:`.ring.Ring.write_chunks` never
 wait: they write the frames that fit and say how many.  :class:`InlineWriter` uses them on the
 reactor thread itself.  The feed's fast path calls :meth:`InlineWriter.put` once per chunk:
-the datagram and its chunk number are appended to the open
-:class:`~pybrid.proxy.taps.shm.chunks.Chunks` (two list appends; a new run starts when the template
-changes, the tap sequence jumps, or another frame came in between); :meth:`submit` queues
-any other frame behind it.  The first frame of a burst schedules one flush with
-``clock.callLater(0, …)``, so all the datagrams the reactor read in one pass over its sockets
-are written at once — a run of chunks as one numpy block, with one ring bookkeeping update
-and one atomic operation.  When the ring is full, the frames stay queued and the flush is
+the datagram, its chunk number and template are appended to the open
+:class:`~pybrid.proxy.taps.shm.chunks.Chunks` (three list appends; a template of another shape, a
+jump in the tap sequence or another frame in between starts a new run; the templates of a
+device's carriers, which take turns, share one run); :meth:`submit` queues
+any other frame behind it.  The first frame after a flush schedules the next one
+``flush_delay`` (:data:`FLUSH_DELAY`) seconds later, so all the datagrams the reactor read in
+that time — over several passes at a high rate — are written at once: a run of chunks as one
+numpy block, with one ring bookkeeping update, one atomic operation and one wake-up of the
+reader (``flush_delay=0``: once per reactor pass, which at 30 000 datagrams/s meant a few
+datagrams per flush).  When the ring is full, the frames stay queued and the flush is
 retried every :data:`RETRY` seconds of the injected clock; what waits beyond ``max_frames``
 or ``max_bytes`` (:data:`MAX_FRAMES`, :data:`MAX_BYTES`) is dropped at the next flush and
 counted (``refused``); a written datagram is let go at once, so what the writer holds stays
@@ -35,6 +38,8 @@ from pybrid.wire.shm_frames import Frame, Template
 
 #: Seconds between retries while the ring is full.
 RETRY = 0.002
+#: Seconds from the first frame after a flush to the next flush (a reader sees frames this late).
+FLUSH_DELAY = 0.002
 #: What may wait for ring space by default (the ring is the buffer; this only evens out bursts).
 MAX_FRAMES = 16384
 MAX_BYTES = 16 << 20
@@ -47,10 +52,12 @@ class InlineWriter(RingWriter):
 
     def __init__(self, ring: Any, report: Callable[[BaseException, int], None], clock: Any, *,
                  write_timeout: float = 5.0, max_frames: int = MAX_FRAMES,
-                 max_bytes: int = MAX_BYTES, name: str = "shm") -> None:
+                 max_bytes: int = MAX_BYTES, name: str = "shm",
+                 flush_delay: float = FLUSH_DELAY) -> None:
         super().__init__(ring, report, write_timeout=write_timeout, max_frames=max_frames,
                          max_bytes=max_bytes, name=name)
         self.clock = clock
+        self.flush_delay = flush_delay
         #: Frames and runs of chunks not yet (wholly) written are ``_queue[_head:]``.
         self._queue: list[Frame | Chunks] = []
         self._head = 0
@@ -59,6 +66,8 @@ class InlineWriter(RingWriter):
         self._next = 0
         self._srcs: list[bytes] = []
         self._chunks: list[int] = []
+        self._ts: list[Template] = []
+        self._item: Chunks | None = None
         self._call: Any = None
         self._full_since: float | None = None
         self._stopped = False
@@ -84,21 +93,34 @@ class InlineWriter(RingWriter):
                    for item in self._queue)
 
     def put(self, seq: int, chunk: int, src: bytes, t: Template) -> None:
-        """One CHUNK frame from the feed's fast path (the hot path: two appends)."""
+        """One CHUNK frame from the feed's fast path (the hot path: three appends)."""
         if t is not self._t or seq != self._next:
-            self._open(t, seq)
+            self._switch(t, seq)
         self._next = seq + 1
         self._srcs.append(src)
         self._chunks.append(chunk)
+        self._ts.append(t)
+
+    def _switch(self, t: Template, seq: int) -> None:
+        """Another template, or a jump in the tap sequence: a template of the open run's
+        shape joins it (the carriers of a device take turns), anything else opens a run."""
+        cur, item = self._t, self._item
+        if (cur is not None and item is not None and seq == self._next and t[7] == cur[7]
+                and t[4] == cur[4] and t[5] == cur[5]):
+            item.mixed = True
+            self._t = t
+            return
+        self._open(t, seq)
 
     def _open(self, t: Template, seq: int) -> None:
-        item = Chunks(t, seq)
+        item = self._item = Chunks(t, seq)
         self._t = t
         self._srcs = item.srcs
         self._chunks = item.chunks
+        self._ts = item.ts
         self._queue.append(item)
         if self._call is None:
-            self._call = self.clock.callLater(0, self.flush)
+            self._call = self.clock.callLater(self.flush_delay, self.flush)
 
     def submit(self, frame: Frame) -> bool:
         """Queue one frame (behind the chunks put so far)."""
@@ -108,7 +130,7 @@ class InlineWriter(RingWriter):
             return False
         self._queue.append(frame)
         if self._call is None:
-            self._call = self.clock.callLater(0, self.flush)
+            self._call = self.clock.callLater(self.flush_delay, self.flush)
         return True
 
     def flush(self) -> None:

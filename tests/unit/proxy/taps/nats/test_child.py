@@ -146,3 +146,30 @@ def test_every_count_of_the_bridge_reaches_the_status_summed_over_restarts():
     s = service.status()
     assert {n: getattr(s, n) for n in names} == {n: 2 * (i + 1) for i, n in enumerate(names)}
     assert (s.queue, s.pending, s.restarts) == (3, 4, 1)
+
+
+def test_nats_sched_idle_starts_the_bridge_under_sched_idle():
+    options = Options(environ={})
+    options.parseOptions(["-b", "127.0.0.1:5732", "--nats", "nats://n1:4222"])
+    assert not options.config.nats.sched_idle
+    assert "--sched-idle" not in options.config.nats.argv()
+    options = Options(environ={})
+    options.parseOptions(["-b", "127.0.0.1:5732", "--nats", "nats://n1:4222",
+                          "--nats-sched-idle"])
+    argv = options.config.nats.argv()
+    assert options.config.nats.sched_idle and "--sched-idle" in argv
+    assert argv[argv.index("--nice") + 1] == "10"  # nice too, where SCHED_IDLE is missing
+
+
+def test_the_bridge_puts_itself_under_sched_idle():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os; from pybrid.proxy.taps.nats.cli import sched_idle; "
+            "print(sched_idle(), os.sched_getscheduler(0) == os.SCHED_IDLE)")
+    if not hasattr(os, "SCHED_IDLE"):
+        pytest.skip("no SCHED_IDLE on this OS")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.split() == ["True", "True"]

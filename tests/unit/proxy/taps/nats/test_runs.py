@@ -41,10 +41,10 @@ class Frames:
         head = F.chunk_header(0, run, self._next(skip), number, 3, 2, 1, 1.0, 0.0, flags)
         return head + raw.tobytes() + bytes(F.pad_length(len(head) + raw.nbytes))
 
-    def end(self, state: str = "DONE", reason: str = "", run: int = 1) -> bytes:
+    def end(self, state: str = "DONE", reason: str = "", run: int = 1, **more: object) -> bytes:
         return F.encode_json(F.CARRIER_END, 0, run, self._next(),
-                             {"state": state, "reason": reason, "path": PATH, "lane": 0},
-                             flags=4 if state == "DONE" else 5)
+                             {"state": state, "reason": reason, "path": PATH, "lane": 0,
+                              **more}, flags=4 if state == "DONE" else 5)
 
 
 def test_frames_become_messages_of_the_documented_format():
@@ -179,6 +179,27 @@ def test_without_the_configuration_only_gaps_below_the_highest_chunk_count():
         t.stored(out)
     t.frame(f.end())
     assert N.decode_json(t.end(1).payload)["condition"] == "complete"
+
+
+def test_the_last_chunks_the_tap_lost_are_missing_by_the_count_in_carrier_end():
+    t, f = RunTracker("pybrid", "lab"), Frames()
+    t.frame(f.start())  # no OP time: no expected count
+    t.frame(f.layout())
+    for n in (0, 1, 2):
+        out = t.frame(f.chunk(n))
+        assert out is not None
+        t.stored(out)
+    t.frame(f.end(chunks=5))  # the proxy saw chunks 0 … 4; the ring lost 3, 4
+    body = N.decode_json(t.end(1).payload)
+    assert body["missing"] == {PATH: [3, 4]} and body["condition"] == "incomplete"
+
+
+def test_a_carrier_whose_every_chunk_the_tap_lost_is_missing_them_all():
+    t, f = RunTracker("pybrid", "lab"), Frames()
+    t.frame(f.start())
+    t.frame(f.end(chunks=3))
+    body = N.decode_json(t.end(1).payload)
+    assert body["missing"] == {PATH: [0, 1, 2]} and body["condition"] == "incomplete"
 
 
 def test_state_frames_become_state_messages_and_do_not_end_the_run():

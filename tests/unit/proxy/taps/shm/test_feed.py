@@ -146,6 +146,16 @@ def test_a_run_yields_start_layout_chunks_and_end_with_zero_copy_samples():
     assert feed.replay() == sink.frames[:2]
 
 
+def test_the_end_frame_counts_the_chunks_the_proxy_saw_of_its_carrier():
+    run_id = str(uuid.uuid4())
+    feed, sink = feed_for({run_id})
+    for n in (0, 1, 4):  # 2 and 3 never came: the count is the highest + 1
+        feed.emit(data_message(run_id, n, np.ones((100, 8))), 0)
+    feed.emit(state_message(run_id, pb.DONE), 0)
+    end = F.json_body(whole(sink.frames[-1]))
+    assert end["path"] == PATH and end["chunks"] == 5
+
+
 def test_per_channel_gains_set_the_flag_and_the_layout_lists():
     run_id = str(uuid.uuid4())
     feed, sink = feed_for({run_id})

@@ -10,7 +10,7 @@ from twisted.internet import task
 require_shm()
 
 from pybrid.proxy.taps.shm.chunks import Chunks  # noqa: E402
-from pybrid.proxy.taps.shm.inline import RETRY, InlineWriter  # noqa: E402
+from pybrid.proxy.taps.shm.inline import FLUSH_DELAY, RETRY, InlineWriter  # noqa: E402
 from pybrid.proxy.taps.shm.ring import BufferFullException, ReaderDeadException  # noqa: E402
 from pybrid.wire import shm_frames as F  # noqa: E402
 
@@ -30,6 +30,8 @@ class FakeRing:
         k = min(self.room, item.left)
         self.room -= k
         for i in range(item.done, item.done + k):
+            if item.mixed:
+                t = item.ts[i]
             self.written.append((t[1], item.seq0 + i, item.chunks[i],
                                  item.srcs[i][t[4] : t[5]], t[6], t[7]))
         item.done += k
@@ -58,6 +60,7 @@ def rig(**kw: Any) -> tuple[InlineWriter, FakeRing, task.Clock, list[Any]]:
     clock = task.Clock()
     ring = FakeRing()
     reports: list[Any] = []
+    kw.setdefault("flush_delay", 0)  # one flush per reactor pass: clock.advance(0)
     writer = InlineWriter(ring, lambda e, n: reports.append((e, n)), clock, **kw)
     return writer, ring, clock, reports
 
@@ -74,6 +77,21 @@ def test_a_burst_is_written_in_one_batch_after_the_reactor_pass():
     clock.advance(0)
     assert ring.calls == 1 and len(ring.written) == 100 and writer.queued == 0
     assert writer.frames_written == 100 and writer.bytes_written == 100 * 48
+
+
+def test_by_default_the_datagrams_of_several_passes_go_in_one_write_a_flush_delay_later():
+    writer, ring, clock, _ = rig(flush_delay=FLUSH_DELAY)
+    t = template()
+    for seq in range(1, 31):  # three reactor passes of ten datagrams
+        writer.put(seq, seq, bytes(100), t)
+        if seq % 10 == 0:
+            clock.advance(0)
+    assert ring.calls == 0 and writer.queued == 30
+    clock.advance(FLUSH_DELAY)
+    assert ring.calls == 1 and [f[1] for f in ring.written] == list(range(1, 31))
+    writer.put(31, 31, bytes(100), t)
+    clock.advance(FLUSH_DELAY)
+    assert ring.calls == 2 and writer.queued == 0 and not clock.getDelayedCalls()
 
 
 def test_a_full_ring_is_retried_on_the_clock_then_buffer_full():
@@ -132,6 +150,18 @@ def test_puts_are_two_appends_and_one_flush_writes_them_in_order():
     assert [f[1:3] for f in ring.written] == [(1, 10), (2, 20), (3, 30)]
     assert ring.calls == 1  # one run of chunks, one write
     assert writer.frames_written == 3 and writer.queued == 0
+
+
+def test_the_carriers_of_a_device_taking_turns_share_one_run_with_their_own_headers():
+    writer, ring, clock, _ = rig()
+    a = (None, bytes([1]) * 48, bytes([1]) * 8, bytes([1]) * 28, 2, 18, 0, 64)
+    b = (None, bytes([2]) * 48, bytes([2]) * 8, bytes([2]) * 28, 2, 18, 0, 64)
+    for seq in range(1, 11):
+        writer.put(seq, seq, bytes(100), a if seq % 2 else b)
+    clock.advance(0)
+    assert ring.calls == 1  # one run, one write: not ten
+    assert [f[0][0] for f in ring.written] == [1, 2] * 5
+    assert [f[1] for f in ring.written] == list(range(1, 11))
 
 
 def test_other_frames_keep_their_place_among_the_chunks():

@@ -100,6 +100,32 @@ def test_runs_of_chunks_are_read_by_the_library_in_order_across_wraps(reader, pe
     ring.close()
 
 
+@pytest.mark.parametrize("per_run", [3, 50])  # one by one, and numpy blocks
+def test_a_run_of_carriers_taking_turns_has_each_frames_own_header(reader, per_run):
+    name, r = reader
+    ring = Ring(name)
+    ring.set_metadata(b"{}")
+    heads = [bytes([c]) * 4 + bytes(range(4, 48)) for c in (1, 2, 3)]
+    ts = [(None, h, h[:8], h[20:], 3, 67, 0, 112) for h in heads]  # 64 sample bytes
+    srcs = [bytes(3) + bytes((k + j) % 256 for j in range(64)) + bytes(5) for k in range(120)]
+    got = []
+    for s in range(1, 121, per_run):
+        item = chunk_run(ts[(s - 1) % 3], s, srcs[s - 1 : s - 1 + per_run])
+        item.ts.extend(ts[(s - 1 + k) % 3] for k in range(len(item.srcs)))
+        item.mixed = True
+        while item.left:
+            assert ring.write_chunks(item)[0] or len(got) < ring.sequence - 1
+            while len(got) < ring.sequence - 1:
+                f = r.read_frame(timeout=1)
+                got.append(bytes(f.data))
+                r.release_frame(f)
+    assert len(got) == 120
+    for k, data in enumerate(got, start=1):
+        frame = (heads[(k - 1) % 3], k, 1000 + k, srcs[k - 1][3:67], 0, 112)
+        assert data == F.frame_bytes(frame), k
+    ring.close()
+
+
 def test_a_run_waits_behind_frames_and_write_batch_stops_at_it(reader):
     name, _ = reader
     ring = Ring(name)

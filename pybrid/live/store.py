@@ -33,7 +33,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from pybrid.recording.envelope import Envelope, envelope, rows_per_column
+from pybrid.recording.envelope import Envelope, envelope, groups, halve
 
 #: Columns of a run's overview (per carrier): 2 × 4 bytes × channels each, twice.
 OVERVIEW = 4096
@@ -138,8 +138,8 @@ class Trace:
             end = min(b1, (b0 // count + 1) * count)
             a, at = b0 % count, b0 % self.bins
             block = self.ring[a * BIN : (a + end - b0) * BIN].reshape(-1, BIN, self.channels)
-            self.blo[at : at + end - b0] = _halve(np.fmin, block)
-            self.bhi[at : at + end - b0] = _halve(np.fmax, block)
+            self.blo[at : at + end - b0] = halve(np.fmin, block)
+            self.bhi[at : at + end - b0] = halve(np.fmax, block)
             b0 = end
 
     def _clear_bins(self, b0: int, b1: int) -> None:
@@ -168,7 +168,7 @@ class Trace:
             data = np.concatenate([bins[a:b] for a, b in parts])
             if lead:
                 data = np.concatenate([np.full((lead, self.channels), np.nan, np.float32), data])
-            cols = _groups(op, data, group)
+            cols = groups(op, data, group)
             op(arr[c0 : c0 + len(cols)], cols, out=arr[c0 : c0 + len(cols)])
 
     def _fold(self, first: int, values: np.ndarray) -> None:
@@ -200,7 +200,7 @@ class Trace:
                 data = ring[a:b]
             else:
                 data = np.concatenate([ring[a:], ring[:b]]) if stop > first else ring[:0]
-            return _envelope(data, columns, first)
+            return envelope(data, columns, first)
         c0, c1 = first // self.per, -(-stop // self.per)
         lo, hi = self.lo[c0:c1], self.hi[c0:c1]
         group = max(1, -(-len(lo) // columns))
@@ -217,48 +217,12 @@ class Trace:
         hi = np.concatenate([self.bhi[a:b] for a, b in parts])
         group = max(1, -(-len(lo) // columns))
         start = b0 * BIN + np.arange(-(-len(lo) // group), dtype=np.int64) * group * BIN
-        return Envelope(start, np.minimum(start + group * BIN, stop), _groups(np.fmin, lo, group),
-                        _groups(np.fmax, hi, group), group * BIN)
+        return Envelope(start, np.minimum(start + group * BIN, stop), groups(np.fmin, lo, group),
+                        groups(np.fmax, hi, group), group * BIN)
 
     def ended(self) -> None:
         self.ring = None
         self.blo = self.bhi = np.empty((0, self.channels), np.float32)
-
-
-def _groups(op: np.ufunc, data: np.ndarray, group: int) -> np.ndarray:
-    """``op`` over each ``group`` consecutive rows (the last group padded with NaN): one
-    elementwise pass per row of a group, several times faster than ``op.reduce(axis=1)``."""
-    count = -(-len(data) // group)
-    if count * group != len(data):
-        pad = np.full((count * group - len(data), *data.shape[1:]), np.nan, data.dtype)
-        data = np.concatenate([data, pad])
-    blocks = data.reshape((count, group, *data.shape[1:]))
-    if group > 64:  # power of two (bins per overview column): halving, else numpy's reduce
-        return _halve(op, blocks) if group & (group - 1) == 0 else op.reduce(blocks, axis=1)
-    out = blocks[:, 0].copy()
-    for k in range(1, group):  # per row of a group, not per sample
-        op(out, blocks[:, k], out=out)
-    return out
-
-
-def _envelope(values: np.ndarray, columns: int, first_row: int) -> Envelope:
-    """:func:`~pybrid.recording.envelope.envelope` of float32 rows, by :func:`_groups`."""
-    rows = len(values)
-    if rows == 0:
-        return envelope(values, columns, first_row)
-    per = rows_per_column(rows, columns)
-    start = first_row + np.arange(-(-rows // per), dtype=np.int64) * per
-    return Envelope(start, np.minimum(start + per, first_row + rows),
-                    _groups(np.fmin, values, per), _groups(np.fmax, values, per), per)
-
-
-def _halve(op: np.ufunc, block: np.ndarray) -> np.ndarray:
-    """``op`` over axis 1 by halving (BIN is a power of two): elementwise, faster than
-    ``op.reduce(axis=1)`` on a strided axis."""
-    while block.shape[1] > 1:
-        half = block.shape[1] // 2
-        block = op(block[:, :half], block[:, half:])
-    return block[:, 0]
 
 
 def _pieces(b0: int, b1: int, count: int) -> list[tuple[int, int]]:

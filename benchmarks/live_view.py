@@ -5,7 +5,9 @@ The peers of ``benchmarks/throughput.py`` (simulated device → ``twistd -n pybr
 alternating order, one run at ``--rate`` datagrams/s (8 f32 channels × 100 samples each) for
 ``--seconds``.  The default, 30 000/s (3 M rows/s), is the proxy's highest loss-free rate with
 one simulated device as ``benchmarks/throughput.py`` finds it (its ladder stops there: the
-simulator's ceiling, not the proxy's), so the view is measured at the rate the issue asks:
+simulator's ceiling, not the proxy's), so the view is measured at the rate the issue asks;
+``--rate 0`` finds it here first (steps of 5 000/s up to 30 000/s without viewers, the highest
+loss-free one: on a busy host it can be lower):
 
 * without viewers (the live tap decodes nothing), and
 * with ``--viewers`` WebSocket viewers (``benchmarks/_live_viewers.py``, another process), each
@@ -78,6 +80,21 @@ def chromium_paint(url: str, seconds: float, out: dict[str, Any]) -> None:
         out["paint_median_ms"] = None if found[-1][1] == "nan" else float(found[-1][1])
 
 
+def find_rate(client: _peers.Child, proxy: _peers.Child, devices: list[_peers.Child],
+              seconds: float) -> int:
+    """The highest step of 5 000 … 30 000 datagrams/s a run without viewers is loss-free at."""
+    best = 0
+    for rate in range(5000, 30_001, 5000):
+        step = throughput.one_run(client, proxy, devices, rate, seconds, 8)
+        throughput.log(f"rate {rate}/s without viewers: ok={step['ok']} {step['why'] or ''}")
+        if not step["ok"]:
+            break
+        best = rate
+    if not best:
+        raise RuntimeError("not even 5 000 datagrams/s were loss-free")
+    return best
+
+
 def one_mode(args: argparse.Namespace, client: _peers.Child, proxy: _peers.Child,
              devices: list[_peers.Child], port: int, watched: bool) -> dict[str, Any]:
     viewers = None
@@ -115,7 +132,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rate", type=int, default=30_000,
-                    help="datagrams/s (default: the loss-free rate of throughput.py, 1 device)")
+                    help="datagrams/s (default: the loss-free rate of throughput.py, 1 device;"
+                         " 0: find it here first)")
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--viewers", type=int, default=10)
     ap.add_argument("--chromium", action="store_true",
@@ -131,6 +149,8 @@ def main() -> int:
     children = [c for c, _p in devices]
     rounds: list[dict[str, Any]] = []
     try:
+        if args.rate <= 0:
+            args.rate = find_rate(client, proxy, children, args.seconds)
         for r in range(args.rounds):
             order = [False, True] if r % 2 == 0 else [True, False]
             result = {}

@@ -10,9 +10,10 @@ that were never written: NaN, a gap, where its samples would have been.
 
 Per carrier (:class:`Trace`) two bounded things are kept:
 
-* a ring of the last ``ring_rows`` rows (float32, NaN where nothing arrived) and its min/max
-  per ``BIN`` rows: a window of the last 10 ms … as far back as it reaches is drawn from the
-  rows (or, with many rows a column, from the bins) by
+* a ring of the last ``ring_rows`` rows (float32, NaN where nothing arrived) and a ring of
+  their min/max per ``BIN`` rows that reaches ``REACH`` times as far back: a window of the
+  last 10 ms … as far back as they reach is drawn from the rows (or, with many rows a column,
+  from the bins) by
   :func:`pybrid.recording.envelope.envelope` — the same code ``pybrid-run --plot`` uses;
 * the whole run's overview: ``OVERVIEW`` columns of min/max with ``per`` rows each; when the
   run outgrows them, pairs of columns merge and ``per`` doubles (no spike is lost, the memory
@@ -32,7 +33,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from pybrid.recording.envelope import Envelope, envelope, rows_per_column
+from pybrid.recording.envelope import Envelope, envelope, groups
 
 #: Columns of a run's overview (per carrier): 2 × 4 bytes × channels each, twice.
 OVERVIEW = 4096
@@ -42,6 +43,9 @@ RING_BYTES = 8 << 20
 RUNS_KEPT = 8
 #: Rows per bin of a ring's min/max level: a window of many rows per column reads bins.
 BIN = 16
+#: The bins reach this many times as far back as the rows (a window longer than the ring at a
+#: high rate, e.g. 100 ms of 8 channels at 3 MHz, stays exact; bins cost ``REACH / 8`` ring).
+REACH = 4
 
 
 @attrs.define(eq=False)
@@ -61,15 +65,17 @@ class Trace:
     per: int = 1  # rows per overview column
     lo: np.ndarray = attrs.field(init=False)
     hi: np.ndarray = attrs.field(init=False)
-    #: The ring's min/max level: bin ``b`` of the ring holds its rows ``b*BIN …``.
+    #: The min/max level: bin ``b`` (rows ``b*BIN …``) is at ``b % bins``.
     blo: np.ndarray = attrs.field(init=False)
     bhi: np.ndarray = attrs.field(init=False)
+    bins: int = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.ring_rows = max(BIN, self.ring_rows - self.ring_rows % BIN)
         self.ring = np.full((self.ring_rows, self.channels), np.nan, np.float32)
-        self.blo = np.full((self.ring_rows // BIN, self.channels), np.nan, np.float32)
-        self.bhi = np.full((self.ring_rows // BIN, self.channels), np.nan, np.float32)
+        self.bins = REACH * self.ring_rows // BIN
+        self.blo = np.full((self.bins, self.channels), np.nan, np.float32)
+        self.bhi = np.full((self.bins, self.channels), np.nan, np.float32)
         self.lo = np.full((OVERVIEW, self.channels), np.nan, np.float32)
         self.hi = np.full((OVERVIEW, self.channels), np.nan, np.float32)
 
@@ -107,6 +113,8 @@ class Trace:
         if first > self.rows:  # rows skipped (lost chunks): NaN in the ring, a gap
             gap = np.arange(self.rows, min(first, self.rows + n)) % n
             ring[gap] = np.nan
+        # new rows the ring cannot hold (a gap or a block larger than it): NaN bins, not stale
+        self._clear_bins(-(-self.rows // BIN), (stop - n) // BIN)
         if first < stop - n:  # a chunk larger than the ring: keep its end
             values, first = values[-n:], stop - n
         low = min(first, self.rows)
@@ -122,10 +130,23 @@ class Trace:
     def _rebin(self, first: int, stop: int) -> None:
         """The bins of rows ``first … stop-1`` again from the ring."""
         assert self.ring is not None
-        for a, b in _pieces(first // BIN, -(-stop // BIN), self.ring_rows // BIN):
-            block = self.ring[a * BIN : b * BIN].reshape(b - a, BIN, self.channels)
-            self.blo[a:b] = _halve(np.fmin, block)
-            self.bhi[a:b] = _halve(np.fmax, block)
+        b0, b1, count = first // BIN, -(-stop // BIN), self.ring_rows // BIN
+        if b1 - b0 > count:  # the oldest bin's first rows were overwritten: not kept
+            self._clear_bins(b0, b1 - count)
+            b0 = b1 - count
+        while b0 < b1:  # pieces contiguous in both rings (bins is a multiple of count)
+            end = min(b1, (b0 // count + 1) * count)
+            a, at = b0 % count, b0 % self.bins
+            lo, hi = _bins(self.ring[a * BIN : (a + end - b0) * BIN])
+            self.blo[at : at + end - b0] = lo
+            self.bhi[at : at + end - b0] = hi
+            b0 = end
+
+    def _clear_bins(self, b0: int, b1: int) -> None:
+        """Bins ``b0 … b1-1`` (no rows of theirs arrived): NaN, not an older lap's."""
+        if b1 > b0:
+            for a, b in _pieces(max(b0, b1 - self.bins), b1, self.bins):
+                self.blo[a:b] = self.bhi[a:b] = np.nan
 
     def _merge(self) -> None:
         """Pairs of overview columns become one: ``per`` doubles, the memory stays."""
@@ -141,13 +162,13 @@ class Trace:
         group = self.per // BIN
         c0 = first // self.per
         b0, b1 = first // BIN, -(-stop // BIN)
-        parts = _pieces(b0, b1, self.ring_rows // BIN)
+        parts = _pieces(b0, b1, self.bins)
         lead = b0 - c0 * group  # the column's bins before: folded already, NaN here
         for arr, bins, op in ((self.lo, self.blo, np.fmin), (self.hi, self.bhi, np.fmax)):
             data = np.concatenate([bins[a:b] for a, b in parts])
             if lead:
                 data = np.concatenate([np.full((lead, self.channels), np.nan, np.float32), data])
-            cols = _groups(op, data, group)
+            cols = groups(op, data, group)
             op(arr[c0 : c0 + len(cols)], cols, out=arr[c0 : c0 + len(cols)])
 
     def _fold(self, first: int, values: np.ndarray) -> None:
@@ -168,17 +189,18 @@ class Trace:
         where it still holds them, else from the overview (coarser, never finer than ``per``)."""
         first, stop = max(0, first), max(first, stop)
         ring = self.ring
-        n = self.ring_rows
-        if ring is not None and first >= stop - n and first >= self.rows - n:
+        n, reach = self.ring_rows, self.bins * BIN
+        if ring is not None and first >= stop - reach and first >= self.rows - reach:
             stop = min(stop, max(first, self.rows))
             if stop - first >= 2 * BIN * columns:  # many rows a column: from the bins
                 return self._from_bins(first, stop, columns)
+        if ring is not None and first >= stop - n and first >= self.rows - n:
             a, b = first % n, (stop - 1) % n + 1
             if stop > first and a < b:  # one piece: a view of the ring, no copy
                 data = ring[a:b]
             else:
                 data = np.concatenate([ring[a:], ring[:b]]) if stop > first else ring[:0]
-            return _envelope(data, columns, first)
+            return envelope(data, columns, first)
         c0, c1 = first // self.per, -(-stop // self.per)
         lo, hi = self.lo[c0:c1], self.hi[c0:c1]
         group = max(1, -(-len(lo) // columns))
@@ -188,54 +210,36 @@ class Trace:
                         group * self.per)
 
     def _from_bins(self, first: int, stop: int, columns: int) -> Envelope:
-        b0 = max(first // BIN, -(-(self.rows - self.ring_rows) // BIN))
+        b0 = max(first // BIN, -(-(self.rows - self.bins * BIN) // BIN))
         b1 = -(-stop // BIN)
-        parts = _pieces(b0, b1, self.ring_rows // BIN)
+        parts = _pieces(b0, b1, self.bins)
         lo = np.concatenate([self.blo[a:b] for a, b in parts])
         hi = np.concatenate([self.bhi[a:b] for a, b in parts])
         group = max(1, -(-len(lo) // columns))
         start = b0 * BIN + np.arange(-(-len(lo) // group), dtype=np.int64) * group * BIN
-        return Envelope(start, np.minimum(start + group * BIN, stop), _groups(np.fmin, lo, group),
-                        _groups(np.fmax, hi, group), group * BIN)
+        return Envelope(start, np.minimum(start + group * BIN, stop), groups(np.fmin, lo, group),
+                        groups(np.fmax, hi, group), group * BIN)
 
     def ended(self) -> None:
         self.ring = None
+        self.blo = self.bhi = np.empty((0, self.channels), np.float32)
 
 
-def _groups(op: np.ufunc, data: np.ndarray, group: int) -> np.ndarray:
-    """``op`` over each ``group`` consecutive rows (the last group padded with NaN): one
-    elementwise pass per row of a group, several times faster than ``op.reduce(axis=1)``."""
-    count = -(-len(data) // group)
-    if count * group != len(data):
-        pad = np.full((count * group - len(data), *data.shape[1:]), np.nan, data.dtype)
-        data = np.concatenate([data, pad])
-    blocks = data.reshape((count, group, *data.shape[1:]))
-    if group > 64:  # power of two (bins per overview column): halving, else numpy's reduce
-        return _halve(op, blocks) if group & (group - 1) == 0 else op.reduce(blocks, axis=1)
-    out = blocks[:, 0].copy()
-    for k in range(1, group):  # per row of a group, not per sample
-        op(out, blocks[:, k], out=out)
-    return out
-
-
-def _envelope(values: np.ndarray, columns: int, first_row: int) -> Envelope:
-    """:func:`~pybrid.recording.envelope.envelope` of float32 rows, by :func:`_groups`."""
-    rows = len(values)
-    if rows == 0:
-        return envelope(values, columns, first_row)
-    per = rows_per_column(rows, columns)
-    start = first_row + np.arange(-(-rows // per), dtype=np.int64) * per
-    return Envelope(start, np.minimum(start + per, first_row + rows),
-                    _groups(np.fmin, values, per), _groups(np.fmax, values, per), per)
-
-
-def _halve(op: np.ufunc, block: np.ndarray) -> np.ndarray:
-    """``op`` over axis 1 by halving (BIN is a power of two): elementwise, faster than
-    ``op.reduce(axis=1)`` on a strided axis."""
-    while block.shape[1] > 1:
-        half = block.shape[1] // 2
-        block = op(block[:, :half], block[:, half:])
-    return block[:, 0]
+def _bins(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Min and max of each ``BIN`` rows of ``rows`` (contiguous float32, whole bins): the
+    rows moved bin-position-major first (one copy, a row as one item), so each halving step
+    is one long elementwise pass, not many short ones (1.6 × faster here)."""
+    count, channels = len(rows) // BIN, rows.shape[1]
+    items = rows.view(np.dtype((np.void, 4 * channels))).reshape(count, BIN)
+    moved = np.ascontiguousarray(items.T).view(np.float32).reshape(BIN, count, channels)
+    out = []
+    for op in (np.fmin, np.fmax):
+        block = moved
+        while len(block) > 1:
+            half = len(block) // 2
+            block = op(block[:half], block[half:])
+        out.append(block[0])
+    return out[0], out[1]
 
 
 def _pieces(b0: int, b1: int, count: int) -> list[tuple[int, int]]:

@@ -55,8 +55,30 @@ def envelope(values: np.ndarray, columns: int, first_row: int = 0,
     start = first_row + np.arange(count, dtype=np.int64) * per
     stop = np.minimum(start + per, first_row + rows)
     # fmin/fmax skip NaN and give NaN only for an all-NaN column (no warning, unlike nanmin)
-    return Envelope(start, stop, np.fmin.reduce(blocks, axis=1),
-                    np.fmax.reduce(blocks, axis=1), per)
+    return Envelope(start, stop, halve(np.fmin, blocks), halve(np.fmax, blocks), per)
+
+
+def halve(op: np.ufunc, block: np.ndarray) -> np.ndarray:
+    """``op`` over axis 1 of ``block`` by halving it (an odd last row folded into the first):
+    a few long elementwise passes, several times faster than ``op.reduce(axis=1)``."""
+    while block.shape[1] > 1:
+        n = block.shape[1]
+        half = n // 2
+        out = op(block[:, :half], block[:, half : 2 * half])
+        if n % 2:
+            op(out[:, :1], block[:, 2 * half :], out=out[:, :1])
+        block = out
+    return block[:, 0]
+
+
+def groups(op: np.ufunc, data: np.ndarray, group: int) -> np.ndarray:
+    """``op`` over each ``group`` consecutive rows of ``data`` (the last group padded with
+    NaN), by :func:`halve`."""
+    count = -(-len(data) // group)
+    if count * group != len(data):
+        pad = np.full((count * group - len(data), *data.shape[1:]), np.nan, data.dtype)
+        data = np.concatenate([data, pad])
+    return halve(op, data.reshape((count, group, *data.shape[1:])))
 
 
 def envelope_blocks(read: Callable[[int, int], np.ndarray], start: int, stop: int,

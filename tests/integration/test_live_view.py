@@ -6,8 +6,9 @@ loss-free."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pytest_twisted
-from support.live_ws import view
+from support.live_ws import assert_holds, view
 from support.ops_http import fetch
 from support.ops_stack import MACS, status_stack
 from support.waiting import until
@@ -25,15 +26,14 @@ def ws_url(service) -> str:
 
 
 def check_signal(frame, channels: list[int]) -> int:
-    """Every column with a value equals the simulator's samples there (one row a column);
+    """Every column with a value holds the simulator's samples there (one row a column);
     returns the columns checked."""
     assert frame.meta["per"] == 1
     first = round(frame.t0 * RATE)
     want = expected_decoded(0, 2, first, frame.lo.shape[1], "f32", MACS[0])
     seen = ~np.isnan(frame.lo[0])
     for i, ch in enumerate(channels):
-        np.testing.assert_array_equal(frame.lo[i][seen], want[seen, ch].astype(np.float32))
-        np.testing.assert_array_equal(frame.hi[i][seen], want[seen, ch].astype(np.float32))
+        assert_holds(frame, i, want[:, ch])
     return int(seen.sum())
 
 
@@ -140,5 +140,71 @@ async def test_a_viewer_that_stops_reading_is_dropped_with_bounded_memory_and_no
                 running.addErrback(lambda f: f.trap(defer.CancelledError))
             await client.close()
             viewer.transport.transport.resumeProducing()
+        carrier = result.carriers[MACS[0]]
+        assert carrier.missing_chunks == () and carrier.complete, "the run lost data"
+
+
+class Discard:
+    """A client sink that keeps no samples (they would blur the proxy's RSS: one process)."""
+
+    def begin(self, meta) -> None:
+        pass
+
+    def write(self, carrier, start, values, dtype) -> None:
+        pass
+
+    def final(self, carrier, values) -> None:
+        pass
+
+    def finish(self, summaries) -> None:
+        pass
+
+    def samples(self, carrier):
+        return None
+
+
+def rss() -> int:
+    """Resident bytes of this process (the proxy runs in it)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+@pytest.mark.slow
+@pytest_twisted.ensureDeferred
+async def test_viewers_stalled_for_30_s_are_dropped_the_proxy_stays_small_and_loses_nothing(
+        reactor):
+    # 16 viewers of 32 KB frames at 30/s: buffered without bound, 10 s are 150 MB
+    async with status_stack(reactor, 1, session_timeout=120.0) as (_devices, service):
+        hub = service.live_hub  # the default deadline
+        viewers = [await view(reactor, ws_url(service), window=0.1, columns=4000,
+                              channels=[0, 1]) for _ in range(16)]
+        await until(reactor, lambda: len(hub.viewers) == 16, "the viewers counted")
+        client = await connect("127.0.0.1", service.address[1], reactor=reactor)
+        running = client.run(34.0, channels=2, sample_rate=RATE, timeout=180, sink=Discard())
+        try:
+            for v in viewers:
+                await v.wait(lambda f: (f.meta.get("rows") or 0) > 20_000)
+            before = peak = rss()
+            for v in viewers:
+                v.transport.transport.pauseProducing()  # every viewer stops reading
+            stalled = reactor.seconds()
+
+            def thirty_seconds() -> bool:
+                nonlocal peak
+                peak = max(peak, rss())
+                return reactor.seconds() - stalled >= 30.0
+
+            await until(reactor, thirty_seconds, "30 s stalled", seconds=90.0, step=0.25)
+            assert hub.dropped == 16 and hub.viewers == [] and service.live.watchers == 0
+            assert not running.called, "the run ended before the 30 s"
+            assert peak - before < 48 << 20, (before, peak)
+            result = await running
+        finally:
+            if not running.called:
+                running.cancel()
+                running.addErrback(lambda f: f.trap(defer.CancelledError))
+            await client.close()
+            for v in viewers:
+                v.transport.transport.resumeProducing()
         carrier = result.carriers[MACS[0]]
         assert carrier.missing_chunks == () and carrier.complete, "the run lost data"

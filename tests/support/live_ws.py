@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 from twisted.internet import defer
 from twisted.web.websocket import WebSocketClientEndpoint
 
@@ -69,3 +70,14 @@ async def view(reactor: Any, url: str, **request: Any) -> FrameCollector:
     if request:
         viewer.ask(**request)
     return viewer
+
+
+def assert_holds(frame: live_frames.Frame, index: int, want: np.ndarray) -> None:
+    """Channel ``index`` of ``frame`` (16-bit codes) holds ``want`` (float32 samples, one row a
+    column; NaN columns skipped): lo ≤ value ≤ hi, each at most one code's step away."""
+    seen = ~np.isnan(frame.lo[index])
+    lo, hi = frame.lo[index][seen], frame.hi[index][seen]
+    value = want[seen].astype(np.float32).astype(np.float64)
+    step = frame.step[index] * (1 + 1e-9) + 1e-12
+    assert ((lo <= value + 1e-12) & (value - lo <= step)).all(), "lo does not hold the samples"
+    assert ((hi >= value - 1e-12) & (hi - value <= step)).all(), "hi does not hold the samples"

@@ -28,9 +28,18 @@
     const flags = v.getUint32(12, true);
     const f = (i) => v.getFloat64(16 + 8 * i, true);
     const meta = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 56, mlen)));
-    const at = 56 + mlen + ((4 - (mlen % 4)) % 4), n = columns * channels;
-    return { columns, channels, flags, sentAt: f(0), arrivedAt: f(1), t0: f(2), t1: f(3), endT: f(4), meta,
-             lo: new Float32Array(buf, at, n), hi: new Float32Array(buf, at + 4 * n, n) };
+    // per channel base and step (f64), then u16 codes: value = base + code * step, 65535 a gap
+    const at = 56 + mlen + ((8 - (mlen % 8)) % 8), n = columns * channels;
+    const scale = new Float64Array(buf, at, 2 * channels), codes = new Uint16Array(buf, at + 16 * channels, 2 * n);
+    const lo = new Float64Array(n), hi = new Float64Array(n);
+    for (let c = 0; c < channels; c++) {
+      const base = scale[c], step = scale[channels + c];
+      for (let i = c * columns; i < (c + 1) * columns; i++) {
+        const a = codes[i], b = codes[n + i];
+        lo[i] = a === 65535 ? NaN : base + a * step; hi[i] = b === 65535 ? NaN : base + b * step;
+      }
+    }
+    return { columns, channels, flags, sentAt: f(0), arrivedAt: f(1), t0: f(2), t1: f(3), endT: f(4), meta, lo, hi };
   }
 
   function controls(m) {

@@ -140,3 +140,27 @@ def test_the_overview_folded_from_the_bins_equals_the_overview_of_the_rows():
     np.testing.assert_array_equal(t.lo[:cols], np.fmin.reduce(blocks, axis=1))
     np.testing.assert_array_equal(t.hi[:cols], np.fmax.reduce(blocks, axis=1))
     assert np.isnan(t.lo[cols:]).all()
+
+
+def test_a_window_longer_than_the_ring_comes_from_the_bins_exactly_gaps_included():
+    # 100 ms of 8 channels at 3 MHz does not fit 8 MB of rows: the bins reach further
+    t = Trace(1, 1024)
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((OVERVIEW * 300, 1)).astype(np.float32)  # overview: coarse
+    lost = set(range(12_260, 12_275))  # 1500 rows lost: more than the ring holds
+    for k in range(len(rows) // 100):
+        if k not in lost:
+            t.add(k, rows[k * 100 : (k + 1) * 100])
+    for k in lost:
+        rows[k * 100 : (k + 1) * 100] = np.nan
+    assert t.per >= 512 and t.ring_rows == 1024
+    first = len(rows) - 3200  # three ring lengths back, the gap in it
+    env = t.window(first, len(rows), 50)
+    assert env.per == 4 * BIN  # 64 rows a column: the bins, not the overview's 512
+    for i in range(len(env.lo)):
+        part = rows[env.start[i] : env.stop[i]]
+        if np.isnan(part).all():
+            assert np.isnan(env.lo[i]).all() and np.isnan(env.hi[i]).all()
+        else:
+            assert env.lo[i, 0] == np.nanmin(part) and env.hi[i, 0] == np.nanmax(part)
+    assert np.isnan(env.lo[:, 0]).sum() >= 1500 // 64 - 1  # the lost chunks: a gap, not stale

@@ -10,6 +10,7 @@ import pytest
 from pybrid.recording.envelope import (
     envelope,
     envelope_blocks,
+    groups,
     parse_window,
     polyline,
     rows_per_column,
@@ -118,3 +119,22 @@ def test_parse_window() -> None:
 def test_parse_window_errors(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_window(text)
+
+
+def test_groups_by_halving_equal_numpys_reduce_for_every_group_size_nan_included():
+    rng = np.random.default_rng(11)
+    data = rng.standard_normal((1000, 3))
+    data[rng.random(data.shape) < 0.2] = np.nan
+    data[100:160] = np.nan  # whole groups of gap
+    for dtype in (np.float32, np.float64):
+        rows = data.astype(dtype)
+        for group in (*range(1, 40), 64, 100, 129, 1000, 1001):
+            count = -(-len(rows) // group)
+            padded = np.full((count * group, 3), np.nan, dtype)
+            padded[: len(rows)] = rows
+            want = padded.reshape(count, group, 3)
+            lo = groups(np.fmin, rows, group)
+            assert lo.dtype == dtype
+            np.testing.assert_array_equal(lo, np.fmin.reduce(want, axis=1))
+            np.testing.assert_array_equal(groups(np.fmax, rows, group),
+                                          np.fmax.reduce(want, axis=1))

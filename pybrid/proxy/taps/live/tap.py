@@ -7,14 +7,17 @@ Runs starting and ending are always recorded (cheap: a few fields); samples are 
 while ``watchers`` is above zero (a viewer is connected), so a proxy nobody watches pays one
 attribute test per chunk.  A fast-path chunk (``lay`` given) is only kept — its sample bytes,
 one slice — with the :class:`~pybrid.samples.ChunkFormat` learned once per (lane, layout) from
-one protobuf parse; :meth:`LiveTap.flush` (before each frame, at the run's end, or after
-``MAX_PENDING`` chunks) decodes runs of consecutive chunks as one numpy array each, so the
-numpy calls are paid per frame, not per datagram.  A chunk without a layout is parsed and
-decoded by :func:`pybrid.samples.decode`.  Nothing here raises
-into the router: what cannot be decoded is counted in ``unusable``.
+one protobuf parse; a chunk that continues the last one (same run, format and size, the next
+number) joins its block, and :meth:`LiveTap.flush` (before each frame, at the run's end, or
+after ``MAX_PENDING`` chunks) decodes each block as one numpy array, so the numpy calls are
+paid per frame, not per datagram (per datagram: a few identity tests, a slice, an append).
+A chunk without a layout is parsed and decoded by :func:`pybrid.samples.decode`.  Nothing
+here raises into the router: what cannot be decoded is counted in ``unusable``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import attrs
 import numpy as np
@@ -54,9 +57,13 @@ class LiveTap:
     unusable: int = 0
     #: Reactor seconds the newest pending chunk arrived.
     arrived: float = 0.0
-    _pending: list[tuple[RunInfo, bytes, samples.ChunkFormat, int, bytes]] = attrs.field(
-        factory=list)
+    #: Blocks of consecutive chunks: [run, path, format, first number, size, sample bytes].
+    _pending: list[list[Any]] = attrs.field(factory=list)
+    _count: int = 0  # chunks in ``_pending``
     _formats: dict[tuple[int, Layout], samples.ChunkFormat | None] = attrs.field(factory=dict)
+    #: The last layout's lane, format and sample bytes' offsets: most chunks repeat them.
+    _last: tuple[Layout | None, int, samples.ChunkFormat | None, int, int] = (None, -1, None,
+                                                                            0, 0)
 
     def run_started(self, run: RunInfo) -> None:
         rate = run.meta.get("sample_rate", 0)
@@ -70,37 +77,38 @@ class LiveTap:
         if lay is None:
             self._parsed(run, number, payload)
             return
-        fmt = self._format(lane, lay, payload)
+        last, last_lane, fmt, at, end = self._last
+        if lay is not last or lane != last_lane:
+            fmt = self._format(lane, lay, payload)
+            at, end = lay.samples_at, lay.length - len(lay.tail)
+            self._last = (lay, lane, fmt, at, end)
         if fmt is None:
             self.unusable += 1
             return
-        # kept as bytes until the next frame: one numpy pass per batch, not per datagram
-        self._pending.append((run, lay.path, fmt, number,
-                              payload[lay.samples_at : lay.length - len(lay.tail)]))
+        # kept as bytes until the next frame: one numpy pass per block, not per datagram
+        data = payload[at:end]
+        block = self._pending[-1] if self._pending else None
+        if (block is not None and block[0] is run and block[2] is fmt
+                and block[3] + len(block[5]) == number and block[4] == len(data)):
+            block[5].append(data)
+        else:  # a short last chunk starts a block of its own
+            self._pending.append([run, lay.path, fmt, number, len(data), [data]])
         self.arrived = self.clock.seconds()
-        if len(self._pending) >= MAX_PENDING:
+        self._count += 1
+        if self._count >= MAX_PENDING:
             self.flush()
 
     def flush(self) -> None:
-        """Decode what came since the last frame: runs of consecutive chunks of one carrier and
-        format as one array each."""
-        pending, self._pending = self._pending, []
-        i, n = 0, len(pending)
-        while i < n:
-            run, path, fmt, first = pending[i][:4]
-            j = i + 1
-            size = len(pending[i][4])
-            while (j < n and pending[j][0] is run and pending[j][1] == path
-                   and pending[j][2] is fmt and pending[j][3] == first + j - i
-                   and len(pending[j][4]) == size):  # a short last chunk: a block of its own
-                j += 1
-            raw = np.frombuffer(b"".join(p[4] for p in pending[i:j]), fmt.dtype)
+        """Decode what came since the last frame: each block of consecutive chunks of one
+        carrier and format as one array."""
+        pending, self._pending, self._count = self._pending, [], 0
+        for run, path, fmt, first, _size, parts in pending:
+            raw = np.frombuffer(b"".join(parts), fmt.dtype)
             values = raw.reshape(-1, fmt.stride)
             if not fmt.identity:
                 values = values * fmt.gain + fmt.offset
             self.store.add(run.client_id, path.decode("ascii"), first, values, self.arrived,
-                           j - i)
-            i = j
+                           len(parts))
 
     def _parsed(self, run: RunInfo, number: int, payload: bytes) -> None:
         body = data_message(payload)
@@ -130,6 +138,7 @@ class LiveTap:
             return self._formats[key]
         if len(self._formats) >= MAX_FORMATS:
             self._formats.clear()
+            self._last = (None, -1, None, 0, 0)
         fmt: samples.ChunkFormat | None = None
         body = data_message(payload)
         if body is not None:

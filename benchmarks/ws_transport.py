@@ -25,16 +25,9 @@ import sys
 import time
 from typing import Any
 
+from pybrid.live.ws import binary_header  # what the live view writes
+
 SERVERS = ("twisted", "twisted-frames", "autobahn")
-
-
-def binary_header(n: int) -> bytes:
-    """RFC 6455 §5.2: FIN + binary opcode, unmasked (server to client), the length."""
-    if n < 126:
-        return struct.pack("!BB", 0x82, n)
-    if n < 1 << 16:
-        return struct.pack("!BBH", 0x82, 126, n)
-    return struct.pack("!BBQ", 0x82, 127, n)
 
 
 # ---- the server (child process) -------------------------------------------------------------

@@ -15,8 +15,9 @@ rate is the highest rate carried by a passing step; the search ends with "device
 when a higher step carried no more than the steps before.  Per step: the proxy's CPU per
 datagram and, with the export on, the bridge's (the proxy's child process) and the chunks the
 export stored, dropped and failed (the proxy's ``/metrics``, once the bridge settled; up to 5 s
-after the run).  Modes: ``off``, ``on`` (the bridge at nice 10, the default) and ``idle``
-(``--nats-sched-idle``).
+after the run).  Modes: ``off``, ``on`` (the bridge at the default nice), ``idle``
+(``--nats-sched-idle``), ``niceN`` (``--nats-nice N``) and ``batchN`` (``--nats-sched-batch
+--nats-nice N``).
 """
 
 from __future__ import annotations
@@ -120,8 +121,12 @@ def search(mode: str, nats_url: str, args: Any) -> dict[str, Any]:
     extra = ["--status-port", "0"]  # every mode: the same taps (the live view's) but the export
     if mode != "off":
         extra += ["--nats", nats_url, "--nats-queue", "100000"]
-    if mode == "idle":  # the bridge under SCHED_IDLE rather than nice 10
+    if mode == "idle":  # the bridge under SCHED_IDLE besides its nice
         extra.append("--nats-sched-idle")
+    elif mode.startswith("nice"):  # e.g. nice19: the bridge at that nice value
+        extra += ["--nats-nice", mode[4:]]
+    elif mode.startswith("batch"):  # e.g. batch19: SCHED_BATCH at that nice value
+        extra += ["--nats-sched-batch", "--nats-nice", mode[5:]]
     proxy, port = T.start_proxy([d.port for d in devices], extra, None)  # type: ignore[attr-defined]
     client = T.start_client(port)
     status_url = None

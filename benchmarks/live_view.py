@@ -11,14 +11,15 @@ loss-free one: on a busy host it can be lower):
 
 * without viewers (the live tap decodes nothing), and
 * with ``--viewers`` WebSocket viewers (``benchmarks/_live_viewers.py``, another process), each
-  watching the last 100 ms of 8 channels on 1000 columns at up to 30 frames/s.
+  watching the last 100 ms of ``--channels`` channels (8: all; the page opens with 2) on
+  1000 columns at up to 30 frames/s.
 
 Reported: whether the client's run was loss-free, the proxy's CPU µs per datagram and the
 ratio with/without, and the latency from a datagram's arrival at the proxy to its frame made
 (``sent_at - arrived_at``, stamped in the frame) and received by a viewer.
 
     .venv/bin/python benchmarks/live_view.py [--rounds 3] [--rate 30000] [--seconds 4]
-        [--viewers 10] [--chromium] [--proxy-pythonpath DIR] [--json FILE]
+        [--viewers 10] [--channels 8] [--chromium] [--proxy-pythonpath DIR] [--json FILE]
 
 ``--chromium`` also opens the page in headless Chromium during each watched run (10 viewers
 plus the browser): the page's median latency from a datagram's arrival to its paint.
@@ -108,7 +109,8 @@ def one_mode(args: argparse.Namespace, client: _peers.Child, proxy: _peers.Child
         env = {"PYTHONPATH": args.proxy_pythonpath} if args.proxy_pythonpath else None
         viewers = _peers.Child("viewers", [sys.executable, str(HERE / "_live_viewers.py"),
                                            "--url", f"ws://127.0.0.1:{port}/live/ws",
-                                           "--viewers", str(args.viewers)], stdin=True,
+                                           "--viewers", str(args.viewers),
+                                           "--channels", str(args.channels)], stdin=True,
                                env=env)
         if viewers.next_json(60).get("event") != "ready":
             raise RuntimeError(f"viewers not ready:\n{viewers.tail()}")
@@ -136,6 +138,8 @@ def main() -> int:
                          " 0: find it here first)")
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--viewers", type=int, default=10)
+    ap.add_argument("--channels", type=int, default=8,
+                    help="channels each viewer watches (8: all; the page opens with 2)")
     ap.add_argument("--chromium", action="store_true",
                     help="also one headless Chromium on /live per watched run: paint latency")
     ap.add_argument("--proxy-pythonpath", help="run the proxy and viewers from this tree")
@@ -176,7 +180,8 @@ def main() -> int:
 
     made = [r["on"]["viewers"]["made"].get("median_ms") for r in rounds]
     wire = [r["on"]["viewers"]["wire"].get("median_ms") for r in rounds]
-    out = {"rate": args.rate, "viewers": args.viewers, "rounds": rounds,
+    out = {"rate": args.rate, "viewers": args.viewers, "channels": args.channels,
+           "rounds": rounds,
            "all_loss_free": all(r[m]["ok"] for r in rounds for m in ("on", "off")),
            "us_per_datagram_off": med("off"), "us_per_datagram_on": med("on"),
            "ratio": round(med("on") / med("off"), 3) if med("off") else None,

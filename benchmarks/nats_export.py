@@ -18,8 +18,8 @@ dir): one server for replicas 1, a three-node cluster for replicas 3.
    proxy CPU µs per datagram (on two cores not a stable ratio: the bridge competes).
 3. ``--through-proxy`` (``--only-proxy``: only this): the issue's goal (on ≥ 0.9 × off) through
    the real ``twistd pybrid-proxy`` — several multi-carrier devices, a step search of the
-   proxy's loss-free rate per mode (off, on, idle: ``--nats-sched-idle``) in interleaved rounds
-   (:mod:`_nats_proxy`).
+   proxy's loss-free rate per mode (off, on, idle: ``--nats-sched-idle``, niceN:
+   ``--nats-nice N``) in interleaved rounds (:mod:`_nats_proxy`).
 
     .venv/bin/python benchmarks/nats_export.py [--rates 5000,10000,20000,40000]
         [--seconds 3] [--count 100000] [--repeat 3] [--replicas 1,3]
@@ -264,7 +264,8 @@ def main() -> None:
     ap.add_argument("--proxy-rounds", type=int, default=3, help="3: interleaved rounds")
     ap.add_argument("--attempts", type=int, default=2, help="3: tries per step")
     ap.add_argument("--proxy-modes", default="off,on",
-                    help="3: off, on (bridge at --nice 10), idle (bridge under SCHED_IDLE)")
+                    help="off, on (the bridge at the default nice), idle (under SCHED_IDLE), "
+                    "niceN (--nats-nice N), batchN (--nats-sched-batch --nats-nice N)")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # the finally blocks stop the servers
     args.proxy_rates = [int(r) for r in args.proxy_rates.split(",")]

@@ -20,6 +20,10 @@ Per carrier (:class:`Trace`) two bounded things are kept:
   stays fixed); once a column spans whole bins it is folded from the bins just written, not
   from the rows.  A column that no row reached stays NaN: a gap.
 
+The bins are the costly pass over every sample, so only the channels some viewer watches are
+binned (:meth:`LiveStore.watch`; the others' bins stay NaN, and so do the overview columns
+folded from them); a channel watched later is binned at once from the ring's rows.
+
 The last ``runs_kept`` runs stay: the newest keeps its ring after it ended (its last seconds at
 full resolution), older ones only their overviews (rings are freed when the next run starts).
 Everything is whole-array numpy.
@@ -69,6 +73,8 @@ class Trace:
     blo: np.ndarray = attrs.field(init=False)
     bhi: np.ndarray = attrs.field(init=False)
     bins: int = attrs.field(init=False)
+    #: The channels whose bins are kept (None: all): what nobody watches is not binned.
+    binned: list[int] | None = None
 
     def __attrs_post_init__(self) -> None:
         self.ring_rows = max(BIN, self.ring_rows - self.ring_rows % BIN)
@@ -127,20 +133,45 @@ class Trace:
         self._rebin(max(low, stop - n), stop)
         return whole
 
-    def _rebin(self, first: int, stop: int) -> None:
-        """The bins of rows ``first … stop-1`` again from the ring."""
+    def _rebin(self, first: int, stop: int, only: list[int] | None = None) -> None:
+        """The bins of rows ``first … stop-1`` again from the ring: of the ``binned``
+        channels (the others NaN), or only of channels ``only`` (the others left as they are)."""
         assert self.ring is not None
         b0, b1, count = first // BIN, -(-stop // BIN), self.ring_rows // BIN
         if b1 - b0 > count:  # the oldest bin's first rows were overwritten: not kept
             self._clear_bins(b0, b1 - count)
             b0 = b1 - count
+        pick = _pick(self.binned if only is None else only)
         while b0 < b1:  # pieces contiguous in both rings (bins is a multiple of count)
             end = min(b1, (b0 // count + 1) * count)
-            a, at = b0 % count, b0 % self.bins
-            lo, hi = _bins(self.ring[a * BIN : (a + end - b0) * BIN])
-            self.blo[at : at + end - b0] = lo
-            self.bhi[at : at + end - b0] = hi
+            a, at, k = b0 % count, b0 % self.bins, end - b0
+            rows = self.ring[a * BIN : (a + k) * BIN]
+            if pick == slice(None):
+                self.blo[at : at + k], self.bhi[at : at + k] = _bins(rows)
+            else:  # the watched channels' rows, gathered (a view's rows are not contiguous)
+                lo, hi = _bins(np.ascontiguousarray(rows[:, pick]))
+                if only is None:
+                    self.blo[at : at + k] = self.bhi[at : at + k] = np.nan
+                self.blo[at : at + k, pick] = lo
+                self.bhi[at : at + k, pick] = hi
             b0 = end
+
+    def watch(self, channels: frozenset[int] | None) -> None:
+        """Bin only ``channels`` from now on (None: all).  A channel newly watched is binned
+        at once as far back as the ring holds its rows; before that its bins stay NaN."""
+        binned = None if channels is None else sorted(c for c in channels if c < self.channels)
+        if binned == list(range(self.channels)):
+            binned = None
+        old = self.binned
+        self.binned = binned
+        new = ([] if old is None else
+               list(range(self.channels)) if binned is None else sorted(set(binned) - set(old)))
+        if new and self.ring is not None and self.rows:
+            first = -(-max(0, self.rows - self.ring_rows) // BIN) * BIN  # whole bins only
+            if first < self.rows:
+                self._rebin(first, self.rows, new)
+                if self.per % BIN == 0:  # their columns again (min/max: folding twice is safe)
+                    self._fold_bins(first, self.rows)
 
     def _clear_bins(self, b0: int, b1: int) -> None:
         """Bins ``b0 … b1-1`` (no rows of theirs arrived): NaN, not an older lap's."""
@@ -184,37 +215,42 @@ class Trace:
         np.fmin(self.lo[c0 : c1 + 1], lo, out=self.lo[c0 : c1 + 1])
         np.fmax(self.hi[c0 : c1 + 1], hi, out=self.hi[c0 : c1 + 1])
 
-    def window(self, first: int, stop: int, columns: int) -> Envelope:
-        """The envelope of rows ``first … stop-1`` in at most ``columns`` columns: from the ring
-        where it still holds them, else from the overview (coarser, never finer than ``per``)."""
+    def window(self, first: int, stop: int, columns: int,
+               channels: list[int] | None = None) -> Envelope:
+        """The envelope of rows ``first … stop-1`` in at most ``columns`` columns (of
+        ``channels``, default all): from the ring where it still holds them, else from the
+        overview (coarser, never finer than ``per``)."""
         first, stop = max(0, first), max(first, stop)
+        pick = _pick(channels)
         ring = self.ring
         n, reach = self.ring_rows, self.bins * BIN
         if ring is not None and first >= stop - reach and first >= self.rows - reach:
             stop = min(stop, max(first, self.rows))
             if stop - first >= 2 * BIN * columns:  # many rows a column: from the bins
-                return self._from_bins(first, stop, columns)
+                return self._from_bins(first, stop, columns, pick)
         if ring is not None and first >= stop - n and first >= self.rows - n:
             a, b = first % n, (stop - 1) % n + 1
             if stop > first and a < b:  # one piece: a view of the ring, no copy
-                data = ring[a:b]
+                data = ring[a:b, pick]
             else:
-                data = np.concatenate([ring[a:], ring[:b]]) if stop > first else ring[:0]
+                data = (np.concatenate([ring[a:, pick], ring[:b, pick]]) if stop > first
+                        else ring[:0, pick])
             return envelope(data, columns, first)
         c0, c1 = first // self.per, -(-stop // self.per)
-        lo, hi = self.lo[c0:c1], self.hi[c0:c1]
+        lo, hi = self.lo[c0:c1, pick], self.hi[c0:c1, pick]
         group = max(1, -(-len(lo) // columns))
         low, high = envelope(lo, columns, 0, group), envelope(hi, columns, 0, group)
         start = c0 * self.per + low.start * self.per
         return Envelope(start, np.minimum(start + group * self.per, stop), low.lo, high.hi,
                         group * self.per)
 
-    def _from_bins(self, first: int, stop: int, columns: int) -> Envelope:
+    def _from_bins(self, first: int, stop: int, columns: int,
+                   pick: slice | list[int]) -> Envelope:
         b0 = max(first // BIN, -(-(self.rows - self.bins * BIN) // BIN))
         b1 = -(-stop // BIN)
         parts = _pieces(b0, b1, self.bins)
-        lo = np.concatenate([self.blo[a:b] for a, b in parts])
-        hi = np.concatenate([self.bhi[a:b] for a, b in parts])
+        lo = np.concatenate([self.blo[a:b, pick] for a, b in parts])
+        hi = np.concatenate([self.bhi[a:b, pick] for a, b in parts])
         group = max(1, -(-len(lo) // columns))
         start = b0 * BIN + np.arange(-(-len(lo) // group), dtype=np.int64) * group * BIN
         return Envelope(start, np.minimum(start + group * BIN, stop), groups(np.fmin, lo, group),
@@ -240,6 +276,15 @@ def _bins(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             block = op(block[:half], block[half:])
         out.append(block[0])
     return out[0], out[1]
+
+
+def _pick(channels: list[int] | None) -> slice | list[int]:
+    """An index of ``channels``: a slice (a view, no gather) where they are consecutive."""
+    if channels is None:
+        return slice(None)
+    if channels and channels == list(range(channels[0], channels[0] + len(channels))):
+        return slice(channels[0], channels[0] + len(channels))
+    return list(channels)
 
 
 def _pieces(b0: int, b1: int, count: int) -> list[tuple[int, int]]:
@@ -285,6 +330,17 @@ class LiveStore:
     runs: OrderedDict[str, LiveRun] = attrs.field(factory=OrderedDict)
     #: Chunks dropped: unknown run, a carrier's channel count changed.
     dropped: int = 0
+    #: The channels someone watches (None: all); only they are binned.
+    watched: frozenset[int] | None = None
+
+    def watch(self, channels: frozenset[int] | None) -> None:
+        """From now on bin only ``channels`` of every carrier (see :meth:`Trace.watch`)."""
+        if channels == self.watched:
+            return
+        self.watched = channels
+        for run in self.runs.values():
+            for trace in run.traces.values():
+                trace.watch(channels)
 
     def start(self, run_id: str, number: int, sample_rate: int, now: float) -> LiveRun:
         for old in self.runs.values():  # ended runs keep their overviews, not their rings
@@ -309,6 +365,7 @@ class LiveStore:
             channels = values.shape[1]
             rows = max(1024, self.ring_bytes // (4 * max(1, channels)))
             trace = run.traces[path] = Trace(channels, rows)
+            trace.watch(self.watched)
         if values.shape[1] != trace.channels:
             self.dropped += 1
             return

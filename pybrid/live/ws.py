@@ -10,7 +10,7 @@ producer of its TCP connection, so when it stops reading and the transport's buf
 Twisted pauses it: no frames are made for it (memory stays at the transport's buffer, one
 frame past its high-water mark); paused for longer than ``deadline`` seconds, it is dropped
 (counted in ``dropped``).  The tap decodes samples only while ``tap.watchers`` (viewers
-connected) is above zero.
+connected) is above zero, and the store bins only the channels some viewer asks for.
 
 :class:`OriginCheckedResource` refuses an upgrade whose ``Origin`` is not the page's own
 (``http(s)://`` + the ``Host`` header): another site's page cannot read the samples.  A
@@ -89,8 +89,7 @@ def build_frame(store: LiveStore, req: live_frames.ViewRequest, now: float) -> t
         flags |= live_frames.FLAG_OVERVIEW
     else:
         first = stop - max(1, round(req.window * (rate or 1)))
-    env = trace.window(first, stop, req.columns)
-    env = Envelope(env.start, env.stop, env.lo[:, channels], env.hi[:, channels], env.per)
+    env = trace.window(first, stop, req.columns, channels)
     meta.update(channels=channels, per=env.per, rows=trace.rows, channel_count=trace.channels,
                 watched_from=trace.first_chunk * trace.per_chunk / (rate or 1))
     frame = live_frames.encode(env, rate, meta, now, run.arrived, end_t, flags)
@@ -232,6 +231,8 @@ class LiveHub:
 
     def tick(self) -> None:
         now = self.clock.seconds()
+        # only the channels some viewer asks for are binned (see LiveStore.watch)
+        self.store.watch(frozenset(c for v in self.viewers for c in v.request.channels))
         flush = getattr(self.tap, "flush", None)
         if flush is not None:  # the proxy's tap decodes what came since the last tick
             flush()

@@ -358,6 +358,15 @@ class ShmReader:
         except BufferError:  # a chunk view is still alive: the mapping goes when it does
             pass
         self._zb.close()
+        # zerobuffer's Reader.close closes its semaphores before it unlinks them, so the
+        # unlink does nothing and each reader left two files in /dev/shm: the reader owns them
+        import posix_ipc
+
+        for sem in (f"/sem-w-{self.name}", f"/sem-r-{self.name}"):
+            try:
+                posix_ipc.unlink_semaphore(sem)
+            except posix_ipc.ExistentialError:
+                pass
 
     def __enter__(self) -> ShmReader:
         return self

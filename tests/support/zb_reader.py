@@ -20,6 +20,7 @@ import sys
 import time
 
 import numpy as np
+import posix_ipc
 import zerobuffer
 
 HEADER = struct.Struct("<BBHIQIIHB5xdd")
@@ -110,6 +111,11 @@ def main() -> int:
     finally:
         out.close()
         reader.close()
+        for sem in (f"/sem-w-{a.name}", f"/sem-r-{a.name}"):  # Reader.close leaves them
+            try:
+                posix_ipc.unlink_semaphore(sem)
+            except posix_ipc.ExistentialError:
+                pass
         if a.npz:
             np.savez(a.npz, **{k: np.concatenate(v) for k, v in saved.items()})
 

@@ -164,3 +164,57 @@ def test_a_window_longer_than_the_ring_comes_from_the_bins_exactly_gaps_included
         else:
             assert env.lo[i, 0] == np.nanmin(part) and env.hi[i, 0] == np.nanmax(part)
     assert np.isnan(env.lo[:, 0]).sum() >= 1500 // 64 - 1  # the lost chunks: a gap, not stale
+
+
+def _exact(env, rows: np.ndarray, channel: int) -> bool:
+    """Every column of ``env``'s ``channel`` is the min/max of its rows (NaN: all NaN)."""
+    for i in range(len(env.lo)):
+        part = rows[env.start[i] : env.stop[i], channel]
+        lo, hi = env.lo[i, channel], env.hi[i, channel]
+        if np.isnan(part).all():
+            if not (np.isnan(lo) and np.isnan(hi)):
+                return False
+        elif not (np.isclose(lo, np.nanmin(part)) and np.isclose(hi, np.nanmax(part))):
+            return False
+    return True
+
+
+def test_only_the_watched_channels_are_binned_and_a_channel_watched_later_from_the_ring():
+    t = Trace(2, 2048)
+    t.watch(frozenset({0}))
+    for k in range(100):  # 10 000 rows: the ring holds the last 2 048, the bins 8 192
+        t.add(k, chunk(k))
+    rows = np.concatenate([chunk(k) for k in range(100)])
+    env = t.window(2000, 10_000, 100)  # 80 rows a column: from the bins
+    assert env.per % BIN == 0
+    assert _exact(env, rows, 0)
+    assert np.isnan(env.lo[:, 1]).all() and np.isnan(env.hi[:, 1]).all()  # nobody watched 1
+    t.watch(frozenset({0, 1}))
+    env = t.window(2000, 10_000, 100)
+    assert _exact(env, rows, 0)
+    ring_from = 10_000 - 2048
+    late = env.start >= -(-ring_from // BIN) * BIN  # columns wholly in the ring: binned now
+    assert late.any() and not np.isnan(env.lo[late, 1]).any()
+    spans = zip(env.start[late], env.stop[late], strict=True)
+    np.testing.assert_allclose(env.lo[late, 1], [rows[a:b, 1].min() for a, b in spans],
+                               rtol=1e-6)
+    assert np.isnan(env.lo[env.stop <= ring_from, 1]).all()  # before: not watched, a gap
+    for k in range(100, 120):  # from now on both are binned as they come
+        t.add(k, chunk(k))
+    rows = np.concatenate([chunk(k) for k in range(120)])
+    env = t.window(10_000, 12_000, 50)
+    assert _exact(env, rows, 0) and _exact(env, rows, 1)
+
+
+def test_a_store_bins_what_is_watched_in_new_and_running_traces():
+    store = LiveStore(ring_bytes=4 * 2 * 2048)
+    store.start("r", 1, 1000, 0.0)
+    store.watch(frozenset({1}))
+    for k in range(4):
+        store.add("r", "/c", k, np.ones((1000, 2), np.float32), 0.0)
+    trace = store.runs["r"].traces["/c"]
+    assert trace.binned == [1]
+    env = trace.window(0, 4000, 50)  # 80 rows a column: from the bins
+    assert np.isnan(env.lo[:, 0]).all() and (env.lo[:, 1] == 1).all()
+    store.watch(None)
+    assert trace.binned is None

@@ -162,3 +162,18 @@ def test_nothing_is_sent_after_the_connection_began_to_close():
     WS.transport.loseConnection()
     send_binary(WS(), b"late")
     assert WS.transport.value() == b""
+
+
+def test_the_store_bins_only_the_channels_the_viewers_ask_for():
+    clock, tap, hub, viewer, _ws = setup()
+    assert tap.store.watched == frozenset({0})  # a viewer's request before it sent one
+    viewer.textMessageReceived('{"channels": [1, 3]}')
+    other = hub.buildProtocol(DummyRequest([b""]))
+    other.negotiationStarted(FakeWS())
+    other.negotiationFinished()
+    other.textMessageReceived('{"channels": [3, 5]}')
+    clock.advance(1 / 30)
+    assert tap.store.watched == frozenset({1, 3, 5})
+    tap.store.start("r", 1, 1000, 0.0)
+    tap.store.add("r", "/c", 0, np.zeros((100, 8)), 0.0)
+    assert tap.store.runs["r"].traces["/c"].binned == [1, 3, 5]

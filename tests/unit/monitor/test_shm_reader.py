@@ -83,3 +83,16 @@ def test_a_killed_writer_is_writer_dead_a_detached_one_is_not():
         with pytest.raises(zerobuffer.WriterDeadException, match="died"):
             reader.read_frame(0.05)
         ring.close()
+
+
+def test_a_closed_reader_leaves_nothing_in_dev_shm():
+    import os
+
+    name = buffer_name()
+    files = [f"/dev/shm/sem.sem-w-{name}", f"/dev/shm/sem.sem-r-{name}", f"/dev/shm/{name}"]
+    reader = ShmReader(name, payload_size=1 << 16)
+    ring = Ring(name)  # a writer attached: it still holds the semaphores open
+    assert all(os.path.exists(f) for f in files)
+    reader.close()
+    ring.close()
+    assert [f for f in files if os.path.exists(f)] == []

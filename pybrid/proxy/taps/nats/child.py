@@ -28,6 +28,8 @@ from pybrid.proxy.taps.nats.bridge import ExportCounters
 from pybrid.wire import nats_format as N
 
 _log = Logger()
+#: The bridge's nice value unless ``--nats-nice`` says otherwise (docs/performance.md).
+DEFAULT_NICE = 10
 _COUNTS = tuple(a.name for a in attrs.fields(ExportCounters))
 
 
@@ -45,8 +47,9 @@ class NatsExportConfig:
     replicas: int = 1
     queue: int = 10_000
     shm_size: int = 64 << 20
-    nice: int = 10  # the bridge yields the CPU to the proxy
+    nice: int = DEFAULT_NICE  # the bridge yields the CPU to the proxy
     sched_idle: bool = False  # the bridge only gets CPU time nothing else wants
+    sched_batch: bool = False  # the bridge never preempts the proxy when it wakes
     user: str | None = None
     creds: str | None = None
     nkey: str | None = None
@@ -63,6 +66,8 @@ class NatsExportConfig:
                 "--nice", str(self.nice)]
         if self.sched_idle:
             args.append("--sched-idle")
+        elif self.sched_batch:
+            args.append("--sched-batch")
         for url in self.servers:
             args += ["--nats", url]
         for flag, value in (("--nats-user", self.user), ("--nats-creds", self.creds),

@@ -8,7 +8,7 @@ from typing import Any
 
 from twisted.python import usage
 
-from pybrid.proxy.taps.nats.child import NatsExportConfig
+from pybrid.proxy.taps.nats.child import DEFAULT_NICE, NatsExportConfig
 from pybrid.wire import nats_format as N
 
 
@@ -18,7 +18,9 @@ class NatsOptionsMixin:
 
     optFlags: list[Any] = [
         ["nats-sched-idle", None, "Run the export's bridge under SCHED_IDLE (Linux): it only "
-         "gets CPU time no other process wants (default: nice 10)."],
+         "gets CPU time no other process wants (default: --nats-nice only)."],
+        ["nats-sched-batch", None, "Run the export's bridge under SCHED_BATCH (Linux): it "
+         "never preempts the proxy when it wakes, but keeps its share of the CPU."],
     ]
     optParameters: list[Any] = [
         ["nats-stream", None, N.DEFAULT_STREAM, "JetStream stream of the export (created if "
@@ -28,6 +30,8 @@ class NatsOptionsMixin:
         ["nats-max-bytes", None, "1GiB", "Stream retention: bytes kept (oldest go first)."],
         ["nats-max-age", None, "7d", "Stream retention: age kept (s, m, h or d)."],
         ["nats-replicas", None, "1", "Stream replicas (1-5; a cluster of as many servers)."],
+        ["nats-nice", None, str(DEFAULT_NICE), "The export bridge's nice value (0-19): the higher, "
+         "the less CPU it takes from the proxy on a busy host (and the more it may drop)."],
         ["nats-queue", None, "10000", "Chunks the export holds for NATS before it drops new "
          "ones (counted)."],
         ["nats-user", None, None, "NATS user (password: $PYBRID_NATS_PASSWORD; a token: "
@@ -63,6 +67,11 @@ class NatsOptionsMixin:
 
         replicas = check("nats-replicas", int)
         queue = check("nats-queue", int)
+        nice = check("nats-nice", int)
+        if opts["nats-sched-idle"] and opts["nats-sched-batch"]:
+            raise usage.UsageError("--nats-sched-idle and --nats-sched-batch exclude each other")
+        if not 0 <= nice <= 19:
+            raise usage.UsageError(f"--nats-nice must be 0 to 19, not {nice}")
         if not 1 <= replicas <= 5:
             raise usage.UsageError(f"--nats-replicas must be 1 to 5, not {replicas}")
         if queue < 1:
@@ -75,7 +84,8 @@ class NatsOptionsMixin:
             stream=check("nats-stream", lambda v: N.check_name(v, "stream")),
             prefix=check("nats-prefix", lambda v: N.check_name(v, "prefix")),
             max_bytes=check("nats-max-bytes", size), max_age=check("nats-max-age", duration),
-            replicas=replicas, queue=queue, sched_idle=bool(opts["nats-sched-idle"]),
+            replicas=replicas, queue=queue, nice=nice, sched_idle=bool(opts["nats-sched-idle"]),
+            sched_batch=bool(opts["nats-sched-batch"]),
             user=opts["nats-user"],
             creds=opts["nats-creds"], nkey=opts["nats-nkey"], tls_ca=opts["nats-tls-ca"],
             tls_cert=opts["nats-tls-cert"], tls_key=opts["nats-tls-key"])

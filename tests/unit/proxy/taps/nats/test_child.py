@@ -182,3 +182,49 @@ def test_the_bridge_puts_itself_under_sched_idle():
     finally:
         child.kill()
         child.wait(30)
+
+
+def test_nats_nice_sets_the_bridge_nice_value_and_refuses_out_of_range():
+    options = Options(environ={})
+    options.parseOptions(["-b", "127.0.0.1:5732", "--nats", "nats://n1:4222",
+                          "--nats-nice", "19"])
+    argv = options.config.nats.argv()
+    assert options.config.nats.nice == 19 and argv[argv.index("--nice") + 1] == "19"
+    for bad in ("20", "-1", "low"):
+        with pytest.raises(usage.UsageError, match="--nats-nice"):
+            Options(environ={}).parseOptions(["-b", "127.0.0.1:5732", "--nats",
+                                              "nats://n1:4222", "--nats-nice", bad])
+
+
+def test_nats_sched_batch_starts_the_bridge_under_sched_batch_and_excludes_idle():
+    options = Options(environ={})
+    options.parseOptions(["-b", "127.0.0.1:5732", "--nats", "nats://n1:4222",
+                          "--nats-sched-batch", "--nats-nice", "19"])
+    argv = options.config.nats.argv()
+    assert "--sched-batch" in argv and "--sched-idle" not in argv
+    assert argv[argv.index("--nice") + 1] == "19"
+    with pytest.raises(usage.UsageError, match="exclude each other"):
+        Options(environ={}).parseOptions(["-b", "127.0.0.1:5732", "--nats", "nats://n1:4222",
+                                          "--nats-sched-batch", "--nats-sched-idle"])
+
+
+def test_the_bridge_puts_itself_under_sched_batch():
+    import os
+    import subprocess
+    import sys
+    import time
+
+    if not hasattr(os, "SCHED_BATCH"):
+        pytest.skip("no SCHED_BATCH on this OS")
+    code = ("import sys; from pybrid.proxy.taps.nats.cli import sched_batch; "
+            "sched_batch() or sys.exit(3); sys.stdin.read()")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while os.sched_getscheduler(child.pid) != os.SCHED_BATCH:
+            assert child.poll() is None, f"the child ended with {child.returncode}"
+            assert time.monotonic() < deadline, "the child never went under SCHED_BATCH"
+            time.sleep(0.01)
+    finally:
+        child.kill()
+        child.wait(30)

@@ -4,7 +4,7 @@ Every peer its own process: ``--devices`` simulated devices of ``--carriers`` ca
 (together a load source faster than the proxy: one device with one carrier stops near
 30 000 datagrams/s), ``twistd -n pybrid-proxy`` in front of them — plain, or with ``--nats
 URL`` against one local JetStream server, as a user would start it (the bridge its child at
-nice 10) — and the counting client (``benchmarks/_counting_client.py``).  Per round a step
+nice 19) — and the counting client (``benchmarks/_counting_client.py``).  Per round a step
 search for each mode, the two modes in alternating order from round to round: a ladder of
 total datagrams/s, then two halvings between the last step that passed and the first that
 failed.  A step passes when the client counted every chunk exactly once, every carrier
@@ -16,8 +16,7 @@ when a higher step carried no more than the steps before.  Per step: the proxy's
 datagram and, with the export on, the bridge's (the proxy's child process) and the chunks the
 export stored, dropped and failed (the proxy's ``/metrics``, once the bridge settled; up to 5 s
 after the run).  Modes: ``off``, ``on`` (the bridge at the default nice), ``idle``
-(``--nats-sched-idle``), ``niceN`` (``--nats-nice N``) and ``batchN`` (``--nats-sched-batch
---nats-nice N``).
+(``--nats-sched-idle``), and ``niceN`` (``--nats-nice N``).
 """
 
 from __future__ import annotations
@@ -125,8 +124,6 @@ def search(mode: str, nats_url: str, args: Any) -> dict[str, Any]:
         extra.append("--nats-sched-idle")
     elif mode.startswith("nice"):  # e.g. nice19: the bridge at that nice value
         extra += ["--nats-nice", mode[4:]]
-    elif mode.startswith("batch"):  # e.g. batch19: SCHED_BATCH at that nice value
-        extra += ["--nats-sched-batch", "--nats-nice", mode[5:]]
     proxy, port = T.start_proxy([d.port for d in devices], extra, None)  # type: ignore[attr-defined]
     client = T.start_client(port)
     status_url = None

@@ -53,10 +53,11 @@ from shm_tap import RUN, SocketTransport
 from pybrid.proxy.clients.sender import ClientSender
 from pybrid.proxy.clients.session import Session, SessionState
 from pybrid.proxy.data.router import RunRouter
+from pybrid.proxy.taps.nats.child import DEFAULT_NICE
 
 NATS_SERVER = str(pathlib.Path(sys.executable).with_name("nats-server"))
-#: The bridge's ``--nice`` (``--nice``; 10 as ``twistd pybrid-proxy --nats`` starts it).
-NICE = 10
+#: The bridge's ``--nice`` (``--nice``; as ``twistd pybrid-proxy --nats`` starts it).
+NICE = DEFAULT_NICE
 
 
 def free_port() -> int:
@@ -252,7 +253,8 @@ def main() -> None:
     ap.add_argument("--replicas", default="1,3")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--nice", type=int, default=10, help="the bridge's --nice (default: 10)")
+    ap.add_argument("--nice", type=int, default=DEFAULT_NICE,
+                    help=f"the bridge's --nice (default: {DEFAULT_NICE}, the proxy's)")
     ap.add_argument("--through-proxy", action="store_true",
                     help="also 3: the real twistd pybrid-proxy's loss-free rate, export off/on")
     ap.add_argument("--only-proxy", action="store_true", help="only 3 (implies it)")
@@ -265,7 +267,7 @@ def main() -> None:
     ap.add_argument("--attempts", type=int, default=2, help="3: tries per step")
     ap.add_argument("--proxy-modes", default="off,on",
                     help="off, on (the bridge at the default nice), idle (under SCHED_IDLE), "
-                    "niceN (--nats-nice N), batchN (--nats-sched-batch --nats-nice N)")
+                    "niceN (--nats-nice N)")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # the finally blocks stop the servers
     args.proxy_rates = [int(r) for r in args.proxy_rates.split(",")]

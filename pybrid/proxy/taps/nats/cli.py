@@ -108,14 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds after which an unacknowledged chunk counts as failed")
     parser.add_argument("--nice", type=int, default=0, metavar="N",
                         help="lower this process's CPU priority by N (the proxy starts it with "
-                        "10: on a busy host acquisition wins, the export's queue absorbs)")
+                        "19: on a busy host acquisition wins, the export's queue absorbs)")
     parser.add_argument("--sched-idle", action="store_true",
                         help="run under SCHED_IDLE (Linux): only CPU time no other process "
                         "wants, so the bridge never delays the proxy; on a busy host the "
                         "export falls behind and drops (counted)")
-    parser.add_argument("--sched-batch", action="store_true",
-                        help="run under SCHED_BATCH (Linux): the bridge never preempts another "
-                        "process when it wakes, yet keeps its share of the CPU (with --nice)")
     parser.add_argument("--status-interval", type=float, default=1.0, metavar="S",
                         help="seconds between status lines (default: %(default)s)")
     return parser
@@ -140,20 +137,11 @@ def host_token() -> str:
 
 def sched_idle() -> bool:
     """This process under ``SCHED_IDLE``; False (said on stderr) where the OS has none."""
-    return _policy("SCHED_IDLE")
-
-
-def sched_batch() -> bool:
-    """This process under ``SCHED_BATCH``; False (said on stderr) where the OS has none."""
-    return _policy("SCHED_BATCH")
-
-
-def _policy(name: str) -> bool:
     try:
-        os.sched_setscheduler(0, getattr(os, name), os.sched_param(0))
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         return True
     except (AttributeError, OSError) as e:
-        print(f"nats bridge: cannot use {name} ({e}); running at nice only",
+        print(f"nats bridge: cannot use SCHED_IDLE ({e}); running at nice only",
               file=sys.stderr, flush=True)
         return False
 
@@ -165,8 +153,6 @@ def main(argv: list[str] | None = None) -> int:
         os.nice(args.nice)
     if args.sched_idle:
         sched_idle()
-    elif args.sched_batch:
-        sched_batch()
 
     def emit(status: dict[str, Any]) -> None:
         try:

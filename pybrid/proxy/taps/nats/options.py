@@ -19,8 +19,6 @@ class NatsOptionsMixin:
     optFlags: list[Any] = [
         ["nats-sched-idle", None, "Run the export's bridge under SCHED_IDLE (Linux): it only "
          "gets CPU time no other process wants (default: --nats-nice only)."],
-        ["nats-sched-batch", None, "Run the export's bridge under SCHED_BATCH (Linux): it "
-         "never preempts the proxy when it wakes, but keeps its share of the CPU."],
     ]
     optParameters: list[Any] = [
         ["nats-stream", None, N.DEFAULT_STREAM, "JetStream stream of the export (created if "
@@ -68,8 +66,6 @@ class NatsOptionsMixin:
         replicas = check("nats-replicas", int)
         queue = check("nats-queue", int)
         nice = check("nats-nice", int)
-        if opts["nats-sched-idle"] and opts["nats-sched-batch"]:
-            raise usage.UsageError("--nats-sched-idle and --nats-sched-batch exclude each other")
         if not 0 <= nice <= 19:
             raise usage.UsageError(f"--nats-nice must be 0 to 19, not {nice}")
         if not 1 <= replicas <= 5:
@@ -85,7 +81,6 @@ class NatsOptionsMixin:
             prefix=check("nats-prefix", lambda v: N.check_name(v, "prefix")),
             max_bytes=check("nats-max-bytes", size), max_age=check("nats-max-age", duration),
             replicas=replicas, queue=queue, nice=nice, sched_idle=bool(opts["nats-sched-idle"]),
-            sched_batch=bool(opts["nats-sched-batch"]),
             user=opts["nats-user"],
             creds=opts["nats-creds"], nkey=opts["nats-nkey"], tls_ca=opts["nats-tls-ca"],
             tls_cert=opts["nats-tls-cert"], tls_key=opts["nats-tls-key"])

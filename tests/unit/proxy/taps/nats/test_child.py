@@ -56,7 +56,7 @@ def test_the_bridge_is_spawned_with_every_setting_and_no_secret():
     assert argv[:3] == ["/py", "-m", "pybrid.proxy.taps.nats"]
     pairs = dict(zip(argv[3::2], argv[4::2], strict=False))
     assert pairs["--shm"] == "pybrid-nats-1" and pairs["--replicas"] == "3"
-    assert pairs["--nats-creds"] == "/etc/x.creds" and pairs["--nice"] == "10"
+    assert pairs["--nats-creds"] == "/etc/x.creds" and pairs["--nice"] == "19"
     assert argv.count("--nats") == 2 and "--nats-token" not in argv
     assert service.status().state == "starting"
 
@@ -158,7 +158,7 @@ def test_nats_sched_idle_starts_the_bridge_under_sched_idle():
                           "--nats-sched-idle"])
     argv = options.config.nats.argv()
     assert options.config.nats.sched_idle and "--sched-idle" in argv
-    assert argv[argv.index("--nice") + 1] == "10"  # nice too, where SCHED_IDLE is missing
+    assert argv[argv.index("--nice") + 1] == "19"  # nice too, where SCHED_IDLE is missing
 
 
 def test_the_bridge_puts_itself_under_sched_idle():
@@ -187,44 +187,11 @@ def test_the_bridge_puts_itself_under_sched_idle():
 def test_nats_nice_sets_the_bridge_nice_value_and_refuses_out_of_range():
     options = Options(environ={})
     options.parseOptions(["-b", "127.0.0.1:5732", "--nats", "nats://n1:4222",
-                          "--nats-nice", "19"])
+                          "--nats-nice", "5"])
     argv = options.config.nats.argv()
-    assert options.config.nats.nice == 19 and argv[argv.index("--nice") + 1] == "19"
+    assert options.config.nats.nice == 5 and argv[argv.index("--nice") + 1] == "5"
     for bad in ("20", "-1", "low"):
         with pytest.raises(usage.UsageError, match="--nats-nice"):
             Options(environ={}).parseOptions(["-b", "127.0.0.1:5732", "--nats",
                                               "nats://n1:4222", "--nats-nice", bad])
 
-
-def test_nats_sched_batch_starts_the_bridge_under_sched_batch_and_excludes_idle():
-    options = Options(environ={})
-    options.parseOptions(["-b", "127.0.0.1:5732", "--nats", "nats://n1:4222",
-                          "--nats-sched-batch", "--nats-nice", "19"])
-    argv = options.config.nats.argv()
-    assert "--sched-batch" in argv and "--sched-idle" not in argv
-    assert argv[argv.index("--nice") + 1] == "19"
-    with pytest.raises(usage.UsageError, match="exclude each other"):
-        Options(environ={}).parseOptions(["-b", "127.0.0.1:5732", "--nats", "nats://n1:4222",
-                                          "--nats-sched-batch", "--nats-sched-idle"])
-
-
-def test_the_bridge_puts_itself_under_sched_batch():
-    import os
-    import subprocess
-    import sys
-    import time
-
-    if not hasattr(os, "SCHED_BATCH"):
-        pytest.skip("no SCHED_BATCH on this OS")
-    code = ("import sys; from pybrid.proxy.taps.nats.cli import sched_batch; "
-            "sched_batch() or sys.exit(3); sys.stdin.read()")
-    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while os.sched_getscheduler(child.pid) != os.SCHED_BATCH:
-            assert child.poll() is None, f"the child ended with {child.returncode}"
-            assert time.monotonic() < deadline, "the child never went under SCHED_BATCH"
-            time.sleep(0.01)
-    finally:
-        child.kill()
-        child.wait(30)

@@ -4,7 +4,7 @@ Every peer its own process: ``--devices`` simulated devices of ``--carriers`` ca
 (together a load source faster than the proxy: one device with one carrier stops near
 30 000 datagrams/s), ``twistd -n pybrid-proxy`` in front of them — plain, or with ``--nats
 URL`` against one local JetStream server, as a user would start it (the bridge its child at
-nice 19) — and the counting client (``benchmarks/_counting_client.py``).  Per round a step
+nice 10) — and the counting client (``benchmarks/_counting_client.py``).  Per round a step
 search for each mode, the two modes in alternating order from round to round: a ladder of
 total datagrams/s, then two halvings between the last step that passed and the first that
 failed.  A step passes when the client counted every chunk exactly once, every carrier

@@ -28,9 +28,10 @@ from pybrid.proxy.taps.nats.bridge import ExportCounters
 from pybrid.wire import nats_format as N
 
 _log = Logger()
-#: The bridge's nice value unless ``--nats-nice`` says otherwise: 19 kept the proxy's loss-free
-#: rate highest of 10, 19, SCHED_BATCH and SCHED_IDLE (docs/performance.md#the-nats-export).
-DEFAULT_NICE = 19
+#: The bridge's nice value unless ``--nats-nice`` says otherwise: 19 keeps the proxy's loss-free
+#: rate higher, but beside busy processes the bridge then stores nothing for seconds
+#: (docs/performance.md#the-nats-export); 10 keeps the export going on a busy host.
+DEFAULT_NICE = 10
 _COUNTS = tuple(a.name for a in attrs.fields(ExportCounters))
 
 

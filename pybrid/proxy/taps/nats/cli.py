@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds after which an unacknowledged chunk counts as failed")
     parser.add_argument("--nice", type=int, default=0, metavar="N",
                         help="lower this process's CPU priority by N (the proxy starts it with "
-                        "19: on a busy host acquisition wins, the export's queue absorbs)")
+                        "10: on a busy host acquisition wins, the export's queue absorbs)")
     parser.add_argument("--sched-idle", action="store_true",
                         help="run under SCHED_IDLE (Linux): only CPU time no other process "
                         "wants, so the bridge never delays the proxy; on a busy host the "

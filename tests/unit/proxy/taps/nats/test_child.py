@@ -56,7 +56,7 @@ def test_the_bridge_is_spawned_with_every_setting_and_no_secret():
     assert argv[:3] == ["/py", "-m", "pybrid.proxy.taps.nats"]
     pairs = dict(zip(argv[3::2], argv[4::2], strict=False))
     assert pairs["--shm"] == "pybrid-nats-1" and pairs["--replicas"] == "3"
-    assert pairs["--nats-creds"] == "/etc/x.creds" and pairs["--nice"] == "19"
+    assert pairs["--nats-creds"] == "/etc/x.creds" and pairs["--nice"] == "10"
     assert argv.count("--nats") == 2 and "--nats-token" not in argv
     assert service.status().state == "starting"
 
@@ -158,7 +158,7 @@ def test_nats_sched_idle_starts_the_bridge_under_sched_idle():
                           "--nats-sched-idle"])
     argv = options.config.nats.argv()
     assert options.config.nats.sched_idle and "--sched-idle" in argv
-    assert argv[argv.index("--nice") + 1] == "19"  # nice too, where SCHED_IDLE is missing
+    assert argv[argv.index("--nice") + 1] == "10"  # nice too, where SCHED_IDLE is missing
 
 
 def test_the_bridge_puts_itself_under_sched_idle():

@@ -162,10 +162,9 @@ class Trace:
         binned = None if channels is None else sorted(c for c in channels if c < self.channels)
         if binned == list(range(self.channels)):
             binned = None
-        old = self.binned
-        self.binned = binned
-        new = ([] if old is None else
-               list(range(self.channels)) if binned is None else sorted(set(binned) - set(old)))
+        old, self.binned = self.binned, binned
+        want = range(self.channels) if binned is None else binned
+        new = [] if old is None else sorted(set(want) - set(old))  # those not binned so far
         if new and self.ring is not None and self.rows:
             first = -(-max(0, self.rows - self.ring_rows) // BIN) * BIN  # whole bins only
             if first < self.rows:

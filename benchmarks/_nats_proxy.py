@@ -16,7 +16,10 @@ when a higher step carried no more than the steps before.  Per step: the proxy's
 datagram and, with the export on, the bridge's (the proxy's child process) and the chunks the
 export stored, dropped and failed (the proxy's ``/metrics``, once the bridge settled; up to 5 s
 after the run).  Modes: ``off``, ``on`` (the bridge at the default nice), ``idle``
-(``--nats-sched-idle``), and ``niceN`` (``--nats-nice N``).
+(``--nats-sched-idle``), and ``niceN`` (``--nats-nice N``); ``+yieldN`` after any of them sets
+``--shm-yield N`` (the taps skip chunks while the intake is N % full; 0: never) and
+``+serverniceN`` runs the local JetStream server at nice N during that mode's search.  With the
+export on, a step also reports the JetStream server's CPU per datagram (it shares the host).
 """
 
 from __future__ import annotations
@@ -90,17 +93,23 @@ def settled(status_url: str | None) -> dict[str, int]:
     return last
 
 
+#: The local JetStream server's pid (set by nats_export.through_proxy), for its CPU time.
+SERVER_PID: int | None = None
+
+
 def step(client: _peers.Child, proxy: _peers.Child, devices: list[_peers.Child], rate: int,
          per_carrier_div: int, seconds: float, status_url: str | None = None) -> dict[str, Any]:
     """One run of ``rate`` total datagrams/s; what the client, the kernel and the export saw."""
     per_carrier = max(1, rate // per_carrier_div)
     bridges = child_pids(proxy.pid)
     bridge0 = sum(cpu_of(p) for p in bridges)
+    server0 = cpu_of(SERVER_PID) if SERVER_PID and status_url else None
     e0 = export_counts(status_url)
     r = T.one_run(client, proxy, devices, per_carrier, seconds, 8)
     counted = r["counted"]
     bridge = sum(cpu_of(p) for p in bridges) - bridge0
     e1 = settled(status_url)
+    server = None if server0 is None or not SERVER_PID else cpu_of(SERVER_PID) - server0
     export = {k: e1.get(k, 0) - e0.get(k, 0) for k in ("stored", "dropped", "failed")} \
         if status_url else None
     op = r["device_op_seconds"] or seconds
@@ -110,7 +119,9 @@ def step(client: _peers.Child, proxy: _peers.Child, devices: list[_peers.Child],
             "counted": counted, "proxy_drops": r["proxy_drops"],
             "proxy_us_per_datagram": r["proxy_us_per_datagram"],
             "bridge_us_per_datagram": round(bridge / counted * 1e6, 2) if bridges and counted
-            else None, "device_op_seconds": r["device_op_seconds"],
+            else None, "server_us_per_datagram": round(server / counted * 1e6, 2)
+            if server is not None and counted else None,
+            "device_op_seconds": r["device_op_seconds"],
             "export": export,
             "restart_client": r["result"] is not None and not r["result"].get("finished")}
 
@@ -120,10 +131,22 @@ def search(mode: str, nats_url: str, args: Any) -> dict[str, Any]:
     extra = ["--status-port", "0"]  # every mode: the same taps (the live view's) but the export
     if mode != "off":
         extra += ["--nats", nats_url, "--nats-queue", "100000"]
-    if mode == "idle":  # the bridge under SCHED_IDLE besides its nice
+    base, *more = mode.split("+")
+    if base == "idle":  # the bridge under SCHED_IDLE besides its nice
         extra.append("--nats-sched-idle")
-    elif mode.startswith("nice"):  # e.g. nice19: the bridge at that nice value
-        extra += ["--nats-nice", mode[4:]]
+    elif base.startswith("nice"):  # e.g. nice19: the bridge at that nice value
+        extra += ["--nats-nice", base[4:]]
+    server_nice = 0
+    for part in more:  # e.g. on+yield0: the taps never yield to the intake
+        if part.startswith("yield"):
+            extra += ["--shm-yield", part[5:]]
+        elif part.startswith("servernice") and SERVER_PID:
+            server_nice = int(part[10:])
+    if SERVER_PID:  # back to 0 after a niced mode needs privileges (root has them)
+        try:
+            os.setpriority(os.PRIO_PROCESS, SERVER_PID, server_nice)
+        except PermissionError:
+            print(f"    (cannot set the JetStream server's nice to {server_nice})", flush=True)
     proxy, port = T.start_proxy([d.port for d in devices], extra, None)  # type: ignore[attr-defined]
     client = T.start_client(port)
     status_url = None
@@ -146,7 +169,8 @@ def search(mode: str, nats_url: str, args: Any) -> dict[str, Any]:
             print(f"    export {mode} {s['rate']:>6}/s: carried {s['carried']}/s, "
                   f"{'ok' if s['ok'] else 'LOSS'} {s['why'][:80]} (proxy "
                   f"{s['proxy_us_per_datagram']} µs/datagram, bridge "
-                  f"{s['bridge_us_per_datagram']}, export {s['export']})", flush=True)
+                  f"{s['bridge_us_per_datagram']}, server {s['server_us_per_datagram']}, "
+                  f"export {s['export']})", flush=True)
             if s["ok"]:
                 if s["device_behind_only"] and s["carried"] <= carried_best():
                     limit = "devices behind"  # the load source carries no more

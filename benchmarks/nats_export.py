@@ -236,6 +236,7 @@ def through_proxy(args: argparse.Namespace) -> dict[str, Any]:
 
     store = tempfile.mkdtemp(prefix="pybrid-nats-bench-")
     procs, urls = start_servers(1, store)
+    _nats_proxy.SERVER_PID = procs[0].pid
     try:
         return _nats_proxy.rounds(urls[0], args)
     finally:

@@ -7,14 +7,21 @@
   ``udp6``) by the socket's inode: datagrams the kernel discarded because this socket's buffer
   was full.  This is exact per socket, unlike the host-wide ``RcvbufErrors`` of
   ``/proc/net/snmp`` (:func:`host_udp_errors`), which other programs also move.
+* :func:`receive_backlog` asks the kernel (``SO_MEMINFO``, one system call) how much of the
+  socket's receive buffer is taken by datagrams waiting to be read, and its limit.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import struct
 
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+#: Linux's ``SO_MEMINFO`` (not in Python's socket module): nine u32, the first two
+#: ``SK_MEMINFO_RMEM_ALLOC`` (bytes queued, as the kernel accounts them) and ``RCVBUF``.
+_SO_MEMINFO = 55
+_TWO_U32 = struct.Struct("=II")
 
 
 def _raise_buffer(sock: socket.socket, forced: int, plain: int, wanted: int) -> int:
@@ -37,6 +44,17 @@ def raise_rcvbuf(sock: socket.socket, wanted: int) -> int:
 def raise_sndbuf(sock: socket.socket, wanted: int) -> int:
     """Request a send buffer of ``wanted`` bytes; return the size the kernel granted."""
     return _raise_buffer(sock, getattr(socket, "SO_SNDBUFFORCE", 32), socket.SO_SNDBUF, wanted)
+
+
+def receive_backlog(sock: socket.socket) -> tuple[int, int] | None:
+    """``(queued, limit)``: bytes the kernel holds for ``sock``'s unread datagrams and the
+    receive buffer's size (it drops datagrams beyond it); None where the platform cannot say."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, 8)
+    except OSError:
+        return None
+    queued, limit = _TWO_U32.unpack_from(raw)
+    return queued, limit
 
 
 def socket_drops(sock: socket.socket, proc_root: str = "/proc") -> int | None:

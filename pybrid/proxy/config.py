@@ -126,6 +126,8 @@ class ProxyConfig:
     shm_taps: tuple[str, ...] = ()
     shm_write_timeout: float = 5.0
     shm_writer: str = "inline"
+    #: ``--shm-yield``: the intakes' backlog (0 … 1) from which the taps skip run data, 0: never.
+    shm_yield: float = 0.5
     #: ``--advertise`` (pybrid.discovery): announce the proxy by mDNS; None: do not.
     advertise: AdvertiseConfig | None = None
     #: ``--nats URL`` and ``--nats-*``: the JetStream export's bridge child

@@ -88,6 +88,10 @@ class Options(AdvertiseOptionsMixin, MonitorOptionsMixin, NatsOptionsMixin, Twis
          "Seconds a --shm-tap waits for its reader to free space before it detaches."],
         ["shm-writer", None, "inline",
          "How --shm-tap writes: 'inline' (non-blocking, on the reactor thread) or 'thread'."],
+        ["shm-yield", None, "50",
+         "The --shm-tap taps (and --nats) skip run data while the backends' UDP intake is this "
+         "many percent full, until it is half that again: the client's data first (0: never; "
+         "the skipped chunks are counted)."],
     ]
     optFlags = [
         ["debug", None, "Log every message (per-message detail)."],
@@ -147,6 +151,7 @@ class Options(AdvertiseOptionsMixin, MonitorOptionsMixin, NatsOptionsMixin, Twis
         shm_taps = _shm_taps(self["shm-taps"] + ([nats.shm_name] if nats else []))
         advertise = self.advertise_config(interface if listen is None else listen)
         shm_timeout = _number("--shm-write-timeout", self["shm-write-timeout"], float, 0.01, 3600)
+        shm_yield = _number("--shm-yield", self["shm-yield"], float, 0, 100)
         token = None
         if self["auth"]:
             token = self.environ.get(AUTH_ENV, "")
@@ -180,6 +185,7 @@ class Options(AdvertiseOptionsMixin, MonitorOptionsMixin, NatsOptionsMixin, Twis
             shm_taps=shm_taps,
             shm_write_timeout=float(shm_timeout),
             shm_writer=_choice("--shm-writer", self["shm-writer"], ("inline", "thread")),
+            shm_yield=shm_yield / 100,
             nats=nats,
             timing=Timing(nudge_delays=()) if self["no-nudges"] else Timing(),
             advertise=advertise,

@@ -42,7 +42,7 @@ from pybrid.live.ws import LiveHub
 from pybrid.proto import pb
 from pybrid.proxy.backend.cache import compose_extract
 from pybrid.proxy.backend.health import ClusterHealth, degraded_text
-from pybrid.proxy.backend.intake import IntakeWatch
+from pybrid.proxy.backend.intake import IntakeWatch, intake_backlog
 from pybrid.proxy.backend.lane import BackendLane
 from pybrid.proxy.clients.auth import Authenticator
 from pybrid.proxy.clients.front import Front
@@ -89,7 +89,8 @@ class ProxyService(service.MultiService):
         #: The multicast monitor tap (``--monitor``), or None; the router feeds it.
         self.tap: MulticastTap | None = make_tap(reactor, config.monitor)
         #: ``--shm-tap`` shared-memory taps (pybrid.proxy.taps.shm), or None.
-        self.shm = make_shm_taps(config, reactor, lambda: self.lanes)
+        self.shm = make_shm_taps(config, reactor, lambda: self.lanes,
+                                 lambda: intake_backlog(self.lanes))
         #: The live view (``/live`` on the status page; pybrid.live), or None.
         self.live: LiveTap | None = None
         self.live_hub: LiveHub | None = None

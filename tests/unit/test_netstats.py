@@ -58,3 +58,30 @@ def test_host_udp_errors(tmp_path: pathlib.Path) -> None:
     )
     assert netstats.host_udp_errors(str(tmp_path))["RcvbufErrors"] == 5
     assert netstats.host_udp_errors(str(tmp_path / "nowhere")) == {}
+
+
+@linux
+def test_receive_backlog_is_what_waits_unread_against_the_limit() -> None:
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        rx.bind(("127.0.0.1", 0))
+        queued, limit = netstats.receive_backlog(rx) or (-1, -1)
+        assert queued == 0 and limit == rx.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        for _ in range(5):  # loopback delivers before sendto returns
+            tx.sendto(b"x" * 1000, rx.getsockname())
+        queued, _ = netstats.receive_backlog(rx) or (-1, -1)
+        assert queued >= 5 * 1000  # the kernel accounts a datagram's buffers, not only data
+        rx.setblocking(False)
+        for _ in range(5):
+            rx.recv(2000)
+        assert netstats.receive_backlog(rx) == (0, limit)
+    finally:
+        rx.close()
+        tx.close()
+
+
+def test_receive_backlog_of_a_closed_socket_is_not_known() -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.close()
+    assert netstats.receive_backlog(s) is None

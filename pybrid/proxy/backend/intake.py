@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import ctypes
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, cast
 
 import attrs
@@ -123,6 +123,7 @@ class DatagramIntake(protocol.DatagramProtocol):
         self._last_latched: tuple[Any, ...] | None = None
         self.counters = IntakeCounters()
         self.port: IListeningPort | None = None
+        self._sock: socket.socket | None = None
         self.rcvbuf = 0
         self._drops_base: int | None = None
 
@@ -206,7 +207,7 @@ class DatagramIntake(protocol.DatagramProtocol):
                max_throughput: int = MAX_THROUGHPUT) -> int:
         """Bind to ``interface`` on a free port; return the port number."""
         self.port = _listen_pinned(reactor, self, interface)
-        sock = _socket_of(self.port)
+        sock = self._sock = _socket_of(self.port)
         if sock is not None:  # Twisted's udp.Port: read at most this much per wake-up
             cast(Any, self.port).maxThroughput = max_throughput
         self.rcvbuf = 0 if sock is None else netstats.raise_rcvbuf(sock, rcvbuf)
@@ -232,6 +233,15 @@ class DatagramIntake(protocol.DatagramProtocol):
     def interface(self) -> str | None:
         return None if self.port is None else host_port(self.port.getHost())[0]
 
+    def backlog(self) -> float:
+        """How full the socket's receive buffer is (0 … 1; 0 while not known): datagrams the
+        proxy has not read yet, as the kernel accounts them against the limit it drops at."""
+        sock = self._sock
+        if sock is None or self.port is None:
+            return 0.0
+        held = netstats.receive_backlog(sock)
+        return held[0] / held[1] if held and held[1] else 0.0
+
     def kernel_drops(self) -> int | None:
         """Datagrams the kernel dropped on the current socket (None: not known here)."""
         sock = _socket_of(self.port)
@@ -252,8 +262,15 @@ class DatagramIntake(protocol.DatagramProtocol):
         if self.port is not None:
             self.poll_drops()
         port, self.port = self.port, None
+        self._sock = None
         self._drops_base = None
         return None if port is None else port.stopListening()
+
+
+def intake_backlog(lanes: Iterable[HasIntake]) -> float:
+    """The fullest intake's :meth:`DatagramIntake.backlog` (0 … 1) of ``lanes``."""
+    return max((lane.intake.backlog() for lane in lanes if lane.intake is not None),
+               default=0.0)
 
 
 def _listen_pinned(reactor: IReactorUDP, proto: DatagramIntake, interface: str) -> Any:

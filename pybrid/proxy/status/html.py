@@ -234,10 +234,11 @@ def _shm(status: ProxyStatus) -> str:
     if not status.shm_taps:
         return ""
     rows = [(f"<code>{e(t.name)}</code>", e(t.state), count(t.frames_written),
-             count(t.frames_dropped), count(t.detaches), e(t.last_error))
+             count(t.frames_dropped), count(t.dropped_yielded), count(t.detaches),
+             e(t.last_error))
             for t in status.shm_taps]
-    table = _table(("shm tap", "state", "written", "dropped", "detaches", "last error"), rows,
-                   {2, 3, 4}, "")
+    table = _table(("shm tap", "state", "written", "dropped", "of which yielded", "detaches",
+                    "last error"), rows, {2, 3, 4, 5}, "")
     return _wide("Shared-memory taps", table)
 
 
@@ -247,11 +248,11 @@ def _nats(status: ProxyStatus) -> str:
     if n is None:
         return ""
     rows = [(e(", ".join(n.servers)), e(n.stream), e(n.state), count(n.stored),
-             count(n.dropped), count(n.failed), count(n.queue), count(n.runs_ended),
-             count(n.incomplete), count(n.restarts), e(n.last_error))]
-    table = _table(("servers", "stream", "state", "stored", "dropped", "failed", "queued",
-                    "runs ended", "incomplete", "restarts", "last error"), rows,
-                   {3, 4, 5, 6, 7, 8, 9}, "")
+             count(n.dropped), count(n.failed), count(n.tap_gaps), count(n.queue),
+             count(n.runs_ended), count(n.incomplete), count(n.restarts), e(n.last_error))]
+    table = _table(("servers", "stream", "state", "stored", "dropped", "failed",
+                    "not from the tap", "queued", "runs ended", "incomplete", "restarts",
+                    "last error"), rows, {3, 4, 5, 6, 7, 8, 9, 10}, "")
     return _wide("NATS export", table)
 
 

@@ -219,7 +219,8 @@ def families(status: ProxyStatus) -> Iterator[Metric]:
                      [([t.name, reason], value) for t in taps
                       for reason, value in (("detached", t.dropped_detached),
                                             ("queue", t.dropped_queue),
-                                            ("lost", t.dropped_lost))]),
+                                            ("lost", t.dropped_lost),
+                                            ("yielded", t.dropped_yielded))]),
             _counter("pybrid_proxy_shm_detaches_total",
                      "Times the tap detached from its reader, by reason.", ["tap", "reason"],
                      [([t.name, reason], value) for t in taps
@@ -236,6 +237,10 @@ def families(status: ProxyStatus) -> Iterator[Metric]:
                      "dropped: export queue full; failed: never acknowledged).", ["outcome"],
                      [([k], getattr(n, k)) for k in ("published", "stored", "dropped",
                                                      "failed")]),
+            _counter("pybrid_proxy_nats_tap_gaps_total",
+                     "Chunks that never reached the export from the shared-memory tap (the "
+                     "ring full, or skipped while the proxy was behind its intake).", [],
+                     [([], n.tap_gaps)]),
             _gauge("pybrid_proxy_nats_queued", "Messages waiting for NATS.", [],
                    [([], n.queue)]),
             _counter("pybrid_proxy_nats_runs_total",

@@ -44,6 +44,10 @@ from pybrid.wire.messages import data_message
 
 #: Runs remembered (their frames to replay); the oldest is forgotten first.
 RUNS_KEPT = 4
+#: Data messages between two looks at the intakes' backlog (a system call per intake).
+GAUGE_EVERY = 256
+#: Backlog (fraction of the intake's receive buffer) at which the feed yields by default.
+YIELD_AT = 0.5
 #: protobuf final state -> the CARRIER_END flags byte (documented in pybrid.wire.shm_frames).
 _FINAL: dict[int, int] = {pb.DONE: F.END_DONE, pb.ERROR: F.END_ERROR}
 
@@ -113,9 +117,18 @@ class ShmFeed:
 
     carriers: Callable[[], list[dict[str, Any]]] = list
     taps: list[FrameSink] = attrs.Factory(list)
+    #: The intakes' backlog (0 … 1, :meth:`DatagramIntake.backlog`), or None: never yield.
+    backlog: Callable[[], float] | None = None
+    #: Backlog from which the feed yields, and (half of it) below which it feeds again.
+    yield_at: float = YIELD_AT
     #: Frames built; messages whose samples this format cannot carry.
     frames: int = 0
     unusable: int = 0
+    #: Data messages not fed to the taps while the proxy was behind its intake; episodes.
+    yielded: int = 0
+    yields: int = 0
+    yielding: bool = False
+    _countdown: int = GAUGE_EVERY
     _seq: int = 0
     _runs: dict[RunInfo, _Run] = attrs.Factory(dict)
     _current: _Run | None = None
@@ -146,6 +159,13 @@ class ShmFeed:
         ``payload[start:end]`` straight into their rings."""
         if run is not self._info:
             self._switch(run)
+        self._countdown -= 1
+        if self._countdown <= 0:
+            self._gauge()
+        if self.yielding:  # the reader sees a gap in the tap sequence
+            self._seq += 1
+            self.yielded += 1
+            return
         if lay is None:
             self._parsed(payload, lane, number)
             return
@@ -185,6 +205,19 @@ class ShmFeed:
     def replay(self) -> list[F.Frame]:
         """RUN_START and LAYOUT frames of the current run (for a tap attaching mid-run)."""
         return list(self._current.replay) if self._current is not None else []
+
+    def _gauge(self) -> None:
+        """Yield while the intakes' backlog is high: the client's data first."""
+        self._countdown = GAUGE_EVERY
+        if self.backlog is None or self.yield_at <= 0:
+            self._countdown = 1 << 62
+            return
+        fill = self.backlog()
+        if self.yielding:
+            self.yielding = fill > self.yield_at / 2
+        elif fill >= self.yield_at:
+            self.yielding = True
+            self.yields += 1
 
     # -- runs, formats, templates -----------------------------------------------------------
 

@@ -37,7 +37,8 @@ def parse_shm_taps(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def make_shm_taps(config: Any, reactor: Any, lanes: Callable[[], Iterable[Any]]) -> Any:
+def make_shm_taps(config: Any, reactor: Any, lanes: Callable[[], Iterable[Any]],
+                  backlog: Callable[[], float] | None = None) -> Any:
     """The proxy's :class:`~.service.ShmTaps`, or None without ``--shm-tap``."""
     if not config.shm_taps:
         return None
@@ -46,4 +47,4 @@ def make_shm_taps(config: Any, reactor: Any, lanes: Callable[[], Iterable[Any]])
 
     return ShmTaps(config.shm_taps, reactor, lambda: lane_carriers(lanes()),
                    proxy_version=version(), write_timeout=config.shm_write_timeout,
-                   writer=config.shm_writer)
+                   writer=config.shm_writer, backlog=backlog, yield_at=config.shm_yield)

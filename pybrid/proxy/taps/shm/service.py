@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from pybrid.proxy.taps.shm.feed import ShmFeed
+from pybrid.proxy.taps.shm.feed import YIELD_AT, ShmFeed
 from pybrid.proxy.taps.shm.tap import ShmTap, ShmTapStatus, inline_writer
 from pybrid.wire import shm_frames as F
 
@@ -43,11 +43,14 @@ class ShmTaps:
     poll_interval: float = 0.25
     #: "inline" (reactor thread, non-blocking ring writes) or "thread" (a writer thread).
     writer: str = "inline"
+    #: The intakes' backlog, 0 … 1 (the feed yields above ``yield_at``), or None.
+    backlog: Callable[[], float] | None = None
+    yield_at: float = YIELD_AT
     feed: ShmFeed = attrs.field(init=False)
     taps: list[ShmTap] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.feed = ShmFeed(self.carriers)
+        self.feed = ShmFeed(self.carriers, backlog=self.backlog, yield_at=self.yield_at)
         self.taps = [
             ShmTap(name, self.reactor, self.reactor.callFromThread, self._metadata,
                    self.feed.replay, poll_interval=self.poll_interval,
@@ -71,4 +74,5 @@ class ShmTaps:
             tap.stop()
 
     def status(self) -> tuple[ShmTapStatus, ...]:
-        return tuple(tap.status() for tap in self.taps)
+        yielded = self.feed.yielded  # every tap missed these
+        return tuple(attrs.evolve(tap.status(), dropped_yielded=yielded) for tap in self.taps)

@@ -74,10 +74,13 @@ class ShmTapStatus:
     dropped_lost: int
     queued: int
     last_error: str
+    #: Chunks the feed skipped while the proxy was behind its intake (``--shm-yield``).
+    dropped_yielded: int = 0
 
     @property
     def frames_dropped(self) -> int:
-        return self.dropped_detached + self.dropped_queue + self.dropped_lost
+        return (self.dropped_detached + self.dropped_queue + self.dropped_lost
+                + self.dropped_yielded)
 
 
 def _thread_writer(ring: Any, report: Callable[[BaseException, int], None],

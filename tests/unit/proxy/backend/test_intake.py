@@ -12,7 +12,12 @@ from twisted.internet import task
 from twisted.logger import LogLevel, globalLogPublisher
 
 from pybrid import netstats
-from pybrid.proxy.backend.intake import MAX_PACKET, DatagramIntake, IntakeWatch
+from pybrid.proxy.backend.intake import (
+    MAX_PACKET,
+    DatagramIntake,
+    IntakeWatch,
+    intake_backlog,
+)
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/net/udp")
 
@@ -97,6 +102,28 @@ def test_listen_asks_for_the_buffer_and_reports_what_the_kernel_granted():
         assert intake.rcvbuf > 212_992  # more than the default
     finally:
         intake.stop()
+
+
+@linux
+def test_the_backlog_is_the_fullest_intakes_share_of_its_buffer():
+    reactor = SocketReactor()
+    busy = DatagramIntake("busy", None, Sink(lambda data: None))
+    quiet = DatagramIntake("quiet", None, Sink(lambda data: None))
+    lanes = [Lane("busy", busy), Lane("quiet", quiet), Lane("down", None)]
+    try:
+        assert intake_backlog(lanes) == 0.0  # not listening: nothing known, nothing waits
+        busy.listen(reactor, "127.0.0.1", 1 << 20)
+        quiet.listen(reactor, "127.0.0.1", 1 << 20)
+        assert intake_backlog(lanes) == 0.0
+        flood(busy.port.getHost().port, 100)  # nobody reads: it waits in the kernel
+        queued, limit = netstats.receive_backlog(reactor.ports[0].socket) or (0, 1)
+        assert queued >= 100 * 1400
+        assert busy.backlog() == pytest.approx(queued / limit) and quiet.backlog() == 0.0
+        assert intake_backlog(lanes) == busy.backlog()
+    finally:
+        busy.stop()
+        quiet.stop()
+    assert busy.backlog() == 0.0  # stopped: no socket to ask
 
 
 @linux

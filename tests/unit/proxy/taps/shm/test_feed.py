@@ -257,3 +257,78 @@ def test_a_state_change_that_is_not_final_is_a_state_frame():
     kind, flags = F.parse_header(frame)[:2]
     assert kind == F.STATE == 5 and flags == pb.OP
     assert F.json_body(frame)["state"] == "OP" and F.json_body(frame)["path"] == PATH
+
+
+class Backlog:
+    """The intakes' backlog as the test sets it, and how often the feed asked."""
+
+    def __init__(self) -> None:
+        self.fill = 0.0
+        self.asked = 0
+
+    def __call__(self) -> float:
+        self.asked += 1
+        return self.fill
+
+
+def test_the_feed_yields_while_the_intake_is_behind_and_the_reader_sees_the_gap():
+    from pybrid.proxy.taps.shm.feed import GAUGE_EVERY
+
+    run_id = str(uuid.uuid4())
+    fed, sink = feed_for({run_id})
+    backlog = Backlog()
+    fed.feed.backlog = backlog
+    raw = np.ones((100, 8), "<f4")
+    sent = 0
+
+    def send(n: int) -> None:
+        nonlocal sent
+        for _ in range(n):
+            fed.emit(data_message(run_id, sent, raw))
+            sent += 1
+
+    def chunks() -> list[tuple[int, int]]:  # (tap sequence, chunk number) of each CHUNK
+        out = []
+        for f in sink.frames:
+            fields = F.parse_header(whole(f))
+            if fields[0] == F.CHUNK:
+                out.append((fields[4], fields[5]))
+        return out
+
+    send(GAUGE_EVERY)
+    assert backlog.asked == 1 and len(chunks()) == GAUGE_EVERY and not fed.feed.yielding
+    backlog.fill = 0.5  # half the intake's buffer waits: the default yield_at
+    send(GAUGE_EVERY)  # the look comes with the last of these: it is skipped already
+    assert fed.feed.yielding and fed.feed.yields == 1 and fed.feed.yielded == 1
+    assert len(chunks()) == 2 * GAUGE_EVERY - 1
+    backlog.fill = 0.3  # lower, not yet below half of it: still yielding
+    send(GAUGE_EVERY)
+    assert fed.feed.yielding and fed.feed.yielded == 1 + GAUGE_EVERY
+    fed.emit(state_message(run_id, pb.DONE))  # what is not a chunk still goes
+    assert F.parse_header(whole(sink.frames[-1]))[0] == F.CARRIER_END
+    backlog.fill = 0.2  # below half: the next look (the last of these) feeds again
+    send(GAUGE_EVERY)
+    assert not fed.feed.yielding and fed.feed.yields == 1
+    assert fed.feed.yielded == 2 * GAUGE_EVERY
+    got = chunks()
+    assert len(got) == sent - fed.feed.yielded
+    assert {n for _, n in got} == set(range(sent)) - set(range(2 * GAUGE_EVERY - 1,
+                                                               4 * GAUGE_EVERY - 1))
+    seqs = [F.parse_header(whole(f))[4] for f in sink.frames]
+    assert seqs == sorted(seqs)
+    assert seqs[-1] == len(sink.frames) + fed.feed.yielded  # each skip is a gap the reader sees
+
+
+def test_without_a_backlog_or_at_zero_the_feed_never_yields():
+    run_id = str(uuid.uuid4())
+    for backlog, yield_at in ((None, 0.5), (Backlog(), 0.0)):
+        fed, sink = feed_for({run_id})
+        fed.feed.backlog = backlog
+        fed.feed.yield_at = yield_at
+        if backlog is not None:
+            backlog.fill = 1.0
+        for n in range(300):
+            fed.emit(data_message(run_id, n, np.ones((10, 2), "<f4")))
+        kinds = [F.parse_header(whole(f))[0] for f in sink.frames]
+        assert fed.feed.yielded == 0 and kinds.count(F.CHUNK) == 300
+        assert backlog is None or backlog.asked == 0

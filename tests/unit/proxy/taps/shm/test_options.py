@@ -39,3 +39,25 @@ def test_a_name_twice_and_a_bad_timeout_are_refused():
         parse("--shm-tap", "a", "--shm-tap", "a")
     with pytest.raises(usage.UsageError, match="--shm-write-timeout"):
         parse("--shm-tap", "a", "--shm-write-timeout", "0")
+
+
+def test_the_yield_level_reaches_the_feed_and_bad_ones_are_refused():
+    from twisted.internet.testing import MemoryReactorClock
+
+    from pybrid.proxy.service import ProxyService
+
+    config = parse("--shm-tap", "scope", "--shm-yield", "30").config
+    assert config is not None and config.shm_yield == pytest.approx(0.3)
+    default = parse("--shm-tap", "scope").config
+    assert default is not None and default.shm_yield == 0.5
+    class Reactor(MemoryReactorClock):
+        def callFromThread(self, f, *a, **kw):  # what a writer thread would use
+            self.callLater(0, f, *a, **kw)
+
+    proxy = ProxyService(config, Reactor())
+    feed = proxy.shm.feed
+    assert feed.yield_at == pytest.approx(0.3)
+    assert feed.backlog is not None and feed.backlog() == 0.0  # no intake listens yet
+    for bad in ("-1", "101", "half", "nan"):
+        with pytest.raises(usage.UsageError, match="--shm-yield"):
+            parse("--shm-tap", "a", "--shm-yield", bad)

@@ -25,6 +25,10 @@ ratio with/without, and the latency from a datagram's arrival at the proxy to it
 plus the browser): the page's median latency from a datagram's arrival to its paint.
 ``--proxy-pythonpath`` runs the proxy and the viewers from another source tree (e.g.
 ``git archive`` of an older commit unpacked somewhere) to compare before and after.
+``--via-monitor`` serves the viewers from ``pybrid-monitor --shm NAME --web 0`` instead (its own
+process, started for each watched run), fed by the proxy's ``--shm-tap NAME``: what watching
+costs the proxy when the view is served beside it (the unwatched runs: the tap without a
+reader).
 """
 
 from __future__ import annotations
@@ -101,20 +105,23 @@ def one_mode(args: argparse.Namespace, client: _peers.Child, proxy: _peers.Child
     viewers = None
     browser: dict[str, Any] = {}
     thread = None
+    monitor = None
+    if watched and args.via_monitor:
+        monitor, port = start_monitor(args, proxy)
     if watched and args.chromium and os.path.exists(CHROMIUM):
         page = f"http://127.0.0.1:{port}/live?window=0.1&channels=0,1,2,3,4,5,6,7"
         thread = threading.Thread(target=chromium_paint,
                                   args=(page, args.seconds + 1.0, browser))
-    if watched:
-        env = {"PYTHONPATH": args.proxy_pythonpath} if args.proxy_pythonpath else None
-        viewers = _peers.Child("viewers", [sys.executable, str(HERE / "_live_viewers.py"),
-                                           "--url", f"ws://127.0.0.1:{port}/live/ws",
-                                           "--viewers", str(args.viewers),
-                                           "--channels", str(args.channels)], stdin=True,
-                               env=env)
-        if viewers.next_json(60).get("event") != "ready":
-            raise RuntimeError(f"viewers not ready:\n{viewers.tail()}")
     try:
+        if watched:
+            env = {"PYTHONPATH": args.proxy_pythonpath} if args.proxy_pythonpath else None
+            viewers = _peers.Child("viewers", [sys.executable, str(HERE / "_live_viewers.py"),
+                                               "--url", f"ws://127.0.0.1:{port}/live/ws",
+                                               "--viewers", str(args.viewers),
+                                               "--channels", str(args.channels)], stdin=True,
+                                   env=env)
+            if viewers.next_json(60).get("event") != "ready":
+                raise RuntimeError(f"viewers not ready:\n{viewers.tail()}")
         if thread is not None:
             thread.start()
         step = throughput.one_run(client, proxy, devices, args.rate, args.seconds, 8)
@@ -127,7 +134,30 @@ def one_mode(args: argparse.Namespace, client: _peers.Child, proxy: _peers.Child
     finally:
         if viewers is not None:
             viewers.stop()
+        if monitor is not None:
+            monitor.stop()
     return step
+
+
+def start_monitor(args: argparse.Namespace, proxy: _peers.Child) -> tuple[_peers.Child, int]:
+    """``pybrid-monitor --shm NAME --web 0``, once the proxy's tap attached to it; its port."""
+    attached = sum("attached to the reader" in line for line in list(proxy.lines))
+    env = {"PYTHONPATH": args.proxy_pythonpath} if args.proxy_pythonpath else None
+    monitor = _peers.Child("monitor", [str(_peers.BIN / "pybrid-monitor"), "--shm", SHM_NAME,
+                                       "--web", "0", "--interval", "60"],
+                           ready=r"live view on http://[^\s:]+:(\d+)/", env=env)
+    port = int(monitor.wait_ready(60).group(1))
+    deadline = time.monotonic() + 30
+    while sum("attached to the reader" in line for line in list(proxy.lines)) <= attached:
+        if time.monotonic() > deadline:
+            monitor.stop()
+            raise RuntimeError(f"the proxy's shm tap did not attach:\n{proxy.tail()}")
+        time.sleep(0.05)
+    return monitor, port
+
+
+#: The proxy's ``--shm-tap`` with ``--via-monitor``.
+SHM_NAME = f"pybrid-bench-live-{os.getpid()}"
 
 
 def main() -> int:
@@ -143,10 +173,13 @@ def main() -> int:
     ap.add_argument("--chromium", action="store_true",
                     help="also one headless Chromium on /live per watched run: paint latency")
     ap.add_argument("--proxy-pythonpath", help="run the proxy and viewers from this tree")
+    ap.add_argument("--via-monitor", action="store_true",
+                    help="serve the viewers from pybrid-monitor --shm … --web (another process)")
     ap.add_argument("--json")
     args = ap.parse_args()
     devices = throughput.start_devices(1, "f32")
-    proxy, cport = throughput.start_proxy([p for _c, p in devices], ["--status-port", "0"],
+    extra = ["--status-port", "0"] + (["--shm-tap", SHM_NAME] if args.via_monitor else [])
+    proxy, cport = throughput.start_proxy([p for _c, p in devices], extra,
                                           args.proxy_pythonpath)
     port = status_port(proxy)
     client = throughput.start_client(cport)
@@ -181,6 +214,7 @@ def main() -> int:
     made = [r["on"]["viewers"]["made"].get("median_ms") for r in rounds]
     wire = [r["on"]["viewers"]["wire"].get("median_ms") for r in rounds]
     out = {"rate": args.rate, "viewers": args.viewers, "channels": args.channels,
+           "served_by": "pybrid-monitor --shm --web" if args.via_monitor else "the proxy",
            "rounds": rounds,
            "all_loss_free": all(r[m]["ok"] for r in rounds for m in ("on", "off")),
            "us_per_datagram_off": med("off"), "us_per_datagram_on": med("on"),

@@ -17,12 +17,14 @@ from typing import Any, TextIO
 
 from twisted.internet import task
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from pybrid.monitor.decode import MonitorChunk
 from pybrid.monitor.record import Recorder, is_h5
 from pybrid.version import install_hint
 
 PROG = "pybrid-monitor"
+_log = Logger()
 
 
 def recorder_for(path: str, clock: IReactorTime, sample_rate: int = 0) -> Recorder:
@@ -41,12 +43,30 @@ def as_monitor_chunk(chunk: Any) -> MonitorChunk:
                         timestamp_ns=0)
 
 
+#: How often the web thread takes what the loop read: one wake-up, not one per chunk.
+HANDOFF_EVERY = 0.01
+#: Chunks waiting for the web thread at most; beyond it the view shows them as lost (counted).
+HANDOFF_MAX = 4096
+
+
+_CHUNK, _RUN = "chunk", "run"
+
+
+def _continues(last: tuple[Any, ...], item: tuple[Any, ...]) -> bool:
+    """Whether queued chunk ``item`` directly follows ``last`` in the same carrier and format."""
+    return (item[1] == last[1] and item[2] == last[2] and item[3] == last[3] + 1
+            and item[4].shape == last[4].shape and item[5] is last[5] and item[6] is last[6])
+
+
 class WebThread:
     """``--web`` beside the blocking loop: a reactor in a thread serving the live view
-    (:class:`~pybrid.monitor.web.MonitorLive`); the loop hands it events by
-    ``callFromThread`` — chunks only while a viewer watches."""
+    (:class:`~pybrid.monitor.web.MonitorLive`).  The loop queues events (chunks only while a
+    viewer watches, stamped when read) and the reactor takes them in order every
+    :data:`HANDOFF_EVERY` seconds: a ``callFromThread`` per chunk woke the reactor 30 000
+    times a second and left the viewers about 2 frames a second."""
 
     def __init__(self, description: str) -> None:
+        import collections
         import threading
 
         from twisted.internet import reactor, threads
@@ -55,12 +75,60 @@ class WebThread:
 
         self.reactor: Any = reactor
         self.live = MonitorLive(reactor)
+        #: ``(_CHUNK, run_id, path, number, raw, gain, offset, at)`` or ``(_RUN, MonitorRun)``
+        #: in the order read; a deque's appends and pops are thread-safe.
+        self.pending: collections.deque[tuple[Any, ...]] = collections.deque()
+        self.queued = 0  # chunks in ``pending``, approximately (both threads move it)
+        self.dropped = 0
         self.thread = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False},
                                        name="pybrid-monitor-web", daemon=True)
         self.thread.start()
         port = threads.blockingCallFromThread(
-            self.reactor, self.live.listen, description)  # type: ignore[arg-type]
+            self.reactor, self._listen, description)  # type: ignore[arg-type]
         self.url = f"http://{port.getHost().host}:{port.getHost().port}/live"
+
+    def _listen(self, description: str) -> Any:
+        loop = task.LoopingCall(self._take)
+        loop.clock = self.reactor
+        loop.start(HANDOFF_EVERY, now=False)
+        return self.live.listen(description)
+
+    def _take(self) -> None:
+        """In the reactor thread: what the loop queued so far, in order, consecutive chunks
+        of a carrier as one block (the store's work per block, not per chunk); never
+        raises."""
+        q = self.pending
+        group: list[tuple[Any, ...]] = []
+        for _ in range(len(q)):
+            item = q.popleft()
+            if item[0] is _CHUNK:
+                last = group[-1] if group else None
+                if last is not None and not _continues(last, item):
+                    self._block(group)
+                    group = []
+                group.append(item)
+                continue
+            if group:
+                self._block(group)
+                group = []
+            try:
+                self.live.run(item[1])
+            except Exception:
+                _log.failure("live view: a run boundary failed")
+        if group:
+            self._block(group)
+        self.queued = len(q)
+
+    def _block(self, group: list[tuple[Any, ...]]) -> None:
+        import numpy as np
+
+        _k, run_id, path, _n, raw, gain, offset, at = group[-1]
+        first = group[0][3]
+        rows = raw if len(group) == 1 else np.concatenate([g[4] for g in group])
+        try:
+            self.live.block(run_id, path, first, rows * gain + offset, at, len(group))
+        except Exception:
+            _log.failure("live view: storing chunks failed")
 
     def event(self, event: Any) -> None:
         from pybrid.monitor.decode import MonitorRun
@@ -68,13 +136,19 @@ class WebThread:
 
         if isinstance(event, ShmChunk):
             if self.live.watchers and not event.end:
-                self.reactor.callFromThread(self.live.chunk, as_monitor_chunk(event))
+                if self.queued >= HANDOFF_MAX:
+                    self.dropped += 1  # the web thread is that far behind: a gap in the view
+                    return
+                self.queued += 1  # the ring's slot is reused: the raw samples copied
+                self.pending.append((_CHUNK, event.run_id, event.carrier_path, event.chunk,
+                                     event.raw.copy(), event.gain, event.offset,
+                                     self.reactor.seconds()))
         elif isinstance(event, ShmRunStart):
-            self.reactor.callFromThread(self.live.run, MonitorRun(
-                "run-start", event.run_id, {"run": event.run, **event.record}, event.seq))
+            self.pending.append((_RUN, MonitorRun(
+                "run-start", event.run_id, {"run": event.run, **event.record}, event.seq)))
         elif isinstance(event, ShmCarrierEnd):
-            self.reactor.callFromThread(self.live.run, MonitorRun(
-                "run-end", event.run_id, {"state": event.state}, event.seq))
+            self.pending.append((_RUN, MonitorRun(
+                "run-end", event.run_id, {"state": event.state}, event.seq)))
 
     def stop(self) -> None:
         self.reactor.callFromThread(self.live.hub.stop)
@@ -154,7 +228,9 @@ def run(name: str, *, interval: float = 1.0, duration: float | None = None,
         if viewer is not None:
             viewer.stop()
     print(f"summary: {stats.frames} frames, {stats.chunks} chunks, {stats.samples} samples, "
-          f"tap gaps {stats.gaps}, chunk gaps {stats.chunk_gaps}", file=out, flush=True)
+          f"tap gaps {stats.gaps}, chunk gaps {stats.chunk_gaps}"
+          + (f", {viewer.dropped} chunks not shown (the live view behind)"
+             if viewer is not None and viewer.dropped else ""), file=out, flush=True)
     if recorder is not None and record:
         try:
             written = recorder.close()

@@ -60,12 +60,19 @@ class MonitorLive:
                            int(record.get("chunks") or 0), int(record.get("lost") or 0), now)
 
     def chunk(self, chunk: MonitorChunk) -> None:
-        if not self.watchers or chunk.end:
+        if not chunk.end:
+            self.block(chunk.run_id, chunk.carrier_path, chunk.chunk, chunk.samples,
+                       self.reactor.seconds())
+
+    def block(self, run_id: str, path: str, number: int, values: Any, at: float,
+              chunks: int = 1) -> None:
+        """``chunks`` consecutive chunks from ``number`` as one block of rows, the newest
+        arrived ``at`` (the reactor's time)."""
+        if not self.watchers:
             return
-        now = self.reactor.seconds()
-        if chunk.run_id not in self.store.runs:  # its start record was missed
-            self.store.start(chunk.run_id, 0, 0, now)
-        self.store.add(chunk.run_id, chunk.carrier_path, chunk.chunk, chunk.samples, now)
+        if run_id not in self.store.runs:  # its start record was missed
+            self.store.start(run_id, 0, 0, at)
+        self.store.add(run_id, path, number, values, at, chunks)
 
     def site(self) -> server.Site:
         root = resource.Resource()

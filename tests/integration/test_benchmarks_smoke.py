@@ -134,3 +134,29 @@ def test_nats_export_through_the_proxy_compares_the_modes_and_leaves_no_child() 
     assert off["export_at_best"] is None
     assert set(summary["ratio_to_off"]) == {"on"}
     assert _processes_with(marker.encode()) == []
+
+
+def test_live_view_benchmark_via_a_monitor_reaches_the_viewers_and_leaves_no_child() -> None:
+    """``benchmarks/live_view.py --via-monitor`` at a small rate: the proxy with an shm tap,
+    ``pybrid-monitor --shm … --web`` serving the 10 viewers, frames received, the client
+    loss-free; nothing outlives it."""
+    import json
+
+    from support.shm import require_shm
+
+    require_shm()
+    argv = [sys.executable, str(ROOT / "benchmarks" / "live_view.py"), "--rounds", "1",
+            "--seconds", "1.5", "--rate", "2000", "--via-monitor"]
+    marker = f"smoke-{uuid.uuid4()}"
+    env = dict(os.environ, PYBRID_BENCHMARK_SMOKE=marker)
+    proc = subprocess.run(argv, cwd=str(ROOT), capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    summary = json.loads(next(line for line in reversed(out.splitlines())
+                              if line.startswith("{")))
+    assert summary["served_by"] == "pybrid-monitor --shm --web"
+    assert summary["all_loss_free"]
+    watched = re.search(r"viewers on : ok=True .* µs/datagram, (\d+) frames", out)
+    assert watched and int(watched.group(1)) > 0, out
+    assert _processes_with(marker.encode()) == []

@@ -123,7 +123,6 @@ class DatagramIntake(protocol.DatagramProtocol):
         self._last_latched: tuple[Any, ...] | None = None
         self.counters = IntakeCounters()
         self.port: IListeningPort | None = None
-        self._sock: socket.socket | None = None
         self.rcvbuf = 0
         self._drops_base: int | None = None
 
@@ -207,7 +206,7 @@ class DatagramIntake(protocol.DatagramProtocol):
                max_throughput: int = MAX_THROUGHPUT) -> int:
         """Bind to ``interface`` on a free port; return the port number."""
         self.port = _listen_pinned(reactor, self, interface)
-        sock = self._sock = _socket_of(self.port)
+        sock = _socket_of(self.port)
         if sock is not None:  # Twisted's udp.Port: read at most this much per wake-up
             cast(Any, self.port).maxThroughput = max_throughput
         self.rcvbuf = 0 if sock is None else netstats.raise_rcvbuf(sock, rcvbuf)
@@ -236,8 +235,8 @@ class DatagramIntake(protocol.DatagramProtocol):
     def backlog(self) -> float:
         """How full the socket's receive buffer is (0 … 1; 0 while not known): datagrams the
         proxy has not read yet, as the kernel accounts them against the limit it drops at."""
-        sock = self._sock
-        if sock is None or self.port is None:
+        sock = _socket_of(self.port)
+        if sock is None:
             return 0.0
         held = netstats.receive_backlog(sock)
         return held[0] / held[1] if held and held[1] else 0.0
@@ -262,7 +261,6 @@ class DatagramIntake(protocol.DatagramProtocol):
         if self.port is not None:
             self.poll_drops()
         port, self.port = self.port, None
-        self._sock = None
         self._drops_base = None
         return None if port is None else port.stopListening()
 

@@ -28,7 +28,9 @@ plus the browser): the page's median latency from a datagram's arrival to its pa
 ``--via-monitor`` serves the viewers from ``pybrid-monitor --shm NAME --web 0`` instead (its own
 process, started for each watched run), fed by the proxy's ``--shm-tap NAME``: what watching
 costs the proxy when the view is served beside it (the unwatched runs: the tap without a
-reader).
+reader).  ``--live-process`` runs the proxy with ``--live-process``: the viewers connect to the
+proxy's status port as usual and the proxy hands them to its child; the child's own CPU per
+datagram is reported beside the proxy's (``child_us_per_datagram``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,24 @@ import _peers
 import throughput
 
 HERE = _peers.ROOT / "benchmarks"
+
+
+def live_child(proxy: _peers.Child) -> int:
+    """The pid of the proxy's ``--live-process`` child, once it started."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for line in list(proxy.lines):
+            m = re.search(r"live view: process started \(pid (\d+)\)", line)
+            if m:
+                return int(m.group(1))
+        time.sleep(0.1)
+    raise RuntimeError(f"no live process:\n{proxy.tail()}")
+
+
+def cpu_of(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _peers.CLK_TCK
 
 
 def status_port(proxy: _peers.Child) -> int:
@@ -124,7 +144,11 @@ def one_mode(args: argparse.Namespace, client: _peers.Child, proxy: _peers.Child
                 raise RuntimeError(f"viewers not ready:\n{viewers.tail()}")
         if thread is not None:
             thread.start()
+        child0 = cpu_of(args.child_pid) if args.child_pid else 0.0
         step = throughput.one_run(client, proxy, devices, args.rate, args.seconds, 8)
+        if args.child_pid and step["counted"]:
+            step["child_us_per_datagram"] = round(
+                (cpu_of(args.child_pid) - child0) / step["counted"] * 1e6, 2)
         if thread is not None:
             thread.join(120)
             step["chromium"] = browser
@@ -175,13 +199,17 @@ def main() -> int:
     ap.add_argument("--proxy-pythonpath", help="run the proxy and viewers from this tree")
     ap.add_argument("--via-monitor", action="store_true",
                     help="serve the viewers from pybrid-monitor --shm … --web (another process)")
+    ap.add_argument("--live-process", action="store_true",
+                    help="run the proxy with --live-process (it hands the viewers to a child)")
     ap.add_argument("--json")
     args = ap.parse_args()
     devices = throughput.start_devices(1, "f32")
-    extra = ["--status-port", "0"] + (["--shm-tap", SHM_NAME] if args.via_monitor else [])
+    extra = (["--status-port", "0"] + (["--shm-tap", SHM_NAME] if args.via_monitor else [])
+             + (["--live-process"] if args.live_process else []))
     proxy, cport = throughput.start_proxy([p for _c, p in devices], extra,
                                           args.proxy_pythonpath)
     port = status_port(proxy)
+    args.child_pid = live_child(proxy) if args.live_process else 0
     client = throughput.start_client(cport)
     children = [c for c, _p in devices]
     rounds: list[dict[str, Any]] = []
@@ -198,6 +226,8 @@ def main() -> int:
                 throughput.log(
                     f"round {r + 1} viewers {'on ' if watched else 'off'}: ok={step['ok']} "
                     f"{step['why'] or ''} proxy {step['proxy_us_per_datagram']} µs/datagram"
+                    + (f" (child {step.get('child_us_per_datagram')})" if args.live_process
+                       else "")
                     + (f", {v.get('frames')} frames, made {v.get('made')}, "
                        f"received {v.get('wire')}" if watched else "")
                     + (f", chromium {step['chromium']}" if "chromium" in step else ""))
@@ -214,7 +244,11 @@ def main() -> int:
     made = [r["on"]["viewers"]["made"].get("median_ms") for r in rounds]
     wire = [r["on"]["viewers"]["wire"].get("median_ms") for r in rounds]
     out = {"rate": args.rate, "viewers": args.viewers, "channels": args.channels,
-           "served_by": "pybrid-monitor --shm --web" if args.via_monitor else "the proxy",
+           "served_by": ("pybrid-monitor --shm --web" if args.via_monitor else
+                         "the proxy's --live-process child" if args.live_process
+                         else "the proxy"),
+           "child_us_per_datagram": {m: [r[m].get("child_us_per_datagram") for r in rounds]
+                                     for m in ("off", "on")} if args.live_process else None,
            "rounds": rounds,
            "all_loss_free": all(r[m]["ok"] for r in rounds for m in ("on", "off")),
            "us_per_datagram_off": med("off"), "us_per_datagram_on": med("on"),

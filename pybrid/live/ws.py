@@ -192,6 +192,9 @@ class LiveHub:
     clock: IReactorTime
     #: Told how many viewers watch (the tap decodes only while some do), or None.
     tap: Any = None
+    #: ``--live-process``: takes a viewer's upgrade to serve it in another process
+    #: (``hand_over(request) -> bool``; pybrid.proxy.taps.live.child), or None.
+    handoff: Any = None
     rate: float = 30.0
     deadline: float = DEADLINE
     max_viewers: int = 64
@@ -283,4 +286,6 @@ class OriginCheckedResource(WebSocketResource):
             request.setResponseCode(403)
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
             return b"cross-origin WebSocket refused\n"
+        if self.hub.handoff is not None and self.hub.handoff.hand_over(request):
+            return server.NOT_DONE_YET  # the connection is the live process's now
         return super().render_GET(request)

@@ -35,13 +35,18 @@ from typing import Any, NamedTuple
 import attrs
 import numpy as np
 
+from pybrid.monitor.shm_blocks import (
+    _READ_COUNT,
+    _READ_POS,
+    _U64,
+    RELEASE_EVERY,
+    BlockReads,
+)
 from pybrid.wire import shm_frames as F
 
-RELEASE_EVERY = 64
 _HEADER = F.HEADER.unpack_from
-_U64 = struct.Struct("<Q")
 _FRAME = struct.Struct("<QQ")
-_READ_POS, _READ_COUNT, _WRITER_PID = 56, 72, 80
+_WRITER_PID = 80
 _FREE = 40
 
 
@@ -126,8 +131,10 @@ def _atomic_add() -> Any:
     return fn
 
 
-class ShmReader:
+class ShmReader(BlockReads):
     """The reader end of a proxy's shared-memory tap; see the module note."""
+
+    _chunk_type = ShmChunk  # what :meth:`blocks` joins
 
     def __init__(self, name: str, *, payload_size: int = 64 << 20, metadata_size: int = 4096,
                  reference: bool = False) -> None:
@@ -162,6 +169,8 @@ class ShmReader:
         self._writer_pid = 0
         self._meta: dict[str, Any] | None = None
         self._last_seq = 0
+        self._last_head: tuple[Any, ...] = ()
+        self._last_size = 0
         self._runs: dict[int, str] = {}
         self._layouts: dict[tuple[int, int], dict[str, Any]] = {}
         self._next_chunk: dict[tuple[int, int], int] = {}
@@ -219,6 +228,10 @@ class ShmReader:
                         f"the proxy (writer pid {self._writer_pid}) died without detaching "
                         f"from {self.name!r}") from None
                 return None
+        return self._next_frame()
+
+    def _next_frame(self) -> memoryview:
+        """The frame whose signal was taken (see :meth:`read_frame`)."""
         mm = self._mm
         pos = _U64.unpack_from(mm, _READ_POS)[0]
         size, seq = _FRAME.unpack_from(mm, self._base + pos)
@@ -231,6 +244,7 @@ class ShmReader:
         if seq != self._expected:
             raise self._zb_mod.SequenceError(self._expected, seq)
         self._expected = seq + 1
+        self._last_size = size
         total = 16 + size
         at = self._base + pos + 16
         new = pos + total
@@ -286,6 +300,8 @@ class ShmReader:
         if seq > self._last_seq:
             self._last_seq = seq
         if kind == F.CHUNK:
+            self._last_head = (kind, flags, carrier, run, seq, chunk, samples, channels, dtype,
+                               gain, offset)
             key = (run, carrier, flags, channels, dtype, gain, offset)
             known = self._formats.get(key)
             if known is None:

@@ -10,6 +10,7 @@ on Ctrl-C / SIGTERM.  A proxy that died without detaching is reported as such (e
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -54,7 +55,7 @@ _CHUNK, _RUN = "chunk", "run"
 
 def _continues(last: tuple[Any, ...], item: tuple[Any, ...]) -> bool:
     """Whether queued chunk ``item`` directly follows ``last`` in the same carrier and format."""
-    return (item[1] == last[1] and item[2] == last[2] and item[3] == last[3] + 1
+    return (item[1] == last[1] and item[2] == last[2] and item[3] == last[3] + last[8]
             and item[4].shape == last[4].shape and item[5] is last[5] and item[6] is last[6])
 
 
@@ -65,7 +66,7 @@ class WebThread:
     :data:`HANDOFF_EVERY` seconds: a ``callFromThread`` per chunk woke the reactor 30 000
     times a second and left the viewers about 2 frames a second."""
 
-    def __init__(self, description: str) -> None:
+    def __init__(self, description: str | None, handoff: int | None = None) -> None:
         import collections
         import threading
 
@@ -74,8 +75,13 @@ class WebThread:
         from pybrid.monitor.web import MonitorLive
 
         self.reactor: Any = reactor
-        self.live = MonitorLive(reactor)
-        #: ``(_CHUNK, run_id, path, number, raw, gain, offset, at)`` or ``(_RUN, MonitorRun)``
+        self.live = MonitorLive(reactor, on_watchers=self._watchers)
+        #: ``handoff``: the Unix socket the proxy hands viewers over (pybrid.live.handoff).
+        self.adopter: Any = None
+        #: Set when the proxy that hands viewers over is gone.
+        self.orphaned = False
+        #: ``(_CHUNK, run_id, path, first number, raw, gain, offset, at, chunks)`` or
+        #: ``(_RUN, MonitorRun)``
         #: in the order read; a deque's appends and pops are thread-safe.
         self.pending: collections.deque[tuple[Any, ...]] = collections.deque()
         self.queued = 0  # chunks in ``pending``, approximately (both threads move it)
@@ -84,14 +90,33 @@ class WebThread:
                                        name="pybrid-monitor-web", daemon=True)
         self.thread.start()
         port = threads.blockingCallFromThread(
-            self.reactor, self._listen, description)  # type: ignore[arg-type]
-        self.url = f"http://{port.getHost().host}:{port.getHost().port}/live"
+            self.reactor, self._listen, description, handoff)  # type: ignore[arg-type]
+        self.url = ("" if port is None
+                    else f"http://{port.getHost().host}:{port.getHost().port}/live")
 
-    def _listen(self, description: str) -> Any:
+    def _listen(self, description: str | None, handoff: int | None) -> Any:
         loop = task.LoopingCall(self._take)
         loop.clock = self.reactor
         loop.start(HANDOFF_EVERY, now=False)
-        return self.live.listen(description)
+        if handoff is None:
+            return self.live.listen(description or "0")
+        import socket
+
+        from pybrid.live.handoff import Adopter, AdopterFactory
+
+        self.adopter = Adopter(self.reactor, self.live.site(), lost=self._orphaned)
+        self.reactor.adoptStreamConnection(handoff, socket.AF_UNIX, AdopterFactory(self.adopter))
+        os.close(handoff)  # the reactor keeps its own duplicate
+        self.adopter.say(b'{"ready": true}')
+        return None
+
+    def _orphaned(self) -> None:
+        self.orphaned = True
+
+    def _watchers(self, count: int) -> None:
+        """Tells the proxy (handoff mode) how many watch: it feeds run data only then."""
+        if self.adopter is not None:
+            self.adopter.say(b'{"viewers": %d}' % count)
 
     def _take(self) -> None:
         """In the reactor thread: what the loop queued so far, in order, consecutive chunks
@@ -122,19 +147,30 @@ class WebThread:
     def _block(self, group: list[tuple[Any, ...]]) -> None:
         import numpy as np
 
-        _k, run_id, path, _n, raw, gain, offset, at = group[-1]
+        _k, run_id, path, _n, raw, gain, offset, at, _c = group[-1]
         first = group[0][3]
         rows = raw if len(group) == 1 else np.concatenate([g[4] for g in group])
         try:
-            self.live.block(run_id, path, first, rows * gain + offset, at, len(group))
+            self.live.block(run_id, path, first, rows * gain + offset, at,
+                            sum(g[8] for g in group))
         except Exception:
             _log.failure("live view: storing chunks failed")
 
     def event(self, event: Any) -> None:
         from pybrid.monitor.decode import MonitorRun
         from pybrid.monitor.shm import ShmCarrierEnd, ShmChunk, ShmRunStart
+        from pybrid.monitor.shm_blocks import ShmBlock
 
-        if isinstance(event, ShmChunk):
+        if type(event) is ShmBlock:  # a copy already (ShmReader.blocks)
+            if self.live.watchers:
+                if self.queued >= HANDOFF_MAX:
+                    self.dropped += event.chunks
+                    return
+                self.queued += event.chunks
+                self.pending.append((_CHUNK, event.run_id, event.carrier_path, event.chunk,
+                                     event.raw, event.gain, event.offset,
+                                     self.reactor.seconds(), event.chunks))
+        elif isinstance(event, ShmChunk):
             if self.live.watchers and not event.end:
                 if self.queued >= HANDOFF_MAX:
                     self.dropped += 1  # the web thread is that far behind: a gap in the view
@@ -142,7 +178,7 @@ class WebThread:
                 self.queued += 1  # the ring's slot is reused: the raw samples copied
                 self.pending.append((_CHUNK, event.run_id, event.carrier_path, event.chunk,
                                      event.raw.copy(), event.gain, event.offset,
-                                     self.reactor.seconds()))
+                                     self.reactor.seconds(), 1))
         elif isinstance(event, ShmRunStart):
             self.pending.append((_RUN, MonitorRun(
                 "run-start", event.run_id, {"run": event.run, **event.record}, event.seq)))
@@ -164,6 +200,7 @@ def run(name: str, *, interval: float = 1.0, duration: float | None = None,
         from zerobuffer import WriterDeadException
 
         from pybrid.monitor.shm import ShmCarrierEnd, ShmChunk, ShmReader, ShmRunStart
+        from pybrid.monitor.shm_blocks import ShmBlock
     except ImportError as e:
         print(f"{PROG}: error: --shm needs zerobuffer-ipc and posix-ipc ({e}): "
               + install_hint("shm", "zerobuffer-ipc posix-ipc"), file=err)
@@ -193,15 +230,17 @@ def run(name: str, *, interval: float = 1.0, duration: float | None = None,
         if web is not None:
             viewer = WebThread(web)
             print(f"live view on {viewer.url}", file=out, flush=True)
-        for event in reader.events(timeout=min(interval, 0.25)):
+        # without a recorder, chunks that continue each other come as blocks (less per chunk)
+        source = (reader.events if recorder is not None else reader.blocks)
+        for event in source(timeout=min(interval, 0.25)):
             now = time.monotonic()
             if viewer is not None and event is not None:
                 viewer.event(event)
             clock.advance(now - start - clock.seconds())
-            if isinstance(event, ShmChunk):
+            if isinstance(event, (ShmChunk, ShmBlock)):
                 key = (event.carrier, event.carrier_path)
                 counts = per_carrier.setdefault(key, [0, 0])
-                counts[0] += 1
+                counts[0] += event.chunks if isinstance(event, ShmBlock) else 1
                 counts[1] += event.raw.shape[0]
                 if recorder is not None:
                     recorder.add(as_monitor_chunk(event))

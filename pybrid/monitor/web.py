@@ -42,9 +42,16 @@ class MonitorLive:
 
     reactor: Any
     store: LiveStore = attrs.field(factory=LiveStore)
+    #: Told the number of viewers whenever it changes, or None.
+    on_watchers: Any = None
     #: Viewers connected (set by the hub); 0: chunks are not stored.
-    watchers: int = 0
+    watchers: int = attrs.field(default=0, on_setattr=lambda self, _a, value: self._told(value))
     hub: LiveHub = attrs.field(init=False)
+
+    def _told(self, value: int) -> int:
+        if self.on_watchers is not None and value != self.watchers:
+            self.on_watchers(value)
+        return value
 
     def __attrs_post_init__(self) -> None:
         self.hub = LiveHub(self.store, self.reactor, tap=self)

@@ -128,6 +128,9 @@ class ProxyConfig:
     shm_writer: str = "inline"
     #: ``--shm-yield``: the intakes' backlog (0 … 1) from which the taps skip run data, 0: never.
     shm_yield: float = 0.5
+    #: ``--live-process``: a child process serves ``/live``'s viewers
+    #: (pybrid.proxy.taps.live.child); False: the proxy serves them itself.
+    live_process: bool = False
     #: ``--advertise`` (pybrid.discovery): announce the proxy by mDNS; None: do not.
     advertise: AdvertiseConfig | None = None
     #: ``--nats URL`` and ``--nats-*``: the JetStream export's bridge child

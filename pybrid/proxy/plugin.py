@@ -6,7 +6,8 @@
            [--max-pending 1024] [--accepts-per-pass 100]
            [--client-buffer 64MiB] [--udp-rcvbuf 64MiB]
            [--monitor GROUP:PORT …] [--monitor-ttl 1] [--monitor-interface 127.0.0.1]
-           [--shm-tap NAME …] [--nats URL … --nats-stream PYBRID --nats-replicas 1 …]
+           [--shm-tap NAME …] [--live-process]
+           [--nats URL … --nats-stream PYBRID --nats-replicas 1 …]
            [--advertise [--advertise-interface all|IP,…] [--advertise-name NAME]]
 
 ``-b`` takes a backend (``HOST[:PORT]``), comma-separated backends, or a backend file
@@ -95,6 +96,10 @@ class Options(AdvertiseOptionsMixin, MonitorOptionsMixin, NatsOptionsMixin, Twis
     ]
     optFlags = [
         ["debug", None, "Log every message (per-message detail)."],
+        ["live-process", None,
+         "Serve the /live view's viewers from a child process: the proxy checks each viewer "
+         "(auth, Origin) and hands its connection over, and sends the child the watched "
+         "samples (needs --status-port; a TLS status port is served in-process)."],
         ["no-nudges", None,
          "Send no unsolicited generic pongs after a cached extract or the UDP refusal (they "
          "speed up the reference client's connect; see docs/proxy.md)."],
@@ -148,6 +153,9 @@ class Options(AdvertiseOptionsMixin, MonitorOptionsMixin, NatsOptionsMixin, Twis
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
         nats = self.nats_config()
+        live_process = bool(self["live-process"])
+        if live_process and status_port is None:
+            raise usage.UsageError("--live-process serves /live: it needs --status-port")
         shm_taps = _shm_taps(self["shm-taps"] + ([nats.shm_name] if nats else []))
         advertise = self.advertise_config(interface if listen is None else listen)
         shm_timeout = _number("--shm-write-timeout", self["shm-write-timeout"], float, 0.01, 3600)
@@ -187,6 +195,7 @@ class Options(AdvertiseOptionsMixin, MonitorOptionsMixin, NatsOptionsMixin, Twis
             shm_writer=_choice("--shm-writer", self["shm-writer"], ("inline", "thread")),
             shm_yield=shm_yield / 100,
             nats=nats,
+            live_process=live_process,
             timing=Timing(nudge_delays=()) if self["no-nudges"] else Timing(),
             advertise=advertise,
         )

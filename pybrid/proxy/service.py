@@ -58,6 +58,7 @@ from pybrid.proxy.runs.dispatch import Dispatcher
 from pybrid.proxy.status.model import ServiceStatus
 from pybrid.proxy.status.web import StatusService
 from pybrid.proxy.taps.base import fan
+from pybrid.proxy.taps.live.child import LiveProcess
 from pybrid.proxy.taps.live.tap import LiveTap
 from pybrid.proxy.taps.multicast import MulticastTap, make_tap
 from pybrid.proxy.taps.shm.options import make_shm_taps
@@ -94,10 +95,15 @@ class ProxyService(service.MultiService):
         #: The live view (``/live`` on the status page; pybrid.live), or None.
         self.live: LiveTap | None = None
         self.live_hub: LiveHub | None = None
+        #: ``--live-process``: the child serving /live's viewers and its tap, or None.
+        self.live_process: LiveProcess | None = None
         children = {}
         if config.status_port is not None:
             self.live = LiveTap(reactor)
-            self.live_hub = LiveHub(self.live.store, reactor, tap=self.live)
+            if config.live_process:
+                self.live_process = LiveProcess(reactor, self.live)
+            self.live_hub = LiveHub(self.live.store, reactor, tap=self.live,
+                                    handoff=self.live_process)
             children[b"live"] = live_resource(self.live_hub)
         #: A run being registered releases the intakes' source latches
         #: (pybrid.proxy.backend.intake).  The router is the one way out to the taps.
@@ -134,6 +140,8 @@ class ProxyService(service.MultiService):
             PartService(self.tap, privileged=True).setServiceParent(self)
         if self.shm is not None:  # the taps start before and stop after the lanes
             PartService(self.shm).setServiceParent(self)
+        if self.live_process is not None:
+            self.live_process.setServiceParent(self)
         parts: list[Startable] = [*self.lanes, self.intake_watch]
         for part in parts:
             PartService(part).setServiceParent(self)
@@ -258,6 +266,7 @@ class ProxyService(service.MultiService):
             dispatch=self.dispatcher.status(), monitor=monitor,
             shm_taps=() if self.shm is None else self.shm.status(),
             nats=None if self.nats is None else self.nats.status(),
+            live_process=None if self.live_process is None else self.live_process.status(),
             readiness=self.health.verdict(),
             recent_runs=self.dispatcher.coordinator.history.records(),
         )

@@ -160,3 +160,29 @@ def test_live_view_benchmark_via_a_monitor_reaches_the_viewers_and_leaves_no_chi
     watched = re.search(r"viewers on : ok=True .* µs/datagram, (\d+) frames", out)
     assert watched and int(watched.group(1)) > 0, out
     assert _processes_with(marker.encode()) == []
+
+
+def test_live_view_benchmark_with_the_live_process_reaches_the_viewers_and_leaves_no_child(
+) -> None:
+    """``benchmarks/live_view.py --live-process`` at a small rate: the viewers handed to the
+    proxy's child get frames, the child's CPU is reported, the client is loss-free, and
+    neither the proxy nor its child outlives the benchmark."""
+    import json
+
+    argv = [sys.executable, str(ROOT / "benchmarks" / "live_view.py"), "--rounds", "1",
+            "--seconds", "1.5", "--rate", "2000", "--live-process"]
+    marker = f"smoke-{uuid.uuid4()}"
+    env = dict(os.environ, PYBRID_BENCHMARK_SMOKE=marker)
+    proc = subprocess.run(argv, cwd=str(ROOT), capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    summary = json.loads(next(line for line in reversed(out.splitlines())
+                              if line.startswith("{")))
+    assert summary["served_by"] == "the proxy's --live-process child"
+    assert summary["all_loss_free"]
+    assert summary["child_us_per_datagram"]["on"][0] > 0
+    watched = re.search(r"viewers on : ok=True .* µs/datagram \(child [\d.]+\), (\d+) frames",
+                        out)
+    assert watched and int(watched.group(1)) > 0, out
+    assert _processes_with(marker.encode()) == []

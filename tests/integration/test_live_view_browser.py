@@ -85,12 +85,16 @@ def y_of(v: float) -> int:
     return round(TOP + (1.05 - v) / 2.1 * HEIGHT)
 
 
+@pytest.mark.parametrize("live_process", [False, True], ids=["in-proxy", "live-process"])
 @pytest_twisted.ensureDeferred
 async def test_chromium_draws_the_envelope_of_the_simulated_signal_and_the_gaps(
-        reactor, tmp_path: pathlib.Path):
+        reactor, tmp_path: pathlib.Path, live_process: bool):
     shot = tmp_path / "live.png"
-    async with status_stack(reactor, 1, session_timeout=120.0,
+    async with status_stack(reactor, 1, session_timeout=120.0, live_process=live_process,
                             device_options={"faults": Faults(drop=0.03, seed=3)}) as (_d, service):
+        if live_process:  # the viewers go to the child (tests/integration/test_live_view_process)
+            await until(reactor, lambda: service.live_process.ready, "the live process ready",
+                        seconds=30.0)
         url = service.status_page.url
         client = await connect("127.0.0.1", service.address[1], reactor=reactor)
         # during a run: the page connects, gets frames and paints them
@@ -108,7 +112,8 @@ async def test_chromium_draws_the_envelope_of_the_simulated_signal_and_the_gaps(
         assert "running" in dom
         # a run nobody watches is not decoded: a viewer watches the short run
         viewer = await view(reactor, url.replace("http://", "ws://") + "live/ws", window=0)
-        await until(reactor, lambda: service.live.watchers == 1, "the viewer counted")
+        await until(reactor, lambda: service.live.watchers + service.live.remote == 1,
+                    "the viewer counted")
         result = await client.run(0.2, channels=2, sample_rate=RATE, timeout=60)
         await client.close()
         viewer.transport.loseConnection()
@@ -118,4 +123,6 @@ async def test_chromium_draws_the_envelope_of_the_simulated_signal_and_the_gaps(
         page = f"{url}live?run={result.run_id}&window=0&channels=0"
         await chromium(reactor, f"--screenshot={shot}", "--window-size=1400,900",
                        "--virtual-time-budget=4000", page)
+        if live_process:
+            assert service.live_process.handed >= 3 and service.live_process.served_here == 0
     check_screenshot(shot, carrier.missing_chunks, carrier.chunk_size)

@@ -194,6 +194,7 @@ class StatusCollector:
             readiness=status.readiness,
             recent_runs=status.recent_runs,
             nats=status.nats,
+            live_process=status.live_process,
         )
 
     def _backend(self, lane: LaneStatus) -> BackendStatus:

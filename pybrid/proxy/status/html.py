@@ -256,6 +256,20 @@ def _nats(status: ProxyStatus) -> str:
     return _wide("NATS export", table)
 
 
+def _live_process(status: ProxyStatus) -> str:
+    """``--live-process`` (pybrid.proxy.taps.live.child.LiveProcessStatus); nothing without."""
+    p = status.live_process
+    if p is None:
+        return ""
+    rows = [(e(str(p.pid or "–")), "ready" if p.ready else "starting", count(p.viewers),
+             count(p.handed), count(p.served_here), count(p.sent), count(p.not_sent),
+             count(p.restarts))]
+    table = _table(("pid", "state", "viewers", "handed over", "served by the proxy",
+                    "chunks sent", "not sent (behind)", "restarts"), rows,
+                   {2, 3, 4, 5, 6, 7}, "")
+    return _wide("Live process", table)
+
+
 def _counters(status: ProxyStatus) -> str:
     if not status.counters:
         return ""
@@ -329,7 +343,7 @@ def render(status: ProxyStatus, refresh: float = 2.0) -> str:
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>"
         f"<header><h1>pybrid-proxy</h1>{badge}<span class=\"meta\">{meta}</span></header>"
         f"{_banner(status)}<main>{_backends(status)}{_carriers(status)}{_session(status)}"
-        f"{_recent_runs(status)}{_monitor(status)}{_shm(status)}{_nats(status)}"
+        f"{_recent_runs(status)}{_monitor(status)}{_shm(status)}{_nats(status)}{_live_process(status)}"
         f"{_counters(status)}{_errors(status)}</main>"
         f"<footer>Snapshot {clock_time(status.now)} UTC, refreshed every {refresh:g} s \u00b7 "
         '<a href="status.json">status.json</a> \u00b7 <a href="metrics">metrics</a> \u00b7 '

@@ -250,6 +250,23 @@ def families(status: ProxyStatus) -> Iterator[Metric]:
             _counter("pybrid_proxy_nats_bridge_restarts_total",
                      "Times the NATS bridge process was restarted.", [], [([], n.restarts)]),
         ]
+    p = status.live_process
+    if p is not None:
+        candidates += [
+            _gauge("pybrid_proxy_live_process_ready", "1 while the live process serves /live.",
+                   [], [([], int(p.ready))]),
+            _gauge("pybrid_proxy_live_process_viewers", "Viewers the live process serves.", [],
+                   [([], p.viewers)]),
+            _counter("pybrid_proxy_live_viewers_total",
+                     "Live-view WebSocket viewers, by who served them (process: handed over; "
+                     "proxy: served in-process while the live process was not ready, or TLS).",
+                     ["served_by"], [(["process"], p.handed), (["proxy"], p.served_here)]),
+            _counter("pybrid_proxy_live_process_chunks_total",
+                     "Watched chunks for the live process (not_sent: it was behind).",
+                     ["outcome"], [(["sent"], p.sent), (["not_sent"], p.not_sent)]),
+            _counter("pybrid_proxy_live_process_restarts_total",
+                     "Times the live process was restarted.", [], [([], p.restarts)]),
+        ]
     yield from (family for family in candidates if family is not None)
 
 

@@ -40,6 +40,8 @@ class ServiceStatus:
     shm_taps: tuple[Any, ...] = ()
     #: ``--nats``: :class:`pybrid.proxy.taps.nats.child.NatsExportStatus`, or None.
     nats: Any = None
+    #: ``--live-process``: :class:`pybrid.proxy.taps.live.child.LiveProcessStatus`, or None.
+    live_process: Any = None
     #: May a session be promoted (the scheduler's own verdict, pybrid.proxy.backend.health).
     readiness: Readiness = attrs.field(kw_only=True)
     #: The last runs that ended, oldest first (pybrid.proxy.runs.history).
@@ -136,6 +138,8 @@ class ProxyStatus:
     shm_taps: tuple[Any, ...] = ()
     #: ``--nats``: :class:`pybrid.proxy.taps.nats.child.NatsExportStatus`, or None.
     nats: Any = None
+    #: ``--live-process``: :class:`pybrid.proxy.taps.live.child.LiveProcessStatus`, or None.
+    live_process: Any = None
     #: The scheduler's verdict on the cluster: ``healthy`` and the page's pill show it (a
     #: snapshot built without one is not ready).
     readiness: Readiness = attrs.field(factory=lambda: Readiness(empty=True), kw_only=True)

@@ -39,7 +39,7 @@ def _thread() -> Any:
 def _chunk(web: Any, number: int, path: str = "/c0", at: float = 0.0,
            gain: Any = None, offset: Any = None) -> None:
     raw = np.full((2, 3), number, np.float32)
-    web.pending.append((C._CHUNK, "run-a", path, number, raw, gain, offset, at))
+    web.pending.append((C._CHUNK, "run-a", path, number, raw, gain, offset, at, 1))
     web.queued += 1
 
 

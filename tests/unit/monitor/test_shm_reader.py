@@ -15,6 +15,7 @@ require_shm()
 import zerobuffer  # noqa: E402
 
 from pybrid.monitor.shm import ShmCarrierEnd, ShmChunk, ShmReader, ShmRunStart  # noqa: E402
+from pybrid.monitor.shm_blocks import ShmBlock  # noqa: E402
 from pybrid.proxy.taps.shm.ring import Ring  # noqa: E402
 from pybrid.wire import shm_frames as F  # noqa: E402
 
@@ -96,3 +97,67 @@ def test_a_closed_reader_leaves_nothing_in_dev_shm():
     reader.close()
     ring.close()
     assert [f for f in files if os.path.exists(f)] == []
+
+
+def other_carrier_chunk(seq: int, number: int, raw: np.ndarray) -> F.Frame:
+    data = raw.astype("<f4").tobytes()
+    head = F.chunk_header(1, 1, 0, 0, raw.shape[0], raw.shape[1], 1, 2.0, 0.5)
+    n = len(head) + len(data)
+    return (head, seq, number, data, F.pad_length(n), n + F.pad_length(n))
+
+
+STEPS = 400  # 96 bytes a frame: the 4 KiB ring wraps about ten times
+
+
+def test_blocks_join_what_continues_and_match_the_chunks_one_by_one():
+    """Chunks that continue each other come as one block; a lost chunk, a tap gap, another
+    carrier, another size or the ring's wrap start a new one — and the rows, numbers and
+    counts are those ``events`` gives chunk by chunk."""
+    name = buffer_name()
+    rng = np.random.default_rng(5)
+    with ShmReader(name, payload_size=1 << 12) as reader:  # small: the ring wraps often
+        ring = Ring(name)
+        ring.set_metadata(F.metadata([{"index": 0, "path": "/m"}], "x"))
+        expected: list[tuple[int, int, np.ndarray]] = []  # (carrier, chunk, values)
+        frames: list[F.Frame] = list(opening("r"))
+        seq, number, other = 3, 0, 0
+        for step in range(STEPS):
+            rows = 5 if step % 37 == 36 else 4  # now and then another size
+            raw = rng.standard_normal((rows, 2)).astype("<f4")
+            if step % 29 == 28:
+                frames.append(other_carrier_chunk(seq, other, raw))
+                expected.append((1, other, raw.astype(float) * 2.0 + 0.5))
+                other += 1
+            else:
+                frames.append(chunk(seq, number, raw))
+                expected.append((0, number, raw.astype(float) * 2.0 + 0.5))
+                number += 2 if step % 17 == 16 else 1  # now and then a lost chunk
+            seq += 2 if step % 23 == 22 else 1  # now and then a tap gap
+        got: list[tuple[int, int, np.ndarray]] = []
+        blocks = 0
+        sent = 0
+        events = reader.blocks(timeout=0.05)
+        while sent < len(frames) or len(got) < len(expected):
+            if sent < len(frames):
+                sent += ring.write_batch(frames, sent)[0]
+            for event in events:
+                if event is None:
+                    break
+                if isinstance(event, ShmBlock):
+                    blocks += 1
+                    per = event.raw.shape[0] // event.chunks
+                    for i in range(event.chunks):
+                        got.append((event.carrier, event.chunk + i,
+                                    event.raw[i * per:(i + 1) * per] * event.gain
+                                    + event.offset))
+                elif isinstance(event, ShmChunk):
+                    got.append((event.carrier, event.chunk, event.values()))
+        assert [(c, n) for c, n, _v in got] == [(c, n) for c, n, _v in expected]
+        for (_c, _n, have), (_c2, _n2, want) in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(have, want)
+        assert 0 < blocks < len(expected) // 2  # joined, and split where they must be
+        assert reader.stats.chunks == len(expected)
+        assert reader.stats.gaps == sum(1 for s in range(STEPS) if s % 23 == 22)
+        assert reader.stats.chunk_gaps == sum(1 for s in range(STEPS) if s % 17 == 16
+                                              and s % 29 != 28)
+        ring.close()

@@ -128,3 +128,11 @@ def test_bad_listen_endpoints_are_clear_usage_errors(listen, needle):
 def test_port_does_not_go_with_an_endpoint():
     with pytest.raises(usage.UsageError, match="--port goes with --listen HOST"):
         parse(["-b", "h", "--listen", "tcp:5732", "--port", "5733"])
+
+
+def test_live_process_needs_the_status_page_and_reaches_the_config():
+    with pytest.raises(usage.UsageError, match="--live-process serves /live: it needs "
+                                               "--status-port"):
+        parse(["-b", "h", "--live-process"])
+    assert parse(["-b", "h", "--status-port", "0", "--live-process"]).config.live_process
+    assert not parse(["-b", "h", "--status-port", "0"]).config.live_process

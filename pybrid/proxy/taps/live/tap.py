@@ -54,6 +54,10 @@ class LiveTap:
     store: LiveStore = attrs.field(factory=LiveStore)
     #: Viewers connected (the WebSocket side counts them); 0: samples are not decoded.
     watchers: int = 0
+    #: ``--live-process``: the link to the child (:class:`.link.LiveLink`) and its viewers;
+    #: the blocks go to it undecoded while ``remote`` is above zero.
+    link: Any = None
+    remote: int = 0
     unusable: int = 0
     #: Reactor seconds the newest pending chunk arrived.
     arrived: float = 0.0
@@ -67,12 +71,14 @@ class LiveTap:
 
     def run_started(self, run: RunInfo) -> None:
         rate = run.meta.get("sample_rate", 0)
-        self.store.start(run.client_id, run.number, int(rate) if rate else 0,
-                         self.clock.seconds())
+        for store in (self.store, self.link):
+            if store is not None:
+                store.start(run.client_id, run.number, int(rate) if rate else 0,
+                            self.clock.seconds())
 
     def chunk(self, run: RunInfo, lane: int, lay: Layout | None, number: int,
               payload: bytes, flags: int) -> None:
-        if not self.watchers:
+        if not (self.watchers or self.remote):
             return
         if lay is None:
             self._parsed(run, number, payload)
@@ -102,9 +108,14 @@ class LiveTap:
         """Decode what came since the last frame: each block of consecutive chunks of one
         carrier and format as one array."""
         pending, self._pending, self._count = self._pending, [], 0
+        link = self.link if self.remote else None
         for run, path, fmt, first, _size, parts in pending:
-            raw = np.frombuffer(b"".join(parts), fmt.dtype)
-            values = raw.reshape(-1, fmt.stride)
+            if link is not None:  # the bytes as they came: one sendmsg, no join
+                link.block(run.client_id, path.decode("ascii"), first, parts, fmt,
+                           self.arrived)
+            if not self.watchers:
+                continue
+            values = np.frombuffer(b"".join(parts), fmt.dtype).reshape(-1, fmt.stride)
             if not fmt.identity:
                 values = values * fmt.gain + fmt.offset
             self.store.add(run.client_id, path.decode("ascii"), first, values, self.arrived,
@@ -121,7 +132,11 @@ class LiveTap:
             self.unusable += 1
             return
         self.flush()  # keep the order
-        self.store.add(run.client_id, body.entity.path, number, values, self.clock.seconds())
+        now = self.clock.seconds()
+        if self.remote and self.link is not None:
+            self.link.values(run.client_id, body.entity.path, number, values, now)
+        if self.watchers:
+            self.store.add(run.client_id, body.entity.path, number, values, now)
 
     def state_changed(self, run: RunInfo, lane: int, path: str, state: int, reason: str,
                       payload: bytes, flags: int) -> None:
@@ -129,8 +144,10 @@ class LiveTap:
 
     def run_ended(self, run: RunInfo, end: RunEnd) -> None:
         self.flush()
-        self.store.end(run.client_id, result_name(end.state), end.chunks, end.lost,
-                       self.clock.seconds())
+        for store in (self.store, self.link):
+            if store is not None:
+                store.end(run.client_id, result_name(end.state), end.chunks, end.lost,
+                          self.clock.seconds())
 
     def _format(self, lane: int, lay: Layout, payload: bytes) -> samples.ChunkFormat | None:
         key = (lane, lay)

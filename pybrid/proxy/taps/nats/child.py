@@ -21,9 +21,10 @@ from typing import Any
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet import defer, error, protocol
+from twisted.internet import defer, protocol
 from twisted.logger import Logger
 
+from pybrid.proxy.taps.children import RestartingChild, terminate
 from pybrid.proxy.taps.nats.bridge import ExportCounters
 from pybrid.wire import nats_format as N
 
@@ -118,7 +119,7 @@ class _BridgeProcess(protocol.ProcessProtocol):
 
 
 @attrs.define(eq=False)
-class NatsBridgeService(Service):
+class NatsBridgeService(RestartingChild, Service):
     """Runs and watches the bridge child; see the module note."""
 
     config: NatsExportConfig
@@ -173,42 +174,16 @@ class NatsBridgeService(Service):
         for key in _COUNTS:
             self._base[key] = self._base.get(key, 0) + int(self.last.get(key, 0))
         self.last = {}
-        if self._stopping:
-            return
-        self.restarts += 1
-        _log.warn("nats export: bridge exited ({reason}); restarting in {delay:g} s",
-                  reason=str(reason), delay=self._delay)
-        self._retry = self.reactor.callLater(self._delay, self._spawn)
-        self._delay = min(self._delay * 2, self.backoff_max)
+        if not self._stopping:
+            self._restart_later("nats export: bridge", reason)
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()
-        self._stopping = True
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
+        self._stop_restarting()
         proc, transport = self._proc, self._transport
         if proc is None or transport is None:
             return defer.succeed(None)
-        try:
-            transport.signalProcess("TERM")
-        except error.ProcessExitedAlready:
-            return defer.succeed(None)
-        killer = self.reactor.callLater(5.0, self._kill, transport)
-        d = proc.ended
-
-        def done(_: Any) -> None:
-            if killer.active():
-                killer.cancel()
-
-        d.addBoth(done)
-        return d
-
-    @staticmethod
-    def _kill(transport: Any) -> None:
-        try:
-            transport.signalProcess("KILL")
-        except error.ProcessExitedAlready:
-            pass
+        return terminate(self.reactor, transport, proc.ended)
 
     def status(self) -> NatsExportStatus:
         s = self.last

@@ -36,6 +36,8 @@ from pybrid.proxy.taps.live.link import LiveLink
 _log = Logger()
 #: Seconds between the blocks the live tap sends the child while someone watches.
 FLUSH_EVERY = 0.01
+#: The live process's nice increment: the proxy's reactor first on a busy host.
+DEFAULT_NICE = 10
 #: Send buffer of the link (the kernel may cap it): room for a few blocks at full rate.
 LINK_SNDBUF = 4 << 20
 
@@ -52,6 +54,20 @@ class LiveProcessStatus:
     sent: int  # watched chunks sent to the process
     not_sent: int  # … and not sent while it was behind
     restarts: int
+
+
+def nice_from(environ: Any) -> int:
+    """The live process's nice increment: ``PYBRID_LIVE_NICE`` (0 … 19), else 10."""
+    text = environ.get("PYBRID_LIVE_NICE", "")
+    try:
+        value = int(text) if text else DEFAULT_NICE
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 19:
+        _log.warn("PYBRID_LIVE_NICE={text!r} is not 0 … 19; the live process runs at nice "
+                  "{default}", text=text, default=DEFAULT_NICE)
+        return DEFAULT_NICE
+    return value
 
 
 class _Child(protocol.ProcessProtocol):
@@ -99,7 +115,7 @@ class LiveProcess(RestartingChild, Service):
     reactor: Any
     #: The proxy's :class:`~.tap.LiveTap`: it sends the child blocks while ``viewers``.
     tap: Any
-    nice: int = int(os.environ.get("PYBRID_LIVE_NICE", "10"))
+    nice: int = attrs.field(factory=lambda: nice_from(os.environ))
     python: str = sys.executable
     backoff: float = 1.0
     backoff_max: float = 30.0

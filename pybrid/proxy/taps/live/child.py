@@ -36,8 +36,9 @@ from pybrid.proxy.taps.live.link import LiveLink
 _log = Logger()
 #: Seconds between the blocks the live tap sends the child while someone watches.
 FLUSH_EVERY = 0.01
-#: The live process's nice increment: the proxy's reactor first on a busy host.
-DEFAULT_NICE = 10
+#: The live process's nice increment.  0: it competes as the view in the proxy would; at 10
+#: the proxy comes first, but beside two busy processes the viewers got no frame for seconds.
+DEFAULT_NICE = 0
 #: Send buffer of the link (the kernel may cap it): room for a few blocks at full rate.
 LINK_SNDBUF = 4 << 20
 
@@ -57,7 +58,7 @@ class LiveProcessStatus:
 
 
 def nice_from(environ: Any) -> int:
-    """The live process's nice increment: ``PYBRID_LIVE_NICE`` (0 … 19), else 10."""
+    """The live process's nice increment: ``PYBRID_LIVE_NICE`` (0 … 19), else 0."""
     text = environ.get("PYBRID_LIVE_NICE", "")
     try:
         value = int(text) if text else DEFAULT_NICE

@@ -134,11 +134,11 @@ def test_a_malformed_message_closes_the_link_and_stores_nothing():
     assert reader.transport.disconnecting
 
 
-def test_the_live_process_nice_comes_from_the_environment_or_defaults_to_10():
+def test_the_live_process_nice_comes_from_the_environment_or_defaults_to_0():
     from pybrid.proxy.taps.live.child import nice_from
 
-    assert nice_from({}) == 10
-    assert nice_from({"PYBRID_LIVE_NICE": "0"}) == 0
+    assert nice_from({}) == 0
+    assert nice_from({"PYBRID_LIVE_NICE": "10"}) == 10
     assert nice_from({"PYBRID_LIVE_NICE": "19"}) == 19
-    assert nice_from({"PYBRID_LIVE_NICE": "x"}) == 10
-    assert nice_from({"PYBRID_LIVE_NICE": "25"}) == 10
+    assert nice_from({"PYBRID_LIVE_NICE": "x"}) == 0
+    assert nice_from({"PYBRID_LIVE_NICE": "25"}) == 0

@@ -22,6 +22,8 @@ from google.protobuf.message import DecodeError
 from pybrid.proto import pb
 from pybrid.wire import messages
 from pybrid.wire.framing import MAX_DATAGRAM, frame
+from pybrid.wire.messages import FINAL_STATES
+from pybrid.wire.paths import carrier_of
 from support.fuzz_cases import MACS, Outcome, check_no_leftovers
 from support.fuzz_inputs import (
     RUN_KINDS,
@@ -84,8 +86,11 @@ class _Expect:
     foreign_addr: int = 0
     unsolicited: int = 0
     to_client: int = 0
+    #: Carriers whose final state (DONE, ERROR) the client got: later states are not sent.
+    finished: set[str] = attrs.Factory(set)
+    ended: bool = False
 
-    def route(self, env: pb.Envelope, run_id: str, carriers: int) -> None:
+    def route(self, env: pb.Envelope, run_id: str, paths: tuple[str, ...]) -> None:
         kind = env.message_v1.WhichOneof("kind")
         if kind not in RUN_KINDS:
             self.unexpected += 1
@@ -97,7 +102,12 @@ class _Expect:
         if kind == "run_state_change_message":
             self.states += 1
             stamped = body.HasField("entity") and body.entity.path
-            self.to_client += 1 if stamped else carriers
+            targets = [carrier_of(body.entity.path)] if stamped else list(paths)
+            kept = [p for p in targets if p not in self.finished]
+            self.to_client += len(kept)
+            if body.new_ in FINAL_STATES and not self.ended:
+                self.finished.update(kept)
+                self.ended = set(paths) <= self.finished
         else:
             self.forwarded += 1
             self.to_client += 1
@@ -173,7 +183,7 @@ def backend_case(rnd: random.Random, pieces: int = 16, full: bool = True,
             except DecodeError:
                 expect.unparseable += 1
             else:
-                expect.route(env, run_id, len(paths))
+                expect.route(env, run_id, paths)
             lane.intake.datagramReceived(device_bytes(service.router, payload),
                                          (lane.intake.peer_host, 51000))
             continue
@@ -208,7 +218,7 @@ def backend_case(rnd: random.Random, pieces: int = 16, full: bool = True,
                 answered_pending = True
                 continue
             if msg.WhichOneof("kind") in RUN_KINDS:
-                expect.route(env, run_id, len(paths))
+                expect.route(env, run_id, paths)
             else:
                 expect.unsolicited += 1
         if oracle_after.oversized:

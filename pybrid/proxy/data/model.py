@@ -87,6 +87,9 @@ class RouterCounters:
     #: Data chunks below the next expected number that filled no open gap (duplicates, or
     #: arriving after being counted in ``gaps``).
     late: int = 0
+    #: State changes for a carrier whose run already reached DONE or ERROR there (e.g. the
+    #: device's own states after the proxy wrote ERROR at shutdown): not delivered.
+    late_states: int = 0
 
 
 @attrs.frozen

@@ -20,7 +20,9 @@ refused UDP, as frames on their control connection: ``run_data_message``,
   backend with ``entity.path`` set: a 2-carrier backend yields two state streams, which is what
   the reference client waits for (it tracks TAKE_OFF and DONE per carrier path);
 * notices the end of a run: once every carrier the run was registered with reached DONE or
-  ERROR, the target's ``run_ended`` is called (the session timeout restarts then).
+  ERROR, the target's ``run_ended`` is called (the session timeout restarts then);
+* keeps a carrier's final state its last: later ones (the device's after an ERROR the proxy
+  wrote) are counted in ``late_states``, not sent (the reference client can hang on them).
 
 State changes are rare (a handful per run and carrier), so stamping parses and re-serializes.
 Data messages are the hot path (:mod:`pybrid.wire.layout`): a datagram is matched against
@@ -376,6 +378,12 @@ class RunRouter:
             for path in paths:  # carriers unknown (none): the client applies it to all
                 change.entity.path = path
                 sent.append((path, env.SerializeToString()))
+        if track.finished:  # a carrier's final state is its last: later ones are not sent
+            kept = [(path, data) for path, data in sent if path not in track.finished]
+            self.counters.late_states += len(sent) - len(kept)
+            sent, paths = kept, tuple(path for path, _d in kept) if paths else paths
+            if not sent:
+                return True
         tap = self.tap if flags >= 0 else None
         for path, data in sent:
             track.target.deliver(data)

@@ -23,7 +23,8 @@ carrier finished.  When it passes, ``on_deadline(barrier, missing, what)`` gets 
 still waited for, grouped by backend; the coordinator writes ERRORs for them.  Whatever is still
 unfinished afterwards is marked ERROR here, so a barrier always finishes.
 
-Nothing is held back or reordered: the reference client waits for TAKE_OFF and DONE of each
+Nothing is held back or reordered (the router only drops a carrier's states after its final
+one): the reference client waits for TAKE_OFF and DONE of each
 carrier itself; the barrier decides only what the proxy does.
 """
 

@@ -88,6 +88,7 @@ def proxy_counters(status: ServiceStatus) -> dict[str, int]:
         "chunk_gaps": router.gaps,
         "chunks_reordered": router.reordered,
         "chunks_late": router.late,
+        "states_late": router.late_states,
     }
 
 

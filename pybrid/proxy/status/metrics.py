@@ -90,6 +90,9 @@ COUNTERS = {
                          "Data chunks that arrived after a later chunk of their carrier."),
     "chunks_late": ("pybrid_proxy_chunks_late_total",
                     "Data chunks that arrived as duplicates or after being counted lost."),
+    "states_late": ("pybrid_proxy_states_late_total",
+                    "State changes for a carrier after its final state (DONE, ERROR); "
+                    "not delivered."),
     "client_frames_dropped": ("pybrid_proxy_client_frames_dropped_total",
                               "Client frames with no message (neither generic nor v1)."),
     "client_generic_frames_dropped": ("pybrid_proxy_client_generic_frames_dropped_total",

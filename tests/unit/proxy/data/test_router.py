@@ -128,6 +128,25 @@ def test_run_ends_in_error_if_any_carrier_failed(router):
     assert target.ended == [("r1", pb.ERROR)]
 
 
+def test_a_carrier_that_reached_its_final_state_gets_no_later_states(router):
+    """The device's own states after the proxy's ERROR (a shutdown) are not delivered: a
+    TAKE_OFF after ERROR means nothing, and the reference client tearing the run down when it
+    arrives can hang (tests/interop/test_errors_reference.py)."""
+    target = Target()
+    router.register_run("r1", target, [C0, C1])
+    router.route_datagram(Lane(), state("r1", pb.OP, pb.ERROR, entity=C0))
+    router.route_datagram(Lane(), state("r1", pb.NEW, pb.TAKE_OFF))  # both carriers
+    router.route_datagram(Lane(), state("r1", pb.TAKE_OFF, pb.IC, entity=C0))
+    paths = [(e.message_v1.run_state_change_message.entity.path,
+              e.message_v1.run_state_change_message.new_) for e in target.envelopes()]
+    assert paths == [(C0, pb.ERROR), (C1, pb.TAKE_OFF)]
+    assert router.counters.late_states == 2
+    router.route_datagram(Lane(), state("r1", pb.OP, pb.ERROR, entity=C1))
+    router.route_datagram(Lane(), state("r1", pb.TAKE_OFF, pb.OP))
+    assert len(target.delivered) == 3 and router.counters.late_states == 4
+    assert target.ended == [("r1", pb.ERROR)]
+
+
 def test_chunk_gaps_are_counted_per_carrier(router):
     target = Target()
     router.register_run("r1", target, [C0, C1])

@@ -10,7 +10,6 @@ on Ctrl-C / SIGTERM.  A proxy that died without detaching is reported as such (e
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time
@@ -66,7 +65,7 @@ class WebThread:
     :data:`HANDOFF_EVERY` seconds: a ``callFromThread`` per chunk woke the reactor 30 000
     times a second and left the viewers about 2 frames a second."""
 
-    def __init__(self, description: str | None, handoff: int | None = None) -> None:
+    def __init__(self, description: str) -> None:
         import collections
         import threading
 
@@ -75,11 +74,7 @@ class WebThread:
         from pybrid.monitor.web import MonitorLive
 
         self.reactor: Any = reactor
-        self.live = MonitorLive(reactor, on_watchers=self._watchers)
-        #: ``handoff``: the Unix socket the proxy hands viewers over (pybrid.live.handoff).
-        self.adopter: Any = None
-        #: Set when the proxy that hands viewers over is gone.
-        self.orphaned = False
+        self.live = MonitorLive(reactor)
         #: ``(_CHUNK, run_id, path, first number, raw, gain, offset, at, chunks)`` or
         #: ``(_RUN, MonitorRun)``
         #: in the order read; a deque's appends and pops are thread-safe.
@@ -90,33 +85,14 @@ class WebThread:
                                        name="pybrid-monitor-web", daemon=True)
         self.thread.start()
         port = threads.blockingCallFromThread(
-            self.reactor, self._listen, description, handoff)  # type: ignore[arg-type]
-        self.url = ("" if port is None
-                    else f"http://{port.getHost().host}:{port.getHost().port}/live")
+            self.reactor, self._listen, description)  # type: ignore[arg-type]
+        self.url = f"http://{port.getHost().host}:{port.getHost().port}/live"
 
-    def _listen(self, description: str | None, handoff: int | None) -> Any:
+    def _listen(self, description: str) -> Any:
         loop = task.LoopingCall(self._take)
         loop.clock = self.reactor
         loop.start(HANDOFF_EVERY, now=False)
-        if handoff is None:
-            return self.live.listen(description or "0")
-        import socket
-
-        from pybrid.live.handoff import Adopter, AdopterFactory
-
-        self.adopter = Adopter(self.reactor, self.live.site(), lost=self._orphaned)
-        self.reactor.adoptStreamConnection(handoff, socket.AF_UNIX, AdopterFactory(self.adopter))
-        os.close(handoff)  # the reactor keeps its own duplicate
-        self.adopter.say(b'{"ready": true}')
-        return None
-
-    def _orphaned(self) -> None:
-        self.orphaned = True
-
-    def _watchers(self, count: int) -> None:
-        """Tells the proxy (handoff mode) how many watch: it feeds run data only then."""
-        if self.adopter is not None:
-            self.adopter.say(b'{"viewers": %d}' % count)
+        return self.live.listen(description)
 
     def _take(self) -> None:
         """In the reactor thread: what the loop queued so far, in order, consecutive chunks

@@ -15,8 +15,9 @@ loss-free one: on a busy host it can be lower):
   1000 columns at up to 30 frames/s.
 
 Reported: whether the client's run was loss-free, the proxy's CPU µs per datagram and the
-ratio with/without, and the latency from a datagram's arrival at the proxy to its frame made
-(``sent_at - arrived_at``, stamped in the frame) and received by a viewer.
+ratio with/without (of the medians, and the median of each round's own ratio), and the
+latency from a datagram's arrival at the proxy to its frame made (``sent_at - arrived_at``,
+stamped in the frame) and received by a viewer.
 
     .venv/bin/python benchmarks/live_view.py [--rounds 3] [--rate 30000] [--seconds 4]
         [--viewers 10] [--channels 8] [--chromium] [--proxy-pythonpath DIR] [--json FILE]
@@ -30,7 +31,12 @@ process, started for each watched run), fed by the proxy's ``--shm-tap NAME``: w
 costs the proxy when the view is served beside it (the unwatched runs: the tap without a
 reader).  ``--live-process`` runs the proxy with ``--live-process``: the viewers connect to the
 proxy's status port as usual and the proxy hands them to its child; the child's own CPU per
-datagram is reported beside the proxy's (``child_us_per_datagram``).
+datagram is reported beside the proxy's (``child_us_per_datagram``).  ``--pin`` runs the proxy
+on a core of its own (the last CPU this process may use) and every other process — device,
+client, viewers, the live child, this script — on the others: what the view costs the proxy
+itself, without the other processes contending for its core (on a 2-core host the others
+share one core; the run must still be loss-free to count).  ``--profile DIR`` records the
+proxy with py-spy during every run (``DIR/round1-on.raw`` …; collapsed stacks, idle excluded).
 """
 
 from __future__ import annotations
@@ -63,6 +69,15 @@ def live_child(proxy: _peers.Child) -> int:
                 return int(m.group(1))
         time.sleep(0.1)
     raise RuntimeError(f"no live process:\n{proxy.tail()}")
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` onto ``cpus``."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except ProcessLookupError:
+            pass
 
 
 def cpu_of(pid: int) -> float:
@@ -145,7 +160,10 @@ def one_mode(args: argparse.Namespace, client: _peers.Child, proxy: _peers.Child
         if thread is not None:
             thread.start()
         child0 = cpu_of(args.child_pid) if args.child_pid else 0.0
+        spy = profile(args, proxy, watched)
         step = throughput.one_run(client, proxy, devices, args.rate, args.seconds, 8)
+        if spy is not None:
+            spy.wait(60)
         if args.child_pid and step["counted"]:
             step["child_us_per_datagram"] = round(
                 (cpu_of(args.child_pid) - child0) / step["counted"] * 1e6, 2)
@@ -161,6 +179,21 @@ def one_mode(args: argparse.Namespace, client: _peers.Child, proxy: _peers.Child
         if monitor is not None:
             monitor.stop()
     return step
+
+
+def profile(args: argparse.Namespace, proxy: _peers.Child,
+            watched: bool) -> subprocess.Popen[bytes] | None:
+    """py-spy recording the proxy for the run about to start (``--profile``)."""
+    if not args.profile:
+        return None
+    args.profiled = getattr(args, "profiled", 0) + 1
+    out = os.path.join(args.profile, f"round{(args.profiled + 1) // 2}-"
+                       f"{'on' if watched else 'off'}.raw")
+    spy = str(_peers.BIN / "py-spy")
+    return subprocess.Popen([spy, "record", "-p", str(proxy.pid), "-r", "200", "-d",
+                             str(max(1, int(args.seconds))), "-f", "raw", "-o", out,
+                             "--nonblocking"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
 
 
 def start_monitor(args: argparse.Namespace, proxy: _peers.Child) -> tuple[_peers.Child, int]:
@@ -201,8 +234,18 @@ def main() -> int:
                     help="serve the viewers from pybrid-monitor --shm … --web (another process)")
     ap.add_argument("--live-process", action="store_true",
                     help="run the proxy with --live-process (it hands the viewers to a child)")
+    ap.add_argument("--pin", action="store_true",
+                    help="the proxy on a core of its own, every other process on the others")
+    ap.add_argument("--profile", metavar="DIR", help="py-spy the proxy during every run")
     ap.add_argument("--json")
     args = ap.parse_args()
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.pin:
+        if len(cpus) < 2:
+            ap.error(f"--pin needs 2 CPUs or more; this process may use {cpus}")
+        os.sched_setaffinity(0, set(cpus[:-1]))  # everything started from here inherits it
     devices = throughput.start_devices(1, "f32")
     extra = (["--status-port", "0"] + (["--shm-tap", SHM_NAME] if args.via_monitor else [])
              + (["--live-process"] if args.live_process else []))
@@ -210,6 +253,10 @@ def main() -> int:
                                           args.proxy_pythonpath)
     port = status_port(proxy)
     args.child_pid = live_child(proxy) if args.live_process else 0
+    if args.pin:
+        pin(proxy.pid, {cpus[-1]})
+        if args.child_pid:
+            pin(args.child_pid, set(cpus[:-1]))
     client = throughput.start_client(cport)
     children = [c for c, _p in devices]
     rounds: list[dict[str, Any]] = []
@@ -241,9 +288,14 @@ def main() -> int:
     def med(mode: str) -> float:
         return statistics.median(r[mode]["proxy_us_per_datagram"] or 0 for r in rounds)
 
+    # each round's watched run against its own unwatched one, back to back
+    paired = [r["on"]["proxy_us_per_datagram"] / r["off"]["proxy_us_per_datagram"]
+              for r in rounds
+              if r["on"]["proxy_us_per_datagram"] and r["off"]["proxy_us_per_datagram"]]
     made = [r["on"]["viewers"]["made"].get("median_ms") for r in rounds]
     wire = [r["on"]["viewers"]["wire"].get("median_ms") for r in rounds]
     out = {"rate": args.rate, "viewers": args.viewers, "channels": args.channels,
+           "pinned": args.pin,
            "served_by": ("pybrid-monitor --shm --web" if args.via_monitor else
                          "the proxy's --live-process child" if args.live_process
                          else "the proxy"),
@@ -253,6 +305,7 @@ def main() -> int:
            "all_loss_free": all(r[m]["ok"] for r in rounds for m in ("on", "off")),
            "us_per_datagram_off": med("off"), "us_per_datagram_on": med("on"),
            "ratio": round(med("on") / med("off"), 3) if med("off") else None,
+           "ratio_paired_median": round(statistics.median(paired), 3) if paired else None,
            "made_median_ms": made, "received_median_ms": wire}
     throughput.log(json.dumps({k: v for k, v in out.items() if k != "rounds"}))
     if args.json:

@@ -2,19 +2,23 @@
 
 Design note
 -----------
-The proxy's :class:`~.tap.LiveTap` keeps each watched chunk's sample bytes (one slice per
-datagram) and groups consecutive chunks into blocks; without a child it decodes them into its
-own store.  For the child it sends each block as it is — the chunks' sample bytes and their
-format, every ``FLUSH_EVERY`` (10 ms) — with one ``sendmsg`` of the chunks' own buffers over
-a Unix socket pair, and the child decodes and stores them (:class:`LinkReader`).  Per
-datagram the proxy pays the slice and its share of one system call: no frame per chunk, no
-semaphore, no join, no envelope.  What the socket does not take at once is written when it
-is writable (:class:`LiveLink` is its own write descriptor); until then blocks are not sent
-but counted (``not_sent``) — the child's view shows them as gaps — so the proxy holds at most
-one message for a child that is behind.
+The proxy's :class:`~.tap.LiveTap` keeps each watched chunk's datagram as it came and groups
+consecutive chunks into blocks; without a child it decodes them into its own store.  For the
+child it sends each block as it is — the datagrams, where their samples lie and their format,
+every ``FLUSH_EVERY`` (10 ms) — with one ``sendmsg`` of the datagrams' own buffers over a
+Unix socket pair, and the child cuts out the samples, decodes and stores them
+(:class:`LinkReader`).  Per datagram the proxy pays an append and its share of one system
+call: no slice, no frame per chunk, no semaphore, no join, no envelope.  (A shared-memory
+ring the proxy copied the samples into cost it more per datagram than the kernel's copy:
+the ring's cold lines against the socket's reused buffers, docs/performance.md.)  What the
+socket does not take at once is written when it is writable (:class:`LiveLink` is its own
+write descriptor); until then blocks are not sent but counted (``not_sent``) — the child's
+view shows them as gaps — so the proxy holds at most one message for a child that is
+behind.
 
 A message: ``!IB`` (bytes after this field, kind), ``!I`` JSON length, the JSON header, the
-sample bytes.  Kinds: :data:`START`, :data:`BLOCK`, :data:`END`.
+datagrams (or float64 rows of a chunk the proxy decoded itself).  Kinds: :data:`START`,
+:data:`BLOCK`, :data:`END`.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from pybrid.proxy.taps.live.tap import sample_rows
 
 START, BLOCK, END = 1, 2, 3
 _HEAD = struct.Struct("!IBI")
@@ -73,14 +79,15 @@ class LiveLink:
                                    "at": now}))
 
     def block(self, run_id: str, path: str, first: int, parts: list[bytes], fmt: Any,
-              at: float) -> None:
-        """The consecutive chunks from ``first`` whose sample bytes (in ``fmt``) are
-        ``parts``; not sent while the child is behind (counted)."""
+              cut: tuple[int, int, int], at: float) -> None:
+        """The consecutive chunks from ``first`` whose datagrams are ``parts``, their samples
+        (in ``fmt``) where ``cut`` says (:func:`~.tap.sample_rows`); not sent while the child
+        is behind (counted)."""
         if self._rest is not None or self.closed:
             self.not_sent += len(parts)
             return
         header = {"run": run_id, "path": path, "first": first, "chunks": len(parts), "at": at,
-                  "dtype": fmt.dtype.str, "stride": fmt.stride}
+                  "dtype": fmt.dtype.str, "stride": fmt.stride, "cut": list(cut)}
         if not fmt.identity:
             header.update(gain=fmt.gain.tolist(), offset=fmt.offset.tolist())
         if len(parts) > MAX_PARTS:
@@ -198,7 +205,12 @@ class LinkReader(protocol.Protocol):
                       head["at"])
         elif kind == BLOCK:
             self.blocks += 1
-            values = np.frombuffer(data, np.dtype(head["dtype"])).reshape(-1, head["stride"])
+            dtype, stride = np.dtype(head["dtype"]), int(head["stride"])
+            if "cut" in head:  # datagrams as they came
+                at, end, length = (int(x) for x in head["cut"])
+                values = sample_rows(data, (at, end, length), dtype, stride)
+            else:
+                values = np.frombuffer(data, dtype).reshape(-1, stride)
             if "gain" in head:
                 values = values * np.asarray(head["gain"]) + np.asarray(head["offset"])
             self.live.block(head["run"], head["path"], int(head["first"]), values, head["at"],

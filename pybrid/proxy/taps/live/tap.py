@@ -5,12 +5,14 @@ Design note
 A :class:`LiveTap` is one more :class:`~pybrid.proxy.taps.base.RunTap` in the router's fan.
 Runs starting and ending are always recorded (cheap: a few fields); samples are decoded only
 while ``watchers`` is above zero (a viewer is connected), so a proxy nobody watches pays one
-attribute test per chunk.  A fast-path chunk (``lay`` given) is only kept — its sample bytes,
-one slice — with the :class:`~pybrid.samples.ChunkFormat` learned once per (lane, layout) from
-one protobuf parse; a chunk that continues the last one (same run, format and size, the next
-number) joins its block, and :meth:`LiveTap.flush` (before each frame, at the run's end, or
-after ``MAX_PENDING`` chunks) decodes each block as one numpy array, so the numpy calls are
-paid per frame, not per datagram (per datagram: a few identity tests, a slice, an append).
+attribute test per chunk.  A fast-path chunk (``lay`` given) is only kept — the datagram as it
+came, no slice — with the :class:`~pybrid.samples.ChunkFormat` learned once per (lane, layout)
+from one protobuf parse; a chunk that continues the last one (same run and format — so the
+same layout and length —, the next number) joins its block, and :meth:`LiveTap.flush` (before
+each frame, at the run's end, or after ``MAX_PENDING`` chunks) cuts the samples out of each
+block and decodes them as one numpy array (:func:`sample_rows`), so the numpy calls are paid
+per frame, not per datagram (per datagram: a few identity tests, an append).  The
+``--live-process`` child gets the blocks' datagrams as they are and cuts them itself.
 A chunk without a layout is parsed and decoded by :func:`pybrid.samples.decode`.  Nothing
 here raises into the router: what cannot be decoded is counted in ``unusable``.
 """
@@ -34,6 +36,15 @@ from pybrid.wire.messages import data_message
 MAX_FORMATS = 256
 #: Chunks kept undecoded until the next frame at most (then decoded at once).
 MAX_PENDING = 4096
+
+
+def sample_rows(data: Any, cut: tuple[int, int, int], dtype: np.dtype[Any],
+                stride: int) -> np.ndarray:
+    """The samples of datagrams of one layout laid end to end in ``data``: ``cut`` is where
+    the sample bytes start and end in each, and its length; a row per sample time."""
+    at, end, length = cut
+    raw = np.frombuffer(data, np.uint8).reshape(-1, length)[:, at:end]
+    return np.ascontiguousarray(raw).view(dtype).reshape(-1, stride)
 
 
 def result_name(state: int) -> str:
@@ -61,13 +72,15 @@ class LiveTap:
     unusable: int = 0
     #: Reactor seconds the newest pending chunk arrived.
     arrived: float = 0.0
-    #: Blocks of consecutive chunks: [run, path, format, first number, size, sample bytes].
+    #: Blocks of consecutive chunks: [run, path, format, first number, (where the samples
+    #: start and end, the datagrams' length), datagrams, the next chunk's number]; the
+    #: newest is ``_open``.
     _pending: list[list[Any]] = attrs.field(factory=list)
+    _open: list[Any] | None = None
     _count: int = 0  # chunks in ``_pending``
     _formats: dict[tuple[int, Layout], samples.ChunkFormat | None] = attrs.field(factory=dict)
-    #: The last layout's lane, format and sample bytes' offsets: most chunks repeat them.
-    _last: tuple[Layout | None, int, samples.ChunkFormat | None, int, int] = (None, -1, None,
-                                                                            0, 0)
+    #: The last layout's lane and format: most chunks repeat them.
+    _last: tuple[Layout | None, int, samples.ChunkFormat | None] = (None, -1, None)
 
     def run_started(self, run: RunInfo) -> None:
         rate = run.meta.get("sample_rate", 0)
@@ -83,22 +96,23 @@ class LiveTap:
         if lay is None:
             self._parsed(run, number, payload)
             return
-        last, last_lane, fmt, at, end = self._last
+        last, last_lane, fmt = self._last
         if lay is not last or lane != last_lane:
             fmt = self._format(lane, lay, payload)
-            at, end = lay.samples_at, lay.length - len(lay.tail)
-            self._last = (lay, lane, fmt, at, end)
+            self._last = (lay, lane, fmt)
         if fmt is None:
             self.unusable += 1
             return
-        # kept as bytes until the next frame: one numpy pass per block, not per datagram
-        data = payload[at:end]
-        block = self._pending[-1] if self._pending else None
-        if (block is not None and block[0] is run and block[2] is fmt
-                and block[3] + len(block[5]) == number and block[4] == len(data)):
-            block[5].append(data)
+        # the datagram kept as it came until the next frame: one numpy pass per block
+        block = self._open
+        if (block is not None and block[6] == number and block[0] is run
+                and block[2] is fmt):  # one format: one layout, one length
+            block[5].append(payload)
+            block[6] = number + 1
         else:  # a short last chunk starts a block of its own
-            self._pending.append([run, lay.path, fmt, number, len(data), [data]])
+            cut = (lay.samples_at, lay.length - len(lay.tail), lay.length)
+            block = self._open = [run, lay.path, fmt, number, cut, [payload], number + 1]
+            self._pending.append(block)
         self.arrived = self.clock.seconds()
         self._count += 1
         if self._count >= MAX_PENDING:
@@ -107,15 +121,15 @@ class LiveTap:
     def flush(self) -> None:
         """Decode what came since the last frame: each block of consecutive chunks of one
         carrier and format as one array."""
-        pending, self._pending, self._count = self._pending, [], 0
+        pending, self._pending, self._count, self._open = self._pending, [], 0, None
         link = self.link if self.remote else None
-        for run, path, fmt, first, _size, parts in pending:
-            if link is not None:  # the bytes as they came: one sendmsg, no join
-                link.block(run.client_id, path.decode("ascii"), first, parts, fmt,
+        for run, path, fmt, first, cut, parts, _next in pending:
+            if link is not None:  # the datagrams as they came: one sendmsg, no join
+                link.block(run.client_id, path.decode("ascii"), first, parts, fmt, cut,
                            self.arrived)
             if not self.watchers:
                 continue
-            values = np.frombuffer(b"".join(parts), fmt.dtype).reshape(-1, fmt.stride)
+            values = sample_rows(b"".join(parts), cut, fmt.dtype, fmt.stride)
             if not fmt.identity:
                 values = values * fmt.gain + fmt.offset
             self.store.add(run.client_id, path.decode("ascii"), first, values, self.arrived,
@@ -155,7 +169,7 @@ class LiveTap:
             return self._formats[key]
         if len(self._formats) >= MAX_FORMATS:
             self._formats.clear()
-            self._last = (None, -1, None, 0, 0)
+            self._last = (None, -1, None)
         fmt: samples.ChunkFormat | None = None
         body = data_message(payload)
         if body is not None:

@@ -59,16 +59,21 @@ import throughput
 HERE = _peers.ROOT / "benchmarks"
 
 
-def live_child(proxy: _peers.Child) -> int:
-    """The pid of the proxy's ``--live-process`` child, once it started."""
+def from_log(proxy: _peers.Child, pattern: str, what: str) -> int:
+    """The number ``pattern`` captures from the proxy's log, once the line came."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         for line in list(proxy.lines):
-            m = re.search(r"live view: process started \(pid (\d+)\)", line)
+            m = re.search(pattern, line)
             if m:
                 return int(m.group(1))
         time.sleep(0.1)
-    raise RuntimeError(f"no live process:\n{proxy.tail()}")
+    raise RuntimeError(f"no {what}:\n{proxy.tail()}")
+
+
+def live_child(proxy: _peers.Child) -> int:
+    """The pid of the proxy's ``--live-process`` child, once it started."""
+    return from_log(proxy, r"live view: process started \(pid (\d+)\)", "live process")
 
 
 def pin(pid: int, cpus: set[int]) -> None:
@@ -87,14 +92,7 @@ def cpu_of(pid: int) -> float:
 
 
 def status_port(proxy: _peers.Child) -> int:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for line in list(proxy.lines):
-            m = re.search(r"status page on http://[^\s:]+:(\d+)/", line)
-            if m:
-                return int(m.group(1))
-        time.sleep(0.1)
-    raise RuntimeError(f"no status page:\n{proxy.tail()}")
+    return from_log(proxy, r"status page on http://[^\s:]+:(\d+)/", "status page")
 
 
 CHROMIUM = "/usr/bin/chromium"

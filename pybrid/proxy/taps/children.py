@@ -52,6 +52,14 @@ class RestartingChild:
     if TYPE_CHECKING:
         def _spawn(self) -> None: ...
 
+    def __attrs_post_init__(self) -> None:
+        self._delay = self.backoff
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[misc]  # the Service beside us in the MRO
+        self._stopping = False
+        self._spawn()
+
     def _restart_later(self, what: str, reason: Any) -> None:
         """``what`` exited: spawn it again after the current delay, which doubles."""
         self.restarts += 1

@@ -138,14 +138,6 @@ class LiveProcess(RestartingChild, Service):
     _delay: float = 0.0
     _stopping: bool = False
 
-    def __attrs_post_init__(self) -> None:
-        self._delay = self.backoff
-
-    def startService(self) -> None:
-        super().startService()
-        self._stopping = False
-        self._spawn()
-
     def _spawn(self) -> None:
         self._retry = None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

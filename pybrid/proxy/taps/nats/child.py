@@ -137,14 +137,6 @@ class NatsBridgeService(RestartingChild, Service):
     _retry: Any = None
     _stopping: bool = False
 
-    def __attrs_post_init__(self) -> None:
-        self._delay = self.backoff
-
-    def startService(self) -> None:
-        super().startService()
-        self._stopping = False
-        self._spawn()
-
     def _spawn(self) -> None:
         self._retry = None
         self._proc = _BridgeProcess(self)

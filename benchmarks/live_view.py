@@ -134,7 +134,8 @@ def find_rate(client: _peers.Child, proxy: _peers.Child, devices: list[_peers.Ch
 
 
 def one_mode(args: argparse.Namespace, client: _peers.Child, proxy: _peers.Child,
-             devices: list[_peers.Child], port: int, watched: bool) -> dict[str, Any]:
+             devices: list[_peers.Child], port: int, watched: bool,
+             round_: int) -> dict[str, Any]:
     viewers = None
     browser: dict[str, Any] = {}
     thread = None
@@ -158,7 +159,7 @@ def one_mode(args: argparse.Namespace, client: _peers.Child, proxy: _peers.Child
         if thread is not None:
             thread.start()
         child0 = cpu_of(args.child_pid) if args.child_pid else 0.0
-        spy = profile(args, proxy, watched)
+        spy = profile(args, proxy, f"round{round_}-{'on' if watched else 'off'}")
         step = throughput.one_run(client, proxy, devices, args.rate, args.seconds, 8)
         if spy is not None:
             spy.wait(60)
@@ -180,13 +181,11 @@ def one_mode(args: argparse.Namespace, client: _peers.Child, proxy: _peers.Child
 
 
 def profile(args: argparse.Namespace, proxy: _peers.Child,
-            watched: bool) -> subprocess.Popen[bytes] | None:
+            name: str) -> subprocess.Popen[bytes] | None:
     """py-spy recording the proxy for the run about to start (``--profile``)."""
     if not args.profile:
         return None
-    args.profiled = getattr(args, "profiled", 0) + 1
-    out = os.path.join(args.profile, f"round{(args.profiled + 1) // 2}-"
-                       f"{'on' if watched else 'off'}.raw")
+    out = os.path.join(args.profile, f"{name}.raw")
     spy = str(_peers.BIN / "py-spy")
     return subprocess.Popen([spy, "record", "-p", str(proxy.pid), "-r", "200", "-d",
                              str(max(1, int(args.seconds))), "-f", "raw", "-o", out,
@@ -265,7 +264,7 @@ def main() -> int:
             order = [False, True] if r % 2 == 0 else [True, False]
             result = {}
             for watched in order:
-                step = one_mode(args, client, proxy, children, port, watched)
+                step = one_mode(args, client, proxy, children, port, watched, r + 1)
                 result["on" if watched else "off"] = step
                 v = step.get("viewers", {})
                 throughput.log(

@@ -18,7 +18,9 @@ export stored, dropped and failed (the proxy's ``/metrics``, once the bridge set
 after the run).  Modes: ``off``, ``on`` (the bridge at the default nice), ``idle``
 (``--nats-sched-idle``), and ``niceN`` (``--nats-nice N``); ``+yieldN`` after any of them sets
 ``--shm-yield N`` (the taps skip chunks while the intake is N % full; 0: never) and
-``+serverniceN`` runs the local JetStream server at nice N during that mode's search.  With the
+``+serverniceN`` runs the local JetStream server at nice N during that mode's search, and
+``+old`` runs the proxy (and so its bridge) of the tree ``--old-tree`` (a checkout of an
+earlier commit, with its ``pybrid/proto/pybrid_pb2.py``) for an interleaved comparison.  With the
 export on, a step also reports the JetStream server's CPU per datagram (it shares the host).
 """
 
@@ -147,7 +149,8 @@ def search(mode: str, nats_url: str, args: Any) -> dict[str, Any]:
             os.setpriority(os.PRIO_PROCESS, SERVER_PID, server_nice)
         except PermissionError:
             print(f"    (cannot set the JetStream server's nice to {server_nice})", flush=True)
-    proxy, port = T.start_proxy([d.port for d in devices], extra, None)  # type: ignore[attr-defined]
+    tree = args.old_tree if "old" in more else None  # e.g. on+old: the proxy of that tree
+    proxy, port = T.start_proxy([d.port for d in devices], extra, tree)  # type: ignore[attr-defined]
     client = T.start_client(port)
     status_url = None
     if mode != "off":

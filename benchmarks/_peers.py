@@ -52,7 +52,8 @@ class Child:
     """One child process, its drained output and its kernel figures."""
 
     def __init__(self, name: str, argv: list[str], ready: str | None = None,
-                 stdin: bool = False, env: dict[str, str] | None = None) -> None:
+                 stdin: bool = False, env: dict[str, str] | None = None,
+                 cwd: str | None = None) -> None:
         self.name = name
         self.argv = argv
         self.lines: collections.deque[str] = collections.deque(maxlen=200)
@@ -65,7 +66,7 @@ class Child:
         child_env["PYTHONUNBUFFERED"] = "1"
         child_env.update(env or {})
         self.proc = subprocess.Popen(
-            argv, cwd=str(ROOT), env=child_env, text=True, bufsize=1,
+            argv, cwd=cwd or str(ROOT), env=child_env, text=True, bufsize=1,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
         )

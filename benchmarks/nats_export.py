@@ -268,7 +268,9 @@ def main() -> None:
     ap.add_argument("--attempts", type=int, default=2, help="3: tries per step")
     ap.add_argument("--proxy-modes", default="off,on",
                     help="off, on (the bridge at the default nice), idle (under SCHED_IDLE), "
-                    "niceN (--nats-nice N)")
+                    "niceN (--nats-nice N); +old: the proxy of --old-tree")
+    ap.add_argument("--old-tree", default=None, metavar="DIR",
+                    help="3: a checkout of an earlier commit for the modes ending in +old")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # the finally blocks stop the servers
     args.proxy_rates = [int(r) for r in args.proxy_rates.split(",")]

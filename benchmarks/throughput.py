@@ -79,8 +79,10 @@ def start_proxy(device_ports: list[int], extra: list[str],
     for port in device_ports:
         argv += ["-b", f"127.0.0.1:{port}"]
     env = {"PYTHONPATH": pythonpath} if pythonpath else None
+    # from that tree its children too (``python -m`` looks in the working directory first)
     proxy = _peers.Child("pybrid-proxy", argv + extra,
-                         ready=r"pybrid-proxy listening on [^\s:]+:(\d+)", env=env)
+                         ready=r"pybrid-proxy listening on [^\s:]+:(\d+)", env=env,
+                         cwd=pythonpath)
     port = int(proxy.wait_ready(60).group(1))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -156,7 +156,7 @@ class Options(AdvertiseOptionsMixin, MonitorOptionsMixin, NatsOptionsMixin, Twis
         live_process = bool(self["live-process"])
         if live_process and status_port is None:
             raise usage.UsageError("--live-process serves /live: it needs --status-port")
-        shm_taps = _shm_taps(self["shm-taps"] + ([nats.shm_name] if nats else []))
+        shm_taps = _shm_taps(self["shm-taps"])
         advertise = self.advertise_config(interface if listen is None else listen)
         shm_timeout = _number("--shm-write-timeout", self["shm-write-timeout"], float, 0.01, 3600)
         shm_yield = _number("--shm-yield", self["shm-yield"], float, 0, 100)

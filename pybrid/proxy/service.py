@@ -58,6 +58,7 @@ from pybrid.proxy.runs.dispatch import Dispatcher
 from pybrid.proxy.status.model import ServiceStatus
 from pybrid.proxy.status.web import StatusService
 from pybrid.proxy.taps.base import fan
+from pybrid.proxy.taps.common import lane_carriers
 from pybrid.proxy.taps.live.child import LiveProcess
 from pybrid.proxy.taps.live.tap import LiveTap
 from pybrid.proxy.taps.multicast import MulticastTap, make_tap
@@ -92,6 +93,15 @@ class ProxyService(service.MultiService):
         #: ``--shm-tap`` shared-memory taps (pybrid.proxy.taps.shm), or None.
         self.shm = make_shm_taps(config, reactor, lambda: self.lanes,
                                  lambda: intake_backlog(self.lanes))
+        #: ``--nats URL``: the JetStream export's bridge child and the feed of its link.
+        self.nats: Any = None
+        if config.nats is not None:
+            from pybrid.proxy.taps.nats.child import NatsBridgeService
+            from pybrid.proxy.taps.nats.feed import NatsFeed
+
+            feed = NatsFeed(lambda: lane_carriers(self.lanes),
+                            lambda: intake_backlog(self.lanes), config.shm_yield)
+            self.nats = NatsBridgeService(config.nats, reactor, feed)
         #: The live view (``/live`` on the status page; pybrid.live), or None.
         self.live: LiveTap | None = None
         self.live_hub: LiveHub | None = None
@@ -109,7 +119,8 @@ class ProxyService(service.MultiService):
         #: (pybrid.proxy.backend.intake).  The router is the one way out to the taps.
         self.router = RunRouter(
             debug=config.debug, on_register=self._unlatch_intakes,
-            tap=fan([None if self.shm is None else self.shm.feed, self.tap, self.live]))
+            tap=fan([None if self.shm is None else self.shm.feed,
+                     None if self.nats is None else self.nats.feed, self.tap, self.live]))
         self.lanes = [
             BackendLane(backend, reactor, self, self.router, timing, config.udp_rcvbuf,
                         config.debug, index)
@@ -146,12 +157,7 @@ class ProxyService(service.MultiService):
         for part in parts:
             PartService(part).setServiceParent(self)
         self.status_page: StatusService | None = None
-        #: ``--nats URL``: the JetStream export bridge, a child process (pybrid.proxy.taps.nats).
-        self.nats: Any = None
-        if config.nats is not None:
-            from pybrid.proxy.taps.nats.child import NatsBridgeService
-
-            self.nats = NatsBridgeService(config.nats, reactor)
+        if self.nats is not None:
             self.nats.setServiceParent(self)
         if config.status_port is not None:  # --status-port (proxy.status.web)
             self.status_page = StatusService(self, reactor, config.status_port,

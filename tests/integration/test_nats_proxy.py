@@ -12,7 +12,6 @@ import numpy as np
 import pytest_twisted
 from support.nats_servers import NatsServer, cluster, free_port, require_nats
 from support.ops_http import fetch
-from support.shm import require_shm
 from support.waiting import until
 from test_nats_export import fetch as fetch_replay
 from test_nats_export import same_samples
@@ -25,8 +24,7 @@ from pybrid.proxy.config import ProxyConfig
 from pybrid.proxy.service import ProxyService
 from pybrid.proxy.taps.nats.child import NatsExportConfig
 
-require_shm()
-require_nats()
+require_nats()  # no shared memory: the bridge reads the proxy's link
 
 T = 90.0
 
@@ -35,17 +33,16 @@ T = 90.0
 async def proxy(reactor: Any, servers: tuple[str, ...], replicas: int = 1, **options: Any):
     dev = SimulatedDevice(reactor=reactor, config=DeviceConfig(carriers=1))
     dev.listen(0, interface="127.0.0.1")
-    nats = NatsExportConfig(servers=servers, shm_name=f"pybrid-n-{uuid.uuid4().hex[:10]}",
-                            proxy_name="lab1", stream="PYBRIDT", max_bytes=256 << 20,
-                            replicas=replicas, shm_size=16 << 20, **options)
+    nats = NatsExportConfig(servers=servers, proxy_name="lab1", stream="PYBRIDT",
+                            max_bytes=256 << 20, replicas=replicas, **options)
     service = ProxyService(ProxyConfig(backends=(Backend("127.0.0.1", dev.port),),
                                        interface="127.0.0.1", port=0, status_port=0,
-                                       shm_taps=(nats.shm_name,), nats=nats), reactor)
+                                       nats=nats), reactor)
     service.startService()
     client = None
     try:
         await service.when_healthy().addTimeout(10, reactor)
-        await until(reactor, lambda: service.shm.taps[0].state == "attached", "tap attached")
+        await until(reactor, lambda: service.nats.last.get("fed"), "the bridge reads its link")
         client = await connect("127.0.0.1", service.address[1], reactor=reactor)
         yield service, client
     finally:
@@ -191,7 +188,7 @@ async def test_twistd_proxy_with_nats_starts_its_bridge_and_exports_a_run(reacto
     try:
         await proc.ready.addTimeout(30, reactor)
         await proc.wait_for_output(b"nats export: connected", 60)
-        await proc.wait_for_output(b"attached to the reader", 15)
+        await proc.wait_for_output(b"the bridge reads the proxy's link", 15)
         await proc.wait_for_output(b"run data by udp", 15)
         client = await connect("127.0.0.1", proc.port, reactor=reactor)
         result = await client.run(0.1, channels=2, sample_rate=10_000).addTimeout(T, reactor)
@@ -216,7 +213,7 @@ async def test_a_killed_bridge_is_restarted_and_exports_the_next_run(reactor, tm
             service.nats._transport.signalProcess("KILL")
             await until(reactor, lambda: export(service).restarts == 1, "a restart")
             await until(reactor, lambda: export(service).state == "connected"
-                        and service.shm.taps[0].state == "attached", "reattached", seconds=T)
+                        and service.nats.last.get("fed"), "a new bridge", seconds=T)
             # the bridge (nice 19) may take longer to come back on a busy host than the
             # proxy lets a client idle (session_timeout): the next run comes from a new one
             late = await connect("127.0.0.1", service.address[1], reactor=reactor)
@@ -272,7 +269,7 @@ async def test_twistd_device_dropping_chunks_through_twistd_proxy_replays_the_sa
                       "--nats-stream", "TW", "--nats-max-bytes", "64MiB")
         await proc.ready.addTimeout(30, reactor)
         await proc.wait_for_output(b"nats export: connected", 60)
-        await proc.wait_for_output(b"attached to the reader", 15)
+        await proc.wait_for_output(b"the bridge reads the proxy's link", 15)
         await proc.wait_for_output(b"run data by udp", 15)
         client = await connect("127.0.0.1", proc.port, reactor=reactor)
         result = await client.run(0.1, channels=2, sample_rate=10_000).addTimeout(T, reactor)

@@ -248,11 +248,13 @@ def _nats(status: ProxyStatus) -> str:
     if n is None:
         return ""
     rows = [(e(", ".join(n.servers)), e(n.stream), e(n.state), count(n.stored),
-             count(n.dropped), count(n.failed), count(n.tap_gaps), count(n.queue),
-             count(n.runs_ended), count(n.incomplete), count(n.restarts), e(n.last_error))]
+             count(n.dropped), count(n.failed), count(n.not_sent), count(n.yielded),
+             count(n.queue), count(n.runs_ended), count(n.incomplete), count(n.restarts),
+             e(n.last_error))]
     table = _table(("servers", "stream", "state", "stored", "dropped", "failed",
-                    "not from the tap", "queued", "runs ended", "incomplete", "restarts",
-                    "last error"), rows, {3, 4, 5, 6, 7, 8, 9, 10}, "")
+                    "not sent to the bridge", "… the proxy behind", "queued", "runs ended",
+                    "incomplete", "restarts", "last error"), rows,
+                   {3, 4, 5, 6, 7, 8, 9, 10, 11}, "")
     return _wide("NATS export", table)
 
 

@@ -241,9 +241,12 @@ def families(status: ProxyStatus) -> Iterator[Metric]:
                      [([k], getattr(n, k)) for k in ("published", "stored", "dropped",
                                                      "failed")]),
             _counter("pybrid_proxy_nats_tap_gaps_total",
-                     "Chunks that never reached the export from the shared-memory tap (the "
-                     "ring full, or skipped while the proxy was behind its intake).", [],
-                     [([], n.tap_gaps)]),
+                     "Chunks the proxy did not send to the export's bridge (the bridge "
+                     "behind or not running, or the proxy behind its intake).", [],
+                     [([], n.not_sent)]),
+            _counter("pybrid_proxy_nats_yielded_total",
+                     "Chunks not sent to the export while the proxy was behind its intake.",
+                     [], [([], n.yielded)]),
             _gauge("pybrid_proxy_nats_queued", "Messages waiting for NATS.", [],
                    [([], n.queue)]),
             _counter("pybrid_proxy_nats_runs_total",

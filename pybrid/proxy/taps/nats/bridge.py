@@ -32,20 +32,19 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from pybrid.proxy.taps.nats.runs import Outgoing, RunTracker, merge
+from pybrid.proxy.taps.nats.runs import BATCH, BATCH_BYTES, Outgoing, RunTracker, merge
 from pybrid.wire import nats_format as N
 
 _log = Logger()
-#: Chunk records per message at most, and their bytes (NATS' default max_payload is 1 MiB).
-BATCH = 64
-BATCH_BYTES = 256 << 10
 
 
 @attrs.frozen
 class BridgeOptions:
     servers: tuple[str, ...]
-    shm: str
+    shm: str | None  # the proxy's --shm-tap NAME to read, or None: ``link_fd``
     proxy: str
+    #: The proxy's link (``--nats``: :mod:`pybrid.proxy.taps.nats.feed`), a socket's fd.
+    link_fd: int | None = None
     shm_size: int = 64 << 20
     prefix: str = N.DEFAULT_PREFIX
     stream: str = N.DEFAULT_STREAM
@@ -89,6 +88,7 @@ class ExportCounters:
 class BridgeStats(ExportCounters):
     connected: bool = False
     shm_ready: bool = False  # the ZeroBuffer exists: the proxy's tap can attach
+    fed: bool = False  # the intake is ready: the ring exists, or the link is open
     connects: int = 0
     disconnects: int = 0
     frames: int = 0
@@ -150,14 +150,22 @@ class Bridge:
         """One tap frame: queue its message (a chunk beyond ``queue`` is dropped, counted)."""
         self.stats.frames += 1
         out = self.tracker.frame(frame)
-        if out is None:
-            return
+        if out is not None:
+            self._enqueue(out)
+
+    def take_link(self, kind: int, head: dict[str, Any], data: bytearray) -> None:
+        """One message of the proxy's link: queue its messages (likewise)."""
+        self.stats.frames += 1
+        for out in self.tracker.link(kind, head, data):
+            self._enqueue(out)
+
+    def _enqueue(self, out: Outgoing) -> None:
         if out.kind == "chunk":
             if self._chunks_queued >= self.options.queue:
-                self.stats.dropped += 1
+                self.stats.dropped += out.chunks
                 self.tracker.dropped(out)
                 return
-            self._chunks_queued += 1
+            self._chunks_queued += out.chunks
         elif out.kind == "start":
             self.stats.runs += 1
         self._queue.append(out)
@@ -167,36 +175,20 @@ class Bridge:
         self._wake.set()
 
     async def _read(self) -> None:
-        from pybrid.monitor.shm import ShmReader
+        from pybrid.proxy.taps.nats.intake import read_link, read_shm
 
-        o = self.options
-        while not self._stop.is_set():
-            try:
-                reader = ShmReader(o.shm, payload_size=o.shm_size)
-            except Exception as e:  # e.g. a killed bridge's segment the proxy has not removed
-                self.stats.last_error = f"shm: {type(e).__name__}: {e}"
-                _log.warn("nats bridge: cannot create {name}: {error}", name=o.shm, error=str(e))
-                await asyncio.sleep(o.backoff)
-                continue
-            self.stats.shm_ready = True
-            self._status()
-            try:
-                while not self._stop.is_set():
-                    got = 0
-                    while got < 4096:
-                        frame = reader.read_frame(0)
-                        if frame is None:
-                            break
-                        self.take(frame)
-                        got += 1
-                    await asyncio.sleep(0 if got else 0.002)
-            except Exception as e:  # WriterDead: the proxy died; wait for the next one
-                self.stats.last_error = f"shm: {type(e).__name__}: {e}"
-                _log.warn("nats bridge: shm reader stopped: {error}", error=str(e))
-                await asyncio.sleep(o.backoff)
-            finally:
-                self.stats.shm_ready = False
-                reader.close()
+        if self.options.link_fd is not None:
+            await read_link(self, self.options.link_fd)
+        else:
+            await read_shm(self)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def settled(self) -> bool:
+        """Nothing waits to be published or acknowledged."""
+        return not (self._queue or self._pending or self._retrying)
 
     # -- publishing -------------------------------------------------------------------------
 
@@ -275,9 +267,9 @@ class Bridge:
                     self.stats.incomplete += 1
                 self._queue.appendleft(end)
                 continue
-            count = 1
+            count, chunks = 1, item.chunks
             if item.kind == "chunk" and id(item) not in self._first:
-                item, count = self._batch()
+                item, count, chunks = self._batch()
             try:
                 # no wait_stall: asyncio.wait_for would make a task (and a socket write) per
                 # message; a full window waits here until acknowledgements (or the sweep) free it
@@ -292,24 +284,27 @@ class Bridge:
             for _ in range(count):
                 self._queue.popleft()
             if item.kind == "chunk":
-                self._chunks_queued -= count
+                self._chunks_queued -= chunks
             self.stats.published += 1
             self._pending[future] = (item, asyncio.get_running_loop().time())
             future.add_done_callback(self._acked)
 
-    def _batch(self) -> tuple[Outgoing, int]:
-        """The chunk messages at the head of the queue as one (never a retried one: its
-        message id must keep naming the same bytes)."""
+    def _batch(self) -> tuple[Outgoing, int, int]:
+        """The chunk messages at the head of the queue as one of up to ``BATCH`` records
+        (never a retried one: its message id must keep naming the same bytes); with how
+        many messages and records."""
         first = self._queue[0]
         assert isinstance(first, Outgoing)
-        items, size = [first], len(first.payload)
+        items, size, chunks = [first], len(first.payload), first.chunks
         for item in itertools.islice(self._queue, 1, BATCH):
             if (not isinstance(item, Outgoing) or item.kind != "chunk" or item.run != first.run
-                    or size + len(item.payload) > BATCH_BYTES or id(item) in self._first):
+                    or size + len(item.payload) > BATCH_BYTES or id(item) in self._first
+                    or chunks + item.chunks > BATCH):
                 break
             items.append(item)
             size += len(item.payload)
-        return merge(items), len(items)
+            chunks += item.chunks
+        return merge(items), len(items), chunks
 
     def _forget_unsent(self) -> None:
         """nats-py registers an async publish's future before it sends; one whose send raised
@@ -324,7 +319,7 @@ class Bridge:
         if item is None:
             return
         if not future.cancelled() and future.exception() is None:
-            self.stats.stored += max(1, len(item.members))
+            self.stats.stored += item.chunks
             self._first.pop(id(item), None)
             self.tracker.stored(item)
             return
@@ -332,7 +327,7 @@ class Bridge:
         first = self._first.setdefault(id(item), _at)
         if item.kind == "chunk" and loop.time() - first >= self.options.give_up:
             self._first.pop(id(item), None)
-            self.stats.failed += len(item.members)
+            self.stats.failed += item.chunks
             return
         # published again after a pause (the stream's duplicate window stores a chunk once)
         self.stats.retried += 1
@@ -342,7 +337,7 @@ class Bridge:
     def _again(self, item: Outgoing) -> None:
         self._retrying -= 1
         if item.kind == "chunk":
-            self._chunks_queued += 1
+            self._chunks_queued += item.chunks
         self._queue.appendleft(item)
         self._wake.set()
 
@@ -354,10 +349,10 @@ class Bridge:
             for future, (_item, at) in list(self._pending.items()):
                 if now - at > self.options.ack_timeout:
                     future.cancel()
-            self._status()
+            self.emit_status()
             await asyncio.sleep(self.options.status_interval)
 
-    def _status(self) -> None:
+    def emit_status(self) -> None:
         self.stats.tap_gaps = self.tracker.tap_gaps
         self.emit(self.stats.status(len(self._queue), len(self._pending)))
 

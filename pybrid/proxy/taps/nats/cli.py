@@ -1,8 +1,9 @@
-"""``pybrid-nats-bridge`` (``python -m pybrid.proxy.taps.nats``): export a proxy's shared-memory tap
-into NATS JetStream; one JSON status line per second on stdout (what the proxy shows).
+"""``pybrid-nats-bridge`` (``python -m pybrid.proxy.taps.nats``): export a proxy's runs into NATS
+JetStream; one JSON status line per second on stdout (what the proxy shows).
 
-Run it on the proxy's host (it creates the ZeroBuffer the proxy's ``--shm-tap NAME`` writes),
-or let the proxy start it: ``twistd pybrid-proxy --nats URL``.  Exit status 2: bad command line.
+Let the proxy start it (``twistd pybrid-proxy --nats URL``: it reads the proxy's link,
+``--link-fd``), or run it on the proxy's host beside ``--shm-tap NAME`` (``--shm NAME``: it
+creates the ZeroBuffer the proxy writes).  Exit status 2: bad command line.
 """
 
 from __future__ import annotations
@@ -87,8 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Export the runs a pybrid proxy "
                                      "writes into its shared-memory tap to NATS JetStream.")
     parser.add_argument("--version", action="version", version=version_line(PROG))
-    parser.add_argument("--shm", required=True, metavar="NAME",
+    intake = parser.add_mutually_exclusive_group(required=True)
+    intake.add_argument("--shm", metavar="NAME",
                         help="the proxy's --shm-tap NAME (this process creates the buffer)")
+    intake.add_argument("--link-fd", type=int, metavar="FD",
+                        help="the proxy's link: a socket this process inherits (the proxy's "
+                        "--nats starts the bridge so)")
     parser.add_argument("--shm-size", type=size, default=64 << 20, metavar="SIZE",
                         help="ring size (default: 64MiB)")
     parser.add_argument("--proxy-name", type=_name("proxy name"),
@@ -121,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
 def options_from(args: argparse.Namespace) -> BridgeOptions:
     proxy = args.proxy_name or host_token()
     return BridgeOptions(
-        servers=tuple(args.nats), shm=args.shm, proxy=proxy, shm_size=args.shm_size,
+        servers=tuple(args.nats), shm=args.shm, link_fd=args.link_fd, proxy=proxy,
+        shm_size=args.shm_size,
         prefix=args.nats_prefix, stream=args.nats_stream, max_bytes=args.max_bytes,
         max_age=args.max_age, replicas=args.replicas, queue=args.queue, window=args.window,
         ack_timeout=args.ack_timeout, status_interval=args.status_interval,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from twisted.python import usage
@@ -48,7 +47,7 @@ class NatsOptionsMixin:
             raise usage.UsageError(f"--nats needs a URL such as nats://HOST:4222, not {value!r}")
         self.setdefault("nats", []).append(value)  # type: ignore[attr-defined]
 
-    def nats_config(self, proxy_pid: int | None = None) -> NatsExportConfig | None:
+    def nats_config(self) -> NatsExportConfig | None:
         """The validated settings, or None without ``--nats``."""
         from pybrid.proxy.taps.nats.cli import duration, host_token, size
 
@@ -75,7 +74,6 @@ class NatsOptionsMixin:
         name = opts["nats-name"] or host_token()
         return NatsExportConfig(
             servers=servers,
-            shm_name=f"pybrid-nats-{proxy_pid or os.getpid()}",
             proxy_name=check("nats-name", lambda _v: N.check_name(name, "proxy name")),
             stream=check("nats-stream", lambda v: N.check_name(v, "stream")),
             prefix=check("nats-prefix", lambda v: N.check_name(v, "prefix")),

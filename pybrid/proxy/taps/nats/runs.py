@@ -18,17 +18,48 @@ states.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import attrs
 import numpy as np
 
+from pybrid.proxy.taps.nats import feed as L
 from pybrid.wire import nats_format as N
 from pybrid.wire import shm_frames as F
 
+#: Chunk records per message at most, and their bytes (NATS' default max_payload is 1 MiB).
+BATCH = 64
+BATCH_BYTES = 256 << 10
 #: Runs remembered after their end (a late ack finds nothing and is ignored).
 RUNS_KEPT = 16
 _ITEMSIZE = {code: np.dtype(name).itemsize for code, name in F.DTYPE_CODES.items()}
+
+
+_RECORD = np.dtype([("magic", "S4"), ("flags", "u1"), ("dtype", "u1"), ("carrier", "<u2"),
+                    ("chunk", "<u4"), ("samples", "<u4"), ("channels", "<u2"), ("_", "V6"),
+                    ("gain", "<f8"), ("offset", "<f8")])
+assert _RECORD.itemsize == N.CHUNK_HEADER_SIZE
+
+
+def block_records(data: Any, cut: tuple[int, int, int], first: int, carrier: int,
+                  samples: int, channels: int, dtype: int, gain: float, offset: float,
+                  flags: int) -> np.ndarray:
+    """The chunk records (:data:`~pybrid.wire.nats_format.CHUNK_HEADER` and the samples) of
+    consecutive chunks from ``first`` whose datagrams lie end to end in ``data``, ``cut``
+    saying where the samples start and end in each and its length: a row per chunk."""
+    at, end, length = (int(x) for x in cut)
+    raw = np.frombuffer(data, np.uint8).reshape(-1, length)
+    count = len(raw)
+    head = np.zeros(count, _RECORD)
+    head["magic"], head["flags"], head["dtype"], head["carrier"] = N.MAGIC, flags, dtype, carrier
+    head["chunk"] = np.arange(first, first + count, dtype="<u4")
+    head["samples"], head["channels"], head["gain"], head["offset"] = (samples, channels,
+                                                                        gain, offset)
+    rows = np.empty((count, N.CHUNK_HEADER_SIZE + end - at), np.uint8)
+    rows[:, :N.CHUNK_HEADER_SIZE] = head.view(np.uint8).reshape(count, -1)
+    rows[:, N.CHUNK_HEADER_SIZE:] = raw[:, at:end]
+    return rows
 
 
 @attrs.frozen
@@ -41,11 +72,20 @@ class Outgoing:
     #: ``(carrier, chunk number)`` of the numbered chunk records in ``payload``.
     members: tuple[tuple[int, int], ...] = ()
     seq: int = 0  # the tap sequence of the (first) frame
+    #: The de-duplication id of a chunk message from the link (its first chunk's number).
+    ident: str = ""
 
     @property
     def msg_id(self) -> str:
         """JetStream de-duplication id (a retried publish is stored once)."""
-        return f"{self.subject}:{self.seq}" if self.kind == "chunk" else ""
+        if self.kind != "chunk":
+            return ""
+        return self.ident or f"{self.subject}:{self.seq}"
+
+    @property
+    def chunks(self) -> int:
+        """Chunk records in the message (a final-values record counts too)."""
+        return max(1, len(self.members))
 
 
 def merge(items: list[Outgoing]) -> Outgoing:
@@ -54,7 +94,8 @@ def merge(items: list[Outgoing]) -> Outgoing:
         return items[0]
     first = items[0]
     return Outgoing("chunk", first.subject, b"".join(i.payload for i in items), first.run,
-                    first.carrier, tuple(m for i in items for m in i.members), first.seq)
+                    first.carrier, tuple(m for i in items for m in i.members), first.seq,
+                    first.ident)
 
 
 #: What of a RUN_START record the ``start`` message carries (where the start command said it).
@@ -119,34 +160,83 @@ class RunTracker:
         (kind, flags, carrier, run, seq, chunk, samples, channels, dtype, gain,
          offset) = F.parse_header(data)
         if self.last_seq and seq > self.last_seq + 1:
-            gap = seq - self.last_seq - 1
-            self.tap_gaps += gap
-            current = self.runs.get(run)
-            if current is not None:
-                current.tap_gaps += gap
+            self._gap(run, seq - self.last_seq - 1)
         self.last_seq = max(self.last_seq, seq)
         if kind == F.RUN_START:
-            body = F.json_body(data)
-            return self._start(run, body)
+            return self._start(run, F.json_body(data))
         r = self.runs.get(run)
         if r is None:
             self.unknown += 1
             return None
         if kind == F.CHUNK:
-            end = bool(flags & F.FLAG_END_MESSAGE)
-            c = r.carriers.get(carrier)
-            if c is None:
-                c = r.carriers[carrier] = _Carrier("")
-            if not end:
-                c.top = max(c.top, chunk)
-                c.size = max(c.size, samples)
             n = samples * channels * _ITEMSIZE.get(dtype, 0)
             head = N.chunk_header(carrier, chunk, samples, channels, dtype, gain, offset,
                                   flags & (F.FLAG_END_MESSAGE | F.FLAG_PER_CHANNEL))
             payload = head + bytes(data[F.HEADER_SIZE:F.HEADER_SIZE + n])
-            return Outgoing("chunk", r.chunk_subject, payload, run, carrier,
-                            () if end else ((carrier, chunk),), seq)
-        body = F.json_body(data)
+            return self._chunks(r, carrier, chunk, 1, samples, flags, payload, seq=seq)
+        return self._event(r, kind, carrier, F.json_body(data))
+
+    def link(self, kind: int, head: dict[str, Any], data: bytearray) -> list[Outgoing]:
+        """The messages for one message of the proxy's link (:mod:`.feed`)."""
+        run = int(head.get("run", 0))
+        if head.get("skipped"):
+            self._gap(run, int(head["skipped"]))
+        if kind == L.START:
+            return [self._start(run, head)]
+        r = self.runs.get(run)
+        if r is None:
+            self.unknown += 1
+            return []
+        carrier = int(head.get("carrier", F.RUN_WIDE))
+        if kind in (L.BLOCK, L.CHUNK):
+            return self._records(r, carrier, head, data)
+        frame_kind = {L.LAYOUT: F.LAYOUT, L.STATE: F.STATE, L.CARRIER_END: F.CARRIER_END}
+        out = self._event(r, frame_kind.get(kind, -1), carrier, head)
+        return [] if out is None else [out]
+
+    def _gap(self, run: int, chunks: int) -> None:
+        """``chunks`` the tap or the link lost before this bridge."""
+        self.tap_gaps += chunks
+        current = self.runs.get(run)
+        if current is not None:
+            current.tap_gaps += chunks
+
+    def _records(self, r: _Run, carrier: int, head: dict[str, Any],
+                 data: bytearray) -> list[Outgoing]:
+        """A link's BLOCK (datagrams as they came) or CHUNK (one chunk's samples) as chunk
+        messages of at most ``BATCH`` records."""
+        first, samples = int(head["first"]), int(head["samples"])
+        channels, dtype, flags = int(head["channels"]), int(head["dtype"]), int(head["flags"])
+        flags &= F.FLAG_END_MESSAGE | F.FLAG_PER_CHANNEL
+        args = (carrier, samples, channels, dtype, float(head["gain"]),
+                float(head["offset"]), flags)
+        if "cut" not in head:  # one chunk's samples
+            payload = N.chunk_header(carrier, first, samples, channels, dtype,
+                                     float(head["gain"]), float(head["offset"]), flags)
+            return [self._chunks(r, carrier, first, 1, samples, flags, payload + bytes(data))]
+        rows = block_records(data, tuple(head["cut"]), first, *args)
+        per = max(1, min(BATCH, BATCH_BYTES // max(1, rows.shape[1])))
+        return [self._chunks(r, carrier, first + at, min(per, len(rows) - at), samples, flags,
+                             rows[at:at + per].tobytes())
+                for at in range(0, len(rows), per)]
+
+    def _chunks(self, r: _Run, carrier: int, first: int, count: int, samples: int,
+                flags: int, payload: bytes, seq: int = 0) -> Outgoing:
+        end = bool(flags & F.FLAG_END_MESSAGE)
+        c = r.carriers.get(carrier)
+        if c is None:
+            c = r.carriers[carrier] = _Carrier("")
+        if not end:
+            c.top = max(c.top, first + count - 1)
+            c.size = max(c.size, samples)
+        members = () if end else tuple(zip(itertools.repeat(carrier, count),
+                                           range(first, first + count), strict=False))
+        ident = "" if seq else f"{r.chunk_subject}:{'e' if end else 'c'}{carrier}.{first}"
+        return Outgoing("chunk", r.chunk_subject, payload, r.number, carrier, members, seq,
+                        ident)
+
+    def _event(self, r: _Run, kind: int, carrier: int,
+               body: dict[str, Any]) -> Outgoing | None:
         if kind == F.LAYOUT:
             c = r.carriers.setdefault(carrier, _Carrier(body.get("path", "")))
             c.path = body.get("path", "") or c.path

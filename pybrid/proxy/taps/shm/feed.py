@@ -38,18 +38,21 @@ import attrs
 
 from pybrid.proto import pb
 from pybrid.proxy.taps.base import RunEnd, RunInfo
+from pybrid.proxy.taps.common import (
+    FINAL,
+    GAUGE_EVERY,  # noqa: F401 (the feed's constant, tests read it here)
+    YIELD_AT,
+    CarrierIndex,
+    Yielding,
+    chunks_seen,
+    state_name,
+)
 from pybrid.wire import shm_frames as F
 from pybrid.wire.layout import DATA_TAG, Layout
 from pybrid.wire.messages import data_message
 
 #: Runs remembered (their frames to replay); the oldest is forgotten first.
 RUNS_KEPT = 4
-#: Data messages between two looks at the intakes' backlog (a system call per intake).
-GAUGE_EVERY = 256
-#: Backlog (fraction of the intake's receive buffer) at which the feed yields by default.
-YIELD_AT = 0.5
-#: protobuf final state -> the CARRIER_END flags byte (documented in pybrid.wire.shm_frames).
-_FINAL: dict[int, int] = {pb.DONE: F.END_DONE, pb.ERROR: F.END_ERROR}
 
 
 class FrameSink(Protocol):
@@ -124,21 +127,31 @@ class ShmFeed:
     #: Frames built; messages whose samples this format cannot carry.
     frames: int = 0
     unusable: int = 0
-    #: Data messages not fed to the taps while the proxy was behind its intake; episodes.
+    #: Data messages not fed to the taps while the proxy was behind its intake.
     yielded: int = 0
-    yields: int = 0
-    yielding: bool = False
-    _countdown: int = GAUGE_EVERY
+    _yield: Yielding = attrs.field(init=False)
+    _carrier: CarrierIndex = attrs.field(init=False)
     _seq: int = 0
     _runs: dict[RunInfo, _Run] = attrs.Factory(dict)
     _current: _Run | None = None
     _info: RunInfo | None = None
-    _carrier_index: dict[tuple[int, str], int] = attrs.Factory(dict)
     #: The format of each layout's samples, read once from its first datagram.
     _formats: dict[tuple[int, Layout], ChunkFormat | None] = attrs.Factory(dict)
     #: Frame templates of the current run by layout (the router's layouts are per backend,
     #: so a layout names its lane; hashed by identity: the lookup is the hot path's).
     _templates: dict[Layout, F.Template] = attrs.Factory(dict)
+
+    def __attrs_post_init__(self) -> None:
+        self._yield = Yielding(self.backlog, self.yield_at)
+        self._carrier = CarrierIndex(self.carriers)
+
+    @property
+    def yielding(self) -> bool:
+        return self._yield.yielding
+
+    @property
+    def yields(self) -> int:
+        return self._yield.yields
 
     # -- the router's events (pybrid.proxy.taps.base.RunTap) --------------------------------
 
@@ -159,10 +172,11 @@ class ShmFeed:
         ``payload[start:end]`` straight into their rings."""
         if run is not self._info:
             self._switch(run)
-        self._countdown -= 1
-        if self._countdown <= 0:
-            self._gauge()
-        if self.yielding:  # the reader sees a gap in the tap sequence
+        gauge = self._yield
+        gauge.countdown -= 1
+        if gauge.countdown <= 0:
+            gauge.look()
+        if gauge.yielding:  # the reader sees a gap in the tap sequence
             self._seq += 1
             self.yielded += 1
             return
@@ -185,18 +199,15 @@ class ShmFeed:
             self._switch(run)
         carrier = self._carrier(lane, path) if path else F.RUN_WIDE
         self._seq += 1
-        end = _FINAL.get(state)
+        end = FINAL.get(state)
         if end is None:
             self._send(_json(F.STATE, carrier, run.number, self._seq,
-                             {"state": _state_name(state), "reason": reason, "path": path,
+                             {"state": state_name(state), "reason": reason, "path": path,
                               "lane": lane}, flags=state & 0xFF))
             return
         body = {"state": F.END_STATE_NAMES[end], "reason": reason, "path": path, "lane": lane}
         if path:  # the chunk numbers the proxy saw of this carrier so far: 0 … chunks - 1
-            key = _carrier_path(path)
-            body["chunks"] = max((n for p, n in run.chunks_seen.items()
-                                  if _carrier_path(p.decode(errors="replace")) == key),
-                                 default=0)
+            body["chunks"] = chunks_seen(run, path)
         self._send(_json(F.CARRIER_END, carrier, run.number, self._seq, body, flags=end))
 
     def run_ended(self, run: RunInfo, end: RunEnd) -> None:
@@ -205,19 +216,6 @@ class ShmFeed:
     def replay(self) -> list[F.Frame]:
         """RUN_START and LAYOUT frames of the current run (for a tap attaching mid-run)."""
         return list(self._current.replay) if self._current is not None else []
-
-    def _gauge(self) -> None:
-        """Yield while the intakes' backlog is high: the client's data first."""
-        self._countdown = GAUGE_EVERY
-        if self.backlog is None or self.yield_at <= 0:
-            self._countdown = 1 << 62
-            return
-        fill = self.backlog()
-        if self.yielding:
-            self.yielding = fill > self.yield_at / 2
-        elif fill >= self.yield_at:
-            self.yielding = True
-            self.yields += 1
 
     # -- runs, formats, templates -----------------------------------------------------------
 
@@ -283,17 +281,6 @@ class ShmFeed:
                               fmt.channels, fmt.dtype_code, fmt.gain, fmt.offset, flags)
         self._send(F.whole_frame(head, body.data.data))
 
-    def _carrier(self, lane: int, path: str) -> int:
-        key = (lane, _carrier_path(path))
-        index = self._carrier_index.get(key)
-        if index is None:
-            for c in self.carriers():
-                self._carrier_index.setdefault((c["lane"], c["path"]), c["index"])
-            index = self._carrier_index.get(key)
-            if index is None:
-                index = self._carrier_index[key] = 0x8000 + len(self._carrier_index)
-        return index
-
     def _announce(self, run: _Run, carrier: int, fmt: ChunkFormat) -> None:
         """The LAYOUT frame of ``fmt`` on ``carrier``, once per run."""
         key = fmt.key
@@ -316,15 +303,3 @@ class ShmFeed:
 def _json(kind: int, carrier: int, run: int, seq: int, body: dict[str, Any],
           flags: int = 0) -> F.Frame:
     return F.whole_frame(F.encode_json(kind, carrier, run, seq, body, flags))
-
-
-def _state_name(state: int) -> str:
-    try:
-        return str(pb.RunState.Name(state))
-    except ValueError:
-        return str(state)
-
-
-def _carrier_path(path: str) -> str:
-    stripped = path.strip("/")
-    return "/" + stripped.split("/", 1)[0] if stripped else ""

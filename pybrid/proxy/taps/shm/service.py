@@ -7,28 +7,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
+from pybrid.proxy.taps.common import lane_carriers
 from pybrid.proxy.taps.shm.feed import YIELD_AT, ShmFeed
 from pybrid.proxy.taps.shm.tap import ShmTap, ShmTapStatus, inline_writer
 from pybrid.wire import shm_frames as F
-
-
-def lane_carriers(lanes: Iterable[Any]) -> list[dict[str, Any]]:
-    """The metadata's carrier list from the proxy's backend lanes: one entry per carrier
-    path (``/<MAC>``) with its lane index, backend name and configured location."""
-    out: list[dict[str, Any]] = []
-    for lane in lanes:
-        backend = getattr(lane, "backend", None)
-        location = getattr(backend, "location", None)
-        for path in getattr(lane, "carriers", ()) or ():
-            out.append({"index": len(out), "lane": lane.index, "backend": lane.name,
-                        "path": path, "mac": path.strip("/"),
-                        "location": None if location is None else str(location)})
-    return out
 
 
 @attrs.define(eq=False)
@@ -76,3 +63,6 @@ class ShmTaps:
     def status(self) -> tuple[ShmTapStatus, ...]:
         yielded = self.feed.yielded  # every tap missed these
         return tuple(attrs.evolve(tap.status(), dropped_yielded=yielded) for tap in self.taps)
+
+
+__all__ = ["ShmTaps", "lane_carriers"]

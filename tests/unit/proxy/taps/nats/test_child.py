@@ -36,8 +36,8 @@ class ProcessReactor(MemoryReactorClock):
 
 
 def config() -> NatsExportConfig:
-    return NatsExportConfig(servers=("nats://a:4222", "nats://b:4222"), shm_name="pybrid-nats-1",
-                            proxy_name="lab", replicas=3, creds="/etc/x.creds")
+    return NatsExportConfig(servers=("nats://a:4222", "nats://b:4222"), proxy_name="lab",
+                            replicas=3, creds="/etc/x.creds")
 
 
 def status_line(**fields) -> bytes:
@@ -55,7 +55,7 @@ def test_the_bridge_is_spawned_with_every_setting_and_no_secret():
     (_proto, argv, _t), = reactor.spawned
     assert argv[:3] == ["/py", "-m", "pybrid.proxy.taps.nats"]
     pairs = dict(zip(argv[3::2], argv[4::2], strict=False))
-    assert pairs["--shm"] == "pybrid-nats-1" and pairs["--replicas"] == "3"
+    assert pairs["--link-fd"] == "3" and "--shm" not in argv and pairs["--replicas"] == "3"
     assert pairs["--nats-creds"] == "/etc/x.creds" and pairs["--nice"] == "10"
     assert argv.count("--nats") == 2 and "--nats-token" not in argv
     assert service.status().state == "starting"
@@ -100,7 +100,7 @@ def test_restarts_back_off_and_stop_terminates_the_child():
     assert len(reactor.spawned) == 5  # no restart after stop
 
 
-def test_proxy_options_build_the_export_and_its_shm_tap():
+def test_proxy_options_build_the_export_without_a_shm_tap():
     options = Options(environ={})
     options.parseOptions(["-b", "127.0.0.1:5732", "--nats", "nats://n1:4222", "--nats",
                           "tls://n2:4222", "--nats-replicas", "3", "--nats-max-bytes", "2GiB",
@@ -109,7 +109,7 @@ def test_proxy_options_build_the_export_and_its_shm_tap():
     assert nats.servers == ("nats://n1:4222", "tls://n2:4222")
     assert (nats.replicas, nats.max_bytes, nats.max_age) == (3, 2 << 30, 12 * 3600.0)
     assert nats.proxy_name == "lab-a"
-    assert options.config.shm_taps == (nats.shm_name,)
+    assert options.config.shm_taps == ()  # the bridge reads the proxy's link
 
 
 @pytest.mark.parametrize("args, message", [

@@ -134,11 +134,11 @@ def test_the_bridge_batches_fresh_chunks_of_one_run_and_never_a_retried_one():
     b._queue.popleft()
     retried = b._queue[1]
     b._first[id(retried)] = 0.0  # chunk 1 was published before
-    batch, count = b._batch()
+    batch, count, _records = b._batch()
     assert count == 1 and batch.members == ((0, 0),)
     b._queue.popleft()
     b._first.clear()
-    batch, count = b._batch()
+    batch, count, _records = b._batch()
     assert count == 2 and batch.members == ((0, 1), (0, 2))
 
 

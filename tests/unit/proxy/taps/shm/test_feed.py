@@ -5,6 +5,7 @@ The feed is driven the way the proxy drives it: datagrams through a real RunRout
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import numpy as np
 import pytest
@@ -78,8 +79,8 @@ class Target:
 class Fed:
     """A feed behind a router that registered the runs ``active`` (proxy id → client id)."""
 
-    def __init__(self, active: dict[str, str], sink: Sink) -> None:
-        self.feed = ShmFeed(lambda: [{"index": 0, "lane": 0, "path": PATH}])
+    def __init__(self, active: dict[str, str], sink: Sink, backlog: Any = None) -> None:
+        self.feed = ShmFeed(lambda: [{"index": 0, "lane": 0, "path": PATH}], backlog=backlog)
         self.feed.taps.append(sink)
         self.router = RunRouter(tap=self.feed)
         self.target = Target()
@@ -93,9 +94,9 @@ class Fed:
         return self.feed.replay()
 
 
-def feed_for(active: set[str] | dict[str, str]) -> tuple[Fed, Sink]:
+def feed_for(active: set[str] | dict[str, str], backlog: Any = None) -> tuple[Fed, Sink]:
     sink = Sink()
-    fed = Fed(active if isinstance(active, dict) else {r: r for r in active}, sink)
+    fed = Fed(active if isinstance(active, dict) else {r: r for r in active}, sink, backlog)
     return fed, sink
 
 
@@ -275,9 +276,8 @@ def test_the_feed_yields_while_the_intake_is_behind_and_the_reader_sees_the_gap(
     from pybrid.proxy.taps.shm.feed import GAUGE_EVERY
 
     run_id = str(uuid.uuid4())
-    fed, sink = feed_for({run_id})
     backlog = Backlog()
-    fed.feed.backlog = backlog
+    fed, sink = feed_for({run_id}, backlog)
     raw = np.ones((100, 8), "<f4")
     sent = 0
 

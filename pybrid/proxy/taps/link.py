@@ -1,0 +1,186 @@
+"""A link to a child process: messages over a Unix socket pair, never blocking the proxy.
+
+Design note
+-----------
+The live tap (``--live-process``) and the NATS feed (``--nats``) hand their child what it
+needs as messages on a non-blocking socket pair: ``!IB`` (bytes after this field, kind),
+``!I`` JSON length, the JSON header, then raw bytes (datagrams as they came).  A message is
+one ``sendmsg`` of its parts' own buffers (no join).  What the socket does not take at once
+is written when it is writable (:class:`LinkWriter` is its own write descriptor).  Behind
+it, data messages wait (their parts held, not copied) up to ``max_queued`` bytes — a socket
+buffer is a few hundred KiB, a few 10 ms blocks at full rate; beyond that they are not sent
+but counted by the caller (:meth:`LinkWriter.data` returns False), while the few event
+messages always queue (:meth:`LinkWriter.event`).  :func:`split` cuts a received buffer
+into messages (a malformed one raises :class:`LinkError`).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import socket
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+from twisted.internet.interfaces import IWriteDescriptor
+from zope.interface import implementer
+
+_HEAD = struct.Struct("!IBI")
+#: A message longer than this is not ours (a block of 4 096 chunks of 64 KiB is 256 MiB).
+MAX_MESSAGE = 1 << 29
+#: Buffers of one message at most (``sendmsg``'s IOV_MAX is 1 024): more are joined.
+MAX_PARTS = 1000
+
+
+class LinkError(ValueError):
+    """Bytes on a link that are not a message of this format."""
+
+
+def message(kind: int, header: dict[str, Any], data: list[bytes] | None = None) -> list[bytes]:
+    """One message as the parts to write (``sendmsg``)."""
+    body = json.dumps(header, separators=(",", ":")).encode()
+    data = data or []
+    if len(data) > MAX_PARTS:
+        data = [b"".join(data)]
+    size = 1 + 4 + len(body) + sum(map(len, data))
+    return [_HEAD.pack(size, kind, len(body)), body, *data]
+
+
+def split(buf: bytearray) -> Iterator[tuple[int, dict[str, Any], bytearray]]:
+    """The whole messages at the start of ``buf`` (kind, header, data — copies), removed from
+    it as they are taken; raises :class:`LinkError` for a malformed one."""
+    at = 0
+    try:
+        while len(buf) - at >= _HEAD.size:
+            size, kind, jlen = _HEAD.unpack_from(buf, at)
+            if size > MAX_MESSAGE or jlen > size - 5:
+                raise LinkError(f"a malformed message ({size} bytes, header {jlen})")
+            end = at + 4 + size
+            if len(buf) < end:
+                break
+            start = at + _HEAD.size
+            try:
+                head = json.loads(bytes(buf[start:start + jlen]))
+            except ValueError as e:
+                raise LinkError(f"a message header that is not JSON: {e}") from None
+            if not isinstance(head, dict):
+                raise LinkError("a message header that is not a JSON object")
+            data = buf[start + jlen:end]
+            at = end
+            yield kind, head, data
+    finally:
+        if at:
+            del buf[:at]
+
+
+@implementer(IWriteDescriptor)
+class LinkWriter:
+    """The proxy's end of a link; see the module note."""
+
+    def __init__(self, sock: socket.socket, reactor: Any, max_queued: int = 0) -> None:
+        self.sock = sock
+        self.reactor = reactor
+        #: Bytes of data messages that may wait behind a full socket (0: none).
+        self.max_queued = max_queued
+        self.closed = False
+        self._rest: memoryview | None = None  # the unsent end of a message
+        self._queue: collections.deque[list[bytes]] = collections.deque()
+        self._queued = 0
+        self._writing = False  # registered with the reactor as a writer
+
+    @property
+    def behind(self) -> bool:
+        return self._rest is not None or bool(self._queue)
+
+    @property
+    def queued(self) -> int:
+        """Bytes of messages waiting behind the socket."""
+        return self._queued + (0 if self._rest is None else len(self._rest))
+
+    def data(self, parts: list[bytes]) -> bool:
+        """Send a data message now, or queue it within ``max_queued``; False: not sent."""
+        if self.closed:
+            return False
+        if self.behind:
+            size = sum(map(len, parts))
+            if self._queued + size > self.max_queued:
+                return False
+            self._queue.append(parts)
+            self._queued += size
+            return True
+        self._send(parts)
+        return True
+
+    def event(self, parts: list[bytes]) -> None:
+        """Send an event message, behind what waits if need be (never dropped while open)."""
+        if self.closed:
+            return
+        if self.behind:
+            self._queue.append(parts)
+            self._queued += sum(map(len, parts))
+            return
+        self._send(parts)
+
+    def _send(self, parts: list[bytes]) -> bool:
+        """Write one message; False: the socket took part of it (the rest waits) or failed."""
+        try:
+            n = self.sock.sendmsg(parts)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            self.close()
+            return False
+        if n < sum(map(len, parts)):
+            self._rest = memoryview(b"".join(parts))[n:]
+            if not self._writing:
+                self._writing = True
+                self.reactor.addWriter(self)
+            return False
+        return True
+
+    # IWriteDescriptor: what waits, when the socket is writable
+    def doWrite(self) -> None:
+        while True:
+            if self._rest is not None:
+                try:
+                    n = self.sock.send(self._rest)
+                except BlockingIOError:
+                    return None
+                except OSError:
+                    self.close()
+                    return None
+                if n < len(self._rest):
+                    self._rest = self._rest[n:]
+                    return None
+                self._rest = None
+            if not self._queue:
+                break
+            parts = self._queue.popleft()
+            self._queued -= sum(map(len, parts))
+            if not self._send(parts) and self.closed:
+                return None
+        self._writing = False
+        self.reactor.removeWriter(self)
+        return None
+
+    def fileno(self) -> int:
+        return -1 if self.closed else self.sock.fileno()
+
+    def logPrefix(self) -> str:
+        return type(self).__name__
+
+    def connectionLost(self, reason: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if self._writing:
+            self._writing = False
+            self.reactor.removeWriter(self)
+        self._rest = None
+        self._queue.clear()
+        self._queued = 0
+        self.closed = True
+        self.sock.close()

@@ -1,20 +1,21 @@
-"""The NATS bridge: the proxy's shared-memory tap → a JetStream stream, never blocking anyone.
+"""The NATS bridge: the proxy's runs → a JetStream stream, never blocking anyone.
 
 Design note
 -----------
-One asyncio loop, no threads.  :meth:`Bridge._read` takes every frame the proxy's
-``--shm-tap`` wrote (non-blocking reads, a short sleep when the ring is empty), turns it into
-a message (:class:`~pybrid.proxy.taps.nats.runs.RunTracker`) and appends it to a bounded queue:
-when ``queue`` chunk messages wait, a new chunk is dropped and counted (start, layout, state
-and end messages are never dropped).  :meth:`Bridge._publish` sends them with JetStream's
-asynchronous publish: at most ``window`` acknowledgements pending; chunks waiting together go
-out as one message of up to :data:`BATCH` records (one acknowledgement each, not per chunk).
-A message whose acknowledgement does not come within ``ack_timeout``, or comes as an error
-(server gone, a stream without a leader), is published again after ``retry_delay`` (its
-message id makes JetStream store it once) for up to ``give_up`` seconds; then its chunks count
-as failed.  A run's ``end`` message waits until its chunks settled, so it says exactly which
-chunk numbers the stream lacks.  The proxy is never slowed: it writes into shared memory and a full
-ring drops and counts there (a tap-sequence gap the ``end`` message counts too).
+One asyncio loop, no threads.  :mod:`.intake` reads the proxy's link (``--nats``: blocks of
+datagrams as they came, :meth:`Bridge.take_link`) or a ``--shm-tap`` ring (a frame per chunk,
+:meth:`Bridge.take`); :class:`~pybrid.proxy.taps.nats.runs.RunTracker` turns each into
+messages, appended to a bounded queue: when ``queue`` chunk records wait, a new chunk
+message is dropped and counted (start, layout, state and end messages are never dropped).
+:meth:`Bridge._publish` sends them with JetStream's asynchronous publish: at most ``window``
+acknowledgements pending; chunk messages waiting together go out as one message of up to
+:data:`~.runs.BATCH` records (one acknowledgement each, not per chunk).  A message whose
+acknowledgement does not come within ``ack_timeout``, or comes as an error (server gone, a
+stream without a leader), is published again after ``retry_delay`` (its message id makes
+JetStream store it once) for up to ``give_up`` seconds; then its chunks count as failed.  A
+run's ``end`` message waits until its chunks settled, so it says exactly which chunk numbers
+the stream lacks.  The proxy is never slowed: it never waits for us (blocks we do not take
+are counted there, and the run's next message tells us how many: ``tap_gaps``).
 
 Connecting: the first connect is retried with backoff (``backoff`` doubling up to
 ``backoff_max``); afterwards nats-py reconnects on its own (forever).  The stream is created

@@ -1,19 +1,21 @@
-"""Shared-memory tap frames to NATS messages, and what each run's stream lacks (no nats import).
+"""The proxy's run events to NATS messages, and what each run's stream lacks (no nats import).
 
 Design note
 -----------
-:class:`RunTracker` turns each frame the proxy's ``--shm-tap`` wrote (:mod:`pybrid.wire.shm_frames`)
-into at most one :class:`Outgoing` message of :mod:`pybrid.wire.nats_format`, and keeps per
-run and carrier the highest chunk number the tap showed and the chunk numbers the stream
-*has* (acknowledged by JetStream: :meth:`stored`).  A run is over when every carrier named in
-its ``RUN_START`` reached DONE or ERROR (or a run-wide end came); its ``end`` message then says
-what the stream lacks: every chunk number up to the highest seen — or up to the count the
-proxy saw (the ``CARRIER_END`` frame's ``chunks``), or the run's expected count when the
-start command's OP time and sample rate give it, whichever is more — that was not stored:
-lost by the device, by the tap (a full ring), dropped from the export queue, or not
-acknowledged.  ``RUN_START``'s run configuration goes into the ``start`` message
-(:data:`CONFIG_KEYS`); ``STATE`` frames (IC, OP …) become ``state`` messages like the final
-states.
+:class:`RunTracker` turns each message of the proxy's link (:mod:`.feed`: :meth:`RunTracker.link`)
+or each frame of a ``--shm-tap`` ring (:mod:`pybrid.wire.shm_frames`: :meth:`RunTracker.frame`)
+into :class:`Outgoing` messages of :mod:`pybrid.wire.nats_format` — a link's block of
+datagrams into chunk messages of up to :data:`BATCH` records, cut with numpy
+(:func:`block_records`) —, and keeps per run and carrier the highest chunk number seen and
+the chunk numbers the stream *has* (acknowledged by JetStream: :meth:`stored`).  A run is
+over when every carrier named in its start reached DONE or ERROR (or a run-wide end came);
+its ``end`` message then says what the stream lacks: every chunk number up to the highest
+seen — or up to the count the proxy saw (its carrier end's ``chunks``), or the run's
+expected count when the start command's OP time and sample rate give it, whichever is more
+— that was not stored: lost by the device, not sent by the proxy (the bridge behind, the
+proxy behind its intake; a full ring), dropped from the export queue, or not acknowledged.
+The start's run configuration goes into the ``start`` message (:data:`CONFIG_KEYS`); other
+states (IC, OP …) become ``state`` messages like the final states.
 """
 
 from __future__ import annotations

@@ -141,6 +141,8 @@ class Bridge:
     _nc: Any = attrs.field(init=False, default=None)
     _js: Any = attrs.field(init=False, default=None)
     _stop: asyncio.Event = attrs.field(init=False, factory=asyncio.Event)
+    #: Why the bridge stopped for good (the command's exit status 1), or "".
+    fatal: str = attrs.field(init=False, default="")
 
     def __attrs_post_init__(self) -> None:
         self.tracker = RunTracker(self.options.prefix, self.options.proxy)
@@ -362,9 +364,13 @@ class Bridge:
         tasks = [asyncio.ensure_future(c) for c in (self._read(), self._sweep(),
                                                     self._run_publisher())]
         await self._stop.wait()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        pending = set(tasks)
+        for _ in range(50):  # nats-py's connect may swallow a cancel: cancel again
+            for t in pending:
+                t.cancel()
+            _done, pending = await asyncio.wait(pending, timeout=0.1)
+            if not pending:
+                break
         if self._nc is not None:
             await self._nc.close()
 
@@ -374,3 +380,8 @@ class Bridge:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def fail(self, why: str) -> None:
+        """Stop for good: the command exits with status 1 and ``why``."""
+        self.fatal = self.stats.last_error = why
+        self.stop()

@@ -85,8 +85,9 @@ def add_nats_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Export the runs a pybrid proxy "
-                                     "writes into its shared-memory tap to NATS JetStream.")
+    parser = argparse.ArgumentParser(prog=PROG, description="Export a pybrid proxy's runs — "
+                                     "from its link (--nats starts this so) or its "
+                                     "shared-memory tap — to NATS JetStream.")
     parser.add_argument("--version", action="version", version=version_line(PROG))
     intake = parser.add_mutually_exclusive_group(required=True)
     intake.add_argument("--shm", metavar="NAME",
@@ -174,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
 
     bridge = Bridge(options, emit)
     asyncio.run(go())
+    if bridge.fatal:
+        print(f"{PROG}: {bridge.fatal}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

@@ -38,8 +38,7 @@ async def read_link(bridge: Any, fd: int) -> None:
                 for kind, head, body in split(self.buffer):
                     bridge.take_link(kind, head, body)
             except LinkError as e:  # not our proxy: stop (the proxy restarts the bridge)
-                bridge.stats.last_error = f"link: {e}"
-                _log.error("nats bridge: {error}; stopping", error=str(e))
+                bridge.fail(f"the link: {e}")
                 if self.transport is not None:
                     self.transport.close()
 
@@ -47,9 +46,13 @@ async def read_link(bridge: Any, fd: int) -> None:
             if not closed.done():
                 closed.set_result(None)
 
-    sock = socket.socket(fileno=fd)
-    sock.setblocking(False)
-    await loop.connect_accepted_socket(Reader, sock=sock)
+    try:
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        await loop.connect_accepted_socket(Reader, sock=sock)
+    except (OSError, ValueError) as e:  # not a stream socket: nothing to export from
+        bridge.fail(f"--link-fd {fd} is not the proxy's link: {e}")
+        return
     bridge.stats.fed = True
     bridge.emit_status()
     await closed

@@ -42,7 +42,7 @@ def test_garbage_on_the_link_stops_the_bridge_with_a_clear_error(procs):
         proc = start(procs, theirs.fileno())
         theirs.close()
         ours.sendall(struct.pack("!IBI", 1 << 30, 3, 2) + b"{}")
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert b"the link: a malformed message" in err
 

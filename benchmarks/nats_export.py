@@ -4,14 +4,15 @@ One run, the real objects of the proxy in this process (as ``benchmarks/shm_tap.
 :class:`~pybrid.proxy.data.router.RunRouter` with one registered run and a TCP client
 (:class:`~pybrid.proxy.clients.sender.ClientSender` into a real loopback connection a child
 drains) receives real device datagrams (8 channels x 100 f32 samples) at ``--rate``; with the
-export **on** the proxy also has the ``--shm-tap`` its bridge reads, and the bridge
-(``python -m pybrid.proxy.taps.nats``, its own process, as ``twistd pybrid-proxy --nats`` starts it)
-publishes into real ``nats-server`` processes on 127.0.0.1 (JetStream, file storage, a temp
-dir): one server for replicas 1, a three-node cluster for replicas 3.
+export **on** the proxy also has the NATS feed and its link to the bridge
+(``python -m pybrid.proxy.taps.nats --link-fd``, its own process, as ``twistd pybrid-proxy
+--nats`` starts it; a block every 10 ms), which publishes into real ``nats-server`` processes
+on 127.0.0.1 (JetStream, file storage, a temp dir): one server for replicas 1, a three-node
+cluster for replicas 3.
 
 1. **Export loss-free rate**: a step search over ``--rates`` (datagrams/s), ``--seconds`` per
    step; a step passes when JetStream acknowledged every chunk (the bridge's ``stored``) with
-   nothing dropped, failed or lost in the ring.  Per step: the bridge's CPU per datagram.
+   nothing dropped, failed or not sent over the link.  Per step: the bridge's CPU per datagram.
 2. **Proxy with the export on and off**: the router loop flat out (``--count`` datagrams, no
    pacing), ``--repeat`` times interleaved: datagrams/s (the proxy's loss-free maximum: the
    client gets every datagram in both cases; the export's own losses are counted apart) and
@@ -53,7 +54,8 @@ from shm_tap import RUN, SocketTransport
 from pybrid.proxy.clients.sender import ClientSender
 from pybrid.proxy.clients.session import Session, SessionState
 from pybrid.proxy.data.router import RunRouter
-from pybrid.proxy.taps.nats.child import DEFAULT_NICE
+from pybrid.proxy.taps.nats.child import DEFAULT_NICE, LINK_QUEUE, LINK_SNDBUF
+from pybrid.proxy.taps.nats.feed import FLUSH_EVERY
 
 NATS_SERVER = str(pathlib.Path(sys.executable).with_name("nats-server"))
 #: The bridge's ``--nice`` (``--nice``; as ``twistd pybrid-proxy --nats`` starts it).
@@ -94,15 +96,22 @@ def start_servers(replicas: int, store: str) -> tuple[list[subprocess.Popen[byte
 class BridgeProc:
     """The bridge child; its status lines are read on demand (non-blocking)."""
 
-    def __init__(self, name: str, urls: list[str], replicas: int) -> None:
-        argv = [sys.executable, "-m", "pybrid.proxy.taps.nats", "--shm", name, "--shm-size",
-                "64MiB", "--proxy-name", "bench", "--replicas", str(replicas), "--queue",
-                "100000", "--max-bytes", "4GiB", "--status-interval", "0.1", "--nice", str(NICE)]
+    def __init__(self, urls: list[str], replicas: int) -> None:
+        #: The proxy's end of the link (``--nats`` makes the same socket pair).
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.setblocking(False)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LINK_SNDBUF)
+        argv = [sys.executable, "-m", "pybrid.proxy.taps.nats", "--link-fd",
+                str(theirs.fileno()), "--proxy-name", "bench", "--replicas", str(replicas),
+                "--queue", "100000", "--max-bytes", "4GiB", "--status-interval", "0.1",
+                "--nice", str(NICE)]
         tag = uuid.uuid4().hex[:6]  # a stream and prefix per bridge: streams may not overlap
         argv += ["--nats-stream", f"B{tag}", "--nats-prefix", f"b{tag}"]
         for url in urls:
             argv += ["--nats", url]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+        with theirs:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                         pass_fds=(theirs.fileno(),))
         os.set_blocking(self.proc.stdout.fileno(), False)  # type: ignore[union-attr]
         self.buffer = b""
         self.last: dict[str, Any] = {}
@@ -133,34 +142,52 @@ class BridgeProc:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
+        self.sock.close()
         self.proc.terminate()
         self.proc.wait(10)
 
 
-def proxy_loop(data: list[bytes], rate: float, tap: str | None) -> dict[str, Any]:
-    """The router, a TCP client and, with ``tap``, the export's shm tap; as shm_tap.py."""
-    from pybrid.proxy.taps.shm.inline import InlineWriter
-    from pybrid.proxy.taps.shm.service import ShmTaps
+class _Writers(task.Clock):
+    """The reactor a link writer needs here: whether it waits for a writable socket."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writers: set[Any] = set()
+
+    def addWriter(self, writer: Any) -> None:
+        self.writers.add(writer)
+
+    def removeWriter(self, writer: Any) -> None:
+        self.writers.discard(writer)
+
+
+def proxy_loop(data: list[bytes], rate: float, bridge: BridgeProc | None) -> dict[str, Any]:
+    """The router, a TCP client and, with ``bridge``, the export's feed into its link (a block
+    every ``FLUSH_EVERY`` as the proxy sends; the rest written when the socket takes it)."""
+    from pybrid.proxy.taps.link import LinkWriter
+    from pybrid.proxy.taps.nats.feed import NatsFeed
 
     router = RunRouter()
     transport = SocketTransport()
     target = Session("bench", "127.0.0.1:1", ClientSender(transport))
     target.state = SessionState.ACTIVE
-    shm = None
-    clock: Any = task.Clock()
+    feed = link = None
+    reactor = _Writers()
     flushes = [transport.flush]
-    if tap is not None:
-        clock.callFromThread = lambda f, *a: f(*a)
-        shm = ShmTaps((tap,), clock, lambda: [], write_timeout=60)
-        for t in shm.taps:
-            t.make_writer = (lambda ring, report, timeout, n, c=clock: InlineWriter(
-                ring, report, c, write_timeout=timeout, name=n, max_frames=1 << 20,
-                max_bytes=1 << 31))
-        shm.start()
-        assert shm.taps[0].state == "attached", shm.taps[0].status()
-        router.tap = shm.feed
-        flushes.append(lambda: clock.advance(max(0.0, time.perf_counter() - t0
-                                                 - clock.seconds())))
+    if bridge is not None:
+        link = LinkWriter(bridge.sock, reactor, LINK_QUEUE)
+        feed = NatsFeed(link=link)
+        router.tap = feed
+        last = [0.0]
+
+        def flush_feed() -> None:
+            now = time.perf_counter()
+            if link.behind:
+                link.doWrite()
+            if now - last[0] >= FLUSH_EVERY:
+                last[0] = now
+                feed.flush()
+        flushes.append(flush_feed)
     router.register_run(RUN, target, [PATH])
     lane, route = Lane(), router.route_datagram
     interval = 64 / rate if rate else 0.0
@@ -182,14 +209,12 @@ def proxy_loop(data: list[bytes], rate: float, tap: str | None) -> dict[str, Any
     cpu = time.process_time() - c0
     out: dict[str, Any] = {"datagrams_per_s": round(len(data) / wall),
                            "cpu_us_per_datagram": round(cpu / len(data) * 1e6, 2)}
-    if shm is not None:
-        status = shm.taps[0].status()
-        out["tap_dropped"] = status.frames_dropped
-        while status.queued:  # the ring was full: the writer's retries
-            clock.advance(0.002)
+    if feed is not None and link is not None:
+        feed.flush()
+        while link.behind:  # what waits for the bridge to read
+            link.doWrite()
             time.sleep(0.002)
-            status = shm.taps[0].status()
-        shm.stop()
+        out["tap_dropped"] = feed.not_sent
     assert router.counters.forwarded == len(data), router.counters
     transport.close()
     return out
@@ -198,14 +223,13 @@ def proxy_loop(data: list[bytes], rate: float, tap: str | None) -> dict[str, Any
 def export_step(urls: list[str], replicas: int, rate: float, seconds: float) -> dict[str, Any]:
     data = datagrams(int(rate * seconds), 8, "f32")
     off = proxy_loop(data, rate, None)  # the same load without the export
-    name = f"pybrid-bench-{uuid.uuid4().hex[:8]}"
-    bridge = BridgeProc(name, urls, replicas)
+    bridge = BridgeProc(urls, replicas)
     try:
-        if not bridge.wait(lambda s: s.get("shm_ready") and s.get("connected"), 60):
+        if not bridge.wait(lambda s: s.get("fed") and s.get("connected"), 60):
             raise RuntimeError(f"bridge not ready: {bridge.status()}")
         cpu0 = bridge.cpu()
         t0 = time.perf_counter()
-        proxy = proxy_loop(data, rate, name)
+        proxy = proxy_loop(data, rate, bridge)
         want = len(data) + 2  # the chunks, the run's start and layout
         # keeping up: every chunk stored within the step and a second
         kept_up = bridge.wait(lambda s: s.get("stored", 0) >= want,
@@ -298,11 +322,10 @@ def main() -> None:
                 rounds = []
                 for _ in range(args.repeat):
                     off = proxy_loop(data, 0, None)
-                    name = f"pybrid-bench-{uuid.uuid4().hex[:8]}"
-                    bridge = BridgeProc(name, urls, 1)
+                    bridge = BridgeProc(urls, 1)
                     try:
-                        bridge.wait(lambda s: s.get("shm_ready") and s.get("connected"), 60)
-                        on = proxy_loop(data, 0, name)
+                        bridge.wait(lambda s: s.get("fed") and s.get("connected"), 60)
+                        on = proxy_loop(data, 0, bridge)
                     finally:
                         bridge.stop()
                     rounds.append((off, on))

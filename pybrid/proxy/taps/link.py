@@ -84,7 +84,8 @@ class LinkWriter:
         #: Bytes of data messages that may wait behind a full socket (0: none).
         self.max_queued = max_queued
         self.closed = False
-        self._rest: memoryview | None = None  # the unsent end of a message
+        #: The unsent end of a message: its parts from the first not wholly sent (no copy).
+        self._rest: list[Any] | None = None
         self._queue: collections.deque[list[bytes]] = collections.deque()
         self._queued = 0
         self._writing = False  # registered with the reactor as a writer
@@ -96,7 +97,7 @@ class LinkWriter:
     @property
     def queued(self) -> int:
         """Bytes of messages waiting behind the socket."""
-        return self._queued + (0 if self._rest is None else len(self._rest))
+        return self._queued + (0 if self._rest is None else sum(map(len, self._rest)))
 
     def data(self, parts: list[bytes]) -> bool:
         """Send a data message now, or queue it within ``max_queued``; False: not sent."""
@@ -132,7 +133,7 @@ class LinkWriter:
             self.close()
             return False
         if n < sum(map(len, parts)):
-            self._rest = memoryview(b"".join(parts))[n:]
+            self._rest = _after(parts, n)
             if not self._writing:
                 self._writing = True
                 self.reactor.addWriter(self)
@@ -144,14 +145,15 @@ class LinkWriter:
         while True:
             if self._rest is not None:
                 try:
-                    n = self.sock.send(self._rest)
+                    n = self.sock.sendmsg(self._rest)
                 except BlockingIOError:
                     return None
                 except OSError:
                     self.close()
                     return None
-                if n < len(self._rest):
-                    self._rest = self._rest[n:]
+                rest = _after(self._rest, n)
+                if rest:
+                    self._rest = rest
                     return None
                 self._rest = None
             if not self._queue:
@@ -184,3 +186,12 @@ class LinkWriter:
         self._queued = 0
         self.closed = True
         self.sock.close()
+
+
+def _after(parts: list[Any], n: int) -> list[Any]:
+    """What of ``parts`` is left after their first ``n`` bytes were sent (views, no copy)."""
+    for i, part in enumerate(parts):
+        if n < len(part):
+            return [memoryview(part)[n:], *parts[i + 1:]]
+        n -= len(part)
+    return []

@@ -54,7 +54,8 @@ from shm_tap import RUN, SocketTransport
 from pybrid.proxy.clients.sender import ClientSender
 from pybrid.proxy.clients.session import Session, SessionState
 from pybrid.proxy.data.router import RunRouter
-from pybrid.proxy.taps.nats.child import DEFAULT_NICE, LINK_QUEUE, LINK_SNDBUF
+from pybrid.proxy.taps.link import link_pair
+from pybrid.proxy.taps.nats.child import DEFAULT_NICE, LINK_QUEUE
 from pybrid.proxy.taps.nats.feed import FLUSH_EVERY
 
 NATS_SERVER = str(pathlib.Path(sys.executable).with_name("nats-server"))
@@ -98,9 +99,7 @@ class BridgeProc:
 
     def __init__(self, urls: list[str], replicas: int) -> None:
         #: The proxy's end of the link (``--nats`` makes the same socket pair).
-        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.setblocking(False)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LINK_SNDBUF)
+        self.sock, theirs = link_pair()
         argv = [sys.executable, "-m", "pybrid.proxy.taps.nats", "--link-fd",
                 str(theirs.fileno()), "--proxy-name", "bench", "--replicas", str(replicas),
                 "--queue", "100000", "--max-bytes", "4GiB", "--status-interval", "0.1",

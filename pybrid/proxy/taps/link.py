@@ -31,6 +31,16 @@ _HEAD = struct.Struct("!IBI")
 MAX_MESSAGE = 1 << 29
 #: Buffers of one message at most (``sendmsg``'s IOV_MAX is 1 024): more are joined.
 MAX_PARTS = 1000
+#: Send buffer of a link (the kernel may cap it): room for a few blocks at full rate.
+LINK_SNDBUF = 4 << 20
+
+
+def link_pair() -> tuple[socket.socket, socket.socket]:
+    """A link's sockets: the proxy's end (non-blocking, ``LINK_SNDBUF``) and the child's."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    ours.setblocking(False)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LINK_SNDBUF)
+    return ours, theirs
 
 
 class LinkError(ValueError):

@@ -31,6 +31,7 @@ from twisted.logger import Logger
 
 from pybrid.live.handoff import can_hand_over, hand_over
 from pybrid.proxy.taps.children import RestartingChild, terminate
+from pybrid.proxy.taps.link import link_pair
 from pybrid.proxy.taps.live.link import LiveLink
 
 _log = Logger()
@@ -39,8 +40,6 @@ FLUSH_EVERY = 0.01
 #: The live process's nice increment.  0: it competes as the view in the proxy would; at 10
 #: the proxy comes first, but beside two busy processes the viewers got no frame for seconds.
 DEFAULT_NICE = 0
-#: Send buffer of the link (the kernel may cap it): room for a few blocks at full rate.
-LINK_SNDBUF = 4 << 20
 
 
 @attrs.frozen
@@ -141,10 +140,8 @@ class LiveProcess(RestartingChild, Service):
     def _spawn(self) -> None:
         self._retry = None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        link_ours, link_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        for sock in (ours, link_ours):
-            sock.setblocking(False)
-        link_ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LINK_SNDBUF)
+        ours.setblocking(False)
+        link_ours, link_theirs = link_pair()
         argv = [self.python, "-m", "pybrid.proxy.taps.live", "--fd", "3", "--link-fd", "4",
                 "--nice", str(self.nice)]
         self._proc = _Child(self)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from typing import Any
 
@@ -29,7 +28,7 @@ from twisted.internet import defer, protocol, task
 from twisted.logger import Logger
 
 from pybrid.proxy.taps.children import RestartingChild, terminate
-from pybrid.proxy.taps.link import LinkWriter
+from pybrid.proxy.taps.link import LinkWriter, link_pair
 from pybrid.proxy.taps.nats.bridge import ExportCounters
 from pybrid.proxy.taps.nats.feed import FLUSH_EVERY, NatsFeed
 from pybrid.wire import nats_format as N
@@ -40,8 +39,6 @@ _log = Logger()
 #: (docs/performance.md#the-nats-export); 10 keeps the export going on a busy host.
 DEFAULT_NICE = 10
 _COUNTS = tuple(a.name for a in attrs.fields(ExportCounters))
-#: Send buffer of the link (the kernel may cap it): room for a few blocks at full rate.
-LINK_SNDBUF = 4 << 20
 #: Bytes of blocks held for a bridge that is behind (about 0.3 s at 100 MB/s) before the
 #: feed counts them as not sent.
 LINK_QUEUE = 32 << 20
@@ -159,9 +156,7 @@ class NatsBridgeService(RestartingChild, Service):
         self._retry = None
         self._proc = _BridgeProcess(self)
         argv = self.config.argv(self.python)
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        ours.setblocking(False)
-        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LINK_SNDBUF)
+        ours, theirs = link_pair()
         try:
             self._transport = self.reactor.spawnProcess(
                 self._proc, argv[0], argv, env=dict(os.environ),

@@ -35,7 +35,7 @@ from pybrid.proxy.taps.common import (
     state_name,
 )
 from pybrid.proxy.taps.link import message
-from pybrid.proxy.taps.shm.feed import ChunkFormat, chunk_format
+from pybrid.proxy.taps.shm.feed import ChunkFormat, LayoutFormats, chunk_format
 from pybrid.wire import shm_frames as F
 from pybrid.wire.layout import DATA_TAG, Layout
 from pybrid.wire.messages import data_message
@@ -79,11 +79,12 @@ class NatsFeed:
     _open: dict[Layout, list[Any]] = attrs.Factory(dict)
     _pending: list[list[Any]] = attrs.Factory(list)
     _count: int = 0
-    _formats: dict[tuple[int, Layout], ChunkFormat | None] = attrs.Factory(dict)
+    _formats: LayoutFormats = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self._yield = Yielding(self.backlog, self.yield_at)
         self._carrier = CarrierIndex(self.carriers)
+        self._formats = LayoutFormats(self._carrier)
 
     @property
     def yields(self) -> int:
@@ -148,17 +149,9 @@ class NatsFeed:
         are counted, not kept)."""
         pending, self._pending, self._count = self._pending, [], 0
         self._open.clear()
-        link = self.link
         for run, first, _next, parts, header in pending:
-            state = self._state(run)
             header["first"] = first
-            if state.skipped:
-                header["skipped"] = state.skipped
-            if link is not None and link.data(message(BLOCK, header, parts)):
-                self.sent += len(parts)
-                state.skipped = 0
-            else:
-                self._skip(run, len(parts), False)
+            self._data(BLOCK, run, header, parts)
 
     def replay(self) -> list[list[bytes]]:
         """The start and layout messages of the runs kept (for a bridge starting mid-run)."""
@@ -167,7 +160,7 @@ class NatsFeed:
     def _block(self, run: RunInfo, lane: int, lay: Layout, number: int,
                payload: bytes) -> None:
         state = self._state(run)
-        fmt = self._format(lane, lay, payload)
+        fmt = self._formats(lane, lay, payload)
         if fmt is None:
             self.unusable += 1
             self._skip(run, 1, False)
@@ -197,13 +190,20 @@ class NatsFeed:
         header = self._chunk_header(run, carrier, fmt,
                                     body.DESCRIPTOR.name == "RunDataEndMessage")
         header["first"] = number
+        self._data(CHUNK, run, header, [body.data.data])
+
+    def _data(self, kind: int, run: RunInfo, header: dict[str, Any],
+              parts: list[bytes]) -> None:
+        """A data message of ``run``'s chunks, one part each (with the chunks skipped since
+        its last message); counted as not sent if the link does not take it."""
+        state = self._state(run)
         if state.skipped:
             header["skipped"] = state.skipped
-        if self.link is not None and self.link.data(message(CHUNK, header, [body.data.data])):
-            self.sent += 1
+        if self.link is not None and self.link.data(message(kind, header, parts)):
+            self.sent += len(parts)
             state.skipped = 0
         else:
-            self._skip(run, 1, False)
+            self._skip(run, len(parts), False)
 
     @staticmethod
     def _chunk_header(run: RunInfo, carrier: int, fmt: ChunkFormat,
@@ -249,13 +249,3 @@ class NatsFeed:
         run.replay.append(parts)
         if self.link is not None:
             self.link.event(parts)
-
-    def _format(self, lane: int, lay: Layout, payload: bytes) -> ChunkFormat | None:
-        key = (lane, lay)
-        if key not in self._formats:
-            if len(self._formats) >= 1024:  # layouts the router has long forgotten
-                self._formats.clear()
-            body = data_message(payload)
-            self._formats[key] = None if body is None else chunk_format(
-                body.data, lane, body.entity.path, self._carrier(lane, body.entity.path))
-        return self._formats[key]

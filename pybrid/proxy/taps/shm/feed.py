@@ -113,6 +113,25 @@ def chunk_format(daq: pb.DaqData, lane: int, path: str, carrier: int) -> ChunkFo
 
 
 @attrs.define(eq=False)
+class LayoutFormats:
+    """The :class:`ChunkFormat` of each (lane, layout)'s samples, read once from its first
+    datagram (None: samples this format cannot carry).  ``carrier`` indexes carriers."""
+
+    carrier: Callable[[int, str], int]
+    _known: dict[tuple[int, Layout], ChunkFormat | None] = attrs.Factory(dict)
+
+    def __call__(self, lane: int, lay: Layout, payload: bytes) -> ChunkFormat | None:
+        key = (lane, lay)
+        if key not in self._known:
+            if len(self._known) >= 1024:  # layouts the router has long forgotten
+                self._known.clear()
+            body = data_message(payload)
+            self._known[key] = None if body is None else chunk_format(
+                body.data, lane, body.entity.path, self.carrier(lane, body.entity.path))
+        return self._known[key]
+
+
+@attrs.define(eq=False)
 class ShmFeed:
     """Builds pybrid-shm frames from the router's run events for its taps; see the module
     note.  ``carriers`` is the metadata's carrier list (``index``, ``lane``, ``path`` …),
@@ -136,7 +155,7 @@ class ShmFeed:
     _current: _Run | None = None
     _info: RunInfo | None = None
     #: The format of each layout's samples, read once from its first datagram.
-    _formats: dict[tuple[int, Layout], ChunkFormat | None] = attrs.Factory(dict)
+    _formats: LayoutFormats = attrs.field(init=False)
     #: Frame templates of the current run by layout (the router's layouts are per backend,
     #: so a layout names its lane; hashed by identity: the lookup is the hot path's).
     _templates: dict[Layout, F.Template] = attrs.Factory(dict)
@@ -144,6 +163,7 @@ class ShmFeed:
     def __attrs_post_init__(self) -> None:
         self._yield = Yielding(self.backlog, self.yield_at)
         self._carrier = CarrierIndex(self.carriers)
+        self._formats = LayoutFormats(self._carrier)
 
     @property
     def yielding(self) -> bool:
@@ -232,12 +252,7 @@ class ShmFeed:
     def _template(self, lane: int, lay: Layout, payload: bytes) -> F.Template | None:
         """The frame template of ``lay``'s datagrams from ``lane`` in the current run (and its
         LAYOUT frame, the first time); None (counted) for samples this format cannot carry."""
-        key = (lane, lay)
-        if key not in self._formats:
-            if len(self._formats) >= 1024:  # layouts the router has long forgotten
-                self._formats.clear()
-            self._formats[key] = self._format_of(payload, lane)
-        fmt = self._formats[key]
+        fmt = self._formats(lane, lay, payload)
         run = self._current
         if fmt is None or run is None:
             self.unusable += 1
@@ -253,13 +268,6 @@ class ShmFeed:
         t = (lay, head, head[:8], head[20:], start, end, F.pad_length(n), n + F.pad_length(n))
         self._templates[lay] = t
         return t
-
-    def _format_of(self, payload: bytes, lane: int) -> ChunkFormat | None:
-        body = data_message(payload)
-        if body is None:
-            return None
-        return chunk_format(body.data, lane, body.entity.path,
-                            self._carrier(lane, body.entity.path))
 
     def _parsed(self, payload: bytes, lane: int, number: int) -> None:
         """A data message without a layout: parsed, written as one frame."""

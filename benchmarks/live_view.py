@@ -36,7 +36,9 @@ on a core of its own (the last CPU this process may use) and every other process
 client, viewers, the live child, this script — on the others: what the view costs the proxy
 itself, without the other processes contending for its core (on a 2-core host the others
 share one core; the run must still be loss-free to count).  ``--profile DIR`` records the
-proxy with py-spy during every run (``DIR/round1-on.raw`` …; collapsed stacks, idle excluded).
+proxy with py-spy during every run (``DIR/round1-on.raw`` …; collapsed stacks, idle excluded;
+the live child's in watched runs: ``round1-on-child.raw``);
+with ``--perf``, with Linux perf instead (``DIR/round1-on.perf``: where the kernel's time goes).
 """
 
 from __future__ import annotations
@@ -159,10 +161,13 @@ def one_mode(args: argparse.Namespace, client: _peers.Child, proxy: _peers.Child
         if thread is not None:
             thread.start()
         child0 = cpu_of(args.child_pid) if args.child_pid else 0.0
-        spy = profile(args, proxy, f"round{round_}-{'on' if watched else 'off'}")
+        name = f"round{round_}-{'on' if watched else 'off'}"
+        spies = [profile(args, proxy.pid, name),
+                 profile(args, args.child_pid if watched else 0, f"{name}-child")]
         step = throughput.one_run(client, proxy, devices, args.rate, args.seconds, 8)
-        if spy is not None:
-            spy.wait(60)
+        for spy in spies:
+            if spy is not None:
+                spy.wait(60)
         if args.child_pid and step["counted"]:
             step["child_us_per_datagram"] = round(
                 (cpu_of(args.child_pid) - child0) / step["counted"] * 1e6, 2)
@@ -180,14 +185,20 @@ def one_mode(args: argparse.Namespace, client: _peers.Child, proxy: _peers.Child
     return step
 
 
-def profile(args: argparse.Namespace, proxy: _peers.Child,
+def profile(args: argparse.Namespace, pid: int,
             name: str) -> subprocess.Popen[bytes] | None:
-    """py-spy recording the proxy for the run about to start (``--profile``)."""
-    if not args.profile:
+    """py-spy (or ``--perf``: Linux perf, kernel stacks too) recording process ``pid`` for the
+    run about to start (``--profile``)."""
+    if not args.profile or not pid:
         return None
+    if args.perf:
+        return subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(pid),
+                                 "-o", os.path.join(args.profile, f"{name}.perf"), "--",
+                                 "sleep", str(max(1, int(args.seconds)))],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out = os.path.join(args.profile, f"{name}.raw")
     spy = str(_peers.BIN / "py-spy")
-    return subprocess.Popen([spy, "record", "-p", str(proxy.pid), "-r", "200", "-d",
+    return subprocess.Popen([spy, "record", "-p", str(pid), "-r", "200", "-d",
                              str(max(1, int(args.seconds))), "-f", "raw", "-o", out,
                              "--nonblocking"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -234,6 +245,8 @@ def main() -> int:
     ap.add_argument("--pin", action="store_true",
                     help="the proxy on a core of its own, every other process on the others")
     ap.add_argument("--profile", metavar="DIR", help="py-spy the proxy during every run")
+    ap.add_argument("--perf", action="store_true",
+                    help="--profile with Linux perf (kernel time by symbol) instead of py-spy")
     ap.add_argument("--json")
     args = ap.parse_args()
     if args.profile:

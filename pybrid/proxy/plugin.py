@@ -32,6 +32,7 @@ from twisted.python import usage
 from pybrid.commandline import TwistdOptions
 from pybrid.discovery.options import AdvertiseOptionsMixin
 from pybrid.logs import tag_syslog_priorities
+from pybrid.malloc import keep_freed
 from pybrid.monitor.options import MonitorOptionsMixin
 from pybrid.proxy.backendfile.model import BackendFileError
 from pybrid.proxy.backendfile.parse import parse_backend_args
@@ -289,6 +290,8 @@ def makeService(options: Options) -> ProxyService:
     assert config is not None
     tag_syslog_priorities()
     log.info("pybrid-proxy {version} (pybrid-twisted) starting", version=version())
+    # taps hold 10 ms of datagrams: glibc would return and re-fault that memory every flush
+    log.info("heap: {how}", how=keep_freed(os.environ))
     for warning in options.warnings:
         log.warn("backends: {warning}", warning=warning)
     return ProxyService(config, cast(INetworkReactor, reactor))

@@ -11,7 +11,8 @@ it, data messages wait (their parts held, not copied) up to ``max_queued`` bytes
 buffer is a few hundred KiB, a few 10 ms blocks at full rate; beyond that they are not sent
 but counted by the caller (:meth:`LinkWriter.data` returns False), while the few event
 messages always queue (:meth:`LinkWriter.event`).  :func:`split` cuts a received buffer
-into messages (a malformed one raises :class:`LinkError`).
+into messages (a malformed one raises :class:`LinkError`); :class:`Inbox` reads a socket
+into one reused buffer and hands out each message's data as a view, no copy.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ MAX_MESSAGE = 1 << 29
 MAX_PARTS = 1000
 #: Send buffer of a link (the kernel may cap it): room for a few blocks at full rate.
 LINK_SNDBUF = 4 << 20
+#: A reader's buffer (:class:`Inbox`): all a full send buffer holds in one read.
+INBOX_SIZE = 8 << 20
 
 
 def link_pair() -> tuple[socket.socket, socket.socket]:
@@ -47,14 +50,42 @@ class LinkError(ValueError):
     """Bytes on a link that are not a message of this format."""
 
 
-def message(kind: int, header: dict[str, Any], data: list[bytes] | None = None) -> list[bytes]:
-    """One message as the parts to write (``sendmsg``)."""
+def message(kind: int, header: dict[str, Any], data: list[bytes] | None = None,
+            nbytes: int | None = None) -> list[bytes]:
+    """One message as the parts to write (``sendmsg``); ``nbytes``: the data's length, when
+    the caller knows it (datagrams of one layout: one length), saves a pass over the parts."""
     body = json.dumps(header, separators=(",", ":")).encode()
     data = data or []
     if len(data) > MAX_PARTS:
         data = [b"".join(data)]
-    size = 1 + 4 + len(body) + sum(map(len, data))
+    size = 1 + 4 + len(body) + (sum(map(len, data)) if nbytes is None else nbytes)
     return [_HEAD.pack(size, kind, len(body)), body, *data]
+
+
+def _length(parts: list[bytes]) -> int:
+    """A whole message's length, from its head (no pass over its parts)."""
+    return 4 + _HEAD.unpack_from(parts[0])[0]
+
+
+def _next(buf: Any, at: int, end: int) -> tuple[int, dict[str, Any], int, int] | None:
+    """The message at ``buf[at:end]`` if it is whole: kind, header, where its data starts and
+    ends (the next message starts there); raises :class:`LinkError` for a malformed one."""
+    if end - at < _HEAD.size:
+        return None
+    size, kind, jlen = _HEAD.unpack_from(buf, at)
+    if size > MAX_MESSAGE or jlen > size - 5:
+        raise LinkError(f"a malformed message ({size} bytes, header {jlen})")
+    stop = at + 4 + size
+    if end < stop:
+        return None
+    start = at + _HEAD.size
+    try:
+        head = json.loads(bytes(buf[start:start + jlen]))
+    except ValueError as e:
+        raise LinkError(f"a message header that is not JSON: {e}") from None
+    if not isinstance(head, dict):
+        raise LinkError("a message header that is not a JSON object")
+    return kind, head, start + jlen, stop
 
 
 def split(buf: bytearray) -> Iterator[tuple[int, dict[str, Any], bytearray]]:
@@ -62,26 +93,67 @@ def split(buf: bytearray) -> Iterator[tuple[int, dict[str, Any], bytearray]]:
     it as they are taken; raises :class:`LinkError` for a malformed one."""
     at = 0
     try:
-        while len(buf) - at >= _HEAD.size:
-            size, kind, jlen = _HEAD.unpack_from(buf, at)
-            if size > MAX_MESSAGE or jlen > size - 5:
-                raise LinkError(f"a malformed message ({size} bytes, header {jlen})")
-            end = at + 4 + size
-            if len(buf) < end:
-                break
-            start = at + _HEAD.size
-            try:
-                head = json.loads(bytes(buf[start:start + jlen]))
-            except ValueError as e:
-                raise LinkError(f"a message header that is not JSON: {e}") from None
-            if not isinstance(head, dict):
-                raise LinkError("a message header that is not a JSON object")
-            data = buf[start + jlen:end]
-            at = end
-            yield kind, head, data
+        while (found := _next(buf, at, len(buf))) is not None:
+            kind, head, start, at = found
+            yield kind, head, buf[start:at]
     finally:
         if at:
             del buf[:at]
+
+
+class Inbox:
+    """A link's receiving end without copies: the socket read into one reused buffer, each
+    message's data handed out as a view of it — valid until the next :meth:`recv`."""
+
+    def __init__(self, size: int = INBOX_SIZE) -> None:
+        self._buf = bytearray(size)
+        self._view = memoryview(self._buf)
+        self._at = 0  # the first byte not taken
+        self._end = 0  # the first byte not filled
+
+    def recv(self, sock: socket.socket) -> int:
+        """Read what ``sock`` has (at most the room left); 0: the other end closed.  Raises
+        ``BlockingIOError`` when there is nothing to read."""
+        if self._end == len(self._buf):
+            self._make_room()
+        n = sock.recv_into(self._view[self._end:])
+        self._end += n
+        return n
+
+    def feed(self, data: bytes) -> None:
+        """Bytes from elsewhere (a test, another transport): copied in."""
+        while data:
+            if self._end == len(self._buf):
+                self._make_room()
+            n = min(len(data), len(self._buf) - self._end)
+            self._view[self._end:self._end + n] = data[:n]
+            self._end += n
+            data = data[n:]
+
+    def messages(self) -> Iterator[tuple[int, dict[str, Any], memoryview]]:
+        """The whole messages read so far (kind, header, data as a view); raises
+        :class:`LinkError` for a malformed one."""
+        while (found := _next(self._view, self._at, self._end)) is not None:
+            kind, head, start, self._at = found
+            yield kind, head, self._view[start:self._at]
+
+    def _make_room(self) -> None:
+        """Move the part of a message read so far to the front; a buffer it fills gets
+        bigger (the message's size is in its head)."""
+        rest = self._end - self._at
+        need = len(self._buf)
+        if rest >= _HEAD.size:
+            size = _HEAD.unpack_from(self._view, self._at)[0]
+            if size > MAX_MESSAGE:
+                raise LinkError(f"a malformed message ({size} bytes)")
+            need = max(need, 4 + size)
+        if rest == len(self._buf) or need > len(self._buf):  # a message bigger than the buffer
+            buf = bytearray(max(need, 2 * len(self._buf)))
+            buf[:rest] = self._view[self._at:self._end]
+            self._buf, self._view = buf, memoryview(buf)
+        else:
+            self._view[:rest] = self._view[self._at:self._end]
+        self._at, self._end = 0, rest
 
 
 @implementer(IWriteDescriptor)
@@ -114,7 +186,7 @@ class LinkWriter:
         if self.closed:
             return False
         if self.behind:
-            size = sum(map(len, parts))
+            size = _length(parts)
             if self._queued + size > self.max_queued:
                 return False
             self._queue.append(parts)
@@ -129,7 +201,7 @@ class LinkWriter:
             return
         if self.behind:
             self._queue.append(parts)
-            self._queued += sum(map(len, parts))
+            self._queued += _length(parts)
             return
         self._send(parts)
 
@@ -142,7 +214,7 @@ class LinkWriter:
         except OSError:
             self.close()
             return False
-        if n < sum(map(len, parts)):
+        if n < _length(parts):
             self._rest = _after(parts, n)
             if not self._writing:
                 self._writing = True
@@ -169,7 +241,7 @@ class LinkWriter:
             if not self._queue:
                 break
             parts = self._queue.popleft()
-            self._queued -= sum(map(len, parts))
+            self._queued -= _length(parts)
             if not self._send(parts) and self.closed:
                 return None
         self._writing = False

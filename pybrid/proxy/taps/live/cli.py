@@ -16,6 +16,8 @@ import socket
 import sys
 from typing import Any
 
+from pybrid.malloc import keep_freed
+
 PROG = "pybrid-live-process"
 
 
@@ -27,13 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.nice:
         os.nice(args.nice)  # the proxy's reactor before the viewers on a busy host
+    keep_freed(os.environ)  # the link's 1 MiB blocks: reused, not faulted in every 10 ms
     from twisted.internet import reactor as _reactor
 
     reactor: Any = _reactor
 
     from pybrid.live.handoff import Adopter, AdopterFactory
     from pybrid.monitor.web import MonitorLive
-    from pybrid.proxy.taps.live.link import LinkReader, LinkReaderFactory
+    from pybrid.proxy.taps.live.link import LinkReader
 
     def gone() -> None:
         if reactor.running:
@@ -48,10 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     live = MonitorLive(reactor, on_watchers=told)
     adopter.append(Adopter(reactor, live.site(), lost=gone))
     reactor.adoptStreamConnection(args.fd, socket.AF_UNIX, AdopterFactory(adopter[0]))
-    reactor.adoptStreamConnection(args.link_fd, socket.AF_UNIX,
-                                  LinkReaderFactory(LinkReader(live, lost=gone)))
-    for fd in (args.fd, args.link_fd):
-        os.close(fd)  # the reactor keeps its own duplicates
+    os.close(args.fd)  # the reactor keeps its own duplicate
+    link = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=args.link_fd)
+    LinkReader(live, link, reactor, lost=gone).start()
     adopter[0].say(b'{"ready": true}')
     reactor.run()
     print(f"{PROG}: stopped", file=sys.stderr, flush=True)

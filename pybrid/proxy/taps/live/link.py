@@ -19,18 +19,21 @@ itself).
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import numpy as np
-from twisted.internet import protocol
-from twisted.internet.protocol import connectionDone
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
 from twisted.logger import Logger
-from twisted.python.failure import Failure
+from zope.interface import implementer
 
-from pybrid.proxy.taps.link import LinkError, LinkWriter, message, split
+from pybrid.proxy.taps.link import Inbox, LinkError, LinkWriter, message
 from pybrid.proxy.taps.live.tap import sample_rows
 
 START, BLOCK, END = 1, 2, 3
+#: Reads of the link per reactor wake-up at most (each up to the Inbox's free room).
+READS_PER_WAKE = 8
 _log = Logger()
 
 
@@ -60,7 +63,7 @@ class LiveLink(LinkWriter):
                   "dtype": fmt.dtype.str, "stride": fmt.stride, "cut": list(cut)}
         if not fmt.identity:
             header.update(gain=fmt.gain.tolist(), offset=fmt.offset.tolist())
-        self.data(message(BLOCK, header, parts))
+        self.data(message(BLOCK, header, parts, len(parts) * cut[2]))  # one layout: one length
         self.sent += len(parts)
 
     def values(self, run_id: str, path: str, first: int, values: np.ndarray, at: float,
@@ -80,30 +83,62 @@ class LiveLink(LinkWriter):
                                  "missing": missing, "at": now}))
 
 
-class LinkReader(protocol.Protocol):
+@implementer(IReadDescriptor)
+class LinkReader:
     """The child's end: messages into ``live`` (a :class:`~pybrid.monitor.web.MonitorLive`:
-    ``store``, ``block``).  A malformed message closes the link (the proxy restarts us)."""
+    ``store``, ``block``), read into an :class:`~pybrid.proxy.taps.link.Inbox` — the samples
+    are cut out of its buffer, no copy before.  A malformed message closes the link (the proxy
+    restarts us); ``lost`` is called when the link is gone."""
 
-    def __init__(self, live: Any, lost: Any = None) -> None:
+    def __init__(self, live: Any, sock: socket.socket | None = None, reactor: Any = None,
+                 lost: Any = None) -> None:
         self.live = live
+        self.sock = sock
+        self.reactor = reactor
         self.lost = lost
-        self.buffer = bytearray()
+        self.inbox = Inbox()
         self.blocks = 0
+        self.closed = False
+
+    def start(self) -> None:
+        assert self.sock is not None and self.reactor is not None
+        self.sock.setblocking(False)
+        self.reactor.addReader(self)
+
+    # IReadDescriptor
+    def doRead(self) -> Any:
+        assert self.sock is not None
+        for _ in range(READS_PER_WAKE):  # then the reactor's other work: frames, viewers
+            try:
+                n = self.inbox.recv(self.sock)
+            except BlockingIOError:
+                break
+            except OSError:
+                return CONNECTION_LOST
+            if not n:
+                return CONNECTION_DONE
+            self._take()
+            if self.closed:
+                return CONNECTION_DONE
+        return None
 
     def dataReceived(self, data: bytes) -> None:
-        self.buffer += data
+        """Bytes from elsewhere than the socket (tests): as if read."""
+        self.inbox.feed(data)
+        self._take()
+
+    def _take(self) -> None:
         try:
-            for kind, head, body in split(self.buffer):
+            for kind, head, body in self.inbox.messages():
                 try:
                     self.message(kind, head, body)
                 except Exception:
                     _log.failure("live link: a message could not be stored")
         except LinkError as e:
             _log.error("live link: {error}; closing", error=str(e))
-            if self.transport is not None:
-                self.transport.loseConnection()
+            self.closed = True
 
-    def message(self, kind: int, head: dict[str, Any], data: bytearray) -> None:
+    def message(self, kind: int, head: dict[str, Any], data: memoryview) -> None:
         store = self.live.store
         if kind == START:
             store.start(head["run"], int(head["number"]), int(head["rate"]), head["at"])
@@ -113,24 +148,25 @@ class LinkReader(protocol.Protocol):
         elif kind == BLOCK:
             self.blocks += 1
             dtype, stride = np.dtype(head["dtype"]), int(head["stride"])
-            if "cut" in head:  # datagrams as they came
+            if "cut" in head:  # datagrams as they came: the samples cut out (a copy)
                 at, end, length = (int(x) for x in head["cut"])
                 values = sample_rows(data, (at, end, length), dtype, stride)
-            else:
-                values = np.frombuffer(data, dtype).reshape(-1, stride)
+            else:  # the view's buffer is reused: the values copied out
+                values = np.frombuffer(data, dtype).reshape(-1, stride).copy()
             if "gain" in head:
                 values = values * np.asarray(head["gain"]) + np.asarray(head["offset"])
             self.live.block(head["run"], head["path"], int(head["first"]), values, head["at"],
                             int(head["chunks"]))
 
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
+    def fileno(self) -> int:
+        return -1 if self.sock is None or self.closed else self.sock.fileno()
+
+    def logPrefix(self) -> str:
+        return type(self).__name__
+
+    def connectionLost(self, reason: Any) -> None:
+        self.closed = True
+        if self.sock is not None:
+            self.sock.close()
         if self.lost is not None:
             self.lost()
-
-
-class LinkReaderFactory(protocol.Factory):
-    def __init__(self, reader: LinkReader) -> None:
-        self.reader = reader
-
-    def buildProtocol(self, addr: Any) -> LinkReader:
-        return self.reader

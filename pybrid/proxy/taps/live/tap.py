@@ -73,14 +73,13 @@ class LiveTap:
     #: Reactor seconds the newest pending chunk arrived.
     arrived: float = 0.0
     #: Blocks of consecutive chunks: [run, path, format, first number, (where the samples
-    #: start and end, the datagrams' length), datagrams, the next chunk's number]; the
-    #: newest is ``_open``.
+    #: start and end, the datagrams' length), datagrams, the next chunk's number].
     _pending: list[list[Any]] = attrs.field(factory=list)
-    _open: list[Any] | None = None
+    #: The open block of each layout (a layout is one backend's carrier and length): the
+    #: carriers of a device take turns, each its own block.
+    _open: dict[Layout, list[Any]] = attrs.field(factory=dict)
     _count: int = 0  # chunks in ``_pending``
     _formats: dict[tuple[int, Layout], samples.ChunkFormat | None] = attrs.field(factory=dict)
-    #: The last layout's lane and format: most chunks repeat them.
-    _last: tuple[Layout | None, int, samples.ChunkFormat | None] = (None, -1, None)
 
     def run_started(self, run: RunInfo) -> None:
         rate = run.meta.get("sample_rate", 0)
@@ -93,26 +92,27 @@ class LiveTap:
               payload: bytes, flags: int) -> None:
         if not (self.watchers or self.remote):
             return
+        # the datagram kept as it came until the next frame: one numpy pass per block
+        block = self._open.get(lay)  # type: ignore[arg-type]
+        if block is not None and block[6] == number and block[0] is run:
+            parts = block[5]  # the next chunk of its carrier's block: most chunks
+            parts.append(payload)
+            block[6] = number + 1
+            self.arrived = self.clock.seconds()
+            self._count += 1
+            if self._count >= MAX_PENDING:
+                self.flush()
+            return
         if lay is None:
             self._parsed(run, number, payload)
             return
-        last, last_lane, fmt = self._last
-        if lay is not last or lane != last_lane:
-            fmt = self._format(lane, lay, payload)
-            self._last = (lay, lane, fmt)
+        fmt = self._format(lane, lay, payload)
         if fmt is None:
             self.unusable += 1
             return
-        # the datagram kept as it came until the next frame: one numpy pass per block
-        block = self._open
-        if (block is not None and block[6] == number and block[0] is run
-                and block[2] is fmt):  # one format: one layout, one length
-            block[5].append(payload)
-            block[6] = number + 1
-        else:  # a short last chunk starts a block of its own
-            cut = (lay.samples_at, lay.length - len(lay.tail), lay.length)
-            block = self._open = [run, lay.path, fmt, number, cut, [payload], number + 1]
-            self._pending.append(block)
+        cut = (lay.samples_at, lay.length - len(lay.tail), lay.length)  # one layout: one length
+        block = self._open[lay] = [run, lay.path, fmt, number, cut, [payload], number + 1]
+        self._pending.append(block)
         self.arrived = self.clock.seconds()
         self._count += 1
         if self._count >= MAX_PENDING:
@@ -121,7 +121,8 @@ class LiveTap:
     def flush(self) -> None:
         """Decode what came since the last frame: each block of consecutive chunks of one
         carrier and format as one array."""
-        pending, self._pending, self._count, self._open = self._pending, [], 0, None
+        pending, self._pending, self._count = self._pending, [], 0
+        self._open.clear()
         link = self.link if self.remote else None
         for run, path, fmt, first, cut, parts, _next in pending:
             if link is not None:  # the datagrams as they came: one sendmsg, no join
@@ -169,7 +170,6 @@ class LiveTap:
             return self._formats[key]
         if len(self._formats) >= MAX_FORMATS:
             self._formats.clear()
-            self._last = (None, -1, None)
         fmt: samples.ChunkFormat | None = None
         body = data_message(payload)
         if body is not None:

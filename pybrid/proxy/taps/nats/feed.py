@@ -151,7 +151,7 @@ class NatsFeed:
         self._open.clear()
         for run, first, _next, parts, header in pending:
             header["first"] = first
-            self._data(BLOCK, run, header, parts)
+            self._data(BLOCK, run, header, parts, len(parts) * len(parts[0]))  # one length
 
     def replay(self) -> list[list[bytes]]:
         """The start and layout messages of the runs kept (for a bridge starting mid-run)."""
@@ -193,13 +193,13 @@ class NatsFeed:
         self._data(CHUNK, run, header, [body.data.data])
 
     def _data(self, kind: int, run: RunInfo, header: dict[str, Any],
-              parts: list[bytes]) -> None:
+              parts: list[bytes], nbytes: int | None = None) -> None:
         """A data message of ``run``'s chunks, one part each (with the chunks skipped since
         its last message); counted as not sent if the link does not take it."""
         state = self._state(run)
         if state.skipped:
             header["skipped"] = state.skipped
-        if self.link is not None and self.link.data(message(kind, header, parts)):
+        if self.link is not None and self.link.data(message(kind, header, parts, nbytes)):
             self.sent += len(parts)
             state.skipped = 0
         else:

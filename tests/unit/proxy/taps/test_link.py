@@ -9,7 +9,7 @@ import struct
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
-from pybrid.proxy.taps.link import MAX_PARTS, LinkError, LinkWriter, message, split
+from pybrid.proxy.taps.link import MAX_PARTS, Inbox, LinkError, LinkWriter, message, split
 
 
 def test_messages_come_out_whole_from_any_split_of_the_bytes():
@@ -64,3 +64,35 @@ def test_behind_a_full_socket_data_waits_within_its_bound_events_always_in_order
     assert got == [*sent, "end"] and link not in reactor.getWriters()
     link.close()
     assert not link.data(message(3, {}, block)) and link.fileno() == -1
+
+
+def test_the_inbox_hands_out_whole_messages_as_views_from_any_split_and_grows_for_big_ones():
+    big = b"z" * 5000  # longer than the inbox: it grows to hold the message
+    wire = b"".join(b"".join(message(k, {"n": k}, [bytes([k]) * k] * 3)) for k in range(1, 6))
+    wire += b"".join(message(6, {"n": 6}, [big]))
+    for cut in (1, 7, 13, len(wire)):
+        inbox, got = Inbox(1024), []
+        for at in range(0, len(wire), cut):
+            inbox.feed(wire[at:at + cut])
+            got += [(kind, head["n"], bytes(data)) for kind, head, data in inbox.messages()]
+        assert got == [(k, k, bytes([k]) * 3 * k) for k in range(1, 6)] + [(6, 6, big)]
+
+
+def test_the_inbox_reads_a_socket_and_refuses_a_malformed_head_before_making_room():
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    theirs.setblocking(False)
+    inbox = Inbox(64)
+    ours.sendall(b"".join(message(1, {"n": 1}, [b"a" * 40])))
+    got = []
+    while len(got) < 1:
+        assert inbox.recv(theirs) > 0
+        got += [(head["n"], bytes(data)) for _kind, head, data in inbox.messages()]
+    assert got == [(1, b"a" * 40)]
+    with pytest.raises(BlockingIOError):
+        inbox.recv(theirs)
+    ours.sendall(struct.pack("!IBI", 1 << 30, 1, 2) + b"x" * 100)  # 1 GiB announced
+    with pytest.raises(LinkError, match="malformed"):
+        while True:
+            inbox.recv(theirs)
+            list(inbox.messages())
+    ours.close()

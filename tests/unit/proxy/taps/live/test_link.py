@@ -5,19 +5,21 @@ would have; a child that does not read costs one message and counted blocks, not
 from __future__ import annotations
 
 import socket
+import uuid
 
 import numpy as np
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import MemoryReactorClock
 
+from pybrid import samples as S
 from pybrid.monitor.web import MonitorLive
 from pybrid.proto import pb
-from pybrid.proxy.taps.base import RunEnd
+from pybrid.proxy.taps.base import RunEnd, RunInfo
 from pybrid.proxy.taps.live.link import LinkReader, LiveLink, message
 from pybrid.proxy.taps.live.tap import LiveTap
 from pybrid.wire.layout import layout_of
 
-from .test_tap import PATH, data_message, info, raw
+from .test_tap import PATH, RID, data_message, info, raw
 
 
 def pair() -> tuple[socket.socket, socket.socket]:
@@ -30,9 +32,7 @@ def pair() -> tuple[socket.socket, socket.socket]:
 def child(clock: Clock) -> tuple[MonitorLive, LinkReader]:
     live = MonitorLive(clock)
     live.watchers = 1  # a viewer: the child stores what comes
-    reader = LinkReader(live)
-    reader.makeConnection(StringTransport())
-    return live, reader
+    return live, LinkReader(live)
 
 
 def drain(theirs: socket.socket, reader: LinkReader, size: int = 7000) -> int:
@@ -129,7 +129,7 @@ def test_a_malformed_message_closes_the_link_and_stores_nothing():
     reader.dataReceived(b"".join(head))
     assert "r" in live.store.runs
     reader.dataReceived(b"\xff\xff\xff\xff\x02\x00\x00\x00\x00")  # 4 GiB announced
-    assert reader.transport.disconnecting
+    assert reader.closed
 
 
 def test_the_live_process_nice_comes_from_the_environment_or_defaults_to_0():
@@ -140,3 +140,63 @@ def test_the_live_process_nice_comes_from_the_environment_or_defaults_to_0():
     assert nice_from({"PYBRID_LIVE_NICE": "19"}) == 19
     assert nice_from({"PYBRID_LIVE_NICE": "x"}) == 0
     assert nice_from({"PYBRID_LIVE_NICE": "25"}) == 0
+
+
+def carrier_message(path: str, chunk: int, rows: np.ndarray) -> bytes:
+    env = pb.Envelope()
+    env.message_v1.id = str(uuid.uuid4())
+    body = env.message_v1.run_data_message
+    body.run.id = RID
+    body.run.chunk = chunk
+    body.entity.path = path
+    body.data.CopyFrom(S.encode(rows, "i16"))
+    return env.SerializeToString()
+
+
+def test_carriers_taking_turns_each_keep_one_block_per_flush():
+    reactor = MemoryReactorClock()
+    ours, theirs = pair()
+    tap = LiveTap(reactor, link=LiveLink(ours, reactor), remote=1)
+    paths = (PATH, "/00-00-00-00-00-02")
+    run = RunInfo("client-run", RID, paths, 1, {"sample_rate": 1000})
+    tap.run_started(run)
+    learned: dict = {}  # as the router: one layout object per backend, carrier and length
+    for k in range(1, 41):  # the device's two carriers alternate, chunk by chunk
+        for c, path in enumerate(paths):
+            p = carrier_message(path, k, raw(k) + c)
+            tap.chunk(run, 0, learned.setdefault((path, len(p)), layout_of(p)), k, p, 0)
+    tap.flush()
+    live, reader = child(Clock())
+    drain(theirs, reader)
+    assert reader.blocks == 2 and tap.link.sent == 80  # a message per carrier, not per chunk
+    for c, path in enumerate(paths):
+        trace = live.store.runs["client-run"].traces[path]
+        assert trace.rows == 4100 and trace.missing == 0  # from chunk 1: 100 rows left empty
+        env = trace.window(4000, 4100, 100)
+        np.testing.assert_array_equal(env.lo, raw(40) + c)
+
+
+def test_the_child_reads_the_socket_into_its_inbox_and_stops_when_the_proxy_closes():
+    reactor = MemoryReactorClock()
+    ours, theirs = pair()
+    tap = LiveTap(reactor, link=LiveLink(ours, reactor), remote=1)
+    run = info()
+    tap.run_started(run)
+    learned: dict = {}
+    for k in range(1, 31):  # (chunk 0 is shorter: protobuf leaves out a zero)
+        p = data_message(k, raw(k))
+        tap.chunk(run, 0, learned.setdefault(len(p), layout_of(p)), k, p, 0)
+    tap.flush()
+    live = MonitorLive(Clock())
+    live.watchers = 1
+    gone = []
+    reader = LinkReader(live, theirs, reactor, lost=lambda: gone.append(True))
+    reader.start()
+    assert reader in reactor.getReaders()
+    assert reader.doRead() is None and reader.blocks == 1
+    assert live.store.runs["client-run"].traces[PATH].rows == 3100  # chunk 0 left empty
+    ours.close()
+    why = reader.doRead()  # the proxy's end closed: the reactor is told the link is done
+    assert why is not None
+    reader.connectionLost(why)
+    assert gone == [True] and reader.fileno() == -1

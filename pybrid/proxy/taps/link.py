@@ -54,7 +54,12 @@ def message(kind: int, header: dict[str, Any], data: list[bytes] | None = None,
             nbytes: int | None = None) -> list[bytes]:
     """One message as the parts to write (``sendmsg``); ``nbytes``: the data's length, when
     the caller knows it (datagrams of one layout: one length), saves a pass over the parts."""
-    body = json.dumps(header, separators=(",", ":")).encode()
+    return encoded(kind, json.dumps(header, separators=(",", ":")).encode(), data, nbytes)
+
+
+def encoded(kind: int, body: bytes, data: list[bytes] | None = None,
+            nbytes: int | None = None) -> list[bytes]:
+    """:func:`message` with its header already JSON (a sender that keeps its fixed part)."""
     data = data or []
     if len(data) > MAX_PARTS:
         data = [b"".join(data)]

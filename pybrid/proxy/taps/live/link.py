@@ -19,6 +19,7 @@ itself).
 
 from __future__ import annotations
 
+import json
 import socket
 from typing import Any
 
@@ -28,10 +29,12 @@ from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pybrid.proxy.taps.link import Inbox, LinkError, LinkWriter, message
+from pybrid.proxy.taps.link import Inbox, LinkError, LinkWriter, encoded, message
 from pybrid.proxy.taps.live.tap import sample_rows
 
 START, BLOCK, END = 1, 2, 3
+#: Block headers kept encoded (a run's carriers and formats) before all are forgotten.
+MAX_FIXED = 256
 #: Reads of the link per reactor wake-up at most (each up to the Inbox's free room).
 READS_PER_WAKE = 8
 _log = Logger()
@@ -43,6 +46,7 @@ class LiveLink(LinkWriter):
 
     def __init__(self, sock: Any, reactor: Any) -> None:
         super().__init__(sock, reactor)
+        self._fixed: dict[tuple[Any, ...], bytes] = {}
         self.sent = 0
         self.not_sent = 0  # chunks not sent while the child was behind
 
@@ -59,11 +63,18 @@ class LiveLink(LinkWriter):
         if self.behind or self.closed:
             self.not_sent += len(parts)
             return
-        header = {"run": run_id, "path": path, "first": first, "chunks": len(parts), "at": at,
-                  "dtype": fmt.dtype.str, "stride": fmt.stride, "cut": list(cut)}
-        if not fmt.identity:
-            header.update(gain=fmt.gain.tolist(), offset=fmt.offset.tolist())
-        self.data(message(BLOCK, header, parts, len(parts) * cut[2]))  # one layout: one length
+        key = (run_id, path, fmt, cut)
+        fixed = self._fixed.get(key)
+        if fixed is None:  # the header's part that stays while the run goes on: JSON once
+            if len(self._fixed) >= MAX_FIXED:
+                self._fixed.clear()
+            head = {"run": run_id, "path": path, "dtype": fmt.dtype.str, "stride": fmt.stride,
+                    "cut": list(cut)}
+            if not fmt.identity:
+                head.update(gain=fmt.gain.tolist(), offset=fmt.offset.tolist())
+            fixed = self._fixed[key] = json.dumps(head, separators=(",", ":"))[:-1].encode()
+        body = b'%s,"first":%d,"chunks":%d,"at":%r}' % (fixed, first, len(parts), at)
+        self.data(encoded(BLOCK, body, parts, len(parts) * cut[2]))  # one layout: one length
         self.sent += len(parts)
 
     def values(self, run_id: str, path: str, first: int, values: np.ndarray, at: float,

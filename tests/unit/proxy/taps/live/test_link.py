@@ -15,6 +15,7 @@ from pybrid import samples as S
 from pybrid.monitor.web import MonitorLive
 from pybrid.proto import pb
 from pybrid.proxy.taps.base import RunEnd, RunInfo
+from pybrid.proxy.taps.link import split
 from pybrid.proxy.taps.live.link import LinkReader, LiveLink, message
 from pybrid.proxy.taps.live.tap import LiveTap
 from pybrid.wire.layout import layout_of
@@ -200,3 +201,19 @@ def test_the_child_reads_the_socket_into_its_inbox_and_stops_when_the_proxy_clos
     assert why is not None
     reader.connectionLost(why)
     assert gone == [True] and reader.fileno() == -1
+
+
+def test_a_block_header_keeps_any_run_id_and_says_where_each_block_starts():
+    reactor = MemoryReactorClock()
+    ours, theirs = pair()
+    link = LiveLink(ours, reactor)
+    p = data_message(1, raw(1))
+    lay = layout_of(p)
+    fmt = S.format_of(pb.Envelope.FromString(p).message_v1.run_data_message.data)
+    cut = (lay.samples_at, lay.length - len(lay.tail), lay.length)
+    odd = 'run "quoted" \\ é'
+    for first, at in ((1, 0.25), (3, 1765000000.125)):
+        link.block(odd, PATH, first, [p, p], fmt, cut, at)
+    got = [(h["run"], h["first"], h["chunks"], h["at"], len(d))
+           for _k, h, d in split(bytearray(theirs.recv(1 << 20)))]
+    assert got == [(odd, 1, 2, 0.25, 2 * len(p)), (odd, 3, 2, 1765000000.125, 2 * len(p))]

@@ -19,6 +19,7 @@ import pytest_twisted
 from support.proxy_multi import backend_file, proxy, sim
 from support.reference import REF_BIN, spawn, start_ref_client, start_ref_mock
 from support.waiting import until
+from twisted.internet import defer
 
 from pybrid.client import connect
 
@@ -144,8 +145,36 @@ def twistd_proxy(reactor, *args):
 async def test_sigterm_to_the_proxy_mid_run_fails_the_reference_client_at_once(
     reactor, ref_python
 ):
+    """The reference client's own deadlock (below) can hang an attempt: it is recognised from
+    the client's stacks and the scenario is run once more; anything else fails the test."""
+    for attempt in (1, 2):
+        outcome = await _sigterm_mid_run(reactor)
+        if outcome is not None:
+            break
+        print(f"\nattempt {attempt}: the reference client deadlocked in unregister_callback")
+    else:
+        pytest.fail("the reference client deadlocked in both attempts")
+    took, exited, result, code, tail = outcome
+    print(f"\nSIGTERM mid-run: reference client reported after {took:.3f} s (exited after "
+          f"{exited:.3f} s): {result.report['runs']}")
+    [run] = result.report["runs"]
+    assert run["state"] == "EXCEPTION" or run["state"] == "ERROR", result.describe()
+    assert "shutting down" in result.stdout + result.stderr, result.describe()
+    assert code in (0, -15), tail
+
+
+#: Where the reference client (0.12.10) can deadlock while it tears a run down: its main
+#: thread calls the native ``unregister_callback`` holding the GIL while the native receive
+#: thread, inside the callback it is waiting for, needs the GIL (``call_soon_threadsafe``).
+REF_DEADLOCK = b"in unregister_callback"
+
+
+async def _sigterm_mid_run(reactor):
+    """One attempt: (seconds to the report, to the exit, the result, the proxy's exit code,
+    its log) — or None when the reference client hung in its own deadlock (it is killed)."""
     async with ref_mock(reactor, carriers=2, simulate_op_time=True) as mock:
         proc = twistd_proxy(reactor, "-b", f"127.0.0.1:{mock.port}")
+        client = None
         try:
             await proc.ready.addTimeout(30, reactor)
             await proc.wait_for_output(b"run data by udp", 15)
@@ -154,18 +183,24 @@ async def test_sigterm_to_the_proxy_mid_run_fails_the_reference_client_at_once(
             await proc.wait_for_output(b"starts run", 30)
             signalled = reactor.seconds()
             proc.signal("TERM")  # what systemctl restart does
-            await client.proc.wait_for_output(REPORT, 60)  # its report line
+            try:
+                await client.proc.wait_for_output(REPORT, 60)  # its report line
+            except defer.TimeoutError:
+                client.proc.signal("USR1")  # its threads' stacks on stderr
+                await until(reactor, lambda: REF_DEADLOCK in client.proc.stderr
+                            or not client.proc.running, "the client's stacks", 10)
+                if REF_DEADLOCK in client.proc.stderr:
+                    return None
+                raise AssertionError("no report from the reference client:\n"
+                                     + client.proc.tail()) from None
             took = reactor.seconds() - signalled
             result = await client.result()
             exited = reactor.seconds() - signalled
         finally:
+            if client is not None and client.proc.running:
+                client.kill()
             code = await proc.stop()
-    print(f"\nSIGTERM mid-run: reference client reported after {took:.3f} s (exited after "
-          f"{exited:.3f} s): {result.report['runs']}")
-    [run] = result.report["runs"]
-    assert run["state"] == "EXCEPTION" or run["state"] == "ERROR", result.describe()
-    assert "shutting down" in result.stdout + result.stderr, result.describe()
-    assert code in (0, -15), proc.tail()
+    return took, exited, result, code, proc.tail()
 
 
 @pytest_twisted.ensureDeferred

@@ -15,8 +15,10 @@ Exit code 0 on success, 3 on a run error, 4 on a connect error.
 import argparse
 import asyncio
 import collections
+import faulthandler
 import json
 import logging
+import signal
 import sys
 import time
 
@@ -28,6 +30,9 @@ from pybrid.base.hybrid.listeners import SampleListener
 from pybrid.redac.run import DAQConfig, RunConfig
 
 # isort: on
+
+# SIGUSR1: every thread's stack on stderr, for a test to see where the client hangs
+faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 class Collect(SampleListener):

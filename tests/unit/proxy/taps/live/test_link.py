@@ -5,7 +5,6 @@ would have; a child that does not read costs one message and counted blocks, not
 from __future__ import annotations
 
 import socket
-import uuid
 
 import numpy as np
 from twisted.internet.task import Clock
@@ -143,17 +142,6 @@ def test_the_live_process_nice_comes_from_the_environment_or_defaults_to_0():
     assert nice_from({"PYBRID_LIVE_NICE": "25"}) == 0
 
 
-def carrier_message(path: str, chunk: int, rows: np.ndarray) -> bytes:
-    env = pb.Envelope()
-    env.message_v1.id = str(uuid.uuid4())
-    body = env.message_v1.run_data_message
-    body.run.id = RID
-    body.run.chunk = chunk
-    body.entity.path = path
-    body.data.CopyFrom(S.encode(rows, "i16"))
-    return env.SerializeToString()
-
-
 def test_carriers_taking_turns_each_keep_one_block_per_flush():
     reactor = MemoryReactorClock()
     ours, theirs = pair()
@@ -164,7 +152,7 @@ def test_carriers_taking_turns_each_keep_one_block_per_flush():
     learned: dict = {}  # as the router: one layout object per backend, carrier and length
     for k in range(1, 41):  # the device's two carriers alternate, chunk by chunk
         for c, path in enumerate(paths):
-            p = carrier_message(path, k, raw(k) + c)
+            p = data_message(k, raw(k) + c, path=path)
             tap.chunk(run, 0, learned.setdefault((path, len(p)), layout_of(p)), k, p, 0)
     tap.flush()
     live, reader = child(Clock())

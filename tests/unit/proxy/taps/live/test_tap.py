@@ -17,13 +17,14 @@ PATH = "/00-00-00-00-00-01"
 RID = str(uuid.UUID(int=7))
 
 
-def data_message(chunk: int, raw: np.ndarray, dtype: str = "i16", gains=None) -> bytes:
+def data_message(chunk: int, raw: np.ndarray, dtype: str = "i16", gains=None,
+                 path: str = PATH) -> bytes:
     env = pb.Envelope()
     env.message_v1.id = str(uuid.uuid4())
     body = env.message_v1.run_data_message
     body.run.id = RID
     body.run.chunk = chunk
-    body.entity.path = PATH
+    body.entity.path = path
     body.data.CopyFrom(S.encode(raw, dtype, gains=gains))
     return env.SerializeToString()
 

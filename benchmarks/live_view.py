@@ -12,7 +12,11 @@ loss-free one: on a busy host it can be lower):
 * without viewers (the live tap decodes nothing), and
 * with ``--viewers`` WebSocket viewers (``benchmarks/_live_viewers.py``, another process), each
   watching the last 100 ms of ``--channels`` channels (8: all; the page opens with 2) on
-  1000 columns at up to 30 frames/s.
+  1000 columns at up to 30 frames/s.  They are plain sockets that read each frame's header
+  and skip its values, so they take little of the CPU the proxy shares (real viewers are
+  browsers elsewhere; their own CPU per datagram is reported, ``viewers_us_per_datagram``);
+  ``--twisted-viewers`` runs them on Twisted's WebSocket client, as before (10 of them took
+  1.2–1.6 µs per datagram at 30 000/s here, the sockets 0.6–0.9).
 
 Reported: whether the client's run was loss-free, the proxy's CPU µs per datagram and the
 ratio with/without (of the medians, and the median of each round's own ratio), and the
@@ -21,6 +25,7 @@ stamped in the frame) and received by a viewer.
 
     .venv/bin/python benchmarks/live_view.py [--rounds 3] [--rate 30000] [--seconds 4]
         [--viewers 10] [--channels 8] [--chromium] [--proxy-pythonpath DIR] [--json FILE]
+        [--twisted-viewers]
 
 ``--chromium`` also opens the page in headless Chromium during each watched run (10 viewers
 plus the browser): the page's median latency from a datagram's arrival to its paint.
@@ -155,10 +160,12 @@ def one_mode(args: argparse.Namespace, client: _peers.Child, proxy: _peers.Child
             viewers = _peers.Child("viewers", [sys.executable, str(HERE / "_live_viewers.py"),
                                                "--url", f"ws://127.0.0.1:{port}/live/ws",
                                                "--viewers", str(args.viewers),
-                                               "--channels", str(args.channels)], stdin=True,
-                                   env=env)
+                                               "--channels", str(args.channels),
+                                               *(["--twisted"] if args.twisted_viewers else [])],
+                                   stdin=True, env=env)
             if viewers.next_json(60).get("event") != "ready":
                 raise RuntimeError(f"viewers not ready:\n{viewers.tail()}")
+            viewers0 = cpu_of(viewers.pid)
         if thread is not None:
             thread.start()
         child0 = cpu_of(args.child_pid) if args.child_pid else 0.0
@@ -176,6 +183,9 @@ def one_mode(args: argparse.Namespace, client: _peers.Child, proxy: _peers.Child
             thread.join(120)
             step["chromium"] = browser
         if viewers is not None:
+            if step["counted"]:  # the benchmark's own viewers share the host's CPU
+                step["viewers_us_per_datagram"] = round(
+                    (cpu_of(viewers.pid) - viewers0) / step["counted"] * 1e6, 2)
             viewers.send_line("report")
             step["viewers"] = viewers.next_json(30)
     finally:
@@ -264,6 +274,9 @@ def main() -> int:
     ap.add_argument("--profile", metavar="DIR", help="py-spy the proxy during every run")
     ap.add_argument("--perf", action="store_true",
                     help="--profile with Linux perf (kernel time by symbol) instead of py-spy")
+    ap.add_argument("--twisted-viewers", action="store_true",
+                    help="the viewers on Twisted's WebSocket client (as before; about twice "
+                         "the CPU) instead of plain sockets")
     ap.add_argument("--json")
     args = ap.parse_args()
     if args.profile:
@@ -302,6 +315,8 @@ def main() -> int:
                     f"{step['why'] or ''} proxy {step['proxy_us_per_datagram']} µs/datagram"
                     + (f" (child {step.get('child_us_per_datagram')})" if args.live_process
                        else "")
+                    + (f", viewers {step.get('viewers_us_per_datagram')} µs/datagram"
+                       if watched else "")
                     + (f", {v.get('frames')} frames, made {v.get('made')}, "
                        f"received {v.get('wire')}" if watched else "")
                     + (f", chromium {step['chromium']}" if "chromium" in step else ""))
@@ -328,6 +343,8 @@ def main() -> int:
                          else "the proxy"),
            "child_us_per_datagram": {m: [r[m].get("child_us_per_datagram") for r in rounds]
                                      for m in ("off", "on")} if args.live_process else None,
+           "viewers_us_per_datagram": [r["on"].get("viewers_us_per_datagram") for r in rounds],
+           "viewer_client": "twisted" if args.twisted_viewers else "sockets",
            "rounds": rounds,
            "all_loss_free": all(r[m]["ok"] for r in rounds for m in ("on", "off")),
            "us_per_datagram_off": med("off"), "us_per_datagram_on": med("on"),

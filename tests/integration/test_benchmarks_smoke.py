@@ -138,15 +138,15 @@ def test_nats_export_through_the_proxy_compares_the_modes_and_leaves_no_child() 
 
 def test_live_view_benchmark_via_a_monitor_reaches_the_viewers_and_leaves_no_child() -> None:
     """``benchmarks/live_view.py --via-monitor`` at a small rate: the proxy with an shm tap,
-    ``pybrid-monitor --shm … --web`` serving the 10 viewers, frames received, the client
-    loss-free; nothing outlives it."""
+    ``pybrid-monitor --shm … --web`` serving the 10 viewers (on Twisted's WebSocket client,
+    ``--twisted-viewers``), frames received, the client loss-free; nothing outlives it."""
     import json
 
     from support.shm import require_shm
 
     require_shm()
     argv = [sys.executable, str(ROOT / "benchmarks" / "live_view.py"), "--rounds", "1",
-            "--seconds", "1.5", "--rate", "2000", "--via-monitor"]
+            "--seconds", "1.5", "--rate", "2000", "--via-monitor", "--twisted-viewers"]
     marker = f"smoke-{uuid.uuid4()}"
     env = dict(os.environ, PYBRID_BENCHMARK_SMOKE=marker)
     proc = subprocess.run(argv, cwd=str(ROOT), capture_output=True, text=True, timeout=300,
@@ -156,6 +156,7 @@ def test_live_view_benchmark_via_a_monitor_reaches_the_viewers_and_leaves_no_chi
     summary = json.loads(next(line for line in reversed(out.splitlines())
                               if line.startswith("{")))
     assert summary["served_by"] == "pybrid-monitor --shm --web"
+    assert summary["viewer_client"] == "twisted"
     assert summary["all_loss_free"]
     watched = re.search(r"viewers on : ok=True .* µs/datagram, (\d+) frames", out)
     assert watched and int(watched.group(1)) > 0, out
@@ -185,7 +186,9 @@ def test_live_view_benchmark_with_the_live_process_reaches_the_viewers_and_leave
     assert summary["pinned"] is pin
     assert summary["all_loss_free"]
     assert summary["child_us_per_datagram"]["on"][0] > 0
-    watched = re.search(r"viewers on : ok=True .* µs/datagram \(child [\d.]+\), (\d+) frames",
-                        out)
+    assert summary["viewer_client"] == "sockets"  # plain sockets, each frame's header read
+    assert summary["viewers_us_per_datagram"][0] > 0
+    watched = re.search(r"viewers on : ok=True .* µs/datagram \(child [\d.]+\), viewers "
+                        r"[\d.]+ µs/datagram, (\d+) frames", out)
     assert watched and int(watched.group(1)) > 0, out
     assert _processes_with(marker.encode()) == []

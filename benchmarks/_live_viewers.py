@@ -57,19 +57,23 @@ class Viewer:
         pass
 
     def bytesMessageReceived(self, data: bytes) -> None:
-        now = time.time()
-        # the header and meta only: decoding the values would take CPU the proxy shares
-        head = live_frames.HEAD.unpack_from(data)
-        if head[0] != live_frames.MAGIC:
-            raise ValueError("not a live view frame")
-        sent_at, arrived_at = head[5], head[6]
-        meta = json.loads(bytes(data[live_frames.HEAD.size : live_frames.HEAD.size + head[3]]))
-        if meta.get("run") and meta["run"].get("active"):
-            self.stats["made"].append(sent_at - arrived_at)
-            self.stats["wire"].append(now - arrived_at)
+        record(self.stats, data, 0, time.time())
 
     def connectionLost(self, reason: Any) -> None:
         pass
+
+
+def record(stats: dict[str, list[float]], data: Any, at: int, now: float) -> None:
+    """The latencies of the frame at ``data[at:]`` received ``now``, from its header and meta
+    only: decoding the values would take CPU the proxy shares."""
+    head = live_frames.HEAD.unpack_from(data, at)
+    if head[0] != live_frames.MAGIC:
+        raise ValueError("not a live view frame")
+    meta_at = at + live_frames.HEAD.size
+    meta = json.loads(bytes(data[meta_at : meta_at + head[3]]))
+    if meta.get("run") and meta["run"].get("active"):
+        stats["made"].append(head[5] - head[6])  # sent_at - arrived_at
+        stats["wire"].append(now - head[6])
 
 
 def summary(values: list[float]) -> dict[str, Any]:
@@ -195,7 +199,7 @@ class RawViewer:
                 break
             payload = at + head
             if opcode == 0x2:
-                self.frame(payload)
+                record(self.stats, buf, payload, time.time())
             elif opcode == 0x9:  # ping: pong with its payload
                 self.sock.sendall(_masked(0xA, bytes(buf[payload : payload + n])))
             elif opcode == 0x8:
@@ -205,16 +209,6 @@ class RawViewer:
         if at == end:
             self.start = self.end = 0
 
-    def frame(self, at: int) -> None:
-        now = time.time()
-        head = live_frames.HEAD.unpack_from(self.buf, at)
-        if head[0] != live_frames.MAGIC:
-            raise ValueError("not a live view frame")
-        meta_at = at + live_frames.HEAD.size
-        meta = json.loads(bytes(self.buf[meta_at : meta_at + head[3]]))
-        if meta.get("run") and meta["run"].get("active"):
-            self.stats["made"].append(head[5] - head[6])
-            self.stats["wire"].append(now - head[6])
 
 
 def raw_main(args: argparse.Namespace) -> None:
